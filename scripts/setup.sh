@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hearth needs to build and test. Idempotent.
+set -euo pipefail
+pkgs=(cmake ninja-build g++ clang zlib1g-dev libpcre2-dev libutf8proc-dev
+      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+      python3 git ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
+fi

@@ -1,0 +1,34 @@
+// Read-only memory mapping of a whole file. Move-only; unmaps on destruction.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/status.h"
+
+namespace hearth {
+
+class MappedFile {
+public:
+    static Result<std::shared_ptr<MappedFile>> open(const std::string& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    std::span<const std::byte> bytes() const { return {data_, size_}; }
+    const std::string& path() const { return path_; }
+
+private:
+    MappedFile() = default;
+    const std::byte* data_ = nullptr;
+    size_t size_ = 0;
+    std::string path_;
+};
+
+// Writes `bytes` to `path` crash-safely: a temporary name in the same folder, fsync, rename,
+// fsync of the folder. On error the destination is untouched and the temporary removed.
+Status write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+
+}  // namespace hearth

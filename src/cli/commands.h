@@ -1,0 +1,13 @@
+// Each `hearth <command>` registers itself on the CLI11 app; main.cpp only lists them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hearth::cli {
+
+void add_run_command(CLI::App& app);       // run.cpp: generate text
+void add_tokenize_command(CLI::App& app);  // tools.cpp: text -> token ids
+void add_logits_command(CLI::App& app);    // tools.cpp: token ids -> logits / embedding file
+void add_synth_command(CLI::App& app);     // synth.cpp: random-weight models of real shapes
+
+}  // namespace hearth::cli

@@ -1,0 +1,33 @@
+// One forward pass worth of tokens from one or many sequences (DESIGN.md: batch-first).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace hearth::model {
+
+struct Batch {
+    std::vector<int32_t> tokens;     // [n_tokens] token ids
+    std::vector<int32_t> positions;  // [n_tokens] position of each token in its sequence
+    std::vector<int32_t> seq_ids;    // [n_tokens] index into block_tables
+    std::vector<uint8_t> output;     // [n_tokens] 1: produce logits (or an embedding) for it
+    // [n_seqs] KV block ids of each sequence: position p lives in block_tables[s][p / block_size].
+    // Must cover every position up to the largest one of that sequence in this batch.
+    std::vector<std::vector<int32_t>> block_tables;
+
+    int64_t n_tokens() const { return (int64_t)tokens.size(); }
+    void clear() {
+        tokens.clear();
+        positions.clear();
+        seq_ids.clear();
+        output.clear();
+    }
+    void add(int32_t token, int32_t pos, int32_t seq, bool want_output) {
+        tokens.push_back(token);
+        positions.push_back(pos);
+        seq_ids.push_back(seq);
+        output.push_back(want_output ? 1 : 0);
+    }
+};
+
+}  // namespace hearth::model

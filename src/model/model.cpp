@@ -1,0 +1,86 @@
+#include "model/model.h"
+
+#include <algorithm>
+
+namespace hearth::model {
+
+KvLayout Model::kv_layout() const {
+    KvLayout l;
+    l.n_layer = hp_.n_layer;
+    l.k_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_k);
+    l.v_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_v);
+    return l;
+}
+
+Status Model::validate(const Batch& b, const KvCache& kv) const {
+    const size_t n = b.tokens.size();
+    if (n == 0) return error(StatusCode::invalid_argument, "empty batch");
+    if (b.positions.size() != n || b.seq_ids.size() != n || b.output.size() != n)
+        return error(StatusCode::invalid_argument, "batch arrays differ in length");
+    for (size_t i = 0; i < n; ++i) {
+        if (b.tokens[i] < 0 || b.tokens[i] >= hp_.n_vocab)
+            return error(StatusCode::invalid_argument,
+                         strformat("token id %d is outside the vocabulary (size %lld)", b.tokens[i], (long long)hp_.n_vocab));
+        if (b.seq_ids[i] < 0 || (size_t)b.seq_ids[i] >= b.block_tables.size())
+            return error(StatusCode::invalid_argument, strformat("sequence id %d has no block table", b.seq_ids[i]));
+        if (b.positions[i] < 0)
+            return error(StatusCode::invalid_argument, "negative position");
+        const auto& table = b.block_tables[b.seq_ids[i]];
+        const int64_t blk = b.positions[i] / kv.block_size();
+        if (blk >= (int64_t)table.size())
+            return error(StatusCode::invalid_argument,
+                         strformat("position %d of sequence %d is beyond its KV blocks", b.positions[i], b.seq_ids[i]));
+        for (int64_t j = 0; j <= blk; ++j)
+            if (table[j] < 0 || table[j] >= kv.n_blocks())
+                return error(StatusCode::invalid_argument, "block table names a block outside the KV pool");
+    }
+    return {};
+}
+
+std::string layer_tensor(int layer, const char* name, const char* suffix) {
+    return "blk." + std::to_string(layer) + "." + name + "." + suffix;
+}
+
+static std::string shape_str(const std::vector<int64_t>& ne) {
+    std::string s = "[";
+    for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+
+Status WeightLoader::matrix(const std::string& name, std::vector<int64_t> ne, ops::Weight& out, bool required) {
+    const gguf::TensorInfo* t = f_.find_tensor(name);
+    if (!t) {
+        if (required) return error(StatusCode::not_found, "tensor " + name + " is missing");
+        out = {};
+        return {};
+    }
+    bool match = (int)ne.size() >= t->n_dims;
+    for (int d = 0; d < gguf::kMaxDims && match; ++d) {
+        const int64_t want = d < (int)ne.size() ? ne[d] : 1;
+        match = t->ne[d] == want;
+    }
+    if (!match)
+        return error(StatusCode::corrupt, "tensor " + name + ": shape " + t->shape_string() + ", expected " + shape_str(ne));
+    if (!quant::can_compute(t->type))
+        return error(StatusCode::unsupported,
+                     strformat("tensor %s: type %s is not supported", name.c_str(), quant::type_name(t->type)));
+    out.type = t->type;
+    out.data = t->data;
+    for (int d = 0; d < 4; ++d) out.ne[d] = t->ne[d];
+    out.row_bytes = quant::row_size(t->type, t->ne[0]);
+    return {};
+}
+
+Status WeightLoader::vec(const std::string& name, int64_t n, std::vector<float>& out, bool required) {
+    ops::Weight w;
+    HEARTH_TRY(matrix(name, {n}, w, required));
+    if (!w.present()) {
+        out.clear();
+        return {};
+    }
+    out.resize(n);
+    quant::traits(w.type).dequantize_row(w.data, out.data(), n);
+    return {};
+}
+
+}  // namespace hearth::model

@@ -1,0 +1,79 @@
+// A loaded model: hyper-parameters, weights (views into the mapped GGUF file) and a forward
+// pass over a Batch. Families register a loader by GGUF architecture name (registry.cpp).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "gguf/gguf.h"
+#include "model/batch.h"
+#include "model/hparams.h"
+#include "model/kv_cache.h"
+#include "ops/ops.h"
+
+namespace hearth::model {
+
+struct ForwardOutput {
+    // [n_outputs][n_vocab]: one row per batch token with output = 1, in batch order.
+    std::vector<float> logits;
+    // Embedding models: [n_seqs][n_embd] pooled vectors, one per sequence of the batch.
+    std::vector<float> embeddings;
+};
+
+struct LoadOptions {
+    int n_threads = 0;  // 0: one per hardware thread
+};
+
+class Model {
+public:
+    virtual ~Model() = default;
+    const Hparams& hparams() const { return hp_; }
+    const gguf::GgufFile& file() const { return *file_; }
+    bool is_embedding() const { return hp_.pooling != Pooling::none; }
+    virtual KvLayout kv_layout() const;
+
+    // Runs every token of the batch through the model, writing its K/V into `kv` at the
+    // positions' slots and filling `out`. On error nothing in `out` is meaningful; the KV
+    // slots of this batch's positions may have been written.
+    virtual Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) = 0;
+
+protected:
+    Model(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, int n_threads)
+        : hp_(std::move(hp)), file_(std::move(file)), ops_(n_threads) {}
+    // Checks batch shape, sequence ids, block tables and token ids.
+    Status validate(const Batch& batch, const KvCache& kv) const;
+
+    Hparams hp_;
+    std::shared_ptr<const gguf::GgufFile> file_;
+    ops::Ops ops_;
+};
+
+// Looks tensors up by name, checks shape and type, and hands out views.
+class WeightLoader {
+public:
+    explicit WeightLoader(const gguf::GgufFile& f) : f_(f) {}
+    // ne in ggml order. Missing + required → not_found naming the tensor.
+    Status matrix(const std::string& name, std::vector<int64_t> ne, ops::Weight& out, bool required = true);
+    // A 1-D tensor of n values as f32 (any float type). Missing + required → error.
+    Status vec(const std::string& name, int64_t n, std::vector<float>& out, bool required = true);
+    bool has(const std::string& name) const { return f_.find_tensor(name) != nullptr; }
+
+private:
+    const gguf::GgufFile& f_;
+};
+
+// "blk.3.attn_q.weight" from ("attn_q", 3).
+std::string layer_tensor(int layer, const char* name, const char* suffix = "weight");
+
+using ModelFactory = std::function<Result<std::unique_ptr<Model>>(std::shared_ptr<const gguf::GgufFile>, const LoadOptions&)>;
+
+// Architectures hearth can run.
+std::vector<std::string> supported_architectures();
+// Validates the file's metadata and tensors and builds the model; unsupported architectures
+// and tensor types are errors naming them.
+Result<std::unique_ptr<Model>> load_model(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts);
+
+}  // namespace hearth::model

@@ -1,0 +1,46 @@
+#include <map>
+
+#include "model/families.h"
+
+namespace hearth::model {
+
+static const std::map<std::string, ModelFactory>& registry() {
+    static const std::map<std::string, ModelFactory> kRegistry = {
+        {"llama", load_llama},
+        {"qwen2", load_qwen2},
+        {"qwen3", load_qwen3},
+        {"qwen3moe", load_qwen3moe},
+        {"bert", load_bert},
+    };
+    return kRegistry;
+}
+
+std::vector<std::string> supported_architectures() {
+    std::vector<std::string> out;
+    for (const auto& [name, f] : registry()) out.push_back(name);
+    return out;
+}
+
+Status read_vocab_size(const gguf::GgufFile& file, Hparams& hp) {
+    const gguf::TensorInfo* t = file.find_tensor("token_embd.weight");
+    if (!t) return error(StatusCode::not_found, "tensor token_embd.weight is missing");
+    if (t->n_dims != 2) return error(StatusCode::corrupt, "tensor token_embd.weight: expected 2 dimensions");
+    hp.n_vocab = t->ne[1];
+    return {};
+}
+
+Result<std::unique_ptr<Model>> load_model(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
+    const std::string arch = file->architecture();
+    if (arch.empty()) return error(StatusCode::corrupt, "general.architecture is missing: not a model file");
+    auto it = registry().find(arch);
+    if (it == registry().end()) {
+        std::string list;
+        for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a;
+        return error(StatusCode::unsupported, "architecture " + arch + " is not supported (supported: " + list + ")");
+    }
+    auto r = it->second(std::move(file), opts);
+    if (!r.ok()) return r.status().with_context(arch);
+    return r;
+}
+
+}  // namespace hearth::model

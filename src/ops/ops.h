@@ -1,0 +1,69 @@
+// The op contracts the models call. An Ops object owns the worker threads and scratch
+// buffers of one engine and dispatches each op to a backend kernel (CPU today; CUDA later
+// behind the same calls). Models never call backend/ directly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/ref/attention.h"
+#include "backend/ref/rope.h"
+#include "base/thread_pool.h"
+#include "quant/types.h"
+
+namespace hearth::ops {
+
+using backend::AttentionParams;
+using backend::PagedKvView;
+using backend::RopeConfig;
+
+// A weight matrix (or a stack of them) as stored in the model file: ne in ggml order,
+// ne[0] = n_in (contiguous), ne[1] = n_out, ne[2] = experts. Points into the mapped file.
+struct Weight {
+    quant::QuantType type = quant::QuantType::f32;
+    const std::byte* data = nullptr;
+    int64_t ne[4] = {1, 1, 1, 1};
+    size_t row_bytes = 0;
+
+    bool present() const { return data != nullptr; }
+    int64_t n_in() const { return ne[0]; }
+    int64_t n_out() const { return ne[1]; }
+    // The e-th matrix of a 3-D stack (experts).
+    Weight slice(int64_t e) const {
+        Weight w = *this;
+        w.data = data + e * ne[1] * row_bytes;
+        w.ne[2] = 1;
+        return w;
+    }
+};
+
+class Ops {
+public:
+    explicit Ops(int n_threads);
+    int n_threads() const { return pool_.n_threads(); }
+    ThreadPool& pool() { return pool_; }
+
+    // y[t][n_out] = W x[t]  (x: [n_tokens][n_in])
+    void matmul(const Weight& w, const float* x, float* y, int64_t n_tokens);
+    // out[i][n_in] = row ids[i] of w, dequantized to f32. ids must be in [0, n_out).
+    void get_rows(const Weight& w, const int32_t* ids, int64_t n, float* out);
+    void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps);
+    void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t rows, float eps);
+    // x: [n_tokens][n_heads][head_dim], in place.
+    void rope(float* x, const int32_t* positions, int64_t n_tokens, int n_heads, int head_dim, const RopeConfig& cfg);
+    void attention(const float* q, const PagedKvView& kv, const int32_t* const* block_tables, const int32_t* positions,
+                   const int32_t* kv_end, int64_t n_tokens, const AttentionParams& p, float* out);
+    void swiglu(const float* gate, const float* up, float* y, int64_t n);
+    // GELU as ggml's CPU backend computes it (tanh form through an fp16 table).
+    void gelu(const float* x, float* y, int64_t n);
+    void add(float* x, const float* y, int64_t n);  // x += y
+
+private:
+    ThreadPool pool_;
+    std::vector<std::byte> act_scratch_;  // converted activations of the current matmul
+    std::vector<float> attn_scratch_;     // [n_threads][max visible positions] scores
+};
+
+}  // namespace hearth::ops

@@ -1,0 +1,24 @@
+// Unquantized rows: F32, F16 (IEEE half) and BF16 (bfloat16), stored as raw bits.
+// Each is its own vec_dot_type: a dot product first converts the activation row to the
+// weight's type (round to nearest even), as ggml's CPU backend does.
+#pragma once
+
+#include <cstdint>
+
+namespace hearth::quant {
+
+// All functions: n elements, any n >= 0. x and y do not alias.
+void dequantize_row_f32(const float* x, float* y, int64_t n);
+void quantize_row_f32(const float* x, float* y, int64_t n);
+// Products are exact in f32; the sum is accumulated in f64 (ggml's scalar vec_dot_f32).
+float vec_dot_f32(const float* x, const float* y, int64_t n);
+
+void dequantize_row_f16(const uint16_t* x, float* y, int64_t n);  // x: [n] fp16 bits
+void quantize_row_f16(const float* x, uint16_t* y, int64_t n);    // y: [n] fp16 bits
+float vec_dot_f16(const uint16_t* x, const uint16_t* y, int64_t n);
+
+void dequantize_row_bf16(const uint16_t* x, float* y, int64_t n);  // x: [n] bf16 bits
+void quantize_row_bf16(const float* x, uint16_t* y, int64_t n);    // y: [n] bf16 bits
+float vec_dot_bf16(const uint16_t* x, const uint16_t* y, int64_t n);
+
+}  // namespace hearth::quant
