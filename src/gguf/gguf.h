@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -175,10 +176,12 @@ private:
                                   const std::vector<int64_t>& ne) const;
     Status build_header(std::vector<std::byte>& out, uint64_t& alignment) const;
     Status write_to(const EmitFn& emit, std::span<const std::byte> header, uint64_t alignment) const;
+    uint64_t data_size(uint64_t alignment) const;  // bytes of tensor data, each tensor padded
 
     uint64_t alignment_;
     Metadata meta_;
     std::vector<Pending> tensors_;
+    std::set<std::string, std::less<>> names_;  // of tensors_, to refuse duplicates
 };
 
 }  // namespace hearth::gguf

@@ -91,7 +91,7 @@ Result<uint64_t> GgufWriter::check_tensor(const std::string& name, quant::QuantT
                                           const std::vector<int64_t>& ne) const {
     const std::string where = "tensor " + name;
     if (name.empty()) return error(StatusCode::invalid_argument, "tensor name is empty");
-    if (std::any_of(tensors_.begin(), tensors_.end(), [&](const Pending& p) { return p.name == name; }))
+    if (names_.count(name))
         return error(StatusCode::invalid_argument, where + ": added twice");
     if (ne.empty() || ne.size() > (size_t)kMaxDims)
         return error(StatusCode::invalid_argument, where + ": 1 to 4 dimensions required");
@@ -122,6 +122,7 @@ Status GgufWriter::add_tensor(std::string name, quant::QuantType type, std::vect
     if (data.size() != n_bytes)
         return error(StatusCode::invalid_argument, strformat("tensor %s: %zu bytes given, %llu expected", name.c_str(),
                                                              data.size(), (unsigned long long)n_bytes));
+    names_.insert(name);
     tensors_.push_back({std::move(name), type, std::move(ne), n_bytes, std::vector<std::byte>(data.begin(), data.end()), {}});
     return {};
 }
@@ -129,6 +130,7 @@ Status GgufWriter::add_tensor(std::string name, quant::QuantType type, std::vect
 Status GgufWriter::add_tensor_lazy(std::string name, quant::QuantType type, std::vector<int64_t> ne, FillFn fill) {
     HEARTH_ASSIGN(uint64_t n_bytes, check_tensor(name, type, ne));
     if (!fill) return error(StatusCode::invalid_argument, "tensor " + name + ": no fill function");
+    names_.insert(name);
     tensors_.push_back({std::move(name), type, std::move(ne), n_bytes, {}, std::move(fill)});
     return {};
 }
@@ -223,6 +225,7 @@ Result<std::vector<std::byte>> GgufWriter::serialize() const {
     uint64_t alignment;
     HEARTH_TRY(build_header(header, alignment));
     std::vector<std::byte> out;
+    out.reserve((size_t)(header.size() + data_size(alignment)));
     HEARTH_TRY(write_to(
         [&](std::span<const std::byte> bytes) {
             out.insert(out.end(), bytes.begin(), bytes.end());
@@ -241,7 +244,11 @@ Result<uint64_t> GgufWriter::file_size() const {
     std::vector<std::byte> header;
     uint64_t alignment;
     HEARTH_TRY(build_header(header, alignment));
-    uint64_t size = header.size();
+    return header.size() + data_size(alignment);
+}
+
+uint64_t GgufWriter::data_size(uint64_t alignment) const {
+    uint64_t size = 0;
     for (const auto& t : tensors_) size += t.n_bytes + padding(t.n_bytes, alignment);
     return size;
 }
@@ -251,8 +258,7 @@ Status GgufWriter::write_file(const std::string& path) const {
     std::vector<std::byte> header;
     uint64_t alignment;
     HEARTH_TRY(build_header(header, alignment));
-    uint64_t size = header.size();
-    for (const auto& t : tensors_) size += t.n_bytes + padding(t.n_bytes, alignment);
+    const uint64_t size = header.size() + data_size(alignment);
 
     // On any error below, `file` removes the temporary as it goes out of scope.
     HEARTH_ASSIGN(AtomicFileWriter file, AtomicFileWriter::create(path));

@@ -11,6 +11,11 @@ static const std::map<std::string, ModelFactory>& registry() {
         {"qwen3", load_qwen3},
         {"qwen3moe", load_qwen3moe},
         {"bert", load_bert},
+        {"gpt-oss", load_gpt_oss},
+        {"llama4", load_llama4},
+        {"deepseek2", load_deepseek2},
+        {"phi3", load_phi3},
+        {"gemma3", load_gemma3},
     };
     return kRegistry;
 }

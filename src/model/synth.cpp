@@ -3,7 +3,6 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -26,7 +25,6 @@ std::string to_lower(std::string_view s) {
     for (char& c : out) c = (char)std::tolower((unsigned char)c);
     return out;
 }
-
 std::string to_upper(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = (char)std::toupper((unsigned char)c);
@@ -46,74 +44,59 @@ std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
 // tie_word_embeddings, rope_scaling). The tiny ones are small enough for unit tests and keep
 // each family's features (rope_freqs, biases, q/k norms, tied or untied output, experts).
 
+struct PresetRow {
+    const char *preset, *family, *arch, *name;
+    int64_t vocab, embd;
+    int layers, heads, kv, head_dim;
+    int64_t ff;
+    int experts, used;
+    int64_t ff_exp, ctx;
+    float theta, eps;
+    bool tied;
+    float rope_factor;  // llama3 rope scaling factor, 0: none
+    SynthVocab vocab_kind;
+};
+
+constexpr SynthVocab kBpe = SynthVocab::bpe, kSpm = SynthVocab::spm, kWpm = SynthVocab::wordpiece;
+
+// clang-format off
+const PresetRow kPresets[] = {
+//   preset               family      arch        general.name         vocab   embd layers heads kv  hd     ff  exp used ff_exp    ctx   theta   eps   tied  rope  vocab
+    {"llama-tiny",        "llama",    "llama",    "Llama tiny",          512,   256,  2,   4,  2,  64,   512,   0, 0,     0, 131072, 5e5f, 1e-5f,  true, 32.f, kBpe},
+    {"llama3.2-1b",       "llama",    "llama",    "Llama 3.2 1B",     128256,  2048, 16,  32,  8,  64,  8192,   0, 0,     0, 131072, 5e5f, 1e-5f,  true, 32.f, kBpe},
+    {"llama3.2-3b",       "llama",    "llama",    "Llama 3.2 3B",     128256,  3072, 28,  24,  8, 128,  8192,   0, 0,     0, 131072, 5e5f, 1e-5f,  true, 32.f, kBpe},
+    {"llama3.1-8b",       "llama",    "llama",    "Llama 3.1 8B",     128256,  4096, 32,  32,  8, 128, 14336,   0, 0,     0, 131072, 5e5f, 1e-5f, false,  8.f, kBpe},
+    {"llama3.1-70b",      "llama",    "llama",    "Llama 3.1 70B",    128256,  8192, 80,  64,  8, 128, 28672,   0, 0,     0, 131072, 5e5f, 1e-5f, false,  8.f, kBpe},
+    {"mixtral-tiny",      "mixtral",  "llama",    "Mixtral tiny",        512,   256,  2,   4,  2,  64,   256,   8, 2,   256,  32768, 1e6f, 1e-5f, false,  0.f, kSpm},
+    {"mixtral-8x7b",      "mixtral",  "llama",    "Mixtral 8x7B v0.1", 32000,  4096, 32,  32,  8, 128, 14336,   8, 2, 14336,  32768, 1e6f, 1e-5f, false,  0.f, kSpm},
+    {"qwen2-tiny",        "qwen2",    "qwen2",    "Qwen2 tiny",          512,   128,  2,   4,  2,  32,   384,   0, 0,     0,  32768, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen2.5-0.5b",      "qwen2",    "qwen2",    "Qwen2.5 0.5B",     151936,   896, 24,  14,  2,  64,  4864,   0, 0,     0,  32768, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen2.5-7b",        "qwen2",    "qwen2",    "Qwen2.5 7B",       152064,  3584, 28,  28,  4, 128, 18944,   0, 0,     0,  32768, 1e6f, 1e-6f, false,  0.f, kBpe},
+    {"qwen3-tiny",        "qwen3",    "qwen3",    "Qwen3 tiny",          512,   128,  2,   4,  2,  64,   256,   0, 0,     0,  40960, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen3-0.6b",        "qwen3",    "qwen3",    "Qwen3 0.6B",       151936,  1024, 28,  16,  8, 128,  3072,   0, 0,     0,  40960, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen3-1.7b",        "qwen3",    "qwen3",    "Qwen3 1.7B",       151936,  2048, 28,  16,  8, 128,  6144,   0, 0,     0,  40960, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen3-4b",          "qwen3",    "qwen3",    "Qwen3 4B",         151936,  2560, 36,  32,  8, 128,  9728,   0, 0,     0,  40960, 1e6f, 1e-6f,  true,  0.f, kBpe},
+    {"qwen3-8b",          "qwen3",    "qwen3",    "Qwen3 8B",         151936,  4096, 36,  32,  8, 128, 12288,   0, 0,     0,  40960, 1e6f, 1e-6f, false,  0.f, kBpe},
+    {"qwen3moe-tiny",     "qwen3moe", "qwen3moe", "Qwen3 MoE tiny",      512,   256,  2,   4,  2,  64,   512,   8, 2,   256,  40960, 1e6f, 1e-6f, false,  0.f, kBpe},
+    {"qwen3-30b-a3b",     "qwen3moe", "qwen3moe", "Qwen3 30B A3B",    151936,  2048, 48,  32,  4, 128,  6144, 128, 8,   768,  40960, 1e6f, 1e-6f, false,  0.f, kBpe},
+    {"bert-tiny",         "bert",     "bert",     "BERT tiny",           512,   128,  2,   2,  2,  64,   512,   0, 0,     0,    512, 1e4f, 1e-12f, true,  0.f, kWpm},
+    {"bge-small-en-v1.5", "bert",     "bert",     "bge-small-en-v1.5", 30522,   384, 12,  12, 12,  32,  1536,   0, 0,     0,    512, 1e4f, 1e-12f, true,  0.f, kWpm},
+    {"bge-base-en-v1.5",  "bert",     "bert",     "bge-base-en-v1.5",  30522,   768, 12,  12, 12,  64,  3072,   0, 0,     0,    512, 1e4f, 1e-12f, true,  0.f, kWpm},
+};
+// clang-format on
+
 std::vector<SynthConfig> make_presets() {
-    using V = SynthVocab;
-    return {
-        {.preset = "llama-tiny", .family = "llama", .arch = "llama", .model_name = "Llama tiny", .n_vocab = 512,
-         .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 512, .n_ctx = 131072,
-         .rope_freq_base = 500000.0f, .norm_eps = 1e-5f, .tied_output = true, .rope_scale_factor = 32.0f},
-        {.preset = "llama3.2-1b", .family = "llama", .arch = "llama", .model_name = "Llama 3.2 1B", .n_vocab = 128256,
-         .n_embd = 2048, .n_layer = 16, .n_head = 32, .n_head_kv = 8, .head_dim = 64, .n_ff = 8192, .n_ctx = 131072,
-         .rope_freq_base = 500000.0f, .norm_eps = 1e-5f, .tied_output = true, .rope_scale_factor = 32.0f},
-        {.preset = "llama3.2-3b", .family = "llama", .arch = "llama", .model_name = "Llama 3.2 3B", .n_vocab = 128256,
-         .n_embd = 3072, .n_layer = 28, .n_head = 24, .n_head_kv = 8, .head_dim = 128, .n_ff = 8192, .n_ctx = 131072,
-         .rope_freq_base = 500000.0f, .norm_eps = 1e-5f, .tied_output = true, .rope_scale_factor = 32.0f},
-        {.preset = "llama3.1-8b", .family = "llama", .arch = "llama", .model_name = "Llama 3.1 8B", .n_vocab = 128256,
-         .n_embd = 4096, .n_layer = 32, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .n_ff = 14336, .n_ctx = 131072,
-         .rope_freq_base = 500000.0f, .norm_eps = 1e-5f, .tied_output = false, .rope_scale_factor = 8.0f},
-        {.preset = "llama3.1-70b", .family = "llama", .arch = "llama", .model_name = "Llama 3.1 70B", .n_vocab = 128256,
-         .n_embd = 8192, .n_layer = 80, .n_head = 64, .n_head_kv = 8, .head_dim = 128, .n_ff = 28672, .n_ctx = 131072,
-         .rope_freq_base = 500000.0f, .norm_eps = 1e-5f, .tied_output = false, .rope_scale_factor = 8.0f},
-        {.preset = "mixtral-tiny", .family = "mixtral", .arch = "llama", .model_name = "Mixtral tiny", .n_vocab = 512,
-         .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 256, .n_expert = 8,
-         .n_expert_used = 2, .n_ff_exp = 256, .n_ctx = 32768, .rope_freq_base = 1e6f, .norm_eps = 1e-5f,
-         .vocab = V::spm},
-        {.preset = "mixtral-8x7b", .family = "mixtral", .arch = "llama", .model_name = "Mixtral 8x7B v0.1",
-         .n_vocab = 32000, .n_embd = 4096, .n_layer = 32, .n_head = 32, .n_head_kv = 8, .head_dim = 128,
-         .n_ff = 14336, .n_expert = 8, .n_expert_used = 2, .n_ff_exp = 14336, .n_ctx = 32768,
-         .rope_freq_base = 1e6f, .norm_eps = 1e-5f, .vocab = V::spm},
-        {.preset = "qwen2-tiny", .family = "qwen2", .arch = "qwen2", .model_name = "Qwen2 tiny", .n_vocab = 512,
-         .n_embd = 128, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 32, .n_ff = 384, .n_ctx = 32768,
-         .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen2.5-0.5b", .family = "qwen2", .arch = "qwen2", .model_name = "Qwen2.5 0.5B",
-         .n_vocab = 151936, .n_embd = 896, .n_layer = 24, .n_head = 14, .n_head_kv = 2, .head_dim = 64,
-         .n_ff = 4864, .n_ctx = 32768, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen2.5-7b", .family = "qwen2", .arch = "qwen2", .model_name = "Qwen2.5 7B", .n_vocab = 152064,
-         .n_embd = 3584, .n_layer = 28, .n_head = 28, .n_head_kv = 4, .head_dim = 128, .n_ff = 18944,
-         .n_ctx = 32768, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = false},
-        {.preset = "qwen3-tiny", .family = "qwen3", .arch = "qwen3", .model_name = "Qwen3 tiny", .n_vocab = 512,
-         .n_embd = 128, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 256, .n_ctx = 40960,
-         .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen3-0.6b", .family = "qwen3", .arch = "qwen3", .model_name = "Qwen3 0.6B", .n_vocab = 151936,
-         .n_embd = 1024, .n_layer = 28, .n_head = 16, .n_head_kv = 8, .head_dim = 128, .n_ff = 3072,
-         .n_ctx = 40960, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen3-1.7b", .family = "qwen3", .arch = "qwen3", .model_name = "Qwen3 1.7B", .n_vocab = 151936,
-         .n_embd = 2048, .n_layer = 28, .n_head = 16, .n_head_kv = 8, .head_dim = 128, .n_ff = 6144,
-         .n_ctx = 40960, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen3-4b", .family = "qwen3", .arch = "qwen3", .model_name = "Qwen3 4B", .n_vocab = 151936,
-         .n_embd = 2560, .n_layer = 36, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .n_ff = 9728,
-         .n_ctx = 40960, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = true},
-        {.preset = "qwen3-8b", .family = "qwen3", .arch = "qwen3", .model_name = "Qwen3 8B", .n_vocab = 151936,
-         .n_embd = 4096, .n_layer = 36, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .n_ff = 12288,
-         .n_ctx = 40960, .rope_freq_base = 1e6f, .norm_eps = 1e-6f, .tied_output = false},
-        {.preset = "qwen3moe-tiny", .family = "qwen3moe", .arch = "qwen3moe", .model_name = "Qwen3 MoE tiny",
-         .n_vocab = 512, .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 512,
-         .n_expert = 8, .n_expert_used = 2, .n_ff_exp = 256, .n_ctx = 40960, .rope_freq_base = 1e6f,
-         .norm_eps = 1e-6f},
-        {.preset = "qwen3-30b-a3b", .family = "qwen3moe", .arch = "qwen3moe", .model_name = "Qwen3 30B A3B",
-         .n_vocab = 151936, .n_embd = 2048, .n_layer = 48, .n_head = 32, .n_head_kv = 4, .head_dim = 128,
-         .n_ff = 6144, .n_expert = 128, .n_expert_used = 8, .n_ff_exp = 768, .n_ctx = 40960,
-         .rope_freq_base = 1e6f, .norm_eps = 1e-6f},
-        {.preset = "bert-tiny", .family = "bert", .arch = "bert", .model_name = "BERT tiny", .n_vocab = 512,
-         .n_embd = 128, .n_layer = 2, .n_head = 2, .n_head_kv = 2, .head_dim = 64, .n_ff = 512, .n_ctx = 512,
-         .norm_eps = 1e-12f, .tied_output = true, .vocab = V::wordpiece},
-        {.preset = "bge-small-en-v1.5", .family = "bert", .arch = "bert", .model_name = "bge-small-en-v1.5",
-         .n_vocab = 30522, .n_embd = 384, .n_layer = 12, .n_head = 12, .n_head_kv = 12, .head_dim = 32,
-         .n_ff = 1536, .n_ctx = 512, .norm_eps = 1e-12f, .tied_output = true, .vocab = V::wordpiece},
-        {.preset = "bge-base-en-v1.5", .family = "bert", .arch = "bert", .model_name = "bge-base-en-v1.5",
-         .n_vocab = 30522, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_head_kv = 12, .head_dim = 64,
-         .n_ff = 3072, .n_ctx = 512, .norm_eps = 1e-12f, .tied_output = true, .vocab = V::wordpiece},
-    };
+    std::vector<SynthConfig> out;
+    for (const PresetRow& r : kPresets) {
+        SynthConfig c;
+        c.preset = r.preset, c.family = r.family, c.arch = r.arch, c.model_name = r.name;
+        c.n_vocab = r.vocab, c.n_embd = r.embd, c.n_layer = r.layers, c.n_head = r.heads, c.n_head_kv = r.kv;
+        c.head_dim = r.head_dim, c.n_ff = r.ff, c.n_expert = r.experts, c.n_expert_used = r.used, c.n_ff_exp = r.ff_exp;
+        c.n_ctx = r.ctx, c.rope_freq_base = r.theta, c.norm_eps = r.eps, c.tied_output = r.tied;
+        c.rope_scale_factor = r.rope_factor, c.vocab = r.vocab_kind;
+        out.push_back(std::move(c));
+    }
+    return out;
 }
 
 const std::vector<std::string> kFamilies = {"llama", "mixtral", "qwen2", "qwen3", "qwen3moe", "bert"};
@@ -680,7 +663,7 @@ Status apply_synth_overrides(SynthConfig& c, const SynthOverrides& ov) {
             return error(StatusCode::invalid_argument, strformat("bert needs heads x head size = n_embd (%d x %d != %lld)",
                                                                  c.n_head, c.head_dim, (long long)c.n_embd));
     }
-    if (ov.n_head && !ov.n_head_kv && c.n_head % c.n_head_kv != 0) c.n_head_kv = std::min(c.n_head_kv, c.n_head);
+    if (ov.n_head && !ov.n_head_kv && c.n_head_kv > c.n_head) c.n_head_kv = c.n_head;
     if (c.n_head % c.n_head_kv != 0)
         return error(StatusCode::invalid_argument,
                      strformat("%d attention heads cannot be shared by %d kv heads", c.n_head, c.n_head_kv));
@@ -701,7 +684,6 @@ Status apply_synth_overrides(SynthConfig& c, const SynthOverrides& ov) {
         c.n_ff_exp = 0;
         if (c.family == "mixtral") c.family = "llama";
     }
-    if (c.rope_scale_factor > 0.0f && c.head_dim < 2) return error(StatusCode::invalid_argument, "head size too small");
     return {};
 }
 

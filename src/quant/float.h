@@ -10,7 +10,7 @@ namespace hearth::quant {
 // All functions: n elements, any n >= 0. x and y do not alias.
 void dequantize_row_f32(const float* x, float* y, int64_t n);
 void quantize_row_f32(const float* x, float* y, int64_t n);
-// Products are exact in f32; the sum is accumulated in f64 (ggml's scalar vec_dot_f32).
+// Summed in the order of ggml's x86 AVX-512 kernels (see float.cpp).
 float vec_dot_f32(const float* x, const float* y, int64_t n);
 
 void dequantize_row_f16(const uint16_t* x, float* y, int64_t n);  // x: [n] fp16 bits

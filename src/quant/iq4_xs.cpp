@@ -1,6 +1,7 @@
 #include "quant/iq4_xs.h"
 
 #include "base/fp16.h"
+#include "quant/lanes.h"
 #include "quant/quant_helpers.h"
 
 HEARTH_QUANT_STRICT_FP
@@ -40,24 +41,26 @@ void quantize_row_iq4_xs(const float* x, BlockIQ4_XS* y, int64_t n) {
     }
 }
 
+// ggml's x86 order (ggml_vec_dot_iq4_xs_q8_K, AVX2; used for prompts too): per super-block, 8
+// int32 lanes of (ls - 32) * value * q8 (element e in lane k_lane(e)), then
+// acc[l] = fma(d_x * d_y, float(lane), acc[l]); result hsum8(acc).
 float vec_dot_iq4_xs(const BlockIQ4_XS* x, const BlockQ8_K* y, int64_t n) {
     const int64_t nb = n / BlockIQ4_XS::kBlockSize;
-    float sum = 0;
+    float acc[8] = {};
     for (int64_t i = 0; i < nb; ++i) {
-        const float d4d8 = fp16_to_f32(x[i].d) * y[i].d;
+        int32_t lanes[8] = {};
         for (int ib = 0; ib < 8; ++ib) {
-            const float dl = d4d8 * (sub_scale(x[i], ib) - 32);
+            const int ls = sub_scale(x[i], ib) - 32;
             const uint8_t* qs = x[i].qs + 16 * ib;
             const int8_t* q8 = y[i].qs + 32 * ib;
-            int32_t sumi = 0;
             for (int j = 0; j < 16; ++j) {
-                sumi += q8[j] * kIq4NlValues[qs[j] & 0x0F];
-                sumi += q8[j + 16] * kIq4NlValues[qs[j] >> 4];
+                lanes[detail::k_lane(j)] += ls * kIq4NlValues[qs[j] & 0x0F] * q8[j];
+                lanes[detail::k_lane(j + 16)] += ls * kIq4NlValues[qs[j] >> 4] * q8[j + 16];
             }
-            sum += dl * sumi;
         }
+        detail::fma_lanes8(fp16_to_f32(x[i].d) * y[i].d, lanes, acc);
     }
-    return sum;
+    return detail::hsum8(acc);
 }
 
 }  // namespace hearth::quant

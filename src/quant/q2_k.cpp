@@ -91,23 +91,53 @@ void quantize_row_q2_k(const float* x, BlockQ2_K* y, int64_t n) {
     }
 }
 
-float vec_dot_q2_k(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n) {
-    const int64_t nb = n / BlockQ2_K::kBlockSize;
-    float sum = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-        int32_t sum_mins = 0;  // sum over sub-blocks of min * (sum of the 16 activations)
-        for (int j = 0; j < 16; ++j) sum_mins += y[i].bsums[j] * (x[i].scales[j] >> 4);
-        int32_t sumi = 0;
-        for (int j = 0; j < 16; ++j) {
-            int32_t sub = 0;
-            for (int l = 0; l < 16; ++l) sub += y[i].qs[16 * j + l] * code(x[i], 16 * j + l);
-            sumi += (x[i].scales[j] & 0xF) * sub;
-        }
-        const float dall = y[i].d * fp16_to_f32(x[i].d);
-        const float dmin = y[i].d * fp16_to_f32(x[i].dmin);
-        sum += dall * sumi - dmin * sum_mins;
+namespace {
+
+// Exact integer sums of super-block x / y over sub-blocks [j0, j1) (16 elements each):
+// *sumi = sum of scale * (code . q8) and *sum_mins = sum of min * (sum of the 16 activations).
+void sub_block_sums(const BlockQ2_K& x, const BlockQ8_K& y, int j0, int j1, int32_t* sumi,
+                    int32_t* sum_mins) {
+    *sumi = 0;
+    *sum_mins = 0;
+    for (int j = j0; j < j1; ++j) {
+        *sum_mins += y.bsums[j] * (x.scales[j] >> 4);
+        int32_t sub = 0;
+        for (int l = 0; l < 16; ++l) sub += y.qs[16 * j + l] * code(x, 16 * j + l);
+        *sumi += (x.scales[j] & 0xF) * sub;
     }
-    return sum;
+}
+
+// Two float accumulators per output, acc = fma(sumi, d_x * d_y, acc) and
+// acc_min = fma(sum_mins, dmin_x * d_y, acc_min), updated once per group of `group` sub-blocks;
+// result acc - acc_min.
+float repacked_dot(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n, int group) {
+    const int64_t nb = n / BlockQ2_K::kBlockSize;
+    float acc = 0, acc_min = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = fp16_to_f32(x[i].d) * y[i].d;
+        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
+        for (int j = 0; j < 16; j += group) {
+            int32_t sumi, sum_mins;
+            sub_block_sums(x[i], y[i], j, j + group, &sumi, &sum_mins);
+            acc = std::fmaf((float)sumi, d, acc);
+            acc_min = std::fmaf((float)sum_mins, dmin, acc_min);
+        }
+    }
+    return acc - acc_min;
+}
+
+}  // namespace
+
+// ggml's x86 order for Q2_K weights with a row count that is a multiple of 8 (every real weight
+// matrix) on AVX-512 machines: llama.cpp repacks them (q2_K_8x8). Its gemm, which computes the
+// outputs of each group of 4 prompt tokens, updates the two accumulators of repacked_dot once
+// per half super-block (8 sub-blocks, 128 elements); see vec_dot_q2_k_gemv for the rest.
+float vec_dot_q2_k(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n) {
+    return repacked_dot(x, y, n, 8);
+}
+
+float vec_dot_q2_k_gemv(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n) {
+    return repacked_dot(x, y, n, 16);
 }
 
 }  // namespace hearth::quant

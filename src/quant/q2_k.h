@@ -23,6 +23,11 @@ static_assert(sizeof(BlockQ2_K) == 84);
 void dequantize_row_q2_k(const BlockQ2_K* x, float* y, int64_t n);
 // ggml's quantize_row_q2_K_ref (llama-quantize without an importance matrix).
 void quantize_row_q2_k(const float* x, BlockQ2_K* y, int64_t n);
+// Summed in the order of ggml's x86 repacked gemm, which llama.cpp runs for prompt tokens in
+// groups of 4 (the golden logits). vec_dot_q2_k_gemv sums in the order of its gemv, which runs for
+// single tokens and for the last n_tokens % 4 rows of a prompt batch; both give the same value up
+// to float rounding.
 float vec_dot_q2_k(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n);
+float vec_dot_q2_k_gemv(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n);
 
 }  // namespace hearth::quant

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/fp16.h"
+#include "quant/lanes.h"
 #include "quant/quant_helpers.h"
 
 HEARTH_QUANT_STRICT_FP
@@ -99,19 +100,20 @@ void quantize_row_q3_k(const float* x, BlockQ3_K* y, int64_t n) {
     }
 }
 
+// ggml's x86 order (ggml_vec_dot_q3_K_q8_K, AVX2; used for prompts too): 8 int32 lanes per
+// super-block, element e going to lane k_lane(e) with its signed sub-block scale, then
+// acc[l] = fma(d_y * d_x, float(lane), acc[l]) per super-block; result hsum8(acc).
 float vec_dot_q3_k(const BlockQ3_K* x, const BlockQ8_K* y, int64_t n) {
     const int64_t nb = n / BlockQ3_K::kBlockSize;
-    float sum = 0;
+    float acc[8] = {};
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t sumi = 0;
-        for (int j = 0; j < 16; ++j) {
-            int32_t sub = 0;
-            for (int l = 0; l < 16; ++l) sub += y[i].qs[16 * j + l] * code(x[i], 16 * j + l);
-            sumi += (sub_scale(x[i], j) - 32) * sub;
+        int32_t lanes[8] = {};
+        for (int e = 0; e < 256; ++e) {
+            lanes[detail::k_lane(e)] += (sub_scale(x[i], e / 16) - 32) * code(x[i], e) * y[i].qs[e];
         }
-        sum += fp16_to_f32(x[i].d) * y[i].d * sumi;
+        detail::fma_lanes8(y[i].d * fp16_to_f32(x[i].d), lanes, acc);
     }
-    return sum;
+    return detail::hsum8(acc);
 }
 
 }  // namespace hearth::quant

@@ -91,24 +91,55 @@ void quantize_row_q4_k(const float* x, BlockQ4_K* y, int64_t n) {
     }
 }
 
-float vec_dot_q4_k(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n) {
+namespace {
+
+// Exact integer sums of super-block x / y over sub-blocks [j0, j1) (32 elements each):
+// *sumi = sum of scale * (code . q8) and *sum_mins = sum of min * (sum of the 32 activations).
+void sub_block_sums(const BlockQ4_K& x, const BlockQ8_K& y, int j0, int j1, int32_t* sumi,
+                    int32_t* sum_mins) {
+    *sumi = 0;
+    *sum_mins = 0;
+    for (int j = j0; j < j1; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, x.scales, &sc, &m);
+        *sum_mins += m * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+        int32_t sub = 0;
+        for (int l = 0; l < 32; ++l) sub += y.qs[32 * j + l] * code(x, 32 * j + l);
+        *sumi += sc * sub;
+    }
+}
+
+// Two float accumulators per output, acc = fma(sumi, d_x * d_y, acc) and
+// acc_min = fma(sum_mins, dmin_x * d_y, acc_min), updated once per group of `group` sub-blocks;
+// result acc - acc_min.
+float repacked_dot(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n, int group) {
     const int64_t nb = n / BlockQ4_K::kBlockSize;
-    float sum = 0;
+    float acc = 0, acc_min = 0;
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t sumi = 0, sum_mins = 0;
-        for (int j = 0; j < 8; ++j) {
-            uint8_t sc, m;
-            get_scale_min_k4(j, x[i].scales, &sc, &m);
-            sum_mins += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-            int32_t sub = 0;
-            for (int l = 0; l < 32; ++l) sub += y[i].qs[32 * j + l] * code(x[i], 32 * j + l);
-            sumi += sc * sub;
-        }
         const float d = fp16_to_f32(x[i].d) * y[i].d;
         const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
-        sum += d * sumi - dmin * sum_mins;
+        for (int j = 0; j < 8; j += group) {
+            int32_t sumi, sum_mins;
+            sub_block_sums(x[i], y[i], j, j + group, &sumi, &sum_mins);
+            acc = std::fmaf((float)sumi, d, acc);
+            acc_min = std::fmaf((float)sum_mins, dmin, acc_min);
+        }
     }
-    return sum;
+    return acc - acc_min;
+}
+
+}  // namespace
+
+// ggml's x86 order for Q4_K weights with a row count that is a multiple of 8 (every real weight
+// matrix): llama.cpp repacks them (q4_K_8x8). Its gemm, which computes the outputs of each
+// group of 4 prompt tokens, updates the two accumulators of repacked_dot once per pair of
+// sub-blocks (64 elements, 4 times per super-block); see vec_dot_q4_k_gemv for the rest.
+float vec_dot_q4_k(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n) {
+    return repacked_dot(x, y, n, 2);
+}
+
+float vec_dot_q4_k_gemv(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n) {
+    return repacked_dot(x, y, n, 8);
 }
 
 }  // namespace hearth::quant

@@ -23,6 +23,11 @@ static_assert(sizeof(BlockQ4_K) == 144);
 void dequantize_row_q4_k(const BlockQ4_K* x, float* y, int64_t n);
 // ggml's quantize_row_q4_K_ref (llama-quantize without an importance matrix).
 void quantize_row_q4_k(const float* x, BlockQ4_K* y, int64_t n);
+// Summed in the order of ggml's x86 repacked gemm, which llama.cpp runs for prompt tokens in
+// groups of 4 (the golden logits). vec_dot_q4_k_gemv sums in the order of its gemv, which runs for
+// single tokens and for the last n_tokens % 4 rows of a prompt batch; both give the same value up
+// to float rounding.
 float vec_dot_q4_k(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n);
+float vec_dot_q4_k_gemv(const BlockQ4_K* x, const BlockQ8_K* y, int64_t n);
 
 }  // namespace hearth::quant

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/fp16.h"
+#include "quant/lanes.h"
 #include "quant/quant_helpers.h"
 
 HEARTH_QUANT_STRICT_FP
@@ -95,24 +96,31 @@ void quantize_row_q5_k(const float* x, BlockQ5_K* y, int64_t n) {
     }
 }
 
+// ggml's x86 order (ggml_vec_dot_q5_K_q8_K, AVX2; used for prompts too): per super-block, 8 int32
+// lanes of scale * code * q8 (codes 0..31, element e in lane k_lane(e)) and
+// acc[l] = fma(d_y * d_x, float(lane), acc[l]); the mins go to one scalar,
+// summs = fma(-d_y * dmin_x, float(sum of min * bsums), summs) (ggml's summs += dmin * sum,
+// fused by the compiler); result hsum8(acc) + summs.
 float vec_dot_q5_k(const BlockQ5_K* x, const BlockQ8_K* y, int64_t n) {
     const int64_t nb = n / BlockQ5_K::kBlockSize;
-    float sum = 0;
+    float acc[8] = {};
+    float summs = 0;
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t sumi = 0, sum_mins = 0;
+        int32_t lanes[8] = {};
+        int32_t sum_mins = 0;
         for (int j = 0; j < 8; ++j) {
             uint8_t sc, m;
             get_scale_min_k4(j, x[i].scales, &sc, &m);
             sum_mins += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-            int32_t sub = 0;
-            for (int l = 0; l < 32; ++l) sub += y[i].qs[32 * j + l] * code(x[i], 32 * j + l);
-            sumi += sc * sub;
+            for (int e = 32 * j; e < 32 * j + 32; ++e) {
+                lanes[detail::k_lane(e)] += sc * code(x[i], e) * y[i].qs[e];
+            }
         }
-        const float d = fp16_to_f32(x[i].d) * y[i].d;
-        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
-        sum += d * sumi - dmin * sum_mins;
+        const float dmin = -y[i].d * fp16_to_f32(x[i].dmin);
+        summs = std::fmaf(dmin, (float)sum_mins, summs);
+        detail::fma_lanes8(y[i].d * fp16_to_f32(x[i].d), lanes, acc);
     }
-    return sum;
+    return detail::hsum8(acc) + summs;
 }
 
 }  // namespace hearth::quant

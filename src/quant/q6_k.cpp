@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/fp16.h"
+#include "quant/lanes.h"
 #include "quant/quant_helpers.h"
 
 HEARTH_QUANT_STRICT_FP
@@ -82,19 +83,26 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n) {
     }
 }
 
+// ggml's x86 order (ggml_vec_dot_q6_K_q8_K, AVX2; used for prompts too): per super-block, 8 int32
+// lanes of scale * (code + 32) * q8 (element e in lane k_lane(e)), minus 32 * scale * bsum of
+// sub-blocks 2l and 2l+1 in lane l (ggml applies the code offset through the bsums, so its lanes
+// differ from summing scale * code * q8 per element), then acc[l] = fma(d_y * d_x, float(lane),
+// acc[l]); result hsum8(acc).
 float vec_dot_q6_k(const BlockQ6_K* x, const BlockQ8_K* y, int64_t n) {
     const int64_t nb = n / BlockQ6_K::kBlockSize;
-    float sum = 0;
+    float acc[8] = {};
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t sumi = 0;
-        for (int j = 0; j < 16; ++j) {
-            int32_t sub = 0;
-            for (int l = 0; l < 16; ++l) sub += y[i].qs[16 * j + l] * code(x[i], 16 * j + l);
-            sumi += x[i].scales[j] * sub;
+        int32_t lanes[8] = {};
+        for (int e = 0; e < 256; ++e) {
+            lanes[detail::k_lane(e)] += x[i].scales[e / 16] * (code(x[i], e) + 32) * y[i].qs[e];
         }
-        sum += fp16_to_f32(x[i].d) * y[i].d * sumi;
+        for (int l = 0; l < 8; ++l) {
+            lanes[l] -= 32 * (y[i].bsums[2 * l] * x[i].scales[2 * l] +
+                              y[i].bsums[2 * l + 1] * x[i].scales[2 * l + 1]);
+        }
+        detail::fma_lanes8(y[i].d * fp16_to_f32(x[i].d), lanes, acc);
     }
-    return sum;
+    return detail::hsum8(acc);
 }
 
 }  // namespace hearth::quant

@@ -93,6 +93,14 @@ bool unicode_to_bytes(std::string_view token_text, std::string& out) {
     return ok;
 }
 
+BpeModel::BpeModel() {
+    for (int b = 0; b < 256; ++b) {
+        byte_symbol_[b] = -1;
+        byte_token_[b] = -1;
+        byte_fallback_[b] = Fallback{{-1, -1}, 0, 1};
+    }
+}
+
 Result<BpeModel> BpeModel::build(const std::vector<std::string>& tokens,
                                  const std::vector<std::string>& merges,
                                  const BpeOptions& options) {

@@ -40,6 +40,8 @@ struct BpeOptions {
 
 class BpeModel {
 public:
+    // An empty model (no tokens): encode_piece emits nothing. Use build() for a real one.
+    BpeModel();
     // tokens: the vocabulary texts (byte-level encoded); merges: "a b" strings in rank order.
     // As in llama.cpp: an empty token text is stored as "[EMPTY_<id>]", a repeated text maps
     // to its last id, a merge is split at the first space after its first byte and a repeated

@@ -3,8 +3,8 @@
 // the family table (GGUF name -> regex sequence and flags), the decoded text, the hand-written
 // splitters, the PCRE2 runner, PreTokenizer itself, and the Unicode category table.
 //
-// File length: ~1000 lines, of which ~230 are the generated category table at the bottom;
-// the table is kept here because it is only used here and must not drift from the code.
+// File length: ~1150 lines, of which ~230 are the generated category table at the bottom and
+// ~150 the family table; both are only used here and must not drift from the code using them.
 #include "tokenizer/pretokenize.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -693,20 +693,25 @@ struct Subject {
     }
 };
 
-// Per-call PCRE2 scratch, so one PreTokenizer can be used from several threads.
+// Per-call PCRE2 scratch, so one PreTokenizer can be used from several threads. The limits
+// are raised so that long pieces do not fail: the patterns backtrack at most linearly.
 struct MatchScratch {
     std::unique_ptr<pcre2_match_context, MatchContextDeleter> ctx{pcre2_match_context_create(nullptr)};
     std::unique_ptr<pcre2_jit_stack, JitStackDeleter> stack{
-        pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr)};
+        pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, nullptr)};
     MatchScratch() {
-        if (ctx && stack) pcre2_jit_stack_assign(ctx.get(), nullptr, stack.get());
+        if (!ctx) return;
+        if (stack) pcre2_jit_stack_assign(ctx.get(), nullptr, stack.get());
+        pcre2_set_match_limit(ctx.get(), 0xFFFFFFFFu);
+        pcre2_set_depth_limit(ctx.get(), 0xFFFFFFFFu);
+        pcre2_set_heap_limit(ctx.get(), 4u * 1024 * 1024);  // KiB: 4 GiB
     }
 };
 
 // Splits one piece like llama.cpp's unicode_regex_split_stl: matches and the gaps between
 // them all become pieces; an empty match is retried as non-empty at the same place, else the
 // search moves on by one code point (std::regex_iterator). Empty pieces are dropped.
-// If PCRE2 fails (resource limits on pathological input), the rest of the piece stays whole.
+// If PCRE2 still fails (out of memory), the rest of the piece stays whole.
 void split_regex(const Step& step, const Subject& s, const Range& piece, MatchScratch& scratch,
                  pcre2_match_data* md, std::vector<Range>& out) {
     const size_t base = s.pos[piece.begin];
@@ -728,6 +733,10 @@ void split_regex(const Step& step, const Subject& s, const Range& piece, MatchSc
     while (from <= len) {
         int rc = pcre2_match(step.code.get(), subject, len, from, options | PCRE2_NO_UTF_CHECK, md,
                              scratch.ctx.get());
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {  // the interpreter keeps its stack on the heap
+            rc = pcre2_match(step.code.get(), subject, len, from,
+                             options | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, scratch.ctx.get());
+        }
         if (rc == PCRE2_ERROR_NOMATCH) {
             if (options == 0) break;
             // No non-empty match right after an empty one: search on from the next character.
@@ -772,13 +781,12 @@ bool sanitize_utf8(std::string_view text, std::string& out) {
     return true;
 }
 
+// Immutable after create(); split() only reads it, so concurrent calls are safe.
 struct PreTokenizer::Impl {
     std::string name;
     std::vector<std::string> regexes;
     std::vector<Step> steps;
     uint8_t flags = 0;
-    bool any_regex = false;
-    uint32_t max_groups = 1;  // for match data sizing
 };
 
 PreTokenizer::PreTokenizer() : impl_(std::make_unique<Impl>()) {}
@@ -808,7 +816,6 @@ Result<std::unique_ptr<PreTokenizer>> PreTokenizer::create(std::string_view pre)
         step.source = std::string(re);
         HEARTH_TRY(compile_step(step).with_context(strformat("pre-tokenizer '%s'",
                                                              p->impl_->name.c_str())));
-        p->impl_->any_regex |= step.splitter == Splitter::regex;
         p->impl_->steps.push_back(std::move(step));
     }
     return p;

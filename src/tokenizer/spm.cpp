@@ -1,6 +1,6 @@
 #include "tokenizer/spm.h"
 
-#include <map>
+#include <unordered_map>
 #include <queue>
 #include <string>
 #include <utility>
@@ -73,11 +73,11 @@ public:
 private:
     void try_add_bigram(int left, int right) {
         if (left == -1 || right == -1) return;
-        std::string text(symbols_[left].text, symbols_[left].n + symbols_[right].n);
-        const int32_t id = vocab_.find(text);
+        scratch_.assign(symbols_[left].text, symbols_[left].n + symbols_[right].n);
+        const int32_t id = vocab_.find(scratch_);
         if (id == kNoToken) return;
-        queue_.push(Bigram{left, right, vocab_.scores[id], text.size()});
-        rev_merge_[std::move(text)] = {left, right};
+        queue_.push(Bigram{left, right, vocab_.scores[id], scratch_.size()});
+        rev_merge_[scratch_] = {left, right};
     }
 
     void resegment(const Symbol& sym, std::vector<int32_t>& out) {
@@ -103,7 +103,8 @@ private:
     const Vocab& vocab_;
     std::vector<Symbol> symbols_;
     std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue_;
-    std::map<std::string, std::pair<int, int>> rev_merge_;  // merged text -> the two symbols that formed it (last writer wins)
+    std::unordered_map<std::string, std::pair<int, int>> rev_merge_;  // merged text -> the two symbols that formed it (last writer wins)
+    std::string scratch_;  // reused bigram text buffer
 };
 
 }  // namespace

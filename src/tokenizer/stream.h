@@ -1,7 +1,9 @@
 // Incremental detokenization for streamed generation: feed token ids one at a time, get back
 // only complete UTF-8. Byte tokens (<0xF0><0x9F>...) and byte-level BPE pieces can end in the
 // middle of a character; those bytes are held until the character completes. A sequence is
-// replaced by U+FFFD only once it can no longer become valid (or at flush()).
+// replaced by U+FFFD only once it can no longer become valid (or at flush()), one U+FFFD per
+// maximal invalid subpart (Unicode's recommended practice). Unlike Tokenizer::decode() no
+// clean_spaces pass runs: llama.cpp applies it only when detokenizing a whole sequence.
 #pragma once
 
 #include <cstdint>

@@ -6,7 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <unordered_map>
 
@@ -93,10 +94,6 @@ const std::initializer_list<std::string_view> kEogTexts = {
     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
     "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "[e~["};
-
-bool in_list(const std::string& s, std::initializer_list<std::string_view> list) {
-    return is_one_of(s, list);
-}
 
 // One piece of the input after special-token partitioning: raw text [off, off+len) or a token.
 struct Fragment {
@@ -265,7 +262,7 @@ void Tokenizer::finish_specials(const gguf::Metadata& meta) {
     auto& attrs = vocab_.attrs;
     auto detect = [&](int32_t& slot, const std::string& text, int32_t id,
                       std::initializer_list<std::string_view> list) {
-        if (slot != kNoToken || !in_list(text, list)) return;
+        if (slot != kNoToken || !is_one_of(text, list)) return;
         slot = id;
         attrs[id] |= kAttrControl;  // "control-looking token was not control-type": llama.cpp overrides
     };
@@ -288,7 +285,7 @@ void Tokenizer::finish_specials(const gguf::Metadata& meta) {
         if (id != kNoToken) eog.insert(id);
     }
     for (const auto& [text, id] : vocab_.ids) {
-        if (in_list(text, kEogTexts)) {
+        if (is_one_of(text, kEogTexts)) {
             eog.insert(id);
             attrs[id] |= kAttrControl;
         }

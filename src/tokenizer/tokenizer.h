@@ -44,7 +44,7 @@ public:
 
     // llama_token_to_piece(id, lstrip 0, special): raw bytes, possibly an incomplete UTF-8
     // sequence (byte tokens). CONTROL/UNKNOWN tokens give "" unless render_special; out-of-range
-    // ids give "".
+    // ids give "". The view points into the tokenizer and lives as long as it does.
     std::string_view token_to_piece(int32_t id, bool render_special) const;
 
     // llama_detokenize(ids, remove_special, render_special): concatenated pieces, with SPM's

@@ -171,12 +171,12 @@ TEST(GgufCorrupt, TooManyMetadataValues) {
     RawGguf g;
     g.header(0, 1).str("blob").u32((uint32_t)ValueType::array).u32((uint32_t)ValueType::u8).u64(kItems).zeros(kItems);
     expect_corrupt(g.bytes, "exceeds the limit of 16777216 metadata values");
-    // The budget is per file, not per array.
+    // The budget is per file: 2 entries + 3 items + (2^24 - 4) items is 1 too many.
     RawGguf split;
     split.header(0, 2);
-    for (const char* key : {"a", "b"})
-        split.str(key).u32((uint32_t)ValueType::array).u32((uint32_t)ValueType::u8).u64(kItems / 2 + 1).zeros(kItems / 2 + 1);
-    expect_corrupt(split.bytes, "metadata key b: array of");
+    split.str("a").u32((uint32_t)ValueType::array).u32((uint32_t)ValueType::u8).u64(3).zeros(3);
+    split.str("b").u32((uint32_t)ValueType::array).u32((uint32_t)ValueType::u8).u64((1ull << 24) - 4).zeros((1ull << 24) - 4);
+    expect_corrupt(split.bytes, "metadata key b: array of 16777212 elements exceeds");
 }
 
 TEST(GgufCorrupt, ArraysNestedTooDeeply) {

@@ -137,7 +137,10 @@ bool encode_with_user_defined(const Vocab& v, const std::string& text, std::vect
 
 std::string join(const std::vector<int32_t>& ids) {
     std::string s;
-    for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+    for (int32_t id : ids) {
+        if (!s.empty()) s += ' ';
+        s += std::to_string(id);
+    }
     return s;
 }
 

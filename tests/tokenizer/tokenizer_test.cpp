@@ -413,6 +413,23 @@ TEST(TokenizerQuirks, SpmDecodeLeadingSpace) {
     EXPECT_NE(tok->encode("<s>Hello", false, false), (std::vector<int32_t>{1, 15043}));
 }
 
+TEST(TokenizerQuirks, Phi3RstripAndControlledUserDefined) {
+    // Expected ids from llama.cpp at the reference commit (llama_tokenize on this vocab).
+    auto tok = load_tokenizer("tokenizers/ggml-vocab-phi-3.gguf.gz");
+    ASSERT_NE(tok, nullptr);
+    // general.name "Phi3": special tokens eat the whitespace after them (RSTRIP), so "Hi" gets the
+    // SPM space prefix instead of "\n  ".
+    EXPECT_EQ(tok->encode("<|user|>\n  Hi<|end|>\n<|assistant|>", true, true),
+              (std::vector<int32_t>{1, 32010, 6324, 32007, 32001}));
+    // "</s>" is typed USER_DEFINED but is an EOG text, which makes it CONTROL too: matched only
+    // with parse_special. Its RSTRIP eats the space before "y", which gets the prefix back.
+    EXPECT_EQ(tok->encode("x </s> y", false, false), (std::vector<int32_t>{921, 1533, 29879, 29958, 343}));
+    EXPECT_EQ(tok->encode("x </s> y", false, true), (std::vector<int32_t>{921, 29871, 2, 343}));
+    EXPECT_TRUE(tok->is_eog(2));
+    EXPECT_TRUE(tok->is_control(2));
+    EXPECT_EQ(tok->token_to_piece(2, false), "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Streaming detokenizer.
 

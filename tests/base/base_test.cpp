@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "base/fp16.h"
+#include "base/mmap.h"
+#include "base/thread_pool.h"
+
+namespace hearth {
+namespace {
+
+TEST(ThreadPool, EveryIndexExactlyOnce) {
+    for (int threads : {1, 2, 5}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {0, 1, 3, 17, 1000}) {
+            std::vector<std::atomic<int>> hits(n);
+            for (int rep = 0; rep < 20; ++rep)
+                pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
+                    for (int64_t i = b; i < e; ++i) hits[i]++;
+                });
+            for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 20);
+        }
+    }
+}
+
+TEST(ThreadPool, ChunkIndicesAreDistinct) {
+    ThreadPool pool(4);
+    std::vector<std::atomic<int>> used(4);
+    pool.parallel_chunks(100, 1, [&](int chunk, int64_t, int64_t) { used[chunk]++; });
+    for (auto& u : used) EXPECT_LE(u.load(), 1);
+}
+
+TEST(Fp16, RoundTripsEveryHalf) {
+    for (uint32_t h = 0; h < 65536; ++h) {
+        const float f = fp16_to_f32((uint16_t)h);
+        if (std::isnan(f)) continue;
+        ASSERT_EQ(f32_to_fp16(f), h) << h;
+    }
+    EXPECT_EQ(fp16_to_f32(0x3c00), 1.0f);
+    EXPECT_EQ(fp16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+    EXPECT_EQ(f32_to_fp16(65520.0f), 0x7c00);                // rounds to inf
+    EXPECT_EQ(f32_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
+    EXPECT_EQ(f32_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
+}
+
+TEST(Bf16, RoundsToNearestEven) {
+    EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+    EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
+    EXPECT_EQ(f32_to_bf16(bits_to_f32(0x3f808000)), 0x3f80);  // tie, even stays
+    EXPECT_EQ(f32_to_bf16(bits_to_f32(0x3f818000)), 0x3f82);  // tie, odd rounds up
+    EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(WriteFileAtomic, WritesReplacesAndCleansUp) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("hearth_base_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string p = (dir / "f.bin").string();
+    const std::string a = "first", b = "second version";
+    ASSERT_TRUE(write_file_atomic(p, std::as_bytes(std::span(a))).ok());
+    ASSERT_TRUE(write_file_atomic(p, std::as_bytes(std::span(b))).ok());
+    std::ifstream f(p);
+    std::string got((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(got, b);
+    Status st = write_file_atomic((dir / "missing" / "x").string(), std::as_bytes(std::span(a)));
+    EXPECT_EQ(st.code(), StatusCode::not_found);  // the folder does not exist
+    EXPECT_NE(st.message().find("missing"), std::string::npos);
+    size_t n = 0;
+    for (auto& e : fs::directory_iterator(dir)) { (void)e; ++n; }
+    EXPECT_EQ(n, 1u);  // no temporary files left behind
+    fs::remove_all(dir);
+}
+
+TEST(MappedFile, MissingFileIsNotFound) {
+    auto m = MappedFile::open("/nonexistent/hearth/file");
+    EXPECT_EQ(m.status().code(), StatusCode::not_found);
+    EXPECT_NE(m.status().message().find("/nonexistent/hearth/file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hearth
