@@ -3,11 +3,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "base/timer.h"
 #include "cli/commands.h"
@@ -17,16 +19,24 @@
 namespace hearth::cli {
 namespace {
 
+// Numbers are taken as text and parsed here, so a bad value is one "hearth synth: ..." line.
 struct SynthArgs {
-    std::string arch, preset, type = "F16", out, vocab;
-    uint64_t seed = 1;
-    int threads = 0;
-    bool list = false;
-    // Dimension overrides; an option counts only when given (CLI11 Option::count()).
-    int64_t n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_expert = 0,
-            n_expert_used = 0, n_ff_exp = 0, n_vocab = 0, n_ctx = 0;
-    std::vector<std::pair<CLI::Option*, int64_t*>> overrides;
+    std::string arch, preset, type = "F16", out, vocab, seed = "1", threads = "0";
+    bool list = false, dry_run = false;
+    // Dimension overrides, as given ("" when absent).
+    std::string n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_expert, n_expert_used, n_ff_exp, n_vocab, n_ctx;
 };
+
+// A non-negative integer option; "" gives nullopt. Exits with a one-line error otherwise.
+std::optional<int64_t> parse_count(const std::string& text, const char* flag) {
+    if (text.empty()) return std::nullopt;
+    int64_t v = 0;
+    const char* end = text.data() + text.size();
+    auto [p, ec] = std::from_chars(text.data(), end, v);
+    if (ec != std::errc() || p != end || v < 0)
+        fail("synth", std::string(flag) + ": '" + text + "' is not a non-negative whole number");
+    return v;
+}
 
 // tokenizer.* (and everything else) of a GGUF file, plain or gzip-compressed.
 Result<gguf::Metadata> read_vocab(const std::string& path) {
@@ -98,36 +108,44 @@ void run_synth(SynthArgs& a) {
         return;
     }
     if (a.preset.empty()) fail("synth", "give a preset with --preset (hearth synth --list shows them)");
-    if (a.out.empty()) fail("synth", "give the output file with --out FILE.gguf");
+    if (a.out.empty() && !a.dry_run) fail("synth", "give the output file with --out FILE.gguf");
+
+    {
+        std::error_code ec;
+        const std::filesystem::path dir = std::filesystem::path(a.out).parent_path();
+        if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+            fail("synth", "folder " + dir.string() + " does not exist");
+    }
 
     auto preset = model::find_synth_preset(a.preset, a.arch);
     if (!preset.ok()) fail("synth", preset.status());
     model::SynthOverrides ov;
-    auto given = [&](const int64_t& field) -> std::optional<int64_t> {
-        for (const auto& [opt, ptr] : a.overrides)
-            if (ptr == &field && opt->count() > 0) return field;
-        return std::nullopt;
-    };
-    ov.n_layer = given(a.n_layer);
-    ov.n_embd = given(a.n_embd);
-    ov.n_ff = given(a.n_ff);
-    ov.n_head = given(a.n_head);
-    ov.n_head_kv = given(a.n_head_kv);
-    ov.head_dim = given(a.head_dim);
-    ov.n_expert = given(a.n_expert);
-    ov.n_expert_used = given(a.n_expert_used);
-    ov.n_ff_exp = given(a.n_ff_exp);
-    ov.n_vocab = given(a.n_vocab);
-    ov.n_ctx = given(a.n_ctx);
+    ov.n_layer = parse_count(a.n_layer, "--layers");
+    ov.n_embd = parse_count(a.n_embd, "--embd");
+    ov.n_ff = parse_count(a.n_ff, "--ff");
+    ov.n_head = parse_count(a.n_head, "--heads");
+    ov.n_head_kv = parse_count(a.n_head_kv, "--kv-heads");
+    ov.head_dim = parse_count(a.head_dim, "--head-dim");
+    ov.n_expert = parse_count(a.n_expert, "--experts");
+    ov.n_expert_used = parse_count(a.n_expert_used, "--experts-used");
+    ov.n_ff_exp = parse_count(a.n_ff_exp, "--expert-ff");
+    ov.n_vocab = parse_count(a.n_vocab, "--vocab-size");
+    ov.n_ctx = parse_count(a.n_ctx, "--ctx");
     model::SynthOptions opts;
     opts.config = preset.value();
     if (Status s = model::apply_synth_overrides(opts.config, ov); !s.ok()) fail("synth", s);
     auto type = model::parse_synth_type(a.type);
     if (!type.ok()) fail("synth", type.status());
     opts.type = type.value();
-    opts.seed = a.seed;
-    opts.n_threads = a.threads;
-    if (a.threads < 0) fail("synth", "--threads must be 0 (all cores) or more");
+    {
+        uint64_t seed = 0;
+        const char* end = a.seed.data() + a.seed.size();
+        auto [p, ec] = std::from_chars(a.seed.data(), end, seed);
+        if (a.seed.empty() || ec != std::errc() || p != end)
+            fail("synth", "--seed: '" + a.seed + "' is not a non-negative whole number");
+        opts.seed = seed;
+    }
+    opts.n_threads = (int)std::min<int64_t>(*parse_count(a.threads.empty() ? "0" : a.threads, "--threads"), 1024);
 
     std::string vocab_path = a.vocab;
     if (vocab_path.empty()) {
@@ -156,6 +174,7 @@ void run_synth(SynthArgs& a) {
                  plan.value().n_params / 1e9, plan.value().tensor_bytes / 1e9,
                  vocab_path.empty() ? "built-in" : vocab_path.c_str());
     for (const auto& note : plan.value().notes) std::fprintf(stderr, "hearth synth: note: %s\n", note.c_str());
+    if (a.dry_run) return;
 
     // Progress for models that take more than a moment: a rewritten line on a terminal, else a
     // line every few seconds.
@@ -193,12 +212,11 @@ void add_synth_command(CLI::App& app) {
     cmd->add_option("-o,--out", a->out, "Output GGUF file");
     cmd->add_option("--vocab", a->vocab, "GGUF (or .gguf.gz) whose tokenizer to copy, or 'builtin' "
                                          "(default: the shared test data's vocabulary for the family)");
-    cmd->add_option("--seed", a->seed, "Random seed (same seed, same file)")->capture_default_str();
-    cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)");
+    cmd->add_option("--seed", a->seed, "Random seed (same seed, same file)")->type_name("INT")->capture_default_str();
+    cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)")->type_name("INT")->capture_default_str();
     cmd->add_flag("--list", a->list, "List the presets and types");
-    auto dim = [&](const char* flag, int64_t& field, const char* help) {
-        a->overrides.emplace_back(cmd->add_option(flag, field, help), &field);
-    };
+    cmd->add_flag("--dry-run", a->dry_run, "Print the shapes, parameter count and size; write nothing");
+    auto dim = [&](const char* flag, std::string& field, const char* help) { cmd->add_option(flag, field, help)->type_name("INT"); };
     dim("--layers", a->n_layer, "Override: number of layers");
     dim("--embd", a->n_embd, "Override: embedding width");
     dim("--ff", a->n_ff, "Override: feed-forward width");

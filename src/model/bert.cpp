@@ -2,6 +2,7 @@
 // absolute position embeddings, bidirectional attention, GELU FFN, pooled output.
 #include <cmath>
 
+#include "model/blocks.h"
 #include "model/families.h"
 
 namespace hearth::model {
@@ -84,39 +85,23 @@ public:
             kv_end[t] = seq_len[batch.seq_ids[t]];
             tables[t] = batch.block_tables[batch.seq_ids[t]].data();
         }
-        auto bias = [n](float* y, const std::vector<float>& b) {
-            const int64_t m = (int64_t)b.size();
-            for (int64_t r = 0; r < n; ++r)
-                for (int64_t i = 0; i < m; ++i) y[r * m + i] += b[i];
-        };
         ops::AttentionParams ap;
         ap.n_head = ap.n_head_kv = hp.n_head;
         ap.head_dim_k = ap.head_dim_v = hp.head_dim_k;
         ap.scale = 1.0f / std::sqrt((float)hp.head_dim_k);
         for (int l = 0; l < hp.n_layer; ++l) {
             const BertLayer& L = layers_[l];
-            ops_.matmul(L.wq, x.data(), q.data(), n);
-            ops_.matmul(L.wk, x.data(), k.data(), n);
-            ops_.matmul(L.wv, x.data(), v.data(), n);
-            bias(q.data(), L.bq);
-            bias(k.data(), L.bk);
-            bias(v.data(), L.bv);
-            for (int64_t t = 0; t < n; ++t) {
-                const int32_t pos = batch.positions[t];
-                const int32_t blk = tables[t][pos / kv.block_size()];
-                std::copy_n(k.data() + t * d, d, kv.k_row(l, blk, pos % kv.block_size()));
-                std::copy_n(v.data() + t * d, d, kv.v_row(l, blk, pos % kv.block_size()));
-            }
+            blocks::linear(ops_, L.wq, L.bq, x.data(), q.data(), n);
+            blocks::linear(ops_, L.wk, L.bk, x.data(), k.data(), n);
+            blocks::linear(ops_, L.wv, L.bv, x.data(), v.data(), n);
+            blocks::write_kv(kv, l, batch, k.data(), d, v.data(), d);
             ops_.attention(q.data(), kv.view(l), tables.data(), batch.positions.data(), kv_end.data(), n, ap, a.data());
-            ops_.matmul(L.wo, a.data(), h.data(), n);
-            bias(h.data(), L.bo);
+            blocks::linear(ops_, L.wo, L.bo, a.data(), h.data(), n);
             ops_.add(x.data(), h.data(), n * d);
             ops_.layer_norm(x.data(), L.attn_norm_w.data(), L.attn_norm_b.data(), x.data(), d, n, hp.norm_eps);
-            ops_.matmul(L.up, x.data(), ff.data(), n);
-            bias(ff.data(), L.b_up);
+            blocks::linear(ops_, L.up, L.b_up, x.data(), ff.data(), n);
             ops_.gelu(ff.data(), ff.data(), n * hp.n_ff);
-            ops_.matmul(L.down, ff.data(), h.data(), n);
-            bias(h.data(), L.b_down);
+            blocks::linear(ops_, L.down, L.b_down, ff.data(), h.data(), n);
             ops_.add(x.data(), h.data(), n * d);
             ops_.layer_norm(x.data(), L.out_norm_w.data(), L.out_norm_b.data(), x.data(), d, n, hp.norm_eps);
         }

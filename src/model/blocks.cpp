@@ -4,213 +4,347 @@
 #include <cmath>
 #include <numeric>
 
+#include "model/families.h"
+
 namespace hearth::model {
+
+void AttnIndex::set_causal(const Batch& batch) {
+    const int64_t n = batch.n_tokens();
+    kv_end.resize(n);
+    tables.resize(n);
+    for (int64_t t = 0; t < n; ++t) {
+        kv_end[t] = batch.positions[t] + 1;
+        tables[t] = batch.block_tables[batch.seq_ids[t]].data();
+    }
+}
+
+namespace blocks {
+
+void linear(ops::Ops& ops, const ops::Weight& w, const std::vector<float>& b, const float* x, float* y, int64_t n) {
+    ops.matmul(w, x, y, n);
+    if (!b.empty()) ops.add_bias(y, b.data(), n, w.n_out());
+}
+
+Status load_attention(WeightLoader& w, const Hparams& hp, int l, const AttnLoad& spec, AttnWeights& a) {
+    auto name = [l](const char* n, const char* s = "weight") { return layer_tensor(l, n, s); };
+    if (spec.refuse_fused_qkv && w.has(name("attn_qkv")))
+        return error(StatusCode::unsupported,
+                     name("attn_qkv") + ": fused QKV is not supported for " + hp.arch);
+    const int64_t d = hp.n_embd, q_dim = (int64_t)hp.n_head * hp.head_dim_k;
+    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
+    HEARTH_TRY(w.matrix(name("attn_q"), {d, q_dim}, a.wq));
+    HEARTH_TRY(w.matrix(name("attn_k"), {d, k_dim}, a.wk));
+    HEARTH_TRY(w.matrix(name("attn_v"), {d, v_dim}, a.wv));
+    HEARTH_TRY(w.matrix(name("attn_output"), {(int64_t)hp.n_head * hp.head_dim_v, d}, a.wo));
+    HEARTH_TRY(w.vec(name("attn_q", "bias"), q_dim, a.bq, spec.biases_required));
+    HEARTH_TRY(w.vec(name("attn_k", "bias"), k_dim, a.bk, spec.biases_required));
+    HEARTH_TRY(w.vec(name("attn_v", "bias"), v_dim, a.bv, spec.biases_required));
+    if (spec.out_bias) HEARTH_TRY(w.vec(name("attn_output", "bias"), d, a.bo, spec.out_bias_required));
+    if (spec.qk_norm) {
+        HEARTH_TRY(w.vec(name("attn_q_norm"), hp.head_dim_k, a.q_norm));
+        HEARTH_TRY(w.vec(name("attn_k_norm"), hp.head_dim_k, a.k_norm));
+    }
+    return {};
+}
+
+void project_qkv(ops::Ops& ops, const AttnWeights& a, const float* h, float* q, float* k, float* v, int64_t n) {
+    linear(ops, a.wq, a.bq, h, q, n);
+    linear(ops, a.wk, a.bk, h, k, n);
+    linear(ops, a.wv, a.bv, h, v, n);
+}
+
+void qk_norm(ops::Ops& ops, const Hparams& hp, const float* q_norm, const float* k_norm, float* q, float* k, int64_t n) {
+    ops.rms_norm(q, q_norm, q, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+    ops.rms_norm(k, k_norm, k, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+}
+
+void write_kv(KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride, const float* v,
+              int64_t v_stride) {
+    const int kw = kv.k_width(layer), vw = kv.v_width(layer), bs = kv.block_size();
+    for (int64_t t = 0; t < batch.n_tokens(); ++t) {
+        const int32_t pos = batch.positions[t];
+        const int32_t blk = batch.block_tables[batch.seq_ids[t]][pos / bs];
+        std::copy_n(k + t * k_stride, kw, kv.k_row(layer, blk, pos % bs));
+        std::copy_n(v + t * v_stride, vw, kv.v_row(layer, blk, pos % bs));
+    }
+}
+
+Status load_ffn(WeightLoader& w, int l, int64_t n_embd, int64_t n_ff, FfnWeights& f, const char* gate, const char* up,
+                const char* down) {
+    HEARTH_TRY(w.matrix(layer_tensor(l, gate), {n_embd, n_ff}, f.gate));
+    HEARTH_TRY(w.matrix(layer_tensor(l, up), {n_embd, n_ff}, f.up));
+    HEARTH_TRY(w.matrix(layer_tensor(l, down), {n_ff, n_embd}, f.down));
+    return {};
+}
+
+void swiglu_ffn(ops::Ops& ops, const FfnWeights& f, const float* x, float* y, int64_t n, std::vector<float>& g,
+                std::vector<float>& u) {
+    const int64_t n_ff = f.gate.n_out();
+    grow(g, n * n_ff);
+    grow(u, n * n_ff);
+    ops.matmul(f.gate, x, g.data(), n);
+    ops.matmul(f.up, x, u.data(), n);
+    ops.swiglu(g.data(), u.data(), g.data(), n * n_ff);
+    ops.matmul(f.down, g.data(), y, n);
+}
+
+void top_k(const float* s, int n, int k, int32_t* idx) {
+    std::iota(idx, idx + n, 0);
+    std::partial_sort(idx, idx + k, idx + n,
+                      [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+}
+
+}  // namespace blocks
+
+// A 2-D f32 table (expert biases) of rows x cols, dequantized.
+static Status table_f32(WeightLoader& w, const std::string& name, int64_t cols, int64_t rows, std::vector<float>& out) {
+    ops::Weight m;
+    HEARTH_TRY(w.matrix(name, {cols, rows}, m));
+    out.resize(cols * rows);
+    for (int64_t r = 0; r < rows; ++r)
+        quant::traits(m.type).dequantize_row(m.data + r * m.row_bytes, out.data() + r * cols, cols);
+    return {};
+}
+
+Status load_moe(WeightLoader& w, const Hparams& hp, int l, bool expert_biases, MoeWeights& m) {
+    auto name = [l](const char* n, const char* s = "weight") { return layer_tensor(l, n, s); };
+    const int64_t d = hp.n_embd, ff = hp.n_ff_exp, n_exp = hp.n_expert;
+    HEARTH_TRY(w.matrix(name("ffn_gate_inp"), {d, n_exp}, m.router));
+    if (expert_biases) HEARTH_TRY(w.vec(name("ffn_gate_inp", "bias"), n_exp, m.router_b));
+    HEARTH_TRY(w.matrix(name("ffn_gate_exps"), {d, ff, n_exp}, m.gate_exps));
+    HEARTH_TRY(w.matrix(name("ffn_up_exps"), {d, ff, n_exp}, m.up_exps));
+    HEARTH_TRY(w.matrix(name("ffn_down_exps"), {ff, d, n_exp}, m.down_exps));
+    if (expert_biases) {
+        HEARTH_TRY(table_f32(w, name("ffn_gate_exps", "bias"), ff, n_exp, m.gate_b));
+        HEARTH_TRY(table_f32(w, name("ffn_up_exps", "bias"), ff, n_exp, m.up_b));
+        HEARTH_TRY(table_f32(w, name("ffn_down_exps", "bias"), d, n_exp, m.down_b));
+    }
+    return {};
+}
+
+// ggml's softmax, in place: f32 exps, double sum, scaled by the f32 inverse.
+static void softmax_scaled(float* p, int n) {
+    const float mx = *std::max_element(p, p + n);
+    double sum = 0.0;
+    for (int e = 0; e < n; ++e) sum += (p[e] = std::exp(p[e] - mx));
+    const float inv = (float)(1.0 / sum);
+    for (int e = 0; e < n; ++e) p[e] *= inv;
+}
+
+void MoeBlock::route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x,
+                     int64_t n) {
+    const int n_exp = hp.n_expert, k = hp.n_expert_used;
+    const int per_group = spec.n_groups > 1 ? n_exp / spec.n_groups : n_exp;
+    grow(logits_, n * n_exp);
+    blocks::linear(ops, w.router, w.router_b, x, logits_.data(), n);
+    chosen_.resize(n * k), weight_.resize(n * k), sel_.resize(n_exp), order_.resize(n_exp);
+    group_score_.resize(std::max(spec.n_groups, 1));
+    for (int64_t t = 0; t < n; ++t) {
+        float* p = logits_.data() + t * n_exp;
+        int32_t* chosen = chosen_.data() + t * k;
+        float* weight = weight_.data() + t * k;
+        if (spec.gating == Gating::softmax_selected) {
+            blocks::top_k(p, n_exp, k, order_.data());
+            for (int j = 0; j < k; ++j) chosen[j] = order_[j], weight[j] = p[order_[j]];
+            softmax_scaled(weight, k);
+        } else {
+            if (spec.gating == Gating::sigmoid) {
+                for (int e = 0; e < n_exp; ++e) p[e] = 1.0f / (1.0f + std::exp(-p[e]));
+            } else {  // f32 exps, double sum, each probability divided in double
+                const float mx = *std::max_element(p, p + n_exp);
+                double sum = 0.0;
+                for (int e = 0; e < n_exp; ++e) sum += (p[e] = std::exp(p[e] - mx));
+                for (int e = 0; e < n_exp; ++e) p[e] = (float)(p[e] / sum);
+            }
+            for (int e = 0; e < n_exp; ++e) sel_[e] = p[e] + (w.probs_b.empty() ? 0.0f : w.probs_b[e]);
+            if (spec.n_groups > 1) {  // keep the groups with the best sum of their 2 best scores
+                for (int g = 0; g < spec.n_groups; ++g) {
+                    blocks::top_k(sel_.data() + g * per_group, per_group, 2, order_.data());
+                    group_score_[g] = sel_[g * per_group + order_[0]] + sel_[g * per_group + order_[1]];
+                }
+                blocks::top_k(group_score_.data(), spec.n_groups, spec.n_group_used, order_.data());
+                for (int g = spec.n_group_used; g < spec.n_groups; ++g)
+                    std::fill_n(sel_.begin() + order_[g] * per_group, per_group, -INFINITY);
+            }
+            blocks::top_k(sel_.data(), n_exp, k, order_.data());
+            for (int j = 0; j < k; ++j) chosen[j] = order_[j], weight[j] = p[order_[j]];
+        }
+        if (spec.norm_w) {
+            float wsum = 0.0f;
+            for (int j = 0; j < k; ++j) wsum += weight[j];
+            wsum = std::max(wsum, 6.103515625e-5f);  // llama.cpp clamps to the smallest normal F16
+            for (int j = 0; j < k; ++j) weight[j] /= wsum;
+        }
+        if (spec.scale_w != 0.0f && spec.scale_w != 1.0f)
+            for (int j = 0; j < k; ++j) weight[j] *= spec.scale_w;
+    }
+}
+
+void MoeBlock::forward(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x,
+                       int64_t n, float* out) {
+    route(ops, hp, spec, w, x, n);
+    const int n_exp = hp.n_expert, k = hp.n_expert_used;
+    const int64_t d = hp.n_embd, n_ff = hp.n_ff_exp;
+    grow(ys_, n * k * d);
+    // Each expert runs once over the slots routed to it, so its weights are read once per batch.
+    for (int e = 0; e < n_exp; ++e) {
+        rows_.clear();
+        for (int64_t i = 0; i < n * k; ++i)
+            if (chosen_[i] == e) rows_.push_back(i);
+        if (rows_.empty()) continue;
+        const int64_t m = (int64_t)rows_.size();
+        grow(xin_, m * d), grow(g_, m * n_ff), grow(u_, m * n_ff), grow(y_, m * d);
+        for (int64_t i = 0; i < m; ++i) {
+            const float* src = x + rows_[i] / k * d;
+            float* dst = xin_.data() + i * d;
+            if (spec.weight_input)
+                for (int64_t c = 0; c < d; ++c) dst[c] = src[c] * weight_[rows_[i]];
+            else
+                std::copy_n(src, d, dst);
+        }
+        ops.matmul(w.gate_exps.slice(e), xin_.data(), g_.data(), m);
+        ops.matmul(w.up_exps.slice(e), xin_.data(), u_.data(), m);
+        if (!w.gate_b.empty()) ops.add_bias(g_.data(), w.gate_b.data() + e * n_ff, m, n_ff);
+        if (!w.up_b.empty()) ops.add_bias(u_.data(), w.up_b.data() + e * n_ff, m, n_ff);
+        if (spec.act == Activation::swiglu_oai)
+            ops.swiglu_oai(g_.data(), u_.data(), g_.data(), m * n_ff, spec.oai_alpha, spec.oai_limit);
+        else
+            ops.swiglu(g_.data(), u_.data(), g_.data(), m * n_ff);
+        ops.matmul(w.down_exps.slice(e), g_.data(), y_.data(), m);
+        if (!w.down_b.empty()) ops.add_bias(y_.data(), w.down_b.data() + e * d, m, d);
+        for (int64_t i = 0; i < m; ++i) std::copy_n(y_.data() + i * d, d, ys_.data() + rows_[i] * d);
+    }
+    // Summed per token in selection order (as llama.cpp adds them) or in expert-id order.
+    for (int64_t t = 0; t < n; ++t) {
+        int32_t* slots = order_.data();  // [k] this token's slots in summation order
+        std::iota(slots, slots + k, 0);
+        if (spec.sum_order == SumOrder::expert_id)
+            std::sort(slots, slots + k, [&](int32_t a, int32_t b) { return chosen_[t * k + a] < chosen_[t * k + b]; });
+        float* dst = out + t * d;
+        for (int j = 0; j < k; ++j) {
+            const int64_t slot = t * k + slots[j];
+            const float* y = ys_.data() + slot * d;
+            const float wj = weight_[slot];
+            if (spec.weight_input && j == 0) std::copy_n(y, d, dst);
+            else if (spec.weight_input) ops.add(dst, y, d);
+            else if (j == 0) for (int64_t c = 0; c < d; ++c) dst[c] = wj * y[c];
+            else for (int64_t c = 0; c < d; ++c) dst[c] += wj * y[c];
+        }
+    }
+    if (w.shared.present()) {
+        grow(y_, n * d);
+        blocks::swiglu_ffn(ops, w.shared, x, y_.data(), n, g_, u_);
+        ops.add(out, y_.data(), n * d);
+    }
+}
+
+Status DecoderBase::load_embeddings(WeightLoader& w, bool output_required) {
+    const Hparams& hp = hp_;
+    HEARTH_TRY(w.matrix("token_embd.weight", {hp.n_embd, hp.n_vocab}, tok_embd_));
+    HEARTH_TRY(w.vec("output_norm.weight", hp.n_embd, output_norm_));
+    HEARTH_TRY(w.matrix("output.weight", {hp.n_embd, hp.n_vocab}, output_, output_required));
+    if (!output_.present()) output_ = tok_embd_;  // tied embeddings
+    return {};
+}
+
+Status DecoderBase::begin(const Batch& batch, KvCache& kv) {
+    HEARTH_TRY(validate(batch, kv));
+    const int64_t n = batch.n_tokens(), d = hp_.n_embd;
+    grow(x_, n * d), grow(h_, n * d), grow(proj_, n * d);
+    idx_.set_causal(batch);
+    ops_.get_rows(tok_embd_, batch.tokens.data(), n, x_.data());
+    return {};
+}
+
+void DecoderBase::finish(const Batch& batch, ForwardOutput& out) {
+    const int64_t d = hp_.n_embd;
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < batch.n_tokens(); ++t)
+        if (batch.output[t]) std::copy_n(x_.data() + t * d, d, h_.data() + (n_out++) * d);
+    ops_.rms_norm(h_.data(), output_norm_.data(), h_.data(), d, n_out, hp_.norm_eps);
+    out.logits.resize(n_out * hp_.n_vocab);
+    if (n_out > 0) ops_.matmul(output_, h_.data(), out.logits.data(), n_out);
+    out.embeddings.clear();
+}
+
+// ---- Decoder: llama, qwen2, qwen3, qwen3moe ----
 
 Status Decoder::load_weights() {
     const Hparams& hp = hp_;
     WeightLoader w(*file_);
-    const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
-    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k;
-    const int64_t v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
-    const int64_t o_dim = (int64_t)hp.n_head * hp.head_dim_v;
-    HEARTH_TRY(w.matrix("token_embd.weight", {hp.n_embd, hp.n_vocab}, tok_embd_));
-    HEARTH_TRY(w.vec("output_norm.weight", hp.n_embd, output_norm_));
-    HEARTH_TRY(w.matrix("output.weight", {hp.n_embd, hp.n_vocab}, output_, /*required=*/false));
-    if (!output_.present()) output_ = tok_embd_;  // tied embeddings
-    if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs));
+    HEARTH_TRY(load_embeddings(w));
+    if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs_));
+    hp_.rope.neox = spec_.rope_neox;
+    hp_.rope.freq_factors = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+    AttnLoad al;
+    al.biases_required = spec_.qkv_bias;
+    al.qk_norm = spec_.qk_norm;
     layers_.resize(hp.n_layer);
     for (int l = 0; l < hp.n_layer; ++l) {
         DecoderLayer& L = layers_[l];
-        auto name = [l](const char* n, const char* s = "weight") { return layer_tensor(l, n, s); };
-        HEARTH_TRY(w.vec(name("attn_norm"), hp.n_embd, L.attn_norm));
-        HEARTH_TRY(w.matrix(name("attn_q"), {hp.n_embd, q_dim}, L.wq));
-        HEARTH_TRY(w.matrix(name("attn_k"), {hp.n_embd, k_dim}, L.wk));
-        HEARTH_TRY(w.matrix(name("attn_v"), {hp.n_embd, v_dim}, L.wv));
-        HEARTH_TRY(w.matrix(name("attn_output"), {o_dim, hp.n_embd}, L.wo));
-        HEARTH_TRY(w.vec(name("attn_q", "bias"), q_dim, L.bq, spec_.qkv_bias));
-        HEARTH_TRY(w.vec(name("attn_k", "bias"), k_dim, L.bk, spec_.qkv_bias));
-        HEARTH_TRY(w.vec(name("attn_v", "bias"), v_dim, L.bv, spec_.qkv_bias));
-        if (spec_.qk_norm) {
-            HEARTH_TRY(w.vec(name("attn_q_norm"), hp.head_dim_k, L.q_norm));
-            HEARTH_TRY(w.vec(name("attn_k_norm"), hp.head_dim_k, L.k_norm));
+        HEARTH_TRY(w.vec(layer_tensor(l, "attn_norm"), hp.n_embd, L.attn_norm));
+        HEARTH_TRY(blocks::load_attention(w, hp, l, al, L.attn));
+        HEARTH_TRY(w.vec(layer_tensor(l, "ffn_norm"), hp.n_embd, L.ffn_norm));
+        if (hp.n_expert == 0) {
+            HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, L.ffn));
+            continue;
         }
-        HEARTH_TRY(w.vec(name("ffn_norm"), hp.n_embd, L.ffn_norm));
-        if (hp.n_expert > 0) {
-            HEARTH_TRY(w.matrix(name("ffn_gate_inp"), {hp.n_embd, hp.n_expert}, L.router));
-            if (!w.has(name("ffn_gate_exps")) && w.has(layer_tensor(l, "ffn_gate.0")))
-                return error(StatusCode::unsupported,
-                             "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
-            HEARTH_TRY(w.matrix(name("ffn_gate_exps"), {hp.n_embd, hp.n_ff_exp, hp.n_expert}, L.gate_exps));
-            HEARTH_TRY(w.matrix(name("ffn_up_exps"), {hp.n_embd, hp.n_ff_exp, hp.n_expert}, L.up_exps));
-            HEARTH_TRY(w.matrix(name("ffn_down_exps"), {hp.n_ff_exp, hp.n_embd, hp.n_expert}, L.down_exps));
-        } else {
-            HEARTH_TRY(w.matrix(name("ffn_gate"), {hp.n_embd, hp.n_ff}, L.ffn_gate));
-            HEARTH_TRY(w.matrix(name("ffn_up"), {hp.n_embd, hp.n_ff}, L.ffn_up));
-            HEARTH_TRY(w.matrix(name("ffn_down"), {hp.n_ff, hp.n_embd}, L.ffn_down));
-        }
+        if (!w.has(layer_tensor(l, "ffn_gate_exps")) && w.has(layer_tensor(l, "ffn_gate.0")))
+            return error(StatusCode::unsupported,
+                         "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
+        HEARTH_TRY(load_moe(w, hp, l, /*expert_biases=*/false, L.moe));
     }
     return {};
-}
-
-static void add_bias(float* x, const std::vector<float>& b, int64_t n_rows) {
-    if (b.empty()) return;
-    const int64_t d = (int64_t)b.size();
-    for (int64_t r = 0; r < n_rows; ++r)
-        for (int64_t i = 0; i < d; ++i) x[r * d + i] += b[i];
-}
-
-void Decoder::attention(int layer, const Batch& batch, KvCache& kv, int64_t n) {
-    const Hparams& hp = hp_;
-    const DecoderLayer& L = layers_[layer];
-    const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
-    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k;
-    const int64_t v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
-    ops_.matmul(L.wq, h_.data(), q_.data(), n);
-    ops_.matmul(L.wk, h_.data(), k_.data(), n);
-    ops_.matmul(L.wv, h_.data(), v_.data(), n);
-    add_bias(q_.data(), L.bq, n);
-    add_bias(k_.data(), L.bk, n);
-    add_bias(v_.data(), L.bv, n);
-    if (!L.q_norm.empty()) {
-        ops_.rms_norm(q_.data(), L.q_norm.data(), q_.data(), hp.head_dim_k, n * hp.n_head, hp.norm_eps);
-        ops_.rms_norm(k_.data(), L.k_norm.data(), k_.data(), hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
-    }
-    ops::RopeConfig rc;
-    rc.n_rot = hp.n_rot;
-    rc.neox = hp.rope_neox;
-    rc.freq_base = hp.rope_freq_base;
-    rc.freq_scale = hp.rope_freq_scale;
-    rc.freq_factors = rope_freqs.empty() ? nullptr : rope_freqs.data();
-    rc.n_ctx_orig = hp.n_ctx_orig;
-    ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, hp.head_dim_k, rc);
-    ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, hp.head_dim_k, rc);
-    for (int64_t t = 0; t < n; ++t) {
-        const int32_t pos = batch.positions[t];
-        const int32_t blk = batch.block_tables[batch.seq_ids[t]][pos / kv.block_size()];
-        std::copy_n(k_.data() + t * k_dim, k_dim, kv.k_row(layer, blk, pos % kv.block_size()));
-        std::copy_n(v_.data() + t * v_dim, v_dim, kv.v_row(layer, blk, pos % kv.block_size()));
-    }
-    ops::AttentionParams ap;
-    ap.n_head = hp.n_head;
-    ap.n_head_kv = hp.n_head_kv;
-    ap.head_dim_k = hp.head_dim_k;
-    ap.head_dim_v = hp.head_dim_v;
-    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
-    ops_.attention(q_.data(), kv.view(layer), tables_.data(), batch.positions.data(), kv_end_.data(), n, ap,
-                   attn_.data());
-    ops_.matmul(L.wo, attn_.data(), proj_.data(), n);
-    (void)q_dim;
-}
-
-void Decoder::ffn_dense(const DecoderLayer& L, int64_t n) {
-    const int64_t n_ff = hp_.n_ff;
-    ops_.matmul(L.ffn_gate, h_.data(), gate_.data(), n);
-    ops_.matmul(L.ffn_up, h_.data(), up_.data(), n);
-    ops_.swiglu(gate_.data(), up_.data(), gate_.data(), n * n_ff);
-    ops_.matmul(L.ffn_down, gate_.data(), proj_.data(), n);
-}
-
-void Decoder::ffn_moe(const DecoderLayer& L, int64_t n) {
-    const Hparams& hp = hp_;
-    const int64_t n_embd = hp.n_embd, n_ff = hp.n_ff_exp;
-    const int n_exp = hp.n_expert, k = hp.n_expert_used;
-    ops_.matmul(L.router, h_.data(), router_.data(), n);
-    // Per token: softmax over all experts, take the k most probable, renormalize.
-    std::vector<int32_t> chosen((size_t)n * k);  // [n][k] expert ids
-    std::vector<float> weight((size_t)n * k);    // [n][k] mixing weights
-    std::vector<int32_t> order(n_exp);
-    for (int64_t t = 0; t < n; ++t) {
-        float* p = router_.data() + t * n_exp;
-        float mx = *std::max_element(p, p + n_exp);
-        double sum = 0.0;
-        for (int e = 0; e < n_exp; ++e) { p[e] = std::exp(p[e] - mx); sum += p[e]; }
-        for (int e = 0; e < n_exp; ++e) p[e] = (float)(p[e] / sum);
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                          [p](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-        float wsum = 0.0f;
-        for (int j = 0; j < k; ++j) wsum += p[order[j]];
-        for (int j = 0; j < k; ++j) {
-            chosen[t * k + j] = order[j];
-            weight[t * k + j] = hp.expert_weights_norm ? p[order[j]] / wsum : p[order[j]];
-        }
-    }
-    // Group tokens by expert so each expert's weights are read once per batch.
-    std::fill(proj_.begin(), proj_.begin() + n * n_embd, 0.0f);
-    std::vector<int64_t> rows;   // tokens routed to the current expert
-    std::vector<float> rows_w;   // their mixing weights
-    std::vector<float> xin, g, u, y;
-    for (int e = 0; e < n_exp; ++e) {
-        rows.clear();
-        rows_w.clear();
-        for (int64_t t = 0; t < n; ++t)
-            for (int j = 0; j < k; ++j)
-                if (chosen[t * k + j] == e) { rows.push_back(t); rows_w.push_back(weight[t * k + j]); }
-        if (rows.empty()) continue;
-        const int64_t m = (int64_t)rows.size();
-        xin.resize(m * n_embd);
-        g.resize(m * n_ff);
-        u.resize(m * n_ff);
-        y.resize(m * n_embd);
-        for (int64_t i = 0; i < m; ++i) std::copy_n(h_.data() + rows[i] * n_embd, n_embd, xin.data() + i * n_embd);
-        ops_.matmul(L.gate_exps.slice(e), xin.data(), g.data(), m);
-        ops_.matmul(L.up_exps.slice(e), xin.data(), u.data(), m);
-        ops_.swiglu(g.data(), u.data(), g.data(), m * n_ff);
-        ops_.matmul(L.down_exps.slice(e), g.data(), y.data(), m);
-        for (int64_t i = 0; i < m; ++i) {
-            float* dst = proj_.data() + rows[i] * n_embd;
-            for (int64_t d = 0; d < n_embd; ++d) dst[d] += rows_w[i] * y[i * n_embd + d];
-        }
-    }
 }
 
 Status Decoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
-    HEARTH_TRY(validate(batch, kv));
+    HEARTH_TRY(begin(batch, kv));
     const Hparams& hp = hp_;
-    const int64_t n = batch.n_tokens();
-    const int64_t n_embd = hp.n_embd;
-    const int64_t ff = std::max(hp.n_ff, hp.n_ff_exp);
-    auto grow = [](std::vector<float>& v, int64_t size) { if ((int64_t)v.size() < size) v.resize(size); };
-    grow(x_, n * n_embd);
-    grow(h_, n * n_embd);
-    grow(q_, n * hp.n_head * hp.head_dim_k);
-    grow(k_, n * hp.n_head_kv * hp.head_dim_k);
-    grow(v_, n * hp.n_head_kv * hp.head_dim_v);
+    const int64_t n = batch.n_tokens(), d = hp.n_embd;
+    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
+    grow(q_, n * hp.n_head * hp.head_dim_k), grow(k_, n * k_dim), grow(v_, n * v_dim);
     grow(attn_, n * hp.n_head * hp.head_dim_v);
-    grow(gate_, n * ff);
-    grow(up_, n * ff);
-    grow(proj_, n * n_embd);
-    grow(router_, n * std::max(hp.n_expert, 1));
-    kv_end_.resize(n);
-    tables_.resize(n);
-    for (int64_t t = 0; t < n; ++t) {
-        kv_end_[t] = batch.positions[t] + 1;  // causal
-        tables_[t] = batch.block_tables[batch.seq_ids[t]].data();
-    }
+    ops::AttentionParams ap;
+    ap.n_head = hp.n_head, ap.n_head_kv = hp.n_head_kv, ap.head_dim_k = hp.head_dim_k, ap.head_dim_v = hp.head_dim_v;
+    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
+    MoeSpec ms;
+    ms.gating = Gating::softmax;
+    ms.norm_w = hp.expert_weights_norm;
+    ms.sum_order = SumOrder::expert_id;
 
-    ops_.get_rows(tok_embd_, batch.tokens.data(), n, x_.data());
     for (int l = 0; l < hp.n_layer; ++l) {
         const DecoderLayer& L = layers_[l];
-        ops_.rms_norm(x_.data(), L.attn_norm.data(), h_.data(), n_embd, n, hp.norm_eps);
-        attention(l, batch, kv, n);
-        ops_.add(x_.data(), proj_.data(), n * n_embd);
-        ops_.rms_norm(x_.data(), L.ffn_norm.data(), h_.data(), n_embd, n, hp.norm_eps);
-        if (hp.n_expert > 0) ffn_moe(L, n);
-        else ffn_dense(L, n);
-        ops_.add(x_.data(), proj_.data(), n * n_embd);
+        ops_.rms_norm(x_.data(), L.attn_norm.data(), h_.data(), d, n, hp.norm_eps);
+        blocks::project_qkv(ops_, L.attn, h_.data(), q_.data(), k_.data(), v_.data(), n);
+        if (!L.attn.q_norm.empty())
+            blocks::qk_norm(ops_, hp, L.attn.q_norm.data(), L.attn.k_norm.data(), q_.data(), k_.data(), n);
+        ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, hp.head_dim_k, hp.rope);
+        ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, hp.head_dim_k, hp.rope);
+        blocks::write_kv(kv, l, batch, k_.data(), k_dim, v_.data(), v_dim);
+        ops_.attention(q_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n, ap,
+                       attn_.data());
+        ops_.matmul(L.attn.wo, attn_.data(), proj_.data(), n);
+        ops_.add(x_.data(), proj_.data(), n * d);
+        ops_.rms_norm(x_.data(), L.ffn_norm.data(), h_.data(), d, n, hp.norm_eps);
+        if (hp.n_expert > 0) moe_.forward(ops_, hp, ms, L.moe, h_.data(), n, proj_.data());
+        else blocks::swiglu_ffn(ops_, L.ffn, h_.data(), proj_.data(), n, gate_, up_);
+        ops_.add(x_.data(), proj_.data(), n * d);
     }
-
-    int64_t n_out = 0;
-    for (int64_t t = 0; t < n; ++t) n_out += batch.output[t] ? 1 : 0;
-    grow(out_rows_, n_out * n_embd);
-    int64_t r = 0;
-    for (int64_t t = 0; t < n; ++t)
-        if (batch.output[t]) std::copy_n(x_.data() + t * n_embd, n_embd, out_rows_.data() + (r++) * n_embd);
-    ops_.rms_norm(out_rows_.data(), output_norm_.data(), out_rows_.data(), n_embd, n_out, hp.norm_eps);
-    out.logits.resize(n_out * hp.n_vocab);
-    if (n_out > 0) ops_.matmul(output_, out_rows_.data(), out.logits.data(), n_out);
-    out.embeddings.clear();
+    finish(batch, out);
     return {};
+}
+
+Result<std::unique_ptr<Model>> load_decoder(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
+                                            const char* arch, const DecoderSpec& spec, float eps_default) {
+    Hparams hp;
+    hp.arch = arch;
+    ArchKeys k(file->meta, hp.arch);
+    HEARTH_TRY(read_common_hparams(k, hp));
+    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, eps_default));
+    HEARTH_TRY(read_vocab_size(*file, hp));
+    auto m = std::make_unique<Decoder>(file, hp, spec, opts.n_threads);
+    HEARTH_TRY(m->load_weights());
+    return std::unique_ptr<Model>(std::move(m));
 }
 
 }  // namespace hearth::model

@@ -1,5 +1,7 @@
 #include "model/hparams.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace hearth::model {
@@ -53,6 +55,41 @@ Status ArchKeys::get_or(const char* suffix, bool& out, bool def) const {
     return {};
 }
 
+Status read_rope_hparams(const ArchKeys& k, Hparams& hp) {
+    ops::RopeConfig& r = hp.rope;
+    r.n_rot = hp.n_rot;
+    HEARTH_TRY(k.get_or("rope.freq_base", r.freq_base, 10000.0f));
+    if (!(r.freq_base > 0.0f)) return error(StatusCode::corrupt, k.key("rope.freq_base") + ": must be positive");
+    float factor = 0.0f, attn_factor = 1.0f;
+    HEARTH_TRY(k.get_or("rope.scaling.factor", factor, 0.0f));
+    HEARTH_TRY(k.get_or("rope.scaling.attn_factor", attn_factor, 1.0f));
+    HEARTH_TRY(k.get_or("rope.scaling.yarn_log_multiplier", hp.rope_yarn_log_mul, 0.0f));
+    if (!(factor >= 0.0f && factor < 1e6f)) return error(StatusCode::corrupt, k.key("rope.scaling.factor") + ": out of range");
+    int64_t orig = 0;
+    HEARTH_TRY(k.get_or("rope.scaling.original_context_length", orig, hp.n_ctx_train));
+    r.n_ctx_orig = (int)std::min<int64_t>(orig, std::numeric_limits<int32_t>::max());
+    auto type = k.meta().get_string_or(k.key("rope.scaling.type"), "linear");
+    if (!type.ok()) return type.status();
+    const std::string& t = type.value();
+    if (t != "none" && t != "linear" && t != "yarn" && t != "longrope" && t != "llama3")
+        return error(StatusCode::unsupported, k.key("rope.scaling.type") + ": rope scaling type " + t + " is not supported");
+    hp.rope_freq_scale_train = factor == 0.0f ? 1.0f : 1.0f / factor;
+    r.freq_scale = t == "none" || t == "llama3" ? 1.0f : hp.rope_freq_scale_train;
+    r.ext_factor = t == "yarn" ? 1.0f : 0.0f;
+    r.attn_factor = 1.0f;
+    if (r.ext_factor != 0.0f) {
+        // llama.cpp: get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim) with a log
+        // multiplier (1: the models that store one have mscale == mscale_all_dim), else
+        // get_mscale(factor, 1); divided by the 1 + 0.1 ln(factor) the rope kernel applies.
+        const float f = 1.0f / r.freq_scale;
+        auto get_mscale = [](float s, float m) { return s <= 1.0f ? 1.0f : 0.1f * m * std::log(s) + 1.0f; };
+        r.attn_factor = hp.rope_yarn_log_mul != 0.0f ? 1.0f : get_mscale(f, 1.0f);
+        r.attn_factor *= 1.0f / (1.0f + 0.1f * std::log(f));
+    }
+    r.attn_factor *= attn_factor;
+    return {};
+}
+
 Status read_common_hparams(const ArchKeys& k, Hparams& hp) {
     HEARTH_TRY(k.get("embedding_length", hp.n_embd));
     HEARTH_TRY(k.get("block_count", hp.n_layer));
@@ -70,18 +107,7 @@ Status read_common_hparams(const ArchKeys& k, Hparams& hp) {
     if (hp.head_dim_k < 1 || hp.head_dim_v < 1) return error(StatusCode::corrupt, "head size is zero");
     HEARTH_TRY(k.get_or("rope.dimension_count", hp.n_rot, hp.head_dim_k));
     if (hp.n_rot > hp.head_dim_k || hp.n_rot % 2) return error(StatusCode::corrupt, k.key("rope.dimension_count") + ": invalid");
-    HEARTH_TRY(k.get_or("rope.freq_base", hp.rope_freq_base, 10000.0f));
-    float scale_factor = 1.0f;
-    HEARTH_TRY(k.get_or("rope.scaling.factor", scale_factor, 1.0f));
-    auto scaling_type = k.meta().get_string_or(k.key("rope.scaling.type"), "");
-    if (!scaling_type.ok()) return scaling_type.status();
-    if (scaling_type.value() == "linear" && scale_factor > 0.0f) hp.rope_freq_scale = 1.0f / scale_factor;
-    else if (!scaling_type.value().empty() && scaling_type.value() != "none" && scaling_type.value() != "linear" &&
-             scaling_type.value() != "llama3")
-        return error(StatusCode::unsupported, "rope scaling type " + scaling_type.value() + " is not supported yet");
-    int64_t orig = 0;
-    HEARTH_TRY(k.get_or("rope.scaling.original_context_length", orig, hp.n_ctx_train));
-    hp.n_ctx_orig = (int)orig;
+    HEARTH_TRY(read_rope_hparams(k, hp));
     HEARTH_TRY(k.get_or("expert_count", hp.n_expert, 0));
     HEARTH_TRY(k.get_or("expert_used_count", hp.n_expert_used, 0));
     HEARTH_TRY(k.get_or("expert_feed_forward_length", hp.n_ff_exp, hp.n_ff));

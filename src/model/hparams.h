@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "gguf/gguf.h"
+#include "ops/ops.h"
 
 namespace hearth::model {
 
@@ -30,10 +31,12 @@ struct Hparams {
     float norm_eps = 1e-5f;
     // RoPE
     int n_rot = 0;            // rotated dims per head
-    bool rope_neox = false;   // rotate halves (neox) instead of adjacent pairs
-    float rope_freq_base = 10000.0f;
-    float rope_freq_scale = 1.0f;
-    int n_ctx_orig = 0;       // rope scaling: original context
+    // Ready-made RoPE of the trained context, derived as llama.cpp derives its context
+    // parameters (see read_rope_hparams): n_rot, freq_base, freq_scale, ext_factor,
+    // attn_factor, n_ctx_orig. Families set only neox, freq_factors and per-layer bases.
+    ops::RopeConfig rope;
+    float rope_freq_scale_train = 1.0f;  // 1 / rope.scaling.factor, even for type "none"
+    float rope_yarn_log_mul = 0.0f;      // rope.scaling.yarn_log_multiplier as stored (0.1 * mscale_all_dim)
     // Encoders
     bool causal = true;
     Pooling pooling = Pooling::none;
@@ -60,7 +63,16 @@ private:
     std::string arch_;
 };
 
-// The keys every transformer family shares: sizes, heads, norms, rope base, context.
+// The keys every transformer family shares: sizes, heads, norms, rope (read_rope_hparams),
+// context, experts.
 Status read_common_hparams(const ArchKeys& keys, Hparams& hp);
+
+// RoPE base and scaling into hp.rope; needs hp.n_rot and hp.n_ctx_train. rope.scaling.type
+// none / linear / yarn / longrope (longrope scales like linear, its per-dim factors are
+// tensors) / llama3 (the scaling lives in rope_freqs.weight); absent with a factor: linear.
+// YaRN: ext_factor 1 and attn_factor = mscale / (1 + 0.1 ln factor), the rope kernel
+// multiplying the latter back; rope.scaling.attn_factor multiplies in. yarn_beta_fast/slow
+// are ignored (llama.cpp uses 32 / 1). Other types are unsupported errors naming the type.
+Status read_rope_hparams(const ArchKeys& keys, Hparams& hp);
 
 }  // namespace hearth::model

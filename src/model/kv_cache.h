@@ -26,6 +26,8 @@ public:
     int n_blocks() const { return n_blocks_; }
     int n_free() const { return (int)free_.size(); }
     size_t bytes() const;
+    int k_width(int layer) const { return layout_.k_width[layer]; }  // floats per K row
+    int v_width(int layer) const { return layout_.v_width[layer]; }
 
     float* k_row(int layer, int32_t block, int slot) {
         return k_[layer].data() + ((int64_t)block * block_size_ + slot) * layout_.k_width[layer];

@@ -750,7 +750,14 @@ Result<SynthPlan> plan_synth(const SynthOptions& o) {
     gguf::Metadata& meta = plan.meta;
     meta.set("general.architecture", gguf::Value::make_string(c.arch));
     meta.set("general.type", gguf::Value::make_string("model"));
-    meta.set("general.name", gguf::Value::make_string(c.model_name + " (random weights)"));
+    bool modified = true;  // shapes differ from the named checkpoint's (overrides, vocabulary)
+    for (const SynthConfig& p : synth_presets())
+        if (p.preset == c.preset)
+            modified = p.n_vocab != c.n_vocab || p.n_embd != c.n_embd || p.n_layer != c.n_layer || p.n_ff != c.n_ff ||
+                       p.n_head != c.n_head || p.n_head_kv != c.n_head_kv || p.head_dim != c.head_dim ||
+                       p.n_expert != c.n_expert || p.n_ff_exp != c.n_ff_exp || p.n_ctx != c.n_ctx;
+    meta.set("general.name",
+             gguf::Value::make_string(c.model_name + (modified ? " (random weights, other shapes)" : " (random weights)")));
     meta.set("general.description",
              gguf::Value::make_string(strformat("hearth synth: preset %s, type %s, seed %llu. Random weights, not a trained model.",
                                                 c.preset.c_str(), o.type.name.c_str(), (unsigned long long)o.seed)));

@@ -44,6 +44,12 @@ void Ops::attention(const float* q, const PagedKvView& kv, const int32_t* const*
 
 void Ops::swiglu(const float* gate, const float* up, float* y, int64_t n) { backend::swiglu_ref(gate, up, y, n); }
 
+void Ops::swiglu_oai(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit) {
+    backend::swiglu_oai_ref(gate, up, y, n, alpha, limit);
+}
+
+void Ops::add_bias(float* y, const float* b, int64_t rows, int64_t n) { backend::add_bias_ref(y, b, rows, n); }
+
 void Ops::gelu(const float* x, float* y, int64_t n) {
     // ggml's CPU GELU looks the value up in an fp16 table: input rounded to fp16, output
     // stored as fp16; |x| >= 10 is exact. Matching it keeps BERT/Gemma activations identical.

@@ -56,6 +56,11 @@ public:
     void attention(const float* q, const PagedKvView& kv, const int32_t* const* block_tables, const int32_t* positions,
                    const int32_t* kv_end, int64_t n_tokens, const AttentionParams& p, float* out);
     void swiglu(const float* gate, const float* up, float* y, int64_t n);
+    // gpt-oss's clamped SwiGLU: x = min(gate, limit), u = clamp(up, -limit, limit),
+    // y = x * sigmoid(alpha x) * (u + 1). In place allowed (y may equal gate).
+    void swiglu_oai(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit);
+    // y[r][i] += b[i] for r < rows, i < n.
+    void add_bias(float* y, const float* b, int64_t rows, int64_t n);
     // GELU as ggml's CPU backend computes it (tanh form through an fp16 table).
     void gelu(const float* x, float* y, int64_t n);
     void add(float* x, const float* y, int64_t n);  // x += y

@@ -28,8 +28,11 @@ float tinyblas16_dot(const T* x, const T* y, int64_t n, ToF32 to_f32) {
 // ggml_vec_dot_f32 / ggml_vec_dot_f16 with AVX-512 (GGML_F32_STEP 64, EPR 16, 4 accumulators):
 // over the first n & ~63 elements, sum[j][l] = fma(x[i+16j+l], y[i+16j+l], sum[j][l]); then
 // sum[0] += sum[2], sum[1] += sum[3], sum[0] += sum[1] (lane-wise) and hsum16(sum[0]). The
-// remaining elements are added one by one: in float as sum = fma(x, y, sum) for F32 (ggml's
-// sumf += x[i]*y[i], fused by the compiler), in double for F16 (ggml_float sumf).
+// remaining elements are added one by one, in double for F16 (ggml_float sumf, exact products)
+// and in float for F32. ggml's F32 leftover loop (sumf += x[i]*y[i]) is compiled by GCC -O3 into
+// an in-order vectorized reduction for the first multiple of 8 leftovers (products rounded,
+// then added one by one) and fused multiply-adds for the last < 8; this matches a GCC 12
+// build of the reference bit for bit and the stories260K goldens (k = 172) best.
 template <class T, class ToF32>
 float ggml_vec_dot16x4(const T* x, const T* y, int64_t n, ToF32 to_f32, bool leftovers_in_f64) {
     const int64_t np = n & ~int64_t{63};
@@ -71,11 +74,15 @@ void quantize_row_f32(const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i];
 }
 
-// ggml's x86 AVX-512 order. Prompts (>= 2 tokens) run llamafile's tinyBLAS<16, __m512> when n is a
-// multiple of 16: 16 float lanes, lane l takes elements l, l+16, ... as acc[l] = fma(x, y, acc[l]),
-// then hsum16. Otherwise ggml_vec_dot_f32 runs (single tokens always use it).
+// Prompts (>= 2 tokens) run llamafile's tinyBLAS<16, __m512> when n is a multiple of 16 (and the
+// row count a multiple of 4): 16 float lanes, lane l takes elements l, l+16, ... as
+// acc[l] = fma(x, y, acc[l]), then hsum16. Otherwise ggml_vec_dot_f32 runs (vec_dot_f32_gemv).
 float vec_dot_f32(const float* x, const float* y, int64_t n) {
     if (n % 16 == 0) return detail::tinyblas16_dot(x, y, n, [](float v) { return v; });
+    return vec_dot_f32_gemv(x, y, n);
+}
+
+float vec_dot_f32_gemv(const float* x, const float* y, int64_t n) {
     return detail::ggml_vec_dot16x4(x, y, n, [](float v) { return v; }, /*leftovers_in_f64=*/false);
 }
 
@@ -87,12 +94,15 @@ void quantize_row_f16(const float* x, uint16_t* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = f32_to_fp16(x[i]);
 }
 
-// ggml's x86 AVX-512 (F16C, no AVX512-FP16) order. Prompts run tinyBLAS<16, __m512> on F16 when n
-// is a multiple of 16 (as vec_dot_f32; each product of two halves is exact, so fma and
-// multiply-then-add agree). Otherwise ggml_vec_dot_f16: as ggml_vec_dot_f32 but its leftovers
-// are summed in double.
+// Prompts run tinyBLAS<16, __m512> on F16 when n is a multiple of 16 (as vec_dot_f32; each product
+// of two halves is exact, so fma and multiply-then-add agree). Otherwise ggml_vec_dot_f16
+// (vec_dot_f16_gemv: as ggml_vec_dot_f32 but its leftovers are summed in double).
 float vec_dot_f16(const uint16_t* x, const uint16_t* y, int64_t n) {
     if (n % 16 == 0) return detail::tinyblas16_dot(x, y, n, fp16_to_f32);
+    return vec_dot_f16_gemv(x, y, n);
+}
+
+float vec_dot_f16_gemv(const uint16_t* x, const uint16_t* y, int64_t n) {
     return detail::ggml_vec_dot16x4(x, y, n, fp16_to_f32, /*leftovers_in_f64=*/true);
 }
 
@@ -104,13 +114,18 @@ void quantize_row_bf16(const float* x, uint16_t* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i]);
 }
 
-// ggml's x86 AVX-512F (no AVX512-BF16) order. Prompts run tinyBLAS<16, __m512> on BF16 when n is
-// a multiple of 16 (as vec_dot_f32; products of two bfloat16 values are exact). Otherwise
-// ggml_vec_dot_bf16: two 16-lane accumulators over 32-element chunks (c1 takes elements 0..15 of
-// each chunk, c2 16..31, c += x * y), then in double: sum = hsum16(c1), sum += hsum16(c2), and
-// the leftover products one by one.
+// Prompts run tinyBLAS<16, __m512> on BF16 when n is a multiple of 16 (as vec_dot_f32; products of
+// two bfloat16 values are exact). This assumes no AVX512-BF16: with it, tinyBLAS<32> would use
+// vdpbf16ps instead. Otherwise ggml_vec_dot_bf16 (vec_dot_bf16_gemv).
 float vec_dot_bf16(const uint16_t* x, const uint16_t* y, int64_t n) {
     if (n % 16 == 0) return detail::tinyblas16_dot(x, y, n, bf16_to_f32);
+    return vec_dot_bf16_gemv(x, y, n);
+}
+
+// ggml_vec_dot_bf16 with AVX-512F: two 16-lane accumulators over 32-element chunks (c1 takes
+// elements 0..15 of each chunk, c2 16..31, c += x * y), then in double: sum = hsum16(c1),
+// sum += hsum16(c2), and the leftover products one by one.
+float vec_dot_bf16_gemv(const uint16_t* x, const uint16_t* y, int64_t n) {
     float c1[16] = {}, c2[16] = {};
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {

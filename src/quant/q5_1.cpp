@@ -1,6 +1,7 @@
 #include "quant/q5_1.h"
 
 #include <cfloat>
+#include <cmath>
 #include <cstring>
 
 #include "base/fp16.h"

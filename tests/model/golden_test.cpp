@@ -1,62 +1,76 @@
-// Every supported model in the shared test data against llama.cpp's reference logits,
-// greedy continuations and (BERT) pooled embedding. Tolerances follow testdata/README.md §4.
+// Every model file in the shared test data against llama.cpp's reference logits, greedy
+// continuations and (BERT) pooled embedding. Tolerances follow testdata/README.md §4-5.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "model/model_test_util.h"
 #include "model/session.h"
-#include "support/testdata.h"
 
 namespace hearth::model {
 namespace {
 
 using nlohmann::json;
 
+enum class Tol {
+    // F16/F32/BF16 weights, and quantized dense files (activations are quantized like ggml's
+    // CPU path, so they match as tightly): max-abs <= 0.05 and identical top-1 everywhere.
+    exact,
+    // A quantized file with a documented rounding flip, or a quantized MoE file (router
+    // near-ties flip experts at a few positions): mean-abs and top-1 agreement.
+    noisy,
+};
+
 struct Case {
-    const char* file;   // model file name (without .gguf)
-    bool exact_types;   // F16/F32/BF16 weights: max-abs <= 0.05 and identical top-1 everywhere
-    bool moe_quant;     // quantized MoE: judge by mean-abs and top-1 agreement (router near-ties)
+    const char* file;         // model file name (without .gguf)
+    Tol tol;
+    double mean_abs_max = 0.075, top1_min = 0.92;  // Tol::noisy bounds
+    double chunk_tol = 0.0;   // > 0: prefill in ubatches of 7 gives the same logits within this
 };
 
 const Case kCases[] = {
-    {"llama3-tiny.F16", true, false},     {"llama3-tiny.BF16", true, false},
-    {"llama3-tiny.Q8_0", false, false},   {"llama3-tiny.Q6_K", false, false},
-    {"llama3-tiny.Q5_1", false, false},   {"llama3-tiny.Q5_K_M", false, false},
-    {"llama3-tiny.Q5_0", false, false},   {"llama3-tiny.Q4_1", false, false},
-    {"llama3-tiny.Q4_K_M", false, false}, {"llama3-tiny.Q4_0", false, false},
-    {"llama3-tiny.IQ4_NL", false, false}, {"llama3-tiny.IQ4_XS", false, false},
-    {"llama3-tiny.Q3_K_M", false, false}, {"llama3-tiny.Q2_K", false, false},
-    {"qwen3-tiny.Q8_0", false, false},    {"qwen3-tiny.Q4_K_M", false, false},
-    {"qwen2-tiny.F16", true, false},      {"qwen3moe-tiny.F16", true, false},
-    {"qwen3moe-tiny.Q8_0", false, true},  {"qwen3moe-tiny.MXFP4_MOE", false, true},
-    {"mixtral-tiny.F16", true, false},    {"mixtral-tiny.Q4_0", false, true},
-    {"llama2-spm-tiny.F32", true, false}, {"stories260K", true, false},
+    {"llama3-tiny.F16", Tol::exact},     {"llama3-tiny.BF16", Tol::exact},    {"llama3-tiny.Q8_0", Tol::exact},
+    {"llama3-tiny.Q6_K", Tol::exact},    {"llama3-tiny.Q5_1", Tol::exact},    {"llama3-tiny.Q5_K_M", Tol::exact},
+    {"llama3-tiny.Q5_0", Tol::exact},    {"llama3-tiny.Q4_1", Tol::exact},    {"llama3-tiny.Q4_K_M", Tol::exact},
+    {"llama3-tiny.Q4_0", Tol::exact},    {"llama3-tiny.IQ4_NL", Tol::exact},  {"llama3-tiny.IQ4_XS", Tol::exact},
+    {"llama3-tiny.Q3_K_M", Tol::exact},  {"llama3-tiny.Q2_K", Tol::exact},    {"llama2-spm-tiny.F32", Tol::exact},
+    {"stories260K", Tol::exact},         {"qwen3-tiny.Q8_0", Tol::exact},     {"qwen3-tiny.Q4_K_M", Tol::exact},
+    {"qwen2-tiny.F16", Tol::exact},      {"qwen3moe-tiny.F16", Tol::exact},   {"qwen3moe-tiny.Q8_0", Tol::noisy},
+    {"qwen3moe-tiny.MXFP4_MOE", Tol::noisy},
+    {"mixtral-tiny.F16", Tol::exact},    {"mixtral-tiny.Q4_0", Tol::noisy},
+    {"phi3-tiny.F16", Tol::exact},
+    // Q8_K rounding flip: one layer-0 activation of token 35 sits 4e-6 from a rounding
+    // boundary, so last-ulp kernel differences move it; positions 0-34 match to 3e-6.
+    {"phi3-tiny.Q4_K_M", Tol::noisy},
+    {"gemma3-tiny.F16", Tol::exact},     {"gemma3-tiny.Q8_0", Tol::exact},
+    {"gpt-oss-tiny.F16", Tol::exact, 0, 0, 1e-4},
+    {"gpt-oss-tiny.MXFP4_MOE", Tol::noisy, 0.075, 0.90, 1e-4},
+    {"llama4-tiny.F16", Tol::exact, 0, 0, 1e-4},
+    {"llama4-tiny.Q8_0", Tol::noisy, 0.075, 0.90, 1e-4},
+    {"deepseek2-tiny.F16", Tol::exact, 0, 0, 1e-3},
+    {"deepseek2-tiny.Q8_0", Tol::noisy, 0.11, 0.90, 1e-3},
 };
 
 class GoldenTest : public ::testing::TestWithParam<Case> {};
 
 std::vector<int32_t> ids(const json& a) { return a.get<std::vector<int32_t>>(); }
 
-int32_t argmax(const float* v, int64_t n) { return (int32_t)(std::max_element(v, v + n) - v); }
-
 TEST_P(GoldenTest, LogitsAndGreedyMatchReference) {
     const Case c = GetParam();
-    const std::string model_path = test::testdata_path(std::string("models/") + c.file + ".gguf");
-    const json g = json::parse(test::read_text_file(test::testdata_path(std::string("golden/") + c.file + ".json")));
-    const std::vector<float> ref = test::read_f32_file(test::testdata_path("golden/" + g["logits_file"].get<std::string>()));
-
-    auto file = gguf::open_gguf(model_path);
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    auto model = load_model(file.value(), LoadOptions{2});
+    const json g = json::parse(hearth::test::read_text_file(hearth::test::testdata_path(std::string("golden/") + c.file + ".json")));
+    const std::vector<float> ref =
+        hearth::test::read_f32_file(hearth::test::testdata_path("golden/" + g["logits_file"].get<std::string>()));
+    auto model = test::load_test_model(c.file);
     ASSERT_TRUE(model.ok()) << model.status().message();
     const int64_t n_vocab = model.value()->hparams().n_vocab;
     ASSERT_EQ(n_vocab, g["n_vocab"].get<int64_t>());
 
     const std::vector<int32_t> prompt = ids(g["prompt_tokens"]);
     ASSERT_EQ(ref.size(), prompt.size() * n_vocab);
-    auto session = Session::create(*model.value(), 512);
+    auto session = Session::create(*model.value(), 512);  // the goldens' n_ctx
     ASSERT_TRUE(session.ok());
     std::vector<float> logits;
     Status st = session->eval(prompt, true, logits);
@@ -72,36 +86,46 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchReference) {
             max_abs = std::max(max_abs, d);
             sum_abs += d;
         }
-        top1_same += argmax(a, n_vocab) == argmax(b, n_vocab);
+        top1_same += test::argmax(a, n_vocab) == test::argmax(b, n_vocab);
     }
-    const double mean_abs = sum_abs / ref.size();
-    const double top1 = (double)top1_same / prompt.size();
+    const double mean_abs = sum_abs / ref.size(), top1 = (double)top1_same / prompt.size();
     RecordProperty("max_abs", std::to_string(max_abs));
     RecordProperty("mean_abs", std::to_string(mean_abs));
     std::printf("[ %s ] max-abs %.4g mean-abs %.4g top-1 %.1f%%\n", c.file, max_abs, mean_abs, 100 * top1);
-    if (c.moe_quant) {
-        EXPECT_LE(mean_abs, 0.075);
-        EXPECT_GE(top1, 0.92);
+    if (c.tol == Tol::noisy) {
+        EXPECT_LE(mean_abs, c.mean_abs_max);
+        EXPECT_GE(top1, c.top1_min);
     } else {
-        // Activations are quantized like ggml's CPU path, so quantized files match as tightly.
         EXPECT_LE(max_abs, 0.05);
         EXPECT_EQ(top1_same, (int)prompt.size());
+    }
+
+    // Small ubatches (KV reuse across calls, windows straddling batch edges, the latent cache
+    // read back) give the same logits.
+    if (c.chunk_tol > 0.0) {
+        auto chunked = Session::create(*model.value(), 512);
+        ASSERT_TRUE(chunked.ok());
+        std::vector<float> logits7;
+        ASSERT_TRUE(chunked->eval(prompt, true, logits7, /*n_batch=*/7).ok());
+        ASSERT_EQ(logits7.size(), logits.size());
+        for (size_t i = 0; i < logits.size(); ++i) ASSERT_NEAR(logits7[i], logits[i], c.chunk_tol) << "logit " << i;
     }
 
     // Greedy continuation, token by token, up to the first step where the reference's top-2
     // gap is within our logit tolerance (a near-tie may flip).
     const std::vector<int32_t> want = ids(g["greedy_tokens"]);
     const json& top5 = g["greedy_top5_logits"];
-    int32_t next = argmax(logits.data() + (prompt.size() - 1) * n_vocab, n_vocab);
-    const double tie = c.moe_quant ? 0.5 : 0.05;
-    for (size_t step = 0; step < want.size(); ++step) {
+    int32_t next = test::argmax(logits.data() + (prompt.size() - 1) * n_vocab, n_vocab);
+    const double tie = c.tol == Tol::noisy ? 0.5 : 0.05;
+    size_t step = 0;
+    for (; step < want.size(); ++step) {
         if (top5[step][0].get<double>() - top5[step][1].get<double>() < tie) break;
         ASSERT_EQ(next, want[step]) << "greedy step " << step;
-        const int32_t tok = next;
-        st = session->eval(std::span<const int32_t>(&tok, 1), false, logits);
+        st = session->eval(std::span<const int32_t>(&next, 1), false, logits);
         ASSERT_TRUE(st.ok()) << st.message();
-        next = argmax(logits.data(), n_vocab);
+        next = test::argmax(logits.data(), n_vocab);
     }
+    std::printf("[ %s ] greedy: %zu of %zu tokens compared and equal\n", c.file, step, want.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest, ::testing::ValuesIn(kCases), [](const auto& info) {
@@ -110,11 +134,21 @@ INSTANTIATE_TEST_SUITE_P(Models, GoldenTest, ::testing::ValuesIn(kCases), [](con
     return n;
 });
 
+TEST(GoldenFiles, EveryModelFileHasACase) {
+    const std::string dir = hearth::test::testdata_dir();
+    ASSERT_FALSE(dir.empty());
+    std::vector<std::string> covered = {"bert-bge-tiny.F16"};  // BertGolden below
+    for (const Case& c : kCases) covered.push_back(c.file);
+    for (const auto& entry : std::filesystem::directory_iterator(dir + "/models")) {
+        if (entry.path().extension() != ".gguf") continue;
+        const std::string stem = entry.path().stem().string();
+        EXPECT_NE(std::find(covered.begin(), covered.end(), stem), covered.end()) << stem << " has no golden case";
+    }
+}
+
 TEST(BertGolden, PooledEmbeddingMatchesReference) {
-    const json g = json::parse(test::read_text_file(test::testdata_path("golden/bert-bge-tiny.F16.json")));
-    auto file = gguf::open_gguf(test::testdata_path("models/bert-bge-tiny.F16.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    auto model = load_model(file.value(), LoadOptions{2});
+    const json g = json::parse(hearth::test::read_text_file(hearth::test::testdata_path("golden/bert-bge-tiny.F16.json")));
+    auto model = test::load_test_model("bert-bge-tiny.F16");
     ASSERT_TRUE(model.ok()) << model.status().message();
     ASSERT_TRUE(model.value()->is_embedding());
     auto session = Session::create(*model.value(), 512);
@@ -132,10 +166,8 @@ TEST(BertGolden, PooledEmbeddingMatchesReference) {
 }
 
 TEST(StoriesGolden, ContinuesOnceUponATimeExactly) {
-    const json g = json::parse(test::read_text_file(test::testdata_path("golden/stories260K.json")));
-    auto file = gguf::open_gguf(test::testdata_path("models/stories260K.gguf"));
-    ASSERT_TRUE(file.ok());
-    auto model = load_model(file.value(), LoadOptions{2});
+    const json g = json::parse(hearth::test::read_text_file(hearth::test::testdata_path("golden/stories260K.json")));
+    auto model = test::load_test_model("stories260K");
     ASSERT_TRUE(model.ok()) << model.status().message();
     auto session = Session::create(*model.value(), 512);
     ASSERT_TRUE(session.ok());
@@ -145,7 +177,7 @@ TEST(StoriesGolden, ContinuesOnceUponATimeExactly) {
     const std::vector<int32_t> want = ids(g["greedy_tokens"]);
     ASSERT_EQ(want.size(), 64u);
     for (size_t step = 0; step < want.size(); ++step) {
-        const int32_t tok = argmax(logits.data(), (int64_t)logits.size());
+        const int32_t tok = test::argmax(logits.data(), (int64_t)logits.size());
         ASSERT_EQ(tok, want[step]) << "step " << step;
         ASSERT_TRUE(session->eval(std::span<const int32_t>(&tok, 1), false, logits).ok());
     }

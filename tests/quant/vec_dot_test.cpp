@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "quant/float.h"
+#include "quant/q2_k.h"
+#include "quant/q4_k.h"
 #include "quant/q8_1.h"
 #include "quant_test_util.h"
 
@@ -60,8 +63,8 @@ Expectation expected_dot(QuantType xt, const void* x, const void* y, int64_t n) 
     return e;
 }
 
-void check(QuantType xt, const void* x, const void* y, int64_t n, double& worst) {
-    const double got = traits(xt).vec_dot(x, y, n);
+void check(QuantType xt, const void* x, const void* y, int64_t n, double& worst, VecDotFn dot = nullptr) {
+    const double got = (dot ? dot : traits(xt).vec_dot)(x, y, n);
     const Expectation e = expected_dot(xt, x, y, n);
     const double tol = kRelTol * e.abs_sum + 1e-30;
     EXPECT_NEAR(got, e.dot, tol) << type_name(xt) << " n=" << n;
@@ -70,7 +73,8 @@ void check(QuantType xt, const void* x, const void* y, int64_t n, double& worst)
 
 std::vector<int64_t> lengths_for(QuantType t) {
     std::vector<int64_t> out;
-    for (int64_t n : {32, 96, 256, 768, 4096}) {
+    // 205: F32/F16/BF16 rows that are not a multiple of 16 take ggml's vec kernel order.
+    for (int64_t n : {32, 96, 205, 256, 768, 4096}) {
         if (n % block_size(t) == 0 && n % block_size(traits(t).vec_dot_type) == 0) out.push_back(n);
     }
     return out;
@@ -106,6 +110,38 @@ TEST(VecDot, RandomBlocksMatchFloatDot) {
             }
         }
         std::printf("  %-7s x %-5s worst |error| / sum|x*y| = %.2e (random bytes)\n", type_name(t),
+                    type_name(yt), worst);
+    }
+}
+
+// The single-token summation orders (see float.h, q2_k.h, q4_k.h) compute the same dot product.
+template <class X, class Y, float (*F)(const X*, const Y*, int64_t)>
+float gemv_as(const void* x, const void* y, int64_t n) {
+    return F(static_cast<const X*>(x), static_cast<const Y*>(y), n);
+}
+
+TEST(VecDot, GemvOrdersMatchFloatDot) {
+    const struct {
+        QuantType type;
+        VecDotFn dot;
+    } kGemv[] = {
+        {QuantType::f32, &gemv_as<float, float, vec_dot_f32_gemv>},
+        {QuantType::f16, &gemv_as<uint16_t, uint16_t, vec_dot_f16_gemv>},
+        {QuantType::bf16, &gemv_as<uint16_t, uint16_t, vec_dot_bf16_gemv>},
+        {QuantType::q2_k, &gemv_as<BlockQ2_K, BlockQ8_K, vec_dot_q2_k_gemv>},
+        {QuantType::q4_k, &gemv_as<BlockQ4_K, BlockQ8_K, vec_dot_q4_k_gemv>},
+    };
+    for (const auto& g : kGemv) {
+        const QuantType yt = traits(g.type).vec_dot_type;
+        double worst = 0;
+        for (int64_t n : lengths_for(g.type)) {
+            for (uint32_t seed = 1; seed <= 3; ++seed) {
+                const auto x = random_blocks(g.type, n / block_size(g.type), 31 * seed + (uint32_t)n);
+                const auto y = quantize(yt, gaussian(n, 17 * seed + (uint32_t)n));
+                check(g.type, x.data(), y.data(), n, worst, g.dot);
+            }
+        }
+        std::printf("  %-7s x %-5s worst |error| / sum|x*y| = %.2e (gemv order)\n", type_name(g.type),
                     type_name(yt), worst);
     }
 }

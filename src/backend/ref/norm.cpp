@@ -8,8 +8,10 @@ void rms_norm_ref(const float* x, const float* w, float* y, int64_t n, int64_t r
     for (int64_t r = 0; r < rows; ++r) {
         const float* xr = x + r * n;
         float* yr = y + r * n;
-        double sum = 0.0;  // ggml accumulates the sum of squares in double
-        for (int64_t i = 0; i < n; ++i) sum += (double)xr[i] * xr[i];
+        // As ggml: each square is rounded to float, then summed in double. Matching this
+        // keeps 8-bit activation roundings downstream identical to llama.cpp's.
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += (double)(xr[i] * xr[i]);
         const float scale = 1.0f / std::sqrt((float)(sum / n) + eps);
         for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * (w ? w[i] : 1.0f);
     }

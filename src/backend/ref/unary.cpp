@@ -17,6 +17,19 @@ void swiglu_ref(const float* gate, const float* up, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = silu(gate[i]) * up[i];
 }
 
+void swiglu_oai_ref(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float x = std::min(gate[i], limit);
+        const float u = std::clamp(up[i], -limit, limit);
+        y[i] = x / (1.0f + std::exp(alpha * -x)) * (u + 1.0f);
+    }
+}
+
+void add_bias_ref(float* y, const float* b, int64_t rows, int64_t n) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
+}
+
 void geglu_ref(const float* gate, const float* up, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = gelu(gate[i]) * up[i];
 }
