@@ -6,7 +6,7 @@
 #
 #   scripts/fuzz.sh [seconds] [extra libFuzzer flags...]
 #     seconds                 total fuzzing time (default 60)
-#     HEARTH_FUZZ_BUILD=dir   build folder (default: ../build-fuzz next to the repository)
+#     HEARTH_FUZZ_BUILD=dir   build folder (default: build-fuzz/ in the repository, git-ignored)
 #     HEARTH_FUZZ_JOBS=n      ninja parallelism (default 2)
 # Reproduce a finding: <build>/fuzz/gguf_fuzz <artifact file>
 set -euo pipefail
@@ -14,7 +14,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-60}
 shift $(( $# > 0 ? 1 : 0 ))
-build=${HEARTH_FUZZ_BUILD:-$root/../build-fuzz}
+build=${HEARTH_FUZZ_BUILD:-$root/build-fuzz}
 run=$build/fuzz-run
 
 if ! command -v clang++ >/dev/null; then

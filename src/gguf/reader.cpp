@@ -19,6 +19,17 @@ constexpr uint64_t kMaxStringBytes = 1ull << 30;
 constexpr uint64_t kMaxMetadataValues = 1ull << 24;
 constexpr int64_t kMaxDimension = int64_t(1) << 40;
 
+// A file-supplied name for an error message: printable ASCII kept, other bytes as \xNN.
+std::string printable(const std::string& s) {
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char ch : s) {
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') out += (char)ch;
+        else out += strformat("\\x%02x", ch);
+    }
+    return out;
+}
+
 class Cursor {
 public:
     explicit Cursor(std::span<const std::byte> b) : b_(b) {}
@@ -163,12 +174,14 @@ Result<GgufFile> parse_gguf(std::span<const std::byte> bytes) {
         std::string key;
         HEARTH_TRY(c.read_string(key, "metadata key"));
         if (key.empty()) return error(StatusCode::corrupt, strformat("metadata entry %llu has an empty key", (unsigned long long)k));
-        if (f.meta.has(key)) return error(StatusCode::corrupt, "metadata key " + key + " appears twice");
+        // Keys are file bytes: messages show them escaped (no control characters in logs).
+        const std::string shown = printable(key);
+        if (f.meta.has(key)) return error(StatusCode::corrupt, "metadata key " + shown + " appears twice");
         uint32_t t;
-        HEARTH_TRY(c.read(t, key.c_str()));
-        if (!is_valid_type(t)) return error(StatusCode::corrupt, strformat("metadata key %s: unknown value type %u", key.c_str(), t));
+        HEARTH_TRY(c.read(t, shown.c_str()));
+        if (!is_valid_type(t)) return error(StatusCode::corrupt, strformat("metadata key %s: unknown value type %u", shown.c_str(), t));
         Value v;
-        HEARTH_TRY(read_value(c, (ValueType)t, v, 0, key, values_left));
+        HEARTH_TRY(read_value(c, (ValueType)t, v, 0, shown, values_left));
         f.meta.set(std::move(key), std::move(v));
     }
 
@@ -185,7 +198,7 @@ Result<GgufFile> parse_gguf(std::span<const std::byte> bytes) {
         TensorInfo& t = f.tensors[ti];
         HEARTH_TRY(c.read_string(t.name, "tensor name"));
         if (t.name.empty()) return error(StatusCode::corrupt, strformat("tensor %llu has an empty name", (unsigned long long)ti));
-        const std::string where = "tensor " + t.name;
+        const std::string where = "tensor " + printable(t.name);
         if (f.tensor_index_.count(t.name)) return error(StatusCode::corrupt, where + ": name appears twice");
         uint32_t n_dims;
         HEARTH_TRY(c.read(n_dims, where.c_str()));
@@ -240,9 +253,9 @@ Result<GgufFile> parse_gguf(std::span<const std::byte> bytes) {
         TensorInfo& t = f.tensors[i];
         if (t.offset > data_size || t.n_bytes > data_size - t.offset)
             return error(StatusCode::corrupt, strformat("tensor %s: data [%llu, +%llu) runs past the end of the file (truncated?)",
-                                                        t.name.c_str(), (unsigned long long)t.offset, (unsigned long long)t.n_bytes));
+                                                        printable(t.name).c_str(), (unsigned long long)t.offset, (unsigned long long)t.n_bytes));
         if (prev && t.offset < prev_end)
-            return error(StatusCode::corrupt, "tensor " + t.name + ": data overlaps tensor " + prev->name);
+            return error(StatusCode::corrupt, "tensor " + printable(t.name) + ": data overlaps tensor " + printable(prev->name));
         prev_end = t.offset + t.n_bytes;
         prev = &t;
         t.data = bytes.data() + f.data_offset + t.offset;

@@ -214,6 +214,16 @@ TEST(GgufCorrupt, DuplicateKey) {
     expect_corrupt(g.bytes, "llama.block_count appears twice");
 }
 
+TEST(GgufCorrupt, FileNamesInMessagesAreEscaped) {
+    RawGguf g;
+    const std::string key("bad\x01key\0tail\x1b[31m", 17);
+    g.header(0, 2).kv_u32(key, 1).kv_u32(key, 2);
+    expect_corrupt(g.bytes, "bad\\x01key\\x00tail\\x1b[31m appears twice");
+    RawGguf t;
+    t.header(2, 0).tensor("w\n", {16}, 0, 0).tensor("w\n", {16}, 0, 64).pad_to(32).zeros(128);
+    expect_corrupt(t.bytes, "tensor w\\x0a: name appears twice");
+}
+
 TEST(GgufCorrupt, EmptyKeyAndEmptyTensorName) {
     RawGguf key;
     key.header(0, 1).kv_u32("", 1);

@@ -5,10 +5,44 @@
 #include <limits>
 #include <vector>
 
+#include "backend/ref/unary.h"
+
+// ggml's scalar tail `sumf += x[i]*y[i]` (built at -O3) rounds the product, then adds; keep g++
+// from fusing it (C++ defaults to -ffp-contract=fast). Fused steps are written as std::fma.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#else
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 namespace hearth::backend {
 
+// The float summation orders follow ggml's CPU graph for attention without flash attention
+// (kq = K·q, soft_max_ext(kq, mask, scale), kqv = V^T·kq) with an F32 cache, on an AVX-512 build,
+// so that the results match llama.cpp's bit for bit. Every sum runs over KV cells from 0 (cell
+// j = position j); cells outside [lo, kv_end) are masked and contribute exact zeros, so only the
+// visible ones are visited, but the SIMD lane and chunk of each is that of its cell index.
+
+// ggml_vec_dot_f32: 4 x 16 lane accumulators over whole 64-element steps, reduced
+// (0+2, 1+3, then 0+1, then hsum16), the tail added one by one.
+static float vec_dot_f32(const float* x, const float* y, int n) {
+    const int np = n & ~63;
+    float acc[4][16] = {};
+    for (int i = 0; i < np; i += 64)
+        for (int a = 0; a < 4; ++a)
+            for (int l = 0; l < 16; ++l) acc[a][l] = std::fma(x[i + a * 16 + l], y[i + a * 16 + l], acc[a][l]);
+    float sumf = 0.0f;
+    if (np > 0) {
+        float r[16];
+        for (int l = 0; l < 16; ++l) r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        sumf = hsum16(r);
+    }
+    for (int i = np; i < n; ++i) sumf += x[i] * y[i];
+    return sumf;
+}
+
 void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_t* block_table,
-                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p,
+                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p, bool batched,
                         float* scores, float* out_head) {
     const int kv_head = head / (p.n_head / p.n_head_kv);
     const int64_t k_stride = (int64_t)p.n_head_kv * p.head_dim_k;  // floats per cached position
@@ -20,8 +54,7 @@ void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_
     float max_s = -std::numeric_limits<float>::infinity();
     for (int32_t j = lo; j < kv_end; ++j) {
         const float* k = kv.k + slot(j) * k_stride + (int64_t)kv_head * p.head_dim_k;
-        float s = 0.0f;
-        for (int d = 0; d < p.head_dim_k; ++d) s += q_head[d] * k[d];
+        float s = vec_dot_f32(k, q_head, p.head_dim_k);
         s *= p.scale;
         if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
         scores[j - lo] = s;
@@ -29,18 +62,36 @@ void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_
     }
     const float sink = p.sinks ? p.sinks[head] : -std::numeric_limits<float>::infinity();
     max_s = std::max(max_s, sink);
-    double sum = p.sinks ? std::exp((double)(sink - max_s)) : 0.0;
-    for (int32_t j = lo; j < kv_end; ++j) {
-        const float e = std::exp(scores[j - lo] - max_s);
-        scores[j - lo] = e;
-        sum += e;
+    // ggml_vec_soft_max_f32 over the padded row: ggml_vexp per 16-cell chunk, each chunk's
+    // hsum16 added in double (the padded row length is a multiple of 16, so there is no tail).
+    double sum = 0.0;
+    for (int32_t c0 = lo & ~15; c0 < kv_end; c0 += 16) {
+        float e[16] = {};
+        for (int32_t j = std::max(c0, lo); j < std::min(c0 + 16, kv_end); ++j)
+            e[j - c0] = scores[j - lo] = ggml_vexp(scores[j - lo] - max_s);
+        sum += hsum16(e);
     }
+    if (p.sinks) sum += std::exp(sink - max_s);
     const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
-    std::fill(out_head, out_head + p.head_dim_v, 0.0f);
-    for (int32_t j = lo; j < kv_end; ++j) {
-        const float* v = kv.v + slot(j) * v_stride + (int64_t)kv_head * p.head_dim_v;
-        const float w = scores[j - lo] * inv;
-        for (int d = 0; d < p.head_dim_v; ++d) out_head[d] += w * v[d];
+    for (int32_t j = lo; j < kv_end; ++j) scores[j - lo] *= inv;
+    // kqv[d] = V^T[d] · probs. A batch of >= 2 tokens goes through tinyBLAS (one 16-lane fma
+    // accumulator over the row, then hsum16; it needs head_dim_v % 4 == 0); otherwise
+    // ggml_vec_dot_f32 (the padded row is a multiple of 64 cells: no scalar tail).
+    const bool tinyblas = batched && p.head_dim_v % 4 == 0;
+    for (int d = 0; d < p.head_dim_v; ++d) {
+        const float* v = kv.v + (int64_t)kv_head * p.head_dim_v + d;
+        float acc[64] = {};
+        for (int32_t j = lo; j < kv_end; ++j) {
+            const int l = tinyblas ? (j & 15) : (j & 63);
+            acc[l] = std::fma(v[slot(j) * v_stride], scores[j - lo], acc[l]);
+        }
+        if (tinyblas) {
+            out_head[d] = hsum16(acc);
+        } else {
+            float r[16];
+            for (int l = 0; l < 16; ++l) r[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
+            out_head[d] = hsum16(r);
+        }
     }
 }
 
@@ -53,7 +104,7 @@ void attention_ref(const float* q, const PagedKvView& kv, const int32_t* const* 
     for (int64_t t = 0; t < n_tokens; ++t) {
         for (int h = 0; h < p.n_head; ++h) {
             attention_head_ref(q + (t * p.n_head + h) * p.head_dim_k, kv, block_tables[t], positions[t],
-                               kv_end[t], h, p, scores.data(), out + (t * p.n_head + h) * p.head_dim_v);
+                               kv_end[t], h, p, n_tokens >= 2, scores.data(), out + (t * p.n_head + h) * p.head_dim_v);
         }
     }
 }
