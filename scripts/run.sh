@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-./scripts/build.sh
+HEARTH_TARGET=hearth ./scripts/build.sh
 if [ $# -eq 0 ]; then
   exec ./build/hearth run -p "Once upon a time" -n 128
 fi
