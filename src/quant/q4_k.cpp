@@ -41,48 +41,9 @@ void dequantize_row_q4_k(const BlockQ4_K* x, float* y, int64_t n) {
 
 void quantize_row_q4_k(const float* x, BlockQ4_K* y, int64_t n) {
     const int64_t nb = n / BlockQ4_K::kBlockSize;
-    uint8_t L[256];     // [256] codes 0..15
-    uint8_t Laux[32];   // scratch of make_qkx2_quants
-    float weights[32];  // [32] error weights of the current sub-block
-    float mins[8];      // [8] float min of each sub-block (>= 0, subtracted)
-    float scales[8];    // [8] float scale of each sub-block
+    uint8_t L[256];  // [256] codes 0..15
     for (int64_t i = 0; i < nb; ++i) {
-        const float* xb = x + i * 256;
-        float max_scale = 0, max_min = 0;
-        for (int j = 0; j < 8; ++j) {
-            const float* xs = xb + 32 * j;
-            float sum_x2 = 0;
-            for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
-            const float av_x = std::sqrt(sum_x2 / 32);
-            for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-            scales[j] = detail::make_qkx2_quants(32, 15, xs, weights, L + 32 * j, &mins[j], Laux,
-                                                 -1.f, 0.1f, 20, false);
-            max_scale = std::max(max_scale, scales[j]);
-            max_min = std::max(max_min, mins[j]);
-        }
-        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-        const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-        std::memset(y[i].scales, 0, sizeof y[i].scales);
-        for (int j = 0; j < 8; ++j) {
-            const uint8_t ls = std::min<uint8_t>(63, (uint8_t)nearest_int(inv_scale * scales[j]));
-            const uint8_t lm = std::min<uint8_t>(63, (uint8_t)nearest_int(inv_min * mins[j]));
-            detail::set_scale_min_k4(j, ls, lm, y[i].scales);
-        }
-        y[i].d = f32_to_fp16(max_scale / 63.f);
-        y[i].dmin = f32_to_fp16(max_min / 63.f);
-        // Requantize against the rounded scales; a sub-block with scale 0 keeps the codes of
-        // its scale search, as in ggml.
-        for (int j = 0; j < 8; ++j) {
-            uint8_t sc, m;
-            get_scale_min_k4(j, y[i].scales, &sc, &m);
-            const float d = fp16_to_f32(y[i].d) * sc;
-            if (!d) continue;
-            const float dm = fp16_to_f32(y[i].dmin) * m;
-            for (int l = 0; l < 32; ++l) {
-                const int q = nearest_int((xb[32 * j + l] + dm) / d);
-                L[32 * j + l] = (uint8_t)std::max(0, std::min(15, q));
-            }
-        }
+        detail::quantize_k_scales_mins(x + i * 256, 15, -1.f, 20, L, y[i].scales, &y[i].d, &y[i].dmin);
         for (int c = 0; c < 4; ++c) {
             for (int l = 0; l < 32; ++l) {
                 y[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + l + 32] << 4));

@@ -1,7 +1,10 @@
 #include "quant/quant_helpers.h"
 
+#include "base/fp16.h"
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 HEARTH_QUANT_STRICT_FP
 
@@ -203,6 +206,49 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
     }
     *the_min = -min;
     return scale;
+}
+
+
+void quantize_k_scales_mins(const float* xb, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales,
+                            uint16_t* d_out, uint16_t* dmin_out) {
+    uint8_t Laux[32];      // scratch of make_qkx2_quants
+    float weights[32];     // [32] error weights of the current sub-block
+    float mins[8];         // [8] float min of each sub-block (>= 0, subtracted)
+    float sub_scales[8];   // [8] float scale of each sub-block
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+        const float* xs = xb + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+        sub_scales[j] = make_qkx2_quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+        max_scale = std::max(max_scale, sub_scales[j]);
+        max_min = std::max(max_min, mins[j]);
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    std::memset(scales, 0, 12);
+    for (int j = 0; j < 8; ++j) {
+        const uint8_t ls = std::min<uint8_t>(63, (uint8_t)nearest_int(inv_scale * sub_scales[j]));
+        const uint8_t lm = std::min<uint8_t>(63, (uint8_t)nearest_int(inv_min * mins[j]));
+        set_scale_min_k4(j, ls, lm, scales);
+    }
+    *d_out = f32_to_fp16(max_scale / 63.f);
+    *dmin_out = f32_to_fp16(max_min / 63.f);
+    // Requantize against the rounded scales; a sub-block with scale 0 keeps the codes of its
+    // scale search, as in ggml.
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, scales, &sc, &m);
+        const float d = fp16_to_f32(*d_out) * sc;
+        if (!d) continue;
+        const float dm = fp16_to_f32(*dmin_out) * m;
+        for (int l = 0; l < 32; ++l) {
+            const int q = nearest_int((xb[32 * j + l] + dm) / d);
+            L[32 * j + l] = (uint8_t)std::max(0, std::min(nmax, q));
+        }
+    }
 }
 
 }  // namespace hearth::quant::detail

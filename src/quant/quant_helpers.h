@@ -63,6 +63,14 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad);
 
+// The scale/min half of ggml's Q4_K and Q5_K reference quantizers (identical but for nmax,
+// rmin and nstep): a weighted scale/min search per 32-element sub-block, 6-bit scales and mins
+// relative to the super-block's d/dmin, then every code requantized against the rounded
+// scales. xb[256] in; L[256] codes 0..nmax, scales[12] (packed as get_scale_min_k4 reads
+// them), *d and *dmin (fp16 bits) out.
+void quantize_k_scales_mins(const float* xb, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales,
+                            uint16_t* d, uint16_t* dmin);
+
 // 6-bit scale and min j (0..7) of a Q4_K/Q5_K super-block from its 12 packed bytes:
 // bytes 0-3 hold scales 0-3 (low 6 bits), bytes 4-7 mins 0-3 (low 6 bits), bytes 8-11 the low
 // nibbles of scales/mins 4-7, and the top 2 bits of bytes 0-7 their high bits.
