@@ -61,6 +61,22 @@ TEST(Batch, InterleavedSequencesMatchSeparateRuns) {
     }
 }
 
+TEST(Batch, TokenByTokenEqualsOneBatch) {
+    // A token's logits never depend on what else is in its batch: the serving engine decodes
+    // sequences alone or together and must produce the same tokens either way.
+    for (const char* name : {"llama3-tiny.Q4_K_M.gguf", "qwen2-tiny.F16.gguf", "gemma3-tiny.Q8_0.gguf"}) {
+        std::shared_ptr<gguf::GgufFile> f;
+        auto m = load(name, f);
+        const std::vector<int32_t> toks = {1, 17, 42, 99, 5, 7, 300, 12, 8, 64, 2, 33, 71, 90, 11, 3, 250};
+        std::vector<float> whole, single;
+        auto a = Session::create(*m, 64);
+        ASSERT_TRUE(a->eval(toks, true, whole).ok());
+        auto b = Session::create(*m, 64);
+        ASSERT_TRUE(b->eval(toks, true, single, /*n_batch=*/1).ok());
+        ASSERT_EQ(whole, single) << name;
+    }
+}
+
 TEST(Batch, InvalidBatchesAreErrors) {
     std::shared_ptr<gguf::GgufFile> f;
     auto m = load("llama2-spm-tiny.F32.gguf", f);

@@ -18,7 +18,7 @@ void attention_cpu(ThreadPool& pool, const float* q, const PagedKvView& kv, cons
         for (int64_t it = b; it < e; ++it) {
             const int64_t t = it / p.n_head;
             const int h = (int)(it % p.n_head);
-            attention_head_ref(q + it * p.head_dim_k, kv, block_tables[t], positions[t], kv_end[t], h, p, n_tokens >= 2, scores,
+            attention_head_ref(q + it * p.head_dim_k, kv, block_tables[t], positions[t], kv_end[t], h, p, scores,
                                out + it * p.head_dim_v);
         }
     });

@@ -42,7 +42,7 @@ static float vec_dot_f32(const float* x, const float* y, int n) {
 }
 
 void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_t* block_table,
-                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p, bool batched,
+                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p,
                         float* scores, float* out_head) {
     const int kv_head = head / (p.n_head / p.n_head_kv);
     const int64_t k_stride = (int64_t)p.n_head_kv * p.head_dim_k;  // floats per cached position
@@ -74,10 +74,13 @@ void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_
     if (p.sinks) sum += std::exp(sink - max_s);
     const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
     for (int32_t j = lo; j < kv_end; ++j) scores[j - lo] *= inv;
-    // kqv[d] = V^T[d] · probs. A batch of >= 2 tokens goes through tinyBLAS (one 16-lane fma
-    // accumulator over the row, then hsum16; it needs head_dim_v % 4 == 0); otherwise
-    // ggml_vec_dot_f32 (the padded row is a multiple of 64 cells: no scalar tail).
-    const bool tinyblas = batched && p.head_dim_v % 4 == 0;
+    // kqv[d] = V^T[d] · probs, summed as ggml sums a prompt batch: through tinyBLAS (one 16-lane
+    // fma accumulator over the row, then hsum16; it needs head_dim_v % 4 == 0), otherwise as
+    // ggml_vec_dot_f32 (the padded row is a multiple of 64 cells: no scalar tail). ggml takes
+    // the vec_dot order for a lone decode token too; we keep one order for every batch size, so
+    // a token's result never depends on what else is batched with it (decode logits then differ
+    // from llama.cpp's by float rounding only).
+    const bool tinyblas = p.head_dim_v % 4 == 0;
     for (int d = 0; d < p.head_dim_v; ++d) {
         const float* v = kv.v + (int64_t)kv_head * p.head_dim_v + d;
         float acc[64] = {};
@@ -104,7 +107,7 @@ void attention_ref(const float* q, const PagedKvView& kv, const int32_t* const* 
     for (int64_t t = 0; t < n_tokens; ++t) {
         for (int h = 0; h < p.n_head; ++h) {
             attention_head_ref(q + (t * p.n_head + h) * p.head_dim_k, kv, block_tables[t], positions[t],
-                               kv_end[t], h, p, n_tokens >= 2, scores.data(), out + (t * p.n_head + h) * p.head_dim_v);
+                               kv_end[t], h, p, scores.data(), out + (t * p.n_head + h) * p.head_dim_v);
         }
     }
 }

@@ -30,10 +30,10 @@ void attention_ref(const float* q, const PagedKvView& kv, const int32_t* const* 
                    const AttentionParams& p, float* out);
 
 // One (token, head) pair; `scores` is scratch of at least kv_end floats. Shared by backends.
-// batched: the token is part of a batch of >= 2 (ggml multiplies V^T by the probabilities with
-// tinyBLAS then, with ggml_vec_dot_f32 for one token; the float sums differ in order).
+// The result depends only on this token and its KV, never on the rest of the batch (the
+// serving engine relies on that: N sequences together decode exactly as each alone).
 void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_t* block_table,
-                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p, bool batched,
+                        int32_t pos, int32_t kv_end, int head, const AttentionParams& p,
                         float* scores, float* out_head);
 
 }  // namespace hearth::backend
