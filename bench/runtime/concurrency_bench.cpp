@@ -1,0 +1,86 @@
+// Aggregate generation throughput of runtime::Engine at several concurrency levels:
+//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512]
+// For each of 1, 4, 16, 64 concurrent streams: submits that many requests at once (random
+// prompts of p tokens, greedy, n generated tokens each, end-of-generation ignored) to one engine
+// sized for them, and prints the generated tokens/s over the wall time from first submit to last
+// done, plus the mean time to first token. Not a test: record results in bench/RESULTS.md with
+// the machine and commit.
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/timer.h"
+#include "runtime/engine.h"
+
+using namespace hearth;
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512]\n", argv[0]);
+        return 2;
+    }
+    const std::string path = argv[1];
+    int n_prompt = 64, n_gen = 32, threads = 0;
+    int64_t n_ctx = 2048, step_tokens = 512;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const int v = std::atoi(argv[i + 1]);
+        if (!std::strcmp(argv[i], "-p")) n_prompt = v;
+        else if (!std::strcmp(argv[i], "-n")) n_gen = v;
+        else if (!std::strcmp(argv[i], "-c")) n_ctx = v;
+        else if (!std::strcmp(argv[i], "-t")) threads = v;
+        else if (!std::strcmp(argv[i], "-b")) step_tokens = v;
+    }
+    if (n_prompt + n_gen > n_ctx) n_ctx = n_prompt + n_gen;
+    auto file = gguf::open_gguf(path);
+    if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().message().c_str()); return 1; }
+    auto tok = tok::Tokenizer::from_gguf(*file.value());
+    if (!tok.ok()) { std::fprintf(stderr, "%s\n", tok.status().message().c_str()); return 1; }
+    auto loaded = model::load_model(file.value(), model::LoadOptions{threads});
+    if (!loaded.ok()) { std::fprintf(stderr, "%s\n", loaded.status().message().c_str()); return 1; }
+    std::shared_ptr<model::Model> model = std::move(loaded).value();
+    std::shared_ptr<const tok::Tokenizer> tk = std::move(tok).value();
+    const int64_t n_vocab = model->hparams().n_vocab;
+    std::printf("model %s: %s, prompt %d, generate %d, n_ctx %lld, step budget %lld tokens\n", path.c_str(),
+                model->hparams().arch.c_str(), n_prompt, n_gen, (long long)n_ctx, (long long)step_tokens);
+    std::mt19937 rng(42);
+    for (int streams : {1, 4, 16, 64}) {
+        runtime::EngineOptions o;
+        o.n_ctx = n_ctx;
+        o.n_parallel = streams;
+        o.step_tokens = step_tokens;
+        auto engine = runtime::Engine::create(model, tk, o);
+        if (!engine.ok()) { std::fprintf(stderr, "%s\n", engine.status().message().c_str()); return 1; }
+        std::mutex mu;
+        std::condition_variable cv;
+        int n_done = 0;
+        int64_t generated = 0, ttft_ns = 0;
+        const int64_t t0 = now_ns();
+        for (int s = 0; s < streams; ++s) {
+            runtime::Request r;
+            for (int i = 0; i < n_prompt; ++i) r.prompt.push_back((int32_t)(rng() % n_vocab));  // distinct: no cache hits
+            r.sampling.temperature = 0.0f;
+            r.num_predict = n_gen;
+            r.ignore_eos = true;
+            engine.value()->submit(std::move(r), [&](const runtime::Event& e) {
+                if (e.kind == runtime::Event::Kind::text) return;
+                std::lock_guard<std::mutex> lk(mu);
+                if (e.kind == runtime::Event::Kind::error) std::fprintf(stderr, "error: %s\n", e.status.message().c_str());
+                generated += e.stats.generated_tokens;
+                ttft_ns += e.stats.queue_ns + e.stats.prompt_ns;
+                ++n_done;
+                cv.notify_all();
+            });
+        }
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return n_done == streams; });
+        const double secs = (now_ns() - t0) / 1e9;
+        std::printf("streams %2d: %8.2f generated t/s aggregate (%lld tokens in %.3f s), mean TTFT %.1f ms\n", streams,
+                    generated / secs, (long long)generated, secs, ttft_ns / 1e6 / streams);
+    }
+    return 0;
+}

@@ -1,0 +1,381 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+
+#include "base/timer.h"
+#include "runtime/stop.h"
+#include "tokenizer/stream.h"
+
+namespace hearth::runtime {
+
+// One admitted or waiting request. Touched only by the scheduler thread.
+struct Engine::Sequence {
+    Sequence(Pending&& p, Sampler smp, const tok::Tokenizer& tok)
+        : id(p.id), req(std::move(p.req)), cb(std::move(p.cb)), sampler(std::move(smp)), decoder(tok),
+          stops(req.stop), submit_ns(p.submit_ns) {}
+
+    RequestId id;
+    Request req;
+    EventCallback cb;        // moved into the done event when the sequence ends
+    // Prompt + generated ids. [0, computed) have K/V in the pool; the target is tokens.size()
+    // (computed < target while running). Capacity reserved at admission, so decode steps do not
+    // reallocate it.
+    std::vector<int32_t> tokens;
+    int64_t computed = 0;
+    int64_t scheduled = 0;   // tokens given to this sequence in the current step's batch
+    int64_t max_positions = 0;  // most positions it may ever hold: its block reservation
+    // KV blocks: position p lives in table[p / block_size]. The first hashes.size() entries are
+    // full blocks whose chain hashes are hashes[i]; the ones reused from the prefix cache are
+    // shared (read-only), the rest private. Blocks past them are private and being written.
+    std::vector<int32_t> table;
+    std::vector<uint64_t> hashes;
+    int64_t reserve_left = 0;   // blocks promised by admission, not yet allocated
+    Sampler sampler;
+    tok::TokenStreamDecoder decoder;
+    StopMatcher stops;
+    RequestStats st;
+    int64_t submit_ns = 0, admit_ns = 0, first_token_ns = 0;
+    bool finished = false;      // done or error event queued; blocks released
+};
+
+Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> model,
+                                               std::shared_ptr<const tok::Tokenizer> tokenizer,
+                                               const EngineOptions& opt) {
+    if (!model || !tokenizer) return error(StatusCode::invalid_argument, "the engine needs a model and a tokenizer");
+    if (model->is_embedding())
+        return error(StatusCode::unsupported, "embedding models do not generate; the engine serves decoder models");
+    if (opt.n_ctx <= 0 || opt.block_size <= 0)
+        return error(StatusCode::invalid_argument,
+                     strformat("n_ctx (%lld) and block_size (%d) must be positive", (long long)opt.n_ctx, opt.block_size));
+    if (opt.step_tokens < 1) return error(StatusCode::invalid_argument, "step_tokens must be at least 1");
+    if (opt.n_parallel < 0 || opt.n_kv_blocks < 0)
+        return error(StatusCode::invalid_argument, "n_parallel and n_kv_blocks must not be negative");
+    const int64_t blocks_per_ctx = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
+    const model::KvLayout layout = model->kv_layout();
+    int64_t bytes_per_block = 0;
+    for (int l = 0; l < layout.n_layer; ++l)
+        bytes_per_block += (int64_t)(layout.k_width[l] + layout.v_width[l]) * opt.block_size * (int64_t)sizeof(float);
+    int64_t n_blocks = opt.n_kv_blocks;
+    if (n_blocks == 0)
+        n_blocks = opt.n_parallel > 0 ? opt.n_parallel * blocks_per_ctx : opt.kv_bytes / std::max<int64_t>(1, bytes_per_block);
+    if (n_blocks < blocks_per_ctx)
+        return error(StatusCode::invalid_argument,
+                     strformat("a KV pool of %lld blocks cannot hold one context of %lld positions (%lld blocks of %d)",
+                               (long long)n_blocks, (long long)opt.n_ctx, (long long)blocks_per_ctx, opt.block_size));
+    if (n_blocks > INT32_MAX / 2) return error(StatusCode::invalid_argument, "the KV pool is too large");
+    const int n_parallel = opt.n_parallel > 0 ? opt.n_parallel : (int)std::max<int64_t>(1, n_blocks / blocks_per_ctx);
+    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)n_blocks, opt.block_size));
+    return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(tokenizer), std::move(kv), opt, n_parallel));
+}
+
+Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer, model::KvCache kv,
+               const EngineOptions& opt, int n_parallel)
+    : model_(std::move(model)),
+      tok_(std::move(tokenizer)),
+      opt_(opt),
+      n_parallel_(n_parallel),
+      blocks_per_ctx_((int)((opt.n_ctx + opt.block_size - 1) / opt.block_size)),
+      kv_(std::move(kv)),
+      pool_(kv_) {
+    running_.reserve((size_t)n_parallel_);
+    in_batch_.reserve((size_t)n_parallel_);
+    out_seq_.reserve((size_t)n_parallel_);
+    publish_stats();
+    thread_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() { shutdown(); }
+
+void Engine::shutdown() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    // From a callback (the scheduler thread itself) the thread only learns it must stop; the
+    // destructor, which must not run on that thread, joins it.
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+RequestId Engine::submit(Request req, EventCallback on_event) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (stopping_) {
+        lk.unlock();
+        Event e;
+        e.kind = Event::Kind::done;
+        e.stats.prompt_tokens = (int64_t)req.prompt.size();
+        e.stats.done = DoneReason::cancelled;
+        on_event(e);
+        return 0;
+    }
+    const RequestId id = next_id_++;
+    incoming_.push_back(Pending{id, std::move(req), std::move(on_event), now_ns()});
+    lk.unlock();
+    cv_.notify_all();
+    return id;
+}
+
+void Engine::cancel(RequestId id) {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        cancels_.push_back(id);
+    }
+    cv_.notify_all();
+}
+
+PoolStats Engine::pool_stats() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+}
+
+void Engine::publish_stats() {
+    PoolStats s;
+    s.n_blocks = pool_.n_total();
+    s.n_free = pool_.n_free();
+    s.n_cached = pool_.n_cached();
+    s.n_used = pool_.n_used();
+    s.n_running = (int)running_.size();
+    s.n_waiting = (int)waiting_.size();
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_ = s;
+}
+
+void Engine::flush_done() {
+    // Callbacks may submit or cancel (they take mu_), so none runs under a lock.
+    auto done = std::move(done_);
+    done_.clear();
+    for (auto& [cb, e] : done) cb(e);
+}
+
+void Engine::release_blocks(Sequence& s) {
+    pool_.release(s.table);
+    s.hashes.clear();
+    reserved_ -= s.reserve_left;
+    s.reserve_left = 0;
+}
+
+void Engine::finish(Sequence& s, DoneReason why) {
+    if (why != DoneReason::cancelled && !s.stops.is_stopped()) {
+        StopResult r = s.stops.push(s.decoder.flush());
+        std::string tail = std::move(r.text);
+        if (!r.stopped) tail += s.stops.flush();
+        if (!tail.empty()) {
+            Event e;
+            e.text = std::move(tail);
+            s.cb(e);
+        }
+    }
+    release_blocks(s);
+    const int64_t t = now_ns();
+    if (s.first_token_ns) s.st.generate_ns = t - s.first_token_ns;
+    else if (s.admit_ns) s.st.prompt_ns = t - s.admit_ns;
+    s.st.done = why;
+    Event e;
+    e.kind = Event::Kind::done;
+    e.stats = std::move(s.st);
+    done_.emplace_back(std::move(s.cb), std::move(e));
+    s.finished = true;
+}
+
+void Engine::fail(Sequence& s, Status st) {
+    release_blocks(s);
+    Event e;
+    e.kind = Event::Kind::error;
+    e.status = std::move(st);
+    done_.emplace_back(std::move(s.cb), std::move(e));
+    s.finished = true;
+}
+
+void Engine::admit() {
+    const int bs = opt_.block_size;
+    std::vector<int32_t> blocks;
+    std::vector<uint64_t> hashes;
+    while (!waiting_.empty() && (int)running_.size() < n_parallel_) {
+        Sequence& s = *waiting_.front();
+        const int64_t n_prompt = (int64_t)s.req.prompt.size();
+        // Leave the last prompt token to compute: its logits give the first sampled token.
+        const int max_match = (int)((n_prompt - 1) / bs);
+        int n_unref = 0;
+        pool_.match(s.req.prompt, max_match, false, blocks, hashes, &n_unref);
+        const int64_t need = (s.max_positions + bs - 1) / bs - (int64_t)blocks.size();
+        // Reusing a cached block takes it out of the evictable set, hence + n_unref.
+        if (need + n_unref > (int64_t)pool_.n_available() - reserved_) break;  // FIFO: everyone behind waits too
+        pool_.match(s.req.prompt, max_match, true, s.table, s.hashes);
+        s.computed = (int64_t)s.table.size() * bs;
+        s.st.cached_tokens = s.computed;
+        s.reserve_left = need;
+        reserved_ += need;
+        s.admit_ns = now_ns();
+        s.st.queue_ns = s.admit_ns - s.submit_ns;
+        running_.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+    }
+}
+
+void Engine::publish_full_blocks(Sequence& s) {
+    const int bs = opt_.block_size;
+    while ((int64_t)(s.hashes.size() + 1) * bs <= s.computed) {
+        const size_t i = s.hashes.size();
+        const uint64_t parent = i ? s.hashes[i - 1] : kChainSeed;
+        std::span<const int32_t> chunk(s.tokens.data() + i * bs, (size_t)bs);
+        const uint64_t h = chain_hash(parent, chunk);
+        pool_.publish(s.table[i], h, parent, chunk);  // false: an equal block is already indexed; keep ours private
+        s.hashes.push_back(h);
+    }
+}
+
+void Engine::sample(Sequence& s, std::span<const float> logits) {
+    const int64_t t = now_ns();
+    if (!s.first_token_ns) {
+        s.first_token_ns = t;
+        s.st.prompt_ns = t - s.admit_ns;
+    }
+    if (s.req.num_predict == 0) return finish(s, DoneReason::length);
+    const int32_t id = s.sampler.sample(logits, s.tokens);
+    if (!s.req.ignore_eos && tok_->is_eog(id)) return finish(s, DoneReason::stop);
+    s.tokens.push_back(id);
+    s.st.tokens.push_back(id);
+    ++s.st.generated_tokens;
+    StopResult r = s.stops.push(s.decoder.push(id));
+    if (!r.text.empty()) {
+        Event e;
+        e.text = std::move(r.text);
+        s.cb(e);
+    }
+    if (r.stopped) return finish(s, DoneReason::stop);
+    if (s.req.num_predict >= 0 && s.st.generated_tokens >= s.req.num_predict) return finish(s, DoneReason::length);
+    if (s.computed >= opt_.n_ctx) return finish(s, DoneReason::length);  // no position left for `id`
+}
+
+bool Engine::step() {
+    admit();
+    if (running_.empty()) return false;
+    const int bs = opt_.block_size;
+    batch_.clear();
+    in_batch_.clear();
+    out_seq_.clear();
+    int64_t budget = opt_.step_tokens;
+    // Pass 0: sequences one token from their target (decodes); pass 1: the rest (prefills), in
+    // admission order, each cut to what the budget leaves.
+    for (int pass = 0; pass < 2 && budget > 0; ++pass) {
+        for (auto& sp : running_) {
+            Sequence& s = *sp;
+            const int64_t pending = (int64_t)s.tokens.size() - s.computed;
+            if ((pass == 0) != (pending == 1) || budget == 0) continue;
+            const int64_t n = std::min(pending, budget);
+            bool ok = true;
+            while ((int64_t)s.table.size() * bs < s.computed + n) {
+                const int32_t b = s.reserve_left > 0 ? pool_.alloc() : -1;
+                if (b < 0) {  // the reservation makes this unreachable; fail this one request, not the engine
+                    fail(s, error(StatusCode::internal, "KV block reservation broken: no block for a running sequence"));
+                    ok = false;
+                    break;
+                }
+                --s.reserve_left;
+                --reserved_;
+                s.table.push_back(b);
+            }
+            if (!ok) continue;
+            const int32_t seq = (int32_t)in_batch_.size();
+            in_batch_.push_back(&s);
+            for (int64_t p = s.computed; p < s.computed + n; ++p)
+                batch_.add(s.tokens[p], (int32_t)p, seq, p + 1 == (int64_t)s.tokens.size());
+            if (s.computed + n == (int64_t)s.tokens.size()) out_seq_.push_back(&s);
+            s.scheduled = n;
+            budget -= n;
+        }
+    }
+    if (!in_batch_.empty()) {
+        batch_.block_tables.resize(in_batch_.size());
+        for (size_t i = 0; i < in_batch_.size(); ++i) batch_.block_tables[i].assign(in_batch_[i]->table.begin(),
+                                                                                  in_batch_[i]->table.end());
+        Status st = model_->forward(batch_, kv_, out_);
+        if (!st.ok()) {
+            // Only this batch's sequences fail; the K/V they wrote is in private blocks, which
+            // go back to the free list unpublished.
+            for (Sequence* s : in_batch_) fail(*s, st);
+        } else {
+            for (Sequence* s : in_batch_) {
+                s->computed += s->scheduled;
+                s->scheduled = 0;
+                publish_full_blocks(*s);
+            }
+            const int64_t n_vocab = model_->hparams().n_vocab;
+            for (size_t k = 0; k < out_seq_.size(); ++k)
+                sample(*out_seq_[k], std::span<const float>(out_.logits.data() + (int64_t)k * n_vocab, (size_t)n_vocab));
+        }
+    }
+    std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });
+    return true;
+}
+
+void Engine::run() {
+    std::vector<Pending> intake;
+    std::vector<RequestId> cancels;
+    for (;;) {
+        bool stop = false;
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] {
+                return stopping_ || !incoming_.empty() || !cancels_.empty() || !running_.empty() || !waiting_.empty();
+            });
+            intake.swap(incoming_);
+            cancels.swap(cancels_);
+            stop = stopping_;
+        }
+        for (Pending& p : intake) {
+            // Requests that can never run fail now, before they queue behind anything.
+            Status bad;
+            const int64_t n = (int64_t)p.req.prompt.size();
+            if (n == 0) bad = error(StatusCode::invalid_argument, "the prompt is empty");
+            else if (n >= opt_.n_ctx)
+                bad = error(StatusCode::out_of_range,
+                            strformat("the prompt is %lld tokens but the context holds %lld positions, one of them "
+                                      "needed for generation",
+                                      (long long)n, (long long)opt_.n_ctx));
+            for (int32_t t : p.req.prompt)
+                if (bad.ok() && (t < 0 || t >= model_->hparams().n_vocab))
+                    bad = error(StatusCode::invalid_argument,
+                                strformat("prompt token %d is outside the vocabulary (size %lld)", t,
+                                          (long long)model_->hparams().n_vocab));
+            Result<Sampler> smp = bad.ok() ? Sampler::create(p.req.sampling, tok_->n_vocab())
+                                           : Result<Sampler>(bad);
+            if (!smp.ok()) {
+                Event e;
+                e.kind = Event::Kind::error;
+                e.status = smp.status();
+                done_.emplace_back(std::move(p.cb), std::move(e));
+                continue;
+            }
+            auto s = std::make_unique<Sequence>(std::move(p), std::move(smp).value(), *tok_);
+            s->st.prompt_tokens = n;
+            s->st.seed = s->sampler.seed();
+            s->max_positions = s->req.num_predict < 0
+                                   ? opt_.n_ctx
+                                   : std::min<int64_t>(opt_.n_ctx, n + std::max<int64_t>(0, s->req.num_predict - 1));
+            s->tokens.reserve((size_t)s->max_positions + 1);
+            s->tokens.assign(s->req.prompt.begin(), s->req.prompt.end());
+            waiting_.push_back(std::move(s));
+        }
+        intake.clear();
+        for (RequestId id : cancels) {
+            for (auto& s : running_)
+                if (s->id == id && !s->finished) finish(*s, DoneReason::cancelled);
+            for (auto& s : waiting_)
+                if (s->id == id && !s->finished) finish(*s, DoneReason::cancelled);
+        }
+        cancels.clear();
+        if (stop) {
+            for (auto& s : running_) finish(*s, DoneReason::cancelled);
+            for (auto& s : waiting_) finish(*s, DoneReason::cancelled);
+        }
+        std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });
+        std::erase_if(waiting_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });
+        if (!stop) step();
+        publish_stats();
+        flush_done();
+        if (stop) return;
+    }
+}
+
+}  // namespace hearth::runtime

@@ -1,0 +1,182 @@
+// The serving engine: one loaded model, its paged KV pool and one scheduler thread that runs
+// many requests at once (continuous batching).
+//
+// Each scheduler step builds one Batch. A sequence's `tokens` are its prompt plus what it has
+// generated; `computed` of them have K/V in the pool and its target is tokens.size(). The step
+// hands out a token budget (EngineOptions::step_tokens) that moves `computed` toward the target:
+// a decoding sequence needs 1, a prefilling one the rest of its prompt, cut to what the budget
+// leaves (chunked prefill). Policy only decides the order: sequences that need one token first,
+// then prefills in admission order, so a long prompt never stalls running decodes. Every
+// sequence whose computed count reaches its target gets logits and samples one token.
+//
+// Admission is FIFO. A request is admitted when a sequence slot is free and the pool can
+// promise every block it may ever need (prompt plus num_predict, capped at n_ctx, minus the
+// prefix blocks it reuses): blocks are allocated lazily but reserved up front, so a running
+// sequence never runs out of KV and nothing is ever preempted or evicted from under it; a
+// request that does not fit waits, and so does every request behind it.
+//
+// Automatic prefix caching (BlockPool): every full block a sequence computes is published under
+// the hash chain of its tokens; a new request reuses the longest published chain that prefixes
+// its prompt (always leaving at least its last prompt token to compute, which produces the
+// first logits) and reports those positions as cached. Finished sequences leave their published
+// blocks in an LRU, evicted only when the pool needs blocks.
+//
+// Batch invariance: every kernel computes a token's result from that token and its own KV only
+// (backend/ref/attention.h), so N sequences decoded together give exactly the tokens each gives
+// alone, whatever else shares the step.
+//
+// Threads: submit() and cancel() may be called from any thread, callbacks included. Callbacks
+// run on the scheduler thread, one event at a time, and must not block for long (they stall
+// every sequence). For later (issue 3): host/disk spill of evicted prefix blocks, quantized KV,
+// prompt truncation, logits masks, a model manager.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/block_pool.h"
+#include "runtime/generate.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace hearth::runtime {
+
+struct EngineOptions {
+    int64_t n_ctx = 2048;      // most positions one sequence may hold (prompt + generated)
+    int block_size = 32;       // positions per KV block
+    // Most sequences running at once; 0 = auto: as many full contexts as the pool holds
+    // (n_kv_blocks / blocks per context), at least 1.
+    int n_parallel = 0;
+    // Pool size in blocks. 0: n_parallel full contexts when n_parallel > 0, else as many
+    // blocks as fit kv_bytes. Must hold at least one full context.
+    int n_kv_blocks = 0;
+    int64_t kv_bytes = 256ll << 20;  // KV memory budget used when both counts above are 0
+    int64_t step_tokens = 512;       // token budget of one scheduler step (one forward pass)
+};
+
+// A request carries the same fields as single-sequence generation (prompt, sampling,
+// num_predict, stop strings, ignore_eos).
+using Request = GenerateRequest;
+
+// What generate() reports, plus what only a shared engine knows.
+struct RequestStats : GenerateStats {
+    int64_t cached_tokens = 0;  // prompt positions reused from the prefix cache (not computed)
+    int64_t queue_ns = 0;       // submit to admission (waiting for a slot or KV blocks)
+};
+
+struct Event {
+    enum class Kind { text, done, error };
+    Kind kind = Kind::text;
+    std::string text;    // text: the next piece of complete UTF-8
+    RequestStats stats;  // done
+    Status status;       // error: why the request failed; no done event follows
+};
+
+// Receives a request's events in order: text pieces, then exactly one done or error.
+using EventCallback = std::function<void(const Event&)>;
+using RequestId = uint64_t;  // 0 is never a valid handle
+
+// Pool accounting, as of the end of the last scheduler step.
+struct PoolStats {
+    int n_blocks = 0;   // usable by sequences
+    int n_free = 0;
+    int n_cached = 0;   // unreferenced prefix-cache blocks (evictable)
+    int n_used = 0;     // referenced by running sequences
+    int n_running = 0;
+    int n_waiting = 0;
+};
+
+class Engine {
+public:
+    // Sizes the pool and starts the scheduler thread. invalid_argument for a bad option
+    // (n_ctx or block_size <= 0, a pool smaller than one context, step_tokens < 1).
+    static Result<std::unique_ptr<Engine>> create(std::shared_ptr<model::Model> model,
+                                                  std::shared_ptr<const tok::Tokenizer> tokenizer,
+                                                  const EngineOptions& options);
+    // Stops the scheduler: every request not yet done gets done with DoneReason::cancelled.
+    // Must not run on the scheduler thread (from a callback); shutdown() may.
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // Queues a request; any thread. A request that can never run (empty or too long prompt,
+    // bad sampling options) gets an error event from the scheduler thread. After shutdown()
+    // the callback gets a cancelled done event at once, on the calling thread.
+    RequestId submit(Request req, EventCallback on_event);
+    // The request ends with DoneReason::cancelled and its blocks are released before the next
+    // step. Unknown or finished ids are ignored.
+    void cancel(RequestId id);
+    // Same as the destructor; idempotent.
+    void shutdown();
+
+    PoolStats pool_stats() const;
+    int n_parallel() const { return n_parallel_; }
+    int64_t n_ctx() const { return opt_.n_ctx; }
+    int block_size() const { return opt_.block_size; }
+
+private:
+    struct Pending {
+        RequestId id;
+        Request req;
+        EventCallback cb;
+        int64_t submit_ns;
+    };
+    struct Sequence;
+
+    Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer,
+           model::KvCache kv, const EngineOptions& opt, int n_parallel);
+    void run();
+    // One scheduler pass over the state below; false when there was nothing to compute.
+    bool step();
+    void admit();
+    void finish(Sequence& s, DoneReason why);
+    void fail(Sequence& s, Status st);
+    void release_blocks(Sequence& s);
+    void publish_full_blocks(Sequence& s);
+    void sample(Sequence& s, std::span<const float> logits);
+    void flush_done();
+    void publish_stats();
+
+    std::shared_ptr<model::Model> model_;
+    std::shared_ptr<const tok::Tokenizer> tok_;
+    EngineOptions opt_;
+    int n_parallel_;
+    int blocks_per_ctx_;
+
+    // ---- owned by the scheduler thread (no lock) ----
+    model::KvCache kv_;
+    BlockPool pool_;
+    std::deque<std::unique_ptr<Sequence>> waiting_;   // validated, FIFO, no blocks yet
+    std::vector<std::unique_ptr<Sequence>> running_;  // admitted, in admission order
+    // Blocks promised to running sequences but not yet allocated: the sum of their
+    // reserve_left. Invariant: reserved_ <= pool_.n_available().
+    int64_t reserved_ = 0;
+    model::Batch batch_;                   // rebuilt every step; capacity kept
+    model::ForwardOutput out_;
+    std::vector<Sequence*> in_batch_;      // [n_seqs of the batch] batch seq id -> sequence
+    std::vector<Sequence*> out_seq_;       // [n_outputs] logits row -> sequence
+    // Done/error events of this step, delivered after the pool stats are published so a
+    // caller that saw every done event sees the final accounting.
+    std::vector<std::pair<EventCallback, Event>> done_;
+
+    // ---- shared with submitting threads, under mu_ ----
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;             // set once by shutdown(); the thread then drains and exits
+    RequestId next_id_ = 1;
+    std::vector<Pending> incoming_;     // submitted, not yet seen by the scheduler
+    std::vector<RequestId> cancels_;    // cancel() calls not yet applied
+    PoolStats stats_;                   // published by the scheduler after every step
+
+    std::thread thread_;  // last member: started after everything above exists
+};
+
+}  // namespace hearth::runtime

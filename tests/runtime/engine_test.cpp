@@ -1,0 +1,390 @@
+// runtime::Engine: continuous batching gives each sequence exactly the tokens it gets alone in
+// an engine (greedy), prefix caching reuses blocks without changing outputs, a full pool makes requests
+// wait in FIFO order, cancellation and shutdown release every block, and bad prompts are errors.
+#include "runtime/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "support/testdata.h"
+
+namespace hearth::runtime {
+namespace {
+
+// What one request ended with, filled from the scheduler thread.
+struct Outcome {
+    std::string text;
+    RequestStats stats;
+    Status error;
+    int n_final = 0;  // done + error events: must end at exactly 1
+};
+
+// Collects the events of many requests and waits for all of them to end.
+class Collector {
+public:
+    explicit Collector(size_t n) : out_(n) {}
+    EventCallback callback(size_t i) {
+        return [this, i](const Event& e) {
+            std::lock_guard<std::mutex> lk(mu_);
+            Outcome& o = out_[i];
+            if (e.kind == Event::Kind::text) o.text += e.text;
+            else {
+                if (e.kind == Event::Kind::done) o.stats = e.stats;
+                else o.error = e.status;
+                ++o.n_final;
+                order_.push_back(i);
+                cv_.notify_all();
+            }
+        };
+    }
+    // Waits until every request has ended (or 60 s passed: then the test fails on the counts).
+    void wait() {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait_for(lk, std::chrono::seconds(60), [&] { return order_.size() >= out_.size(); });
+    }
+    bool has_ended(size_t i) {
+        std::lock_guard<std::mutex> lk(mu_);
+        return out_[i].n_final > 0;
+    }
+    std::vector<Outcome> out_;
+    std::vector<size_t> order_;  // request indices in the order they ended
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+};
+
+class EngineTest : public ::testing::Test {
+protected:
+    void load(const std::string& name) {
+        auto f = gguf::open_gguf(test::testdata_path("models/" + name));
+        ASSERT_TRUE(f.ok()) << f.status().message();
+        auto t = tok::Tokenizer::from_gguf(*f.value());
+        ASSERT_TRUE(t.ok()) << t.status().message();
+        tok_ = std::move(t).value();
+        auto m = model::load_model(f.value(), model::LoadOptions{2});
+        ASSERT_TRUE(m.ok()) << m.status().message();
+        model_ = std::move(m).value();
+    }
+    std::unique_ptr<Engine> make_engine(const EngineOptions& o) {
+        auto e = Engine::create(model_, tok_, o);
+        EXPECT_TRUE(e.ok()) << e.status().message();
+        return e.ok() ? std::move(e).value() : nullptr;
+    }
+    // The same request run alone, uncached: a fresh engine with one sequence slot.
+    Outcome alone(const Request& r, int64_t n_ctx) {
+        EngineOptions o;
+        o.n_ctx = n_ctx;
+        o.n_parallel = 1;
+        auto e = make_engine(o);
+        Collector c(1);
+        if (e) e->submit(r, c.callback(0));
+        c.wait();
+        return c.out_[0];
+    }
+    // Random prompt: BOS, then n - 1 ids drawn from the vocabulary (skipping the control ids).
+    std::vector<int32_t> random_prompt(std::mt19937& rng, int n) const {
+        std::vector<int32_t> p = {tok_->bos() >= 0 ? tok_->bos() : 1};
+        std::uniform_int_distribution<int32_t> id(3, tok_->n_vocab() - 1);
+        while ((int)p.size() < n) p.push_back(id(rng));
+        return p;
+    }
+    static Request greedy(std::vector<int32_t> prompt, int64_t num_predict) {
+        Request r;
+        r.prompt = std::move(prompt);
+        r.sampling.temperature = 0.0f;
+        r.num_predict = num_predict;
+        return r;
+    }
+    static void expect_same(const Outcome& got, const Outcome& want, const std::string& what) {
+        EXPECT_EQ(got.n_final, 1) << what;
+        EXPECT_TRUE(got.error.ok()) << what << ": " << got.error.message();
+        EXPECT_EQ(got.stats.tokens, want.stats.tokens) << what;
+        EXPECT_EQ(got.text, want.text) << what;
+        EXPECT_EQ(got.stats.done, want.stats.done) << what;
+    }
+    static void expect_pool_idle(const Engine& e) {
+        const PoolStats p = e.pool_stats();
+        EXPECT_EQ(p.n_used, 0);
+        EXPECT_EQ(p.n_free + p.n_cached, p.n_blocks);
+        EXPECT_EQ(p.n_running, 0);
+        EXPECT_EQ(p.n_waiting, 0);
+    }
+    // Runs every request concurrently on a fresh engine and checks each against its alone run.
+    void check_concurrent(int n, const EngineOptions& o, uint32_t seed) {
+        std::mt19937 rng(seed);
+        std::vector<Request> reqs;
+        std::vector<Outcome> want;
+        for (int i = 0; i < n; ++i) {
+            const int len = 1 + (int)(rng() % 150);  // mixed: 1 to 150 prompt tokens, chunked by the step budget
+            reqs.push_back(greedy(random_prompt(rng, len), 8 + (int)(rng() % 24)));
+            if (i % 5 == 4) reqs.back().num_predict = -1;  // runs to the end of the context
+            want.push_back(alone(reqs.back(), o.n_ctx));
+        }
+        auto engine = make_engine(o);
+        ASSERT_TRUE(engine);
+        Collector c(reqs.size());
+        for (size_t i = 0; i < reqs.size(); ++i) engine->submit(reqs[i], c.callback(i));
+        c.wait();
+        for (size_t i = 0; i < reqs.size(); ++i) {
+            expect_same(c.out_[i], want[i], "N=" + std::to_string(n) + " request " + std::to_string(i));
+            EXPECT_EQ(c.out_[i].stats.prompt_tokens, (int64_t)reqs[i].prompt.size());
+        }
+        expect_pool_idle(*engine);
+    }
+
+    std::shared_ptr<model::Model> model_;
+    std::shared_ptr<const tok::Tokenizer> tok_;
+};
+
+TEST_F(EngineTest, ConcurrentSequencesMatchAloneStories) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 192;
+    o.step_tokens = 96;  // prompts up to 150 tokens are prefilled in chunks next to decodes
+    for (int n : {1, 4, 16, 64}) {
+        o.n_parallel = n;
+        check_concurrent(n, o, 1000u + (uint32_t)n);
+    }
+}
+
+TEST_F(EngineTest, ConcurrentSequencesMatchAloneQwen3Moe) {
+    load("qwen3moe-tiny.Q8_0.gguf");
+    EngineOptions o;
+    o.n_ctx = 192;
+    o.step_tokens = 128;
+    for (int n : {1, 4, 16, 64}) {
+        o.n_parallel = n;
+        check_concurrent(n, o, 2000u + (uint32_t)n);
+    }
+}
+
+TEST_F(EngineTest, PrefixCacheReusesBlocksAndKeepsOutputs) {
+    load("stories260K.gguf");
+    std::mt19937 rng(7);
+    const std::vector<int32_t> base = random_prompt(rng, 150);
+    const int K = 100;
+    std::vector<int32_t> shared(base.begin(), base.begin() + K);
+    for (int i = 0; i < 30; ++i) shared.push_back(3 + (int32_t)(rng() % 200));
+    const Request first = greedy(base, 16), second = greedy(shared, 16);
+    const Outcome want_first = alone(first, 256), want_second = alone(second, 256);
+
+    EngineOptions o;
+    o.n_ctx = 256;
+    o.n_parallel = 2;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    for (int round = 0; round < 2; ++round) {
+        Collector c(1);
+        engine->submit(first, c.callback(0));
+        c.wait();
+        expect_same(c.out_[0], want_first, "first");
+        // Round 0 starts cold; in round 1 the whole prompt but its last partial block is cached.
+        EXPECT_EQ(c.out_[0].stats.cached_tokens, round == 0 ? 0 : (150 - 1) / 32 * 32);
+    }
+    Collector c(1);
+    engine->submit(second, c.callback(0));
+    c.wait();
+    expect_same(c.out_[0], want_second, "second");
+    EXPECT_GE(c.out_[0].stats.cached_tokens, K - engine->block_size());
+    EXPECT_EQ(c.out_[0].stats.prompt_tokens, (int64_t)shared.size());
+    const PoolStats p = engine->pool_stats();
+    EXPECT_GT(p.n_cached, 0);
+    expect_pool_idle(*engine);
+}
+
+TEST_F(EngineTest, FullPoolQueuesFifoAndEvictionKeepsOutputs) {
+    load("stories260K.gguf");
+    std::mt19937 rng(11);
+    // Equal work per request (same prompt length, no end-of-generation stop), so strict FIFO
+    // admission means they end in submission order.
+    std::vector<Request> reqs;
+    std::vector<Outcome> want;
+    for (int i = 0; i < 12; ++i) {
+        reqs.push_back(greedy(random_prompt(rng, 70), 40));
+        reqs.back().ignore_eos = true;
+        if (i >= 6) reqs.back().prompt = reqs[i - 6].prompt;  // repeats: hit or miss the evicting cache
+        want.push_back(alone(reqs.back(), 128));
+    }
+    EngineOptions o;
+    o.n_ctx = 128;
+    o.n_kv_blocks = 9;  // two sequences of 4 reserved blocks each, plus one: the pool is always nearly full
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    EXPECT_EQ(engine->n_parallel(), 2);
+    Collector c(reqs.size());
+    for (size_t i = 0; i < reqs.size(); ++i) engine->submit(reqs[i], c.callback(i));
+    c.wait();
+    for (size_t i = 0; i < reqs.size(); ++i) expect_same(c.out_[i], want[i], "request " + std::to_string(i));
+    std::vector<size_t> fifo(reqs.size());
+    for (size_t i = 0; i < fifo.size(); ++i) fifo[i] = i;
+    EXPECT_EQ(c.order_, fifo);
+    expect_pool_idle(*engine);
+}
+
+TEST_F(EngineTest, CancelFreesBlocksOfRunningAndWaitingRequests) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 256;
+    o.n_parallel = 2;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    std::mt19937 rng(5);
+    Collector c(4);
+    std::vector<RequestId> ids;
+    for (size_t i = 0; i < 4; ++i) {
+        Request r = greedy(random_prompt(rng, 40), -1);
+        r.ignore_eos = true;
+        ids.push_back(engine->submit(r, c.callback(i)));
+    }
+    // Two run, two wait for a slot. Cancel all four once the first two are generating.
+    for (int spin = 0; spin < 2000 && engine->pool_stats().n_used == 0; ++spin)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_GT(engine->pool_stats().n_used, 0);
+    for (RequestId id : ids) engine->cancel(id);
+    c.wait();
+    for (const Outcome& out : c.out_) {
+        EXPECT_EQ(out.n_final, 1);
+        EXPECT_EQ(out.stats.done, DoneReason::cancelled);
+        EXPECT_LT(out.stats.generated_tokens, 256);
+    }
+    expect_pool_idle(*engine);
+    engine->cancel(ids[0]);  // already finished: ignored
+    engine->cancel(12345);   // unknown: ignored
+}
+
+TEST_F(EngineTest, ShutdownCancelsPendingRequests) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 256;
+    o.n_parallel = 1;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    std::mt19937 rng(3);
+    Collector c(3);
+    for (size_t i = 0; i < 3; ++i) {
+        Request r = greedy(random_prompt(rng, 20), -1);
+        r.ignore_eos = true;
+        engine->submit(r, c.callback(i));
+    }
+    engine->shutdown();
+    for (const Outcome& out : c.out_) {  // callbacks all ran before shutdown() returned
+        EXPECT_EQ(out.n_final, 1);
+        EXPECT_EQ(out.stats.done, DoneReason::cancelled);
+    }
+    Collector late(1);
+    EXPECT_EQ(engine->submit(greedy({1, 2}, 4), late.callback(0)), 0u);
+    EXPECT_EQ(late.out_[0].stats.done, DoneReason::cancelled);
+}
+
+TEST_F(EngineTest, BadRequestsGetErrorEvents) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 64;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    Collector c(4);
+    engine->submit(greedy(std::vector<int32_t>(64, 5), 4), c.callback(0));  // no room to generate
+    engine->submit(greedy({}, 4), c.callback(1));
+    engine->submit(greedy({1, 99999}, 4), c.callback(2));
+    Request bad_sampling = greedy({1, 2, 3}, 4);
+    bad_sampling.sampling.top_p = 1.5f;
+    engine->submit(bad_sampling, c.callback(3));
+    c.wait();
+    EXPECT_EQ(c.out_[0].error.code(), StatusCode::out_of_range);
+    EXPECT_NE(c.out_[0].error.message().find("context"), std::string::npos) << c.out_[0].error.message();
+    EXPECT_EQ(c.out_[1].error.code(), StatusCode::invalid_argument);
+    EXPECT_EQ(c.out_[2].error.code(), StatusCode::invalid_argument);
+    EXPECT_EQ(c.out_[3].error.code(), StatusCode::invalid_argument);
+    for (const Outcome& out : c.out_) EXPECT_EQ(out.n_final, 1);
+    expect_pool_idle(*engine);
+}
+
+TEST_F(EngineTest, OptionsSizeThePool) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 100;  // 4 blocks of 32
+    o.n_kv_blocks = 13;
+    auto e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->n_parallel(), 3);
+    EXPECT_EQ(e->pool_stats().n_blocks, 13);
+    o.n_kv_blocks = 3;
+    EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::invalid_argument);
+    o.n_kv_blocks = 0;
+    o.n_parallel = 5;
+    e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->pool_stats().n_blocks, 20);
+}
+
+// Hundreds of requests from 4 threads over a nearly full pool, a third cancelled at random
+// moments: every request ends exactly once, finished greedy outputs match their alone runs
+// (eviction and sharing never change tokens), and no block leaks.
+TEST_F(EngineTest, StressSubmitCancelFromThreads) {
+    load("stories260K.gguf");
+    std::mt19937 rng(99);
+    const int64_t n_ctx = 128;
+    // A few prompt families sharing prefixes, so requests hit, share and evict cached blocks.
+    std::vector<Request> kinds;
+    std::vector<Outcome> want;
+    const std::vector<int32_t> root = random_prompt(rng, 80);
+    for (int k = 0; k < 8; ++k) {
+        std::vector<int32_t> p(root.begin(), root.begin() + 20 + 8 * k);
+        for (int j = 0; j < k; ++j) p.push_back(3 + (int32_t)(rng() % 300));
+        kinds.push_back(greedy(p, 24));
+        want.push_back(alone(kinds.back(), n_ctx));
+    }
+    EngineOptions o;
+    o.n_ctx = n_ctx;
+    o.n_kv_blocks = 14;  // 3 full contexts of 4 blocks plus 2
+    o.step_tokens = 48;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    const int kThreads = 4, kPerThread = 75;
+    Collector c((size_t)kThreads * kPerThread);
+    std::vector<int> kind_of(c.out_.size()), num_predict(c.out_.size());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            std::mt19937 r(1234u + (uint32_t)t);
+            std::vector<std::pair<RequestId, size_t>> mine;
+            for (int i = 0; i < kPerThread; ++i) {
+                const size_t idx = (size_t)t * kPerThread + i;
+                kind_of[idx] = (int)(r() % kinds.size());
+                Request req = kinds[kind_of[idx]];
+                req.num_predict = num_predict[idx] = 1 + (int)(r() % 24);
+                mine.push_back({engine->submit(req, c.callback(idx)), idx});
+                if (r() % 3 == 0) {  // cancel a random earlier request of this thread, maybe after a pause
+                    if (r() % 2) std::this_thread::sleep_for(std::chrono::microseconds(r() % 2000));
+                    engine->cancel(mine[r() % mine.size()].first);
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    c.wait();
+    int n_finished = 0;
+    for (size_t i = 0; i < c.out_.size(); ++i) {
+        const Outcome& out = c.out_[i];
+        ASSERT_EQ(out.n_final, 1) << "request " << i;
+        ASSERT_TRUE(out.error.ok()) << out.error.message();
+        const auto& ref = want[kind_of[i]].stats.tokens;
+        ASSERT_LE(out.stats.tokens.size(), ref.size() + 0) << "request " << i;
+        EXPECT_TRUE(std::equal(out.stats.tokens.begin(), out.stats.tokens.end(), ref.begin())) << "request " << i;
+        if (out.stats.done != DoneReason::cancelled) {
+            ++n_finished;
+            EXPECT_EQ(out.stats.tokens.size(), std::min<size_t>(ref.size(), (size_t)num_predict[i])) << "request " << i;
+        }
+    }
+    EXPECT_GT(n_finished, 0);
+    expect_pool_idle(*engine);
+}
+
+}  // namespace
+}  // namespace hearth::runtime
