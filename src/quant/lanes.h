@@ -18,6 +18,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "base/fp16.h"
+
 namespace hearth::quant::detail {
 
 // ggml's hsum_float_8 (also tinyBLAS's hsum(__m256)) of 8 float lanes a[8]:
@@ -59,5 +61,29 @@ inline void fma_lanes8(float d, const int32_t lanes[8], float acc[8]) {
 // 32 consecutive elements are loaded into one 256-bit register, so element e lands in int32
 // lane ((e % 32) / 4) of that register and all registers of a super-block add lane-wise.
 constexpr int k_lane(int e) { return (e % 32) / 4; }
+
+
+// The order of llama.cpp's repacked K-quant kernels with a separate min term (q2_K_8x8,
+// q4_K_8x8): two float accumulators per output, acc = fma(sumi, d_x * d_y, acc) and
+// acc_min = fma(sum_mins, dmin_x * d_y, acc_min), updated once per group of `group`
+// sub-blocks; result acc - acc_min. Block has fp16 d and dmin; y is Q8_K (float d).
+// sums(x_block, y_block, j0, j1, &sumi, &sum_mins) gives the exact integer sums of
+// sub-blocks [j0, j1).
+template <typename Block, typename BlockY, typename SubBlockSums>
+float dot_with_min_accumulators(const Block* x, const BlockY* y, int64_t n_blocks, int n_sub, int group,
+                                SubBlockSums sums) {
+    float acc = 0, acc_min = 0;
+    for (int64_t i = 0; i < n_blocks; ++i) {
+        const float d = fp16_to_f32(x[i].d) * y[i].d;
+        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
+        for (int j = 0; j < n_sub; j += group) {
+            int32_t sumi, sum_mins;
+            sums(x[i], y[i], j, j + group, &sumi, &sum_mins);
+            acc = std::fmaf((float)sumi, d, acc);
+            acc_min = std::fmaf((float)sum_mins, dmin, acc_min);
+        }
+    }
+    return acc - acc_min;
+}
 
 }  // namespace hearth::quant::detail

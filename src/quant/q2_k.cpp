@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/fp16.h"
+#include "quant/lanes.h"
 #include "quant/quant_helpers.h"
 
 HEARTH_QUANT_STRICT_FP
@@ -107,23 +108,9 @@ void sub_block_sums(const BlockQ2_K& x, const BlockQ8_K& y, int j0, int j1, int3
     }
 }
 
-// Two float accumulators per output, acc = fma(sumi, d_x * d_y, acc) and
-// acc_min = fma(sum_mins, dmin_x * d_y, acc_min), updated once per group of `group` sub-blocks;
-// result acc - acc_min.
+// Sums in the order of llama.cpp's repacked kernel (see dot_with_min_accumulators).
 float repacked_dot(const BlockQ2_K* x, const BlockQ8_K* y, int64_t n, int group) {
-    const int64_t nb = n / BlockQ2_K::kBlockSize;
-    float acc = 0, acc_min = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-        const float d = fp16_to_f32(x[i].d) * y[i].d;
-        const float dmin = fp16_to_f32(x[i].dmin) * y[i].d;
-        for (int j = 0; j < 16; j += group) {
-            int32_t sumi, sum_mins;
-            sub_block_sums(x[i], y[i], j, j + group, &sumi, &sum_mins);
-            acc = std::fmaf((float)sumi, d, acc);
-            acc_min = std::fmaf((float)sum_mins, dmin, acc_min);
-        }
-    }
-    return acc - acc_min;
+    return detail::dot_with_min_accumulators(x, y, n / BlockQ2_K::kBlockSize, 16, group, sub_block_sums);
 }
 
 }  // namespace
