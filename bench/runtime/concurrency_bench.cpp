@@ -1,10 +1,12 @@
 // Aggregate generation throughput of runtime::Engine at several concurrency levels:
-//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512]
+//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000]
 // For each of 1, 4, 16, 64 concurrent streams: submits that many requests at once (random
 // prompts of p tokens, greedy, n generated tokens each, end-of-generation ignored) to one engine
 // sized for them, and prints the generated tokens/s over the wall time from first submit to last
-// done, plus the mean time to first token. Not a test: record results in bench/RESULTS.md with
-// the machine and commit.
+// done, plus the mean time to first token. Then the chunked-prefill check: the time to first
+// token of a short request (16 tokens) alone, and submitted right after a long one (-L, default
+// 4000 tokens) starts prefilling. Not a test: record results in bench/RESULTS.md with the
+// machine and commit.
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +21,37 @@
 
 using namespace hearth;
 
+namespace {
+
+// Submits requests of the given prompt lengths (one token generated each) back to back and
+// returns each one's time to first token (queue + prefill) in ms.
+std::vector<double> ttft_ms(runtime::Engine& engine, const std::vector<int>& lengths, int64_t n_vocab, std::mt19937& rng) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<double> out(lengths.size(), 0.0);
+    size_t n_done = 0;
+    for (size_t k = 0; k < lengths.size(); ++k) {
+        runtime::Request r;
+        for (int i = 0; i < lengths[k]; ++i) r.prompt.push_back((int32_t)(rng() % n_vocab));
+        r.sampling.temperature = 0.0f;
+        r.num_predict = 1;
+        r.ignore_eos = true;
+        engine.submit(std::move(r), [&, k](const runtime::Event& e) {
+            if (e.kind == runtime::Event::Kind::text) return;
+            std::lock_guard<std::mutex> lk(mu);
+            if (e.kind == runtime::Event::Kind::error) std::fprintf(stderr, "error: %s\n", e.status.message().c_str());
+            out[k] = (e.stats.queue_ns + e.stats.prompt_ns) / 1e6;
+            ++n_done;
+            cv.notify_all();
+        });
+    }
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return n_done == lengths.size(); });
+    return out;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512]\n", argv[0]);
@@ -27,6 +60,7 @@ int main(int argc, char** argv) {
     const std::string path = argv[1];
     int n_prompt = 64, n_gen = 32, threads = 0;
     int64_t n_ctx = 2048, step_tokens = 512;
+    int n_long = 4000;
     for (int i = 2; i + 1 < argc; i += 2) {
         const int v = std::atoi(argv[i + 1]);
         if (!std::strcmp(argv[i], "-p")) n_prompt = v;
@@ -34,6 +68,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "-c")) n_ctx = v;
         else if (!std::strcmp(argv[i], "-t")) threads = v;
         else if (!std::strcmp(argv[i], "-b")) step_tokens = v;
+        else if (!std::strcmp(argv[i], "-L")) n_long = v;
     }
     if (n_prompt + n_gen > n_ctx) n_ctx = n_prompt + n_gen;
     auto file = gguf::open_gguf(path);
@@ -81,6 +116,22 @@ int main(int argc, char** argv) {
         const double secs = (now_ns() - t0) / 1e9;
         std::printf("streams %2d: %8.2f generated t/s aggregate (%lld tokens in %.3f s), mean TTFT %.1f ms\n", streams,
                     generated / secs, (long long)generated, secs, ttft_ns / 1e6 / streams);
+    }
+
+    // Chunked prefill: a short request must not wait for a long prefill to finish.
+    if (n_long > 0 && n_long + 16 <= model->hparams().n_ctx_train) {
+        runtime::EngineOptions o;
+        o.n_ctx = n_long + 32;
+        o.n_parallel = 2;
+        o.step_tokens = step_tokens;
+        auto engine = runtime::Engine::create(model, tk, o);
+        if (!engine.ok()) { std::fprintf(stderr, "%s\n", engine.status().message().c_str()); return 1; }
+        const double alone = ttft_ms(*engine.value(), {16}, n_vocab, rng)[0];
+        const auto both = ttft_ms(*engine.value(), {n_long, 16}, n_vocab, rng);
+        std::printf("TTFT of a 16-token request: alone %.1f ms; submitted right after a %d-token prompt %.1f ms "
+                    "(the long prompt's own TTFT %.1f ms)\n", alone, n_long, both[1], both[0]);
+    } else {
+        std::printf("TTFT under a long prefill: skipped (-L %d does not fit the model's context)\n", n_long);
     }
     return 0;
 }

@@ -79,6 +79,7 @@ Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::T
       pool_(kv_) {
     running_.reserve((size_t)n_parallel_);
     in_batch_.reserve((size_t)n_parallel_);
+    prefills_.reserve((size_t)n_parallel_);
     out_seq_.reserve((size_t)n_parallel_);
     publish_stats();
     thread_ = std::thread([this] { run(); });
@@ -255,35 +256,42 @@ bool Engine::step() {
     in_batch_.clear();
     out_seq_.clear();
     int64_t budget = opt_.step_tokens;
-    // Pass 0: sequences one token from their target (decodes); pass 1: the rest (prefills), in
-    // admission order, each cut to what the budget leaves.
-    for (int pass = 0; pass < 2 && budget > 0; ++pass) {
-        for (auto& sp : running_) {
-            Sequence& s = *sp;
-            const int64_t pending = (int64_t)s.tokens.size() - s.computed;
-            if ((pass == 0) != (pending == 1) || budget == 0) continue;
-            const int64_t n = std::min(pending, budget);
-            bool ok = true;
-            while ((int64_t)s.table.size() * bs < s.computed + n) {
-                const int32_t b = s.reserve_left > 0 ? pool_.alloc() : -1;
-                if (b < 0) {  // the reservation makes this unreachable; fail this one request, not the engine
-                    fail(s, error(StatusCode::internal, "KV block reservation broken: no block for a running sequence"));
-                    ok = false;
-                    break;
-                }
-                --s.reserve_left;
-                --reserved_;
-                s.table.push_back(b);
+    // Decodes first (sequences one token from their target), then prefills, shortest remaining
+    // prompt first (ties: admission order), each cut to what the budget leaves. Shortest-first
+    // keeps a short request from waiting behind a long prefill: it finishes its prompt in the
+    // next step while the long one takes the rest of the budget.
+    auto schedule = [&](Sequence& s, int64_t pending) {
+        const int64_t n = std::min(pending, budget);
+        while ((int64_t)s.table.size() * bs < s.computed + n) {
+            const int32_t b = s.reserve_left > 0 ? pool_.alloc() : -1;
+            if (b < 0) {  // the reservation makes this unreachable; fail this one request, not the engine
+                fail(s, error(StatusCode::internal, "KV block reservation broken: no block for a running sequence"));
+                return;
             }
-            if (!ok) continue;
-            const int32_t seq = (int32_t)in_batch_.size();
-            in_batch_.push_back(&s);
-            for (int64_t p = s.computed; p < s.computed + n; ++p)
-                batch_.add(s.tokens[p], (int32_t)p, seq, p + 1 == (int64_t)s.tokens.size());
-            if (s.computed + n == (int64_t)s.tokens.size()) out_seq_.push_back(&s);
-            s.scheduled = n;
-            budget -= n;
+            --s.reserve_left;
+            --reserved_;
+            s.table.push_back(b);
         }
+        const int32_t seq = (int32_t)in_batch_.size();
+        in_batch_.push_back(&s);
+        for (int64_t p = s.computed; p < s.computed + n; ++p)
+            batch_.add(s.tokens[p], (int32_t)p, seq, p + 1 == (int64_t)s.tokens.size());
+        if (s.computed + n == (int64_t)s.tokens.size()) out_seq_.push_back(&s);
+        s.scheduled = n;
+        budget -= n;
+    };
+    prefills_.clear();
+    for (auto& sp : running_) {
+        const int64_t pending = (int64_t)sp->tokens.size() - sp->computed;
+        if (pending > 1) prefills_.push_back(sp.get());
+        else if (pending == 1 && budget > 0) schedule(*sp, 1);
+    }
+    std::stable_sort(prefills_.begin(), prefills_.end(), [](const Sequence* x, const Sequence* y) {
+        return (int64_t)x->tokens.size() - x->computed < (int64_t)y->tokens.size() - y->computed;
+    });
+    for (Sequence* sp : prefills_) {
+        if (budget == 0) break;
+        schedule(*sp, (int64_t)sp->tokens.size() - sp->computed);
     }
     if (!in_batch_.empty()) {
         batch_.block_tables.resize(in_batch_.size());

@@ -163,6 +163,7 @@ private:
     model::ForwardOutput out_;
     std::vector<Sequence*> in_batch_;      // [n_seqs of the batch] batch seq id -> sequence
     std::vector<Sequence*> out_seq_;       // [n_outputs] logits row -> sequence
+    std::vector<Sequence*> prefills_;      // [running with > 1 pending token] this step's prefill order
     // Done/error events of this step, delivered after the pool stats are published so a
     // caller that saw every done event sees the final accounting.
     std::vector<std::pair<EventCallback, Event>> done_;

@@ -227,6 +227,33 @@ TEST_F(EngineTest, FullPoolQueuesFifoAndEvictionKeepsOutputs) {
     expect_pool_idle(*engine);
 }
 
+TEST_F(EngineTest, ShortPromptDoesNotWaitForALongPrefill) {
+    // Chunked prefill, shortest remaining prompt first: a short request submitted right after
+    // a long one gets its first token while the long prompt is still being prefilled, and both
+    // produce what they produce alone.
+    load("stories260K.gguf");
+    std::mt19937 rng(5);
+    const Request long_req = greedy(random_prompt(rng, 1500), 4);
+    const Request short_req = greedy(random_prompt(rng, 10), 1);
+    const Outcome long_alone = alone(long_req, 2048), short_alone = alone(short_req, 2048);
+    EngineOptions o;
+    o.n_ctx = 2048;
+    o.n_parallel = 2;
+    o.step_tokens = 64;  // the long prompt needs 24 steps
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    Collector c(2);
+    engine->submit(long_req, c.callback(0));
+    engine->submit(short_req, c.callback(1));
+    c.wait();
+    expect_same(c.out_[0], long_alone, "long");
+    expect_same(c.out_[1], short_alone, "short");
+    EXPECT_EQ(c.order_, (std::vector<size_t>{1, 0}));  // the short one ended first
+    EXPECT_LT(c.out_[1].stats.queue_ns + c.out_[1].stats.prompt_ns,
+              c.out_[0].stats.queue_ns + c.out_[0].stats.prompt_ns);
+    expect_pool_idle(*engine);
+}
+
 TEST_F(EngineTest, CancelFreesBlocksOfRunningAndWaitingRequests) {
     load("stories260K.gguf");
     EngineOptions o;
