@@ -3,16 +3,15 @@
 #include <algorithm>
 
 #include "base/timer.h"
-#include "runtime/stop.h"
-#include "tokenizer/stream.h"
+#include "runtime/decoding.h"
 
 namespace hearth::runtime {
 
 // One admitted or waiting request. Touched only by the scheduler thread.
 struct Engine::Sequence {
     Sequence(Pending&& p, Sampler smp, const tok::Tokenizer& tok)
-        : id(p.id), req(std::move(p.req)), cb(std::move(p.cb)), sampler(std::move(smp)), decoder(tok),
-          stops(req.stop), submit_ns(p.submit_ns) {}
+        : id(p.id), req(std::move(p.req)), cb(std::move(p.cb)), decoding(tok, std::move(smp), req),
+          submit_ns(p.submit_ns) {}
 
     RequestId id;
     Request req;
@@ -30,9 +29,7 @@ struct Engine::Sequence {
     std::vector<int32_t> table;
     std::vector<uint64_t> hashes;
     int64_t reserve_left = 0;   // blocks promised by admission, not yet allocated
-    Sampler sampler;
-    tok::TokenStreamDecoder decoder;
-    StopMatcher stops;
+    Decoding decoding;          // sampling, stop conditions and text of the generated part
     RequestStats st;
     int64_t submit_ns = 0, admit_ns = 0, first_token_ns = 0;
     bool finished = false;      // done or error event queued; blocks released
@@ -156,10 +153,8 @@ void Engine::release_blocks(Sequence& s) {
 }
 
 void Engine::finish(Sequence& s, DoneReason why) {
-    if (why != DoneReason::cancelled && !s.stops.is_stopped()) {
-        StopResult r = s.stops.push(s.decoder.flush());
-        std::string tail = std::move(r.text);
-        if (!r.stopped) tail += s.stops.flush();
+    if (why != DoneReason::cancelled) {
+        std::string tail = s.decoding.finish();
         if (!tail.empty()) {
             Event e;
             e.text = std::move(tail);
@@ -231,20 +226,18 @@ void Engine::sample(Sequence& s, std::span<const float> logits) {
         s.first_token_ns = t;
         s.st.prompt_ns = t - s.admit_ns;
     }
-    if (s.req.num_predict == 0) return finish(s, DoneReason::length);
-    const int32_t id = s.sampler.sample(logits, s.tokens);
-    if (!s.req.ignore_eos && tok_->is_eog(id)) return finish(s, DoneReason::stop);
-    s.tokens.push_back(id);
-    s.st.tokens.push_back(id);
-    ++s.st.generated_tokens;
-    StopResult r = s.stops.push(s.decoder.push(id));
-    if (!r.text.empty()) {
+    Decoding::Step step = s.decoding.next(logits, s.tokens);
+    if (step.token >= 0) {
+        s.tokens.push_back(step.token);
+        s.st.tokens.push_back(step.token);
+        ++s.st.generated_tokens;
+    }
+    if (!step.text.empty()) {
         Event e;
-        e.text = std::move(r.text);
+        e.text = std::move(step.text);
         s.cb(e);
     }
-    if (r.stopped) return finish(s, DoneReason::stop);
-    if (s.req.num_predict >= 0 && s.st.generated_tokens >= s.req.num_predict) return finish(s, DoneReason::length);
+    if (step.done) return finish(s, step.reason);
     if (s.computed >= opt_.n_ctx) return finish(s, DoneReason::length);  // no position left for `id`
 }
 
@@ -357,7 +350,7 @@ void Engine::run() {
             }
             auto s = std::make_unique<Sequence>(std::move(p), std::move(smp).value(), *tok_);
             s->st.prompt_tokens = n;
-            s->st.seed = s->sampler.seed();
+            s->st.seed = s->decoding.seed();
             s->max_positions = s->req.num_predict < 0
                                    ? opt_.n_ctx
                                    : std::min<int64_t>(opt_.n_ctx, n + std::max<int64_t>(0, s->req.num_predict - 1));

@@ -1,8 +1,7 @@
 #include "runtime/generate.h"
 
 #include "base/timer.h"
-#include "runtime/stop.h"
-#include "tokenizer/stream.h"
+#include "runtime/decoding.h"
 
 namespace hearth::runtime {
 
@@ -34,30 +33,22 @@ Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& to
     HEARTH_TRY(session.eval(req.prompt, false, logits));
     st.prompt_ns = now_ns() - t0;
 
-    tok::TokenStreamDecoder decoder(tok);
-    StopMatcher stops(req.stop);
+    Decoding decoding(tok, std::move(sampler), req);
     const int64_t t1 = now_ns();
     bool cancelled = false;
     auto emit = [&](const std::string& s) {
         if (!s.empty() && !on_text(s)) cancelled = true;
     };
     for (;;) {
-        if (req.num_predict >= 0 && st.generated_tokens >= req.num_predict) {
-            st.done = DoneReason::length;
-            break;
+        Decoding::Step step = decoding.next(logits, history);
+        if (step.token >= 0) {
+            st.tokens.push_back(step.token);
+            history.push_back(step.token);
+            ++st.generated_tokens;
         }
-        const int32_t id = sampler.sample(logits, history);
-        if (!req.ignore_eos && tok.is_eog(id)) {
-            st.done = DoneReason::stop;
-            break;
-        }
-        st.tokens.push_back(id);
-        history.push_back(id);
-        ++st.generated_tokens;
-        StopResult r = stops.push(decoder.push(id));
-        emit(r.text);
-        if (r.stopped) {
-            st.done = DoneReason::stop;
+        emit(step.text);
+        if (step.done) {
+            st.done = step.reason;
             break;
         }
         if (cancelled) break;
@@ -65,13 +56,9 @@ Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& to
             st.done = DoneReason::length;
             break;
         }
-        HEARTH_TRY(session.eval(std::span<const int32_t>(&id, 1), false, logits));
+        HEARTH_TRY(session.eval(std::span<const int32_t>(&step.token, 1), false, logits));
     }
-    if (!stops.is_stopped()) {
-        StopResult r = stops.push(decoder.flush());
-        emit(r.text);
-        if (!r.stopped) emit(stops.flush());
-    }
+    if (!cancelled) emit(decoding.finish());
     if (cancelled) st.done = DoneReason::cancelled;
     st.generate_ns = now_ns() - t1;
     return st;
