@@ -32,15 +32,14 @@ Result<LoadedModel> load_model_file(const std::string& path, bool with_model, in
     return lm;
 }
 
-std::string default_model_path() {
-    namespace fs = std::filesystem;
-    std::string root;
-    if (const char* env = std::getenv("HEARTH_TESTDATA"); env && *env) root = env;
-    else root = HEARTH_DEFAULT_TESTDATA;
-    const std::string p = root + "/models/stories260K.gguf";
+std::string testdata_file(const std::string& rel) {
+    const char* env = std::getenv("HEARTH_TESTDATA");
+    const std::string p = std::string(env && *env ? env : HEARTH_DEFAULT_TESTDATA) + "/" + rel;
     std::error_code ec;
-    return fs::is_regular_file(p, ec) ? p : std::string();
+    return std::filesystem::is_regular_file(p, ec) ? p : std::string();
 }
+
+std::string default_model_path() { return testdata_file("models/stories260K.gguf"); }
 
 void fail(const std::string& cmd, const std::string& message) {
     std::fflush(stdout);

@@ -22,8 +22,12 @@ struct LoadedModel {
 // Opens a GGUF file and builds its tokenizer and (when with_model) the model.
 Result<LoadedModel> load_model_file(const std::string& path, bool with_model, int n_threads);
 
-// The small model used when none is named: the trained stories260K from the shared test data
-// ($HEARTH_TESTDATA or ../shared/testdata beside the source tree). Empty when absent.
+// A file of the shared test data ($HEARTH_TESTDATA, else ../shared/testdata beside the source
+// tree), e.g. "models/stories260K.gguf". Empty when it is not there.
+std::string testdata_file(const std::string& rel);
+
+// The small model used when none is named: the trained stories260K from the test data.
+// Empty when absent.
 std::string default_model_path();
 
 // Prints "hearth <cmd>: <message>" to stderr and exits with status 1.

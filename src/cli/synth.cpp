@@ -75,15 +75,10 @@ Result<gguf::Metadata> read_vocab(const std::string& path) {
 
 // The shared test data's vocabulary for the family, or "" when the test data is not at hand.
 std::string default_vocab_path(model::SynthVocab v) {
-    std::string root;
-    if (const char* env = std::getenv("HEARTH_TESTDATA"); env && *env) root = env;
-    else root = HEARTH_DEFAULT_TESTDATA;
     const char* file = v == model::SynthVocab::spm         ? "ggml-vocab-llama-spm.gguf.gz"
                        : v == model::SynthVocab::wordpiece ? "ggml-vocab-bert-bge.gguf.gz"
                                                            : "ggml-vocab-gpt-2.gguf.gz";
-    const std::string p = root + "/tokenizers/" + file;
-    std::error_code ec;
-    return std::filesystem::is_regular_file(p, ec) ? p : std::string();
+    return testdata_file(std::string("tokenizers/") + file);
 }
 
 void list_presets() {
