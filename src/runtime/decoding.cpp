@@ -1,5 +1,8 @@
 #include "runtime/decoding.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace hearth::runtime {
 
 Decoding::Decoding(const tok::Tokenizer& tok, Sampler sampler, const GenerateRequest& req)
@@ -8,7 +11,8 @@ Decoding::Decoding(const tok::Tokenizer& tok, Sampler sampler, const GenerateReq
       decoder_(tok),
       stops_(req.stop),
       num_predict_(req.num_predict),
-      ignore_eos_(req.ignore_eos) {}
+      ignore_eos_(req.ignore_eos),
+      mask_(req.mask) {}
 
 Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int32_t> history) {
     Step s;
@@ -17,6 +21,20 @@ Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int
         s.reason = DoneReason::length;
         return s;
     }
+    if (mask_ && mask_->complete()) {
+        s.done = true;
+        return s;
+    }
+    if (mask_) {
+        masked_.assign(logits.begin(), logits.end());
+        mask_->apply(masked_);
+        if (std::none_of(masked_.begin(), masked_.end(), [](float x) { return x > -INFINITY; })) {
+            s.done = true;
+            s.status = error(StatusCode::invalid_argument, "the logits mask allows no token");
+            return s;
+        }
+        logits = masked_;
+    }
     const int32_t id = sampler_.sample(logits, history);
     if (!ignore_eos_ && tok_.is_eog(id)) {
         s.done = true;
@@ -24,6 +42,7 @@ Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int
     }
     s.token = id;
     ++n_generated_;
+    if (mask_) mask_->accept(id);
     StopResult r = stops_.push(decoder_.push(id));
     s.text = std::move(r.text);
     if (r.stopped) {

@@ -3,8 +3,10 @@
 // UTF-8 text. Shared by generate() (one sequence) and the Engine (many), so both decide alike.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
@@ -24,6 +26,7 @@ public:
         std::string text;     // complete UTF-8, safe to show now
         bool done = false;    // generation ends here, for `reason`; the token needs no evaluation
         DoneReason reason = DoneReason::stop;
+        Status status;        // not ok: the request fails (its logits mask allowed no token)
     };
     // logits: [n_vocab] of the last position; history: prompt + generated so far (the penalty
     // window reads its tail).
@@ -42,6 +45,8 @@ private:
     int64_t num_predict_;
     bool ignore_eos_;
     int64_t n_generated_ = 0;
+    std::shared_ptr<LogitsMask> mask_;
+    std::vector<float> masked_;  // [n_vocab] logits after the mask; sized on first use
 };
 
 }  // namespace hearth::runtime

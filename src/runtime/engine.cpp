@@ -22,6 +22,7 @@ struct Engine::Sequence {
     std::vector<int32_t> tokens;
     int64_t computed = 0;
     int64_t scheduled = 0;   // tokens given to this sequence in the current step's batch
+    int starved = 0;         // consecutive steps its prefill was pending and got no tokens
     int64_t max_positions = 0;  // most positions it may ever hold: its block reservation
     // KV blocks: position p lives in table[p / block_size]. The first hashes.size() entries are
     // full blocks whose chain hashes are hashes[i]; the ones reused from the prefix cache are
@@ -77,6 +78,7 @@ Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::T
     running_.reserve((size_t)n_parallel_);
     in_batch_.reserve((size_t)n_parallel_);
     prefills_.reserve((size_t)n_parallel_);
+    decodes_.reserve((size_t)n_parallel_);
     out_seq_.reserve((size_t)n_parallel_);
     publish_stats();
     thread_ = std::thread([this] { run(); });
@@ -188,15 +190,15 @@ void Engine::admit() {
     std::vector<uint64_t> hashes;
     while (!waiting_.empty() && (int)running_.size() < n_parallel_) {
         Sequence& s = *waiting_.front();
-        const int64_t n_prompt = (int64_t)s.req.prompt.size();
+        const int64_t n_prompt = (int64_t)s.tokens.size();
         // Leave the last prompt token to compute: its logits give the first sampled token.
         const int max_match = (int)((n_prompt - 1) / bs);
         int n_unref = 0;
-        pool_.match(s.req.prompt, max_match, false, blocks, hashes, &n_unref);
+        pool_.match(s.tokens, max_match, false, blocks, hashes, &n_unref);
         const int64_t need = (s.max_positions + bs - 1) / bs - (int64_t)blocks.size();
         // Reusing a cached block takes it out of the evictable set, hence + n_unref.
         if (need + n_unref > (int64_t)pool_.n_available() - reserved_) break;  // FIFO: everyone behind waits too
-        pool_.match(s.req.prompt, max_match, true, s.table, s.hashes);
+        pool_.match(s.tokens, max_match, true, s.table, s.hashes);
         s.computed = (int64_t)s.table.size() * bs;
         s.st.cached_tokens = s.computed;
         s.reserve_left = need;
@@ -227,6 +229,7 @@ void Engine::sample(Sequence& s, std::span<const float> logits) {
         s.st.prompt_ns = t - s.admit_ns;
     }
     Decoding::Step step = s.decoding.next(logits, s.tokens);
+    if (!step.status.ok()) return fail(s, std::move(step.status));
     if (step.token >= 0) {
         s.tokens.push_back(step.token);
         s.st.tokens.push_back(step.token);
@@ -250,9 +253,9 @@ bool Engine::step() {
     out_seq_.clear();
     int64_t budget = opt_.step_tokens;
     // Decodes first (sequences one token from their target), then prefills, shortest remaining
-    // prompt first (ties: admission order), each cut to what the budget leaves. Shortest-first
-    // keeps a short request from waiting behind a long prefill: it finishes its prompt in the
-    // next step while the long one takes the rest of the budget.
+    // prompt first (ties: admission order; starved ones before all), each cut to what the budget
+    // leaves. Shortest-first keeps a short request from waiting behind a long prefill: it
+    // finishes its prompt in the next step while the long one takes the rest of the budget.
     auto schedule = [&](Sequence& s, int64_t pending) {
         const int64_t n = std::min(pending, budget);
         while ((int64_t)s.table.size() * bs < s.computed + n) {
@@ -274,16 +277,32 @@ bool Engine::step() {
         budget -= n;
     };
     prefills_.clear();
+    decodes_.clear();
     for (auto& sp : running_) {
         const int64_t pending = (int64_t)sp->tokens.size() - sp->computed;
         if (pending > 1) prefills_.push_back(sp.get());
-        else if (pending == 1 && budget > 0) schedule(*sp, 1);
+        else if (pending == 1) decodes_.push_back(sp.get());
     }
+    // More decodes than budget (a budget below n_parallel): start where the last step stopped,
+    // so every sequence gets its turn.
+    const size_t n_dec = decodes_.size();
+    const size_t first = n_dec > (size_t)budget ? decode_cursor_ % n_dec : 0;
+    for (size_t i = 0; i < n_dec && budget > 0; ++i) schedule(*decodes_[(first + i) % n_dec], 1);
+    if (n_dec > 0) decode_cursor_ = first + (size_t)std::min<int64_t>((int64_t)n_dec, opt_.step_tokens);
+    // A prefill passed over kStarvedSteps steps in a row goes first, so a stream of short
+    // prompts cannot hold a long one back forever.
+    constexpr int kStarvedSteps = 4;
     std::stable_sort(prefills_.begin(), prefills_.end(), [](const Sequence* x, const Sequence* y) {
+        const bool xs = x->starved >= kStarvedSteps, ys = y->starved >= kStarvedSteps;
+        if (xs != ys) return xs;
         return (int64_t)x->tokens.size() - x->computed < (int64_t)y->tokens.size() - y->computed;
     });
     for (Sequence* sp : prefills_) {
-        if (budget == 0) break;
+        if (budget == 0) {
+            ++sp->starved;
+            continue;
+        }
+        sp->starved = 0;
         schedule(*sp, (int64_t)sp->tokens.size() - sp->computed);
     }
     if (!in_batch_.empty()) {
@@ -327,14 +346,13 @@ void Engine::run() {
         for (Pending& p : intake) {
             // Requests that can never run fail now, before they queue behind anything.
             Status bad;
-            const int64_t n = (int64_t)p.req.prompt.size();
-            if (n == 0) bad = error(StatusCode::invalid_argument, "the prompt is empty");
-            else if (n >= opt_.n_ctx)
-                bad = error(StatusCode::out_of_range,
-                            strformat("the prompt is %lld tokens but the context holds %lld positions, one of them "
-                                      "needed for generation",
-                                      (long long)n, (long long)opt_.n_ctx));
-            for (int32_t t : p.req.prompt)
+            std::vector<int32_t> prompt = std::move(p.req.prompt);
+            int64_t truncated = 0;
+            if (prompt.empty()) bad = error(StatusCode::invalid_argument, "the prompt is empty");
+            else if (Result<int64_t> fit = fit_prompt(prompt, opt_.n_ctx, p.req); fit.ok()) truncated = fit.value();
+            else bad = fit.status();
+            const int64_t n = (int64_t)prompt.size();
+            for (int32_t t : prompt)
                 if (bad.ok() && (t < 0 || t >= model_->hparams().n_vocab))
                     bad = error(StatusCode::invalid_argument,
                                 strformat("prompt token %d is outside the vocabulary (size %lld)", t,
@@ -350,12 +368,13 @@ void Engine::run() {
             }
             auto s = std::make_unique<Sequence>(std::move(p), std::move(smp).value(), *tok_);
             s->st.prompt_tokens = n;
+            s->st.truncated_tokens = truncated;
             s->st.seed = s->decoding.seed();
             s->max_positions = s->req.num_predict < 0
                                    ? opt_.n_ctx
                                    : std::min<int64_t>(opt_.n_ctx, n + std::max<int64_t>(0, s->req.num_predict - 1));
+            s->tokens = std::move(prompt);
             s->tokens.reserve((size_t)s->max_positions + 1);
-            s->tokens.assign(s->req.prompt.begin(), s->req.prompt.end());
             waiting_.push_back(std::move(s));
         }
         intake.clear();

@@ -6,7 +6,9 @@
 // hands out a token budget (EngineOptions::step_tokens) that moves `computed` toward the target:
 // a decoding sequence needs 1, a prefilling one the rest of its prompt, cut to what the budget
 // leaves (chunked prefill). Policy only decides the order: sequences that need one token first,
-// then prefills in admission order, so a long prompt never stalls running decodes. Every
+// then prefills, shortest remaining prompt first (a prefill passed over four steps in a row
+// goes first), so a long prompt never stalls running decodes and short prompts do not wait
+// behind it. When decodes alone exceed the budget they take turns. Every
 // sequence whose computed count reaches its target gets logits and samples one token.
 //
 // Admission is FIFO. A request is admitted when a sequence slot is free and the pool can
@@ -27,8 +29,11 @@
 //
 // Threads: submit() and cancel() may be called from any thread, callbacks included. Callbacks
 // run on the scheduler thread, one event at a time, and must not block for long (they stall
-// every sequence). For later (issue 3): host/disk spill of evicted prefix blocks, quantized KV,
-// prompt truncation, logits masks, a model manager.
+// every sequence).
+//
+// A prompt longer than the context is an error, or is cut (Request::truncate, keeping
+// Request::keep leading tokens; see fit_prompt) with the cut reported in the stats. A
+// request's LogitsMask (constrained decoding) runs on the scheduler thread.
 #pragma once
 
 #include <condition_variable>
@@ -164,6 +169,8 @@ private:
     std::vector<Sequence*> in_batch_;      // [n_seqs of the batch] batch seq id -> sequence
     std::vector<Sequence*> out_seq_;       // [n_outputs] logits row -> sequence
     std::vector<Sequence*> prefills_;      // [running with > 1 pending token] this step's prefill order
+    std::vector<Sequence*> decodes_;       // [running with 1 pending token]
+    size_t decode_cursor_ = 0;             // where the next step's decodes start when they exceed the budget
     // Done/error events of this step, delivered after the pool stats are published so a
     // caller that saw every done event sees the final accounting.
     std::vector<std::pair<EventCallback, Event>> done_;

@@ -1,5 +1,7 @@
 #include "runtime/generate.h"
 
+#include <algorithm>
+
 #include "base/timer.h"
 #include "runtime/decoding.h"
 
@@ -14,23 +16,39 @@ const char* done_reason_name(DoneReason r) {
     return "stop";
 }
 
+Result<int64_t> fit_prompt(std::vector<int32_t>& prompt, int64_t room, const GenerateRequest& req) {
+    const int64_t n = (int64_t)prompt.size();
+    if (n < room) return 0;
+    if (!req.truncate)
+        return error(StatusCode::out_of_range,
+                     strformat("the prompt is %lld tokens but the context has %lld free positions, one of them needed "
+                               "for generation (ask for truncation, or a larger num_ctx)",
+                               (long long)n, (long long)room));
+    if (room < 2)
+        return error(StatusCode::out_of_range,
+                     strformat("the context has %lld free positions: too few to truncate a prompt into", (long long)room));
+    const int64_t gen = req.num_predict > 0 ? std::min(req.num_predict, room / 2) : room / 4;
+    const int64_t target = std::max<int64_t>(1, room - std::max<int64_t>(1, gen));
+    const int64_t keep = std::clamp<int64_t>(req.keep, 0, target / 2);  // at least half the kept prompt is its tail
+    const int64_t drop = n - target;
+    prompt.erase(prompt.begin() + keep, prompt.begin() + keep + drop);
+    return drop;
+}
+
 Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& tok, const GenerateRequest& req,
                                const std::function<bool(std::string_view)>& on_text) {
     if (req.prompt.empty()) return error(StatusCode::invalid_argument, "the prompt is empty");
-    const int64_t room = session.n_ctx() - session.n_past();
-    if ((int64_t)req.prompt.size() >= room)
-        return error(StatusCode::out_of_range,
-                     strformat("the prompt is %zu tokens but only %lld of the context's %lld positions are free",
-                               req.prompt.size(), (long long)room, (long long)session.n_ctx()));
+    std::vector<int32_t> history(req.prompt);  // prompt + generated: the penalty window reads its tail
+    HEARTH_ASSIGN(const int64_t truncated, fit_prompt(history, session.n_ctx() - session.n_past(), req));
     HEARTH_ASSIGN(Sampler sampler, Sampler::create(req.sampling, tok.n_vocab()));
     GenerateStats st;
     st.seed = sampler.seed();
-    st.prompt_tokens = (int64_t)req.prompt.size();
+    st.prompt_tokens = (int64_t)history.size();
+    st.truncated_tokens = truncated;
 
-    std::vector<int32_t> history(req.prompt);  // prompt + generated: the penalty window reads its tail
     std::vector<float> logits;
     const int64_t t0 = now_ns();
-    HEARTH_TRY(session.eval(req.prompt, false, logits));
+    HEARTH_TRY(session.eval(history, false, logits));
     st.prompt_ns = now_ns() - t0;
 
     Decoding decoding(tok, std::move(sampler), req);
@@ -41,6 +59,7 @@ Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& to
     };
     for (;;) {
         Decoding::Step step = decoding.next(logits, history);
+        HEARTH_TRY(step.status);
         if (step.token >= 0) {
             st.tokens.push_back(step.token);
             history.push_back(step.token);

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -251,6 +253,71 @@ TEST_F(EngineTest, ShortPromptDoesNotWaitForALongPrefill) {
     EXPECT_EQ(c.order_, (std::vector<size_t>{1, 0}));  // the short one ended first
     EXPECT_LT(c.out_[1].stats.queue_ns + c.out_[1].stats.prompt_ns,
               c.out_[0].stats.queue_ns + c.out_[0].stats.prompt_ns);
+    expect_pool_idle(*engine);
+}
+
+TEST_F(EngineTest, LongPrefillIsNotStarvedByShortPrompts) {
+    // Short prompts keep arriving and each would go first (shortest remaining prompt first); a
+    // prefill passed over several steps in a row jumps the queue, so the long request ends
+    // while most short ones are still queued.
+    load("stories260K.gguf");
+    std::mt19937 rng(11);
+    EngineOptions o;
+    o.n_ctx = 512;
+    o.n_parallel = 4;
+    o.step_tokens = 16;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    const size_t n_short = 200;
+    Collector c(n_short + 1);
+    engine->submit(greedy(random_prompt(rng, 300), 1), c.callback(0));
+    for (size_t i = 1; i <= n_short; ++i) engine->submit(greedy(random_prompt(rng, 15), 1), c.callback(i));
+    c.wait();
+    const size_t long_at = (size_t)(std::find(c.order_.begin(), c.order_.end(), 0) - c.order_.begin());
+    EXPECT_LT(long_at, n_short / 2) << "the long prompt ended as number " << long_at;
+    EXPECT_TRUE(c.out_[0].error.ok());
+    EXPECT_EQ(c.out_[0].stats.generated_tokens, 1);
+    expect_pool_idle(*engine);
+}
+
+TEST_F(EngineTest, TruncationAndLogitsMask) {
+    load("stories260K.gguf");
+    EngineOptions o;
+    o.n_ctx = 64;
+    auto engine = make_engine(o);
+    ASSERT_TRUE(engine);
+    std::mt19937 rng(4);
+    Request too_long = greedy(random_prompt(rng, 100), 8);
+    too_long.truncate = true;
+    too_long.keep = 1;
+    // What the truncated prompt gives when sent as it is: the same tokens.
+    Request cut = too_long;
+    cut.truncate = false;
+    ASSERT_EQ(fit_prompt(cut.prompt, 64, too_long).value(), 100 - 56);
+    // Any distribution with this mask leaves exactly one token at every step.
+    struct OnlyEven : LogitsMask {
+        void apply(std::span<float> logits) override {
+            for (size_t i = 1; i < logits.size(); i += 2) logits[i] = -INFINITY;
+        }
+        void accept(int32_t token) override { EXPECT_EQ(token % 2, 0); }
+    };
+    Request masked = greedy(random_prompt(rng, 20), 12);
+    masked.sampling.temperature = 1.5f;
+    masked.sampling.top_k = 0;
+    masked.sampling.seed = 8;
+    masked.mask = std::make_shared<OnlyEven>();
+    Collector c(3);
+    engine->submit(too_long, c.callback(0));
+    engine->submit(cut, c.callback(1));
+    engine->submit(masked, c.callback(2));
+    c.wait();
+    ASSERT_TRUE(c.out_[0].error.ok()) << c.out_[0].error.message();
+    EXPECT_EQ(c.out_[0].stats.truncated_tokens, 44);
+    EXPECT_EQ(c.out_[0].stats.prompt_tokens, 56);
+    expect_same(c.out_[0], c.out_[1], "truncated vs pre-cut prompt");
+    ASSERT_TRUE(c.out_[2].error.ok()) << c.out_[2].error.message();
+    for (int32_t t : c.out_[2].stats.tokens) EXPECT_EQ(t % 2, 0);
+    EXPECT_GT(c.out_[2].stats.generated_tokens, 0);
     expect_pool_idle(*engine);
 }
 
