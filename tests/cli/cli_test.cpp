@@ -130,6 +130,18 @@ TEST(Cli, EmbedWritesThePooledVector) {
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 5e-3);
 }
 
+TEST(CliRun, ConversationReusesThePrefixCache) {
+    // Two turns: the second resubmits the first turn and its reply, which come from the cache.
+    HearthRun r = run_hearth("run " + model("stories260K.gguf") + " -i --temperature 0 -n 40 --verbose",
+                             "Once upon a time\nThe next day\n");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const size_t first = r.err.find("prompt cached:        0 token(s)");
+    ASSERT_NE(first, std::string::npos) << r.err;
+    const size_t second = r.err.find("prompt cached:", first + 1);
+    ASSERT_NE(second, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.compare(second, 24, "prompt cached:        32"), 0) << r.err.substr(second, 40);
+}
+
 TEST(CliErrors, MissingFile) {
     expect_one_error_line(run_hearth("run /nonexistent/model.gguf hi"), "run", "does not exist");
 }
