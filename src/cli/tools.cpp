@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "model/session.h"
+#include "quant/types.h"
 
 namespace hearth::cli {
 namespace {
@@ -35,6 +36,7 @@ void tokenize(const TokenizeArgs& a) {
 
 struct LogitsArgs {
     std::string model, tokens, text, out;
+    std::string kv_type = "f32";  // f32 by default: the goldens were made with an F32 cache
     bool embed = false;
     int threads = 0;
 };
@@ -76,7 +78,9 @@ void logits(const LogitsArgs& a) {
         if (id >= hp.n_vocab) fail("logits", strformat("token id %d is outside the vocabulary (size %lld)", id, (long long)hp.n_vocab));
     if (a.embed != lm->model->is_embedding())
         fail("logits", a.embed ? a.model + " is not an embedding model" : a.model + " is an embedding model: use --embed");
-    auto session = model::Session::create(*lm->model, (int64_t)ids.size());
+    const auto kv_type = quant::parse_type_name(a.kv_type);
+    if (!kv_type) fail("logits", "--kv-type: \"" + a.kv_type + "\" is not a type name; use f32, f16, q8_0 or q4_0");
+    auto session = model::Session::create(*lm->model, (int64_t)ids.size(), 32, *kv_type);
     if (!session.ok()) fail("logits", session.status());
     std::vector<float> values;
     Status st = a.embed ? session->embed(ids, values) : session->eval(ids, true, values);
@@ -108,6 +112,7 @@ void add_logits_command(CLI::App& app) {
     c->add_option("--text", a->text, "Text to tokenize (with BOS as the model wants) instead of --tokens");
     c->add_option("--out", a->out, "Output file (little-endian float32)")->required();
     c->add_flag("--embed", a->embed, "Embedding models: write the pooled embedding instead");
+    c->add_option("--kv-type", a->kv_type, "KV cache type: f32 (default), f16, q8_0 or q4_0");
     c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)");
     c->callback([a] { logits(*a); });
 }

@@ -60,12 +60,12 @@ void qk_norm(ops::Ops& ops, const Hparams& hp, const float* q_norm, const float*
 
 void write_kv(KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride, const float* v,
               int64_t v_stride) {
-    const int kw = kv.k_width(layer), vw = kv.v_width(layer), bs = kv.block_size();
+    const int bs = kv.block_size();
     for (int64_t t = 0; t < batch.n_tokens(); ++t) {
         const int32_t pos = batch.positions[t];
         const int32_t blk = batch.block_tables[batch.seq_ids[t]][pos / bs];
-        std::copy_n(k + t * k_stride, kw, kv.k_row(layer, blk, pos % bs));
-        std::copy_n(v + t * v_stride, vw, kv.v_row(layer, blk, pos % bs));
+        kv.write_k(layer, blk, pos % bs, k + t * k_stride);
+        kv.write_v(layer, blk, pos % bs, v + t * v_stride);
     }
 }
 

@@ -90,8 +90,8 @@ Status load_attention(WeightLoader& w, const Hparams& hp, int layer, const AttnL
 void project_qkv(ops::Ops& ops, const AttnWeights& a, const float* h, float* q, float* k, float* v, int64_t n);
 // RMS-norms each head of q and k in place; null weights: unweighted ("L2" norm).
 void qk_norm(ops::Ops& ops, const Hparams& hp, const float* q_norm, const float* k_norm, float* q, float* k, int64_t n);
-// K row t (k_stride floats apart) and V row t into the cache slots of the tokens' positions;
-// the cache's layer widths give how many floats of each row are written.
+// K row t (k_stride floats apart) and V row t into the cache slots of the tokens' positions,
+// converted to the cache's type; the cache's layer widths give how many floats of each row are read.
 void write_kv(KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride, const float* v,
               int64_t v_stride);
 

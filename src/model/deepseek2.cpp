@@ -48,6 +48,8 @@ public:
         l.n_layer = hp_.n_layer;
         l.k_width.assign(hp_.n_layer, p_.n_lora_kv + hp_.n_rot);
         l.v_width.assign(hp_.n_layer, p_.n_lora_kv);
+        l.k_head_dim = l.k_width;  // a single kv head
+        l.v_head_dim = l.v_width;
         return l;
     }
 

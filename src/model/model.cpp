@@ -9,6 +9,8 @@ KvLayout Model::kv_layout() const {
     l.n_layer = hp_.n_layer;
     l.k_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_k);
     l.v_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_v);
+    l.k_head_dim.assign(hp_.n_layer, hp_.head_dim_k);
+    l.v_head_dim.assign(hp_.n_layer, hp_.head_dim_v);
     return l;
 }
 

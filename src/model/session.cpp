@@ -4,10 +4,11 @@
 
 namespace hearth::model {
 
-Result<Session> Session::create(Model& model, int64_t n_ctx, int block_size) {
-    if (n_ctx <= 0) return error(StatusCode::invalid_argument, "context length must be positive");
+Result<Session> Session::create(Model& model, int64_t n_ctx, int block_size, quant::QuantType kv_type) {
+    if (n_ctx <= 0 || block_size <= 0)
+        return error(StatusCode::invalid_argument, "context length and KV block size must be positive");
     const int n_blocks = (int)((n_ctx + block_size - 1) / block_size);
-    HEARTH_ASSIGN(KvCache kv, KvCache::create(model.kv_layout(), n_blocks, block_size));
+    HEARTH_ASSIGN(KvCache kv, KvCache::create(model.kv_layout(), n_blocks, block_size, kv_type));
     Session s(model, std::move(kv), n_ctx);
     s.batch_.block_tables.resize(1);
     return s;

@@ -11,8 +11,10 @@ namespace hearth::model {
 
 class Session {
 public:
-    // n_ctx: most positions this session may hold (KV capacity).
-    static Result<Session> create(Model& model, int64_t n_ctx, int block_size = 32);
+    // n_ctx: most positions this session may hold (KV capacity); kv_type: the KV cache's
+    // storage type (f32, f16, q8_0 or q4_0; KvCache::create says which fit the model).
+    static Result<Session> create(Model& model, int64_t n_ctx, int block_size = 32,
+                                  quant::QuantType kv_type = quant::QuantType::f16);
 
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return n_ctx_; }

@@ -53,6 +53,7 @@ public:
     void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t rows, float eps);
     // x: [n_tokens][n_heads][head_dim], in place.
     void rope(float* x, const int32_t* positions, int64_t n_tokens, int n_heads, int head_dim, const RopeConfig& cfg);
+    // Paged attention over an f32, f16, q8_0 or q4_0 cache (numerics: backend/ref/attention.h).
     void attention(const float* q, const PagedKvView& kv, const int32_t* const* block_tables, const int32_t* positions,
                    const int32_t* kv_end, int64_t n_tokens, const AttentionParams& p, float* out);
     void swiglu(const float* gate, const float* up, float* y, int64_t n);
@@ -68,7 +69,7 @@ public:
 private:
     ThreadPool pool_;
     std::vector<std::byte> act_scratch_;  // converted activations of the current matmul
-    std::vector<float> attn_scratch_;     // [n_threads][max visible positions] scores
+    std::vector<backend::AttentionScratch> attn_scratch_;  // [n_threads] scores and V sums of one (token, head)
 };
 
 }  // namespace hearth::ops

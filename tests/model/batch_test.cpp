@@ -1,5 +1,5 @@
-// Batch-first forward: several sequences in one batch give the same logits as each alone;
-// bad batches are errors, not crashes.
+// Batch-first forward: several sequences in one batch give the same logits as each alone, with
+// every KV cache type; bad batches are errors, not crashes.
 #include <gtest/gtest.h>
 
 #include "model/session.h"
@@ -17,20 +17,26 @@ std::unique_ptr<Model> load(const std::string& name, std::shared_ptr<gguf::GgufF
     return std::move(m).value();
 }
 
-TEST(Batch, InterleavedSequencesMatchSeparateRuns) {
+using quant::QuantType;
+const QuantType kKvTypes[] = {QuantType::f32, QuantType::f16, QuantType::q8_0, QuantType::q4_0};
+
+class BatchKv : public ::testing::TestWithParam<QuantType> {};
+
+TEST_P(BatchKv, InterleavedSequencesMatchSeparateRuns) {
+    const QuantType type = GetParam();
     std::shared_ptr<gguf::GgufFile> f;
-    auto m = load("qwen3moe-tiny.Q8_0.gguf", f);
+    auto m = load("qwen3moe-tiny.Q8_0.gguf", f);  // head dim 32: every type fits
     const int64_t nv = m->hparams().n_vocab;
     const std::vector<int32_t> a = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110};
     const std::vector<int32_t> b = {5, 6, 7, 8, 9, 200, 300};
     std::vector<float> la, lb;
     {
-        auto s = Session::create(*m, 64, 4);
+        auto s = Session::create(*m, 64, 4, type);
         ASSERT_TRUE(s->eval(a, true, la).ok());
-        auto s2 = Session::create(*m, 64, 4);
+        auto s2 = Session::create(*m, 64, 4, type);
         ASSERT_TRUE(s2->eval(b, true, lb).ok());
     }
-    auto kv = KvCache::create(m->kv_layout(), 16, 4);
+    auto kv = KvCache::create(m->kv_layout(), 16, 4, type);
     ASSERT_TRUE(kv.ok());
     Batch batch;
     batch.block_tables.resize(2);
@@ -61,21 +67,26 @@ TEST(Batch, InterleavedSequencesMatchSeparateRuns) {
     }
 }
 
-TEST(Batch, TokenByTokenEqualsOneBatch) {
+TEST_P(BatchKv, TokenByTokenEqualsOneBatch) {
     // A token's logits never depend on what else is in its batch: the serving engine decodes
     // sequences alone or together and must produce the same tokens either way.
+    const QuantType type = GetParam();
     for (const char* name : {"llama3-tiny.Q4_K_M.gguf", "qwen2-tiny.F16.gguf", "gemma3-tiny.Q8_0.gguf"}) {
         std::shared_ptr<gguf::GgufFile> f;
         auto m = load(name, f);
+        if (!KvCache::check_type(m->kv_layout(), type).ok()) continue;  // gemma3: head dim 48
         const std::vector<int32_t> toks = {1, 17, 42, 99, 5, 7, 300, 12, 8, 64, 2, 33, 71, 90, 11, 3, 250};
         std::vector<float> whole, single;
-        auto a = Session::create(*m, 64);
+        auto a = Session::create(*m, 64, 32, type);
         ASSERT_TRUE(a->eval(toks, true, whole).ok());
-        auto b = Session::create(*m, 64);
+        auto b = Session::create(*m, 64, 32, type);
         ASSERT_TRUE(b->eval(toks, true, single, /*n_batch=*/1).ok());
         ASSERT_EQ(whole, single) << name;
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(KvTypes, BatchKv, ::testing::ValuesIn(kKvTypes),
+                         [](const auto& info) { return std::string(quant::type_name(info.param)); });
 
 TEST(Batch, InvalidBatchesAreErrors) {
     std::shared_ptr<gguf::GgufFile> f;

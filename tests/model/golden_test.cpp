@@ -60,35 +60,24 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchReference) {
 
     const std::vector<int32_t> prompt = ids(g["prompt_tokens"]);
     ASSERT_EQ(ref.size(), prompt.size() * n_vocab);
-    auto session = Session::create(*model.value(), 512);  // the goldens' n_ctx
+    // The goldens' n_ctx and KV cache type.
+    auto session = Session::create(*model.value(), 512, 32, quant::QuantType::f32);
     ASSERT_TRUE(session.ok());
     std::vector<float> logits;
     Status st = session->eval(prompt, true, logits);
     ASSERT_TRUE(st.ok()) << st.message();
 
-    double max_abs = 0.0, sum_abs = 0.0;
-    int top1_same = 0;
-    for (size_t t = 0; t < prompt.size(); ++t) {
-        const float* a = logits.data() + t * n_vocab;
-        const float* b = ref.data() + t * n_vocab;
-        for (int64_t i = 0; i < n_vocab; ++i) {
-            const double d = std::fabs((double)a[i] - b[i]);
-            max_abs = std::max(max_abs, d);
-            sum_abs += d;
-        }
-        top1_same += test::argmax(a, n_vocab) == test::argmax(b, n_vocab);
-    }
-    const double mean_abs = sum_abs / ref.size(), top1 = (double)top1_same / prompt.size();
-    RecordProperty("max_abs", std::to_string(max_abs));
-    RecordProperty("mean_abs", std::to_string(mean_abs));
-    std::printf("[ %s ] max-abs %.4g mean-abs %.4g top-1 %.1f%%\n", c.file, max_abs, mean_abs, 100 * top1);
-    EXPECT_LE(max_abs, 0.05);
-    EXPECT_EQ(top1_same, (int)prompt.size());
+    const test::LogitsDiff diff = test::diff_logits(logits.data(), ref.data(), (int64_t)prompt.size(), n_vocab);
+    RecordProperty("max_abs", std::to_string(diff.max_abs));
+    RecordProperty("mean_abs", std::to_string(diff.mean_abs));
+    std::printf("[ %s ] max-abs %.4g mean-abs %.4g top-1 %.1f%%\n", c.file, diff.max_abs, diff.mean_abs, 100 * diff.top1);
+    EXPECT_LE(diff.max_abs, 0.05);
+    EXPECT_EQ(diff.top1_same, (int)prompt.size());
 
     // Small ubatches (KV reuse across calls, windows straddling batch edges, the latent cache
     // read back) give the same logits.
     if (c.chunk_tol > 0.0) {
-        auto chunked = Session::create(*model.value(), 512);
+        auto chunked = Session::create(*model.value(), 512, 32, quant::QuantType::f32);
         ASSERT_TRUE(chunked.ok());
         std::vector<float> logits7;
         ASSERT_TRUE(chunked->eval(prompt, true, logits7, /*n_batch=*/7).ok());
@@ -136,7 +125,7 @@ TEST(BertGolden, PooledEmbeddingMatchesReference) {
     auto model = test::load_test_model("bert-bge-tiny.F16");
     ASSERT_TRUE(model.ok()) << model.status().message();
     ASSERT_TRUE(model.value()->is_embedding());
-    auto session = Session::create(*model.value(), 512);
+    auto session = Session::create(*model.value(), 512, 32, quant::QuantType::f32);
     ASSERT_TRUE(session.ok());
     std::vector<float> emb;
     const std::vector<int32_t> prompt = ids(g["prompt_tokens"]);
@@ -154,7 +143,7 @@ TEST(StoriesGolden, ContinuesOnceUponATimeExactly) {
     const json g = json::parse(hearth::test::read_text_file(hearth::test::testdata_path("golden/stories260K.json")));
     auto model = test::load_test_model("stories260K");
     ASSERT_TRUE(model.ok()) << model.status().message();
-    auto session = Session::create(*model.value(), 512);
+    auto session = Session::create(*model.value(), 512, 32, quant::QuantType::f32);
     ASSERT_TRUE(session.ok());
     std::vector<float> logits;
     const std::vector<int32_t> prompt = ids(g["prompt_tokens"]);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +19,31 @@
 namespace hearth::model::test {
 
 inline int32_t argmax(const float* v, int64_t n) { return (int32_t)(std::max_element(v, v + n) - v); }
+
+// How far logits `got` are from `want`, both [n_rows][n_vocab].
+struct LogitsDiff {
+    double max_abs = 0.0, mean_abs = 0.0;
+    int top1_same = 0;  // rows whose argmax agrees
+    double top1 = 0.0;  // top1_same / n_rows
+};
+
+inline LogitsDiff diff_logits(const float* got, const float* want, int64_t n_rows, int64_t n_vocab) {
+    LogitsDiff r;
+    double sum_abs = 0.0;
+    for (int64_t t = 0; t < n_rows; ++t) {
+        const float* a = got + t * n_vocab;
+        const float* b = want + t * n_vocab;
+        for (int64_t i = 0; i < n_vocab; ++i) {
+            const double d = std::fabs((double)a[i] - b[i]);
+            r.max_abs = std::max(r.max_abs, d);
+            sum_abs += d;
+        }
+        r.top1_same += argmax(a, n_vocab) == argmax(b, n_vocab);
+    }
+    r.mean_abs = sum_abs / (double)(n_rows * n_vocab);
+    r.top1 = (double)r.top1_same / (double)n_rows;
+    return r;
+}
 
 // testdata/models/<name>.gguf, loaded with 2 threads.
 inline Result<std::unique_ptr<Model>> load_test_model(const std::string& name) {

@@ -8,9 +8,9 @@
 
 namespace hearth::backend {
 
-// `scratch` holds per-thread score rows; grows once and is reused.
+// `scratch` holds one AttentionScratch per thread; grows to the largest call and is reused.
 void attention_cpu(ThreadPool& pool, const float* q, const PagedKvView& kv, const int32_t* const* block_tables,
                    const int32_t* positions, const int32_t* kv_end, int64_t n_tokens,
-                   const AttentionParams& p, float* out, std::vector<float>& scratch);
+                   const AttentionParams& p, float* out, std::vector<AttentionScratch>& scratch);
 
 }  // namespace hearth::backend

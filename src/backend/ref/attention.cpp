@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "backend/ref/unary.h"
+#include "base/fp16.h"
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 // ggml's scalar tail `sumf += x[i]*y[i]` (built at -O3) rounds the product, then adds; keep g++
 // from fusing it (C++ defaults to -ffp-contract=fast). Fused steps are written as std::fma.
@@ -41,20 +45,62 @@ static float vec_dot_f32(const float* x, const float* y, int n) {
     return sumf;
 }
 
+// f16 bits to f32, exactly (F16C when the build has it; the result is the same either way).
+static void f16_to_f32_row(const uint16_t* x, float* y, int n) {
+    int i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+#endif
+    for (; i < n; ++i) y[i] = fp16_to_f32(x[i]);
+}
+
+// One K or V head of a cached row as f32: the row itself (f32) or converted into `buf`.
+static const float* head_f32(quant::QuantType type, const std::byte* head, float* buf, int n) {
+    switch (type) {
+    case quant::QuantType::f32: return reinterpret_cast<const float*>(head);
+    case quant::QuantType::f16: f16_to_f32_row(reinterpret_cast<const uint16_t*>(head), buf, n); return buf;
+    default: quant::traits(type).dequantize_row(head, buf, n); return buf;
+    }
+}
+
+// Whether the query is quantized to score K (q8_0 / q4_0); otherwise K heads are read as f32.
+static bool scores_quantized(quant::QuantType type) {
+    return type != quant::QuantType::f32 && type != quant::QuantType::f16;
+}
+
+void AttentionScratch::reserve(const PagedKvView& kv, const AttentionParams& p, int32_t max_kv_end) {
+    auto grow = [](auto& v, size_t n) {
+        if (v.size() < n) v.resize(n);
+    };
+    grow(scores, (size_t)std::max<int32_t>(max_kv_end, 1));
+    grow(acc, (size_t)64 * p.head_dim_v);
+    if (kv.type == quant::QuantType::f32) return;
+    grow(row, (size_t)std::max(p.head_dim_k, p.head_dim_v));
+    if (scores_quantized(kv.type)) grow(q_conv, quant::row_size(quant::traits(kv.type).vec_dot_type, p.head_dim_k));
+}
+
 void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_t* block_table,
                         int32_t pos, int32_t kv_end, int head, const AttentionParams& p,
-                        float* scores, float* out_head) {
+                        AttentionScratch& scratch, float* out_head) {
     const int kv_head = head / (p.n_head / p.n_head_kv);
-    const int64_t k_stride = (int64_t)p.n_head_kv * p.head_dim_k;  // floats per cached position
-    const int64_t v_stride = (int64_t)p.n_head_kv * p.head_dim_v;
+    const bool quantized = scores_quantized(kv.type);
+    const quant::TypeTraits& tr = quant::traits(kv.type);
+    // Byte offsets of this kv head inside a K and a V row (whole blocks for q8_0/q4_0).
+    const size_t k_off = quant::row_size(kv.type, (int64_t)kv_head * p.head_dim_k);
+    const size_t v_off = quant::row_size(kv.type, (int64_t)kv_head * p.head_dim_v);
     const int32_t lo = p.sliding_window > 0 ? std::max(0, pos - p.sliding_window + 1) : 0;
     auto slot = [&](int32_t j) {
         return (int64_t)block_table[j / kv.block_size] * kv.block_size + j % kv.block_size;
     };
+    if (quantized) quant::traits(tr.vec_dot_type).quantize_row(q_head, scratch.q_conv.data(), p.head_dim_k);
+    float* scores = scratch.scores.data();
+    float* row = scratch.row.data();
     float max_s = -std::numeric_limits<float>::infinity();
     for (int32_t j = lo; j < kv_end; ++j) {
-        const float* k = kv.k + slot(j) * k_stride + (int64_t)kv_head * p.head_dim_k;
-        float s = vec_dot_f32(k, q_head, p.head_dim_k);
+        const std::byte* k = kv.k + slot(j) * (int64_t)kv.k_row_bytes + k_off;
+        float s = quantized ? tr.vec_dot(k, scratch.q_conv.data(), p.head_dim_k)
+                            : vec_dot_f32(head_f32(kv.type, k, row, p.head_dim_k), q_head, p.head_dim_k);
         s *= p.scale;
         if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
         scores[j - lo] = s;
@@ -79,22 +125,27 @@ void attention_head_ref(const float* q_head, const PagedKvView& kv, const int32_
     // ggml_vec_dot_f32 (the padded row is a multiple of 64 cells: no scalar tail). ggml takes
     // the vec_dot order for a lone decode token too; we keep one order for every batch size, so
     // a token's result never depends on what else is batched with it (decode logits then differ
-    // from llama.cpp's by float rounding only).
-    const bool tinyblas = p.head_dim_v % 4 == 0;
-    for (int d = 0; d < p.head_dim_v; ++d) {
-        const float* v = kv.v + (int64_t)kv_head * p.head_dim_v + d;
-        float acc[64] = {};
-        for (int32_t j = lo; j < kv_end; ++j) {
-            const int l = tinyblas ? (j & 15) : (j & 63);
-            acc[l] = std::fma(v[slot(j) * v_stride], scores[j - lo], acc[l]);
+    // from llama.cpp's by float rounding only). Cell j goes to lane j % lanes; each lane of each
+    // d receives its cells in increasing j, so walking V row by row (contiguous, one head
+    // dequantized at a time) gives the same sums as walking it column by column.
+    const int hd = p.head_dim_v;
+    const bool tinyblas = hd % 4 == 0;
+    const int lane_mask = tinyblas ? 15 : 63;
+    float* acc = scratch.acc.data();  // [lanes][hd]
+    std::fill_n(acc, (size_t)(lane_mask + 1) * hd, 0.0f);
+    for (int32_t j = lo; j < kv_end; ++j) {
+        const float* v = head_f32(kv.type, kv.v + slot(j) * (int64_t)kv.v_row_bytes + v_off, row, hd);
+        float* a = acc + (size_t)(j & lane_mask) * hd;
+        const float w = scores[j - lo];
+        for (int d = 0; d < hd; ++d) a[d] = std::fma(v[d], w, a[d]);
+    }
+    for (int d = 0; d < hd; ++d) {
+        float r[16];
+        for (int l = 0; l < 16; ++l) {
+            const float* c = acc + (size_t)l * hd + d;
+            r[l] = tinyblas ? c[0] : (c[0] + c[32 * hd]) + (c[16 * hd] + c[48 * hd]);
         }
-        if (tinyblas) {
-            out_head[d] = hsum16(acc);
-        } else {
-            float r[16];
-            for (int l = 0; l < 16; ++l) r[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
-            out_head[d] = hsum16(r);
-        }
+        out_head[d] = hsum16(r);
     }
 }
 
@@ -103,11 +154,12 @@ void attention_ref(const float* q, const PagedKvView& kv, const int32_t* const* 
                    const AttentionParams& p, float* out) {
     int32_t max_end = 0;
     for (int64_t t = 0; t < n_tokens; ++t) max_end = std::max(max_end, kv_end[t]);
-    std::vector<float> scores(std::max<int32_t>(max_end, 1));  // [visible positions] scratch
+    AttentionScratch scratch;
+    scratch.reserve(kv, p, max_end);
     for (int64_t t = 0; t < n_tokens; ++t) {
         for (int h = 0; h < p.n_head; ++h) {
             attention_head_ref(q + (t * p.n_head + h) * p.head_dim_k, kv, block_tables[t], positions[t],
-                               kv_end[t], h, p, scores.data(), out + (t * p.n_head + h) * p.head_dim_v);
+                               kv_end[t], h, p, scratch, out + (t * p.n_head + h) * p.head_dim_v);
         }
     }
 }
