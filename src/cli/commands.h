@@ -9,5 +9,6 @@ void add_run_command(CLI::App& app);       // run.cpp: generate text
 void add_tokenize_command(CLI::App& app);  // tools.cpp: text -> token ids
 void add_logits_command(CLI::App& app);    // tools.cpp: token ids -> logits / embedding file
 void add_synth_command(CLI::App& app);     // synth.cpp: random-weight models of real shapes
+void add_render_template_command(CLI::App& app);  // render.cpp: chat template + conversation -> prompt text
 
 }  // namespace hearth::cli
