@@ -7,12 +7,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <iostream>
 #include <iterator>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "quant/types.h"
 #include "runtime/engine.h"
 
 namespace hearth::cli {
@@ -31,6 +33,7 @@ struct RunArgs {
     bool ignore_eos = false;
     bool truncate = false;
     bool interactive = false;
+    std::string kv_type;  // empty: $HEARTH_KV_CACHE_TYPE, else f16
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -144,9 +147,17 @@ void run(RunArgs a) {
     runtime::EngineOptions eo;
     eo.n_ctx = a.num_ctx > 0 ? a.num_ctx : std::min<int64_t>(4096, n_train > 0 ? n_train : 4096);
     eo.n_parallel = 1;
+    if (a.kv_type.empty()) {
+        const char* env = std::getenv("HEARTH_KV_CACHE_TYPE");
+        a.kv_type = env && *env ? env : "f16";
+    }
+    const auto kv_type = quant::parse_type_name(a.kv_type);
+    if (!kv_type) fail("run", "KV cache type \"" + a.kv_type + "\" is not a type name; use f16, q8_0 or q4_0");
+    eo.kv_type = *kv_type;
     std::shared_ptr<const tok::Tokenizer> tok(std::move(lm->tokenizer));
     auto engine = runtime::Engine::create(std::shared_ptr<model::Model>(std::move(lm->model)), tok, eo);
     if (!engine.ok()) fail("run", engine.status());
+    if (a.verbose) std::fprintf(stderr, "%s\n", engine.value()->kv_note().c_str());
     Runner runner(a, std::move(engine).value(), *tok, lm->load_ns);
     std::signal(SIGINT, on_sigint);
 
@@ -210,6 +221,7 @@ void add_run_command(CLI::App& app) {
     c->add_option("-c,--num-ctx", a->num_ctx, "Context length in tokens (default: min(4096, the model's))");
     c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)");
     c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
+    c->add_option("--kv-type", a->kv_type, "KV cache type: f16, q8_0 or q4_0 (default: $HEARTH_KV_CACHE_TYPE, else f16)");
     c->add_flag("-i,--interactive", a->interactive,
                 "A conversation: every line of standard input is one turn, even when it is not a terminal");
     c->add_flag("--truncate", a->truncate,

@@ -50,9 +50,14 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
         return error(StatusCode::invalid_argument, "n_parallel and n_kv_blocks must not be negative");
     const int64_t blocks_per_ctx = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
     const model::KvLayout layout = model->kv_layout();
-    int64_t bytes_per_block = 0;
-    for (int l = 0; l < layout.n_layer; ++l)
-        bytes_per_block += (int64_t)(layout.k_width[l] + layout.v_width[l]) * opt.block_size * (int64_t)sizeof(float);
+    quant::QuantType kv_type = opt.kv_type;
+    std::string fallback;
+    if (Status st = model::KvCache::check_type(layout, kv_type); !st.ok()) {
+        if (kv_type != quant::QuantType::q8_0 && kv_type != quant::QuantType::q4_0) return st;
+        fallback = " (" + st.message() + ": using f16)";
+        kv_type = quant::QuantType::f16;
+    }
+    const int64_t bytes_per_block = (int64_t)model::KvCache::bytes_per_block(layout, kv_type, opt.block_size);
     int64_t n_blocks = opt.n_kv_blocks;
     if (n_blocks == 0)
         n_blocks = opt.n_parallel > 0 ? opt.n_parallel * blocks_per_ctx : opt.kv_bytes / std::max<int64_t>(1, bytes_per_block);
@@ -62,19 +67,41 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
                                (long long)n_blocks, (long long)opt.n_ctx, (long long)blocks_per_ctx, opt.block_size));
     if (n_blocks > INT32_MAX / 2) return error(StatusCode::invalid_argument, "the KV pool is too large");
     const int n_parallel = opt.n_parallel > 0 ? opt.n_parallel : (int)std::max<int64_t>(1, n_blocks / blocks_per_ctx);
-    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)n_blocks, opt.block_size));
-    return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(tokenizer), std::move(kv), opt, n_parallel));
+    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)n_blocks, opt.block_size, kv_type));
+    auto mib = [](double b) { return b / (1 << 20); };
+    const double f16_bytes = (double)model::KvCache::bytes_per_block(layout, quant::QuantType::f16, opt.block_size) * n_blocks;
+    std::string note = strformat("KV cache %s: %lld blocks of %d positions, %.1f MiB for %d sequence(s) of %lld",
+                                 quant::type_name(kv_type), (long long)n_blocks, opt.block_size, mib((double)kv.bytes()),
+                                 n_parallel, (long long)opt.n_ctx);
+    if (kv_type != quant::QuantType::f16 && kv_type != quant::QuantType::f32)
+        note += strformat(" (f16 would take %.1f MiB: %.0f %% saved)", mib(f16_bytes), 100.0 * (1.0 - kv.bytes() / f16_bytes));
+    note += fallback;
+    std::unique_ptr<PrefixStore> store;
+    if (!opt.spill_root.empty()) {
+        if (opt.model_key.empty())
+            return error(StatusCode::invalid_argument, "the disk prefix cache needs a model key (the weights' digest)");
+        const std::string dir = PrefixStore::default_dir(opt.spill_root, opt.model_key, kv.layout_key());
+        auto st = PrefixStore::open(dir, opt.model_key, kv.layout_key(), opt.block_size, opt.spill_bytes);
+        if (!st.ok()) return st.status().with_context("disk prefix cache");
+        store = std::move(st).value();
+    }
+    return std::unique_ptr<Engine>(
+        new Engine(std::move(model), std::move(tokenizer), std::move(kv), std::move(store), opt, n_parallel,
+                   std::move(note)));
 }
 
 Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer, model::KvCache kv,
-               const EngineOptions& opt, int n_parallel)
+               std::unique_ptr<PrefixStore> store, const EngineOptions& opt, int n_parallel, std::string kv_note)
     : model_(std::move(model)),
       tok_(std::move(tokenizer)),
       opt_(opt),
       n_parallel_(n_parallel),
       blocks_per_ctx_((int)((opt.n_ctx + opt.block_size - 1) / opt.block_size)),
+      kv_note_(std::move(kv_note)),
       kv_(std::move(kv)),
-      pool_(kv_) {
+      pool_(kv_),
+      store_(std::move(store)) {
+    if (store_) spill_buf_.resize(kv_.block_bytes());
     running_.reserve((size_t)n_parallel_);
     in_batch_.reserve((size_t)n_parallel_);
     prefills_.reserve((size_t)n_parallel_);
@@ -199,14 +226,38 @@ void Engine::admit() {
         // Reusing a cached block takes it out of the evictable set, hence + n_unref.
         if (need + n_unref > (int64_t)pool_.n_available() - reserved_) break;  // FIFO: everyone behind waits too
         pool_.match(s.tokens, max_match, true, s.table, s.hashes);
-        s.computed = (int64_t)s.table.size() * bs;
-        s.st.cached_tokens = s.computed;
         s.reserve_left = need;
         reserved_ += need;
+        if (store_) load_spilled(s, max_match);
+        s.computed = (int64_t)s.table.size() * bs;
+        s.st.cached_tokens = s.computed;
         s.admit_ns = now_ns();
         s.st.queue_ns = s.admit_ns - s.submit_ns;
         running_.push_back(std::move(waiting_.front()));
         waiting_.pop_front();
+    }
+}
+
+// Continues the prefix match on disk: block after block of the prompt whose chain hash the
+// store holds is read into a reserved block and published. Stops at the first miss (a damaged
+// file is a miss: the store checks and deletes it), so everything after is computed as usual.
+void Engine::load_spilled(Sequence& s, int max_blocks) {
+    const int bs = opt_.block_size;
+    while ((int)s.hashes.size() < max_blocks && s.reserve_left > 0) {
+        const size_t i = s.hashes.size();
+        const uint64_t parent = i ? s.hashes[i - 1] : kChainSeed;
+        std::span<const int32_t> chunk(s.tokens.data() + i * bs, (size_t)bs);
+        const uint64_t h = chain_hash(parent, chunk);
+        if (!store_->contains(h) || !store_->get(h, parent, chunk, spill_buf_)) break;
+        const int32_t b = pool_.alloc();
+        if (b < 0) break;  // the reservation makes this unreachable
+        --s.reserve_left;
+        --reserved_;
+        kv_.write_block(b, spill_buf_.data());
+        pool_.publish(b, h, parent, chunk);  // false: an equal block is already indexed; keep ours private
+        s.table.push_back(b);
+        s.hashes.push_back(h);
+        s.st.disk_cached_tokens += bs;
     }
 }
 
@@ -217,7 +268,11 @@ void Engine::publish_full_blocks(Sequence& s) {
         const uint64_t parent = i ? s.hashes[i - 1] : kChainSeed;
         std::span<const int32_t> chunk(s.tokens.data() + i * bs, (size_t)bs);
         const uint64_t h = chain_hash(parent, chunk);
-        pool_.publish(s.table[i], h, parent, chunk);  // false: an equal block is already indexed; keep ours private
+        // false: an equal block is already indexed (and spilled); keep ours private.
+        if (pool_.publish(s.table[i], h, parent, chunk) && store_ && !store_->contains(h)) {
+            kv_.read_block(s.table[i], spill_buf_.data());
+            store_->put(h, parent, chunk, spill_buf_);  // dropped when the writer is behind: only a cache
+        }
         s.hashes.push_back(h);
     }
 }

@@ -21,7 +21,9 @@
 // the hash chain of its tokens; a new request reuses the longest published chain that prefixes
 // its prompt (always leaving at least its last prompt token to compute, which produces the
 // first logits) and reports those positions as cached. Finished sequences leave their published
-// blocks in an LRU, evicted only when the pool needs blocks.
+// blocks in an LRU, evicted only when the pool needs blocks. With the disk tier on
+// (EngineOptions::spill_root), published blocks are also written to disk and a prompt's match
+// continues there, block by block, after the in-memory one ends.
 //
 // Batch invariance: every kernel computes a token's result from that token and its own KV only
 // (backend/ref/attention.h), so N sequences decoded together give exactly the tokens each gives
@@ -49,6 +51,7 @@
 #include "model/model.h"
 #include "runtime/block_pool.h"
 #include "runtime/generate.h"
+#include "runtime/prefix_store.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -64,7 +67,19 @@ struct EngineOptions {
     // blocks as fit kv_bytes. Must hold at least one full context.
     int n_kv_blocks = 0;
     int64_t kv_bytes = 256ll << 20;  // KV memory budget used when both counts above are 0
+    // Cache type (HEARTH_KV_CACHE_TYPE): f16, q8_0 or q4_0 (f32 for reference runs). q8_0/q4_0
+    // need head dims divisible by 32: for other models the engine falls back to f16 and says so
+    // in kv_note().
+    quant::QuantType kv_type = quant::QuantType::f16;
     int64_t step_tokens = 512;       // token budget of one scheduler step (one forward pass)
+    // The disk tier of the prefix cache, off when spill_root is empty. Every full block a
+    // sequence computes is also written (behind the scheduler's back) under
+    // PrefixStore::default_dir(spill_root, model_key, the cache's layout key), and admission
+    // continues a prompt's in-memory prefix match from there, so a prompt seen before a restart
+    // is not prefilled again. model_key must name the weights exactly (their SHA-256 digest).
+    std::string spill_root;
+    std::string model_key;
+    int64_t spill_bytes = 8ll << 30;  // disk budget; least recently used blocks go first
 };
 
 // A request carries the same fields as single-sequence generation (prompt, sampling,
@@ -75,6 +90,7 @@ using Request = GenerateRequest;
 struct RequestStats : GenerateStats {
     int64_t cached_tokens = 0;  // prompt positions reused from the prefix cache (not computed)
     int64_t queue_ns = 0;       // submit to admission (waiting for a slot or KV blocks)
+    int64_t disk_cached_tokens = 0;  // of cached_tokens, those read back from the disk tier
 };
 
 struct Event {
@@ -123,7 +139,14 @@ public:
     void shutdown();
 
     PoolStats pool_stats() const;
+    // The disk tier's counters; all zero when it is off.
+    PrefixStoreStats spill_stats() const { return store_ ? store_->stats() : PrefixStoreStats{}; }
     int n_parallel() const { return n_parallel_; }
+    quant::QuantType kv_type() const { return kv_.type(); }
+    size_t kv_bytes() const { return kv_.bytes(); }
+    // One line for the load log: the pool's type, size and what the type saves against f16/f32,
+    // plus why a requested type was replaced, if it was.
+    const std::string& kv_note() const { return kv_note_; }
     int64_t n_ctx() const { return opt_.n_ctx; }
     int block_size() const { return opt_.block_size; }
 
@@ -137,7 +160,8 @@ private:
     struct Sequence;
 
     Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer,
-           model::KvCache kv, const EngineOptions& opt, int n_parallel);
+           model::KvCache kv, std::unique_ptr<PrefixStore> store, const EngineOptions& opt, int n_parallel,
+           std::string kv_note);
     void run();
     // One scheduler pass over the state below; false when there was nothing to compute.
     bool step();
@@ -146,6 +170,7 @@ private:
     void fail(Sequence& s, Status st);
     void release_blocks(Sequence& s);
     void publish_full_blocks(Sequence& s);
+    void load_spilled(Sequence& s, int max_blocks);
     void sample(Sequence& s, std::span<const float> logits);
     void flush_done();
     void publish_stats();
@@ -155,10 +180,13 @@ private:
     EngineOptions opt_;
     int n_parallel_;
     int blocks_per_ctx_;
+    std::string kv_note_;
 
     // ---- owned by the scheduler thread (no lock) ----
     model::KvCache kv_;
     BlockPool pool_;
+    std::unique_ptr<PrefixStore> store_;   // disk tier; null when off
+    std::vector<std::byte> spill_buf_;     // [kv_.block_bytes()] one block on its way to or from disk
     std::deque<std::unique_ptr<Sequence>> waiting_;   // validated, FIFO, no blocks yet
     std::vector<std::unique_ptr<Sequence>> running_;  // admitted, in admission order
     // Blocks promised to running sequences but not yet allocated: the sum of their

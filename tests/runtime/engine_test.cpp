@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -79,9 +81,10 @@ protected:
         return e.ok() ? std::move(e).value() : nullptr;
     }
     // The same request run alone, uncached: a fresh engine with one sequence slot.
-    Outcome alone(const Request& r, int64_t n_ctx) {
+    Outcome alone(const Request& r, int64_t n_ctx, quant::QuantType kv_type = quant::QuantType::f16) {
         EngineOptions o;
         o.n_ctx = n_ctx;
+        o.kv_type = kv_type;
         o.n_parallel = 1;
         auto e = make_engine(o);
         Collector c(1);
@@ -126,7 +129,7 @@ protected:
             const int len = 1 + (int)(rng() % 150);  // mixed: 1 to 150 prompt tokens, chunked by the step budget
             reqs.push_back(greedy(random_prompt(rng, len), 8 + (int)(rng() % 24)));
             if (i % 5 == 4) reqs.back().num_predict = -1;  // runs to the end of the context
-            want.push_back(alone(reqs.back(), o.n_ctx));
+            want.push_back(alone(reqs.back(), o.n_ctx, o.kv_type));
         }
         auto engine = make_engine(o);
         ASSERT_TRUE(engine);
@@ -163,6 +166,18 @@ TEST_F(EngineTest, ConcurrentSequencesMatchAloneQwen3Moe) {
     for (int n : {1, 4, 16, 64}) {
         o.n_parallel = n;
         check_concurrent(n, o, 2000u + (uint32_t)n);
+    }
+}
+
+TEST_F(EngineTest, ConcurrentSequencesMatchAloneQuantizedKv) {
+    load("qwen3moe-tiny.Q8_0.gguf");  // head dim 32: q8_0 and q4_0 fit
+    EngineOptions o;
+    o.n_ctx = 192;
+    o.step_tokens = 128;
+    o.n_parallel = 16;
+    for (quant::QuantType t : {quant::QuantType::q8_0, quant::QuantType::q4_0}) {
+        o.kv_type = t;
+        check_concurrent(16, o, 3000u + (uint32_t)t);
     }
 }
 
@@ -321,6 +336,67 @@ TEST_F(EngineTest, TruncationAndLogitsMask) {
     expect_pool_idle(*engine);
 }
 
+TEST_F(EngineTest, DiskPrefixCacheSurvivesARestartAndDistrustsDamagedFiles) {
+    // A 2,000-token prompt with the disk tier on; a new engine (a restart) over the same folder
+    // reads it back instead of prefilling it, with identical output; a truncated and a
+    // bit-flipped block file make the next run compute from the damaged block on, same output.
+    load("stories260K.gguf");
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/hearth-spill-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const fs::path root = tmpl;
+    std::mt19937 rng(21);
+    const Request req = greedy(random_prompt(rng, 2000), 16);
+    const Outcome want = alone(req, 2048);
+    EngineOptions o;
+    o.n_ctx = 2048;
+    o.n_parallel = 1;
+    o.spill_root = root.string();
+    o.model_key = "sha256:stories260K-test";
+    auto run = [&](const char* what) {
+        auto engine = make_engine(o);
+        Collector c(1);
+        if (engine) engine->submit(req, c.callback(0));
+        c.wait();
+        expect_same(c.out_[0], want, what);
+        return c.out_[0].stats;
+    };
+    const RequestStats first = run("first run");
+    EXPECT_EQ(first.cached_tokens, 0);
+    const RequestStats second = run("after a restart");
+    EXPECT_GE(second.cached_tokens, 1900);
+    EXPECT_EQ(second.disk_cached_tokens, second.cached_tokens);
+    // Damage block 10 (truncated) and block 20 (one flipped payload byte).
+    fs::path dir;
+    for (const auto& e : fs::directory_iterator(root / "kvcache")) dir = e.path();
+    ASSERT_FALSE(dir.empty());
+    uint64_t h = kChainSeed;
+    std::vector<uint64_t> chain;
+    for (size_t i = 0; i + 32 <= req.prompt.size(); i += 32)
+        chain.push_back(h = chain_hash(h, std::span<const int32_t>(req.prompt.data() + i, 32)));
+    const fs::path f10 = dir / PrefixStore::file_name(chain[10]), f20 = dir / PrefixStore::file_name(chain[20]);
+    ASSERT_TRUE(fs::exists(f10));
+    ASSERT_TRUE(fs::exists(f20));
+    fs::resize_file(f10, fs::file_size(f10) / 2);
+    {
+        std::fstream f(f20, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(-7, std::ios::end);
+        char byte = 0;
+        f.read(&byte, 1);
+        f.seekp(-7, std::ios::end);
+        byte ^= 0x10;
+        f.write(&byte, 1);
+    }
+    const RequestStats third = run("after damage");
+    EXPECT_EQ(third.cached_tokens, 10 * 32);  // the blocks before the truncated one
+    // Block 10 was rewritten; block 20's damage is found now (it was never read before).
+    const RequestStats fourth = run("after block 10 was rewritten");
+    EXPECT_EQ(fourth.cached_tokens, 20 * 32);
+    const RequestStats fifth = run("after both were rewritten");
+    EXPECT_GE(fifth.cached_tokens, 1900);
+    fs::remove_all(root);
+}
+
 TEST_F(EngineTest, CancelFreesBlocksOfRunningAndWaitingRequests) {
     load("stories260K.gguf");
     EngineOptions o;
@@ -415,6 +491,26 @@ TEST_F(EngineTest, OptionsSizeThePool) {
     e = make_engine(o);
     ASSERT_TRUE(e);
     EXPECT_EQ(e->pool_stats().n_blocks, 20);
+    // A byte budget buys twice the blocks in f16 as in f32.
+    o.n_parallel = 0;
+    o.kv_bytes = 4 << 20;
+    e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->kv_type(), quant::QuantType::f16);
+    const int f16_blocks = e->pool_stats().n_blocks;
+    EXPECT_LE(e->kv_bytes(), (size_t)o.kv_bytes);
+    o.kv_type = quant::QuantType::f32;
+    e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->pool_stats().n_blocks * 2, f16_blocks);
+    // stories260K's head dim (8) cannot take q8_0: f16, and the load note says why.
+    o.kv_type = quant::QuantType::q8_0;
+    e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->kv_type(), quant::QuantType::f16);
+    EXPECT_NE(e->kv_note().find("divisible by 32"), std::string::npos) << e->kv_note();
+    o.kv_type = quant::QuantType::q4_k;
+    EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::invalid_argument);
 }
 
 // Hundreds of requests from 4 threads over a nearly full pool, a third cancelled at random
