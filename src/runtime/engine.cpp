@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/sysinfo.h"
 #include "base/timer.h"
 #include "runtime/decoding.h"
 
@@ -36,46 +37,70 @@ struct Engine::Sequence {
     bool finished = false;      // done or error event queued; blocks released
 };
 
+Result<KvPlan> plan_kv(const model::KvLayout& layout, const EngineOptions& opt, int64_t mem_available) {
+    if (opt.n_ctx <= 0 || opt.block_size <= 0)
+        return error(StatusCode::invalid_argument,
+                     strformat("n_ctx (%lld) and block_size (%d) must be positive", (long long)opt.n_ctx, opt.block_size));
+    if (opt.n_parallel < 0 || opt.n_kv_blocks < 0 || opt.kv_bytes < 0)
+        return error(StatusCode::invalid_argument, "n_parallel, n_kv_blocks and kv_bytes must not be negative");
+    KvPlan plan;
+    plan.type = opt.kv_type;
+    std::string fallback;
+    if (Status st = model::KvCache::check_type(layout, plan.type); !st.ok()) {
+        if (plan.type != quant::QuantType::q8_0 && plan.type != quant::QuantType::q4_0) return st;
+        fallback = " (" + st.message() + ": using f16)";
+        plan.type = quant::QuantType::f16;
+    }
+    const int64_t blocks_per_ctx = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
+    const int64_t bytes_per_block = (int64_t)model::KvCache::bytes_per_block(layout, plan.type, opt.block_size);
+    int64_t n_blocks = opt.n_kv_blocks;
+    if (n_blocks == 0 && opt.n_parallel > 0) n_blocks = opt.n_parallel * blocks_per_ctx;
+    if (n_blocks == 0) {
+        const bool automatic = opt.kv_bytes == 0;
+        const int64_t budget = automatic ? std::min<int64_t>(std::max<int64_t>(mem_available, 0) / 4, 8ll << 30)
+                                         : opt.kv_bytes;
+        n_blocks = budget / std::max<int64_t>(1, bytes_per_block);
+        if (automatic) n_blocks = std::min<int64_t>(n_blocks, 2 * kMaxAutoParallel * blocks_per_ctx);
+    }
+    if (n_blocks < blocks_per_ctx)
+        return error(StatusCode::resource_exhausted,
+                     strformat("a KV pool of %lld blocks (%s) cannot hold one context of %lld positions (%lld blocks of "
+                               "%d): use a smaller num_ctx or a quantized KV cache",
+                               (long long)n_blocks, format_bytes(n_blocks * bytes_per_block).c_str(), (long long)opt.n_ctx,
+                               (long long)blocks_per_ctx, opt.block_size));
+    if (n_blocks > INT32_MAX / 2) return error(StatusCode::invalid_argument, "the KV pool is too large");
+    plan.n_blocks = n_blocks;
+    plan.n_parallel = opt.n_parallel > 0
+                          ? opt.n_parallel
+                          : (int)std::clamp<int64_t>(n_blocks / blocks_per_ctx, 1, kMaxAutoParallel);
+    plan.bytes = n_blocks * bytes_per_block;
+    const double f16_bytes =
+        (double)model::KvCache::bytes_per_block(layout, quant::QuantType::f16, opt.block_size) * (double)n_blocks;
+    plan.note = strformat("KV cache %s: %lld blocks of %d positions, %s for %d sequence(s) of %lld",
+                          quant::type_name(plan.type), (long long)n_blocks, opt.block_size,
+                          format_bytes(plan.bytes).c_str(), plan.n_parallel, (long long)opt.n_ctx);
+    if (plan.type != quant::QuantType::f16 && plan.type != quant::QuantType::f32)
+        plan.note += strformat(" (f16 would take %s: %.0f %% saved)", format_bytes((int64_t)f16_bytes).c_str(),
+                               100.0 * (1.0 - (double)plan.bytes / f16_bytes));
+    plan.note += fallback;
+    return plan;
+}
+
 Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> model,
                                                std::shared_ptr<const tok::Tokenizer> tokenizer,
                                                const EngineOptions& opt) {
     if (!model || !tokenizer) return error(StatusCode::invalid_argument, "the engine needs a model and a tokenizer");
     if (model->is_embedding())
         return error(StatusCode::unsupported, "embedding models do not generate; the engine serves decoder models");
-    if (opt.n_ctx <= 0 || opt.block_size <= 0)
-        return error(StatusCode::invalid_argument,
-                     strformat("n_ctx (%lld) and block_size (%d) must be positive", (long long)opt.n_ctx, opt.block_size));
     if (opt.step_tokens < 1) return error(StatusCode::invalid_argument, "step_tokens must be at least 1");
-    if (opt.n_parallel < 0 || opt.n_kv_blocks < 0)
-        return error(StatusCode::invalid_argument, "n_parallel and n_kv_blocks must not be negative");
-    const int64_t blocks_per_ctx = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
     const model::KvLayout layout = model->kv_layout();
-    quant::QuantType kv_type = opt.kv_type;
-    std::string fallback;
-    if (Status st = model::KvCache::check_type(layout, kv_type); !st.ok()) {
-        if (kv_type != quant::QuantType::q8_0 && kv_type != quant::QuantType::q4_0) return st;
-        fallback = " (" + st.message() + ": using f16)";
-        kv_type = quant::QuantType::f16;
+    int64_t mem_available = 0;
+    if (opt.n_kv_blocks == 0 && opt.n_parallel == 0 && opt.kv_bytes == 0) {
+        Result<int64_t> m = read_mem_available();
+        mem_available = m.ok() ? m.value() : 1ll << 30;  // no /proc: budget as if 1 GiB were free
     }
-    const int64_t bytes_per_block = (int64_t)model::KvCache::bytes_per_block(layout, kv_type, opt.block_size);
-    int64_t n_blocks = opt.n_kv_blocks;
-    if (n_blocks == 0)
-        n_blocks = opt.n_parallel > 0 ? opt.n_parallel * blocks_per_ctx : opt.kv_bytes / std::max<int64_t>(1, bytes_per_block);
-    if (n_blocks < blocks_per_ctx)
-        return error(StatusCode::invalid_argument,
-                     strformat("a KV pool of %lld blocks cannot hold one context of %lld positions (%lld blocks of %d)",
-                               (long long)n_blocks, (long long)opt.n_ctx, (long long)blocks_per_ctx, opt.block_size));
-    if (n_blocks > INT32_MAX / 2) return error(StatusCode::invalid_argument, "the KV pool is too large");
-    const int n_parallel = opt.n_parallel > 0 ? opt.n_parallel : (int)std::max<int64_t>(1, n_blocks / blocks_per_ctx);
-    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)n_blocks, opt.block_size, kv_type));
-    auto mib = [](double b) { return b / (1 << 20); };
-    const double f16_bytes = (double)model::KvCache::bytes_per_block(layout, quant::QuantType::f16, opt.block_size) * n_blocks;
-    std::string note = strformat("KV cache %s: %lld blocks of %d positions, %.1f MiB for %d sequence(s) of %lld",
-                                 quant::type_name(kv_type), (long long)n_blocks, opt.block_size, mib((double)kv.bytes()),
-                                 n_parallel, (long long)opt.n_ctx);
-    if (kv_type != quant::QuantType::f16 && kv_type != quant::QuantType::f32)
-        note += strformat(" (f16 would take %.1f MiB: %.0f %% saved)", mib(f16_bytes), 100.0 * (1.0 - kv.bytes() / f16_bytes));
-    note += fallback;
+    HEARTH_ASSIGN(KvPlan plan, plan_kv(layout, opt, mem_available));
+    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)plan.n_blocks, opt.block_size, plan.type));
     std::unique_ptr<PrefixStore> store;
     if (!opt.spill_root.empty()) {
         if (opt.model_key.empty())
@@ -86,18 +111,17 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
         store = std::move(st).value();
     }
     return std::unique_ptr<Engine>(
-        new Engine(std::move(model), std::move(tokenizer), std::move(kv), std::move(store), opt, n_parallel,
-                   std::move(note)));
+        new Engine(std::move(model), std::move(tokenizer), std::move(kv), std::move(store), opt, std::move(plan)));
 }
 
 Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer, model::KvCache kv,
-               std::unique_ptr<PrefixStore> store, const EngineOptions& opt, int n_parallel, std::string kv_note)
+               std::unique_ptr<PrefixStore> store, const EngineOptions& opt, KvPlan plan)
     : model_(std::move(model)),
       tok_(std::move(tokenizer)),
       opt_(opt),
-      n_parallel_(n_parallel),
+      n_parallel_(plan.n_parallel),
       blocks_per_ctx_((int)((opt.n_ctx + opt.block_size - 1) / opt.block_size)),
-      kv_note_(std::move(kv_note)),
+      kv_note_(std::move(plan.note)),
       kv_(std::move(kv)),
       pool_(kv_),
       store_(std::move(store)) {

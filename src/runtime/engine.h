@@ -60,13 +60,16 @@ namespace hearth::runtime {
 struct EngineOptions {
     int64_t n_ctx = 2048;      // most positions one sequence may hold (prompt + generated)
     int block_size = 32;       // positions per KV block
-    // Most sequences running at once; 0 = auto: as many full contexts as the pool holds
-    // (n_kv_blocks / blocks per context), at least 1.
+    // Most sequences running at once (HEARTH_NUM_PARALLEL); 0 = auto: as many full contexts as
+    // the pool holds, at least 1 and at most kMaxAutoParallel.
     int n_parallel = 0;
-    // Pool size in blocks. 0: n_parallel full contexts when n_parallel > 0, else as many
-    // blocks as fit kv_bytes. Must hold at least one full context.
+    // Pool size in blocks. 0: n_parallel full contexts when n_parallel > 0, else sized from
+    // kv_bytes. Must hold at least one full context.
     int n_kv_blocks = 0;
-    int64_t kv_bytes = 256ll << 20;  // KV memory budget used when both counts above are 0
+    // KV memory budget when both counts above are 0. 0 = auto: a quarter of the memory
+    // available when the engine starts, at most 8 GiB. An automatic pool keeps at most twice
+    // what its sequences need at full context (the rest serves the prefix cache).
+    int64_t kv_bytes = 0;
     // Cache type (HEARTH_KV_CACHE_TYPE): f16, q8_0 or q4_0 (f32 for reference runs). q8_0/q4_0
     // need head dims divisible by 32: for other models the engine falls back to f16 and says so
     // in kv_note().
@@ -81,6 +84,20 @@ struct EngineOptions {
     std::string model_key;
     int64_t spill_bytes = 8ll << 30;  // disk budget; least recently used blocks go first
 };
+
+constexpr int kMaxAutoParallel = 32;
+
+// How an engine with these options would size its KV pool for a model of this layout, for
+// callers that must know before loading (the model manager's memory estimate). mem_available:
+// bytes free now (read_mem_available()), used only by the automatic budget.
+struct KvPlan {
+    quant::QuantType type = quant::QuantType::f16;  // after a fallback to f16
+    int64_t n_blocks = 0;
+    int n_parallel = 0;
+    int64_t bytes = 0;
+    std::string note;  // the load log line (type, size, saving, fallback)
+};
+Result<KvPlan> plan_kv(const model::KvLayout& layout, const EngineOptions& opt, int64_t mem_available);
 
 // A request carries the same fields as single-sequence generation (prompt, sampling,
 // num_predict, stop strings, ignore_eos).
@@ -160,8 +177,7 @@ private:
     struct Sequence;
 
     Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer,
-           model::KvCache kv, std::unique_ptr<PrefixStore> store, const EngineOptions& opt, int n_parallel,
-           std::string kv_note);
+           model::KvCache kv, std::unique_ptr<PrefixStore> store, const EngineOptions& opt, KvPlan plan);
     void run();
     // One scheduler pass over the state below; false when there was nothing to compute.
     bool step();

@@ -485,7 +485,7 @@ TEST_F(EngineTest, OptionsSizeThePool) {
     EXPECT_EQ(e->n_parallel(), 3);
     EXPECT_EQ(e->pool_stats().n_blocks, 13);
     o.n_kv_blocks = 3;
-    EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::invalid_argument);
+    EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::resource_exhausted);
     o.n_kv_blocks = 0;
     o.n_parallel = 5;
     e = make_engine(o);
@@ -511,6 +511,34 @@ TEST_F(EngineTest, OptionsSizeThePool) {
     EXPECT_NE(e->kv_note().find("divisible by 32"), std::string::npos) << e->kv_note();
     o.kv_type = quant::QuantType::q4_k;
     EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::invalid_argument);
+}
+
+TEST_F(EngineTest, AutomaticPoolFollowsFreeMemory) {
+    load("stories260K.gguf");
+    const model::KvLayout layout = model_->kv_layout();
+    EngineOptions o;
+    o.n_ctx = 100;  // 4 blocks of 32
+    const int64_t block = (int64_t)model::KvCache::bytes_per_block(layout, quant::QuantType::f16, 32);
+    // Plenty of memory: the most sequences automatic mode runs, and twice their contexts.
+    auto plan = plan_kv(layout, o, 1ll << 34);
+    ASSERT_TRUE(plan.ok()) << plan.status().message();
+    EXPECT_EQ(plan->n_parallel, kMaxAutoParallel);
+    EXPECT_EQ(plan->n_blocks, 2 * kMaxAutoParallel * 4);
+    // A quarter of what is free buys 10 blocks: two full contexts.
+    plan = plan_kv(layout, o, 4 * 10 * block);
+    ASSERT_TRUE(plan.ok()) << plan.status().message();
+    EXPECT_EQ(plan->n_blocks, 10);
+    EXPECT_EQ(plan->n_parallel, 2);
+    EXPECT_EQ(plan->bytes, 10 * block);
+    // Not even one context: a clear error.
+    plan = plan_kv(layout, o, 4 * 3 * block);
+    EXPECT_EQ(plan.status().code(), StatusCode::resource_exhausted);
+    EXPECT_NE(plan.status().message().find("num_ctx"), std::string::npos) << plan.status().message();
+    // The engine itself reads the machine's free memory.
+    auto e = make_engine(o);
+    ASSERT_TRUE(e);
+    EXPECT_GE(e->n_parallel(), 1);
+    EXPECT_LE(e->n_parallel(), kMaxAutoParallel);
 }
 
 // Hundreds of requests from 4 threads over a nearly full pool, a third cancelled at random
