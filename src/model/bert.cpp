@@ -106,32 +106,8 @@ public:
             ops_.layer_norm(x.data(), L.out_norm_w.data(), L.out_norm_b.data(), x.data(), d, n, hp.norm_eps);
         }
 
-        const size_t n_seqs = batch.block_tables.size();
         out.logits.clear();
-        out.embeddings.assign(n_seqs * d, 0.0f);
-        std::vector<int32_t> count(n_seqs, 0), best_pos(n_seqs, -1);
-        for (int64_t t = 0; t < n; ++t) {
-            const int32_t s = batch.seq_ids[t];
-            float* dst = out.embeddings.data() + s * d;
-            const float* src = x.data() + t * d;
-            const int32_t pos = batch.positions[t];
-            switch (hp.pooling) {
-                case Pooling::mean:
-                    for (int64_t i = 0; i < d; ++i) dst[i] += src[i];
-                    ++count[s];
-                    break;
-                case Pooling::cls:
-                    if (pos == 0) std::copy_n(src, d, dst);
-                    break;
-                case Pooling::last:
-                case Pooling::none:
-                    if (pos > best_pos[s]) { best_pos[s] = pos; std::copy_n(src, d, dst); }
-                    break;
-            }
-        }
-        if (hp.pooling == Pooling::mean)
-            for (size_t s = 0; s < n_seqs; ++s)
-                for (int64_t i = 0; i < d && count[s]; ++i) out.embeddings[s * d + i] /= (float)count[s];
+        blocks::pool(hp.pooling, batch, x.data(), d, out.embeddings);
         return {};
     }
 
@@ -157,6 +133,9 @@ Result<std::unique_ptr<Model>> load_bert(std::shared_ptr<const gguf::GgufFile> f
     HEARTH_TRY(k.get_or("pooling_type", pooling, 2));
     if (pooling < 0 || pooling > 3) return error(StatusCode::unsupported, strformat("bert.pooling_type %d is not supported", pooling));
     hp.pooling = pooling == 0 ? Pooling::cls : (Pooling)pooling;
+    if (opts.pooling == Pooling::none)
+        return error(StatusCode::unsupported, "bert cannot run without pooling (no per-token embeddings)");
+    if (opts.pooling) hp.pooling = *opts.pooling;
     auto m = std::make_unique<Bert>(file, hp, opts.n_threads);
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));

@@ -94,7 +94,51 @@ void top_k(const float* s, int n, int k, int32_t* idx) {
                       [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
 }
 
+void pool(Pooling pooling, const Batch& batch, const float* x, int64_t d, std::vector<float>& out) {
+    const size_t n_seqs = batch.block_tables.size();
+    out.assign(n_seqs * d, 0.0f);
+    std::vector<int32_t> count(n_seqs, 0), best_pos(n_seqs, -1);
+    for (int64_t t = 0; t < batch.n_tokens(); ++t) {
+        const int32_t s = batch.seq_ids[t], pos = batch.positions[t];
+        float* dst = out.data() + s * d;
+        const float* src = x + t * d;
+        switch (pooling) {
+            case Pooling::mean:
+                for (int64_t i = 0; i < d; ++i) dst[i] += src[i];
+                ++count[s];
+                break;
+            case Pooling::cls:
+                if (pos == 0) std::copy_n(src, d, dst);
+                break;
+            case Pooling::last:
+                if (pos > best_pos[s]) best_pos[s] = pos, std::copy_n(src, d, dst);
+                break;
+            case Pooling::none:
+                break;
+        }
+    }
+    if (pooling == Pooling::mean)
+        for (size_t s = 0; s < n_seqs; ++s)
+            if (count[s] > 0)
+                for (int64_t i = 0; i < d; ++i) out[s * d + i] /= (float)count[s];
+}
+
 }  // namespace blocks
+
+Status read_decoder_pooling(const ArchKeys& k, const LoadOptions& opts, Hparams& hp) {
+    int pooling = 0;
+    HEARTH_TRY(k.get_or("pooling_type", pooling, 0));
+    if (pooling < 0 || pooling > 3)
+        return error(StatusCode::unsupported, strformat("%s %d is not supported (0 none, 1 mean, 2 cls, 3 last)",
+                                                        k.key("pooling_type").c_str(), pooling));
+    hp.pooling = opts.pooling.value_or((Pooling)pooling);
+    bool causal = true;
+    HEARTH_TRY(k.get_or("attention.causal", causal, true));
+    if (!causal)
+        return error(StatusCode::unsupported,
+                     k.key("attention.causal") + " is false: bidirectional attention is not supported for " + hp.arch);
+    return {};
+}
 
 // A 2-D f32 table (expert biases) of rows x cols, dequantized.
 static Status table_f32(WeightLoader& w, const std::string& name, int64_t cols, int64_t rows, std::vector<float>& out) {
@@ -258,6 +302,12 @@ Status DecoderBase::begin(const Batch& batch, KvCache& kv) {
 
 void DecoderBase::finish(const Batch& batch, ForwardOutput& out) {
     const int64_t d = hp_.n_embd;
+    if (hp_.pooling != Pooling::none) {
+        ops_.rms_norm(x_.data(), output_norm_.data(), h_.data(), d, batch.n_tokens(), hp_.norm_eps);
+        blocks::pool(hp_.pooling, batch, h_.data(), d, out.embeddings);
+        out.logits.clear();
+        return;
+    }
     int64_t n_out = 0;
     for (int64_t t = 0; t < batch.n_tokens(); ++t)
         if (batch.output[t]) std::copy_n(x_.data() + t * d, d, h_.data() + (n_out++) * d);
@@ -341,6 +391,7 @@ Result<std::unique_ptr<Model>> load_decoder(std::shared_ptr<const gguf::GgufFile
     ArchKeys k(file->meta, hp.arch);
     HEARTH_TRY(read_common_hparams(k, hp));
     HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, eps_default));
+    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Decoder>(file, hp, spec, opts.n_threads);
     HEARTH_TRY(m->load_weights());

@@ -105,7 +105,19 @@ void swiglu_ffn(ops::Ops& ops, const FfnWeights& f, const float* x, float* y, in
 // Indices of the k largest of s[0, n) into idx[0, k), ties to the lower index; idx holds n.
 void top_k(const float* s, int n, int k, int32_t* idx);
 
+// Pools the rows of x [n_tokens][d] (batch order) per sequence into out [n_seqs][d] (resized):
+// mean sums a sequence's rows in batch order and divides by their count, cls copies its
+// position-0 row, last the row of its highest position. A sequence's result depends only on
+// its own rows. Sequences without a (matching) row get zeros. pooling must not be none.
+void pool(Pooling pooling, const Batch& batch, const float* x, int64_t d, std::vector<float>& out);
+
 }  // namespace blocks
+
+// The pooling a decoder family runs with: {arch}.pooling_type (llama.cpp's numbering: 0 none,
+// 1 mean, 2 cls, 3 last; absent: none), replaced by opts.pooling when set. Rank (4) and other
+// values are unsupported errors naming the key; so is {arch}.attention.causal = false (a
+// bidirectional decoder), which the decoders here cannot run.
+Status read_decoder_pooling(const ArchKeys& keys, const LoadOptions& opts, Hparams& hp);
 
 // Loads ffn_gate_inp, the expert stacks and (per spec/presence) their biases.
 Status load_moe(WeightLoader& w, const Hparams& hp, int layer, bool expert_biases, MoeWeights& m);
@@ -133,7 +145,8 @@ private:
 };
 
 // A decoder's embedding/output weights, residual scratch and attention index; the family
-// adds its layers. begin() embeds the batch into x_; finish() writes the logits.
+// adds its layers. begin() embeds the batch into x_; finish() writes the logits, or the
+// pooled embeddings when hp_.pooling is set.
 class DecoderBase : public Model {
 public:
     DecoderBase(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, int n_threads)
@@ -145,6 +158,8 @@ protected:
     // Validates, grows x_/h_/proj_ to [n][n_embd], embeds the tokens into x_, sets idx_ causal.
     Status begin(const Batch& batch, KvCache& kv);
     // logits [n_outputs][n_vocab] = output · rms_norm(x_ rows with output = 1) (uses h_).
+    // Pooling models: embeddings [n_seqs][n_embd] = blocks::pool(rms_norm(every x_ row)), no
+    // logits (llama.cpp's t_embd: the final norm's output, before the output projection).
     void finish(const Batch& batch, ForwardOutput& out);
 
     ops::Weight tok_embd_, output_;
@@ -200,7 +215,9 @@ Result<std::unique_ptr<Model>> load_family(std::shared_ptr<const gguf::GgufFile>
                                            const char* arch, ReadParams read_params) {
     Hparams hp;
     hp.arch = arch;
-    HEARTH_ASSIGN(auto p, read_params(ArchKeys(file->meta, hp.arch), hp));
+    const ArchKeys keys(file->meta, hp.arch);
+    HEARTH_ASSIGN(auto p, read_params(keys, hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Family>(file, std::move(hp), std::move(p), opts.n_threads);
     HEARTH_TRY(m->load_weights());

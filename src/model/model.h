@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,14 +18,27 @@
 namespace hearth::model {
 
 struct ForwardOutput {
-    // [n_outputs][n_vocab]: one row per batch token with output = 1, in batch order.
+    // [n_outputs][n_vocab]: one row per batch token with output = 1, in batch order. Empty
+    // when the model pools (is_embedding()).
     std::vector<float> logits;
-    // Embedding models: [n_seqs][n_embd] pooled vectors, one per sequence of the batch.
+    // Models that pool: [n_seqs][n_embd], row s pooled over the tokens of sequence s in this
+    // batch only (every token, whatever its output flag), raw (not normalized). A sequence is
+    // pooled from what this one pass holds, so an input must be evaluated in a single forward
+    // pass; a sequence with no token in the batch (or none at position 0, for cls) gets zeros.
     std::vector<float> embeddings;
 };
 
 struct LoadOptions {
     int n_threads = 0;  // 0: one per hardware thread
+    // Pooled embeddings instead of logits, as llama.cpp's --embeddings --pooling: unset keeps
+    // what the file says ({arch}.pooling_type; bert without it: cls; decoders without it: none,
+    // i.e. logits). A decoder that pools takes the hidden state after its final norm (before
+    // the output projection), attention staying causal: last = the highest position of the
+    // sequence, mean = the average over its tokens, cls = position 0. none on bert is
+    // unsupported (it has no per-token output). The decoder families loaded through
+    // load_decoder/load_family honour it; phi3 and deepseek2 do not read it yet (their models
+    // then report is_embedding() false).
+    std::optional<Pooling> pooling = {};
 };
 
 class Model {
