@@ -283,6 +283,7 @@ Result<std::unique_ptr<Model>> load_deepseek2(std::shared_ptr<const gguf::GgufFi
     hp.arch = "deepseek2";
     Ds2Params p;
     HEARTH_TRY(read_params(*file, hp, p));
+    HEARTH_TRY(read_decoder_pooling(ArchKeys(file->meta, hp.arch), opts, hp));
     auto m = std::make_unique<Deepseek2>(file, hp, p, opts.n_threads);
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));

@@ -138,7 +138,9 @@ private:
 Result<std::unique_ptr<Model>> load_phi3(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
     Hparams hp;
     hp.arch = "phi3";
-    HEARTH_TRY(read_params(ArchKeys(file->meta, hp.arch), hp));
+    const ArchKeys keys(file->meta, hp.arch);
+    HEARTH_TRY(read_params(keys, hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Phi3>(file, hp, opts.n_threads);
     HEARTH_TRY(m->load_weights());

@@ -50,7 +50,7 @@ const std::vector<int32_t> kToks = {1, 17, 42, 99, 5, 7, 300, 12, 8, 64, 2, 33, 
 TEST(DecoderPooling, LastAndClsAreTheFinalNormHiddenState) {
     // The plain model's logits of a token are output · final_norm(h); the pooled vector of the
     // last (cls: first) token must give exactly those logits through the same projection.
-    for (const char* name : {"llama3-tiny.F16", "qwen3-tiny.Q8_0", "mixtral-tiny.F16"}) {
+    for (const char* name : {"llama3-tiny.F16", "qwen3-tiny.Q8_0", "mixtral-tiny.F16", "phi3-tiny.F16", "deepseek2-tiny.F16"}) {
         for (Pooling p : {Pooling::last, Pooling::cls}) {
             Loaded l = load_both(name, p);
             ASSERT_TRUE(l.plain && l.pooled);
