@@ -1,42 +1,95 @@
-// Matrix-vector throughput of the CPU matmul per weight type: achieved GB/s of weight bytes
-// read (decode is bandwidth-bound: every weight byte is read once per token).
+// CPU matmul throughput per SIMD level (backend/cpu/cpu_features.h) and weight type:
+//   decode/<level>/<type>/<n_out>x<n_in>/t<threads>: one token; GB/s of weight bytes read (decode is
+//     bandwidth-bound: every weight byte is read once per token). Shapes 2048x2048 and 8192x2048 are
+//     Llama-3.2-1B's attention output and FFN gate/up projections.
+//   prefill/<level>/<type>/2048x2048x512/t<threads>: a 512-token prompt batch; GFLOP/s (2 * n_in *
+//     n_out * n_tokens flops).
+// Levels the CPU lacks are not registered. Filter with --benchmark_filter (e.g. 'avx512/q4_k').
 #include <benchmark/benchmark.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/matmul.h"
 
 using namespace hearth;
+using backend::SimdLevel;
 
-static void BM_Matvec(benchmark::State& state) {
-    const auto type = (quant::QuantType)state.range(0);
-    const int64_t n_in = 4096, n_out = 4096;
-    const auto& tr = quant::traits(type);
-    const size_t row_bytes = quant::row_size(type, n_in);
-    std::vector<std::byte> w(row_bytes * n_out);
-    std::mt19937 rng(1);
-    std::normal_distribution<float> d(0.0f, 0.02f);
-    std::vector<float> row(n_in), x(n_in), y(n_out);
-    for (int64_t o = 0; o < n_out; ++o) {
-        for (auto& v : row) v = d(rng);
-        tr.quantize_row(row.data(), w.data() + o * row_bytes, n_in);
+namespace {
+
+struct Problem {
+    quant::QuantType type;
+    int64_t n_in, n_out, n_tokens;
+    size_t row_bytes;
+    std::vector<std::byte> w;  // [n_out][row_bytes]
+    std::vector<float> x;      // [n_tokens][n_in]
+    std::vector<float> y;      // [n_tokens][n_out]
+
+    Problem(quant::QuantType t, int64_t in, int64_t out, int64_t tokens)
+        : type(t), n_in(in), n_out(out), n_tokens(tokens), row_bytes(quant::row_size(t, in)) {
+        const auto& tr = quant::traits(type);
+        w.resize(row_bytes * n_out);
+        std::mt19937 rng(1);
+        std::normal_distribution<float> d(0.0f, 0.02f);
+        std::vector<float> row(n_in);
+        for (int64_t o = 0; o < n_out; ++o) {
+            for (auto& v : row) v = d(rng);
+            tr.quantize_row(row.data(), w.data() + o * row_bytes, n_in);
+        }
+        x.resize(n_in * n_tokens);
+        for (auto& v : x) v = d(rng);
+        y.resize(n_out * n_tokens);
     }
-    for (auto& v : x) v = d(rng);
-    ThreadPool pool((int)state.range(1));
+};
+
+void run(benchmark::State& state, SimdLevel level, quant::QuantType type, int64_t n_in, int64_t n_out,
+         int64_t n_tokens, int threads) {
+    Problem p(type, n_in, n_out, n_tokens);
+    ThreadPool pool(threads);
     std::vector<std::byte> scratch;
     for (auto _ : state) {
-        backend::matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, 1, scratch);
-        benchmark::DoNotOptimize(y.data());
+        backend::matmul_cpu(pool, type, p.w.data(), p.row_bytes, p.x.data(), p.y.data(), n_in, n_out, n_tokens,
+                            scratch, level);
+        benchmark::DoNotOptimize(p.y.data());
     }
-    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)w.size());
-    state.SetLabel(tr.name);
+    if (n_tokens == 1) {
+        state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)p.w.size());
+    } else {
+        state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n_in * n_out * n_tokens * state.iterations() / 1e9,
+                                                       benchmark::Counter::kIsRate);
+    }
 }
 
-BENCHMARK(BM_Matvec)
-    ->ArgsProduct({{(int)quant::QuantType::f16, (int)quant::QuantType::q8_0, (int)quant::QuantType::q4_0,
-                    (int)quant::QuantType::q4_k, (int)quant::QuantType::q6_k},
-                   {1, 2}})
-    ->Unit(benchmark::kMillisecond);
+}  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    const quant::QuantType types[] = {quant::QuantType::q4_k, quant::QuantType::q6_k, quant::QuantType::q8_0,
+                                      quant::QuantType::q4_0, quant::QuantType::f16};
+    const int top = (int)backend::max_simd_level(backend::cpu_features());
+    for (int l = 0; l <= top; ++l) {
+        const auto level = (SimdLevel)l;
+        const std::string ln = backend::simd_level_name(level);
+        for (auto type : types) {
+            const std::string tn = quant::type_name(type);
+            for (int threads : {1, 2}) {
+                for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{2048, 2048}, {8192, 2048}}) {
+                    const std::string name = "decode/" + ln + "/" + tn + "/" + std::to_string(n_out) + "x" +
+                                             std::to_string(n_in) + "/t" + std::to_string(threads);
+                    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+                        run(s, level, type, n_in, n_out, 1, threads);
+                    })->Unit(benchmark::kMillisecond)->UseRealTime();
+                }
+                const std::string name = "prefill/" + ln + "/" + tn + "/2048x2048x512/t" + std::to_string(threads);
+                benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+                    run(s, level, type, 2048, 2048, 512, threads);
+                })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(level == SimdLevel::scalar ? 0.01 : 0.5);
+            }
+        }
+    }
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

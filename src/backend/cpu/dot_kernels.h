@@ -1,0 +1,85 @@
+// SIMD dot-product kernels of the CPU matmul, one table per SimdLevel (cpu_features.h).
+//
+// A tile kernel computes R x C dot products at once: R weight rows against C activation rows
+// (already converted to the weight type's vec_dot_type), so each weight block is decoded once
+// and reused for C tokens while it sits in registers. Every output is bit-identical to the
+// quant/ reference vec_dot of that pair (quant::traits(type).vec_dot): the kernels keep the
+// reference's per-output float summation order (ggml's x86 order, quant/lanes.h) and only
+// compute the exact integer partial sums faster.
+//
+// Inputs: weight blocks may hold any bytes (finite scales). Activation quants must lie in
+// [-127, 127], as every activation quantizer writes them: the avx2 Q8_0 kernel multiplies
+// |x| by y with x's sign (ggml's trick), which overflows for y = -128; the others are exact for
+// every int8.
+//
+// Three kernel forms per type, chosen by matmul_cpu: `column` for single tokens and leftover
+// tokens, `tile` for prompt batches, and where a type has it the `packed` form (activations of
+// 8 tokens interleaved once per matmul so that token t sits in SIMD lane t), which replaces the
+// tile for batches of 8 or more tokens.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cpu/cpu_features.h"
+#include "quant/types.h"
+
+namespace hearth::backend {
+
+// out[r * C + c] = vec_dot(w[r], x[c], n) for r < R, c < C. w: R weight-row pointers, x: C
+// activation-row pointers (rows may repeat: callers pad a partial tile with copies).
+using DotTileFn = void (*)(const std::byte* const* w, const std::byte* const* x, int64_t n, float* out);
+
+// Prompt form with tokens in SIMD lanes: kPackTokens activation rows interleaved by
+// DotKernels::pack (once per matmul), so one vector instruction serves the same weight bytes
+// for 8 tokens and no horizontal sums are needed. out[r * kPackTokens + t] = vec_dot(w[r], x[t]).
+constexpr int kPackTokens = 8;
+using PackActivationsFn = void (*)(const std::byte* const* x, int64_t n, std::byte* dst);
+using DotPackedFn = void (*)(const std::byte* const* w, const std::byte* packed, int64_t n, float* out);
+
+struct DotKernels {
+    DotTileFn tile = nullptr;  // rows x cols: prompt batches
+    int rows = 0, cols = 0;
+    DotTileFn column = nullptr;  // column_rows x 1: single tokens and the leftover tokens
+    int column_rows = 0;
+    // Optional activation converter (f32 row -> vec_dot_type row), bit-identical to the one
+    // matmul_ref uses (backend/ref/matmul.h: quantize_activation_row); null: use that one.
+    void (*quantize)(const float* x, std::byte* dst, int64_t n) = nullptr;
+    // Optional packed prompt form (kPackTokens tokens at a time); preferred over `tile` when set.
+    PackActivationsFn pack = nullptr;
+    size_t packed_block_bytes = 0;  // bytes of packed activations per weight block (kPackTokens tokens)
+    DotPackedFn packed = nullptr;
+    int packed_rows = 0;
+};
+
+constexpr int kMaxTileRows = 8, kMaxTileCols = 8;
+
+// Q8_K activations of kPackTokens tokens, one super-block (256 elements of each token).
+struct PackedQ8_Kx8 {
+    float d[kPackTokens];               // [token] scale
+    float bsum32[8][kPackTokens];       // [sub-block of 32][token] sum of its quants (exact in f32)
+    int8_t qs[64][kPackTokens][4];      // [group of 4 elements][token][4] quants
+};
+static_assert(sizeof(PackedQ8_Kx8) == 2336);
+// x: kPackTokens Q8_K rows of n elements; dst: [n / 256] PackedQ8_Kx8.
+void pack_q8_k_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+
+// Q8_0 activations of kPackTokens tokens, one block (32 elements of each token).
+struct PackedQ8_0x8 {
+    float d[kPackTokens];            // [token] scale (the fp16 scale widened, exact)
+    int32_t neg8sum[kPackTokens];    // [token] -8 * sum of the 32 quants (Q4_0's code offset)
+    int8_t qs[8][kPackTokens][4];    // [group of 4 elements][token][4] quants
+};
+static_assert(sizeof(PackedQ8_0x8) == 320);
+// x: kPackTokens Q8_0 rows of n elements; dst: [n / 32] PackedQ8_0x8.
+void pack_q8_0_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+
+// Kernels of weight type `type` at `level` for rows of n elements; nullptr where that level has
+// none (the caller then uses the reference vec_dot). Levels the CPU lacks must not be asked for.
+const DotKernels* find_dot_kernels(SimdLevel level, quant::QuantType type, int64_t n);
+
+// Per-level tables (dot_kernels_avx2.cpp, dot_kernels_avx512.cpp); nullptr on other targets.
+const DotKernels* dot_kernels_avx2(quant::QuantType type, int64_t n);
+const DotKernels* dot_kernels_avx512(quant::QuantType type, int64_t n);
+
+}  // namespace hearth::backend
