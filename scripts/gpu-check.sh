@@ -6,7 +6,11 @@
 #
 #   here:  ../shared/gpu/debs.sh download && (cd .deps/debs && apt-get download libbenchmark-dev libbenchmark1debian)
 #   there: scripts/gpu-check.sh            (results and logs go to $OUT, or ./gpu-check-out)
+#          HEARTH_GPU_SANITIZE=memcheck,racecheck scripts/gpu-check.sh   (also compute-sanitizer)
+#   with the device tool: run(command="HEARTH_COMMIT=<sha> scripts/gpu-check.sh", carry=[".deps"])
 #
+# Outputs: env.txt, configure/build logs, backend_tests.log, cuda_matmul_bench.txt (per-row
+# figures and summary tables), sass.txt.gz (the kernels' machine code), sanitizer.log.
 # Fails if there is no GPU, if any backend test fails, or if a CUDA test was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +37,34 @@ time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul
 set +e
 
 # Every backend test; the CUDA ones must run, not skip.
-"$BUILD_DIR/tests/backend_tests" --gtest_brief=0 2>&1 | tee "$OUT/backend_tests.log" | grep -E "^\[ *(info|FAILED|SKIPPED|PASSED) *\]|Failure"
+"$BUILD_DIR/tests/backend_tests" --gtest_brief=0 2>&1 | tee "$OUT/backend_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure" | head -n 60
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "backend_tests FAILED"; status=1; }
 if grep -q "SKIPPED.*Cuda" "$OUT/backend_tests.log"; then echo "CUDA tests SKIPPED on the GPU machine"; status=1; fi
 tail -n 3 "$OUT/backend_tests.log"
 
-"$BUILD_DIR/bench/cuda_matmul_bench" 2>&1 | tee "$OUT/cuda_matmul_bench.txt" || { echo "cuda_matmul_bench FAILED"; status=1; }
+# Full per-row figures in the file; the summary tables (the end of the output) also on stdout.
+"$BUILD_DIR/bench/cuda_matmul_bench" > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
+sed -n '1,2p;/^## /,$p' "$OUT/cuda_matmul_bench.txt"
+
+
+# The kernels' machine code, for the record (16-byte loads, HMMA/IDP4A, no local memory).
+if command -v cuobjdump >/dev/null; then
+  cuobjdump -sass "$BUILD_DIR/src/libhearth_backend_cuda.a" 2>/dev/null | gzip -c > "$OUT/sass.txt.gz" || true
+fi
+
+# Optional: the CUDA tests under compute-sanitizer (HEARTH_GPU_SANITIZE=1: memcheck, or tool
+# names separated by commas: memcheck,racecheck,synccheck,initcheck), over
+# HEARTH_GPU_SANITIZE_FILTER (default: all CUDA tests). Logs: $OUT/sanitizer.log.
+if [ -n "${HEARTH_GPU_SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null; then
+  tools=$([ "$HEARTH_GPU_SANITIZE" = 1 ] && echo memcheck || echo "$HEARTH_GPU_SANITIZE")
+  for tool in ${tools//,/ }; do
+    echo "== compute-sanitizer --tool $tool" >> "$OUT/sanitizer.log"
+    compute-sanitizer --tool "$tool" --error-exitcode 9 "$BUILD_DIR/tests/backend_tests" \
+        --gtest_filter="${HEARTH_GPU_SANITIZE_FILTER:-*Cuda*}" >> "$OUT/sanitizer.log" 2>&1 \
+      || { echo "compute-sanitizer $tool FAILED"; status=1; }
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -n 3
+  done
+fi
 
 echo "gpu-check: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
 exit $status

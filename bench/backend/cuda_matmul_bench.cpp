@@ -1,16 +1,31 @@
-// Matrix-vector bandwidth of the CUDA matmul per weight type: achieved GB/s of weight bytes
-// (decode is bandwidth-bound: every weight byte is read once per token) and its share of the
-// device's memory bandwidth, both the nominal ~3000 GB/s of an H100 SXM and the device-to-device
-// copy bandwidth measured in the same run (read + write counted, as in ANCHORS.md).
+// CUDA matmul per weight type and shape (issue 8).
+//  - Decode (1..8 tokens): achieved GB/s of weight bytes (decode is bandwidth-bound: every
+//    weight byte is read once per token group) and its share of the device-to-device copy
+//    bandwidth measured in the same run (read + write counted, as in ANCHORS.md). Two figures for
+//    the quantized types: matmul_cuda as a whole (activation quantizer + dp4a kernel, launched
+//    as a programmatic dependent so the two overlap) and the dp4a kernel alone on activations
+//    quantized beforehand (the form a forward pass uses when Q, K, V share one quantization).
+//  - Prefill (>= 16 tokens): TFLOP/s (2 * n_out * n_in * tokens / time) against the ~790 TFLOP/s
+//    dense bf16 peak measured on this H100 (ANCHORS.md), including the f16 conversion of X.
+//  - Whole-model estimates: the sum of one token's (or one 512-token prompt's) matmuls of
+//    Llama-3.1-8B and Llama-3.2-1B with llama.cpp's Q4_K_M type mix and of 8B Q8_0, as t/s of
+//    the matmuls alone (no attention, norms, launches between kernels), against the roofline and
+//    llama.cpp's whole-model figures in ANCHORS.md.
 //
-// Timing: the matrices rotate over enough copies to exceed 4x the L2 (so no run is served from
-// L2), the launches are captured in a CUDA graph (as the decode step will be), and each figure
-// is the median over repeats of (graph time / launches). Run: build/bench/cuda_matmul_bench
+// Timing: the weights rotate over enough copies to exceed 4x the L2 (so no run is served from
+// L2), the calls are captured in a CUDA graph (as the decode step will be), and each figure is
+// the median over 15 replays of (graph time / calls). Weights: 64 distinct random rows quantized
+// by the reference quantizer, tiled over the matrix (speed does not depend on the values; none
+// are zero). Run: build/bench/cuda_matmul_bench [--quick]
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/device.h"
@@ -22,7 +37,7 @@ using quant::QuantType;
 
 namespace {
 
-constexpr double kNominalGBs = 3000.0;  // H100 SXM HBM3, ~3.0-3.35 TB/s datasheet; ANCHORS.md measures 2979 copy
+constexpr double kPeakTflops = 790.0;  // dense bf16, measured on this H100 (ANCHORS.md)
 
 #define CK(expr)                                                                                   \
     do {                                                                                           \
@@ -32,6 +47,13 @@ constexpr double kNominalGBs = 3000.0;  // H100 SXM HBM3, ~3.0-3.35 TB/s datashe
             std::exit(1);                                                                          \
         }                                                                                          \
     } while (0)
+
+void check(const Status& st) {
+    if (!st.ok()) {
+        std::fprintf(stderr, "cuda_matmul_bench: %s\n", st.message().c_str());
+        std::exit(1);
+    }
+}
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -58,20 +80,100 @@ double copy_gbs(cudaStream_t s) {
         CK(cudaEventElapsedTime(&ms, e0, e1));
         if (r >= 2) gbs.push_back(2.0 * bytes / (ms * 1e-3) / 1e9);
     }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
     CK(cudaFree(a));
     CK(cudaFree(b));
     return median(gbs);
 }
 
-struct Row {
-    const char* type;
-    int64_t n_out, n_in, n_tokens;
-    double weight_mb, us, gbs;
+// Median time per call (us) of `issue(i)` for i = 0..calls-1, captured in one graph.
+template <typename Issue>
+double time_graph(backend::cuda::Stream& stream, int calls, Issue issue) {
+    auto s = static_cast<cudaStream_t>(stream.handle());
+    for (int i = 0; i < std::min(calls, 8); ++i) issue(i);  // warm-up: module load, scratch growth
+    check(stream.synchronize());
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < calls; ++i) issue(i);
+    CK(cudaStreamEndCapture(s, &graph));
+    check(stream.device().status());
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaGraphLaunch(exec, s));  // warm-up replay
+    std::vector<double> us;
+    for (int r = 0; r < 15; ++r) {
+        CK(cudaEventRecord(e0, s));
+        CK(cudaGraphLaunch(exec, s));
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        us.push_back(ms * 1e3 / calls);
+    }
+    check(stream.synchronize());
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return median(us);
+}
+
+struct Weights {
+    std::vector<backend::cuda::DeviceBuffer> copies;
+    size_t row_bytes = 0, bytes = 0;
 };
+
+Weights make_weights(backend::cuda::Device& dev, backend::cuda::Stream& stream, QuantType type, int64_t n_out,
+                     int64_t n_in, size_t l2_bytes, std::mt19937& rng) {
+    Weights wt;
+    const auto& tr = quant::traits(type);
+    wt.row_bytes = quant::row_size(type, n_in);
+    wt.bytes = wt.row_bytes * n_out;
+    constexpr int kDistinct = 64;
+    std::normal_distribution<float> dist(0.0f, 0.02f);
+    std::vector<std::byte> rows(wt.row_bytes * kDistinct);
+    std::vector<float> row(n_in);
+    for (int o = 0; o < kDistinct; ++o) {
+        for (auto& v : row) v = dist(rng);
+        tr.quantize_row(row.data(), rows.data() + o * wt.row_bytes, n_in);
+    }
+    std::vector<std::byte> w(wt.bytes);
+    for (int64_t o = 0; o < n_out; ++o) std::memcpy(w.data() + o * wt.row_bytes, rows.data() + (o % kDistinct) * wt.row_bytes, wt.row_bytes);
+    const int n_copies = (int)std::max<size_t>(2, (4 * l2_bytes) / wt.bytes + 1);
+    for (int c = 0; c < n_copies; ++c) {
+        auto b = backend::cuda::DeviceBuffer::allocate(dev, wt.bytes);
+        check(b.status());
+        if (c == 0) {
+            b->upload(stream, w.data(), wt.bytes);
+        } else {
+            CK(cudaMemcpyAsync(b->data(), wt.copies[0].data(), wt.bytes, cudaMemcpyDeviceToDevice,
+                               static_cast<cudaStream_t>(stream.handle())));
+        }
+        wt.copies.push_back(std::move(*b));
+    }
+    check(stream.synchronize());
+    return wt;
+}
+
+struct Row {
+    QuantType type;
+    int64_t n_out, n_in, n_tokens;
+    double weight_mb, us, us_kernel;  // us_kernel: dp4a kernel alone (0: not measured)
+};
+
+std::string key(QuantType type, int64_t n_out, int64_t n_in, int64_t nt) {
+    return std::string(quant::type_name(type)) + ":" + std::to_string(n_out) + "x" + std::to_string(n_in) + ":" +
+           std::to_string(nt);
+}
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
     auto dev_r = backend::cuda::Device::open(0);
     if (!dev_r.ok()) {
         std::fprintf(stderr, "cuda_matmul_bench: %s\n", dev_r.status().message().c_str());
@@ -90,98 +192,152 @@ int main() {
     const double copy = copy_gbs(s);
     std::printf("device-to-device copy: %.0f GB/s (1 GiB, read + write, median of 10)\n\n", copy);
 
+    const QuantType types[] = {QuantType::f16, QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k};
+    // {n_out, n_in}: Llama-3.1-8B (q/o, k/v, gate/up, down, output) and Llama-3.2-1B.
+    const std::vector<std::pair<int64_t, int64_t>> shapes_8b = {
+        {4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
+    const std::vector<std::pair<int64_t, int64_t>> shapes_1b = {
+        {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}, {128256, 2048}};
+    constexpr int64_t kPrompt = 512;
+
     std::vector<Row> rows;
-    const QuantType types[] = {QuantType::f16, QuantType::q8_0, QuantType::q4_k};
-    const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};  // {n_out, n_in}
-    const int64_t token_counts[] = {1, 8};
+    std::map<std::string, double> us_of;  // key -> us per matmul_cuda call
     std::mt19937 rng(7);
-    std::normal_distribution<float> dist(0.0f, 0.02f);
+    std::vector<std::pair<int64_t, int64_t>> shapes = shapes_8b;
+    shapes.insert(shapes.end(), shapes_1b.begin(), shapes_1b.end());
     for (QuantType type : types) {
-        const auto& tr = quant::traits(type);
-        for (const auto& shp : shapes) {
-            const int64_t n_out = shp[0], n_in = shp[1];
-            const size_t row_bytes = quant::row_size(type, n_in);
-            const size_t w_bytes = row_bytes * n_out;
-            // One random matrix, copied into enough buffers to exceed 4x L2 (and at least 4).
-            std::vector<std::byte> w(w_bytes);
-            std::vector<float> row(n_in);
-            for (int64_t o = 0; o < n_out; ++o) {
-                for (auto& v : row) v = dist(rng);
-                tr.quantize_row(row.data(), w.data() + o * row_bytes, n_in);
-            }
-            const int n_copies = (int)std::max<size_t>(4, (4 * info.l2_bytes) / w_bytes + 1);
-            std::vector<backend::cuda::DeviceBuffer> wd;
-            for (int c = 0; c < n_copies; ++c) {
-                auto b = backend::cuda::DeviceBuffer::allocate(dev, w_bytes);
-                if (!b.ok()) {
-                    std::fprintf(stderr, "%s\n", b.status().message().c_str());
-                    return 1;
-                }
-                b->upload(stream, w.data(), w_bytes);
-                wd.push_back(std::move(*b));
-            }
+        for (const auto& [n_out, n_in] : shapes) {
+            const bool big = n_out == 128256;
+            // Prefill only where a prompt uses it (logits are computed for the last token only);
+            // the full batch-size sweep on one shape.
+            static const int64_t kSweep[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256, 512};
+            static const int64_t kDecodePrefill[] = {1, 8, kPrompt};
+            const bool sweep = type == QuantType::q4_k && n_out == 14336 && !quick;
+            const int64_t* tc_begin = sweep ? kSweep : kDecodePrefill;
+            const size_t n_tc = sweep ? std::size(kSweep) : big ? 2 : 3;
+            const std::vector<int64_t> token_counts(tc_begin, tc_begin + n_tc);
+            if (quick && (big || type == QuantType::q4_0)) continue;
+            Weights wt = make_weights(dev, stream, type, n_out, n_in, info.l2_bytes, rng);
+            const int n_copies = (int)wt.copies.size();
             for (int64_t nt : token_counts) {
+                std::normal_distribution<float> dist(0.0f, 1.0f);
                 std::vector<float> x(n_in * nt);
-                for (auto& v : x) v = dist(rng) * 50;
+                for (auto& v : x) v = dist(rng);
                 auto xd = backend::cuda::DeviceBuffer::allocate(dev, x.size() * 4);
                 auto yd = backend::cuda::DeviceBuffer::allocate(dev, (size_t)n_out * nt * 4);
-                if (!xd.ok() || !yd.ok()) return 1;
+                check(xd.status());
+                check(yd.status());
                 xd->upload(stream, x.data(), x.size() * 4);
-                // Warm up (module load), then capture `launches` calls rotating over the copies.
-                for (int c = 0; c < n_copies; ++c) {
-                    backend::matmul_cuda(stream, type, wd[c].as<std::byte>(), row_bytes, xd->as<float>(), yd->as<float>(),
-                                         n_in, n_out, nt);
+                stream.scratch(backend::matmul_cuda_scratch_bytes(type, n_in, nt));  // reserve before capture
+                const int calls = std::max(n_copies, nt >= 16 ? 10 : 40) / n_copies * n_copies;
+                const double us = time_graph(stream, calls, [&](int i) {
+                    backend::matmul_cuda(stream, type, wt.copies[i % n_copies].as<std::byte>(), wt.row_bytes,
+                                         xd->as<float>(), yd->as<float>(), n_in, n_out, nt);
+                });
+                double us_kernel = 0.0;
+                if (type != QuantType::f16 && nt < backend::kMatmulGemmMinTokens) {
+                    auto qd = backend::cuda::DeviceBuffer::allocate(dev, backend::activation_q8_bytes(n_in, nt));
+                    check(qd.status());
+                    backend::quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, nt);
+                    us_kernel = time_graph(stream, calls, [&](int i) {
+                        backend::matmul_cuda_q8(stream, type, wt.copies[i % n_copies].as<std::byte>(), wt.row_bytes,
+                                                qd->data(), yd->as<float>(), n_in, n_out, nt);
+                    });
                 }
-                if (Status st = stream.synchronize(); !st.ok()) {
-                    std::fprintf(stderr, "%s\n", st.message().c_str());
-                    return 1;
+                rows.push_back({type, n_out, n_in, nt, wt.bytes / 1e6, us, us_kernel});
+                us_of[key(type, n_out, n_in, nt)] = us;
+                const double gbs = wt.bytes / (us * 1e-6) / 1e9;
+                const double tflops = 2.0 * n_out * n_in * nt / (us * 1e-6) / 1e12;
+                std::printf("%-5s %6lldx%-6lld tokens %3lld: %9.2f us  %7.1f GB/s (%3.0f %%)  %6.1f TFLOP/s", quant::type_name(type),
+                            (long long)n_out, (long long)n_in, (long long)nt, us, gbs, 100 * gbs / copy, tflops);
+                if (us_kernel > 0) {
+                    std::printf("  | kernel alone %8.2f us %7.1f GB/s (%3.0f %%)", us_kernel,
+                                wt.bytes / (us_kernel * 1e-6) / 1e9, 100 * wt.bytes / (us_kernel * 1e-6) / 1e9 / copy);
                 }
-                const int launches = std::max(n_copies, 40) / n_copies * n_copies;
-                cudaGraph_t graph;
-                cudaGraphExec_t exec;
-                CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-                for (int i = 0; i < launches; ++i) {
-                    backend::matmul_cuda(stream, type, wd[i % n_copies].as<std::byte>(), row_bytes, xd->as<float>(),
-                                         yd->as<float>(), n_in, n_out, nt);
-                }
-                CK(cudaStreamEndCapture(s, &graph));
-                CK(cudaGraphInstantiate(&exec, graph, 0));
-                cudaEvent_t e0, e1;
-                CK(cudaEventCreate(&e0));
-                CK(cudaEventCreate(&e1));
-                CK(cudaGraphLaunch(exec, s));  // warm-up replay
-                std::vector<double> us;
-                for (int r = 0; r < 15; ++r) {
-                    CK(cudaEventRecord(e0, s));
-                    CK(cudaGraphLaunch(exec, s));
-                    CK(cudaEventRecord(e1, s));
-                    CK(cudaEventSynchronize(e1));
-                    float ms = 0;
-                    CK(cudaEventElapsedTime(&ms, e0, e1));
-                    us.push_back(ms * 1e3 / launches);
-                }
-                if (Status st = stream.synchronize(); !st.ok()) {
-                    std::fprintf(stderr, "%s\n", st.message().c_str());
-                    return 1;
-                }
-                CK(cudaGraphExecDestroy(exec));
-                CK(cudaGraphDestroy(graph));
-                CK(cudaEventDestroy(e0));
-                CK(cudaEventDestroy(e1));
-                const double t = median(us);
-                rows.push_back({quant::type_name(type), n_out, n_in, nt, w_bytes / 1e6, t, w_bytes / (t * 1e-6) / 1e9});
-                std::printf("%-5s %5lldx%-5lld tokens %lld: %8.2f us  %7.1f GB/s\n", quant::type_name(type),
-                            (long long)n_out, (long long)n_in, (long long)nt, t, rows.back().gbs);
+                std::printf("\n");
+                std::fflush(stdout);
             }
         }
     }
-    std::printf("\n| type | W [n_out x n_in] | tokens | weight MB | us / matmul | weight GB/s | of 3000 GB/s | of measured copy %.0f GB/s |\n",
-                copy);
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+
+    std::printf("\n## Decode (matrix-vector): weight GB/s, %% of measured copy bandwidth %.0f GB/s\n\n", copy);
+    std::printf("| type | W [n_out x n_in] | tokens | weight MB | us / matmul | GB/s | of copy | dp4a kernel alone: us | GB/s | of copy |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const Row& r : rows) {
-        std::printf("| %s | %lld x %lld | %lld | %.1f | %.2f | %.0f | %.0f %% | %.0f %% |\n", r.type, (long long)r.n_out,
-                    (long long)r.n_in, (long long)r.n_tokens, r.weight_mb, r.us, r.gbs, 100 * r.gbs / kNominalGBs,
-                    100 * r.gbs / copy);
+        if (r.n_tokens >= backend::kMatmulGemmMinTokens) continue;
+        const double gbs = r.weight_mb * 1e6 / (r.us * 1e-6) / 1e9;
+        std::printf("| %s | %lld x %lld | %lld | %.1f | %.2f | %.0f | %.0f %% |", quant::type_name(r.type), (long long)r.n_out,
+                    (long long)r.n_in, (long long)r.n_tokens, r.weight_mb, r.us, gbs, 100 * gbs / copy);
+        if (r.us_kernel > 0) {
+            const double gk = r.weight_mb * 1e6 / (r.us_kernel * 1e-6) / 1e9;
+            std::printf(" %.2f | %.0f | %.0f %% |\n", r.us_kernel, gk, 100 * gk / copy);
+        } else {
+            std::printf(" | | |\n");
+        }
+    }
+    std::printf("\n## Prefill (tensor-core GEMM, f16 x f16 -> f32): TFLOP/s, %% of the %.0f TFLOP/s bf16 peak\n\n", kPeakTflops);
+    std::printf("| type | W [n_out x n_in] | tokens | us / matmul | TFLOP/s | of peak |\n|---|---|---:|---:|---:|---:|\n");
+    for (const Row& r : rows) {
+        if (r.n_tokens < backend::kMatmulGemmMinTokens) continue;
+        const double tflops = 2.0 * r.n_out * r.n_in * r.n_tokens / (r.us * 1e-6) / 1e12;
+        std::printf("| %s | %lld x %lld | %lld | %.1f | %.1f | %.0f %% |\n", quant::type_name(r.type), (long long)r.n_out,
+                    (long long)r.n_in, (long long)r.n_tokens, r.us, tflops, 100 * tflops / kPeakTflops);
+    }
+
+    // Whole-model matmul estimates. llama.cpp's Q4_K_M mix: attn_v and ffn_down are Q6_K in the
+    // layers where use_more_bits(i, n) (i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2), the output
+    // matrix is Q6_K, everything else Q4_K.
+    struct Model {
+        const char* name;
+        int n_layer;
+        int64_t n_embd, n_kv, n_ff;
+        bool q4_k_m;  // else all Q8_0
+        double anchor_tg, anchor_pp, roofline_tg;
+    };
+    const Model models[] = {{"Llama-3.1-8B Q4_K_M", 32, 4096, 1024, 14336, true, 259.9, 10246, 645},
+                            {"Llama-3.1-8B Q8_0", 32, 4096, 1024, 14336, false, 227.2, 11654, 374},
+                            {"Llama-3.2-1B Q4_K_M", 16, 2048, 512, 8192, true, 825.5, 37245, 3725}};
+    std::printf("\n## Whole-model matmul estimates (sum of the matmuls above; no attention, norms or launch gaps)\n\n");
+    std::printf("| model | tg: matmul us / token | matmul-only t/s | weight GB/s | llama.cpp tg128 t/s (whole model) | pp512: matmul ms | matmul-only t/s | llama.cpp pp512 t/s |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const Model& m : models) {
+        double tg_us = 0, pp_us = 0, bytes = 0;
+        bool complete = true;
+        auto add = [&](QuantType t, int64_t n_out, int64_t n_in, int count, bool prefill_too) {
+            const auto a = us_of.find(key(t, n_out, n_in, 1));
+            if (a == us_of.end()) {
+                complete = false;
+                return;
+            }
+            tg_us += count * a->second;
+            bytes += count * (double)quant::row_size(t, n_in) * n_out;
+            if (prefill_too) {
+                const auto p = us_of.find(key(t, n_out, n_in, kPrompt));
+                if (p == us_of.end()) {
+                    complete = false;
+                    return;
+                }
+                pp_us += count * p->second;
+            }
+        };
+        for (int i = 0; i < m.n_layer; ++i) {
+            const bool more = i < m.n_layer / 8 || i >= 7 * m.n_layer / 8 || (i - m.n_layer / 8) % 3 == 2;
+            const QuantType base = m.q4_k_m ? QuantType::q4_k : QuantType::q8_0;
+            const QuantType extra = m.q4_k_m && more ? QuantType::q6_k : base;
+            add(base, m.n_embd, m.n_embd, 2, true);   // q, o
+            add(base, m.n_kv, m.n_embd, 1, true);     // k
+            add(extra, m.n_kv, m.n_embd, 1, true);    // v
+            add(base, m.n_ff, m.n_embd, 2, true);     // gate, up
+            add(extra, m.n_embd, m.n_ff, 1, true);    // down
+        }
+        add(m.q4_k_m ? QuantType::q6_k : QuantType::q8_0, 128256, m.n_embd, 1, false);  // output, last token only
+        if (!complete) {
+            std::printf("| %s | (not measured in --quick) |\n", m.name);
+            continue;
+        }
+        std::printf("| %s | %.0f | %.0f (roofline %.0f) | %.0f (%.0f %%) | %.1f | %.2f | %.0f | %.0f |\n", m.name, tg_us,
+                    1e6 / tg_us, m.roofline_tg, bytes / (tg_us * 1e-6) / 1e9, 100 * bytes / (tg_us * 1e-6) / 1e9 / copy,
+                    m.anchor_tg, pp_us / 1e3, kPrompt / (pp_us * 1e-6), m.anchor_pp);
     }
     return 0;
 }

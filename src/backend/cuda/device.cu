@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 namespace hearth::backend::cuda {
 
 namespace {
@@ -102,7 +104,38 @@ Stream::Stream(Device& device) : device_(&device) {
 Stream::~Stream() {
     if (stream_ == nullptr) return;
     device_->make_current();
+    if (scratch_ != nullptr) {
+        (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+        (void)cudaFree(scratch_);
+    }
     (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void* Stream::scratch(size_t size_bytes) {
+    if (size_bytes <= scratch_bytes_ && scratch_ != nullptr) return scratch_;
+    if (stream_ == nullptr || device_->is_failed() || !device_->make_current()) return nullptr;
+    auto* s = static_cast<cudaStream_t>(stream_);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (!device_->check(cudaStreamIsCapturing(s, &capture), "scratch: cudaStreamIsCapturing")) return nullptr;
+    if (capture != cudaStreamCaptureStatusNone) {
+        device_->fail(error(StatusCode::internal,
+                            strformat("stream scratch must grow from %zu to %zu bytes during graph capture; "
+                                      "reserve it before capturing",
+                                      scratch_bytes_, size_bytes)));
+        return nullptr;
+    }
+    if (scratch_ != nullptr) {  // queued kernels may still read the old buffer
+        if (!device_->check(cudaStreamSynchronize(s), "scratch: stream synchronize")) return nullptr;
+        device_->check(cudaFree(scratch_), "scratch: cudaFree");
+        scratch_ = nullptr;
+        scratch_bytes_ = 0;
+    }
+    const size_t bytes = std::max<size_t>(size_bytes, 1 << 20);  // small calls share one 1 MiB buffer
+    void* p = nullptr;
+    if (!device_->check(cudaMalloc(&p, bytes), "scratch: cudaMalloc")) return nullptr;
+    scratch_ = p;
+    scratch_bytes_ = bytes;
+    return scratch_;
 }
 
 Status Stream::synchronize() {

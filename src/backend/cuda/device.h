@@ -79,9 +79,21 @@ public:
     // Waits for all work queued so far; returns the Device's sticky Status (ok if all went well).
     Status synchronize();
 
+    // Device scratch memory for the temporaries of kernels queued on this stream (quantized or
+    // converted activations of matmul_cuda). At least `size_bytes`, 256-byte aligned; its
+    // contents are dead between calls (work on one stream runs in order, so one scratch serves
+    // every call). Grows on demand and never shrinks. Growing synchronizes the stream and frees
+    // the old buffer, so it is refused while the stream is being captured into a CUDA graph:
+    // reserve the largest size before capturing (the decode step then allocates nothing).
+    // Returns nullptr after recording the failure on the Device (sticky).
+    void* scratch(size_t size_bytes);
+    size_t scratch_bytes() const { return scratch_bytes_; }
+
 private:
     Device* device_;
-    void* stream_ = nullptr;  // cudaStream_t, owned
+    void* stream_ = nullptr;     // cudaStream_t, owned
+    void* scratch_ = nullptr;    // device memory, owned; scratch_bytes_ bytes
+    size_t scratch_bytes_ = 0;
 };
 
 // Device memory (cudaMalloc: 256-byte aligned). Move-only; frees on destruction.

@@ -3,17 +3,38 @@
 // W: n_out rows of n_in elements quantized as `type`, rows `row_bytes` apart;
 // X: [n_tokens][n_in] f32; Y: [n_tokens][n_out] f32; X and Y do not alias.
 //
-// Numerics: unlike the reference, X stays f32 (no Q8_0/Q8_K/F16 conversion of activations):
-// each output is the f32-accumulated dot of the dequantized weights with X. It matches an
-// f64 dot of dequantized weights to ~1e-6 relative to sum|w*x|, and matmul_ref to the
-// reference's own activation rounding (Q8_0/Q8_K: one step of 1/127 of a block's max; F16:
-// 2^-11 relative), about 1e-3 of sum|w*x|; the test uses 1e-2 like the reference's own bound.
+// Paths (matmul_cuda picks one; each is tested against the reference, see the test for the
+// derivation of its tolerance):
+//  - Quantized weights (Q4_0, Q8_0, Q4_K, Q6_K), n_tokens < kMatmulGemmMinTokens: X is first
+//    quantized on the device to int8 blocks of 32 with an f32 scale d = amax/127 and the sum of
+//    the quants (q8_1-style, like the CPU's vec_dot_type but with one scale per 32 values for
+//    every type), then dp4a matrix-vector kernels stream W once per group of up to 8 tokens.
+//    Error against the exact product of the dequantized weights: each activation moves by at
+//    most half a step, |x - d*q| <= amax_32/254, so |y - y_exact| <= sum_i |w_i| amax_32(i)/254
+//    plus f32 rounding (~1e-6 of sum|w*x|). The reference's own activation rounding (Q8_0 per
+//    32 with an fp16 scale, Q8_K per 256) adds its half step: the two differ by at most the sum.
+//    Measured on the test's random data with outliers: |y - y_ref| <= 1.3e-4 of sum|w*x| for
+//    Q8_0/Q4_0 (the reference also scales per 32), <= 1.1e-2 for Q4_K/Q6_K (it scales per 256),
+//    at most 27 % of the derived bound; against the exact model of the path, <= 1e-6.
+//  - Any supported type, n_tokens >= kMatmulGemmMinTokens (prefill): a tensor-core GEMM
+//    (mma.sync m16n8k16, f16 operands, f32 accumulation). Weight tiles are dequantized to f16 in
+//    shared memory; X is rounded to f16 (so |X| must stay below 65504). Error: each product
+//    is off by at most ~2^-10 relative (both operands rounded to f16), |y - y_exact| <~
+//    1e-3 * sum|w*x|.
+//  - F16 weights, n_tokens < kMatmulGemmMinTokens: f32 activations, f32 accumulation (~1e-6).
 //
-// Weights are read once per group of up to 8 tokens (matrix-vector kernels: decode speed);
-// larger batches are correct but re-read the weights every 8 tokens (tensor-core GEMM: next).
-// Fast paths use 16-byte loads and need 16-byte aligned rows (row_bytes % 16 == 0 and W
-// 16-byte aligned; for Q8_0 that is n_in % 256 == 0, for F16 n_in % 8 == 0); other shapes take
-// a slower generic kernel with the same numerics.
+// Scratch: the activations are converted into Stream::scratch (matmul_cuda_scratch_bytes);
+// reserve it before graph capture. The GEMM needs W and row_bytes 16-byte aligned and
+// n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the
+// matrix-vector kernels in groups of 8 tokens. The dp4a kernels take any even alignment.
+//
+// The dp4a kernels are launched as programmatic dependents of the kernel before them on the
+// stream (Hopper PDL): they start copying W while that kernel (normally the activation
+// quantizer) still runs and wait for it before reading activations. So W must not be written
+// by the kernel launched just before a dp4a matmul (copies, memsets and earlier kernels are
+// fine). They read W in aligned 16-byte chunks, so they may touch up to 15 bytes before the
+// first and after the last row (never outside those 16-byte chunks): pad weight allocations to
+// a multiple of 16 bytes (the test does, and compute-sanitizer's memcheck then stays clean).
 //
 // Failure semantics: an unsupported type or bad shape records invalid_argument / unsupported
 // on the Device (sticky) and launches nothing; launch errors are recorded likewise. Y is then
@@ -28,10 +49,28 @@
 
 namespace hearth::backend {
 
-// Types with a CUDA matmul kernel: F16, Q8_0, Q4_K.
+// Token count from which matmul_cuda uses the tensor-core GEMM (below: matrix-vector kernels
+// in groups of up to 8 tokens, which read W once per group).
+constexpr int64_t kMatmulGemmMinTokens = 16;
+
+// Types with a CUDA matmul kernel: F16, Q4_0, Q8_0, Q4_K, Q6_K.
 bool can_matmul_cuda(quant::QuantType type);
+
+// Stream scratch bytes matmul_cuda needs for this shape (0 for F16 with few tokens).
+size_t matmul_cuda_scratch_bytes(quant::QuantType type, int64_t n_in, int64_t n_tokens);
 
 void matmul_cuda(cuda::Stream& stream, quant::QuantType type, const std::byte* w, size_t row_bytes,
                  const float* x, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens);
+
+// The two steps of the dp4a path, for callers that multiply one activation by several
+// matrices (Q, K and V; gate and up) and so quantize it once:
+// quantize_activations_cuda writes X ([n_tokens][n_in] f32, n_in % 32 == 0) as int8 blocks into
+// `xq` (device memory of activation_q8_bytes(n_in, n_tokens) bytes, 16-byte aligned);
+// matmul_cuda_q8 then computes Y from them for a dp4a type (Q4_0, Q8_0, Q4_K, Q6_K), any
+// n_tokens (it reads W once per 8 tokens).
+size_t activation_q8_bytes(int64_t n_in, int64_t n_tokens);
+void quantize_activations_cuda(cuda::Stream& stream, const float* x, void* xq, int64_t n_in, int64_t n_tokens);
+void matmul_cuda_q8(cuda::Stream& stream, quant::QuantType type, const std::byte* w, size_t row_bytes,
+                    const void* xq, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens);
 
 }  // namespace hearth::backend

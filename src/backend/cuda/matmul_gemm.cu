@@ -1,0 +1,392 @@
+// Tensor-core GEMM for prefill: Y[t][o] = sum_k W[o][k] * X[t][k] with mma.sync m16n8k16
+// (f16 x f16 -> f32). W (F16, Q4_0, Q8_0, Q4_K, Q6_K) is dequantized to f16 on the way into
+// shared memory; X arrives as f16 (converted once by matmul.cu).
+//
+// Tiles: a block of 256 threads (8 warps) computes 128 weight rows x 128 tokens, stepping K by
+// 64 (two 32-value units: Q8_0/Q4_0 blocks, Q4_K sub-blocks, pairs of Q6_K sub-blocks). Each
+// warp owns 64 rows x 32 tokens: 4 x 4 mma tiles, 64 f32 accumulators per thread. Per K step,
+// thread `tid` turns the 32 weights of unit 2*step + tid%2 of row tid/2 into f16 and stores
+// them; the raw bytes of the next step are loaded into registers before the current step's
+// mma, and the X tile of the next step is copied by cp.async, both into the other of two
+// shared buffers (one barrier a step; a first version stepped by 32 and reached ~200 TFLOP/s
+// on F16).
+// The dequantized value of every weight is bit-identical to quant/'s reference dequantize (same
+// f32 operations, no contraction) before its rounding to f16.
+// Block order: the token tiles of one weight tile are adjacent in the grid, so W is read from
+// HBM about once and from L2 by the other token tiles. Shared rows are padded to 40 halves
+// (80 bytes) so the 8 row addresses of each ldmatrix land in distinct bank groups.
+#include <cstddef>
+
+#include "backend/cuda/matmul_kernels.cuh"
+#include "quant/q4_0.h"
+#include "quant/q4_k.h"
+#include "quant/q6_k.h"
+#include "quant/q8_0.h"
+
+namespace hearth::backend::cuda_kernels {
+namespace {
+
+using quant::QuantType;
+
+static_assert(sizeof(quant::BlockQ8_0) == 34 && sizeof(quant::BlockQ4_0) == 18 && sizeof(quant::BlockQ4_K) == 144 &&
+              sizeof(quant::BlockQ6_K) == 210);
+
+constexpr int kBM = 128;  // weight rows per block
+constexpr int kBN = 128;  // tokens per block
+constexpr int kBK = 64;   // K per step: two units of 32
+constexpr int kThreads = 256;
+constexpr int kLd = kBK + 8;  // shared row stride in halves (144 bytes = 9 bank groups: ldmatrix rows spread)
+constexpr size_t kSmemBytes = 2 * (size_t)(kBM + kBN) * kLd * sizeof(__half);  // 73,728: dynamic
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {  // src_bytes 0: zero fill
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p))
+                 : "memory");
+}
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ uint4 ldg16(const std::byte* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+__device__ __forceinline__ uint32_t ldg_u32(const std::byte* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
+__device__ __forceinline__ uint32_t ldg_u16(const std::byte* p) { return __ldg(reinterpret_cast<const unsigned short*>(p)); }
+
+// 16 bytes at a 2-byte-aligned address as 5 aligned words plus a shift (the fifth word is read
+// only when needed, so nothing past the 16 bytes' last aligned word is touched).
+struct Raw16 {
+    uint32_t w[5];
+    int sh;
+};
+__device__ __forceinline__ void load16_a2(const std::byte* p, Raw16& r) {
+    const auto* base = reinterpret_cast<const std::byte*>((uintptr_t)p & ~(uintptr_t)3);
+    r.sh = (int)((uintptr_t)p & 2) * 8;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) r.w[i] = ldg_u32(base + 4 * i);
+    r.w[4] = r.sh ? ldg_u32(base + 16) : 0u;
+}
+__device__ __forceinline__ uint32_t word16(const Raw16& r, int i) { return __funnelshift_r(r.w[i], r.w[i + 1], r.sh); }
+
+// 16 values of one row at k = 32*kt + 16*h (kt: 32-value unit): load() fetches the raw bytes,
+// dequant() makes the 16 f16 values (2 x uint4, k ascending).
+template <QuantType kType> struct Tile;
+
+template <> struct Tile<QuantType::f16> {
+    struct Raw {
+        uint4 a, b;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* p = row + 2 * (size_t)(32 * kt + 16 * h);
+        r.a = ldg16(p);
+        r.b = ldg16(p + 16);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int, uint4 (&out)[2]) {
+        out[0] = r.a;
+        out[1] = r.b;
+    }
+};
+
+template <> struct Tile<QuantType::q8_0> {  // block kt, quants 16h..16h+15
+    struct Raw {
+        Raw16 q;
+        uint32_t d;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* blk = row + 34 * (size_t)kt;
+        r.d = ldg_u16(blk);
+        load16_a2(blk + 2 + 16 * h, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int, uint4 (&out)[2]) {
+        const float d = fp16_bits_to_f32(r.d);
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = word16(r.q, i) ^ 0x80808080u;  // int8 + 128 as bytes
+            constexpr float kBias = 8388608.0f + 128.0f;
+            o[2 * i] = pack_half2(byte_to_float<0>(u, kBias) * d, byte_to_float<1>(u, kBias) * d);
+            o[2 * i + 1] = pack_half2(byte_to_float<2>(u, kBias) * d, byte_to_float<3>(u, kBias) * d);
+        }
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+template <> struct Tile<QuantType::q4_0> {  // block kt; values 16h.. are nibble h of qs[0..15]
+    struct Raw {
+        Raw16 q;
+        uint32_t d;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* blk = row + 18 * (size_t)kt;
+        r.d = ldg_u16(blk);
+        load16_a2(blk + 2, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
+        const float d = fp16_bits_to_f32(r.d);
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = (word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu;
+            constexpr float kBias = 8388608.0f + 8.0f;  // code - 8
+            o[2 * i] = pack_half2(byte_to_float<0>(u, kBias) * d, byte_to_float<1>(u, kBias) * d);
+            o[2 * i + 1] = pack_half2(byte_to_float<2>(u, kBias) * d, byte_to_float<3>(u, kBias) * d);
+        }
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+template <> struct Tile<QuantType::q4_k> {  // super-block kt/8, sub-block j = kt%8, values 16h..
+    struct Raw {
+        uint4 hdr, qs;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* sb = row + 144 * (size_t)(kt >> 3);
+        const int j = kt & 7;
+        r.hdr = ldg16(sb);
+        r.qs = ldg16(sb + 16 + 32 * (j >> 1) + 16 * h);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
+        const int j = kt & 7;
+        auto scale_byte = [&](int k) {  // scales[k] (header bytes 4..15), k run time: selects, not a local array
+            const uint32_t word = k < 4 ? r.hdr.y : k < 8 ? r.hdr.z : r.hdr.w;
+            return (word >> (8 * (k & 3))) & 0xffu;
+        };
+        uint32_t sc, mn;  // quant::detail::get_scale_min_k4
+        if (j < 4) {
+            sc = scale_byte(j) & 63;
+            mn = scale_byte(j + 4) & 63;
+        } else {
+            sc = (scale_byte(j + 4) & 0xF) | ((scale_byte(j - 4) >> 6) << 4);
+            mn = (scale_byte(j + 4) >> 4) | ((scale_byte(j) >> 6) << 4);
+        }
+        const float dl = fp16_bits_to_f32(r.hdr.x) * (float)sc;
+        const float ml = fp16_bits_to_f32(r.hdr.x >> 16) * (float)mn;
+        const uint32_t words[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w};
+        const int sh = 4 * (j & 1);
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = (words[i] >> sh) & 0x0f0f0f0fu;
+            constexpr float kBias = 8388608.0f;
+            // dl * q - ml, rounded twice like the reference dequantize (no fused multiply-add)
+            const float v0 = __fsub_rn(__fmul_rn(dl, byte_to_float<0>(u, kBias)), ml);
+            const float v1 = __fsub_rn(__fmul_rn(dl, byte_to_float<1>(u, kBias)), ml);
+            const float v2 = __fsub_rn(__fmul_rn(dl, byte_to_float<2>(u, kBias)), ml);
+            const float v3 = __fsub_rn(__fmul_rn(dl, byte_to_float<3>(u, kBias)), ml);
+            o[2 * i] = pack_half2(v0, v1);
+            o[2 * i + 1] = pack_half2(v2, v3);
+        }
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+template <> struct Tile<QuantType::q6_k> {  // super-block kt/8; values e = 32*(kt%8) + 16h + l, l < 16
+    struct Raw {
+        Raw16 lo, hi;
+        uint32_t d;
+        int sc;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* sb = row + 210 * (size_t)(kt >> 3);
+        const int j = kt & 7, hh = j >> 2, k = j & 3;
+        load16_a2(sb + 64 * hh + 32 * (k & 1) + 16 * h, r.lo);
+        load16_a2(sb + 128 + 32 * hh + 16 * h, r.hi);
+        r.sc = (int)(signed char)__ldg(reinterpret_cast<const signed char*>(sb + 192 + 2 * j + h));
+        r.d = ldg_u16(sb + 208);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
+        const int k = kt & 3;
+        const float dsc = fp16_bits_to_f32(r.d) * (float)r.sc;  // exact
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = ((word16(r.lo, i) >> (4 * (k >> 1))) & 0x0f0f0f0fu) |
+                               (((word16(r.hi, i) >> (2 * k)) & 0x03030303u) << 4);  // codes 0..63
+            constexpr float kBias = 8388608.0f + 32.0f;                              // code - 32
+            o[2 * i] = pack_half2(__fmul_rn(dsc, byte_to_float<0>(u, kBias)), __fmul_rn(dsc, byte_to_float<1>(u, kBias)));
+            o[2 * i + 1] =
+                pack_half2(__fmul_rn(dsc, byte_to_float<2>(u, kBias)), __fmul_rn(dsc, byte_to_float<3>(u, kBias)));
+        }
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+__device__ __forceinline__ void store_out(float* y, int n_out, int n_tokens, int m, int n, float v, bool atomic) {
+    if (m < n_out && n < n_tokens) {
+        float* p = y + (size_t)n * n_out + m;
+        if (atomic) {
+            atomicAdd(p, v);
+        } else {
+            *p = v;
+        }
+    }
+}
+
+template <QuantType kType>
+__global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const std::byte* __restrict__ w, size_t row_bytes,
+                                                           const __half* __restrict__ xh, float* __restrict__ y,
+                                                           int n_in, int n_out, int n_tokens, int kt_per_split,
+                                                           bool atomic) {
+    extern __shared__ uint4 smem_v[];
+    __half* sA = reinterpret_cast<__half*>(smem_v);  // [2][kBM][kLd] f16 weights
+    __half* sB = sA + 2 * kBM * kLd;                   // [2][kBN][kLd] f16 activations
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * kBM;
+    const int n_kt = n_in / kBK;
+    const int kt0 = blockIdx.z * kt_per_split, kt1 = min(n_kt, kt0 + kt_per_split);
+    const int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
+
+    // Weight loader: row a_r of the tile, unit 2*kt + a_u (values 32*a_u..+31 of the step). Rows
+    // past n_out read row n_out - 1 and are never stored.
+    const int a_r = tid >> 1, a_u = tid & 1;
+    const std::byte* a_row = w + (size_t)min(m0 + a_r, n_out - 1) * row_bytes;
+    // Activation loader: 16-byte chunks c = tid + 256 i (i < 4): token c / 8, k 8 * (c % 8).
+    const int b_tok = tid >> 3, b_k = (tid & 7) * 8;
+    auto load_b = [&](int kt, int buf) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const int tok = b_tok + 32 * c, t = n0 + tok;
+            const bool ok = t < n_tokens;  // tokens past the end are zero-filled
+            const __half* src = xh + (size_t)(ok ? t : 0) * n_in + (size_t)kt * kBK + b_k;
+            cp_async16(&sB[(buf * kBN + tok) * kLd + b_k], src, ok ? 16 : 0);
+        }
+        cp_async_commit();
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+        }
+    }
+
+    typename Tile<kType>::Raw raw[2];
+    auto load_a = [&](int kt) {
+        Tile<kType>::load(a_row, 2 * kt + a_u, 0, raw[0]);
+        Tile<kType>::load(a_row, 2 * kt + a_u, 1, raw[1]);
+    };
+    if (kt0 < kt1) {
+        load_a(kt0);
+        load_b(kt0, 0);
+    }
+    for (int kt = kt0; kt < kt1; ++kt) {
+        const int buf = (kt - kt0) & 1;
+        uint4* dst = reinterpret_cast<uint4*>(&sA[(buf * kBM + a_r) * kLd + a_u * 32]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            uint4 deq[2];
+            Tile<kType>::dequant(raw[h], 2 * kt + a_u, h, deq);
+            dst[2 * h] = deq[0];
+            dst[2 * h + 1] = deq[1];
+        }
+        cp_async_wait_all();
+        __syncthreads();  // sA[buf] and sB[buf] complete; every warp is done with step kt - 1
+        if (kt + 1 < kt1) {
+            load_a(kt + 1);
+            load_b(kt + 1, buf ^ 1);
+        }
+        const __half* a_tile = sA + buf * kBM * kLd;
+        const __half* b_tile = sB + buf * kBN * kLd;
+#pragma unroll
+        for (int ks = 0; ks < kBK / 16; ++ks) {
+            uint32_t af[4][4], bf[2][4];
+#pragma unroll
+            for (int mi = 0; mi < 4; ++mi) {
+                ldmatrix_x4(af[mi], &a_tile[(wm + mi * 16 + (lane & 15)) * kLd + ks * 16 + (lane >> 4) * 8]);
+            }
+#pragma unroll
+            for (int nj = 0; nj < 2; ++nj) {
+                ldmatrix_x4(bf[nj],
+                            &b_tile[(wn + nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks * 16 + ((lane >> 3) & 1) * 8]);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 4; ++mi) {
+#pragma unroll
+                for (int ni = 0; ni < 4; ++ni) {
+                    mma_16816(acc[mi][ni], af[mi], bf[ni >> 1][(ni & 1) * 2], bf[ni >> 1][(ni & 1) * 2 + 1]);
+                }
+            }
+        }
+    }
+
+    // C fragment: c0, c1 at (row lane/4, tokens 2*(lane%4) + 0, 1); c2, c3 at row + 8.
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+            const int m = m0 + wm + mi * 16 + (lane >> 2);
+            const int n = n0 + wn + ni * 8 + 2 * (lane & 3);
+            store_out(y, n_out, n_tokens, m, n, acc[mi][ni][0], atomic);
+            store_out(y, n_out, n_tokens, m, n + 1, acc[mi][ni][1], atomic);
+            store_out(y, n_out, n_tokens, m + 8, n, acc[mi][ni][2], atomic);
+            store_out(y, n_out, n_tokens, m + 8, n + 1, acc[mi][ni][3], atomic);
+        }
+    }
+}
+
+template <QuantType kType>
+cudaError_t launch(const std::byte* w, size_t row_bytes, const __half* xh, float* y, int n_in, int n_out,
+                   int n_tokens, int n_sm, cudaStream_t s) {
+    const dim3 grid((unsigned)((n_tokens + kBN - 1) / kBN), (unsigned)((n_out + kBM - 1) / kBM), 1);
+    const int n_kt = n_in / kBK;
+    // At most one tile per SM (two blocks fit on each): split K in two halves, added into a
+    // zeroed Y. With exactly two addends the result is 0 + a + b = a + b in either order, so it
+    // stays deterministic.
+    const bool split = (long long)grid.x * grid.y <= n_sm && n_kt >= 8;
+    const int splits = split ? 2 : 1;
+    const int kt_per_split = (n_kt + splits - 1) / splits;
+    cudaError_t err = cudaFuncSetAttribute(gemm_kernel<kType>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes);
+    if (err != cudaSuccess) return err;
+    if (split) {
+        err = cudaMemsetAsync(y, 0, (size_t)n_out * n_tokens * sizeof(float), s);
+        if (err != cudaSuccess) return err;
+    }
+    gemm_kernel<kType><<<dim3(grid.x, grid.y, splits), kThreads, kSmemBytes, s>>>(w, row_bytes, xh, y, n_in, n_out,
+                                                                                  n_tokens, kt_per_split, split);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+bool has_gemm(QuantType type) {
+    return type == QuantType::f16 || type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k ||
+           type == QuantType::q6_k;
+}
+
+cudaError_t gemm_f16(QuantType type, const std::byte* w, size_t row_bytes, const __half* xh, float* y, int n_in,
+                     int n_out, int n_tokens, int n_sm, cudaStream_t s) {
+    switch (type) {
+        case QuantType::f16: return launch<QuantType::f16>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q8_0: return launch<QuantType::q8_0>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q4_0: return launch<QuantType::q4_0>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q4_k: return launch<QuantType::q4_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q6_k: return launch<QuantType::q6_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace hearth::backend::cuda_kernels

@@ -1,0 +1,74 @@
+// Internal to backend/cuda: launchers of the matmul kernels (matmul.cu dispatches to them) and
+// the small device helpers they share. Contract and numerics: matmul.h.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/types.h"
+
+namespace hearth::backend::cuda_kernels {
+
+// Activations quantized for the dp4a kernels (q8_1-style, one block per 32 values), stored as
+// two arrays so that both stay aligned: qs [n_tokens][n_in] int8 and ds [n_tokens][n_in / 32]
+// {d, sum of the block's 32 quants as a float}; value i of token t is ds[t][i/32].x * qs[t][i].
+struct ActQ8 {
+    const int8_t* qs;
+    const float2* ds;
+};
+// Byte size of one ActQ8 buffer, and where its ds array starts (16-byte aligned).
+inline size_t act_q8_ds_offset(int64_t n_in, int64_t n_tokens) { return ((size_t)(n_in * n_tokens) + 15) & ~(size_t)15; }
+inline size_t act_q8_bytes(int64_t n_in, int64_t n_tokens) {
+    return act_q8_ds_offset(n_in, n_tokens) + (size_t)(n_in / 32) * n_tokens * sizeof(float2);
+}
+
+// x [n_tokens][n_in] f32 (n_in % 32 == 0, any 4-byte alignment) -> qs, ds as above.
+// d = amax / 127, q = round_half_even(x * (127 / amax)) (0 for an all-zero block).
+cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_tokens, cudaStream_t s);
+// xh[i] = f16(x[i]), round to nearest even, i < n.
+cudaError_t convert_f16(const float* x, __half* xh, int64_t n, cudaStream_t s);
+
+// dp4a matrix-vector product for Q4_0, Q8_0, Q4_K, Q6_K (matmul_vec.cu); 1 <= n_tokens <= 8.
+// W rows must be 2-byte aligned; n_sm sizes the persistent grid. With `pdl` the kernel is launched as a programmatic dependent
+// of the previous kernel on the stream (quantize_q8): it starts streaming W before that kernel
+// has finished and waits for it only before reading the activations.
+bool has_matvec_q8(quant::QuantType type);
+cudaError_t matvec_q8(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
+                      int n_out, int n_tokens, int n_sm, bool pdl, cudaStream_t s);
+
+// Tensor-core GEMM (matmul_gemm.cu) for F16, Q4_0, Q8_0, Q4_K, Q6_K: W 16-byte aligned with
+// row_bytes % 16 == 0, n_in % 64 == 0; xh [n_tokens][n_in] f16, 16-byte aligned. n_sm sizes
+// the split over K when the output has too few tiles to fill the device (y is then zeroed
+// first and the two halves of K are added with atomics: a + b is exact-order independent).
+bool has_gemm(quant::QuantType type);
+cudaError_t gemm_f16(quant::QuantType type, const std::byte* w, size_t row_bytes, const __half* xh, float* y, int n_in,
+                     int n_out, int n_tokens, int n_sm, cudaStream_t s);
+
+// ---- device helpers shared by the kernels
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float fp16_bits_to_f32(uint32_t h) {
+    return __half2float(__ushort_as_half((unsigned short)(h & 0xffffu)));
+}
+
+// Exact int -> float for |i| < 2^22 with two full-rate instructions (I2F runs at quarter rate).
+__device__ __forceinline__ float small_int_to_float(int i) {
+    return __int_as_float(0x4B400000 + i) - 12582912.0f;  // 1.5 * 2^23
+}
+
+// Byte k (0..3) of `word` as a float, exactly, minus `bias`: builds the float 2^23 + byte
+// with one byte permute, then subtracts (2^23 + bias).
+template <int k>
+__device__ __forceinline__ float byte_to_float(uint32_t word, float bias_plus_2p23) {
+    return __uint_as_float(__byte_perm(word, 0x4B000000u, 0x7540 | k)) - bias_plus_2p23;
+}
+
+}  // namespace hearth::backend::cuda_kernels

@@ -1,0 +1,452 @@
+// dp4a matrix-vector kernels for Q4_0, Q8_0, Q4_K and Q6_K weights with int8 activations
+// (ActQ8: q8_1-style blocks of 32). Decode is bandwidth-bound: every weight byte is read once
+// per group of up to 8 tokens, so the design goal is to keep HBM busy with few instructions
+// per byte.
+//
+// Work is cut in "units" of 32 weights, one activation block each. A thread block (32 to 128
+// threads) is persistent: it walks row groups of R rows (blockIdx.x, + gridDim.x, ...) and each
+// row in stages; a stage covers whole groups of 64 units (2048 weights), which for every type
+// here is a multiple of 16 bytes (Q8_0 2176, Q4_0 1152, Q4_K 1152, Q6_K 1680). Each (row group,
+// stage) item is copied with 16-byte cp.async into one of three shared buffers, two items ahead
+// of the one being computed, so every block keeps two items of weights in flight without
+// holding them in registers (staging through shared memory because the blocks of Q8_0, Q4_0 and
+// Q6_K are 34, 18 and 210 bytes, only 2-byte aligned). Threads read their units from there with
+// 32-bit loads and funnel shifts (16-byte loads for 16-byte-aligned Q4_K rows). A thread owns
+// one "slot" of every row of the group: one unit (R = 4 rows), or for one token and the K-quants
+// two units that share their bytes (R = 2 rows): Q4_K low and high nibbles of the same 32 bytes
+// with one header, Q6_K k and k + 2 of a 128-value half (the same ql and qh bytes). One load of
+// a unit's activations serves all R rows.
+// The grid is as many blocks as fit at once, trimmed so every block gets the same number of row
+// groups.
+// History (H100, 14336 x 4096 Q4_K, 1 token, kernel alone, % of copy bandwidth): one row per
+// block staged through registers 49 %; 4 rows per block with cp.async double buffering 63 %
+// (both short of bytes in flight); persistent 3-buffer pipeline with Q4_K/Q6_K unit pairs 69-71 %
+// (large matrices 90 %: what is left at this size is the decode work per byte and the ramp).
+// Rows whose start is not 16-byte aligned are copied from the 16-byte boundary below and read
+// at an offset.
+//
+// Per unit and token: two 16-byte activation loads, eight dp4a, and one scale step:
+//   y += dx * (a0 * dot(q[0..15], xq[0..15]) + a1 * dot(q[16..31], xq[16..31]) - m * sum(xq))
+// with (a0, a1, m) = (d, d, 0) for Q8_0, (d, d, 8d) for Q4_0 (codes 0..15 stand for q - 8),
+// (d*sc, d*sc, dmin*min) for Q4_K and (d*sc0, d*sc1, 0) for Q6_K (codes made signed, q - 32).
+// The int dot products are exact; the float steps round ~1e-7 relative per unit.
+#include <algorithm>
+#include <cstddef>
+
+#include "backend/cuda/matmul_kernels.cuh"
+#include "quant/q4_0.h"
+#include "quant/q4_k.h"
+#include "quant/q6_k.h"
+#include "quant/q8_0.h"
+
+namespace hearth::backend::cuda_kernels {
+namespace {
+
+using quant::QuantType;
+
+// Byte offsets used below, checked against the block structs of quant/ (the one definition).
+static_assert(sizeof(quant::BlockQ8_0) == 34 && offsetof(quant::BlockQ8_0, qs) == 2);
+static_assert(sizeof(quant::BlockQ4_0) == 18 && offsetof(quant::BlockQ4_0, qs) == 2);
+static_assert(sizeof(quant::BlockQ4_K) == 144 && offsetof(quant::BlockQ4_K, dmin) == 2 &&
+              offsetof(quant::BlockQ4_K, scales) == 4 && offsetof(quant::BlockQ4_K, qs) == 16);
+static_assert(sizeof(quant::BlockQ6_K) == 210 && offsetof(quant::BlockQ6_K, ql) == 0 &&
+              offsetof(quant::BlockQ6_K, qh) == 128 && offsetof(quant::BlockQ6_K, scales) == 192 &&
+              offsetof(quant::BlockQ6_K, d) == 208);
+
+template <QuantType> struct Fmt;  // kGroupBytes: bytes of 64 units (2048 weights)
+template <> struct Fmt<QuantType::q8_0> { static constexpr int kGroupBytes = 64 * 34; };
+template <> struct Fmt<QuantType::q4_0> { static constexpr int kGroupBytes = 64 * 18; };
+template <> struct Fmt<QuantType::q4_k> { static constexpr int kGroupBytes = 8 * 144; };
+template <> struct Fmt<QuantType::q6_k> { static constexpr int kGroupBytes = 8 * 210; };
+static_assert(Fmt<QuantType::q8_0>::kGroupBytes % 16 == 0 && Fmt<QuantType::q4_0>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::q4_k>::kGroupBytes % 16 == 0 && Fmt<QuantType::q6_k>::kGroupBytes % 16 == 0);
+
+constexpr int kMaxThreads = 128;
+
+// One unit's weights as int8 lanes (q[0..3]: values 0..15, q[4..7]: values 16..31) and its scales.
+struct Unit {
+    int q[8];
+    float a0, a1, m;
+};
+
+// N words from a 2-byte-aligned byte offset of a 16-byte-aligned shared buffer (reads N + 1 words).
+template <int N>
+__device__ __forceinline__ void lds_words(const uint32_t* sw, int byte_off, uint32_t (&out)[N]) {
+    const uint32_t* p = sw + (byte_off >> 2);
+    const int sh = (byte_off & 2) * 8;  // 0 or 16
+    uint32_t prev = p[0];
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const uint32_t next = p[i + 1];
+        out[i] = __funnelshift_r(prev, next, sh);
+        prev = next;
+    }
+}
+
+__device__ __forceinline__ uint32_t lds_u16(const uint32_t* sw, int byte_off) {
+    return (sw[byte_off >> 2] >> ((byte_off & 2) * 8)) & 0xffffu;
+}
+
+// Unit u of a stage whose first byte (of this row) is at byte `base` of sw.
+template <QuantType kType>
+__device__ __forceinline__ void load_unit(const uint32_t* sw, int base, int u, Unit& un);
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q8_0>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 34 * u;
+    const float d = fp16_bits_to_f32(lds_u16(sw, b));
+    uint32_t w[8];
+    lds_words<8>(sw, b + 2, w);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) un.q[i] = (int)w[i];
+    un.a0 = un.a1 = d;
+    un.m = 0.0f;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q4_0>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 18 * u;
+    const float d = fp16_bits_to_f32(lds_u16(sw, b));
+    uint32_t w[4];  // byte j: value j (low nibble), value j + 16 (high nibble)
+    lds_words<4>(sw, b + 2, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        un.q[i] = (int)(w[i] & 0x0f0f0f0fu);
+        un.q[4 + i] = (int)((w[i] >> 4) & 0x0f0f0f0fu);
+    }
+    un.a0 = un.a1 = d;
+    un.m = 8.0f * d;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q4_k>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 144 * (u >> 3);
+    const int j = u & 7;  // sub-block: values 32j..32j+31 = nibble j%2 of qs[32*(j/2) + l]
+    uint32_t h[4];        // d, dmin, scales[0..11]
+    uint32_t w[8];
+    if ((base & 15) == 0) {  // the row is 16-byte aligned (uniform over the block): vector loads
+        const auto* sv = reinterpret_cast<const uint4*>(sw);
+        const uint4 hv = sv[sb >> 4], q0 = sv[(sb + 16 + 32 * (j >> 1)) >> 4], q1 = sv[(sb + 32 + 32 * (j >> 1)) >> 4];
+        h[0] = hv.x, h[1] = hv.y, h[2] = hv.z, h[3] = hv.w;
+        w[0] = q0.x, w[1] = q0.y, w[2] = q0.z, w[3] = q0.w, w[4] = q1.x, w[5] = q1.y, w[6] = q1.z, w[7] = q1.w;
+    } else {
+        lds_words<4>(sw, sb, h);
+        lds_words<8>(sw, sb + 16 + 32 * (j >> 1), w);
+    }
+    // quant::detail::get_scale_min_k4 without branches: bytes j%4 of scales[0..3], [4..7], [8..11].
+    const int bsh = 8 * (j & 3);
+    const uint32_t a = h[1] >> bsh, b = h[2] >> bsh, c = h[3] >> bsh;
+    const uint32_t sc = j < 4 ? (a & 63) : ((c & 0xF) | ((a >> 2) & 0x30));
+    const uint32_t mn = j < 4 ? (b & 63) : (((c >> 4) & 0xF) | ((b >> 2) & 0x30));
+    const int sh = 4 * (j & 1);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) un.q[i] = (int)((w[i] >> sh) & 0x0f0f0f0fu);
+    un.a0 = un.a1 = fp16_bits_to_f32(h[0]) * (float)sc;
+    un.m = fp16_bits_to_f32(h[0] >> 16) * (float)mn;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q6_k>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 210 * (u >> 3);
+    const int j = u & 7, hh = j >> 2, k = j & 3;  // values 128*hh + 32*k + l, l < 32
+    uint32_t lo[8], hi[8];
+    lds_words<8>(sw, sb + 64 * hh + 32 * (k & 1), lo);  // ql: nibble k/2
+    lds_words<8>(sw, sb + 128 + 32 * hh, hi);           // qh: bits 2k, 2k+1
+    const int sl = 4 * (k >> 1), shh = 2 * k;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const uint32_t code = ((lo[i] >> sl) & 0x0f0f0f0fu) | (((hi[i] >> shh) & 0x03030303u) << 4);  // 0..63
+        un.q[i] = (int)__vsub4(code, 0x20202020u);                                                    // -32..31
+    }
+    const uint32_t scw = lds_u16(sw, sb + 192 + 2 * j);  // scales of values 0..15 and 16..31 of the unit
+    const float d = fp16_bits_to_f32(lds_u16(sw, sb + 208));
+    un.a0 = d * (float)(int8_t)(scw & 0xffu);
+    un.a1 = d * (float)(int8_t)(scw >> 8);
+    un.m = 0.0f;
+}
+
+// Q4_K scale and min of sub-block j (quant::detail::get_scale_min_k4) from the header words
+// h1..h3 (scales[0..3], [4..7], [8..11]), without branches.
+__device__ __forceinline__ void q4_k_scale_min(int j, uint32_t h1, uint32_t h2, uint32_t h3, uint32_t& sc, uint32_t& mn) {
+    const int bsh = 8 * (j & 3);
+    const uint32_t a = h1 >> bsh, b = h2 >> bsh, c = h3 >> bsh;
+    sc = j < 4 ? (a & 63) : ((c & 0xF) | ((a >> 2) & 0x30));
+    mn = j < 4 ? (b & 63) : (((c >> 4) & 0xF) | ((b >> 2) & 0x30));
+}
+
+// Per type: kUnits units per slot, rows per block, bytes per 64 units, the stage-local index of
+// unit i of slot p, and the decoder of a slot (row data starting at byte `base` of sw). kPair:
+// two units per slot where the type allows it (K-quants), one unit and four rows otherwise.
+// Pairs halve the decode work per byte (the single-token case, where that work bounds the
+// speed); single units with four rows share each activation load over more rows (several
+// tokens, where activation loads dominate).
+template <QuantType kType, bool kPair> struct Slot {  // one unit per slot
+    static constexpr int kUnits = 1, kRows = 4;
+    static constexpr int kGroupBytes = kType == QuantType::q8_0 ? 64 * 34 : kType == QuantType::q4_0 ? 64 * 18
+                                     : kType == QuantType::q4_k ? 8 * 144 : 8 * 210;
+    static __device__ __forceinline__ int unit(int p, int) { return p; }
+    static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[1]) {
+        load_unit<kType>(sw, base, p, un[0]);
+    }
+};
+
+template <> struct Slot<QuantType::q4_k, true> {  // slot p: super-block p/4, chunk c = p%4 = sub-blocks 2c, 2c+1
+    static constexpr int kUnits = 2, kRows = 2, kGroupBytes = 8 * 144;
+    static __device__ __forceinline__ int unit(int p, int i) { return 8 * (p >> 2) + 2 * (p & 3) + i; }
+    static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[2]) {
+        const int sb = base + 144 * (p >> 2), c = p & 3;
+        uint32_t h[4];  // d, dmin, scales[0..11]
+        uint32_t w[8];  // qs[32c .. 32c + 31]: low nibbles sub-block 2c, high nibbles 2c + 1
+        if ((base & 15) == 0) {  // the row is 16-byte aligned (uniform over the block): vector loads
+            const auto* sv = reinterpret_cast<const uint4*>(sw);
+            const uint4 hv = sv[sb >> 4], q0 = sv[(sb + 16 + 32 * c) >> 4], q1 = sv[(sb + 32 + 32 * c) >> 4];
+            h[0] = hv.x, h[1] = hv.y, h[2] = hv.z, h[3] = hv.w;
+            w[0] = q0.x, w[1] = q0.y, w[2] = q0.z, w[3] = q0.w, w[4] = q1.x, w[5] = q1.y, w[6] = q1.z, w[7] = q1.w;
+        } else {
+            lds_words<4>(sw, sb, h);
+            lds_words<8>(sw, sb + 16 + 32 * c, w);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            un[0].q[i] = (int)(w[i] & 0x0f0f0f0fu);
+            un[1].q[i] = (int)((w[i] >> 4) & 0x0f0f0f0fu);
+        }
+        const float d = fp16_bits_to_f32(h[0]), dmin = fp16_bits_to_f32(h[0] >> 16);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            uint32_t sc, mn;
+            q4_k_scale_min(2 * c + i, h[1], h[2], h[3], sc, mn);
+            un[i].a0 = un[i].a1 = d * (float)sc;
+            un[i].m = dmin * (float)mn;
+        }
+    }
+};
+
+template <> struct Slot<QuantType::q6_k, true> {  // slot p: super-block p/4, q = p%4: half hh = q/2, k = q%2 and k + 2
+    static constexpr int kUnits = 2, kRows = 2, kGroupBytes = 8 * 210;
+    static __device__ __forceinline__ int unit(int p, int i) { return 8 * (p >> 2) + 4 * ((p & 3) >> 1) + (p & 1) + 2 * i; }
+    static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[2]) {
+        const int sb = base + 210 * (p >> 2), hh = (p & 3) >> 1, k = p & 1;
+        // Unit k (values 128hh + 32k + l) is the low nibble of ql[64hh + 32k + l] and bits 2k of
+        // qh[32hh + l]; unit k + 2 the high nibble of the same ql byte and bits 2k + 4.
+        uint32_t lo[8], hi[8], sc[2];
+        lds_words<8>(sw, sb + 64 * hh + 32 * k, lo);
+        lds_words<8>(sw, sb + 128 + 32 * hh, hi);
+        lds_words<2>(sw, sb + 192 + 2 * (4 * hh + k), sc);  // scales[2j], [2j+1] of j and (j + 2: word 1)
+        const int sh = 2 * k;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t hb = hi[i] >> sh;
+            un[0].q[i] = (int)__vsub4((lo[i] & 0x0f0f0f0fu) | ((hb & 0x03030303u) << 4), 0x20202020u);
+            un[1].q[i] = (int)__vsub4(((lo[i] >> 4) & 0x0f0f0f0fu) | ((hb & 0x30303030u)), 0x20202020u);
+        }
+        const float d = fp16_bits_to_f32(lds_u16(sw, sb + 208));
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            un[i].a0 = d * (float)(int8_t)(sc[i] & 0xffu);
+            un[i].a1 = d * (float)(int8_t)((sc[i] >> 8) & 0xffu);
+            un[i].m = 0.0f;
+        }
+    }
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+// 16 bytes global -> shared, bypassing L1 (weights are read once).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+constexpr int kBufs = 3;  // stage buffers: two items in flight while one is computed
+
+template <QuantType kType, int T>
+__global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
+    matvec_q8_kernel(const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
+                     const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out) {
+    using S = Slot<kType, T == 1>;
+    constexpr int R = S::kRows, U = S::kUnits;
+    extern __shared__ uint4 smem[];                // [kBufs][R rows][row_stride / 16]: one item each
+    __shared__ float red[kMaxThreads / 32][R][T];  // per-warp partial sums
+    const int nth = blockDim.x, tid = threadIdx.x;
+    const int stage_units = nth * U;                         // a multiple of 64
+    const int stage_bytes = stage_units / 64 * S::kGroupBytes;  // a multiple of 16
+    const int row_stride = stage_bytes + 32;  // data + misalignment (< 16) + the word lds_words reads past it
+    const int buf_stride = R * row_stride;
+    const int n_units = n_in / 32;
+    const int n_stages = (n_units + stage_units - 1) / stage_units;
+    const int n_groups = (n_out + R - 1) / R;
+    const int n_items = (n_groups - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x * n_stages;
+
+    // Rows past n_out read row n_out - 1 (valid memory) and are never stored.
+    auto row_ptr = [&](int row) { return w + (size_t)min(row, n_out - 1) * row_bytes; };
+    auto issue = [&](int item) {  // copies item `item` (if any) and commits a group either way
+        if (item < n_items) {
+            const int row0 = ((int)blockIdx.x + item / n_stages * (int)gridDim.x) * R;
+            const int sb0 = item % n_stages * stage_bytes;  // stage start inside the row
+            const int bytes = min(stage_bytes, data_bytes - sb0);
+            auto* dst = reinterpret_cast<std::byte*>(smem) + item % kBufs * buf_stride;
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const uintptr_t start = (uintptr_t)(row_ptr(row0 + r) + sb0);
+                const uintptr_t base = start & ~(uintptr_t)15;
+                const int nv = (int)(((start & 15) + bytes + 15) >> 4);
+                for (int v = tid; v < nv; v += nth) {
+                    cp_async16(dst + r * row_stride + 16 * v, reinterpret_cast<const void*>(base + 16 * (uintptr_t)v));
+                }
+            }
+        }
+        cp_async_commit();
+    };
+
+#pragma unroll
+    for (int p = 0; p < kBufs - 1; ++p) issue(p);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Launched as a programmatic dependent of the activation quantizer: the first weight items
+    // are in flight; wait for the activations (no-op when launched normally).
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+
+    float acc[R][T];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int t = 0; t < T; ++t) acc[r][t] = 0.0f;
+    }
+    const int warp = tid >> 5, lane = tid & 31;
+    for (int item = 0; item < n_items; ++item) {
+        issue(item + kBufs - 1);  // into the buffer computed last iteration (released by its barrier)
+        cp_async_wait<kBufs - 1>();
+        __syncthreads();  // item `item` landed for every thread's copies
+        const int row0 = ((int)blockIdx.x + item / n_stages * (int)gridDim.x) * R;
+        const int stage = item % n_stages;
+        const int gbase = stage * stage_units;
+        const uint32_t* sw = reinterpret_cast<const uint32_t*>(smem) + item % kBufs * (buf_stride / 4);
+        if (gbase + S::unit(tid, 0) < n_units) {  // slots hold whole super-blocks: all units in or out
+            Unit un[R][U];
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const int mis = (int)((uintptr_t)row_ptr(row0 + r) & 15);  // row start inside its 16-byte chunk
+                S::load(sw, r * row_stride + mis, tid, un[r]);
+            }
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+#pragma unroll
+                for (int i = 0; i < U; ++i) {
+                    const int g = gbase + S::unit(tid, i);
+                    const int4* xp = reinterpret_cast<const int4*>(xq + (size_t)t * n_in + 32 * (size_t)g);
+                    const int4 x0 = xp[0], x1 = xp[1];
+                    const float2 ds = xds[(size_t)t * n_units + g];
+#pragma unroll
+                    for (int r = 0; r < R; ++r) {
+                        const Unit& u = un[r][i];
+                        const int s0 = __dp4a(u.q[3], x0.w, __dp4a(u.q[2], x0.z, __dp4a(u.q[1], x0.y, __dp4a(u.q[0], x0.x, 0))));
+                        const int s1 = __dp4a(u.q[7], x1.w, __dp4a(u.q[6], x1.z, __dp4a(u.q[5], x1.y, __dp4a(u.q[4], x1.x, 0))));
+                        if constexpr (kType == QuantType::q6_k) {
+                            acc[r][t] += ds.x * (u.a0 * small_int_to_float(s0) + u.a1 * small_int_to_float(s1));
+                        } else {
+                            acc[r][t] += ds.x * (u.a0 * small_int_to_float(s0 + s1) - u.m * ds.y);
+                        }
+                    }
+                }
+            }
+        }
+        if (stage == n_stages - 1) {  // the row group is complete: reduce over the block, store
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+#pragma unroll
+                for (int t = 0; t < T; ++t) {
+                    const float v = warp_sum(acc[r][t]);
+                    if (lane == 0) red[warp][r][t] = v;
+                    acc[r][t] = 0.0f;
+                }
+            }
+            __syncthreads();
+            if (tid < R * T) {  // red is rewritten only after the barriers of a later item
+                const int r = tid / T, t = tid % T;
+                float sum = 0.0f;
+                for (int k = 0; k < nth / 32; ++k) sum += red[k][r][t];
+                if (row0 + r < n_out) y[(size_t)t * n_out + row0 + r] = sum;
+            }
+        }
+        __syncthreads();  // this item's buffer is refilled by the next iteration's copy
+    }
+}
+
+template <QuantType kType, int T>
+cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_sm, bool pdl,
+                   cudaStream_t s) {
+    using S = Slot<kType, T == 1>;
+    const int n_units = n_in / 32;
+    // Threads: one slot each, a stage (nth * kUnits units) a multiple of 64 units and, where the
+    // row allows, no larger than the row (idle threads cost occupancy).
+    const int nth_min = 64 / S::kUnits;
+    const int nth = n_units >= 128 * S::kUnits ? 128 : n_units >= 64 * S::kUnits ? 64 : nth_min;
+    const int stage_bytes = nth * S::kUnits / 64 * S::kGroupBytes;
+    const size_t smem = (size_t)kBufs * S::kRows * (stage_bytes + 32);
+    auto kernel = matvec_q8_kernel<kType, T>;
+    cudaError_t err = cudaSuccess;
+    if (smem > 48 * 1024) {
+        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (err != cudaSuccess) return err;
+    }
+    // Persistent grid: at most as many blocks as fit at once (every block then streams
+    // continuously), sized so that every block gets the same number of row groups (block b takes
+    // b, b + grid, ...): with ceil(groups / cap) groups each, the last wave is not a tail (a grid
+    // of exactly `cap` blocks lost up to 15 % to blocks with one group more than the rest).
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, nth, smem);
+    if (err != cudaSuccess) return err;
+    const int n_groups = (n_out + S::kRows - 1) / S::kRows;
+    const int cap = std::max(per_sm, 1) * n_sm;
+    const int per_block = (n_groups + cap - 1) / cap;
+    const int blocks = std::max(1, (n_groups + per_block - 1) / per_block);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)blocks);
+    cfg.blockDim = dim3((unsigned)nth);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, (int)quant::row_size(kType, n_in), act.qs, act.ds, y, n_in,
+                              n_out);
+}
+
+template <QuantType kType>
+cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out,
+                        int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
+    switch (n_tokens) {
+        case 1: return launch<kType, 1>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 2: return launch<kType, 2>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 3: return launch<kType, 3>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 4: return launch<kType, 4>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 5: return launch<kType, 5>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 6: return launch<kType, 6>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 7: return launch<kType, 7>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 8: return launch<kType, 8>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace
+
+bool has_matvec_q8(QuantType type) {
+    return type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k || type == QuantType::q6_k;
+}
+
+cudaError_t matvec_q8(QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out,
+                      int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
+    switch (type) {
+        case QuantType::q8_0: return launch_type<QuantType::q8_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
+        case QuantType::q4_0: return launch_type<QuantType::q4_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
+        case QuantType::q4_k: return launch_type<QuantType::q4_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
+        case QuantType::q6_k: return launch_type<QuantType::q6_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace hearth::backend::cuda_kernels
