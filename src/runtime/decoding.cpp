@@ -12,7 +12,9 @@ Decoding::Decoding(const tok::Tokenizer& tok, Sampler sampler, const GenerateReq
       stops_(req.stop),
       num_predict_(req.num_predict),
       ignore_eos_(req.ignore_eos),
-      mask_(req.mask) {}
+      mask_(req.mask) {
+    decoder_.preserve(req.preserve_tokens);
+}
 
 Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int32_t> history) {
     Step s;

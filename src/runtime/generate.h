@@ -31,6 +31,9 @@ struct GenerateRequest {
     bool truncate = false;
     int64_t keep = 0;
     std::shared_ptr<LogitsMask> mask;  // constrained decoding; null: every token allowed
+    // Control tokens whose text is streamed anyway (others produce none): the tool-call and
+    // channel markers of the model's chat format (chat::ChatFormat::preserved_tokens).
+    std::vector<int32_t> preserve_tokens;
 };
 
 struct GenerateStats {

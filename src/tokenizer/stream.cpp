@@ -1,5 +1,7 @@
 #include "tokenizer/stream.h"
 
+#include <algorithm>
+
 #include "tokenizer/utf8.h"
 
 namespace hearth::tok {
@@ -37,8 +39,14 @@ std::string Utf8StreamAssembler::flush() {
     return out;
 }
 
+void TokenStreamDecoder::preserve(std::vector<int32_t> ids) {
+    std::sort(ids.begin(), ids.end());
+    preserved_ = std::move(ids);
+}
+
 std::string TokenStreamDecoder::push(int32_t id) {
-    std::string_view piece = tok_.token_to_piece(id, render_special_);
+    const bool special = render_special_ || std::binary_search(preserved_.begin(), preserved_.end(), id);
+    std::string_view piece = tok_.token_to_piece(id, special);
     if (first_ && strip_leading_space_ && tok_.add_space_prefix() && !piece.empty() && piece[0] == ' ') {
         piece.remove_prefix(1);
     }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tokenizer/tokenizer.h"
 
@@ -36,6 +37,10 @@ public:
                                 bool strip_leading_space = false)
         : tok_(tok), render_special_(render_special), strip_leading_space_(strip_leading_space) {}
 
+    // Control tokens whose text is produced even without render_special: the markers a chat
+    // format's parser must see (e.g. <|python_tag|>, [TOOL_CALLS]).
+    void preserve(std::vector<int32_t> ids);
+
     // Out-of-range ids contribute nothing.
     std::string push(int32_t id);
     std::string flush() { return utf8_.flush(); }
@@ -47,6 +52,7 @@ private:
     bool render_special_;
     bool strip_leading_space_;
     bool first_ = true;
+    std::vector<int32_t> preserved_;  // sorted
     Utf8StreamAssembler utf8_;
 };
 

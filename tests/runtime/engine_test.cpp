@@ -28,39 +28,50 @@ struct Outcome {
     int n_final = 0;  // done + error events: must end at exactly 1
 };
 
-// Collects the events of many requests and waits for all of them to end.
+// Collects the events of many requests and waits for all of them to end. The callbacks share
+// the state, so a late event after a timed-out wait never touches freed memory.
 class Collector {
+    struct State {
+        explicit State(size_t n) : out(n) {}
+        std::mutex mu;
+        std::condition_variable cv;
+        std::vector<Outcome> out;
+        std::vector<size_t> order;
+    };
+
 public:
-    explicit Collector(size_t n) : out_(n) {}
+    explicit Collector(size_t n) : s_(std::make_shared<State>(n)), out_(s_->out), order_(s_->order) {}
     EventCallback callback(size_t i) {
-        return [this, i](const Event& e) {
-            std::lock_guard<std::mutex> lk(mu_);
-            Outcome& o = out_[i];
+        return [s = s_, i](const Event& e) {
+            std::lock_guard<std::mutex> lk(s->mu);
+            Outcome& o = s->out[i];
             if (e.kind == Event::Kind::text) o.text += e.text;
             else {
                 if (e.kind == Event::Kind::done) o.stats = e.stats;
                 else o.error = e.status;
                 ++o.n_final;
-                order_.push_back(i);
-                cv_.notify_all();
+                s->order.push_back(i);
+                s->cv.notify_all();
             }
         };
     }
-    // Waits until every request has ended (or 60 s passed: then the test fails on the counts).
+    // Waits until every request has ended (or 5 minutes passed, for the sanitizer builds on a
+    // busy machine: then the test fails on the counts).
     void wait() {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait_for(lk, std::chrono::seconds(60), [&] { return order_.size() >= out_.size(); });
+        std::unique_lock<std::mutex> lk(s_->mu);
+        s_->cv.wait_for(lk, std::chrono::minutes(5), [&] { return s_->order.size() >= s_->out.size(); });
     }
     bool has_ended(size_t i) {
-        std::lock_guard<std::mutex> lk(mu_);
-        return out_[i].n_final > 0;
+        std::lock_guard<std::mutex> lk(s_->mu);
+        return s_->out[i].n_final > 0;
     }
-    std::vector<Outcome> out_;
-    std::vector<size_t> order_;  // request indices in the order they ended
 
 private:
-    std::mutex mu_;
-    std::condition_variable cv_;
+    std::shared_ptr<State> s_;
+
+public:
+    std::vector<Outcome>& out_;
+    std::vector<size_t>& order_;  // request indices in the order they ended
 };
 
 class EngineTest : public ::testing::Test {

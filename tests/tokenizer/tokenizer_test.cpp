@@ -497,6 +497,27 @@ TEST(TokenStreamDecoder, ByteLevelBpeMatchesDecode) {
     EXPECT_EQ(tok->decode(ids, true), text);
 }
 
+TEST(TokenStreamDecoder, PreservedControlTokensAreShown) {
+    // gpt-oss's <|return|> is a control token: hidden by default, shown once preserved.
+    auto tok = load_tokenizer("models/gpt-oss-tiny.F16.gguf");
+    ASSERT_NE(tok, nullptr);
+    const auto ids = tok->encode("a <|return|> b", false, true);
+    int32_t ret = -1;
+    for (int32_t id : ids)
+        if (tok->is_control(id)) ret = id;
+    ASSERT_GE(ret, 0);
+    auto stream = [&](TokenStreamDecoder& dec) {
+        std::string s;
+        for (int32_t id : ids) s += dec.push(id);
+        return s + dec.flush();
+    };
+    TokenStreamDecoder plain(*tok);
+    EXPECT_EQ(stream(plain), "a  b");
+    TokenStreamDecoder kept(*tok);
+    kept.preserve({ret});
+    EXPECT_EQ(stream(kept), "a <|return|> b");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad metadata: clear errors, no crash.
 
