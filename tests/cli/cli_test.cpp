@@ -10,50 +10,20 @@
 #include <nlohmann/json.hpp>
 
 #include "gguf/gguf.h"
+#include "cli/cli_util.h"
 #include "support/testdata.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct HearthRun {
-    int exit_code = -1;
-    std::string out;  // stdout
-    std::string err;  // stderr
-};
+using hearth::test::expect_one_error_line;
+using hearth::test::HearthRun;
+using hearth::test::model;
+using hearth::test::run_hearth;
 
-HearthRun run_hearth(const std::string& args, const std::string& stdin_text = "") {
-    const fs::path dir = fs::temp_directory_path() / ("hearth_cli_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    const std::string in = (dir / "in").string(), err = (dir / "err").string();
-    std::ofstream(in) << stdin_text;
-    const std::string cmd = std::string(HEARTH_BINARY) + " " + args + " <" + in + " 2>" + err;
-    HearthRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.err = hearth::test::read_text_file(err);
-    return r;
-}
+fs::path temp_file(const std::string& name) { return hearth::test::cli_temp_file(name); }
 
-std::string model(const std::string& name) { return hearth::test::testdata_path("models/" + name); }
-
-fs::path temp_file(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("hearth_cli_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    return dir / name;
-}
-
-// Exactly one line on stderr, starting with "hearth <cmd>: ", containing `what`.
-void expect_one_error_line(const HearthRun& r, const std::string& cmd, const std::string& what) {
-    EXPECT_EQ(r.exit_code, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("hearth " + cmd + ": ", 0), 0u) << r.err;
-    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
 
 TEST(Cli, RunContinuesTheStoryGreedily) {
     const auto g = nlohmann::json::parse(hearth::test::read_text_file(hearth::test::testdata_path("golden/stories260K.json")));

@@ -10,22 +10,16 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/cli_util.h"
 #include "support/testdata.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RenderRun {
-    int exit_code = -1;
-    std::string out, err;
-};
+using RenderRun = hearth::test::HearthRun;
 
-fs::path scratch(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("hearth_render_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    return dir / name;
-}
+fs::path scratch(const std::string& name) { return hearth::test::cli_temp_file(name); }
 
 fs::path write_file(const std::string& name, const std::string& text) {
     const fs::path p = scratch(name);
@@ -34,24 +28,11 @@ fs::path write_file(const std::string& name, const std::string& text) {
 }
 
 RenderRun render_template(const std::string& tmpl, const std::string& conversation) {
-    const std::string err = scratch("err").string();
-    const std::string cmd = std::string(HEARTH_BINARY) + " render-template '" + tmpl + "' '" + conversation + "' 2>" + err;
-    RenderRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.err = hearth::test::read_text_file(err);
-    return r;
+    return hearth::test::run_hearth("render-template '" + tmpl + "' '" + conversation + "'");
 }
 
 void expect_one_error_line(const RenderRun& r, const std::string& what) {
-    EXPECT_EQ(r.exit_code, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("hearth render-template: ", 0), 0u) << r.err;
-    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    hearth::test::expect_one_error_line(r, "render-template", what);
 }
 
 TEST(ChatCliRenderTemplate, PrintsTheRenderingOfAModelTemplate) {
