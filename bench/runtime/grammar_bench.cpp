@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
     std::vector<Case> cases;
     cases.push_back({"json schema (8 fields)", chat::format_to_gbnf(schema).value()});
     chat::Json bounded = schema;
-    bounded["properties"]["bio"]["maxLength"] = 400;  // a counted repetition: no loop table
+    bounded["properties"]["bio"]["maxLength"] = 400;  // a counted repetition (counted loop table)
     cases.push_back({"same, bio maxLength 400", chat::format_to_gbnf(bounded).value()});
     cases.push_back({"format \"json\"", chat::format_to_gbnf(chat::Json("json")).value()});
     std::printf("\ndocument: %zu bytes; decode step reference %.2f ms (Qwen3-0.6B Q4_K_M, llama.cpp, this CPU kind)\n",

@@ -142,6 +142,7 @@ private:
     std::string_view s_;
     size_t i_ = 0;
     std::vector<Grammar::CharClass> classes_;
+    std::vector<Grammar::Repeat> repeats_;
     std::map<Ranges, uint32_t> class_ids_;
     std::vector<Rule> rules_;
     std::vector<std::string> names_;
@@ -394,7 +395,18 @@ Status GrammarCompiler::lower_item(const Node& item, uint32_t rule, Alt& out) {
         case Node::Kind::repeat: {
             const Node& x = item.kids[0];
             HEARTH_ASSIGN(Grammar::Elem e, as_element(x, rule));
-            for (int k = 0; k < item.min; ++k) out.push_back(e);
+            if (item.max != kInfinite && item.max >= 2) {
+                // Counted: one element, the count in the frame (see Grammar::Repeat).
+                out.push_back({Grammar::Op::repeat, static_cast<uint32_t>(repeats_.size())});
+                repeats_.push_back({e, static_cast<uint32_t>(item.min), static_cast<uint32_t>(item.max)});
+                break;
+            }
+            if (item.max == kInfinite && item.min >= 2) {
+                out.push_back({Grammar::Op::repeat, static_cast<uint32_t>(repeats_.size())});
+                repeats_.push_back({e, static_cast<uint32_t>(item.min), static_cast<uint32_t>(item.min)});
+            } else {
+                for (int k = 0; k < item.min; ++k) out.push_back(e);
+            }
             if (item.max == kInfinite) {
                 if (e.op == Grammar::Op::chars) {
                     out.push_back({Grammar::Op::chars_star, e.arg});
@@ -406,16 +418,11 @@ Status GrammarCompiler::lower_item(const Node& item, uint32_t rule, Alt& out) {
                     out.push_back({Grammar::Op::rule, star});
                 }
             } else if (item.max > item.min) {
-                // opt_1 ::= x | ε;  opt_k ::= x opt_{k-1} | ε
-                uint32_t prev = 0;
-                for (int k = 1; k <= item.max - item.min; ++k) {
-                    const uint32_t opt = synthetic(rule);
-                    if (k == 1) rules_[opt].push_back({e});
-                    else rules_[opt].push_back({e, {Grammar::Op::rule, prev}});
-                    rules_[opt].push_back({});
-                    prev = opt;
-                }
-                out.push_back({Grammar::Op::rule, prev});
+                // x? ::= x | ε
+                const uint32_t opt = synthetic(rule);
+                rules_[opt].push_back({e});
+                rules_[opt].push_back({});
+                out.push_back({Grammar::Op::rule, opt});
             }
             break;
         }
@@ -449,6 +456,11 @@ Status GrammarCompiler::check_left_recursion(const Grammar& g) {
                 if (e.op == Grammar::Op::rule) {
                     left[r].push_back(e.arg);
                     if (!g.is_nullable(e.arg)) break;
+                }
+                if (e.op == Grammar::Op::repeat) {
+                    const Grammar::Repeat& rep = g.repeats()[e.arg];
+                    if (rep.item.op == Grammar::Op::rule) left[r].push_back(rep.item.arg);
+                    if (rep.min > 0) break;  // min is 0 for an item that can match nothing
                 }
             }
         }
@@ -520,6 +532,7 @@ Result<std::shared_ptr<const Grammar>> GrammarCompiler::compile(std::string_view
 
     auto g = std::make_shared<Grammar>();
     g->classes_ = std::move(classes_);
+    g->repeats_ = std::move(repeats_);
     g->rule_names_ = std::move(names_);
     g->root_ = root_it->second;
     g->rule_alts_.push_back(0);
@@ -540,7 +553,12 @@ Result<std::shared_ptr<const Grammar>> GrammarCompiler::compile(std::string_view
             for (const Alt& a : rules_[r]) {
                 bool all = true;
                 for (const Grammar::Elem& e : a) {
-                    if (e.op == Grammar::Op::chars || (e.op == Grammar::Op::rule && !g->nullable_[e.arg])) {
+                    bool empty_ok = e.op == Grammar::Op::chars_star || (e.op == Grammar::Op::rule && g->nullable_[e.arg]);
+                    if (e.op == Grammar::Op::repeat) {
+                        const Grammar::Repeat& rep = g->repeats_[e.arg];
+                        empty_ok = rep.min == 0 || (rep.item.op == Grammar::Op::rule && g->nullable_[rep.item.arg]);
+                    }
+                    if (!empty_ok) {
                         all = false;
                         break;
                     }
@@ -553,6 +571,10 @@ Result<std::shared_ptr<const Grammar>> GrammarCompiler::compile(std::string_view
             }
         }
     }
+    // x{m,n} of an x that can match nothing is x{0,n}; iterations never match nothing (the matcher
+    // skips them), so the bound has to go.
+    for (Grammar::Repeat& rep : g->repeats_)
+        if (rep.item.op == Grammar::Op::rule && g->nullable_[rep.item.arg]) rep.min = 0;
     HEARTH_TRY(check_left_recursion(*g));
     return std::shared_ptr<const Grammar>(std::move(g));
 }
@@ -592,11 +614,13 @@ bool Grammar::classes_intersect(uint32_t a, uint32_t b) const {
 
 struct GrammarMatcher::VFrame {
     uint32_t pos;
+    uint32_t count;      // as Frame::count
     const VFrame* next;  // nullptr: continue with the real frame chain
 };
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar) : g_(std::move(grammar)) {
     elems_ = g_->elems().data();
+    repeats_ = g_->repeats().data();
     // The start state: one frame per alternative of the root rule, each returning to nothing.
     const uint32_t r = g_->root();
     for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a) {
@@ -605,7 +629,7 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar) : g_(std:
             if (std::find(heads_.begin(), heads_.end(), kAccept) == heads_.end()) heads_.push_back(kAccept);
             continue;
         }
-        frames_.push_back({pos, -1});
+        frames_.push_back({pos, -1, 0});
         heads_.push_back(static_cast<int32_t>(frames_.size() - 1));
     }
     levels_.push_back({0, static_cast<uint32_t>(heads_.size()), 0, 0});
@@ -617,7 +641,7 @@ void GrammarMatcher::emit(int32_t frame, uint32_t out_begin) {
     heads_.push_back(frame);
 }
 
-void GrammarMatcher::emit_new(uint32_t pos, int32_t parent, uint32_t out_begin) {
+void GrammarMatcher::emit_new(uint32_t pos, int32_t parent, uint32_t count, uint32_t out_begin) {
     if (elems_[pos].op == Grammar::Op::end) {
         // Frames never point at `end`: the stack continues with the parent frame itself.
         emit(parent < 0 ? kAccept : parent, out_begin);
@@ -625,64 +649,90 @@ void GrammarMatcher::emit_new(uint32_t pos, int32_t parent, uint32_t out_begin) 
     }
     for (uint32_t k = out_begin; k < heads_.size(); ++k) {
         const int32_t h = heads_[k];
-        if (h >= 0 && frames_[h].pos == pos && frames_[h].parent == parent) return;
+        if (h >= 0 && frames_[h].pos == pos && frames_[h].parent == parent && frames_[h].count == count) return;
     }
-    frames_.push_back({pos, parent});
+    frames_.push_back({pos, parent, count});
     heads_.push_back(static_cast<int32_t>(frames_.size() - 1));
 }
 
-// Consumes `cp` from the stack (pos, parent), appending the resulting stacks to heads_. `self`
-// is the frame equal to (pos, parent) when one exists (reused instead of allocating a copy).
-void GrammarMatcher::take(uint32_t pos, int32_t parent, int32_t self, uint32_t cp, uint32_t out_begin) {
+// Consumes `cp` from the stack (pos, count, parent), appending the resulting stacks to heads_.
+// `self` is the frame equal to (pos, parent) when one exists (reused instead of allocating a copy).
+void GrammarMatcher::take(uint32_t pos, int32_t parent, int32_t self, uint32_t count, uint32_t cp, uint32_t out_begin) {
     for (;;) {
         const Grammar::Elem e = elems_[pos];
         switch (e.op) {
             case Grammar::Op::end:
                 if (parent < 0) return;  // complete: nothing more may follow on this stack
+                if (is_empty_iteration(parent)) return;
                 self = parent;
                 pos = frames_[parent].pos;
+                count = frames_[parent].count;
                 parent = frames_[parent].parent;
                 continue;
             case Grammar::Op::chars:
-                if (g_->matches(e.arg, cp)) emit_new(pos + 1, parent, out_begin);
+                if (g_->matches(e.arg, cp)) emit_new(pos + 1, parent, 0, out_begin);
                 return;
             case Grammar::Op::chars_star:
                 if (g_->matches(e.arg, cp)) {
                     if (self >= 0) emit(self, out_begin);
-                    else emit_new(pos, parent, out_begin);
+                    else emit_new(pos, parent, 0, out_begin);
                 }
                 ++pos;  // or leave the loop
                 self = -1;
+                count = 0;
                 continue;
             case Grammar::Op::rule: {
                 int32_t cont = parent;  // a tail call returns straight to the caller's parent
                 if (elems_[pos + 1].op != Grammar::Op::end) {
-                    frames_.push_back({pos + 1, parent});
+                    frames_.push_back({pos + 1, parent, 0});
                     cont = static_cast<int32_t>(frames_.size() - 1);
                 }
                 const uint32_t r = e.arg;
                 for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
-                    take(g_->alt_starts()[a], cont, -1, cp, out_begin);
+                    take(g_->alt_starts()[a], cont, -1, 0, cp, out_begin);
                 return;
+            }
+            case Grammar::Op::repeat: {
+                const Grammar::Repeat& rep = repeats_[e.arg];
+                if (count < rep.max) {
+                    if (rep.item.op == Grammar::Op::chars) {
+                        if (g_->matches(rep.item.arg, cp)) emit_new(pos, parent, count + 1, out_begin);
+                    } else {
+                        frames_.push_back({pos, parent, count + 1});
+                        const int32_t cont = static_cast<int32_t>(frames_.size() - 1);
+                        const uint32_t r = rep.item.arg;
+                        for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
+                            take(g_->alt_starts()[a], cont, -1, 0, cp, out_begin);
+                    }
+                }
+                if (count < rep.min) return;
+                ++pos;
+                self = -1;
+                count = 0;
+                continue;
             }
         }
     }
 }
 
-// Whether some code point in [lo, hi] can be consumed from the stack (pos, v..., parent).
+// Whether some code point in [lo, hi] can be consumed from the stack (pos, count, v..., parent).
 // Allocates nothing: continuations of rule calls live on the C++ stack (v).
-bool GrammarMatcher::can_take(uint32_t pos, const VFrame* v, int32_t parent, uint32_t lo, uint32_t hi) const {
+bool GrammarMatcher::can_take(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t lo,
+                              uint32_t hi) const {
     for (;;) {
         const Grammar::Elem e = elems_[pos];
         switch (e.op) {
             case Grammar::Op::end:
                 if (v) {
+                    if (v->count > 0 && elems_[v->pos].op == Grammar::Op::repeat) return false;  // empty iteration
                     pos = v->pos;
+                    count = v->count;
                     v = v->next;
                     continue;
                 }
                 if (parent < 0) return false;
                 pos = frames_[parent].pos;
+                count = frames_[parent].count;
                 parent = frames_[parent].parent;
                 continue;
             case Grammar::Op::chars:
@@ -690,32 +740,53 @@ bool GrammarMatcher::can_take(uint32_t pos, const VFrame* v, int32_t parent, uin
             case Grammar::Op::chars_star:
                 if (lo == hi ? g_->matches(e.arg, lo) : g_->intersects(e.arg, lo, hi)) return true;
                 ++pos;
+                count = 0;
                 continue;
             case Grammar::Op::rule: {
-                VFrame cont{pos + 1, v};
+                VFrame cont{pos + 1, 0, v};
                 const VFrame* c = elems_[pos + 1].op == Grammar::Op::end ? v : &cont;
                 const uint32_t r = e.arg;
                 for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
-                    if (can_take(g_->alt_starts()[a], c, parent, lo, hi)) return true;
+                    if (can_take(g_->alt_starts()[a], 0, c, parent, lo, hi)) return true;
                 return false;
+            }
+            case Grammar::Op::repeat: {
+                const Grammar::Repeat& rep = repeats_[e.arg];
+                if (count < rep.max) {
+                    if (rep.item.op == Grammar::Op::chars) {
+                        if (lo == hi ? g_->matches(rep.item.arg, lo) : g_->intersects(rep.item.arg, lo, hi)) return true;
+                    } else {
+                        VFrame cont{pos, count + 1, v};
+                        const uint32_t r = rep.item.arg;
+                        for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
+                            if (can_take(g_->alt_starts()[a], 0, &cont, parent, lo, hi)) return true;
+                    }
+                }
+                if (count < rep.min) return false;
+                ++pos;
+                count = 0;
+                continue;
             }
         }
     }
 }
 
-// Whether some character of class `cls` can be consumed from the stack (pos, v..., parent).
-bool GrammarMatcher::exit_meets(uint32_t pos, const VFrame* v, int32_t parent, uint32_t cls) const {
+// Whether some character of class `cls` can be consumed from the stack (pos, count, v..., parent).
+bool GrammarMatcher::exit_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t cls) const {
     for (;;) {
         const Grammar::Elem e = elems_[pos];
         switch (e.op) {
             case Grammar::Op::end:
                 if (v) {
+                    if (v->count > 0 && elems_[v->pos].op == Grammar::Op::repeat) return false;  // empty iteration
                     pos = v->pos;
+                    count = v->count;
                     v = v->next;
                     continue;
                 }
                 if (parent < 0) return false;
                 pos = frames_[parent].pos;
+                count = frames_[parent].count;
                 parent = frames_[parent].parent;
                 continue;
             case Grammar::Op::chars:
@@ -723,13 +794,30 @@ bool GrammarMatcher::exit_meets(uint32_t pos, const VFrame* v, int32_t parent, u
             case Grammar::Op::chars_star:
                 if (g_->classes_intersect(e.arg, cls)) return true;
                 ++pos;
+                count = 0;
                 continue;
             case Grammar::Op::rule: {
-                VFrame cont{pos + 1, v};
+                VFrame cont{pos + 1, 0, v};
                 const VFrame* c = elems_[pos + 1].op == Grammar::Op::end ? v : &cont;
                 for (uint32_t a = g_->rule_alts()[e.arg]; a < g_->rule_alts()[e.arg + 1]; ++a)
-                    if (exit_meets(g_->alt_starts()[a], c, parent, cls)) return true;
+                    if (exit_meets(g_->alt_starts()[a], 0, c, parent, cls)) return true;
                 return false;
+            }
+            case Grammar::Op::repeat: {
+                const Grammar::Repeat& rep = repeats_[e.arg];
+                if (count < rep.max) {
+                    if (rep.item.op == Grammar::Op::chars) {
+                        if (g_->classes_intersect(rep.item.arg, cls)) return true;
+                    } else {
+                        VFrame cont{pos, count + 1, v};
+                        for (uint32_t a = g_->rule_alts()[rep.item.arg]; a < g_->rule_alts()[rep.item.arg + 1]; ++a)
+                            if (exit_meets(g_->alt_starts()[a], 0, &cont, parent, cls)) return true;
+                    }
+                }
+                if (count < rep.min) return false;
+                ++pos;
+                count = 0;
+                continue;
             }
         }
     }
@@ -742,27 +830,116 @@ int64_t GrammarMatcher::loop_class() const {
     if (h < 0) return -1;
     const Grammar::Elem e = elems_[frames_[h].pos];
     if (e.op != Grammar::Op::chars_star) return -1;
-    if (exit_meets(frames_[h].pos + 1, nullptr, frames_[h].parent, e.arg)) return -1;
+    if (exit_meets(frames_[h].pos + 1, 0, nullptr, frames_[h].parent, e.arg)) return -1;
     return e.arg;
 }
 
-bool GrammarMatcher::can_end_from(uint32_t pos, int32_t parent) const {
+// Whether the alternative run at `pos` may start with a character of `cls` (conservatively true
+// when it could match nothing, or nests deeper than `depth`).
+bool GrammarMatcher::starts_with_class(uint32_t pos, uint32_t cls, int depth) const {
+    if (depth <= 0) return true;
+    for (;; ++pos) {
+        const Grammar::Elem e = elems_[pos];
+        switch (e.op) {
+            case Grammar::Op::end:
+                return true;
+            case Grammar::Op::chars:
+                return g_->classes_intersect(e.arg, cls);
+            case Grammar::Op::chars_star:
+                if (g_->classes_intersect(e.arg, cls)) return true;
+                continue;
+            case Grammar::Op::rule:
+                for (uint32_t a = g_->rule_alts()[e.arg]; a < g_->rule_alts()[e.arg + 1]; ++a)
+                    if (starts_with_class(g_->alt_starts()[a], cls, depth - 1)) return true;
+                if (!g_->is_nullable(e.arg)) return false;
+                continue;
+            case Grammar::Op::repeat:
+                return true;  // rare here; stay conservative
+        }
+    }
+}
+
+namespace {
+
+void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+}
+
+}  // namespace
+
+bool GrammarMatcher::counted_loop(CountedLoop& out) const {
+    const Level& cur = levels_.back();
+    if (cur.need != 0 || cur.heads_end - cur.heads_begin != 1) return false;
+    const int32_t h = heads_[cur.heads_begin];
+    if (h < 0) return false;
+    const Frame f = frames_[h];
+    const Grammar::Elem e = elems_[f.pos];
+    if (e.op != Grammar::Op::repeat) return false;
+    const Grammar::Repeat& rep = repeats_[e.arg];
+    uint32_t cls;
+    if (rep.item.op == Grammar::Op::chars) {
+        cls = rep.item.arg;
+    } else {
+        // Exactly one alternative that is the single class element; no other can start with it.
+        int64_t found = -1;
+        const uint32_t r = rep.item.arg;
+        for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a) {
+            const uint32_t p = g_->alt_starts()[a];
+            if (found < 0 && elems_[p].op == Grammar::Op::chars && elems_[p + 1].op == Grammar::Op::end) found = a;
+        }
+        if (found < 0) return false;
+        cls = elems_[g_->alt_starts()[static_cast<uint32_t>(found)]].arg;
+        for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
+            if (a != static_cast<uint32_t>(found) && starts_with_class(g_->alt_starts()[a], cls, 8)) return false;
+    }
+    if (g_->char_class(cls).ranges.empty()) return false;
+    if (exit_meets(f.pos + 1, 0, nullptr, f.parent, cls)) return false;
+    out.cls = cls;
+    out.remaining = rep.max - f.count;
+    out.rep.clear();
+    append_utf8(out.rep, g_->char_class(cls).ranges.front().first);
+    return true;
+}
+
+bool GrammarMatcher::can_end_from(uint32_t pos, uint32_t count, int32_t parent) const {
     for (;;) {
         const Grammar::Elem e = elems_[pos];
         switch (e.op) {
             case Grammar::Op::end:
                 if (parent < 0) return true;
                 pos = frames_[parent].pos;
+                count = frames_[parent].count;
                 parent = frames_[parent].parent;
                 continue;
             case Grammar::Op::chars:
                 return false;
             case Grammar::Op::chars_star:
                 ++pos;
+                count = 0;
                 continue;
             case Grammar::Op::rule:
                 if (!g_->is_nullable(e.arg)) return false;
                 ++pos;
+                count = 0;
+                continue;
+            case Grammar::Op::repeat:
+                if (count < repeats_[e.arg].min) return false;
+                ++pos;
+                count = 0;
                 continue;
         }
     }
@@ -797,7 +974,7 @@ bool GrammarMatcher::push_byte(uint8_t b) {
         bool any = false;
         for (uint32_t k = cur.heads_begin; k < cur.heads_end && !any; ++k) {
             const int32_t h = heads_[k];
-            if (h != kAccept) any = can_take(frames_[h].pos, nullptr, frames_[h].parent, lo, hi);
+            if (h != kAccept) any = can_take(frames_[h].pos, frames_[h].count, nullptr, frames_[h].parent, lo, hi);
         }
         if (!any) return false;
         levels_.push_back(next);  // same heads range as the level below
@@ -810,10 +987,11 @@ bool GrammarMatcher::push_byte(uint8_t b) {
     }
     // A whole code point: advance every stack.
     next.heads_begin = static_cast<uint32_t>(heads_.size());
+    take_floor_ = next.frames_before;
     for (uint32_t k = cur.heads_begin; k < cur.heads_end; ++k) {
         const int32_t h = heads_[k];
         if (h == kAccept) continue;
-        take(frames_[h].pos, frames_[h].parent, h, cp, next.heads_begin);
+        take(frames_[h].pos, frames_[h].parent, h, frames_[h].count, cp, next.heads_begin);
     }
     next.heads_end = static_cast<uint32_t>(heads_.size());
     if (next.heads_end == next.heads_begin) {
@@ -860,7 +1038,7 @@ void GrammarMatcher::compact() {
         if (!live[f]) continue;
         const int32_t p = frames_[f].parent;
         remap[f] = static_cast<int32_t>(kept.size());
-        kept.push_back({frames_[f].pos, p < 0 ? p : remap[p]});
+        kept.push_back({frames_[f].pos, p < 0 ? p : remap[p], frames_[f].count});
     }
     for (int32_t& h : heads_)
         if (h >= 0) h = remap[h];
@@ -886,7 +1064,7 @@ bool GrammarMatcher::can_end() const {
     if (cur.need != 0) return false;
     for (uint32_t k = cur.heads_begin; k < cur.heads_end; ++k) {
         const int32_t h = heads_[k];
-        if (h == kAccept || can_end_from(frames_[h].pos, frames_[h].parent)) return true;
+        if (h == kAccept || can_end_from(frames_[h].pos, frames_[h].count, frames_[h].parent)) return true;
     }
     return false;
 }
@@ -896,7 +1074,7 @@ bool GrammarMatcher::can_continue() const {
     if (cur.need != 0) return true;
     for (uint32_t k = cur.heads_begin; k < cur.heads_end; ++k) {
         const int32_t h = heads_[k];
-        if (h != kAccept && can_take(frames_[h].pos, nullptr, frames_[h].parent, 0, kMaxCodePoint)) return true;
+        if (h != kAccept && can_take(frames_[h].pos, frames_[h].count, nullptr, frames_[h].parent, 0, kMaxCodePoint)) return true;
     }
     return false;
 }

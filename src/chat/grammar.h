@@ -26,7 +26,9 @@
 // next character arrives, so only paths that consume it allocate frames. `[class]*` compiles to
 // one looping element that consumes a character without allocating anything, which keeps long
 // strings cheap; a rule reference in tail position reuses its caller's frame, so right-recursive
-// repetitions do not grow the stack.
+// repetitions do not grow the stack. A bounded repetition x{m,n} (n >= 2; also the m mandatory
+// copies of x{m,}) is one `repeat` element whose iteration count lives in the stack frame, so
+// `json-char{0,400}` is one element and one frame per step instead of 400 nested rules.
 #pragma once
 
 #include <array>
@@ -54,10 +56,18 @@ public:
         chars,       // one code point of class `arg`
         chars_star,  // any number of code points of class `arg` (a loop that never allocates)
         rule,        // rule `arg`
+        repeat,      // repeats()[arg]: its item min..max times, the count kept in the stack frame
     };
     struct Elem {
         Op op;
         uint32_t arg;
+    };
+    // x{m,n} with n >= 2: one looping element instead of a chain of nested optional rules, so a
+    // long bounded string is one matcher state per count rather than a new rule per character.
+    // An item that can match nothing never iterates empty (min is 0 then: same language).
+    struct Repeat {
+        Elem item;  // chars or rule
+        uint32_t min, max;
     };
     struct CharClass {
         std::vector<std::pair<uint32_t, uint32_t>> ranges;  // inclusive, sorted, merged; already negated
@@ -74,6 +84,7 @@ public:
     const CharClass& char_class(uint32_t cls) const { return classes_[cls]; }
 
     const std::vector<Elem>& elems() const { return elems_; }
+    const std::vector<Repeat>& repeats() const { return repeats_; }
     // Alternatives of rule r: elems() indices alt_starts()[rule_alts()[r] .. rule_alts()[r + 1]).
     const std::vector<uint32_t>& rule_alts() const { return rule_alts_; }
     const std::vector<uint32_t>& alt_starts() const { return alt_starts_; }
@@ -87,6 +98,7 @@ private:
     bool matches_slow(uint32_t cls, uint32_t cp) const;
 
     std::vector<Elem> elems_;
+    std::vector<Repeat> repeats_;
     std::vector<uint32_t> alt_starts_;
     std::vector<uint32_t> rule_alts_;  // [n_rules + 1]
     std::vector<CharClass> classes_;
@@ -129,12 +141,25 @@ public:
     // back to this very state, and the caller may decide such strings without walking them.
     // Returns the class, or -1.
     int64_t loop_class() const;
+    // The counted analogue: the state is one stack at a counted repetition whose every
+    // iteration that starts with a character of class `cls` consumes exactly that one character
+    // (the item is the class, or a rule with the class as one alternative and no other
+    // alternative able to start with it), whose exit cannot take the class, and no code point
+    // is open. Then a string of k class characters is accepted iff k <= remaining, and after j of
+    // them the state is the same up to the count. `rep` is one UTF-8 character of the class.
+    struct CountedLoop {
+        uint32_t cls;
+        uint32_t remaining;  // iterations left (max - count)
+        std::string rep;
+    };
+    bool counted_loop(CountedLoop& out) const;
 
 private:
     static constexpr int32_t kAccept = -2;  // an empty stack: the input so far is complete
     struct Frame {
         uint32_t pos;    // next element to match
         int32_t parent;  // frame to return to at `end`, -1 at the bottom
+        uint32_t count;  // at a `repeat` element: iterations done; 0 elsewhere
     };
     struct Level {
         uint32_t heads_begin, heads_end;  // this state's stacks: heads_[begin, end)
@@ -145,16 +170,25 @@ private:
     };
     struct VFrame;  // a continuation on the C++ stack (can_take)
 
-    void take(uint32_t pos, int32_t parent, int32_t self, uint32_t cp, uint32_t out_begin);
-    bool can_take(uint32_t pos, const VFrame* v, int32_t parent, uint32_t lo, uint32_t hi) const;
-    bool can_end_from(uint32_t pos, int32_t parent) const;
-    bool exit_meets(uint32_t pos, const VFrame* v, int32_t parent, uint32_t cls) const;
+    void take(uint32_t pos, int32_t parent, int32_t self, uint32_t count, uint32_t cp, uint32_t out_begin);
+    bool can_take(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t lo, uint32_t hi) const;
+    bool can_end_from(uint32_t pos, uint32_t count, int32_t parent) const;
+    bool exit_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t cls) const;
+    bool starts_with_class(uint32_t pos, uint32_t cls, int depth) const;
+    // A frame made during the current push_byte at a repeat with count > 0 is the continuation
+    // of an iteration that has not consumed anything yet: reaching it means an empty iteration.
+    bool is_empty_iteration(int32_t frame) const {
+        return frame >= static_cast<int32_t>(take_floor_) && frames_[frame].count > 0 &&
+               elems_[frames_[frame].pos].op == Grammar::Op::repeat;
+    }
     void emit(int32_t frame, uint32_t out_begin);
-    void emit_new(uint32_t pos, int32_t parent, uint32_t out_begin);
+    void emit_new(uint32_t pos, int32_t parent, uint32_t count, uint32_t out_begin);
     void compact();
 
     std::shared_ptr<const Grammar> g_;
     const Grammar::Elem* elems_;
+    const Grammar::Repeat* repeats_;
+    uint32_t take_floor_ = 0;  // frames_ size when the current push_byte began
     std::vector<Frame> frames_;
     std::vector<int32_t> heads_;
     std::vector<Level> levels_;  // levels_[0]: the committed state; never empty

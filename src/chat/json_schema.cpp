@@ -1046,6 +1046,22 @@ size_t utf8_length(const std::string& s) {
     return n;
 }
 
+// Code points (wchar_t is 32 bits here), so that patterns count characters as the grammar does
+// rather than UTF-8 bytes: std::regex on a std::string sees "é" as two characters.
+std::wstring to_wide(const std::string& s) {
+    static_assert(sizeof(wchar_t) == 4, "patterns are matched over UTF-32");
+    std::wstring out;
+    for (size_t i = 0; i < s.size();) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+        uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+        for (int k = 1; k < len && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+        out += static_cast<wchar_t>(cp);
+        i += static_cast<size_t>(len);
+    }
+    return out;
+}
+
 std::string show(const Json& v) {
     std::string d = v.dump();
     return d.size() > 40 ? d.substr(0, 37) + "..." : d;
@@ -1141,7 +1157,7 @@ Status validate_at(const Json& root, const Json& s, const Json& v, const std::st
         if (s.contains("maxLength") && len > s["maxLength"].get<int64_t>()) return fail(path, "longer than maxLength");
         if (s.contains("pattern")) {
             try {
-                if (!std::regex_search(str, std::regex(s["pattern"].get<std::string>(), std::regex::ECMAScript)))
+                if (!std::regex_search(to_wide(str), std::wregex(to_wide(s["pattern"].get<std::string>()), std::regex::ECMAScript)))
                     return fail(path, show(v) + " does not match the pattern " + s["pattern"].dump());
             } catch (const std::regex_error&) {
                 return error(StatusCode::unsupported, "pattern " + s["pattern"].dump() + " is not a valid regex");
@@ -1150,7 +1166,7 @@ Status validate_at(const Json& root, const Json& s, const Json& v, const std::st
         if (s.contains("format")) {
             const FormatDef* f = find_format(s["format"].get<std::string>());
             if (!f) return error(StatusCode::unsupported, "string format " + s["format"].dump());
-            if (!std::regex_search(str, std::regex(f->regex, std::regex::ECMAScript)))
+            if (!std::regex_search(to_wide(str), std::wregex(to_wide(f->regex), std::regex::ECMAScript)))
                 return fail(path, show(v) + " is not a " + f->name);
         }
     }

@@ -57,13 +57,16 @@ bool in_ranges(const std::vector<std::pair<uint32_t, uint32_t>>& r, uint32_t lo,
 // Byte offset of the first character of `p` outside the class, exactly as GrammarMatcher reads
 // bytes: invalid UTF-8 stops there, and a trailing incomplete character counts as inside when
 // some completion of it is in the class.
-size_t class_prefix(std::string_view p, const std::vector<std::pair<uint32_t, uint32_t>>& r) {
+// `n_chars` gets the number of characters in that prefix (the trailing incomplete one counted).
+size_t class_prefix(std::string_view p, const std::vector<std::pair<uint32_t, uint32_t>>& r, uint32_t& n_chars) {
     size_t i = 0;
+    n_chars = 0;
     while (i < p.size()) {
         const uint8_t b = static_cast<uint8_t>(p[i]);
         if (b < 0x80) {
             if (!in_ranges(r, b, b)) return i;
             ++i;
+            ++n_chars;
             continue;
         }
         const int len = (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
@@ -86,10 +89,12 @@ size_t class_prefix(std::string_view p, const std::vector<std::pair<uint32_t, ui
                 const uint32_t hi = std::min((bits << rest) | ((1u << rest) - 1), 0x10FFFFu);
                 if (lo > hi || (lo >= 0xD800 && hi <= 0xDFFF) || !in_ranges(r, lo, hi)) return i;
             }
+            ++n_chars;
             return p.size();
         }
         if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || !in_ranges(r, cp, cp)) return i;
         i += len;
+        ++n_chars;
     }
     return i;
 }
@@ -125,15 +130,30 @@ std::shared_ptr<const TokenTable::LoopTable> TokenTable::loop_table(const std::v
     auto lt = std::make_shared<LoopTable>();
     lt->all_in.assign((static_cast<size_t>(n_vocab_) + 63) / 64, 0);
     std::vector<std::pair<std::string_view, int32_t>> rest;
+    std::vector<std::vector<std::pair<std::string_view, int32_t>>> rest_by_chars;
     for (int32_t id = 0; id < n_vocab_; ++id) {
         const std::string_view p = pieces_[id];
         if (p.empty()) continue;
-        const size_t at = class_prefix(p, ranges);
-        if (at == p.size()) lt->all_in[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
-        else rest.push_back({p.substr(at), id});
+        uint32_t n_chars = 0;
+        const size_t at = class_prefix(p, ranges, n_chars);
+        if (at == p.size()) {
+            lt->all_in[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+            lt->all_in_by_chars.push_back({n_chars, id});
+            lt->max_chars = std::max(lt->max_chars, n_chars);
+        } else {
+            rest.push_back({p.substr(at), id});
+            if (rest_by_chars.size() <= n_chars) rest_by_chars.resize(n_chars + 1);
+            rest_by_chars[n_chars].push_back({p.substr(at), id});
+        }
     }
+    std::sort(lt->all_in_by_chars.begin(), lt->all_in_by_chars.end());
     sort_entries(rest);
     build_trie(rest, lt->nodes, lt->tokens);
+    lt->rest_by_chars.resize(rest_by_chars.size());
+    for (size_t j = 0; j < rest_by_chars.size(); ++j) {
+        sort_entries(rest_by_chars[j]);
+        build_trie(rest_by_chars[j], lt->rest_by_chars[j].nodes, lt->rest_by_chars[j].tokens);
+    }
     std::lock_guard<std::mutex> lk(loop_mu_);
     auto [it, inserted] = loops_.emplace(ranges, std::move(lt));
     return it->second;
@@ -213,7 +233,32 @@ void GrammarMask::walk(const std::vector<TokenTable::Node>& nodes, const std::ve
 void GrammarMask::compute(std::vector<uint64_t>& bits) {
     const int32_t n_vocab = table_->n_vocab();
     const int64_t cls = matcher_.loop_class();
-    if (cls >= 0) {
+    if (cls < 0 && matcher_.counted_loop(counted_)) {
+        // Tokens of k class characters: allowed iff k <= remaining. A token with j class
+        // characters and then another is walked from the state after j of them (any j class
+        // characters lead to the same state up to the count, so a representative one is pushed).
+        auto& lt = loops_[counted_.cls];
+        if (!lt) lt = table_->loop_table(matcher_.grammar().char_class(counted_.cls).ranges);
+        if (counted_.remaining >= lt->max_chars) {
+            bits = lt->all_in;
+        } else {
+            bits.assign((static_cast<size_t>(n_vocab) + 63) / 64, 0);
+            for (const auto& [k, id] : lt->all_in_by_chars) {
+                if (k > counted_.remaining) break;
+                bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+            }
+        }
+        const size_t base = matcher_.n_pushed();
+        for (size_t j = 0; j < lt->rest_by_chars.size() && j <= counted_.remaining; ++j) {
+            if (j > 0) {
+                bool ok = true;
+                for (char c : counted_.rep) ok = ok && matcher_.push_byte(static_cast<uint8_t>(c));
+                if (!ok) break;  // cannot happen (counted_loop's conditions); stay exact regardless
+            }
+            walk(lt->rest_by_chars[j].nodes, lt->rest_by_chars[j].tokens, bits);
+        }
+        while (matcher_.n_pushed() > base) matcher_.pop();
+    } else if (cls >= 0) {
         auto& lt = loops_[cls];
         if (!lt) lt = table_->loop_table(matcher_.grammar().char_class(static_cast<uint32_t>(cls)).ranges);
         bits = lt->all_in;
@@ -288,6 +333,15 @@ bool GrammarMask::accept_text(std::string_view text) {
     if (failed_) return false;
     if (!matcher_.accept(text)) failed_ = true;
     return !failed_;
+}
+
+bool GrammarMask::can_accept_text(std::string_view text) {
+    if (failed_) return false;
+    const size_t base = matcher_.n_pushed();
+    bool ok = true;
+    for (size_t i = 0; i < text.size() && ok; ++i) ok = matcher_.push_byte(static_cast<uint8_t>(text[i]));
+    while (matcher_.n_pushed() > base) matcher_.pop();
+    return ok;
 }
 
 bool GrammarMask::complete() const { return !failed_ && matcher_.is_complete(); }

@@ -68,6 +68,60 @@ TEST(Grammar, Repetitions) {
     EXPECT_FALSE(full_match(groups, "xx"));
 }
 
+// x{m,n} against its textbook expansion (m copies, then nested optionals), over every string of
+// a small alphabet up to a length: the counted element must accept exactly the same prefixes
+// and sentences. Covers class items, rule items with several alternatives, multi-character
+// iterations, nullable items, nesting and a repetition right before its own class.
+TEST(Grammar, CountedRepetitionMatchesItsExpansion) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"root ::= [ab]{2,4}", "root ::= [ab] [ab] ([ab] ([ab])?)?"},
+        {"root ::= [ab]{0,3} \"b\"", "root ::= ([ab] ([ab] ([ab])?)?)? \"b\""},
+        {"root ::= (\"a\" | \"bc\"){1,3} \"c\"?", "root ::= x (x (x)?)? \"c\"?\nx ::= \"a\" | \"bc\""},
+        {"root ::= (\"a\" [bc]{1,2}){2,3}", "root ::= y y y?\ny ::= \"a\" [bc] [bc]?"},
+        {"root ::= (\"a\"?){2,3} \"b\"", "root ::= \"a\"? \"a\"? \"a\"? \"b\""},
+        {"root ::= (\"a\" | \"b\"*){1,2} \"c\"", "root ::= z z? \"c\"\nz ::= \"a\" | \"b\"*"},
+        {"root ::= [a]{3,} \"b\"", "root ::= [a] [a] [a] [a]* \"b\""},
+        {"root ::= ([ab]{1,2} \"c\"){0,2}", "root ::= (w (w)?)?\nw ::= [ab] [ab]? \"c\""},
+    };
+    for (const auto& [counted_text, expanded_text] : cases) {
+        auto counted = parse_ok(counted_text);
+        auto expanded = parse_ok(expanded_text);
+        ASSERT_TRUE(counted && expanded);
+        std::vector<std::string> inputs = {""};
+        for (size_t at = 0; at < inputs.size(); ++at) {
+            const std::string in = inputs[at];
+            GrammarMatcher a(counted), b(expanded);
+            const bool pa = a.accept(in), pb = b.accept(in);
+            ASSERT_EQ(pa, pb) << counted_text << " prefix '" << in << "'";
+            if (!pa) continue;
+            ASSERT_EQ(a.can_end(), b.can_end()) << counted_text << " sentence '" << in << "'";
+            ASSERT_EQ(a.can_continue(), b.can_continue()) << counted_text << " after '" << in << "'";
+            if (in.size() < 8)
+                for (char c : std::string("abc")) inputs.push_back(in + c);
+        }
+    }
+}
+
+TEST(Grammar, LargeCountsStayOneElement) {
+    auto g = parse_ok("root ::= \"\\\"\" ([^\"\\\\] | \"\\\\\" [nt]){0,10000} \"\\\"\"");
+    ASSERT_TRUE(g);
+    EXPECT_LT(g->elems().size(), 32u);
+    GrammarMatcher m(g);
+    ASSERT_TRUE(m.accept("\""));
+    for (int k = 0; k < 10000; ++k) ASSERT_TRUE(m.accept(k % 100 == 0 ? "\\n" : "x")) << k;
+    EXPECT_FALSE(m.accept("x"));
+    EXPECT_TRUE(m.accept("\""));
+    EXPECT_TRUE(m.is_complete());
+    // The counted fast path's precondition holds inside the string and not after it.
+    GrammarMatcher n(g);
+    ASSERT_TRUE(n.accept("\"ab"));
+    GrammarMatcher::CountedLoop loop;
+    ASSERT_TRUE(n.counted_loop(loop));
+    EXPECT_EQ(loop.remaining, 9998u);
+    ASSERT_TRUE(n.accept("\""));
+    EXPECT_FALSE(n.counted_loop(loop));
+}
+
 TEST(Grammar, EscapesCommentsAndLineBreaks) {
     auto g = parse_ok(
         "# a comment line\n"
