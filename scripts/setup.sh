@@ -2,7 +2,7 @@
 # Installs the Debian packages hearth needs to build and test. Idempotent.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang zlib1g-dev libpcre2-dev libutf8proc-dev
-      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+      nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
       python3 git ca-certificates ccache)
 missing=()
 for p in "${pkgs[@]}"; do

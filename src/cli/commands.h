@@ -10,5 +10,6 @@ void add_tokenize_command(CLI::App& app);  // tools.cpp: text -> token ids
 void add_logits_command(CLI::App& app);    // tools.cpp: token ids -> logits / embedding file
 void add_synth_command(CLI::App& app);     // synth.cpp: random-weight models of real shapes
 void add_render_template_command(CLI::App& app);  // render.cpp: chat template + conversation -> prompt text
+void add_serve_command(CLI::App& app);     // serve.cpp: the HTTP daemon (Ollama's API)
 
 }  // namespace hearth::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     hearth::cli::add_logits_command(app);
     hearth::cli::add_synth_command(app);
     hearth::cli::add_render_template_command(app);
+    hearth::cli::add_serve_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

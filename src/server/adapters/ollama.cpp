@@ -1,0 +1,498 @@
+#include "server/adapters/ollama.h"
+
+#include <ctime>
+
+namespace hearth::server::ollama {
+namespace {
+
+Status type_error(const std::string& field, const char* type) {
+    return error(StatusCode::invalid_argument, "field \"" + field + "\" must be " + type);
+}
+
+bool present(const json& body, const char* field) {
+    auto it = body.find(field);
+    return it != body.end() && !it->is_null();
+}
+
+Status get_string(const json& body, const char* field, std::string& out) {
+    if (!present(body, field)) return {};
+    const auto& v = body[field];
+    if (!v.is_string()) return type_error(field, "a string");
+    out = v.get<std::string>();
+    return {};
+}
+
+Status get_bool(const json& body, const char* field, bool& out) {
+    if (!present(body, field)) return {};
+    const auto& v = body[field];
+    if (!v.is_boolean()) return type_error(field, "a boolean");
+    out = v.get<bool>();
+    return {};
+}
+
+// images: rejected while hearth runs no vision model (an empty list is fine).
+Status reject_images(const json& obj, const std::string& field) {
+    if (!present(obj, "images")) return {};
+    const auto& v = obj["images"];
+    if (!v.is_array()) return type_error(field, "an array of base64 strings");
+    if (!v.empty())
+        return error(StatusCode::invalid_argument,
+                     "images are not supported: hearth runs no vision (multimodal) model yet");
+    return {};
+}
+
+Status read_format(const json& body, TextInput& in) {
+    if (!present(body, "format")) return {};
+    const auto& v = body["format"];
+    if (v.is_string() && v.get<std::string>().empty()) return {};
+    if (!v.is_string() && !v.is_object()) return type_error("format", "\"json\" or a JSON schema object");
+    if (v.is_string() && v.get<std::string>() != "json")
+        return error(StatusCode::invalid_argument, "format must be \"json\" or a JSON schema object");
+    in.format = v;
+    return {};
+}
+
+Status common_fields(const json& body, TextInput& in, bool& stream) {
+    HEARTH_ASSIGN(in.model, required_string(body, "model"));
+    stream = true;
+    HEARTH_TRY(get_bool(body, "stream", stream));
+    if (present(body, "options")) {
+        if (!body["options"].is_object()) return type_error("options", "an object");
+        in.options = body["options"];
+    }
+    if (present(body, "keep_alive")) {
+        auto k = parse_keep_alive_field(body["keep_alive"]);
+        if (!k.ok()) return k.status();
+        in.keep_alive = *k;
+    }
+    if (present(body, "think")) {
+        const auto& v = body["think"];
+        if (v.is_boolean()) {
+            in.think.mode = v.get<bool>() ? chat::Think::Mode::on : chat::Think::Mode::off;
+        } else if (v.is_string()) {
+            auto t = chat::Think::parse(v.get<std::string>());
+            if (!t.ok()) return error(StatusCode::invalid_argument, "field \"think\": " + t.status().message());
+            in.think = *t;
+        } else {
+            return type_error("think", "a boolean or one of \"low\", \"medium\", \"high\"");
+        }
+    }
+    HEARTH_TRY(get_bool(body, "truncate", in.truncate));
+    if (present(body, "logprobs") || present(body, "top_logprobs")) {
+        bool want = false;
+        if (present(body, "logprobs")) HEARTH_TRY(get_bool(body, "logprobs", want));
+        if (want) return error(StatusCode::invalid_argument, "logprobs are not supported yet");
+    }
+    HEARTH_TRY(read_format(body, in));
+    return {};
+}
+
+std::string json_number_list_error(const char* field) {
+    return std::string("field \"") + field + "\" must be an array of token ids (integers)";
+}
+
+}  // namespace
+
+std::string rfc3339(WallTime t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    const std::time_t secs = (std::time_t)(ns / 1000000000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return strformat("%s.%09lldZ", buf, (long long)(ns % 1000000000));
+}
+
+Result<json> parse_body(const std::string& body) {
+    if (body.empty()) return error(StatusCode::invalid_argument, "missing request body");
+    json j;
+    try {
+        j = json::parse(body);
+    } catch (const nlohmann::json::parse_error& e) {
+        return error(StatusCode::invalid_argument, std::string("invalid JSON: ") + e.what());
+    }
+    if (!j.is_object()) return error(StatusCode::invalid_argument, "the request body must be a JSON object");
+    return j;
+}
+
+Result<std::string> required_string(const json& body, const char* field) {
+    if (!present(body, field)) return error(StatusCode::invalid_argument, std::string(field) + " is required");
+    if (!body[field].is_string()) return type_error(field, "a string");
+    std::string s = body[field].get<std::string>();
+    if (s.empty()) return error(StatusCode::invalid_argument, std::string(field) + " is required");
+    return s;
+}
+
+Result<runtime::Duration> parse_keep_alive_field(const json& v) {
+    if (v.is_string()) {
+        auto d = runtime::parse_keep_alive(v.get<std::string>());
+        if (!d.ok()) return error(StatusCode::invalid_argument, "field \"keep_alive\": " + d.status().message());
+        return d;
+    }
+    if (v.is_number()) {
+        auto d = runtime::keep_alive_from_seconds(v.get<double>());
+        if (!d.ok()) return error(StatusCode::invalid_argument, "field \"keep_alive\": " + d.status().message());
+        return d;
+    }
+    return type_error("keep_alive", "a duration string (\"5m\") or a number of seconds");
+}
+
+Result<TextInput> parse_generate(const json& body, bool& stream) {
+    TextInput in;
+    HEARTH_TRY(common_fields(body, in, stream));
+    HEARTH_TRY(get_string(body, "prompt", in.prompt));
+    HEARTH_TRY(get_string(body, "system", in.system));
+    HEARTH_TRY(get_string(body, "suffix", in.suffix));
+    if (present(body, "template")) {
+        std::string t;
+        HEARTH_TRY(get_string(body, "template", t));
+        if (!t.empty()) in.template_override = t;
+    }
+    HEARTH_TRY(get_bool(body, "raw", in.raw));
+    HEARTH_TRY(reject_images(body, "images"));
+    if (present(body, "context")) {
+        const auto& c = body["context"];
+        if (!c.is_array()) return error(StatusCode::invalid_argument, json_number_list_error("context"));
+        for (const auto& t : c) {
+            if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
+                return error(StatusCode::invalid_argument, json_number_list_error("context"));
+            in.context.push_back((int32_t)t.get<int64_t>());
+        }
+    }
+    return in;
+}
+
+Result<TextInput> parse_chat(const json& body, bool& stream) {
+    TextInput in;
+    in.chat = true;
+    HEARTH_TRY(common_fields(body, in, stream));
+    if (present(body, "tools")) {
+        if (!body["tools"].is_array()) return type_error("tools", "an array");
+        in.tools = body["tools"];
+        if (in.tools.empty()) in.tools = nullptr;
+    }
+    if (present(body, "messages")) {
+        const auto& msgs = body["messages"];
+        if (!msgs.is_array()) return type_error("messages", "an array");
+        for (size_t i = 0; i < msgs.size(); ++i) {
+            const auto& m = msgs[i];
+            const std::string where = strformat("messages[%zu]", i);
+            if (!m.is_object()) return type_error(where, "an object");
+            if (!present(m, "role") || !m["role"].is_string())
+                return error(StatusCode::invalid_argument, where + ".role is required (system, user, assistant or tool)");
+            const std::string role = m["role"].get<std::string>();
+            if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+                return error(StatusCode::invalid_argument,
+                             where + ".role \"" + role + "\" is not one of system, user, assistant, tool");
+            json out = {{"role", role}};
+            std::string content;
+            if (present(m, "content")) {
+                if (!m["content"].is_string()) return type_error(where + ".content", "a string");
+                content = m["content"].get<std::string>();
+            }
+            out["content"] = content;
+            HEARTH_TRY(reject_images(m, where + ".images"));
+            if (present(m, "thinking")) {
+                if (!m["thinking"].is_string()) return type_error(where + ".thinking", "a string");
+                out["thinking"] = m["thinking"];
+                out["reasoning_content"] = m["thinking"];  // the name Hugging Face templates read
+            }
+            if (present(m, "tool_calls")) {
+                const auto& calls = m["tool_calls"];
+                if (!calls.is_array()) return type_error(where + ".tool_calls", "an array");
+                json tc = json::array();
+                for (size_t k = 0; k < calls.size(); ++k) {
+                    const auto& c = calls[k];
+                    const std::string cw = strformat("%s.tool_calls[%zu]", where.c_str(), k);
+                    if (!c.is_object() || !present(c, "function") || !c["function"].is_object())
+                        return error(StatusCode::invalid_argument, cw + ".function is required");
+                    const auto& f = c["function"];
+                    if (!present(f, "name") || !f["name"].is_string())
+                        return error(StatusCode::invalid_argument, cw + ".function.name is required");
+                    json args = json::object();
+                    if (present(f, "arguments")) {
+                        if (!f["arguments"].is_object()) return type_error(cw + ".function.arguments", "an object");
+                        args = f["arguments"];
+                    }
+                    json call = {{"type", "function"}, {"function", {{"name", f["name"]}, {"arguments", args}}}};
+                    if (present(c, "id") && c["id"].is_string()) call["id"] = c["id"];
+                    tc.push_back(std::move(call));
+                }
+                out["tool_calls"] = std::move(tc);
+            }
+            if (present(m, "tool_name")) {
+                if (!m["tool_name"].is_string()) return type_error(where + ".tool_name", "a string");
+                out["tool_name"] = m["tool_name"];
+                out["name"] = m["tool_name"];
+            }
+            if (present(m, "tool_call_id")) {
+                if (!m["tool_call_id"].is_string()) return type_error(where + ".tool_call_id", "a string");
+                out["tool_call_id"] = m["tool_call_id"];
+            }
+            in.messages.push_back(std::move(out));
+        }
+    }
+    return in;
+}
+
+Result<EmbedInput> parse_embed(const json& body) {
+    EmbedInput in;
+    HEARTH_ASSIGN(in.model, required_string(body, "model"));
+    if (present(body, "input")) {
+        const auto& v = body["input"];
+        if (v.is_string()) {
+            // A single "" is Ollama's load request (no input), not an input.
+            if (!v.get<std::string>().empty()) in.inputs.push_back(v.get<std::string>());
+        } else if (v.is_array()) {
+            for (size_t i = 0; i < v.size(); ++i) {
+                if (!v[i].is_string()) return type_error(strformat("input[%zu]", i), "a string");
+                in.inputs.push_back(v[i].get<std::string>());
+            }
+        } else {
+            return type_error("input", "a string or an array of strings");
+        }
+    }
+    HEARTH_TRY(get_bool(body, "truncate", in.truncate));
+    if (present(body, "dimensions")) {
+        const auto& d = body["dimensions"];
+        if (!d.is_number_integer()) return type_error("dimensions", "an integer");
+        if (d.get<int64_t>() < 1) return error(StatusCode::invalid_argument, "dimensions must be at least 1");
+        in.dimensions = d.get<int64_t>();
+    }
+    if (present(body, "options")) {
+        if (!body["options"].is_object()) return type_error("options", "an object");
+        in.options = body["options"];
+    }
+    if (present(body, "keep_alive")) {
+        auto k = parse_keep_alive_field(body["keep_alive"]);
+        if (!k.ok()) return k.status();
+        in.keep_alive = *k;
+    }
+    return in;
+}
+
+Result<EmbedInput> parse_embeddings(const json& body) {
+    EmbedInput in;
+    HEARTH_ASSIGN(in.model, required_string(body, "model"));
+    std::string prompt;
+    HEARTH_TRY(get_string(body, "prompt", prompt));
+    if (!prompt.empty()) in.inputs.push_back(prompt);
+    in.normalize = false;  // the legacy endpoint returns the raw pooled vector, as Ollama's does
+    if (present(body, "options")) {
+        if (!body["options"].is_object()) return type_error("options", "an object");
+        in.options = body["options"];
+    }
+    if (present(body, "keep_alive")) {
+        auto k = parse_keep_alive_field(body["keep_alive"]);
+        if (!k.ok()) return k.status();
+        in.keep_alive = *k;
+    }
+    return in;
+}
+
+// ---- responses ----
+
+namespace {
+
+void add_stats(json& j, const Final& f) {
+    j["total_duration"] = f.total_ns;
+    j["load_duration"] = f.load_ns;
+    if (f.done_reason == "load" || f.done_reason == "unload") return;
+    j["prompt_eval_count"] = f.stats.prompt_tokens;
+    j["prompt_eval_duration"] = f.stats.prompt_ns;
+    j["eval_count"] = f.stats.generated_tokens;
+    j["eval_duration"] = f.stats.generate_ns;
+    // hearth's extras: prompt tokens reused from the prefix cache, and tokens a truncation cut.
+    j["prompt_cache_count"] = f.stats.cached_tokens;
+    if (f.stats.truncated_tokens > 0) j["prompt_truncated_count"] = f.stats.truncated_tokens;
+}
+
+}  // namespace
+
+json tool_calls_json(const std::vector<chat::ToolCall>& calls) {
+    json out = json::array();
+    for (const auto& c : calls)
+        out.push_back({{"id", c.id}, {"function", {{"index", c.index}, {"name", c.name}, {"arguments", c.arguments}}}});
+    return out;
+}
+
+json generate_chunk(const std::string& model, WallTime at, const Delta& d) {
+    json j = {{"model", model}, {"created_at", rfc3339(at)}, {"response", d.content}};
+    if (!d.thinking.empty()) j["thinking"] = d.thinking;
+    if (!d.tool_calls.empty()) j["tool_calls"] = tool_calls_json(d.tool_calls);
+    j["done"] = false;
+    return j;
+}
+
+json generate_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
+                    const std::string& thinking) {
+    json j = {{"model", model}, {"created_at", rfc3339(at)}, {"response", text}};
+    if (!thinking.empty()) j["thinking"] = thinking;
+    j["done"] = true;
+    j["done_reason"] = f.done_reason;
+    if (!f.context.empty()) j["context"] = f.context;
+    add_stats(j, f);
+    return j;
+}
+
+json chat_chunk(const std::string& model, WallTime at, const Delta& d) {
+    json msg = {{"role", "assistant"}, {"content", d.content}};
+    if (!d.thinking.empty()) msg["thinking"] = d.thinking;
+    if (!d.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(d.tool_calls);
+    return {{"model", model}, {"created_at", rfc3339(at)}, {"message", msg}, {"done", false}};
+}
+
+json chat_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
+                const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls) {
+    json msg = {{"role", "assistant"}, {"content", text}};
+    if (!thinking.empty()) msg["thinking"] = thinking;
+    if (!tool_calls.empty()) msg["tool_calls"] = tool_calls_json(tool_calls);
+    json j = {{"model", model}, {"created_at", rfc3339(at)}, {"message", msg}, {"done", true},
+              {"done_reason", f.done_reason}};
+    add_stats(j, f);
+    return j;
+}
+
+json embed_response(const EmbedOutput& out) {
+    json j = {{"model", out.model}, {"embeddings", out.result.vectors}, {"total_duration", out.total_ns},
+              {"load_duration", out.load_ns}, {"prompt_eval_count", out.result.prompt_tokens_total}};
+    return j;
+}
+
+json embeddings_response(const EmbedOutput& out) {
+    json j = {{"embedding", out.result.vectors.empty() ? std::vector<float>() : out.result.vectors[0]}};
+    return j;
+}
+
+json error_json(const std::string& message) { return {{"error", message}}; }
+
+json details_json(const store::GgufInfo& info) {
+    return {{"parent_model", ""},
+            {"format", "gguf"},
+            {"family", info.architecture},
+            {"families", json::array({info.architecture})},
+            {"parameter_size", info.parameter_size},
+            {"quantization_level", info.quantization}};
+}
+
+json tags_entry(const store::ModelRef& ref, const store::GgufInfo* info) {
+    json j = {{"name", ref.name},
+              {"model", ref.name},
+              {"modified_at", rfc3339(ref.modified)},
+              {"size", ref.size},
+              {"digest", ref.manifest_digest}};
+    j["details"] = info ? details_json(*info) : json::object({{"format", "gguf"}});
+    return j;
+}
+
+namespace {
+
+json value_json(const gguf::Value& v) {
+    using gguf::ValueType;
+    switch (v.type) {
+    case ValueType::string: return v.str;
+    case ValueType::boolean: return v.u != 0;
+    case ValueType::f32:
+    case ValueType::f64: return v.f;
+    case ValueType::array: {
+        json a = json::array();
+        for (const auto& item : v.items) a.push_back(value_json(item));
+        return a;
+    }
+    case ValueType::i8:
+    case ValueType::i16:
+    case ValueType::i32:
+    case ValueType::i64: return v.i;
+    default: return v.u;
+    }
+}
+
+// "stop    "<|eot_id|>"" lines, as `ollama show --parameters` prints the params layer.
+std::string parameters_text(const json& params) {
+    std::string out;
+    if (!params.is_object()) return out;
+    for (const auto& [k, v] : params.items()) {
+        auto line = [&](const json& x) {
+            std::string val = x.is_string() ? x.dump() : x.dump();
+            std::string key = k;
+            key.resize(std::max<size_t>(key.size(), 30), ' ');
+            out += key + " " + val + "\n";
+        };
+        if (v.is_array()) {
+            for (const auto& x : v) line(x);
+        } else {
+            line(v);
+        }
+    }
+    return out;
+}
+
+std::string modelfile_text(const store::ModelRef& ref, const store::GgufInfo& info) {
+    std::string m = "# Modelfile generated by \"hearth show\"\n# To build a new Modelfile based on this, replace FROM with:\n# FROM " +
+                    ref.name + "\n\nFROM " + ref.model_path + "\n";
+    const std::string& tmpl = info.chat_template;
+    if (!tmpl.empty()) m += "TEMPLATE \"\"\"" + tmpl + "\"\"\"\n";
+    if (!ref.system.empty()) m += "SYSTEM \"\"\"" + ref.system + "\"\"\"\n";
+    if (ref.params.is_object())
+        for (const auto& [k, v] : ref.params.items()) {
+            if (v.is_array()) {
+                for (const auto& x : v) m += "PARAMETER " + k + " " + x.dump() + "\n";
+            } else {
+                m += "PARAMETER " + k + " " + v.dump() + "\n";
+            }
+        }
+    if (!ref.license.empty()) m += "LICENSE \"\"\"" + ref.license + "\"\"\"\n";
+    return m;
+}
+
+}  // namespace
+
+json show_response(const store::ModelRef& ref, const store::GgufInfo& info, bool verbose) {
+    json j;
+    j["license"] = ref.license;
+    j["modelfile"] = modelfile_text(ref, info);
+    j["parameters"] = parameters_text(ref.params);
+    // The template hearth renders: the GGUF's Jinja chat template.
+    j["template"] = info.chat_template;
+    if (!ref.system.empty()) j["system"] = ref.system;
+    j["details"] = details_json(info);
+    json mi = json::object();
+    if (info.file) {
+        for (const auto& [key, v] : info.file->meta.entries()) {
+            const bool big = key == "tokenizer.ggml.tokens" || key == "tokenizer.ggml.scores" ||
+                             key == "tokenizer.ggml.token_type" || key == "tokenizer.ggml.merges";
+            if (key == "tokenizer.chat_template") continue;  // shown as "template"
+            mi[key] = big && !verbose ? json(nullptr) : value_json(v);
+        }
+    }
+    mi["general.parameter_count"] = info.n_params;
+    j["model_info"] = mi;
+    json caps = json::array();
+    if (info.embedding) {
+        caps.push_back("embedding");
+    } else {
+        caps.push_back("completion");
+        if (info.chat_template.find("tools") != std::string::npos) caps.push_back("tools");
+        if (info.chat_template.find("<think>") != std::string::npos ||
+            info.chat_template.find("enable_thinking") != std::string::npos)
+            caps.push_back("thinking");
+        if (info.has_fim) caps.push_back("insert");
+    }
+    j["capabilities"] = caps;
+    j["modified_at"] = rfc3339(ref.modified);
+    return j;
+}
+
+json ps_entry(const store::ModelRef& ref, const store::GgufInfo* info, const runtime::ModelStatus& st,
+              std::optional<WallTime> expires_at) {
+    json j = {{"name", st.name}, {"model", st.name}, {"size", st.bytes}, {"digest", ref.manifest_digest}};
+    j["details"] = info ? details_json(*info) : json::object({{"format", "gguf"}});
+    // Ollama shows "never" as a time ~292 years ahead (the largest Go duration).
+    const WallTime exp = expires_at ? *expires_at : std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 292);
+    j["expires_at"] = rfc3339(exp);
+    j["size_vram"] = 0;  // CPU only for now
+    j["context_length"] = st.config.n_ctx;
+    return j;
+}
+
+}  // namespace hearth::server::ollama
