@@ -1,6 +1,21 @@
-// hearth run [MODEL] [PROMPT]: stream a completion of a raw prompt (no chat template yet).
-// Runs on the serving engine, as the daemon will: an interactive session resubmits the whole
-// conversation every turn and the prefix cache reuses the blocks of the turns before.
+// hearth run [MODEL] [PROMPT]: chat with a model through its own chat template, or complete a
+// raw prompt (--raw, and models without a template).
+//
+// Chat mode (the model's GGUF has tokenizer.chat_template): the REPL keeps the conversation as
+// messages, renders it with add_generation_prompt every turn and resubmits the whole rendering;
+// the earlier turns' tokens are (for most templates) a prefix of the new rendering, so the
+// engine's prefix cache reuses them. The reply goes through chat::OutputParser: thinking is shown
+// in a dimmed "Thinking..." block like Ollama's (--hidethinking drops it), tool calls print as
+// JSON lines, and the answer alone goes back into the conversation.
+//
+// Raw mode (--raw, or no template: stories260K and other base models): the prompt is the text;
+// a conversation is the concatenated turns as tokens, as before templates existed. llama.cpp
+// would fall back to ChatML here (chat::kDefaultTemplate); a base model makes more sense of a
+// plain continuation, which is what Ollama does for a template-less model ({{ .Prompt }}).
+//
+// Ollama's REPL commands: /set parameter NAME VALUE, /set system TEXT, /set think|nothink,
+// /set format json|noformat, /set verbose|quiet, /show info|system|parameters|template,
+// /clear, /bye (/exit), /? (/help), and """ for a multi-line message.
 #include <unistd.h>
 
 #include <atomic>
@@ -11,14 +26,22 @@
 #include <future>
 #include <iostream>
 #include <iterator>
+#include <optional>
+#include <sstream>
 
+#include "chat/chat.h"
+#include "chat/json_schema.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "quant/types.h"
 #include "runtime/engine.h"
+#include "runtime/grammar_mask.h"
+#include "store/gguf_info.h"
 
 namespace hearth::cli {
 namespace {
+
+using nlohmann::ordered_json;
 
 struct RunArgs {
     std::string model;
@@ -34,10 +57,20 @@ struct RunArgs {
     bool truncate = false;
     bool interactive = false;
     std::string kv_type;  // empty: $HEARTH_KV_CACHE_TYPE, else f16
+    bool raw = false;
+    std::string think;    // "" = the template's default; else true/false/low/medium/high
+    bool hide_thinking = false;
+    std::string format;   // "" none; "json" or a JSON Schema
+    std::string system;
 };
 
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+void out(std::string_view s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+}
 
 void print_stats(int64_t load_ns, const runtime::RequestStats& st) {
     auto ms = [](int64_t ns) { return ns / 1e6; };
@@ -57,36 +90,263 @@ void print_stats(int64_t load_ns, const runtime::RequestStats& st) {
     std::fprintf(stderr, "seed:                 %llu\n", (unsigned long long)st.seed);
 }
 
+// Prints a chat reply as it streams: a "Thinking..." block (dimmed on a terminal), the answer,
+// tool calls as JSON lines.
+class ReplyPrinter {
+public:
+    ReplyPrinter(bool show_thinking, bool tty) : show_thinking_(show_thinking), tty_(tty) {}
+    void print(const chat::ChatDelta& d) {
+        if (!d.thinking.empty() && show_thinking_) {
+            if (!in_thinking_) {
+                out(tty_ ? "\x1b[2mThinking...\n" : "Thinking...\n");
+                in_thinking_ = true;
+            }
+            out(d.thinking);
+        }
+        if (!d.content.empty() || !d.tool_calls.empty()) end_thinking();
+        if (!d.content.empty()) {
+            out(d.content);
+            at_line_start_ = d.content.back() == '\n';
+        }
+        for (const auto& c : d.tool_calls) {
+            if (!at_line_start_) out("\n");
+            const ordered_json j{{"name", c.name}, {"arguments", c.arguments}};
+            out(j.dump() + "\n");
+            at_line_start_ = true;
+        }
+    }
+    void end_thinking() {
+        if (!in_thinking_) return;
+        out(tty_ ? "\n...done thinking.\n\n\x1b[0m" : "\n...done thinking.\n\n");
+        in_thinking_ = false;
+    }
+
+private:
+    bool show_thinking_, tty_;
+    bool in_thinking_ = false;
+    bool at_line_start_ = true;
+};
+
+// The sampling parameters /set parameter knows, Ollama's names.
+const char* const kParameterNames =
+    "temperature, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n, presence_penalty, "
+    "frequency_penalty, seed, num_predict, num_ctx, stop";
+
 class Runner {
 public:
-    Runner(const RunArgs& a, std::unique_ptr<runtime::Engine> engine, const tok::Tokenizer& tok, int64_t load_ns)
-        : a_(a), engine_(std::move(engine)), tok_(tok), load_ns_(load_ns) {}
+    Runner(RunArgs& a, std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tok,
+           std::shared_ptr<const gguf::GgufFile> file, std::unique_ptr<runtime::Engine> engine, int64_t load_ns)
+        : a_(a), model_(std::move(model)), tok_(std::move(tok)), file_(std::move(file)), engine_(std::move(engine)),
+          load_ns_(load_ns) {
+        auto src = file_->meta.get_string_or("tokenizer.chat_template", "");
+        if (!a_.raw && src.ok() && !src->empty()) {
+            auto t = chat::ChatTemplate::parse(*src);
+            if (t.ok()) {
+                tmpl_ = std::move(t).value();
+                format_ = chat::detect_format(*src, {file_->architecture()});
+            } else {
+                note_ = "the model's chat template does not parse (" + t.status().message() + "): raw prompts";
+            }
+        } else if (!a_.raw) {
+            note_ = "this model has no chat template: raw completion (each line continues the text)";
+        }
+        prompt_opts_.bos_token = tok_->bos() >= 0 ? tok_->token_text(tok_->bos()) : "";
+        prompt_opts_.eos_token = tok_->eos() >= 0 ? tok_->token_text(tok_->eos()) : "";
+        prompt_opts_.vocab_adds_bos = tok_->add_bos();
+    }
 
-    // One turn: the conversation so far plus `text`. Ctrl-C stops the generation (the turn's
-    // output so far stays in the conversation). Returns false on error (already reported).
+    bool chat_mode() const { return tmpl_.has_value(); }
+    const std::string& note() const { return note_; }
+
+    // Sets --format / /set format; false (reported) when it is not JSON or "json".
+    bool set_format(const std::string& text) {
+        if (text.empty()) {
+            format_json_ = nullptr;
+            return true;
+        }
+        ordered_json f;
+        if (text == "json") {
+            f = "json";
+        } else {
+            f = ordered_json::parse(text, nullptr, false);
+            if (f.is_discarded()) {
+                std::fprintf(stderr, "hearth run: --format: \"%s\" is neither json nor a JSON Schema\n", text.c_str());
+                return false;
+            }
+        }
+        if (auto g = chat::format_to_gbnf(f); !g.ok()) {
+            std::fprintf(stderr, "hearth run: --format: %s\n", g.status().message().c_str());
+            return false;
+        }
+        format_json_ = std::move(f);
+        return true;
+    }
+
+    // One turn. Ctrl-C stops the reply (what came so far stays in the conversation). Returns
+    // false on error (already reported).
     bool turn(const std::string& text, bool keep_history) {
-        runtime::Request req;
-        // BOS (and the like) only at the start of the conversation.
-        std::vector<int32_t> ids = tok_.encode(text, /*add_special=*/history_.empty(), /*parse_special=*/false);
-        if (ids.empty()) return true;
-        req.prompt = history_;
-        req.prompt.insert(req.prompt.end(), ids.begin(), ids.end());
+        return chat_mode() ? turn_chat(text, keep_history) : turn_raw(text, keep_history);
+    }
+
+    void clear() {
+        history_.clear();
+        messages_ = ordered_json::array();
+    }
+
+    void set_system(std::string s) { a_.system = std::move(s); }
+
+    // /set parameter NAME VALUE...
+    void set_parameter(const std::string& name, const std::vector<std::string>& values) {
+        if (values.empty()) {
+            std::printf("Usage: /set parameter NAME VALUE (%s)\n", kParameterNames);
+            return;
+        }
+        if (name == "stop") {
+            a_.stop = values;
+            std::string shown;
+            for (const auto& v : values) shown += (shown.empty() ? "" : ", ") + ("'" + v + "'");
+            std::printf("Set parameter 'stop' to %s\n", shown.c_str());
+            return;
+        }
+        const std::string& v = values[0];
+        runtime::SamplingOptions s = a_.sampling;
+        int64_t num_predict = a_.num_predict;
+        try {
+            size_t used = 0;
+            auto f = [&] { float x = std::stof(v, &used); return x; };
+            auto i = [&] { long long x = std::stoll(v, &used); return x; };
+            if (name == "temperature") s.temperature = f();
+            else if (name == "top_k") s.top_k = (int32_t)i();
+            else if (name == "top_p") s.top_p = f();
+            else if (name == "min_p") s.min_p = f();
+            else if (name == "typical_p") s.typical_p = f();
+            else if (name == "repeat_penalty") s.repeat_penalty = f();
+            else if (name == "repeat_last_n") s.repeat_last_n = (int32_t)i();
+            else if (name == "presence_penalty") s.presence_penalty = f();
+            else if (name == "frequency_penalty") s.frequency_penalty = f();
+            else if (name == "seed") s.seed = i();
+            else if (name == "num_predict") num_predict = i();
+            else if (name == "num_ctx") {
+                const int64_t n = i();
+                if (used != v.size() || n < 1) throw std::invalid_argument("");
+                if (!restart_engine(n)) return;
+                std::printf("Set parameter 'num_ctx' to '%s'\n", v.c_str());
+                return;
+            } else {
+                std::printf("Unknown parameter '%s' (known: %s)\n", name.c_str(), kParameterNames);
+                return;
+            }
+            if (used != v.size()) throw std::invalid_argument("");
+        } catch (const std::exception&) {
+            std::printf("Couldn't set parameter: '%s' is not a valid value for %s\n", v.c_str(), name.c_str());
+            return;
+        }
+        if (Status st = s.validate(); !st.ok()) {
+            std::printf("Couldn't set parameter: %s\n", st.message().c_str());
+            return;
+        }
+        a_.sampling = s;
+        a_.num_predict = num_predict;
+        std::printf("Set parameter '%s' to '%s'\n", name.c_str(), v.c_str());
+    }
+
+    void show_parameters() const {
+        const auto& s = a_.sampling;
+        std::printf("Model defined parameters:\n  (none)\n\nUser defined parameters:\n");
+        std::printf("  %-18s %g\n  %-18s %d\n  %-18s %g\n  %-18s %g\n  %-18s %g\n", "temperature", s.temperature, "top_k",
+                    s.top_k, "top_p", s.top_p, "min_p", s.min_p, "repeat_penalty", s.repeat_penalty);
+        std::printf("  %-18s %lld\n  %-18s %lld\n  %-18s %lld\n", "seed", (long long)s.seed, "num_predict",
+                    (long long)a_.num_predict, "num_ctx", (long long)engine_->n_ctx());
+        for (const auto& st : a_.stop) std::printf("  %-18s \"%s\"\n", "stop", st.c_str());
+    }
+
+    void show_info() const {
+        std::printf("  Model\n");
+        auto row = [](const char* k, const std::string& v) { std::printf("    %-20s %s\n", k, v.c_str()); };
+        auto info = store::read_gguf_info(a_.model);
+        if (info.ok()) {
+            row("architecture", info->architecture);
+            row("parameters", info->parameter_size);
+            row("context length", std::to_string(info->n_ctx_train));
+            row("embedding length", std::to_string(info->n_embd));
+            row("quantization", info->quantization);
+        } else {
+            row("architecture", file_->architecture());
+        }
+        row("context (this run)", std::to_string(engine_->n_ctx()));
+        row("kv cache type", quant::type_name(engine_->kv_type()));
+        row("chat template", chat_mode() ? "yes (" + format_.family + ")" : "none: raw completion");
+        if (chat_mode()) {
+            row("tool calls", chat::tool_call_format_name(format_.tool_calls));
+            row("thinking", format_.has_thinking()
+                                ? std::string("yes (switch: ") + chat::think_switch_name(format_.think_switch) + ")"
+                                : "no");
+        }
+        std::printf("\n  Capabilities\n    completion\n");
+        if (chat_mode() && format_.tool_calls != chat::ToolCallFormat::none) std::printf("    tools\n");
+        if (chat_mode() && format_.has_thinking()) std::printf("    thinking\n");
+        std::printf("\n");
+    }
+
+    void show_template() const {
+        if (chat_mode()) std::printf("%s\n", tmpl_->source().c_str());
+        else std::printf("No chat template: raw completion.\n");
+    }
+
+    void set_think(const std::string& v) { a_.think = v; }
+
+private:
+    bool restart_engine(int64_t n_ctx) {
+        runtime::EngineOptions eo;
+        eo.n_ctx = n_ctx;
+        eo.n_parallel = 1;
+        eo.kv_type = engine_->kv_type();
+        engine_.reset();  // its KV pool goes before the new one is sized
+        auto e = runtime::Engine::create(model_, tok_, eo);
+        if (!e.ok()) {
+            std::printf("Couldn't set num_ctx: %s\n", e.status().message().c_str());
+            eo.n_ctx = a_.num_ctx;
+            e = runtime::Engine::create(model_, tok_, eo);
+            if (!e.ok()) fail("run", e.status());
+        }
+        engine_ = std::move(e).value();
+        a_.num_ctx = engine_->n_ctx();
+        return true;
+    }
+
+    chat::Think think() const {
+        if (a_.think.empty()) return {};
+        auto t = chat::Think::parse(a_.think);
+        return t.ok() ? t.value() : chat::Think{};
+    }
+
+    // The request's logits mask for --format, fresh per turn (masks keep state). Thinking
+    // models keep the reasoning block free: the constraint starts after its closing marker.
+    Result<std::shared_ptr<runtime::LogitsMask>> make_mask(bool thinking_expected) const {
+        if (format_json_.is_null()) return std::shared_ptr<runtime::LogitsMask>();
+        if (!thinking_expected) return runtime::make_format_mask(*tok_, format_json_);
+        auto gbnf = chat::format_to_gbnf(format_json_);
+        if (!gbnf.ok()) return gbnf.status();
+        auto inner = runtime::make_grammar_mask_for(runtime::TokenTable::get(*tok_), *gbnf);
+        if (!inner.ok()) return inner.status();
+        return runtime::make_deferred_mask(*tok_, std::move(inner).value(), format_.think_end);
+    }
+
+    void base_request(runtime::Request& req) const {
         req.sampling = a_.sampling;
         req.num_predict = a_.num_predict;
         req.stop = a_.stop;
         req.ignore_eos = a_.ignore_eos;
-        // A conversation that outgrows the context drops its oldest turns (the BOS stays).
-        req.truncate = a_.truncate || !history_.empty();
-        req.keep = tok_.bos() >= 0 ? 1 : 0;
+        req.keep = tok_->bos() >= 0 ? 1 : 0;
+    }
+
+    // Runs the request, streaming text to on_text; Ctrl-C cancels. nullopt on error (reported).
+    std::optional<runtime::Event> generate(const runtime::Request& req, const std::function<void(const std::string&)>& on_text) {
         std::promise<runtime::Event> done;
         g_interrupted.store(false);
         const runtime::RequestId id = engine_->submit(req, [&](const runtime::Event& e) {
-            if (e.kind == runtime::Event::Kind::text) {
-                std::fwrite(e.text.data(), 1, e.text.size(), stdout);
-                std::fflush(stdout);
-            } else {
-                done.set_value(e);
-            }
+            if (e.kind == runtime::Event::Kind::text) on_text(e.text);
+            else done.set_value(e);
         });
         std::future<runtime::Event> f = done.get_future();
         bool cancelled = false;
@@ -95,35 +355,201 @@ public:
                 engine_->cancel(id);
                 cancelled = true;
             }
-        const runtime::Event e = f.get();
+        runtime::Event e = f.get();
+        if (e.kind == runtime::Event::Kind::error) {
+            std::fputc('\n', stdout);
+            std::fflush(stdout);
+            std::fprintf(stderr, "hearth run: %s\n", e.status.message().c_str());
+            return std::nullopt;
+        }
+        return e;
+    }
+
+    void report(const runtime::Event& e) const {
         std::fputc('\n', stdout);
         std::fflush(stdout);
-        if (e.kind == runtime::Event::Kind::error) {
-            std::fprintf(stderr, "hearth run: %s\n", e.status.message().c_str());
-            return false;
-        }
         if (e.stats.truncated_tokens > 0 && !a_.verbose)
             std::fprintf(stderr, "(the context is full: %lld earlier token(s) dropped)\n",
                          (long long)e.stats.truncated_tokens);
         if (a_.verbose) print_stats(load_ns_, e.stats);
+    }
+
+    bool turn_raw(const std::string& text, bool keep_history) {
+        runtime::Request req;
+        base_request(req);
+        // BOS (and the like) only at the start of the conversation.
+        std::vector<int32_t> ids = tok_->encode(text, /*add_special=*/history_.empty(), /*parse_special=*/false);
+        if (ids.empty()) return true;
+        req.prompt = history_;
+        req.prompt.insert(req.prompt.end(), ids.begin(), ids.end());
+        // A conversation that outgrows the context drops its oldest turns (the BOS stays).
+        req.truncate = a_.truncate || !history_.empty();
+        auto mask = make_mask(false);
+        if (!mask.ok()) {
+            std::fprintf(stderr, "hearth run: %s\n", mask.status().message().c_str());
+            return false;
+        }
+        req.mask = *mask;
+        auto e = generate(req, [](const std::string& piece) { out(piece); });
+        if (!e) return false;
+        report(*e);
         if (keep_history) {
             // What the engine actually ran (after any truncation) plus what it generated.
             history_ = req.prompt;
-            if (e.stats.truncated_tokens > 0)
-                history_.erase(history_.begin() + req.keep, history_.begin() + req.keep + e.stats.truncated_tokens);
-            history_.insert(history_.end(), e.stats.tokens.begin(), e.stats.tokens.end());
+            if (e->stats.truncated_tokens > 0)
+                history_.erase(history_.begin() + req.keep, history_.begin() + req.keep + e->stats.truncated_tokens);
+            history_.insert(history_.end(), e->stats.tokens.begin(), e->stats.tokens.end());
         }
         return true;
     }
-    void clear() { history_.clear(); }
 
-private:
-    const RunArgs& a_;
+    bool turn_chat(const std::string& text, bool keep_history) {
+        ordered_json msgs = ordered_json::array();
+        if (!a_.system.empty()) msgs.push_back({{"role", "system"}, {"content", a_.system}});
+        for (const auto& m : messages_) msgs.push_back(m);
+        const ordered_json user{{"role", "user"}, {"content", text}};
+        msgs.push_back(user);
+        chat::PromptOptions po = prompt_opts_;
+        po.think = think();
+        auto rendered = chat::render_prompt(*tmpl_, format_, msgs, nullptr, po);
+        if (!rendered.ok()) {
+            std::fprintf(stderr, "hearth run: chat template: %s\n", rendered.status().message().c_str());
+            return false;
+        }
+        runtime::Request req;
+        base_request(req);
+        req.prompt = tok_->encode(rendered->text, tok_->add_bos(), /*parse_special=*/true);
+        for (const auto& s : format_.stop) req.stop.push_back(s);
+        req.truncate = a_.truncate || !messages_.empty();
+        const bool thinking_expected =
+            !format_.think_start.empty() &&
+            (rendered->thinking_open || (po.think.mode == chat::Think::Mode::on && format_.has_thinking()));
+        auto mask = make_mask(thinking_expected);
+        if (!mask.ok()) {
+            std::fprintf(stderr, "hearth run: %s\n", mask.status().message().c_str());
+            return false;
+        }
+        req.mask = *mask;
+
+        const bool show_thinking = !a_.hide_thinking && po.think.mode != chat::Think::Mode::off;
+        chat::OutputParser parser(format_, rendered->thinking_open);
+        ReplyPrinter printer(show_thinking, isatty(STDOUT_FILENO));
+        chat::ChatDelta reply;
+        auto on_text = [&](const std::string& piece) {
+            chat::ChatDelta d = parser.push(piece);
+            printer.print(d);
+            reply.append(std::move(d));
+        };
+        auto e = generate(req, on_text);
+        if (!e) return false;
+        chat::ChatDelta last = parser.finish();
+        printer.print(last);
+        printer.end_thinking();
+        reply.append(std::move(last));
+        report(*e);
+        if (keep_history) {
+            messages_.push_back(user);
+            ordered_json assistant{{"role", "assistant"}, {"content", reply.content}};
+            if (!reply.thinking.empty())
+                assistant[format_.tool_calls == chat::ToolCallFormat::harmony ? "thinking" : "reasoning_content"] =
+                    reply.thinking;
+            if (!reply.tool_calls.empty()) {
+                ordered_json calls = ordered_json::array();
+                for (const auto& c : reply.tool_calls)
+                    calls.push_back({{"id", c.id}, {"type", "function"},
+                                     {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+                assistant["tool_calls"] = std::move(calls);
+            }
+            messages_.push_back(std::move(assistant));
+        }
+        return true;
+    }
+
+    RunArgs& a_;
+    std::shared_ptr<model::Model> model_;
+    std::shared_ptr<const tok::Tokenizer> tok_;
+    std::shared_ptr<const gguf::GgufFile> file_;
     std::unique_ptr<runtime::Engine> engine_;
-    const tok::Tokenizer& tok_;
     int64_t load_ns_;
-    std::vector<int32_t> history_;  // the conversation's tokens
+    std::optional<chat::ChatTemplate> tmpl_;  // chat mode when set
+    chat::ChatFormat format_;
+    chat::PromptOptions prompt_opts_;
+    std::string note_;
+    ordered_json format_json_;                       // --format; null: none
+    ordered_json messages_ = ordered_json::array();  // chat mode: user/assistant turns (the system prompt apart)
+    std::vector<int32_t> history_;                   // raw mode: the conversation's tokens
 };
+
+void print_help() {
+    std::printf(
+        "Available commands:\n"
+        "  /set parameter NAME VALUE   Set a parameter (%s)\n"
+        "  /set system TEXT            Set the system message\n"
+        "  /set think | nothink        Turn thinking on or off (where the template has a switch)\n"
+        "  /set format json | noformat Constrain replies to JSON, or not\n"
+        "  /set verbose | quiet        Show or hide timings after each reply\n"
+        "  /show info | parameters | system | template\n"
+        "  /clear                      Forget the conversation\n"
+        "  /bye                        Exit\n"
+        "  /?, /help                   This help\n\n"
+        "Use \"\"\" to begin and end a multi-line message.\n",
+        kParameterNames);
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+    std::istringstream in(s);
+    std::vector<std::string> w;
+    for (std::string x; in >> x;) w.push_back(x);
+    return w;
+}
+
+// Handles a /command; false for /bye.
+bool command(Runner& runner, RunArgs& a, const std::string& line) {
+    const std::vector<std::string> w = split_words(line);
+    const std::string& cmd = w[0];
+    if (cmd == "/bye" || cmd == "/exit") return false;
+    if (cmd == "/clear") {
+        runner.clear();
+        std::printf("Cleared session context\n");
+    } else if (cmd == "/?" || cmd == "/help") {
+        print_help();
+    } else if (cmd == "/set" && w.size() >= 2) {
+        const std::string& what = w[1];
+        if (what == "parameter" && w.size() >= 3) {
+            runner.set_parameter(w[2], std::vector<std::string>(w.begin() + 3, w.end()));
+        } else if (what == "system") {
+            const size_t p = line.find("system") + 6;
+            std::string text = p < line.size() ? line.substr(p) : "";
+            while (!text.empty() && text.front() == ' ') text.erase(0, 1);
+            if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
+            runner.set_system(text);
+            std::printf("Set system message.\n");
+        } else if (what == "think" || what == "nothink") {
+            runner.set_think(what == "think" ? (w.size() >= 3 ? w[2] : "true") : "false");
+            std::printf("Set '%s' mode.\n", what.c_str());
+        } else if (what == "format" && w.size() >= 3) {
+            if (runner.set_format(w[2])) std::printf("Set format to '%s' mode.\n", w[2].c_str());
+        } else if (what == "noformat") {
+            runner.set_format("");
+            std::printf("Disabled format.\n");
+        } else if (what == "verbose" || what == "quiet") {
+            a.verbose = what == "verbose";
+            std::printf("Set '%s' mode.\n", what.c_str());
+        } else {
+            print_help();
+        }
+    } else if (cmd == "/show" && w.size() >= 2) {
+        if (w[1] == "info") runner.show_info();
+        else if (w[1] == "parameters") runner.show_parameters();
+        else if (w[1] == "system") std::printf("%s\n", a.system.empty() ? "No system message was specified for this model." : a.system.c_str());
+        else if (w[1] == "template") runner.show_template();
+        else print_help();
+    } else {
+        std::printf("Unknown command '%s'. Type /? for help\n", cmd.c_str());
+    }
+    std::fflush(stdout);
+    return true;
+}
 
 void run(RunArgs a) {
     if (!a.prompt_flag.empty()) {
@@ -131,6 +557,8 @@ void run(RunArgs a) {
         a.prompt = a.prompt_flag;
     }
     if (Status s = a.sampling.validate(); !s.ok()) fail("run", s);
+    if (!a.think.empty())
+        if (auto t = chat::Think::parse(a.think); !t.ok()) fail("run", "--think: " + t.status().message());
     if (a.model.empty()) {
         a.model = default_model_path();
         if (a.model.empty())
@@ -147,6 +575,7 @@ void run(RunArgs a) {
     runtime::EngineOptions eo;
     eo.n_ctx = a.num_ctx > 0 ? a.num_ctx : std::min<int64_t>(4096, n_train > 0 ? n_train : 4096);
     eo.n_parallel = 1;
+    a.num_ctx = eo.n_ctx;
     if (a.kv_type.empty()) {
         const char* env = std::getenv("HEARTH_KV_CACHE_TYPE");
         a.kv_type = env && *env ? env : "f16";
@@ -155,10 +584,12 @@ void run(RunArgs a) {
     if (!kv_type) fail("run", "KV cache type \"" + a.kv_type + "\" is not a type name; use f16, q8_0 or q4_0");
     eo.kv_type = *kv_type;
     std::shared_ptr<const tok::Tokenizer> tok(std::move(lm->tokenizer));
-    auto engine = runtime::Engine::create(std::shared_ptr<model::Model>(std::move(lm->model)), tok, eo);
+    std::shared_ptr<model::Model> model(std::move(lm->model));
+    auto engine = runtime::Engine::create(model, tok, eo);
     if (!engine.ok()) fail("run", engine.status());
     if (a.verbose) std::fprintf(stderr, "%s\n", engine.value()->kv_note().c_str());
-    Runner runner(a, std::move(engine).value(), *tok, lm->load_ns);
+    Runner runner(a, model, tok, lm->file, std::move(engine).value(), lm->load_ns);
+    if (!a.format.empty() && !runner.set_format(a.format)) std::exit(1);
     std::signal(SIGINT, on_sigint);
 
     if (!a.prompt.empty()) {
@@ -172,8 +603,8 @@ void run(RunArgs a) {
         if (!runner.turn(text, false)) std::exit(1);
         return;
     }
-    std::fprintf(stderr, "Type a prompt and press Enter; /bye or Ctrl-D to quit, /clear to forget the context, "
-                         "Ctrl-C to stop a reply.\n");
+    if (!runner.note().empty()) std::fprintf(stderr, "(%s)\n", runner.note().c_str());
+    std::fprintf(stderr, "Type a message and press Enter; /? for help, /bye or Ctrl-D to quit, Ctrl-C to stop a reply.\n");
     std::string line;
     for (;;) {
         std::fputs(">>> ", stdout);
@@ -187,12 +618,24 @@ void run(RunArgs a) {
             }
             break;
         }
-        if (line == "/bye" || line == "/exit") break;
-        if (line == "/clear") {
-            runner.clear();
+        if (line.rfind("\"\"\"", 0) == 0) {  // a multi-line message, up to a line ending in """
+            std::string text = line.substr(3), more;
+            bool closed = text.size() >= 3 && text.compare(text.size() - 3, 3, "\"\"\"") == 0;
+            while (!closed && std::getline(std::cin, more)) {
+                text += "\n" + more;
+                closed = more.size() >= 3 && more.compare(more.size() - 3, 3, "\"\"\"") == 0;
+            }
+            if (closed) text.erase(text.size() - 3);
+            line = text;
+            if (line.empty()) continue;
+            if (!runner.turn(line, true)) runner.clear();
             continue;
         }
         if (line.empty()) continue;
+        if (line[0] == '/') {
+            if (!command(runner, a, line)) break;
+            continue;
+        }
         if (!runner.turn(line, true)) runner.clear();  // a failed turn starts over
     }
 }
@@ -201,7 +644,7 @@ void run(RunArgs a) {
 
 void add_run_command(CLI::App& app) {
     auto a = std::make_shared<RunArgs>();
-    CLI::App* c = app.add_subcommand("run", "Generate text from a prompt (raw completion)");
+    CLI::App* c = app.add_subcommand("run", "Chat with a model (through its chat template), or complete a raw prompt");
     c->add_option("model", a->model, "GGUF model file (default: the small story model from the test data)");
     c->add_option("prompt", a->prompt, "Prompt text; without one, reads standard input (interactive on a terminal)");
     c->add_option("-p,--prompt", a->prompt_flag, "Prompt text (lets the model be omitted)");
@@ -226,7 +669,18 @@ void add_run_command(CLI::App& app) {
                 "A conversation: every line of standard input is one turn, even when it is not a terminal");
     c->add_flag("--truncate", a->truncate,
                 "Cut a prompt longer than the context from the front (the BOS stays) instead of failing");
-    c->callback([a] { run(*a); });
+    c->add_flag("--raw", a->raw, "No chat template: the prompt is the raw text to continue");
+    CLI::Option* think = c->add_option("--think", a->think,
+                                       "Thinking: --think, --think=false, or a level --think=low|medium|high (gpt-oss); "
+                                       "default: the template's own")
+                             ->expected(0, 1);
+    c->add_flag("--hidethinking", a->hide_thinking, "Think, but print only the answer");
+    c->add_option("--format", a->format, "Constrain the reply: json, or a JSON Schema (as JSON text)");
+    c->add_option("--system", a->system, "System message (chat mode)");
+    c->callback([a, think] {
+        if (think->count() > 0 && a->think.empty()) a->think = "true";  // a bare --think
+        run(*a);
+    });
 }
 
 }  // namespace hearth::cli
