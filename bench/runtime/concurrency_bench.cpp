@@ -1,12 +1,13 @@
 // Aggregate generation throughput of runtime::Engine at several concurrency levels:
-//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000]
-// For each of 1, 4, 16, 64 concurrent streams: submits that many requests at once (random
+//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64]
+// For each count of concurrent streams (-s, default 1, 4, 16, 64): submits that many requests at once (random
 // prompts of p tokens, greedy, n generated tokens each, end-of-generation ignored) to one engine
 // sized for them, and prints the generated tokens/s over the wall time from first submit to last
 // done, plus the mean time to first token. Then the chunked-prefill check: the time to first
 // token of a short request (16 tokens) alone, and submitted right after a long one (-L, default
 // 4000 tokens) starts prefilling. Not a test: record results in bench/RESULTS.md with the
 // machine and commit.
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -54,15 +55,25 @@ std::vector<double> ttft_ms(runtime::Engine& engine, const std::vector<int>& len
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64]\n",
+                     argv[0]);
         return 2;
     }
     const std::string path = argv[1];
     int n_prompt = 64, n_gen = 32, threads = 0;
     int64_t n_ctx = 2048, step_tokens = 512;
     int n_long = 4000;
+    std::vector<int> stream_counts = {1, 4, 16, 64};
     for (int i = 2; i + 1 < argc; i += 2) {
         const int v = std::atoi(argv[i + 1]);
+        if (!std::strcmp(argv[i], "-s")) {
+            stream_counts.clear();
+            for (const char* c = argv[i + 1]; *c;) {
+                stream_counts.push_back(std::max(1, std::atoi(c)));
+                while (*c && *c != ',') ++c;
+                if (*c == ',') ++c;
+            }
+        }
         if (!std::strcmp(argv[i], "-p")) n_prompt = v;
         else if (!std::strcmp(argv[i], "-n")) n_gen = v;
         else if (!std::strcmp(argv[i], "-c")) n_ctx = v;
@@ -83,7 +94,7 @@ int main(int argc, char** argv) {
     std::printf("model %s: %s, prompt %d, generate %d, n_ctx %lld, step budget %lld tokens\n", path.c_str(),
                 model->hparams().arch.c_str(), n_prompt, n_gen, (long long)n_ctx, (long long)step_tokens);
     std::mt19937 rng(42);
-    for (int streams : {1, 4, 16, 64}) {
+    for (int streams : stream_counts) {
         runtime::EngineOptions o;
         o.n_ctx = n_ctx;
         o.n_parallel = streams;
