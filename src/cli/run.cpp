@@ -420,6 +420,10 @@ private:
         base_request(req);
         req.prompt = tok_->encode(rendered->text, tok_->add_bos(), /*parse_special=*/true);
         for (const auto& s : format_.stop) req.stop.push_back(s);
+        // Tool-call markers that are control tokens (<|python_tag|>, [TOOL_CALLS]) must reach
+        // the parser as text.
+        for (const auto& text : format_.preserved_tokens)
+            if (const int32_t id = tok_->find_token(text); id >= 0) req.preserve_tokens.push_back(id);
         req.truncate = a_.truncate || !messages_.empty();
         const bool thinking_expected =
             !format_.think_start.empty() &&
