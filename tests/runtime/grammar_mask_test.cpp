@@ -14,6 +14,7 @@
 
 #include "chat/json_schema.h"
 #include "runtime/generate.h"
+#include "runtime/model_loader.h"
 #include "runtime/schema_gen.h"
 #include "support/testdata.h"
 
@@ -22,25 +23,8 @@ namespace {
 
 using chat::Json;
 
-struct Loaded {
-    std::unique_ptr<tok::Tokenizer> tok;
-    std::unique_ptr<model::Model> model;
-};
-
-Loaded load(const std::string& name) {
-    Loaded l;
-    auto f = gguf::open_gguf(test::testdata_path("models/" + name));
-    EXPECT_TRUE(f.ok()) << f.status().message();
-    if (!f.ok()) return l;
-    auto t = tok::Tokenizer::from_gguf(*f.value());
-    EXPECT_TRUE(t.ok()) << t.status().message();
-    if (!t.ok()) return l;
-    l.tok = std::move(t).value();
-    auto m = model::load_model(f.value(), model::LoadOptions{2});
-    EXPECT_TRUE(m.ok()) << m.status().message();
-    if (m.ok()) l.model = std::move(m).value();
-    return l;
-}
+using test::Loaded;
+using test::load;
 
 bool bit(const std::vector<uint64_t>& bits, int32_t id) { return (bits[id >> 6] >> (id & 63)) & 1; }
 
