@@ -264,6 +264,11 @@ void Server::routes() {
         send_json(res, 500, ol::error_json("internal error: " + what));
     });
 
+    // Counted before the response is written (the logger runs after it is sent), so a client
+    // that reads /metrics right after its reply sees its own request.
+    h.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        service_->metrics().count_request(endpoint_of(req.path), res.status);
+    });
     h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
         std::shared_ptr<LogInfo> info;
         {
@@ -274,7 +279,6 @@ void Server::routes() {
                 log_.erase(it);
             }
         }
-        service_->metrics().count_request(endpoint_of(req.path), res.status);
         if (!config_.log_requests) return;
         const double ms = info ? (double)(now_ns() - info->start_ns) / 1e6 : 0.0;
         std::string model, note;
