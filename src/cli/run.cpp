@@ -571,6 +571,13 @@ void run(RunArgs a) {
                      "No model named: using stories260K, a tiny model trained on children's stories (260K parameters) "
                      "from hearth's test data. For real use, give a GGUF model file: hearth run /path/to/model.gguf\n");
     }
+    if (const char* env = std::getenv("HEARTH_NUM_THREAD"); a.threads == 0 && env && *env) {
+        char* end = nullptr;
+        const long n = std::strtol(env, &end, 10);
+        if (*end != '\0' || n < 0 || n > 4096)
+            fail("run", std::string("HEARTH_NUM_THREAD must be a whole number of threads (0-4096), got \"") + env + "\"");
+        a.threads = (int)n;
+    }
     auto lm = load_model_file(a.model, true, a.threads);
     if (!lm.ok()) fail("run", lm.status());
     if (lm->model->is_embedding())
@@ -666,7 +673,7 @@ void add_run_command(CLI::App& app) {
     c->add_option("-n,--num-predict", a->num_predict, "Most tokens to generate; -1 = until the context is full")->capture_default_str();
     c->add_option("--stop", a->stop, "Stop string (repeatable); not printed");
     c->add_option("-c,--num-ctx", a->num_ctx, "Context length in tokens (default: min(4096, the model's))");
-    c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)");
+    c->add_option("-t,--threads", a->threads, "Worker threads (default: $HEARTH_NUM_THREAD, else one per core)");
     c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     c->add_option("--kv-type", a->kv_type, "KV cache type: f16, q8_0 or q4_0 (default: $HEARTH_KV_CACHE_TYPE, else f16)");
     c->add_flag("-i,--interactive", a->interactive,

@@ -78,6 +78,10 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
         HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_NUM_PARALLEL", *v, 0, 1024));
         c.num_parallel = (int)n;
     }
+    if (auto v = env("HEARTH_NUM_THREAD")) {
+        HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_NUM_THREAD", *v, 0, 4096));
+        c.num_thread = (int)n;
+    }
     if (auto v = env("HEARTH_CONTEXT_LENGTH")) {
         HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_CONTEXT_LENGTH", *v, 0, int64_t{1} << 24));
         c.context_length = n;
@@ -120,6 +124,7 @@ std::string config_help() {
            "  HEARTH_KEEP_ALIVE         how long an idle model stays loaded (default 5m; -1 = forever)\n"
            "  HEARTH_MAX_LOADED_MODELS  models loaded at once (default 3)\n"
            "  HEARTH_NUM_PARALLEL       requests one model serves at once (default: sized from free memory)\n"
+           "  HEARTH_NUM_THREAD         worker threads per model (default: one per core)\n"
            "  HEARTH_CONTEXT_LENGTH     default num_ctx (default 4096, capped by the model's training context)\n"
            "  HEARTH_KV_CACHE_TYPE      KV cache type: f16 (default), q8_0, q4_0\n"
            "  HEARTH_MAX_QUEUE          requests that may wait before the server answers 503 (default 512)\n"

@@ -21,6 +21,8 @@ struct ServerConfig {
     runtime::Duration keep_alive = std::chrono::minutes(5);  // HEARTH_KEEP_ALIVE
     int max_loaded_models = 3;       // HEARTH_MAX_LOADED_MODELS (0 in the env = the default)
     int num_parallel = 0;            // HEARTH_NUM_PARALLEL: sequences per model; 0 = sized from memory
+    int num_thread = 0;              // HEARTH_NUM_THREAD: worker threads per model unless a request's
+                                     // num_thread says otherwise; 0 = one per core
     int64_t context_length = 0;      // HEARTH_CONTEXT_LENGTH: default num_ctx; 0 = 4096 (capped by the model)
     std::string kv_cache_type = "f16";  // HEARTH_KV_CACHE_TYPE: f16, q8_0, q4_0
     int max_queue = 512;             // HEARTH_MAX_QUEUE: requests waiting for a model or a slot

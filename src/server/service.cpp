@@ -209,7 +209,7 @@ int64_t Service::default_num_ctx(const store::GgufInfo& info) const {
 Result<runtime::ModelConfig> Service::model_config(const store::GgufInfo& info, const RequestOptions& o,
                                                    bool embedding) const {
     runtime::ModelConfig c;
-    c.n_threads = (int)o.num_thread.value_or(0);
+    c.n_threads = (int)o.num_thread.value_or(config_.num_thread);
     if (embedding) {
         c.n_ctx = o.num_ctx.value_or(0);  // 0: the embedder's default (the training context, at most 2048)
         return c;

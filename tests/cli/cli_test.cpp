@@ -164,6 +164,13 @@ TEST(CliErrors, PromptLongerThanContext) {
     expect_one_error_line(r, "run", "context");
 }
 
+TEST(CliErrors, BadThreadCountInTheEnvironment) {
+    expect_one_error_line(run_hearth("run " + model("stories260K.gguf") + " hi -n 1", "", "HEARTH_NUM_THREAD=lots"),
+                          "run", "HEARTH_NUM_THREAD");
+    HearthRun ok = run_hearth("run " + model("stories260K.gguf") + " hi -n 1", "", "HEARTH_NUM_THREAD=1");
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
 TEST(CliErrors, BadFlagsAndTokenIds) {
     expect_one_error_line(run_hearth("run " + model("stories260K.gguf") + " hi --top-p 1.5"), "run", "top_p");
     expect_one_error_line(run_hearth("logits " + model("stories260K.gguf") + " --tokens 1,x --out /tmp/x.f32"), "logits",

@@ -29,11 +29,14 @@ inline std::filesystem::path cli_temp_file(const std::string& name) {
     return dir / name;
 }
 
-// `hearth ARGS` (shell syntax: quote arguments with spaces) with stdin_text on standard input.
-inline HearthRun run_hearth(const std::string& args, const std::string& stdin_text = "") {
+// `hearth ARGS` (shell syntax: quote arguments with spaces) with stdin_text on standard input;
+// env_assignments (e.g. "HEARTH_NUM_THREAD=1") are set for that one run.
+inline HearthRun run_hearth(const std::string& args, const std::string& stdin_text = "",
+                            const std::string& env_assignments = "") {
     const std::string in = cli_temp_file("in").string(), err = cli_temp_file("err").string();
     std::ofstream(in) << stdin_text;
-    const std::string cmd = std::string(HEARTH_BINARY) + " " + args + " <" + in + " 2>" + err;
+    const std::string cmd = (env_assignments.empty() ? "" : "env " + env_assignments + " ") +
+                            std::string(HEARTH_BINARY) + " " + args + " <" + in + " 2>" + err;
     HearthRun r;
     FILE* p = popen(cmd.c_str(), "r");
     std::array<char, 4096> buf;

@@ -48,13 +48,14 @@ TEST(ServerConfig, HostForms) {
 
 TEST(ServerConfig, VariablesAndErrors) {
     auto c = from({{"HEARTH_KEEP_ALIVE", "1h"}, {"HEARTH_MAX_LOADED_MODELS", "2"}, {"HEARTH_NUM_PARALLEL", "4"},
-                   {"HEARTH_CONTEXT_LENGTH", "8192"}, {"HEARTH_KV_CACHE_TYPE", "q8_0"}, {"HEARTH_MAX_QUEUE", "7"},
+                   {"HEARTH_NUM_THREAD", "3"}, {"HEARTH_CONTEXT_LENGTH", "8192"}, {"HEARTH_KV_CACHE_TYPE", "q8_0"}, {"HEARTH_MAX_QUEUE", "7"},
                    {"HEARTH_API_KEY", "k"}, {"HEARTH_ORIGINS", "https://a.com, https://*.b.com"},
                    {"HEARTH_MAX_BODY", "65536"}, {"HEARTH_MODELS", "/tmp/m"}});
     ASSERT_TRUE(c.ok()) << c.status().message();
     EXPECT_EQ(c->keep_alive, std::chrono::hours(1));
     EXPECT_EQ(c->max_loaded_models, 2);
     EXPECT_EQ(c->num_parallel, 4);
+    EXPECT_EQ(c->num_thread, 3);
     EXPECT_EQ(c->context_length, 8192);
     EXPECT_EQ(c->kv_cache_type, "q8_0");
     EXPECT_EQ(c->max_queue, 7);
@@ -64,6 +65,7 @@ TEST(ServerConfig, VariablesAndErrors) {
     EXPECT_EQ(c->models_dir, "/tmp/m");
     for (const auto& [k, v] : std::map<std::string, std::string>{{"HEARTH_KEEP_ALIVE", "soon"},
                                                                  {"HEARTH_NUM_PARALLEL", "many"},
+                                                                 {"HEARTH_NUM_THREAD", "-1"},
                                                                  {"HEARTH_KV_CACHE_TYPE", "q5_k"},
                                                                  {"HEARTH_MAX_QUEUE", "0"},
                                                                  {"HEARTH_CONTEXT_LENGTH", "-5"}}) {
