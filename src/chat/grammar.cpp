@@ -715,10 +715,12 @@ void GrammarMatcher::take(uint32_t pos, int32_t parent, int32_t self, uint32_t c
     }
 }
 
-// Whether some code point in [lo, hi] can be consumed from the stack (pos, count, v..., parent).
-// Allocates nothing: continuations of rule calls live on the C++ stack (v).
-bool GrammarMatcher::can_take(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t lo,
-                              uint32_t hi) const {
+// Whether the next code point consumed from the stack (pos, count, v..., parent) can come from
+// a character class for which meets(class) holds. Allocates nothing: continuations of rule calls
+// live on the C++ stack (v).
+template <class Meets>
+bool GrammarMatcher::first_char_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent,
+                                      const Meets& meets) const {
     for (;;) {
         const Grammar::Elem e = elems_[pos];
         switch (e.op) {
@@ -736,30 +738,28 @@ bool GrammarMatcher::can_take(uint32_t pos, uint32_t count, const VFrame* v, int
                 parent = frames_[parent].parent;
                 continue;
             case Grammar::Op::chars:
-                return lo == hi ? g_->matches(e.arg, lo) : g_->intersects(e.arg, lo, hi);
+                return meets(e.arg);
             case Grammar::Op::chars_star:
-                if (lo == hi ? g_->matches(e.arg, lo) : g_->intersects(e.arg, lo, hi)) return true;
+                if (meets(e.arg)) return true;
                 ++pos;
                 count = 0;
                 continue;
             case Grammar::Op::rule: {
                 VFrame cont{pos + 1, 0, v};
                 const VFrame* c = elems_[pos + 1].op == Grammar::Op::end ? v : &cont;
-                const uint32_t r = e.arg;
-                for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
-                    if (can_take(g_->alt_starts()[a], 0, c, parent, lo, hi)) return true;
+                for (uint32_t a = g_->rule_alts()[e.arg]; a < g_->rule_alts()[e.arg + 1]; ++a)
+                    if (first_char_meets(g_->alt_starts()[a], 0, c, parent, meets)) return true;
                 return false;
             }
             case Grammar::Op::repeat: {
                 const Grammar::Repeat& rep = repeats_[e.arg];
                 if (count < rep.max) {
                     if (rep.item.op == Grammar::Op::chars) {
-                        if (lo == hi ? g_->matches(rep.item.arg, lo) : g_->intersects(rep.item.arg, lo, hi)) return true;
+                        if (meets(rep.item.arg)) return true;
                     } else {
                         VFrame cont{pos, count + 1, v};
-                        const uint32_t r = rep.item.arg;
-                        for (uint32_t a = g_->rule_alts()[r]; a < g_->rule_alts()[r + 1]; ++a)
-                            if (can_take(g_->alt_starts()[a], 0, &cont, parent, lo, hi)) return true;
+                        for (uint32_t a = g_->rule_alts()[rep.item.arg]; a < g_->rule_alts()[rep.item.arg + 1]; ++a)
+                            if (first_char_meets(g_->alt_starts()[a], 0, &cont, parent, meets)) return true;
                     }
                 }
                 if (count < rep.min) return false;
@@ -771,56 +771,17 @@ bool GrammarMatcher::can_take(uint32_t pos, uint32_t count, const VFrame* v, int
     }
 }
 
+// Whether some code point in [lo, hi] can be consumed from the stack (pos, count, v..., parent).
+bool GrammarMatcher::can_take(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t lo,
+                              uint32_t hi) const {
+    return first_char_meets(pos, count, v, parent, [&](uint32_t cls) {
+        return lo == hi ? g_->matches(cls, lo) : g_->intersects(cls, lo, hi);
+    });
+}
+
 // Whether some character of class `cls` can be consumed from the stack (pos, count, v..., parent).
 bool GrammarMatcher::exit_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t cls) const {
-    for (;;) {
-        const Grammar::Elem e = elems_[pos];
-        switch (e.op) {
-            case Grammar::Op::end:
-                if (v) {
-                    if (v->count > 0 && elems_[v->pos].op == Grammar::Op::repeat) return false;  // empty iteration
-                    pos = v->pos;
-                    count = v->count;
-                    v = v->next;
-                    continue;
-                }
-                if (parent < 0) return false;
-                pos = frames_[parent].pos;
-                count = frames_[parent].count;
-                parent = frames_[parent].parent;
-                continue;
-            case Grammar::Op::chars:
-                return g_->classes_intersect(e.arg, cls);
-            case Grammar::Op::chars_star:
-                if (g_->classes_intersect(e.arg, cls)) return true;
-                ++pos;
-                count = 0;
-                continue;
-            case Grammar::Op::rule: {
-                VFrame cont{pos + 1, 0, v};
-                const VFrame* c = elems_[pos + 1].op == Grammar::Op::end ? v : &cont;
-                for (uint32_t a = g_->rule_alts()[e.arg]; a < g_->rule_alts()[e.arg + 1]; ++a)
-                    if (exit_meets(g_->alt_starts()[a], 0, c, parent, cls)) return true;
-                return false;
-            }
-            case Grammar::Op::repeat: {
-                const Grammar::Repeat& rep = repeats_[e.arg];
-                if (count < rep.max) {
-                    if (rep.item.op == Grammar::Op::chars) {
-                        if (g_->classes_intersect(rep.item.arg, cls)) return true;
-                    } else {
-                        VFrame cont{pos, count + 1, v};
-                        for (uint32_t a = g_->rule_alts()[rep.item.arg]; a < g_->rule_alts()[rep.item.arg + 1]; ++a)
-                            if (exit_meets(g_->alt_starts()[a], 0, &cont, parent, cls)) return true;
-                    }
-                }
-                if (count < rep.min) return false;
-                ++pos;
-                count = 0;
-                continue;
-            }
-        }
-    }
+    return first_char_meets(pos, count, v, parent, [&](uint32_t c) { return g_->classes_intersect(c, cls); });
 }
 
 int64_t GrammarMatcher::loop_class() const {

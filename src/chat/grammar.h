@@ -174,6 +174,8 @@ private:
     bool can_take(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t lo, uint32_t hi) const;
     bool can_end_from(uint32_t pos, uint32_t count, int32_t parent) const;
     bool exit_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, uint32_t cls) const;
+    template <class Meets>
+    bool first_char_meets(uint32_t pos, uint32_t count, const VFrame* v, int32_t parent, const Meets& meets) const;
     bool starts_with_class(uint32_t pos, uint32_t cls, int depth) const;
     // A frame made during the current push_byte at a repeat with count > 0 is the continuation
     // of an iteration that has not consumed anything yet: reaching it means an empty iteration.
