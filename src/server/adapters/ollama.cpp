@@ -52,10 +52,9 @@ Status read_format(const json& body, TextInput& in) {
     return {};
 }
 
-Status common_fields(const json& body, TextInput& in, bool& stream) {
-    HEARTH_ASSIGN(in.model, required_string(body, "model"));
-    stream = true;
-    HEARTH_TRY(get_bool(body, "stream", stream));
+// `options` (an object) and `keep_alive`, which every model request carries.
+template <class Input>
+Status options_and_keep_alive(const json& body, Input& in) {
     if (present(body, "options")) {
         if (!body["options"].is_object()) return type_error("options", "an object");
         in.options = body["options"];
@@ -65,6 +64,14 @@ Status common_fields(const json& body, TextInput& in, bool& stream) {
         if (!k.ok()) return k.status();
         in.keep_alive = *k;
     }
+    return {};
+}
+
+Status common_fields(const json& body, TextInput& in, bool& stream) {
+    HEARTH_ASSIGN(in.model, required_string(body, "model"));
+    stream = true;
+    HEARTH_TRY(get_bool(body, "stream", stream));
+    HEARTH_TRY(options_and_keep_alive(body, in));
     if (present(body, "think")) {
         const auto& v = body["think"];
         if (v.is_boolean()) {
@@ -259,15 +266,7 @@ Result<EmbedInput> parse_embed(const json& body) {
         if (d.get<int64_t>() < 1) return error(StatusCode::invalid_argument, "dimensions must be at least 1");
         in.dimensions = d.get<int64_t>();
     }
-    if (present(body, "options")) {
-        if (!body["options"].is_object()) return type_error("options", "an object");
-        in.options = body["options"];
-    }
-    if (present(body, "keep_alive")) {
-        auto k = parse_keep_alive_field(body["keep_alive"]);
-        if (!k.ok()) return k.status();
-        in.keep_alive = *k;
-    }
+    HEARTH_TRY(options_and_keep_alive(body, in));
     return in;
 }
 
@@ -278,15 +277,7 @@ Result<EmbedInput> parse_embeddings(const json& body) {
     HEARTH_TRY(get_string(body, "prompt", prompt));
     if (!prompt.empty()) in.inputs.push_back(prompt);
     in.normalize = false;  // the legacy endpoint returns the raw pooled vector, as Ollama's does
-    if (present(body, "options")) {
-        if (!body["options"].is_object()) return type_error("options", "an object");
-        in.options = body["options"];
-    }
-    if (present(body, "keep_alive")) {
-        auto k = parse_keep_alive_field(body["keep_alive"]);
-        if (!k.ok()) return k.status();
-        in.keep_alive = *k;
-    }
+    HEARTH_TRY(options_and_keep_alive(body, in));
     return in;
 }
 
