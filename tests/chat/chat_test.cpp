@@ -19,12 +19,7 @@ namespace fs = std::filesystem;
 using namespace hearth::chat;
 using nlohmann::ordered_json;
 
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+std::string slurp(const fs::path& p) { return hearth::test::read_text_file(p.string()); }
 
 std::string corpus(const std::string& name) { return slurp(hearth::test::testdata_path("templates/" + name)); }
 

@@ -29,12 +29,7 @@ std::time_t fixed_now() {
     return std::mktime(&tm);
 }
 
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+std::string slurp(const fs::path& p) { return hearth::test::read_text_file(p.string()); }
 
 fs::path chat_test_dir() { return fs::path(HEARTH_SOURCE_DIR) / "tests" / "chat"; }
 

@@ -27,12 +27,7 @@ using hearth::chat::ToolCallFormat;
 using hearth::chat::ToolCallParser;
 using nlohmann::ordered_json;
 
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+std::string slurp(const fs::path& p) { return hearth::test::read_text_file(p.string()); }
 
 fs::path recorded_dir() { return fs::path(HEARTH_SOURCE_DIR) / "tests" / "chat" / "recorded"; }
 

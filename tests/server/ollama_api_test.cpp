@@ -475,16 +475,8 @@ TEST_F(OllamaApi, DisconnectCancelsAndFreesBlocks) {
                   [&](const json&) { return ++lines < 3; });
     EXPECT_EQ(lines, 3);
     // Within a few engine steps the request is cancelled and its blocks go back to the pool.
-    double used = -1, streams = -1;
-    for (int i = 0; i < 200; ++i) {
-        const std::string m = http().get("/metrics").body;
-        used = metric(m, "hearth_kv_blocks_used{model=\"stories:latest\"}");
-        streams = metric(m, "hearth_streams");
-        if (used == 0 && streams == 0) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    EXPECT_EQ(used, 0);
-    EXPECT_EQ(streams, 0);
+    Http h = http();
+    expect_idle(h);
 }
 
 TEST_F(OllamaApi, Metrics) {

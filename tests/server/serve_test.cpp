@@ -114,16 +114,7 @@ TEST(ServeLoad, SixtyFourStreamsStayResponsive) {
     EXPECT_GT(polls.load(), 0);
     EXPECT_LT(worst_ms.load(), 2000);
     // No leaks: every block back, no stream left.
-    double used = -1, streams = -1;
-    for (int i = 0; i < 200; ++i) {
-        const std::string m = http.get("/metrics").body;
-        used = metric(m, "hearth_kv_blocks_used{model=\"stories:latest\"}");
-        streams = metric(m, "hearth_streams");
-        if (used == 0 && streams == 0) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    EXPECT_EQ(used, 0);
-    EXPECT_EQ(streams, 0);
+    expect_idle(http);
 }
 
 #ifdef HEARTH_BINARY

@@ -6,12 +6,14 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/sha256.h"
@@ -186,6 +188,21 @@ inline double metric(const std::string& text, const std::string& name_and_labels
     for (size_t p = 0; (p = text.find(key, p)) != std::string::npos; p += key.size())
         if (p == 0 || text[p - 1] == '\n') return std::stod(text.substr(p + key.size()));
     return -1;
+}
+
+// Polls /metrics (up to ~5 s) until `model` holds no KV blocks and no stream is open, and
+// checks that it got there: cancelled and finished requests give everything back.
+inline void expect_idle(Http& http, const std::string& model = "stories:latest") {
+    double used = -1, streams = -1;
+    for (int i = 0; i < 200; ++i) {
+        const std::string m = http.get("/metrics").body;
+        used = metric(m, "hearth_kv_blocks_used{model=\"" + model + "\"}");
+        streams = metric(m, "hearth_streams");
+        if (used == 0 && streams == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    EXPECT_EQ(used, 0);
+    EXPECT_EQ(streams, 0);
 }
 
 }  // namespace hearth::server::test_util
