@@ -35,6 +35,7 @@
 #include "cli/common.h"
 #include "quant/types.h"
 #include "runtime/engine.h"
+#include "server/config.h"
 #include "runtime/grammar_mask.h"
 #include "store/gguf_info.h"
 
@@ -571,26 +572,21 @@ void run(RunArgs a) {
                      "No model named: using stories260K, a tiny model trained on children's stories (260K parameters) "
                      "from hearth's test data. For real use, give a GGUF model file: hearth run /path/to/model.gguf\n");
     }
-    if (const char* env = std::getenv("HEARTH_NUM_THREAD"); a.threads == 0 && env && *env) {
-        char* end = nullptr;
-        const long n = std::strtol(env, &end, 10);
-        if (*end != '\0' || n < 0 || n > 4096)
-            fail("run", std::string("HEARTH_NUM_THREAD must be a whole number of threads (0-4096), got \"") + env + "\"");
-        a.threads = (int)n;
-    }
+    // The same HEARTH_* settings as `hearth serve`, read and checked in one place.
+    auto env = server::config_from_env();
+    if (!env.ok()) fail("run", env.status());
+    if (a.threads == 0) a.threads = env->num_thread;
+    if (a.kv_type.empty()) a.kv_type = env->kv_cache_type;
     auto lm = load_model_file(a.model, true, a.threads);
     if (!lm.ok()) fail("run", lm.status());
     if (lm->model->is_embedding())
         fail("run", a.model + " is an embedding model; it cannot generate text (use `hearth logits --embed`)");
     const int64_t n_train = lm->model->hparams().n_ctx_train;
     runtime::EngineOptions eo;
-    eo.n_ctx = a.num_ctx > 0 ? a.num_ctx : std::min<int64_t>(4096, n_train > 0 ? n_train : 4096);
+    const int64_t default_ctx = env->context_length > 0 ? env->context_length : 4096;
+    eo.n_ctx = a.num_ctx > 0 ? a.num_ctx : std::min<int64_t>(default_ctx, n_train > 0 ? n_train : default_ctx);
     eo.n_parallel = 1;
     a.num_ctx = eo.n_ctx;
-    if (a.kv_type.empty()) {
-        const char* env = std::getenv("HEARTH_KV_CACHE_TYPE");
-        a.kv_type = env && *env ? env : "f16";
-    }
     const auto kv_type = quant::parse_type_name(a.kv_type);
     if (!kv_type) fail("run", "KV cache type \"" + a.kv_type + "\" is not a type name; use f16, q8_0 or q4_0");
     eo.kv_type = *kv_type;
@@ -672,7 +668,7 @@ void add_run_command(CLI::App& app) {
     c->add_option("--seed", a->sampling.seed, "Random seed; -1 = random")->capture_default_str();
     c->add_option("-n,--num-predict", a->num_predict, "Most tokens to generate; -1 = until the context is full")->capture_default_str();
     c->add_option("--stop", a->stop, "Stop string (repeatable); not printed");
-    c->add_option("-c,--num-ctx", a->num_ctx, "Context length in tokens (default: min(4096, the model's))");
+    c->add_option("-c,--num-ctx", a->num_ctx, "Context length in tokens (default: $HEARTH_CONTEXT_LENGTH or 4096, at most the model's)");
     c->add_option("-t,--threads", a->threads, "Worker threads (default: $HEARTH_NUM_THREAD, else one per core)");
     c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     c->add_option("--kv-type", a->kv_type, "KV cache type: f16, q8_0 or q4_0 (default: $HEARTH_KV_CACHE_TYPE, else f16)");
