@@ -120,7 +120,6 @@ Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::T
       tok_(std::move(tokenizer)),
       opt_(opt),
       n_parallel_(plan.n_parallel),
-      blocks_per_ctx_((int)((opt.n_ctx + opt.block_size - 1) / opt.block_size)),
       kv_note_(std::move(plan.note)),
       kv_(std::move(kv)),
       pool_(kv_),
@@ -366,8 +365,9 @@ bool Engine::step() {
     // so every sequence gets its turn.
     const size_t n_dec = decodes_.size();
     const size_t first = n_dec > (size_t)budget ? decode_cursor_ % n_dec : 0;
-    for (size_t i = 0; i < n_dec && budget > 0; ++i) schedule(*decodes_[(first + i) % n_dec], 1);
-    if (n_dec > 0) decode_cursor_ = first + (size_t)std::min<int64_t>((int64_t)n_dec, opt_.step_tokens);
+    size_t n_sched = 0;
+    for (; n_sched < n_dec && budget > 0; ++n_sched) schedule(*decodes_[(first + n_sched) % n_dec], 1);
+    decode_cursor_ = first + n_sched;
     // A prefill passed over kStarvedSteps steps in a row goes first, so a stream of short
     // prompts cannot hold a long one back forever.
     constexpr int kStarvedSteps = 4;

@@ -195,7 +195,6 @@ private:
     std::shared_ptr<const tok::Tokenizer> tok_;
     EngineOptions opt_;
     int n_parallel_;
-    int blocks_per_ctx_;
     std::string kv_note_;
 
     // ---- owned by the scheduler thread (no lock) ----
