@@ -522,6 +522,17 @@ TEST_F(EngineTest, OptionsSizeThePool) {
     EXPECT_NE(e->kv_note().find("divisible by 32"), std::string::npos) << e->kv_note();
     o.kv_type = quant::QuantType::q4_k;
     EXPECT_EQ(Engine::create(model_, tok_, o).status().code(), StatusCode::invalid_argument);
+    // The disk tier needs a model key, and a folder it can create.
+    o.kv_type = quant::QuantType::f16;
+    o.spill_root = "/tmp";
+    auto no_key = Engine::create(model_, tok_, o);
+    EXPECT_EQ(no_key.status().code(), StatusCode::invalid_argument);
+    EXPECT_NE(no_key.status().message().find("model key"), std::string::npos) << no_key.status().message();
+    o.spill_root = "/proc/hearth-cannot-create-this";
+    o.model_key = "sha256:x";
+    auto bad_dir = Engine::create(model_, tok_, o);
+    EXPECT_FALSE(bad_dir.ok());
+    EXPECT_NE(bad_dir.status().message().find("disk prefix cache"), std::string::npos) << bad_dir.status().message();
 }
 
 TEST_F(EngineTest, AutomaticPoolFollowsFreeMemory) {
