@@ -114,6 +114,10 @@ struct Event {
     enum class Kind { text, done, error };
     Kind kind = Kind::text;
     std::string text;    // text: the next piece of complete UTF-8
+    // text: the tokens sampled since the last text event, when Request::logprobs is set (a
+    // token whose text is held back, e.g. a partial stop string, comes with the text that
+    // releases it; the tokens of a matched stop string are not reported)
+    std::vector<TokenLogprob> logprobs;
     RequestStats stats;  // done
     Status status;       // error: why the request failed; no done event follows
 };

@@ -19,6 +19,17 @@ namespace hearth::runtime {
 enum class DoneReason { stop, length, cancelled };
 const char* done_reason_name(DoneReason r);  // "stop", "length", "cancelled" (Ollama's words)
 
+// One generated token's log-probability under the model (log-softmax of its raw logits, before
+// temperature, penalties or a logits mask), with the most likely alternatives when asked for.
+struct TopLogprob {
+    int32_t token = -1;
+    std::string text;    // the token's bytes (may be part of a UTF-8 character)
+    float logprob = 0.0f;
+};
+struct TokenLogprob : TopLogprob {
+    std::vector<TopLogprob> top;  // the `top_logprobs` most likely tokens, most likely first
+};
+
 struct GenerateRequest {
     std::vector<int32_t> prompt;      // token ids, BOS included when the model wants it
     SamplingOptions sampling;
@@ -34,6 +45,10 @@ struct GenerateRequest {
     // Control tokens whose text is streamed anyway (others produce none): the tool-call and
     // channel markers of the model's chat format (chat::ChatFormat::preserved_tokens).
     std::vector<int32_t> preserve_tokens;
+    // Report each generated token's log-probability (Event::logprobs), with the top_logprobs
+    // (0..20) most likely alternatives.
+    bool logprobs = false;
+    int top_logprobs = 0;
 };
 
 struct GenerateStats {

@@ -13,7 +13,9 @@
 #include <cstring>
 
 #include "base/timer.h"
+#include "server/adapters/anthropic.h"
 #include "server/adapters/ollama.h"
+#include "server/adapters/openai.h"
 
 namespace hearth::server {
 namespace {
@@ -22,23 +24,12 @@ using json = nlohmann::ordered_json;
 namespace ol = ollama;
 using WallTime = ollama::WallTime;
 
-constexpr const char* kNdjson = "application/x-ndjson";
 constexpr const char* kJson = "application/json; charset=utf-8";
 
 WallTime wall_now() { return std::chrono::system_clock::now(); }
 
-void send_json(httplib::Response& res, int status, const json& j) {
-    res.status = status;
-    res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kJson);
-}
-
-void send_error(httplib::Response& res, const Status& s) {
-    const int code = http_status(s);
-    if (code == 503) res.set_header("Retry-After", "1");
-    send_json(res, code, ol::error_json(s.message()));
-}
-
-std::string line(const json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"; }
+// Errors of Ollama's endpoints: {"error": "..."}.
+void ollama_error(httplib::Response& res, const Status& s) { Server::send_error(res, s, Server::Protocol::ollama); }
 
 // '*' matches any run of characters.
 bool glob_match(std::string_view pat, std::string_view s) {
@@ -64,10 +55,13 @@ std::string endpoint_of(const std::string& path) {
     static const char* kKnown[] = {"/",         "/api/generate", "/api/chat",   "/api/embed",      "/api/embeddings",
                                    "/api/tags", "/api/show",     "/api/ps",     "/api/version",    "/api/tokenize",
                                    "/api/detokenize", "/api/copy", "/api/delete", "/api/pull",     "/api/push",
-                                   "/api/create", "/metrics"};
+                                   "/api/create", "/metrics", "/v1/chat/completions", "/v1/completions",
+                                   "/v1/embeddings", "/v1/models", "/v1/responses", "/v1/messages",
+                                   "/v1/messages/count_tokens"};
     for (const char* k : kKnown)
         if (path == k) return path;
     if (path.rfind("/api/blobs/", 0) == 0) return "/api/blobs";
+    if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
     return "other";
 }
 
@@ -169,6 +163,37 @@ bool Server::origin_allowed(const std::string& origin, const std::vector<std::st
     return false;
 }
 
+Server::Protocol Server::protocol_of(const std::string& path) {
+    if (path.rfind("/v1/messages", 0) == 0) return Protocol::anthropic;
+    if (path.rfind("/v1/", 0) == 0) return Protocol::openai;
+    return Protocol::ollama;
+}
+
+void Server::send_json(httplib::Response& res, int http_status, const json& j) {
+    res.status = http_status;
+    res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kJson);
+}
+
+void Server::send_error(httplib::Response& res, int code, const std::string& message, Protocol protocol) {
+    if (code == 503) res.set_header("Retry-After", "1");
+    switch (protocol) {
+    case Protocol::ollama: return send_json(res, code, ol::error_json(message));
+    case Protocol::openai: return send_json(res, code, openai::error_json(code, message));
+    case Protocol::anthropic: return send_json(res, code, anthropic::error_json(code, message));
+    }
+}
+
+void Server::send_error(httplib::Response& res, const Status& s, Protocol protocol) {
+    send_error(res, http_status(s), s.message(), protocol);
+}
+
+void Server::log_model(const httplib::Request& req, const std::string& model, int64_t prompt_tokens) {
+    std::shared_ptr<LogInfo> log = log_info(req);
+    std::lock_guard lk(log->mu);
+    log->model = model;
+    if (prompt_tokens) log->prompt_tokens = prompt_tokens;
+}
+
 Server::Server(const ServerConfig& config) : config_(config) {}
 
 Server::~Server() { stop(); }
@@ -205,14 +230,14 @@ void Server::routes() {
         // DNS rebinding: a web page on evil.example whose name resolves to 127.0.0.1 reaches a
         // loopback daemon with its own Host header; refuse names that are not this machine's.
         if (!host_allowed(req.get_header_value("Host"), config_.host)) {
-            send_json(res, 403, ol::error_json("host " + req.get_header_value("Host") +
-                                               " is not allowed for a daemon listening on " + config_.host));
+            send_error(res, 403, "host " + req.get_header_value("Host") + " is not allowed for a daemon listening on " + config_.host,
+                       protocol_of(req.path));
             return httplib::Server::HandlerResponse::Handled;
         }
         const std::string origin = req.get_header_value("Origin");
         if (!origin.empty()) {
             if (!origin_allowed(origin, config_.origins)) {
-                send_json(res, 403, ol::error_json("origin " + origin + " is not allowed (set HEARTH_ORIGINS)"));
+                send_error(res, 403, "origin " + origin + " is not allowed (set HEARTH_ORIGINS)", protocol_of(req.path));
                 return httplib::Server::HandlerResponse::Handled;
             }
             res.set_header("Access-Control-Allow-Origin", origin);
@@ -223,20 +248,24 @@ void Server::routes() {
             res.set_header("Access-Control-Allow-Headers",
                            "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Stainless-Lang, "
                            "X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, "
-                           "X-Stainless-Runtime-Version, X-Stainless-Async, X-Stainless-Retry-Count");
+                           "X-Stainless-Runtime-Version, X-Stainless-Async, X-Stainless-Retry-Count, X-Api-Key, "
+                           "Anthropic-Version, Anthropic-Beta, Anthropic-Dangerous-Direct-Browser-Access");
             res.set_header("Access-Control-Max-Age", "86400");
             res.status = 204;
             return httplib::Server::HandlerResponse::Handled;
         }
         if (!config_.api_key.empty() && !(req.path == "/" && (req.method == "GET" || req.method == "HEAD"))) {
             const std::string want = "Bearer " + config_.api_key;
-            const std::string got = req.get_header_value("Authorization");
+            std::string got = req.get_header_value("Authorization");
+            // Anthropic's clients send the key as x-api-key.
+            if (got.empty() && req.has_header("x-api-key")) got = "Bearer " + req.get_header_value("x-api-key");
             // Constant time in the key's length: no early exit on the first differing byte.
             unsigned diff = got.size() != want.size();
             for (size_t i = 0; i < want.size(); ++i) diff |= (unsigned char)want[i] ^ (unsigned char)(i < got.size() ? got[i] : 0);
             if (diff) {
                 res.set_header("WWW-Authenticate", "Bearer");
-                send_json(res, 401, ol::error_json("unauthorized: this server needs 'Authorization: Bearer <HEARTH_API_KEY>'"));
+                send_error(res, 401, "unauthorized: this server needs 'Authorization: Bearer <HEARTH_API_KEY>'",
+                           protocol_of(req.path));
                 return httplib::Server::HandlerResponse::Handled;
             }
         }
@@ -249,11 +278,11 @@ void Server::routes() {
         if (res.status == 413) msg = "the request body is too large (limit: HEARTH_MAX_BODY)";
         else if (res.status == 404) msg = "404 page not found: " + req.method + " " + req.path;
         else msg = strformat("HTTP status %d", res.status);
-        send_json(res, res.status, ol::error_json(msg));
+        send_error(res, res.status, msg, protocol_of(req.path));
         return httplib::Server::HandlerResponse::Handled;
     }));
 
-    h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    h.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown exception";
         try {
             std::rethrow_exception(ep);
@@ -261,7 +290,7 @@ void Server::routes() {
             what = e.what();
         } catch (...) {
         }
-        send_json(res, 500, ol::error_json("internal error: " + what));
+        send_error(res, 500, "internal error: " + what, protocol_of(req.path));
     });
 
     // Counted before the response is written (the logger runs after it is sent), so a client
@@ -319,20 +348,20 @@ void Server::routes() {
 
     h.Post("/api/show", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = ol::parse_body(req.body);
-        if (!body.ok()) return send_error(res, body.status());
+        if (!body.ok()) return ollama_error(res, body.status());
         // Ollama's older clients send "name".
         const char* field = body->contains("model") || !body->contains("name") ? "model" : "name";
         auto model = ol::required_string(*body, field);
-        if (!model.ok()) return send_error(res, model.status());
+        if (!model.ok()) return ollama_error(res, model.status());
         bool verbose = false;
         if (body->contains("verbose")) {
-            if (!(*body)["verbose"].is_boolean()) return send_error(res, error(StatusCode::invalid_argument, "field \"verbose\" must be a boolean"));
+            if (!(*body)["verbose"].is_boolean()) return ollama_error(res, error(StatusCode::invalid_argument, "field \"verbose\" must be a boolean"));
             verbose = (*body)["verbose"].get<bool>();
         }
         auto ref = service_->store().resolve(*model);
-        if (!ref.ok()) return send_error(res, ref.status());
+        if (!ref.ok()) return ollama_error(res, ref.status());
         auto info = service_->store().info(*ref, /*with_file=*/true);
-        if (!info.ok()) return send_error(res, info.status());
+        if (!info.ok()) return ollama_error(res, info.status());
         send_json(res, 200, ol::show_response(*ref, *info, verbose));
     });
 
@@ -355,68 +384,68 @@ void Server::routes() {
 
     h.Post("/api/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = ol::parse_body(req.body);
-        if (!body.ok()) return send_error(res, body.status());
+        if (!body.ok()) return ollama_error(res, body.status());
         auto model = ol::required_string(*body, "model");
-        if (!model.ok()) return send_error(res, model.status());
+        if (!model.ok()) return ollama_error(res, model.status());
         // "text" (Ollama's proposed API); "content" (llama.cpp's) and "prompt" are accepted too.
         std::string text;
         bool found = false;
         for (const char* f : {"text", "content", "prompt"}) {
             if (!body->contains(f)) continue;
             if (!(*body)[f].is_string())
-                return send_error(res, error(StatusCode::invalid_argument, std::string("field \"") + f + "\" must be a string"));
+                return ollama_error(res, error(StatusCode::invalid_argument, std::string("field \"") + f + "\" must be a string"));
             text = (*body)[f].get<std::string>();
             found = true;
             break;
         }
-        if (!found) return send_error(res, error(StatusCode::invalid_argument, "text is required"));
+        if (!found) return ollama_error(res, error(StatusCode::invalid_argument, "text is required"));
         bool add_special = false;
         if (body->contains("add_special")) {
             if (!(*body)["add_special"].is_boolean())
-                return send_error(res, error(StatusCode::invalid_argument, "field \"add_special\" must be a boolean"));
+                return ollama_error(res, error(StatusCode::invalid_argument, "field \"add_special\" must be a boolean"));
             add_special = (*body)["add_special"].get<bool>();
         }
         auto ids = service_->tokenize(*model, text, add_special);
-        if (!ids.ok()) return send_error(res, ids.status());
+        if (!ids.ok()) return ollama_error(res, ids.status());
         send_json(res, 200, {{"model", *model}, {"tokens", *ids}});
     });
 
     h.Post("/api/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = ol::parse_body(req.body);
-        if (!body.ok()) return send_error(res, body.status());
+        if (!body.ok()) return ollama_error(res, body.status());
         auto model = ol::required_string(*body, "model");
-        if (!model.ok()) return send_error(res, model.status());
+        if (!model.ok()) return ollama_error(res, model.status());
         if (!body->contains("tokens") || !(*body)["tokens"].is_array())
-            return send_error(res, error(StatusCode::invalid_argument, "field \"tokens\" must be an array of token ids"));
+            return ollama_error(res, error(StatusCode::invalid_argument, "field \"tokens\" must be an array of token ids"));
         std::vector<int32_t> ids;
         for (const auto& t : (*body)["tokens"]) {
             if (!t.is_number_integer() || t.get<int64_t>() < INT32_MIN || t.get<int64_t>() > INT32_MAX)
-                return send_error(res, error(StatusCode::invalid_argument, "field \"tokens\" must be an array of token ids"));
+                return ollama_error(res, error(StatusCode::invalid_argument, "field \"tokens\" must be an array of token ids"));
             ids.push_back((int32_t)t.get<int64_t>());
         }
         auto text = service_->detokenize(*model, ids);
-        if (!text.ok()) return send_error(res, text.status());
+        if (!text.ok()) return ollama_error(res, text.status());
         send_json(res, 200, {{"model", *model}, {"text", *text}});
     });
 
     h.Post("/api/copy", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = ol::parse_body(req.body);
-        if (!body.ok()) return send_error(res, body.status());
+        if (!body.ok()) return ollama_error(res, body.status());
         auto src = ol::required_string(*body, "source");
-        if (!src.ok()) return send_error(res, src.status());
+        if (!src.ok()) return ollama_error(res, src.status());
         auto dst = ol::required_string(*body, "destination");
-        if (!dst.ok()) return send_error(res, dst.status());
-        if (Status s = service_->store().copy(*src, *dst); !s.ok()) return send_error(res, s);
+        if (!dst.ok()) return ollama_error(res, dst.status());
+        if (Status s = service_->store().copy(*src, *dst); !s.ok()) return ollama_error(res, s);
         res.status = 200;
     });
 
     h.Delete("/api/delete", [this](const httplib::Request& req, httplib::Response& res) {
         auto body = ol::parse_body(req.body);
-        if (!body.ok()) return send_error(res, body.status());
+        if (!body.ok()) return ollama_error(res, body.status());
         const char* field = body->contains("model") || !body->contains("name") ? "model" : "name";
         auto model = ol::required_string(*body, field);
-        if (!model.ok()) return send_error(res, model.status());
-        if (Status s = service_->store().remove(*model); !s.ok()) return send_error(res, s);
+        if (!model.ok()) return ollama_error(res, model.status());
+        if (Status s = service_->store().remove(*model); !s.ok()) return ollama_error(res, s);
         res.status = 200;
     });
 
@@ -441,6 +470,9 @@ void Server::routes() {
         if (res.status == 404) send_json(res, 404, ol::error_json("blob " + digest + " not found"));
     });
 
+    openai_routes();
+    anthropic_routes();
+
     h.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         res.set_content(service_->metrics().render(service_->models().queue_length(), service_->model_gauges()),
                         "text/plain; version=0.0.4; charset=utf-8");
@@ -448,21 +480,23 @@ void Server::routes() {
 }
 
 void Server::handle_text(const httplib::Request& req, httplib::Response& res, bool chat) {
-    std::shared_ptr<LogInfo> log = log_info(req);
     auto body = ol::parse_body(req.body);
-    if (!body.ok()) return send_error(res, body.status());
+    if (!body.ok()) return ollama_error(res, body.status());
     bool stream = true;
     auto in = chat ? ol::parse_chat(*body, stream) : ol::parse_generate(*body, stream);
-    if (!in.ok()) return send_error(res, in.status());
-    {
-        std::lock_guard lk(log->mu);
-        log->model = in->model;
-    }
+    if (!in.ok()) return ollama_error(res, in.status());
+    log_model(req, in->model);
     // Responses name the model as the request did ("llama3", not "llama3:latest"), as Ollama.
     const std::string model = in->model;
     auto started = service_->generate(std::move(in).value());
-    if (!started.ok()) return send_error(res, started.status());
-    std::shared_ptr<Generation> g = std::move(started).value();
+    if (!started.ok()) return ollama_error(res, started.status());
+    serve_generation(req, res, std::move(started).value(), ol::make_writer(chat, model), stream, Protocol::ollama);
+}
+
+void Server::serve_generation(const httplib::Request& req, httplib::Response& res, std::unique_ptr<Generation> started,
+                              std::shared_ptr<TextWriter> w, bool stream, Protocol protocol) {
+    std::shared_ptr<LogInfo> log = log_info(req);
+    std::shared_ptr<Generation> g = std::move(started);
     {
         std::lock_guard lk(log->mu);
         log->model = g->model_name();
@@ -472,49 +506,42 @@ void Server::handle_text(const httplib::Request& req, httplib::Response& res, bo
     Generation::Item first;
     while ((first = g->next(std::chrono::milliseconds(1000))).kind == Generation::Kind::none) {
     }
-    if (first.kind == Generation::Kind::error) return send_error(res, first.status);
-    auto final_json = [chat, model](const Final& f, const std::string& text, const std::string& thinking,
-                                    const std::vector<chat::ToolCall>& calls) {
-        return chat ? ol::chat_final(model, wall_now(), f, text, thinking, calls)
-                    : ol::generate_final(model, wall_now(), f, text, thinking);
-    };
+    if (first.kind == Generation::Kind::error) return send_error(res, first.status, protocol);
     auto note_final = [log](const Final& f) {
         std::lock_guard lk(log->mu);
         log->eval_tokens = f.stats.generated_tokens;
         if (f.done_reason == "cancelled" && log->note.empty()) log->note = "cancelled";
     };
+    // Loading or unloading a model (an empty prompt) answers one object, streamed or not.
     if (first.kind == Generation::Kind::final && (first.final.done_reason == "load" || first.final.done_reason == "unload"))
-        return send_json(res, 200, final_json(first.final, "", "", {}));
+        return send_json(res, 200, w->whole(first.final, Collected{}));
 
     if (!stream) {
-        std::string text, thinking;
-        std::vector<chat::ToolCall> calls;
+        Collected c;
         Generation::Item it = std::move(first);
         for (;;) {
             if (it.kind == Generation::Kind::delta) {
-                text += it.delta.content;
-                thinking += it.delta.thinking;
-                for (auto& c : it.delta.tool_calls) calls.push_back(std::move(c));
+                c.add(std::move(it.delta));
             } else if (it.kind == Generation::Kind::final) {
                 note_final(it.final);
-                return send_json(res, 200, final_json(it.final, text, thinking, calls));
+                return send_json(res, 200, w->whole(it.final, c));
             } else if (it.kind == Generation::Kind::error) {
-                return send_error(res, it.status);
+                return send_error(res, it.status, protocol);
             }
             it = g->next(std::chrono::milliseconds(1000));
         }
     }
 
-    // Streamed: NDJSON, one object per delta, then the final object.
     struct StreamState {
         std::optional<Generation::Item> pending;
         bool done = false;
     };
     auto st = std::make_shared<StreamState>();
     st->pending = std::move(first);
+    res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        kNdjson,
-        [g, st, chat, model, final_json, note_final, log](size_t, httplib::DataSink& sink) {
+        w->stream_content_type(),
+        [g, st, w, note_final, log](size_t, httplib::DataSink& sink) {
             if (st->done) return false;
             Generation::Item it;
             if (st->pending) {
@@ -528,20 +555,20 @@ void Server::handle_text(const httplib::Request& req, httplib::Response& res, bo
             case Generation::Kind::none:
                 return true;  // nothing yet; httplib calls again
             case Generation::Kind::delta:
-                out = line(chat ? ol::chat_chunk(model, wall_now(), it.delta) : ol::generate_chunk(model, wall_now(), it.delta));
+                out = w->stream_delta(it.delta);
                 break;
             case Generation::Kind::final:
                 note_final(it.final);
-                out = line(final_json(it.final, "", "", {}));
+                out = w->stream_final(it.final);
                 st->done = true;
                 break;
             case Generation::Kind::error:
-                // The status line is sent: the error goes in the stream, as Ollama does.
-                out = line(ol::error_json(it.status.message()));
+                // The status line is sent: the error goes in the stream.
+                out = w->stream_error(it.status);
                 st->done = true;
                 break;
             }
-            if (!sink.write(out.data(), out.size())) {
+            if (!out.empty() && !sink.write(out.data(), out.size())) {
                 g->cancel();
                 std::lock_guard lk(log->mu);
                 log->note = "client disconnected";
@@ -558,24 +585,16 @@ void Server::handle_text(const httplib::Request& req, httplib::Response& res, bo
 }
 
 void Server::handle_embed(const httplib::Request& req, httplib::Response& res, bool legacy) {
-    std::shared_ptr<LogInfo> log = log_info(req);
     auto body = ol::parse_body(req.body);
-    if (!body.ok()) return send_error(res, body.status());
+    if (!body.ok()) return ollama_error(res, body.status());
     auto in = legacy ? ol::parse_embeddings(*body) : ol::parse_embed(*body);
-    if (!in.ok()) return send_error(res, in.status());
-    {
-        std::lock_guard lk(log->mu);
-        log->model = in->model;
-    }
+    if (!in.ok()) return ollama_error(res, in.status());
+    log_model(req, in->model);
     const std::string model = in->model;
     auto out = service_->embed(std::move(in).value());
-    if (!out.ok()) return send_error(res, out.status());
-    {
-        std::lock_guard lk(log->mu);
-        log->model = out->model;
-        out->model = model;  // echoed as the request named it
-        log->prompt_tokens = out->result.prompt_tokens_total;
-    }
+    if (!out.ok()) return ollama_error(res, out.status());
+    log_model(req, out->model, out->result.prompt_tokens_total);
+    out->model = model;  // echoed as the request named it
     send_json(res, 200, legacy ? ol::embeddings_response(*out) : ol::embed_response(*out));
 }
 

@@ -25,6 +25,7 @@
 #include "base/status.h"
 #include "server/config.h"
 #include "server/service.h"
+#include "server/writer.h"
 
 namespace httplib {
 class Server;
@@ -59,13 +60,35 @@ public:
     // name are served (403 otherwise). Listening on other addresses, every Host is accepted.
     static bool host_allowed(const std::string& host_header, const std::string& bind_host);
 
+    // The wire protocol a path belongs to, which decides the shape of its errors: /v1/messages*
+    // is Anthropic's, the rest of /v1/ OpenAI's, everything else Ollama's.
+    enum class Protocol { ollama, openai, anthropic };
+    static Protocol protocol_of(const std::string& path);
+
 private:
     struct LogInfo;
     explicit Server(const ServerConfig& config);
-    void routes();
+    void routes();            // cross-cutting handlers and Ollama's API (server.cpp)
+    void openai_routes();     // routes_openai.cpp
+    void anthropic_routes();  // routes_anthropic.cpp
     std::shared_ptr<LogInfo> log_info(const httplib::Request& req);
+    // Sets the model name and prompt size the request log line reports.
+    void log_model(const httplib::Request& req, const std::string& model, int64_t prompt_tokens = 0);
     void handle_text(const httplib::Request& req, httplib::Response& res, bool chat);
     void handle_embed(const httplib::Request& req, httplib::Response& res, bool legacy);
+    // Runs a started generation to its end and writes it with `w`: streamed, or collected into
+    // one JSON answer. The first item is awaited before the status line, so an error before any
+    // output is answered with its HTTP status in `protocol`'s error shape.
+    void serve_generation(const httplib::Request& req, httplib::Response& res, std::unique_ptr<Generation> g,
+                          std::shared_ptr<TextWriter> w, bool stream, Protocol protocol);
+
+public:
+    // An error answer in the protocol's shape (503 adds Retry-After).
+    static void send_error(httplib::Response& res, const Status& s, Protocol protocol);
+    static void send_error(httplib::Response& res, int http_status, const std::string& message, Protocol protocol);
+    static void send_json(httplib::Response& res, int http_status, const nlohmann::ordered_json& j);
+
+private:
 
     ServerConfig config_;
     std::unique_ptr<Service> service_;

@@ -125,9 +125,9 @@ Generation::Item Generation::next(std::chrono::milliseconds wait) {
                 d.content = std::move(e.text);
             }
             if (drop_thinking_) d.thinking.clear();
-            if (d.empty()) continue;
+            item.delta = Delta{std::move(d.content), std::move(d.thinking), std::move(d.tool_calls), std::move(e.logprobs)};
+            if (item.delta.empty()) continue;
             item.kind = Kind::delta;
-            item.delta = Delta{std::move(d.content), std::move(d.thinking), std::move(d.tool_calls)};
             return item;
         }
         if (e.kind == runtime::Event::Kind::error) {
@@ -158,7 +158,7 @@ Generation::Item Generation::next(std::chrono::milliseconds wait) {
         if (parser_) {
             chat::ChatDelta d = parser_->finish();
             if (drop_thinking_) d.thinking.clear();
-            tail = Delta{std::move(d.content), std::move(d.thinking), std::move(d.tool_calls)};
+            tail = Delta{std::move(d.content), std::move(d.thinking), std::move(d.tool_calls), {}};
         }
         if (!tail.empty()) {
             ready_ = std::move(f);
@@ -424,6 +424,8 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     req.stop.insert(req.stop.end(), format_stops.begin(), format_stops.end());
     req.preserve_tokens = std::move(preserve);
     req.truncate = in.truncate;
+    req.logprobs = in.logprobs;
+    req.top_logprobs = in.top_logprobs;
     req.keep = opts.num_keep && *opts.num_keep >= 0 ? *opts.num_keep : (tok.bos() >= 0 && tok.add_bos() ? 1 : 0);
     g->keep_ = std::min<int64_t>(req.keep, (int64_t)ids.size());
     if (!in.format.is_null()) {

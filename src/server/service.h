@@ -46,17 +46,23 @@ struct TextInput {
     chat::Think think;
     nlohmann::json options;             // Ollama options object (or null), applied over the model's params
     std::optional<runtime::Duration> keep_alive;
-    bool truncate = false;
+    bool truncate = false;              // cut an over-long prompt (keeping num_keep tokens) instead of failing
     // Output constraint: "json" or a JSON Schema object; null = free text. Enforced by a grammar
     // mask; for a model that thinks first, only after its thinking block closes.
-    nlohmann::ordered_json format;              // cut an over-long prompt (keeping num_keep tokens) instead of failing
+    nlohmann::ordered_json format;
+    // Per-token log-probabilities in the deltas (Delta::logprobs), with top_logprobs (0..20)
+    // alternatives each.
+    bool logprobs = false;
+    int top_logprobs = 0;
 };
 
 // One step of output.
 struct Delta {
     std::string content, thinking;
     std::vector<chat::ToolCall> tool_calls;
-    bool empty() const { return content.empty() && thinking.empty() && tool_calls.empty(); }
+    // The tokens behind this delta (content, thinking or tool call alike), when asked for.
+    std::vector<runtime::TokenLogprob> logprobs;
+    bool empty() const { return content.empty() && thinking.empty() && tool_calls.empty() && logprobs.empty(); }
 };
 
 struct Final {

@@ -344,6 +344,38 @@ json chat_final(const std::string& model, WallTime at, const Final& f, const std
     return j;
 }
 
+namespace {
+
+class Writer : public TextWriter {
+public:
+    Writer(bool chat, std::string model) : chat_(chat), model_(std::move(model)) {}
+    const char* stream_content_type() const override { return "application/x-ndjson"; }
+    std::string stream_delta(const Delta& d) override {
+        const WallTime now = std::chrono::system_clock::now();
+        return line(chat_ ? chat_chunk(model_, now, d) : generate_chunk(model_, now, d));
+    }
+    std::string stream_final(const Final& f) override { return line(whole(f, Collected{})); }
+    std::string stream_error(const Status& s) override { return line(error_json(s.message())); }
+    json whole(const Final& f, const Collected& c) override {
+        const WallTime now = std::chrono::system_clock::now();
+        return chat_ ? chat_final(model_, now, f, c.content, c.thinking, c.tool_calls)
+                     : generate_final(model_, now, f, c.content, c.thinking);
+    }
+
+private:
+    static std::string line(const json& j) {
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    bool chat_;
+    std::string model_;
+};
+
+}  // namespace
+
+std::unique_ptr<TextWriter> make_writer(bool chat, const std::string& model) {
+    return std::make_unique<Writer>(chat, model);
+}
+
 json embed_response(const EmbedOutput& out) {
     json j = {{"model", out.model}, {"embeddings", out.result.vectors}, {"total_duration", out.total_ns},
               {"load_duration", out.load_ns}, {"prompt_eval_count", out.result.prompt_tokens_total}};

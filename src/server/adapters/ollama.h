@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "runtime/model_manager.h"
 #include "server/service.h"
+#include "server/writer.h"
 #include "store/store.h"
 
 namespace hearth::server::ollama {
@@ -54,6 +55,9 @@ json chat_chunk(const std::string& model, WallTime at, const Delta& d);
 json chat_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
                 const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls);
 json tool_calls_json(const std::vector<chat::ToolCall>& calls);
+// Writes /api/generate (chat false) or /api/chat answers: NDJSON chunks and the final object
+// when streamed, the final object with the whole reply when not.
+std::unique_ptr<TextWriter> make_writer(bool chat, const std::string& model);
 json embed_response(const EmbedOutput& out);
 json embeddings_response(const EmbedOutput& out);
 json error_json(const std::string& message);
