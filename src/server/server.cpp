@@ -472,6 +472,7 @@ void Server::routes() {
 
     openai_routes();
     anthropic_routes();
+    responses_routes();
 
     h.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
         res.set_content(service_->metrics().render(service_->models().queue_length(), service_->model_gauges()),

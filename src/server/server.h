@@ -71,6 +71,7 @@ private:
     void routes();            // cross-cutting handlers and Ollama's API (server.cpp)
     void openai_routes();     // routes_openai.cpp
     void anthropic_routes();  // routes_anthropic.cpp
+    void responses_routes();  // routes_responses.cpp: OpenAI's /v1/responses
     std::shared_ptr<LogInfo> log_info(const httplib::Request& req);
     // Sets the model name and prompt size the request log line reports.
     void log_model(const httplib::Request& req, const std::string& model, int64_t prompt_tokens = 0);
