@@ -373,14 +373,28 @@ namespace {
 
 class DeferredMask : public LogitsMask {
 public:
-    DeferredMask(const tok::Tokenizer& tok, std::shared_ptr<GrammarMask> inner, std::string marker, bool end_before)
-        : tok_(tok), inner_(std::move(inner)), marker_(std::move(marker)), end_before_(end_before) {}
+    // grammar: inner as a GrammarMask (it takes the text after the marker), or null.
+    DeferredMask(const tok::Tokenizer& tok, std::shared_ptr<LogitsMask> inner, GrammarMask* grammar, std::string marker,
+                 bool end_before)
+        : tok_(tok), inner_(std::move(inner)), grammar_(grammar), marker_(std::move(marker)), end_before_(end_before) {
+        if (grammar_) return;
+        // Tokens that hold the whole marker and more than whitespace after it: their rest could
+        // not be fed to the inner mask.
+        for (int32_t id = 0; id < tok_.n_vocab(); ++id) {
+            const std::string_view piece = tok_.token_to_piece(id, true);
+            const size_t at = piece.find(marker_);
+            if (at != std::string_view::npos && !only_space(piece.substr(at + marker_.size())))
+                barred_.push_back(id);
+        }
+    }
 
     void apply(std::span<float> logits) override {
         if (active_) {
             inner_->apply(logits);
             return;
         }
+        for (int32_t id : barred_)
+            if (static_cast<size_t>(id) < logits.size()) logits[id] = -INFINITY;
         if (end_before_) return;
         for (int32_t id : tok_.eog_ids())
             if (id >= 0 && static_cast<size_t>(id) < logits.size()) logits[id] = -INFINITY;
@@ -401,15 +415,25 @@ public:
         }
         active_ = true;
         size_t rest = at + marker_.size();
-        while (rest < text.size() && (text[rest] == ' ' || text[rest] == '\n' || text[rest] == '\t' || text[rest] == '\r')) ++rest;
-        if (rest < text.size()) inner_->accept_text(std::string_view(text).substr(rest));
+        while (rest < text.size() && is_space(text[rest])) ++rest;
+        // Only a marker split over tokens can leave text here for a non-grammar mask; it goes
+        // unseen by the mask.
+        if (rest < text.size() && grammar_) grammar_->accept_text(std::string_view(text).substr(rest));
     }
 
     bool complete() const override { return active_ && inner_->complete(); }
 
 private:
+    static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+    static bool only_space(std::string_view s) {
+        for (char c : s)
+            if (!is_space(c)) return false;
+        return true;
+    }
     const tok::Tokenizer& tok_;  // outlives the request
-    std::shared_ptr<GrammarMask> inner_;
+    std::shared_ptr<LogitsMask> inner_;
+    GrammarMask* grammar_;       // inner_ when it is a grammar, else null
+    std::vector<int32_t> barred_;  // tokens barred before the marker (non-grammar inner only)
     std::string marker_;
     std::string tail_;  // the last marker.size() - 1 bytes generated: a marker split over tokens
     bool end_before_;
@@ -420,7 +444,13 @@ private:
 
 std::shared_ptr<LogitsMask> make_deferred_mask(const tok::Tokenizer& tok, std::shared_ptr<GrammarMask> inner,
                                                std::string start_after, bool end_before_marker) {
-    return std::make_shared<DeferredMask>(tok, std::move(inner), std::move(start_after), end_before_marker);
+    GrammarMask* g = inner.get();
+    return std::make_shared<DeferredMask>(tok, std::move(inner), g, std::move(start_after), end_before_marker);
+}
+
+std::shared_ptr<LogitsMask> make_deferred_mask(const tok::Tokenizer& tok, std::shared_ptr<LogitsMask> inner,
+                                               std::string start_after, bool end_before_marker) {
+    return std::make_shared<DeferredMask>(tok, std::move(inner), nullptr, std::move(start_after), end_before_marker);
 }
 
 }  // namespace hearth::runtime

@@ -167,5 +167,10 @@ Result<std::shared_ptr<GrammarMask>> make_grammar_mask_for(std::shared_ptr<const
 // arguments, where the model may also answer without calling a tool. `tok` must outlive the mask.
 std::shared_ptr<LogitsMask> make_deferred_mask(const tok::Tokenizer& tok, std::shared_ptr<GrammarMask> inner,
                                                std::string start_after, bool end_before_marker = false);
+// The same over any mask (a tool-call mask): what the marker's token carries after the marker
+// cannot be fed to it, so such a token is barred once the marker could complete (the model
+// must end the marker with the token and continue in the next).
+std::shared_ptr<LogitsMask> make_deferred_mask(const tok::Tokenizer& tok, std::shared_ptr<LogitsMask> inner,
+                                               std::string start_after, bool end_before_marker = false);
 
 }  // namespace hearth::runtime

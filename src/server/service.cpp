@@ -8,6 +8,7 @@
 #include "gguf/gguf.h"
 #include "quant/types.h"
 #include "runtime/grammar_mask.h"
+#include "runtime/tool_mask.h"
 
 namespace hearth::server {
 namespace {
@@ -42,6 +43,36 @@ runtime::EngineOptions engine_options(const runtime::ModelConfig& cfg) {
 Status plan_error(const Status& s) {
     if (s.code() == StatusCode::resource_exhausted) return error(StatusCode::invalid_argument, s.message());
     return s;
+}
+
+// The tool name of an OpenAI function schema ({"type":"function","function":{"name"}}) or a
+// bare {"name"} entry; "" when it has none.
+std::string tool_name(const nlohmann::ordered_json& t) {
+    if (!t.is_object()) return {};
+    const auto& f = t.contains("function") && t["function"].is_object() ? t["function"] : t;
+    return f.contains("name") && f["name"].is_string() ? f["name"].get<std::string>() : std::string();
+}
+
+// tool_choice "none" drops the tools; a tool's name keeps that tool alone and makes a call
+// required.
+Status apply_tool_choice(TextInput& in) {
+    const bool has_tools = in.tools.is_array() && !in.tools.empty();
+    if (in.tool_choice.empty() || in.tool_choice == "auto") return {};
+    if (in.tool_choice == "none") {
+        in.tools = nullptr;
+        in.tool_choice = "auto";
+        return {};
+    }
+    if (!has_tools) return error(StatusCode::invalid_argument, "tool_choice \"" + in.tool_choice + "\" needs tools");
+    if (in.tool_choice == "required") return {};
+    nlohmann::ordered_json keep = nlohmann::ordered_json::array();
+    for (const auto& t : in.tools)
+        if (tool_name(t) == in.tool_choice) keep.push_back(t);
+    if (keep.empty())
+        return error(StatusCode::invalid_argument, "tool_choice names \"" + in.tool_choice + "\" but no tool has that name");
+    in.tools = std::move(keep);
+    in.tool_choice = "required";
+    return {};
 }
 
 }  // namespace
@@ -306,6 +337,8 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     HEARTH_TRY(validate_options(opts));
     HEARTH_ASSIGN(runtime::ModelConfig cfg, model_config(info, opts, false));
 
+    HEARTH_TRY(apply_tool_choice(in));
+
     std::unique_ptr<Generation> g(new Generation());
     g->service_ = this;
     g->model_name_ = ref.name;
@@ -337,6 +370,7 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     std::vector<std::string> format_stops;
     std::string think_end;  // the thinking block's closing marker when the output may start with one
     std::vector<int32_t> preserve;  // control tokens the output parser must see as text
+    std::optional<chat::ChatFormat> chat_format;  // when the prompt went through a chat template
     if (!in.suffix.empty()) {
         const FimTokens* fim = nullptr;
         for (const auto& set : kFimSets)
@@ -398,6 +432,7 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
         const auto t = tok.encode(r->text, ids.empty() && tok.add_bos(), true);
         ids.insert(ids.end(), t.begin(), t.end());
         format_stops = cd.format.stop;
+        chat_format = cd.format;
         for (const auto& text : cd.format.preserved_tokens)
             if (const int32_t id = tok.find_token(text); id >= 0) preserve.push_back(id);
         chat::ParserOptions popt;
@@ -428,6 +463,23 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     req.top_logprobs = in.top_logprobs;
     req.keep = opts.num_keep && *opts.num_keep >= 0 ? *opts.num_keep : (tok.bos() >= 0 && tok.add_bos() ? 1 : 0);
     g->keep_ = std::min<int64_t>(req.keep, (int64_t)ids.size());
+    const bool has_tools = chat_format && in.tools.is_array() && !in.tools.empty();
+    if (in.tool_choice == "required" && !has_tools)
+        return error(StatusCode::invalid_argument, "tool_choice \"required\" needs a chat template (not raw) and tools");
+    if (in.tool_choice == "required" && !in.format.is_null())
+        return error(StatusCode::invalid_argument, "a required tool call and a response format cannot both constrain the answer");
+    if (has_tools && in.format.is_null()) {
+        // Tool calls are held to the tools' schemas: from the first token when a call is required,
+        // else from the call's opening marker on (a lazy mask). "auto" on a call format the mask
+        // does not know stays free text; a required call there is an error.
+        auto inner = runtime::make_tool_call_mask(tok, *chat_format, in.tools, in.tool_choice == "required");
+        if (inner.ok()) {
+            if (think_end.empty()) req.mask = std::move(inner).value();
+            else req.mask = runtime::make_deferred_mask(tok, std::move(inner).value(), think_end, /*end_before_marker=*/true);
+        } else if (in.tool_choice == "required") {
+            return error(StatusCode::invalid_argument, "tool_choice \"required\": " + inner.status().message());
+        }
+    }
     if (!in.format.is_null()) {
         // The grammar applies to the answer: a model that thinks first is free until its
         // thinking block closes (runtime::make_deferred_mask).

@@ -39,6 +39,10 @@ struct TextInput {
     bool chat = false;                  // messages (chat) or prompt (generate)
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();  // chat: in the template's shape
     nlohmann::ordered_json tools;       // null or an array of OpenAI function schemas
+    // OpenAI's tool_choice: "auto" (calls are free to come or not; once one starts it is held
+    // to the tools' schemas where the model's call format allows), "none" (tools ignored),
+    // "required" (the answer starts with a call), or a tool's name (that tool, required).
+    std::string tool_choice = "auto";
     std::string prompt, system, suffix;  // generate
     std::optional<std::string> template_override;  // a Jinja chat template replacing the model's
     bool raw = false;                   // generate: no template
