@@ -321,6 +321,93 @@ Result<Service::ChatData> Service::chat_data(const store::ModelRef& ref, const s
     return d;
 }
 
+Result<Service::Prompt> Service::build_prompt(const TextInput& in, const store::ModelRef& ref,
+                                               const store::GgufInfo& info, const tok::Tokenizer& tok) {
+    Prompt p;
+    std::vector<int32_t>& ids = p.ids;
+    ids = in.context;
+    if (!in.suffix.empty()) {
+        const FimTokens* fim = nullptr;
+        for (const auto& set : kFimSets)
+            if (tok.find_token(set.pre) >= 0 && tok.find_token(set.suf) >= 0 && tok.find_token(set.mid) >= 0) {
+                fim = &set;
+                break;
+            }
+        if (!fim) return error(StatusCode::invalid_argument, "model '" + in.model + "' does not support insert (suffix)");
+        const std::string text = std::string(fim->pre) + in.prompt + fim->suf + in.suffix + fim->mid;
+        const auto t = tok.encode(text, ids.empty() && tok.add_bos(), true);
+        ids.insert(ids.end(), t.begin(), t.end());
+    } else if (in.raw || (!in.chat && info.chat_template.empty() && !in.template_override)) {
+        // Raw prompts, and generate on a model without a chat template (Ollama's default
+        // template is the prompt alone).
+        const auto t = tok.encode(in.prompt, ids.empty(), true);
+        ids.insert(ids.end(), t.begin(), t.end());
+        p.want_context = !in.raw;
+    } else {
+        ChatData cd;
+        if (in.template_override) {
+            auto t = chat::ChatTemplate::parse(*in.template_override);
+            if (!t.ok())
+                return error(StatusCode::invalid_argument,
+                             "template: " + t.status().message() + " (hearth renders Jinja chat templates)");
+            cd.tmpl = std::make_shared<const chat::ChatTemplate>(std::move(t).value());
+            cd.format = chat::detect_format(*in.template_override, chat::FormatHints{info.architecture});
+        } else {
+            HEARTH_ASSIGN(cd, chat_data(ref, info));
+        }
+        // As Ollama: asking a model for what its template cannot express is an error, not a
+        // silent no-op.
+        if (in.think.mode == chat::Think::Mode::on && !cd.format.has_thinking())
+            return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support thinking");
+        const std::string& tmpl_src = in.template_override ? *in.template_override
+                                      : info.chat_template.empty() ? std::string(chat::kDefaultTemplate)
+                                                                   : info.chat_template;
+        if (in.tools.is_array() && !in.tools.empty() && tmpl_src.find("tools") == std::string::npos)
+            return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support tools");
+        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+        const std::string& system = in.system.empty() ? ref.system : in.system;
+        if (in.chat) {
+            const bool has_system = std::any_of(in.messages.begin(), in.messages.end(), [](const auto& m) {
+                return m.contains("role") && m["role"] == "system";
+            });
+            if (!has_system && !ref.system.empty()) messages.push_back({{"role", "system"}, {"content", ref.system}});
+            for (const auto& m : in.messages) messages.push_back(m);
+        } else {
+            if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+            messages.push_back({{"role", "user"}, {"content", in.prompt}});
+        }
+        chat::PromptOptions po;
+        po.add_generation_prompt = !(in.chat && !messages.empty() && messages.back().value("role", "") == "assistant");
+        po.think = in.think;
+        po.bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
+        po.eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
+        po.vocab_adds_bos = tok.add_bos();
+        auto r = chat::render_prompt(*cd.tmpl, cd.format, messages, in.tools, po);
+        if (!r.ok()) return error(StatusCode::invalid_argument, "the chat template failed: " + r.status().message());
+        const auto t = tok.encode(r->text, ids.empty() && tok.add_bos(), true);
+        ids.insert(ids.end(), t.begin(), t.end());
+        p.format_stops = cd.format.stop;
+        for (const auto& text : cd.format.preserved_tokens)
+            if (const int32_t id = tok.find_token(text); id >= 0) p.preserve.push_back(id);
+        p.thinking_open = r->thinking_open;
+        if (r->thinking_open || (in.think.mode == chat::Think::Mode::on && !cd.format.think_start.empty()))
+            p.think_end = cd.format.think_end;
+        p.chat_format = std::move(cd.format);
+        p.want_context = !in.chat;
+    }
+    return p;
+}
+
+Result<int64_t> Service::count_prompt_tokens(TextInput in) {
+    HEARTH_ASSIGN(store::ModelRef ref, store_->resolve(in.model));
+    HEARTH_ASSIGN(store::GgufInfo info, store_->info(ref));
+    if (info.embedding) return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support chat");
+    HEARTH_TRY(apply_tool_choice(in));
+    HEARTH_ASSIGN(auto tok, tokenizer_for(in.model));
+    HEARTH_ASSIGN(Prompt p, build_prompt(in, ref, info, *tok));
+    return (int64_t)p.ids.size();
+}
+
 Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     const int64_t start = now_ns();
     {
@@ -365,83 +452,16 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     }
     const tok::Tokenizer& tok = *lm.tokenizer;
 
-    // ---- the prompt's tokens ----
-    std::vector<int32_t> ids = in.context;
-    std::vector<std::string> format_stops;
-    std::string think_end;  // the thinking block's closing marker when the output may start with one
-    std::vector<int32_t> preserve;  // control tokens the output parser must see as text
-    std::optional<chat::ChatFormat> chat_format;  // when the prompt went through a chat template
-    if (!in.suffix.empty()) {
-        const FimTokens* fim = nullptr;
-        for (const auto& set : kFimSets)
-            if (tok.find_token(set.pre) >= 0 && tok.find_token(set.suf) >= 0 && tok.find_token(set.mid) >= 0) {
-                fim = &set;
-                break;
-            }
-        if (!fim) return error(StatusCode::invalid_argument, "model '" + in.model + "' does not support insert (suffix)");
-        const std::string text = std::string(fim->pre) + in.prompt + fim->suf + in.suffix + fim->mid;
-        const auto t = tok.encode(text, ids.empty() && tok.add_bos(), true);
-        ids.insert(ids.end(), t.begin(), t.end());
-    } else if (in.raw || (!in.chat && info.chat_template.empty() && !in.template_override)) {
-        // Raw prompts, and generate on a model without a chat template (Ollama's default
-        // template is the prompt alone).
-        const auto t = tok.encode(in.prompt, ids.empty(), true);
-        ids.insert(ids.end(), t.begin(), t.end());
-        g->want_context_ = !in.raw;
-    } else {
-        ChatData cd;
-        if (in.template_override) {
-            auto t = chat::ChatTemplate::parse(*in.template_override);
-            if (!t.ok())
-                return error(StatusCode::invalid_argument,
-                             "template: " + t.status().message() + " (hearth renders Jinja chat templates)");
-            cd.tmpl = std::make_shared<const chat::ChatTemplate>(std::move(t).value());
-            cd.format = chat::detect_format(*in.template_override, chat::FormatHints{info.architecture});
-        } else {
-            HEARTH_ASSIGN(cd, chat_data(ref, info));
-        }
-        // As Ollama: asking a model for what its template cannot express is an error, not a
-        // silent no-op.
-        if (in.think.mode == chat::Think::Mode::on && !cd.format.has_thinking())
-            return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support thinking");
-        const std::string& tmpl_src = in.template_override ? *in.template_override
-                                      : info.chat_template.empty() ? std::string(chat::kDefaultTemplate)
-                                                                   : info.chat_template;
-        if (in.tools.is_array() && !in.tools.empty() && tmpl_src.find("tools") == std::string::npos)
-            return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support tools");
-        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-        const std::string& system = in.system.empty() ? ref.system : in.system;
-        if (in.chat) {
-            const bool has_system = std::any_of(in.messages.begin(), in.messages.end(), [](const auto& m) {
-                return m.contains("role") && m["role"] == "system";
-            });
-            if (!has_system && !ref.system.empty()) messages.push_back({{"role", "system"}, {"content", ref.system}});
-            for (const auto& m : in.messages) messages.push_back(m);
-        } else {
-            if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
-            messages.push_back({{"role", "user"}, {"content", in.prompt}});
-        }
-        chat::PromptOptions po;
-        po.add_generation_prompt = !(in.chat && !messages.empty() && messages.back().value("role", "") == "assistant");
-        po.think = in.think;
-        po.bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
-        po.eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
-        po.vocab_adds_bos = tok.add_bos();
-        auto r = chat::render_prompt(*cd.tmpl, cd.format, messages, in.tools, po);
-        if (!r.ok()) return error(StatusCode::invalid_argument, "the chat template failed: " + r.status().message());
-        const auto t = tok.encode(r->text, ids.empty() && tok.add_bos(), true);
-        ids.insert(ids.end(), t.begin(), t.end());
-        format_stops = cd.format.stop;
-        chat_format = cd.format;
-        for (const auto& text : cd.format.preserved_tokens)
-            if (const int32_t id = tok.find_token(text); id >= 0) preserve.push_back(id);
+    HEARTH_ASSIGN(Prompt prompt, build_prompt(in, ref, info, tok));
+    std::vector<int32_t> ids = std::move(prompt.ids);
+    const std::string& think_end = prompt.think_end;
+    const std::optional<chat::ChatFormat>& chat_format = prompt.chat_format;
+    g->want_context_ = prompt.want_context;
+    if (chat_format) {
         chat::ParserOptions popt;
         popt.tools = in.tools;
-        g->parser_.emplace(cd.format, r->thinking_open, popt);
-        if (r->thinking_open || (in.think.mode == chat::Think::Mode::on && !cd.format.think_start.empty()))
-            think_end = cd.format.think_end;
+        g->parser_.emplace(*chat_format, prompt.thinking_open, popt);
         g->drop_thinking_ = in.think.mode == chat::Think::Mode::off;
-        g->want_context_ = !in.chat;
     }
     if (ids.empty()) return error(StatusCode::invalid_argument, "the prompt is empty");
     const int64_t n_ctx = lm.engine->n_ctx();
@@ -456,8 +476,8 @@ Result<std::unique_ptr<Generation>> Service::generate(TextInput in) {
     req.sampling = opts.sampling;
     req.num_predict = opts.num_predict < -1 ? -1 : opts.num_predict;
     req.stop = opts.stop;
-    req.stop.insert(req.stop.end(), format_stops.begin(), format_stops.end());
-    req.preserve_tokens = std::move(preserve);
+    req.stop.insert(req.stop.end(), prompt.format_stops.begin(), prompt.format_stops.end());
+    req.preserve_tokens = std::move(prompt.preserve);
     req.truncate = in.truncate;
     req.logprobs = in.logprobs;
     req.top_logprobs = in.top_logprobs;

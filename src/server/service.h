@@ -151,6 +151,9 @@ public:
     // model (or, with keep_alive 0, unloads it) and the Generation yields only its final item.
     Result<std::unique_ptr<Generation>> generate(TextInput in);
     Result<EmbedOutput> embed(EmbedInput in);
+    // The number of tokens the prompt of `in` renders to (template, tools, system prompt), without
+    // loading the model (Anthropic's count_tokens).
+    Result<int64_t> count_prompt_tokens(TextInput in);
     // Text <-> tokens with the model's tokenizer (no model load; the tokenizer is cached).
     Result<std::vector<int32_t>> tokenize(const std::string& model, const std::string& text, bool add_special);
     Result<std::string> detokenize(const std::string& model, const std::vector<int32_t>& tokens);
@@ -176,7 +179,19 @@ private:
         std::shared_ptr<const chat::ChatTemplate> tmpl;  // null: the model has no template
         chat::ChatFormat format;
     };
+    // A request's prompt as tokens, and what the output side needs to know about its format.
+    struct Prompt {
+        std::vector<int32_t> ids;
+        std::vector<std::string> format_stops;
+        std::string think_end;          // the thinking block's closing marker when the output may start with one
+        std::vector<int32_t> preserve;  // control tokens the output parser must see as text
+        std::optional<chat::ChatFormat> chat_format;  // when the prompt went through a chat template
+        bool thinking_open = false;     // the template left a thinking block open
+        bool want_context = false;      // generate (not raw): the final object carries the context
+    };
     explicit Service(const ServerConfig& config);
+    Result<Prompt> build_prompt(const TextInput& in, const store::ModelRef& ref, const store::GgufInfo& info,
+                                const tok::Tokenizer& tok);
     Result<std::shared_ptr<runtime::LoadedModel>> load(const std::string& name, const runtime::ModelConfig& cfg);
     Result<int64_t> estimate(const std::string& name, const runtime::ModelConfig& cfg);
     Result<runtime::ModelConfig> model_config(const store::GgufInfo& info, const RequestOptions& opts, bool embedding) const;
