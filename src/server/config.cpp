@@ -53,6 +53,31 @@ Status parse_host(const std::string& text, ServerConfig& c) {
     return {};
 }
 
+// "8G", "512M", "1024K", "1.5GiB", "0" (binary units; a bare number is bytes).
+Result<int64_t> parse_size(const char* var, const std::string& text) {
+    size_t used = 0;
+    double v = 0;
+    try {
+        v = std::stod(text, &used);
+    } catch (...) {
+        used = 0;
+    }
+    std::string unit = used ? text.substr(used) : "";
+    for (char& ch : unit) ch = (char)std::toupper((unsigned char)ch);
+    if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+    if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+    double mul = 0;
+    if (unit.empty()) mul = 1;
+    else if (unit == "K") mul = 1024.0;
+    else if (unit == "M") mul = 1024.0 * 1024;
+    else if (unit == "G") mul = 1024.0 * 1024 * 1024;
+    else if (unit == "T") mul = 1024.0 * 1024 * 1024 * 1024;
+    if (used == 0 || mul == 0 || !(v >= 0) || v * mul > 9e18)
+        return error(StatusCode::invalid_argument,
+                     strformat("%s=\"%s\" is not a size (bytes, or a number with K, M, G or T)", var, text.c_str()));
+    return (int64_t)(v * mul);
+}
+
 }  // namespace
 
 Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
@@ -93,6 +118,10 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
             return error(StatusCode::invalid_argument, "HEARTH_KV_CACHE_TYPE=\"" + *v + "\": use f16, q8_0 or q4_0");
         c.kv_cache_type = *v;
     }
+    if (auto v = env("HEARTH_KV_DISK_CACHE")) {
+        HEARTH_ASSIGN(c.kv_disk_bytes, parse_size("HEARTH_KV_DISK_CACHE", *v));
+    }
+    if (auto v = env("HEARTH_KV_DISK_DIR")) c.kv_disk_dir = *v;
     if (auto v = env("HEARTH_MAX_QUEUE")) {
         HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_MAX_QUEUE", *v, 1, 1 << 20));
         c.max_queue = (int)n;
@@ -127,6 +156,9 @@ std::string config_help() {
            "  HEARTH_NUM_THREAD         worker threads per model (default: one per core)\n"
            "  HEARTH_CONTEXT_LENGTH     default num_ctx (default 4096, capped by the model's training context)\n"
            "  HEARTH_KV_CACHE_TYPE      KV cache type: f16 (default), q8_0, q4_0\n"
+           "  HEARTH_KV_DISK_CACHE      keep prompts' KV blocks on disk across restarts, up to this size (e.g. 8G;\n"
+           "                            default 0 = off)\n"
+           "  HEARTH_KV_DISK_DIR        where (default ~/.hearth; blocks go to <dir>/kvcache/)\n"
            "  HEARTH_MAX_QUEUE          requests that may wait before the server answers 503 (default 512)\n"
            "  HEARTH_API_KEY            require 'Authorization: Bearer <key>' on every endpoint but GET /\n"
            "  HEARTH_ORIGINS            extra CORS origins, comma-separated, * wildcards (localhost is allowed)\n"

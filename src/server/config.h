@@ -25,6 +25,11 @@ struct ServerConfig {
                                      // num_thread says otherwise; 0 = one per core
     int64_t context_length = 0;      // HEARTH_CONTEXT_LENGTH: default num_ctx; 0 = 4096 (capped by the model)
     std::string kv_cache_type = "f16";  // HEARTH_KV_CACHE_TYPE: f16, q8_0, q4_0
+    // HEARTH_KV_DISK_CACHE: disk budget of the persistent prefix cache (KV blocks of prompts seen
+    // before, kept across restarts); 0 = off (the default). Under HEARTH_KV_DISK_DIR, default
+    // ~/.hearth (blocks go to <dir>/kvcache/).
+    int64_t kv_disk_bytes = 0;
+    std::string kv_disk_dir;
     int max_queue = 512;             // HEARTH_MAX_QUEUE: requests waiting for a model or a slot
     std::string api_key;             // HEARTH_API_KEY: bearer token every endpoint but GET / needs
     std::vector<std::string> origins;  // HEARTH_ORIGINS: extra CORS origins (patterns with *)

@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "base/sha256.h"
 #include "base/sysinfo.h"
@@ -291,7 +292,18 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
         if (!e.ok()) return e.status();
         lm->embedder = std::move(e).value();
     } else {
-        auto e = runtime::Engine::create(lm->model, lm->tokenizer, engine_options(cfg));
+        runtime::EngineOptions eo = engine_options(cfg);
+        if (config_.kv_disk_bytes > 0) {
+            // The disk tier of the prefix cache, keyed by the weights' digest.
+            auto digest = store_->weights_digest(ref);
+            if (!digest.ok()) return digest.status().with_context("the disk KV cache needs the model's digest");
+            eo.spill_root = config_.kv_disk_dir.empty()
+                                ? std::filesystem::path(store::Store::default_root()).parent_path().string()
+                                : config_.kv_disk_dir;
+            eo.model_key = *digest;
+            eo.spill_bytes = config_.kv_disk_bytes;
+        }
+        auto e = runtime::Engine::create(lm->model, lm->tokenizer, eo);
         if (!e.ok()) return plan_error(e.status());
         lm->engine = std::move(e).value();
         lm->bytes += (int64_t)lm->engine->kv_bytes();

@@ -27,6 +27,24 @@ TEST(ServerConfig, Defaults) {
     EXPECT_TRUE(c->api_key.empty());
 }
 
+TEST(ServerConfig, DiskCacheSizes) {
+    EXPECT_EQ(from({})->kv_disk_bytes, 0);
+    const std::pair<const char*, int64_t> good[] = {{"0", 0},           {"4096", 4096},         {"8G", 8ll << 30},
+                                                    {"512M", 512ll << 20}, {"1.5GiB", 3ll << 29}, {"2gb", 2ll << 30},
+                                                    {"64k", 64 << 10}};
+    for (const auto& [text, bytes] : good) {
+        auto c = from({{"HEARTH_KV_DISK_CACHE", text}, {"HEARTH_KV_DISK_DIR", "/tmp/x"}});
+        ASSERT_TRUE(c.ok()) << text << ": " << c.status().message();
+        EXPECT_EQ(c->kv_disk_bytes, bytes) << text;
+        EXPECT_EQ(c->kv_disk_dir, "/tmp/x");
+    }
+    for (const char* bad : {"lots", "8X", "-1G", "G", "1e30"}) {
+        auto c = from({{"HEARTH_KV_DISK_CACHE", bad}});
+        ASSERT_FALSE(c.ok()) << bad;
+        EXPECT_NE(c.status().message().find("HEARTH_KV_DISK_CACHE"), std::string::npos);
+    }
+}
+
 TEST(ServerConfig, HostForms) {
     struct Case {
         const char* in;

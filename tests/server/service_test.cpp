@@ -47,5 +47,43 @@ TEST(Service, CountPromptTokensMatchesWhatRuns) {
     EXPECT_EQ(service.count_prompt_tokens(unknown).status().code(), StatusCode::not_found);
 }
 
+// HEARTH_KV_DISK_CACHE: a prompt seen before a restart is read back from disk, not prefilled.
+TEST(Service, DiskPrefixCacheSurvivesARestart) {
+    TempStore store("diskcache");
+    const fs::path dir = fs::temp_directory_path() / ("hearth-kvdisk-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    ServerConfig c = test_config(store.root());
+    c.kv_disk_bytes = 64ll << 20;
+    c.kv_disk_dir = dir.string();
+    std::string prompt;
+    for (int i = 0; i < 40; ++i) prompt += "The little cat sat on the warm mat and looked at the moon. ";
+    const json body = {{"model", "stories"}, {"prompt", prompt}, {"raw", true}, {"stream", false},
+                       {"options", {{"temperature", 0}, {"num_predict", 8}}}};
+    json first, second;
+    {
+        auto server = start_server(c);
+        ASSERT_TRUE(server);
+        Http http(server->port());
+        Reply r = http.post("/api/generate", body);
+        ASSERT_EQ(r.status, 200) << r.body;
+        first = r.j();
+        EXPECT_EQ(first["prompt_cache_count"], 0);
+    }  // stopping unloads the model; the writer finishes its queue first
+    ASSERT_TRUE(fs::exists(dir / "kvcache"));
+    {
+        auto server = start_server(c);
+        ASSERT_TRUE(server);
+        Http http(server->port());
+        Reply r = http.post("/api/generate", body);
+        ASSERT_EQ(r.status, 200) << r.body;
+        second = r.j();
+    }
+    const int64_t n = first["prompt_eval_count"].get<int64_t>();
+    EXPECT_GT(n, 400);
+    EXPECT_GE(second["prompt_cache_count"].get<int64_t>(), n - 64) << second.dump();
+    EXPECT_EQ(second["response"], first["response"]);
+    fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace hearth::server
