@@ -206,10 +206,11 @@ void Engine::release_blocks(Sequence& s) {
 
 void Engine::finish(Sequence& s, DoneReason why) {
     if (why != DoneReason::cancelled) {
-        std::string tail = s.decoding.finish();
-        if (!tail.empty()) {
+        Decoding::Tail tail = s.decoding.finish();
+        if (!tail.text.empty() || !tail.logprobs.empty()) {
             Event e;
-            e.text = std::move(tail);
+            e.text = std::move(tail.text);
+            e.logprobs = std::move(tail.logprobs);
             s.cb(e);
         }
     }
@@ -313,9 +314,10 @@ void Engine::sample(Sequence& s, std::span<const float> logits) {
         s.st.tokens.push_back(step.token);
         ++s.st.generated_tokens;
     }
-    if (!step.text.empty()) {
+    if (!step.text.empty() || !step.logprobs.empty()) {
         Event e;
         e.text = std::move(step.text);
+        e.logprobs = std::move(step.logprobs);
         s.cb(e);
     }
     if (step.done) return finish(s, step.reason);
@@ -428,6 +430,7 @@ void Engine::run() {
             std::vector<int32_t> prompt = std::move(p.req.prompt);
             int64_t truncated = 0;
             if (prompt.empty()) bad = error(StatusCode::invalid_argument, "the prompt is empty");
+            else if (Status lp = check_logprobs(p.req); !lp.ok()) bad = std::move(lp);
             else if (Result<int64_t> fit = fit_prompt(prompt, opt_.n_ctx, p.req); fit.ok()) truncated = fit.value();
             else bad = fit.status();
             const int64_t n = (int64_t)prompt.size();

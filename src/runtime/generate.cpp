@@ -38,6 +38,7 @@ Result<int64_t> fit_prompt(std::vector<int32_t>& prompt, int64_t room, const Gen
 Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& tok, const GenerateRequest& req,
                                const std::function<bool(std::string_view)>& on_text) {
     if (req.prompt.empty()) return error(StatusCode::invalid_argument, "the prompt is empty");
+    HEARTH_TRY(check_logprobs(req));
     std::vector<int32_t> history(req.prompt);  // prompt + generated: the penalty window reads its tail
     HEARTH_ASSIGN(const int64_t truncated, fit_prompt(history, session.n_ctx() - session.n_past(), req));
     HEARTH_ASSIGN(Sampler sampler, Sampler::create(req.sampling, tok.n_vocab()));
@@ -77,7 +78,7 @@ Result<GenerateStats> generate(model::Session& session, const tok::Tokenizer& to
         }
         HEARTH_TRY(session.eval(std::span<const int32_t>(&step.token, 1), false, logits));
     }
-    if (!cancelled) emit(decoding.finish());
+    if (!cancelled) emit(decoding.finish().text);  // on_text takes no logprobs: `hearth run` shows none
     if (cancelled) st.done = DoneReason::cancelled;
     st.generate_ns = now_ns() - t1;
     return st;

@@ -70,7 +70,7 @@ TEST(OllamaAdapter, ParsesGenerate) {
     for (const char* bad : {R"({"prompt":"x"})", R"({"model":3})", R"({"model":"m","context":["a"]})",
                             R"({"model":"m","options":[1]})", R"({"model":"m","format":3})",
                             R"({"model":"m","format":"yaml"})", R"({"model":"m","images":["x"]})",
-                            R"({"model":"m","raw":"yes"})", R"({"model":"m","logprobs":true})"}) {
+                            R"({"model":"m","raw":"yes"})", R"({"model":"m","logprobs":"yes"})"}) {
         auto r = parse_generate(nlohmann::json::parse(bad), stream);
         EXPECT_FALSE(r.ok()) << bad;
         if (!r.ok()) {
@@ -116,6 +116,122 @@ TEST(OllamaAdapter, ParsesEmbed) {
     auto legacy = parse_embeddings(nlohmann::json::parse(R"({"model":"m","prompt":"x"})"));
     ASSERT_TRUE(legacy.ok());
     EXPECT_FALSE(legacy->normalize);
+}
+
+TEST(OllamaAdapter, ParsesLogprobs) {
+    bool stream = false;
+    auto in = parse_generate(json::parse(R"({"model":"m","logprobs":true,"top_logprobs":3})"), stream);
+    ASSERT_TRUE(in.ok()) << in.status().message();
+    EXPECT_TRUE(in->logprobs);
+    EXPECT_EQ(in->top_logprobs, 3);
+    in = parse_chat(json::parse(R"({"model":"m","messages":[],"logprobs":true,"top_logprobs":20})"), stream);
+    ASSERT_TRUE(in.ok()) << in.status().message();
+    EXPECT_TRUE(in->logprobs);
+    EXPECT_EQ(in->top_logprobs, 20);
+    in = parse_generate(json::parse(R"({"model":"m"})"), stream);
+    ASSERT_TRUE(in.ok());
+    EXPECT_FALSE(in->logprobs);
+    EXPECT_EQ(in->top_logprobs, 0);
+    // top_logprobs alone is accepted (and checked) but asks for nothing without logprobs.
+    in = parse_generate(json::parse(R"({"model":"m","top_logprobs":0,"logprobs":null})"), stream);
+    ASSERT_TRUE(in.ok());
+    EXPECT_FALSE(in->logprobs);
+    const std::pair<const char*, const char*> bad[] = {
+        {R"({"model":"m","logprobs":1})", "field \"logprobs\" must be a boolean"},
+        {R"({"model":"m","top_logprobs":"3"})", "field \"top_logprobs\" must be an integer"},
+        {R"({"model":"m","top_logprobs":2.5})", "field \"top_logprobs\" must be an integer"},
+        {R"({"model":"m","top_logprobs":21})", "top_logprobs must be between 0 and 20"},
+        {R"({"model":"m","top_logprobs":-1})", "top_logprobs must be between 0 and 20"},
+        {R"({"model":"m","top_logprobs":18446744073709551615})", "top_logprobs must be between 0 and 20"},
+    };
+    for (const auto& [body, message] : bad) {
+        auto r = parse_generate(json::parse(body), stream);
+        ASSERT_FALSE(r.ok()) << body;
+        EXPECT_EQ(r.status().code(), StatusCode::invalid_argument) << body;
+        EXPECT_EQ(r.status().message(), message) << body;
+        EXPECT_FALSE(parse_chat(json::parse(body), stream).ok()) << body;
+    }
+}
+
+// Three tokens: a word with two alternatives, a lone UTF-8 lead byte (its "token" is U+FFFD, its
+// "bytes" the raw byte), and a control token that renders as nothing (no "bytes").
+std::vector<runtime::TokenLogprob> sample_logprobs() {
+    std::vector<runtime::TokenLogprob> v(3);
+    v[0].token = 15043;
+    v[0].text = "Hello";
+    v[0].logprob = -0.25f;
+    v[0].top = {{15043, "Hello", -0.25f}, {6324, "Hi", -1.5f}};
+    v[1].token = 229;
+    v[1].text = "\xE2";
+    v[1].logprob = -2.0f;
+    v[2].token = 2;
+    v[2].text = "";
+    v[2].logprob = -0.1f;  // written as -0.1, not as the float widened to a double
+    return v;
+}
+
+constexpr const char* kLogprobsGolden =
+    R"([{"token":"Hello","logprob":-0.25,"bytes":[72,101,108,108,111],"top_logprobs":[)"
+    R"({"token":"Hello","logprob":-0.25,"bytes":[72,101,108,108,111]},{"token":"Hi","logprob":-1.5,"bytes":[72,105]}]},)"
+    "{\"token\":\"\xEF\xBF\xBD\",\"logprob\":-2.0,\"bytes\":[226]},"
+    R"({"token":"","logprob":-0.1}])";
+
+TEST(OllamaAdapter, LogprobsGolden) {
+    EXPECT_EQ(logprobs_json(sample_logprobs()).dump(), kLogprobsGolden);
+    EXPECT_EQ(logprobs_json({}).dump(), "[]");
+
+    Delta d;
+    d.content = "Hello";
+    d.logprobs = sample_logprobs();
+    const std::string lp = kLogprobsGolden;
+    EXPECT_EQ(generate_chunk("m", kAt, d).dump(),
+              R"({"model":"m","created_at":"2024-05-01T12:34:56.123456789Z","response":"Hello","done":false,"logprobs":)" +
+                  lp + "}");
+    EXPECT_EQ(chat_chunk("m", kAt, d).dump(),
+              R"({"model":"m","created_at":"2024-05-01T12:34:56.123456789Z","message":{"role":"assistant","content":"Hello"},)"
+              R"("done":false,"logprobs":)" + lp + "}");
+    // A delta of logprobs only (tokens whose text a parser holds back).
+    Delta only;
+    only.logprobs = {sample_logprobs()[2]};
+    EXPECT_EQ(chat_chunk("m", kAt, only).dump(),
+              R"({"model":"m","created_at":"2024-05-01T12:34:56.123456789Z","message":{"role":"assistant","content":""},)"
+              R"("done":false,"logprobs":[{"token":"","logprob":-0.1}]})");
+
+    Final f;
+    f.done_reason = "length";
+    f.total_ns = 100;
+    f.load_ns = 10;
+    f.stats.prompt_tokens = 5;
+    f.stats.prompt_ns = 20;
+    f.stats.generated_tokens = 3;
+    f.stats.generate_ns = 30;
+    const std::string stats = R"("total_duration":100,"load_duration":10,"prompt_eval_count":5,"prompt_eval_duration":20,)"
+                              R"("eval_count":3,"eval_duration":30,"prompt_cache_count":0)";
+    EXPECT_EQ(generate_final("m", kAt, f, "Hello", "", sample_logprobs()).dump(),
+              R"({"model":"m","created_at":"2024-05-01T12:34:56.123456789Z","response":"Hello","done":true,)"
+              R"("done_reason":"length",)" + stats + R"(,"logprobs":)" + lp + "}");
+    EXPECT_EQ(chat_final("m", kAt, f, "Hello", "", {}, sample_logprobs()).dump(),
+              R"({"model":"m","created_at":"2024-05-01T12:34:56.123456789Z","message":{"role":"assistant","content":"Hello"},)"
+              R"("done":true,"done_reason":"length","logprobs":)" + lp + "," + stats + "}");
+
+    // The writer: chunks carry their delta's entries; the whole reply carries all of them; the
+    // streamed final carries none (the chunks had them).
+    for (bool chat : {false, true}) {
+        auto w = make_writer(chat, "m");
+        EXPECT_EQ(json::parse(w->stream_delta(d))["logprobs"].dump(), lp);
+        EXPECT_FALSE(json::parse(w->stream_final(f)).contains("logprobs"));
+        Collected c;
+        c.add(Delta(d));
+        Delta more;
+        more.content = "!";
+        more.logprobs = {sample_logprobs()[0]};
+        c.add(std::move(more));
+        const json whole = w->whole(f, c);
+        ASSERT_TRUE(whole.contains("logprobs")) << chat;
+        EXPECT_EQ(whole["logprobs"].size(), 4u);
+        EXPECT_EQ(whole["logprobs"][3]["token"], "Hello");
+        EXPECT_FALSE(w->whole(f, Collected{}).contains("logprobs"));
+    }
 }
 
 }  // namespace

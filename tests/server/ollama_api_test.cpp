@@ -597,5 +597,141 @@ TEST(OllamaServer, StopCancelsStreams) {
     EXPECT_TRUE(srv->service().models().list().empty());
 }
 
+// ---- log-probabilities ---------------------------------------------------------------------------
+
+// The entries' raw bytes, concatenated.
+std::string logprob_bytes(const json& entries) {
+    std::string s;
+    for (const auto& e : entries)
+        for (const auto& b : e.value("bytes", json::array())) s += (char)b.get<int>();
+    return s;
+}
+
+// Shape checks every entry must pass: a token string, a logprob <= 0, `top` alternatives most
+// likely first, the greedy choice first among them.
+void expect_entries(const json& entries, size_t top) {
+    for (const auto& e : entries) {
+        ASSERT_TRUE(e["token"].is_string()) << e.dump();
+        ASSERT_TRUE(e["logprob"].is_number()) << e.dump();
+        EXPECT_LE(e["logprob"].get<double>(), 0.0);
+        if (top == 0) {
+            EXPECT_FALSE(e.contains("top_logprobs")) << e.dump();
+            continue;
+        }
+        ASSERT_EQ(e["top_logprobs"].size(), top) << e.dump();
+        EXPECT_EQ(e["top_logprobs"][0]["token"], e["token"]) << e.dump();
+        EXPECT_EQ(e["top_logprobs"][0]["logprob"], e["logprob"]) << e.dump();
+        for (size_t k = 1; k < top; ++k)
+            EXPECT_LE(e["top_logprobs"][k]["logprob"].get<double>(), e["top_logprobs"][k - 1]["logprob"].get<double>());
+    }
+}
+
+TEST_F(OllamaApi, LogprobsGenerate) {
+    json body = greedy({{"model", "stories"}, {"prompt", "Once upon a time"}, {"stream", false},
+                        {"logprobs", true}, {"top_logprobs", 3}}, 12);
+    Reply r = http().post("/api/generate", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json j = r.j();
+    ASSERT_TRUE(j["logprobs"].is_array()) << r.body;
+    EXPECT_EQ(j["logprobs"].size(), 12u);  // one per generated token (no stop string here)
+    expect_entries(j["logprobs"], 3);
+    EXPECT_EQ(logprob_bytes(j["logprobs"]), j["response"].get<std::string>());
+
+    // Streamed: each chunk carries the entries of its own text; together the same list.
+    body["stream"] = true;
+    json streamed = json::array();
+    json last;
+    EXPECT_EQ(http().stream("/api/generate", body, [&](const json& l) {
+        if (!l["done"].get<bool>()) {
+            EXPECT_TRUE(l.contains("logprobs")) << l.dump();
+            EXPECT_EQ(logprob_bytes(l.value("logprobs", json::array())), l["response"].get<std::string>()) << l.dump();
+            for (const auto& e : l.value("logprobs", json::array())) streamed.push_back(e);
+        }
+        last = l;
+        return true;
+    }), 200);
+    EXPECT_EQ(streamed, j["logprobs"]);
+    EXPECT_TRUE(last["done"].get<bool>());
+    EXPECT_FALSE(last.contains("logprobs"));  // the chunks had them
+
+    // top_logprobs 0: the chosen token only; not asked: no field at all.
+    body["stream"] = false;
+    body["top_logprobs"] = 0;
+    r = http().post("/api/generate", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    expect_entries(r.j()["logprobs"], 0);
+    EXPECT_EQ(r.j()["logprobs"].size(), 12u);
+    body.erase("logprobs");
+    r = http().post("/api/generate", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_FALSE(r.j().contains("logprobs"));
+
+    // A stop string: the text before it, and the entries of that text only.
+    body["logprobs"] = true;
+    body["options"]["stop"] = json::array({"girl"});
+    body["options"]["num_predict"] = 40;
+    r = http().post("/api/generate", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.j()["done_reason"], "stop");
+    const std::string text = r.j()["response"];
+    const std::string bytes = logprob_bytes(r.j()["logprobs"]);
+    EXPECT_FALSE(text.empty());
+    EXPECT_EQ(bytes.substr(0, text.size()), text);          // the text's tokens are all there
+    EXPECT_EQ(bytes.find("girl"), std::string::npos) << bytes;  // the stop's are not
+}
+
+TEST_F(OllamaApi, LogprobsChat) {
+    json body = greedy({{"model", "llama3-tiny"},
+                        {"messages", json::array({{{"role", "user"}, {"content", "Hello!"}}})},
+                        {"stream", false}, {"logprobs", true}, {"top_logprobs", 2}}, 8);
+    Reply r = http().post("/api/chat", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json j = r.j();
+    ASSERT_TRUE(j["logprobs"].is_array()) << r.body;
+    EXPECT_FALSE(j["message"].contains("logprobs"));  // top level, as Ollama
+    EXPECT_GT(j["logprobs"].size(), 0u);
+    EXPECT_LE(j["logprobs"].size(), (size_t)j["eval_count"].get<int>());
+    expect_entries(j["logprobs"], 2);
+
+    body["stream"] = true;
+    json streamed = json::array();
+    json last;
+    EXPECT_EQ(http().stream("/api/chat", body, [&](const json& l) {
+        if (!l["done"].get<bool>())
+            for (const auto& e : l.value("logprobs", json::array())) streamed.push_back(e);
+        last = l;
+        return true;
+    }), 200);
+    EXPECT_EQ(streamed, j["logprobs"]);
+    EXPECT_FALSE(last.contains("logprobs"));
+
+    body.erase("logprobs");
+    r = http().post("/api/chat", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_FALSE(r.j().contains("logprobs"));
+}
+
+TEST_F(OllamaApi, LogprobsRequestErrors) {
+    auto err = [](const Reply& r) { return r.j().value("error", std::string()); };
+    const json gen = {{"model", "stories"}, {"prompt", "hi"}, {"stream", false}};
+    const json chat = {{"model", "llama3-tiny"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+    for (const auto& [path, base] : {std::pair{"/api/generate", gen}, std::pair{"/api/chat", chat}}) {
+        json b = base;
+        b["top_logprobs"] = 21;
+        Reply r = http().post(path, b);
+        EXPECT_EQ(r.status, 400) << path;
+        EXPECT_EQ(err(r), "top_logprobs must be between 0 and 20") << path;
+        b["top_logprobs"] = "3";
+        r = http().post(path, b);
+        EXPECT_EQ(r.status, 400) << path;
+        EXPECT_NE(err(r).find("\"top_logprobs\""), std::string::npos) << err(r);
+        b.erase("top_logprobs");
+        b["logprobs"] = "yes";
+        r = http().post(path, b);
+        EXPECT_EQ(r.status, 400) << path;
+        EXPECT_NE(err(r).find("\"logprobs\""), std::string::npos) << err(r);
+    }
+}
+
 }  // namespace
 }  // namespace hearth::server

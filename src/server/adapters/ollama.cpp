@@ -1,6 +1,12 @@
 #include "server/adapters/ollama.h"
 
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <ctime>
+
+#include "runtime/decoding.h"
+#include "tokenizer/stream.h"
 
 namespace hearth::server::ollama {
 namespace {
@@ -85,10 +91,16 @@ Status common_fields(const json& body, TextInput& in, bool& stream) {
         }
     }
     HEARTH_TRY(get_bool(body, "truncate", in.truncate));
-    if (present(body, "logprobs") || present(body, "top_logprobs")) {
-        bool want = false;
-        if (present(body, "logprobs")) HEARTH_TRY(get_bool(body, "logprobs", want));
-        if (want) return error(StatusCode::invalid_argument, "logprobs are not supported yet");
+    HEARTH_TRY(get_bool(body, "logprobs", in.logprobs));
+    if (present(body, "top_logprobs")) {
+        const auto& v = body["top_logprobs"];
+        if (!v.is_number_integer()) return type_error("top_logprobs", "an integer");
+        // Checked whether or not logprobs is set, with Ollama's message.
+        const bool negative = !v.is_number_unsigned() && v.get<int64_t>() < 0;
+        if (negative || v.get<uint64_t>() > (uint64_t)runtime::kMaxTopLogprobs)
+            return error(StatusCode::invalid_argument,
+                         strformat("top_logprobs must be between 0 and %d", runtime::kMaxTopLogprobs));
+        in.top_logprobs = v.get<int>();
     }
     HEARTH_TRY(read_format(body, in));
     return {};
@@ -298,7 +310,46 @@ void add_stats(json& j, const Final& f) {
     if (f.stats.truncated_tokens > 0) j["prompt_truncated_count"] = f.stats.truncated_tokens;
 }
 
+// The float's shortest round-trip decimal as a double, so -0.123f is written -0.123 rather than
+// -0.12300000339746475 (what the float widened to a double would print).
+double shortest(float x) {
+    if (!std::isfinite(x)) return x;  // nlohmann writes null for these
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, x);
+    return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
+json token_logprob_json(const runtime::TopLogprob& t) {
+    // "token" must be valid UTF-8 (a byte token may be part of a character): invalid sequences
+    // become U+FFFD, as Go's encoder writes them; "bytes" keeps the raw bytes, and is left out
+    // when empty (Ollama's omitempty).
+    tok::Utf8StreamAssembler utf8;
+    std::string text = utf8.push(t.text);
+    text += utf8.flush();
+    json j = {{"token", std::move(text)}, {"logprob", shortest(t.logprob)}};
+    if (!t.text.empty()) {
+        json bytes = json::array();
+        for (char c : t.text) bytes.push_back((int)(unsigned char)c);
+        j["bytes"] = std::move(bytes);
+    }
+    return j;
+}
+
 }  // namespace
+
+json logprobs_json(const std::vector<runtime::TokenLogprob>& logprobs) {
+    json out = json::array();
+    for (const auto& l : logprobs) {
+        json j = token_logprob_json(l);
+        if (!l.top.empty()) {
+            json top = json::array();
+            for (const auto& t : l.top) top.push_back(token_logprob_json(t));
+            j["top_logprobs"] = std::move(top);
+        }
+        out.push_back(std::move(j));
+    }
+    return out;
+}
 
 json tool_calls_json(const std::vector<chat::ToolCall>& calls) {
     json out = json::array();
@@ -312,17 +363,19 @@ json generate_chunk(const std::string& model, WallTime at, const Delta& d) {
     if (!d.thinking.empty()) j["thinking"] = d.thinking;
     if (!d.tool_calls.empty()) j["tool_calls"] = tool_calls_json(d.tool_calls);
     j["done"] = false;
+    if (!d.logprobs.empty()) j["logprobs"] = logprobs_json(d.logprobs);
     return j;
 }
 
 json generate_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
-                    const std::string& thinking) {
+                    const std::string& thinking, const std::vector<runtime::TokenLogprob>& logprobs) {
     json j = {{"model", model}, {"created_at", rfc3339(at)}, {"response", text}};
     if (!thinking.empty()) j["thinking"] = thinking;
     j["done"] = true;
     j["done_reason"] = f.done_reason;
     if (!f.context.empty()) j["context"] = f.context;
     add_stats(j, f);
+    if (!logprobs.empty()) j["logprobs"] = logprobs_json(logprobs);
     return j;
 }
 
@@ -330,16 +383,20 @@ json chat_chunk(const std::string& model, WallTime at, const Delta& d) {
     json msg = {{"role", "assistant"}, {"content", d.content}};
     if (!d.thinking.empty()) msg["thinking"] = d.thinking;
     if (!d.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(d.tool_calls);
-    return {{"model", model}, {"created_at", rfc3339(at)}, {"message", msg}, {"done", false}};
+    json j = {{"model", model}, {"created_at", rfc3339(at)}, {"message", msg}, {"done", false}};
+    if (!d.logprobs.empty()) j["logprobs"] = logprobs_json(d.logprobs);
+    return j;
 }
 
 json chat_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
-                const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls) {
+                const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls,
+                const std::vector<runtime::TokenLogprob>& logprobs) {
     json msg = {{"role", "assistant"}, {"content", text}};
     if (!thinking.empty()) msg["thinking"] = thinking;
     if (!tool_calls.empty()) msg["tool_calls"] = tool_calls_json(tool_calls);
     json j = {{"model", model}, {"created_at", rfc3339(at)}, {"message", msg}, {"done", true},
               {"done_reason", f.done_reason}};
+    if (!logprobs.empty()) j["logprobs"] = logprobs_json(logprobs);  // before the metrics, as Ollama orders them
     add_stats(j, f);
     return j;
 }
@@ -358,8 +415,8 @@ public:
     std::string stream_error(const Status& s) override { return line(error_json(s.message())); }
     json whole(const Final& f, const Collected& c) override {
         const WallTime now = std::chrono::system_clock::now();
-        return chat_ ? chat_final(model_, now, f, c.content, c.thinking, c.tool_calls)
-                     : generate_final(model_, now, f, c.content, c.thinking);
+        return chat_ ? chat_final(model_, now, f, c.content, c.thinking, c.tool_calls, c.logprobs)
+                     : generate_final(model_, now, f, c.content, c.thinking, c.logprobs);
     }
 
 private:

@@ -45,15 +45,22 @@ Result<runtime::Duration> parse_keep_alive_field(const json& v);
 Result<std::string> required_string(const json& body, const char* field);
 
 // ---- responses ----
-// One streamed generate chunk ("response", "thinking" when non-empty, done false).
+// One streamed generate chunk ("response", "thinking" when non-empty, done false; "logprobs"
+// when the delta carries some).
 json generate_chunk(const std::string& model, WallTime at, const Delta& d);
 // The final object; `text`/`thinking` carry the whole reply for non-streamed requests ("" when
-// streamed). context only when the request had a template (not raw), as Ollama.
+// streamed), and `logprobs` every token's entry (empty when streamed: the chunks had them).
+// context only when the request had a template (not raw), as Ollama.
 json generate_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
-                    const std::string& thinking);
+                    const std::string& thinking, const std::vector<runtime::TokenLogprob>& logprobs = {});
 json chat_chunk(const std::string& model, WallTime at, const Delta& d);
 json chat_final(const std::string& model, WallTime at, const Final& f, const std::string& text,
-                const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls);
+                const std::string& thinking, const std::vector<chat::ToolCall>& tool_calls,
+                const std::vector<runtime::TokenLogprob>& logprobs = {});
+// Ollama's top-level "logprobs" array: [{"token", "logprob", "bytes", "top_logprobs": [{"token",
+// "logprob", "bytes"}]}], "bytes" and "top_logprobs" left out when empty (Go's omitempty);
+// "token" is the bytes as UTF-8, an incomplete or invalid sequence written as U+FFFD.
+json logprobs_json(const std::vector<runtime::TokenLogprob>& logprobs);
 json tool_calls_json(const std::vector<chat::ToolCall>& calls);
 // Writes /api/generate (chat false) or /api/chat answers: NDJSON chunks and the final object
 // when streamed, the final object with the whole reply when not.
