@@ -100,6 +100,7 @@ public:
         body,   // inside a call: the grammar
         close,  // part of the closing marker written
         text,   // answer_only family answered with text: free for good
+        after,  // required, after a call: whitespace, another call or the end of generation
     };
 
     ToolCallMask(const tok::Tokenizer& tok, CallSyntax syn, std::shared_ptr<const TokenTable> table,
@@ -116,6 +117,7 @@ public:
                     break;
                 }
             if (syn_.answer_only && p.find("<|python_tag|>") != std::string_view::npos) barred_.push_back(id);
+            if (required_ && std::all_of(p.begin(), p.end(), [](char c) { return is_space(c); })) space_.push_back(id);
             // Special tokens spelling a marker the body grammar holds as text.
             if (std::find(syn_.inner_markers.begin(), syn_.inner_markers.end(), p) != syn_.inner_markers.end() &&
                 table_->piece(id).empty())
@@ -141,6 +143,21 @@ public:
             case Phase::close:
                 only_marker(logits, syn_.close.substr(progress_));
                 return;
+            case Phase::after: {
+                // A call was required and made: what may follow is another call or the end
+                // (a couple of line breaks between calls), never prose.
+                saved_.clear();
+                for (const auto& [id, p] : marker_pieces_)
+                    if (static_cast<size_t>(id) < logits.size() && syn_.open.starts_with(p)) saved_.push_back({id, logits[id]});
+                if (n_space_ < 2)
+                    for (int32_t id : space_)
+                        if (static_cast<size_t>(id) < logits.size()) saved_.push_back({id, logits[id]});
+                for (int32_t id : tok_.eog_ids())
+                    if (id >= 0 && static_cast<size_t>(id) < logits.size()) saved_.push_back({id, logits[id]});
+                std::fill(logits.begin(), logits.end(), -INFINITY);
+                for (const auto& [id, v] : saved_) logits[id] = v;
+                return;
+            }
             case Phase::body: {
                 if (syn_.close.empty()) {
                     saved_.clear();
@@ -199,6 +216,15 @@ public:
                 progress_ += piece.size();
                 if (progress_ >= syn_.open.size()) begin_call({});
                 return;
+            case Phase::after:
+                if (std::all_of(piece.begin(), piece.end(), [](char c) { return is_space(c); })) {
+                    ++n_space_;
+                    return;
+                }
+                phase_ = Phase::open;
+                progress_ = piece.size();
+                if (progress_ >= syn_.open.size()) begin_call({});
+                return;
             case Phase::body:
                 if (!syn_.close.empty() && inner_->can_end() && !piece.empty() && syn_.close.starts_with(piece)) {
                     phase_ = Phase::close;
@@ -249,7 +275,8 @@ private:
     void end_call() {
         ++n_calls_;
         progress_ = 0;
-        phase_ = Phase::free;
+        n_space_ = 0;
+        phase_ = required_ ? Phase::after : Phase::free;
     }
 
     const tok::Tokenizer& tok_;  // outlives the request
@@ -257,6 +284,8 @@ private:
     std::shared_ptr<const TokenTable> table_;
     std::shared_ptr<const chat::Grammar> grammar_;
     bool required_;
+    std::vector<int32_t> space_;  // required: whitespace-only tokens (allowed between calls)
+    int n_space_ = 0;             // whitespace tokens since the last call
     Phase phase_ = Phase::free;
     std::shared_ptr<GrammarMask> inner_;  // the current call's grammar (body phase)
     size_t progress_ = 0;                 // bytes of the marker written (open/close phases)

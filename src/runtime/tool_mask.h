@@ -36,8 +36,8 @@ namespace hearth::runtime {
 
 // `tools`: the request's tools, OpenAI style ([{"type": "function", "function": {"name",
 // "parameters"}}]; a bare {"name", "parameters"} entry is accepted too). `required` (tool_choice
-// "required"): the answer must start with a call; text may follow the calls where the family
-// allows it. Errors: invalid_argument for no tools or a tool without a name; unsupported for a
+// "required"): the answer must start with a call, and after a call only another call (at most
+// two whitespace tokens between them) or the end of generation may come: no prose. Errors: invalid_argument for no tools or a tool without a name; unsupported for a
 // family not listed above or a parameter schema the JSON Schema compiler cannot honour (naming
 // the tool). `tok` must outlive the mask.
 Result<std::shared_ptr<LogitsMask>> make_tool_call_mask(const tok::Tokenizer& tok, const chat::ChatFormat& format,
