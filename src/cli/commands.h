@@ -11,5 +11,9 @@ void add_logits_command(CLI::App& app);    // tools.cpp: token ids -> logits / e
 void add_synth_command(CLI::App& app);     // synth.cpp: random-weight models of real shapes
 void add_render_template_command(CLI::App& app);  // render.cpp: chat template + conversation -> prompt text
 void add_serve_command(CLI::App& app);     // serve.cpp: the HTTP daemon (Ollama's API)
+void add_model_commands(CLI::App& app);    // models.cpp: list (ls), ps, show, stop, rm, cp
+
+// `hearth --version`: this build's version, and the daemon's when one runs and differs.
+std::string version_text();
 
 }  // namespace hearth::cli

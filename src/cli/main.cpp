@@ -5,7 +5,7 @@
 
 int main(int argc, char** argv) {
     CLI::App app{"hearth: run open-weight language models on your own machine", "hearth"};
-    app.set_version_flag("-v,--version", std::string("hearth ") + HEARTH_VERSION);
+    app.set_version_flag("-v,--version", std::function<std::string()>(hearth::cli::version_text));
     app.require_subcommand(1);
     hearth::cli::add_run_command(app);
     hearth::cli::add_tokenize_command(app);
@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     hearth::cli::add_synth_command(app);
     hearth::cli::add_render_template_command(app);
     hearth::cli::add_serve_command(app);
+    hearth::cli::add_model_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,6 +1,12 @@
 // hearth run [MODEL] [PROMPT]: chat with a model through its own chat template, or complete a
 // raw prompt (--raw, and models without a template).
 //
+// Where it runs: a model name goes to the daemon when one is running (run_remote.cpp: the
+// model is loaded once and shared, and stays for its keep_alive); with no daemon, and always
+// for a GGUF path (a file on this machine, which a daemon elsewhere could not open), the model
+// runs here, in this process, as below. A name is then resolved in the store, and its params
+// and system layers apply as the daemon would apply them.
+//
 // Chat mode (the model's GGUF has tokenizer.chat_template): the REPL keeps the conversation as
 // messages, renders it with add_generation_prompt every turn and resubmits the whole rendering;
 // the earlier turns' tokens are (for most templates) a prefix of the new rendering, so the
@@ -13,127 +19,63 @@
 // would fall back to ChatML here (chat::kDefaultTemplate); a base model makes more sense of a
 // plain continuation, which is what Ollama does for a template-less model ({{ .Prompt }}).
 //
-// Ollama's REPL commands: /set parameter NAME VALUE, /set system TEXT, /set think|nothink,
-// /set format json|noformat, /set verbose|quiet, /show info|system|parameters|template,
-// /clear, /bye (/exit), /? (/help), and """ for a multi-line message.
+// The REPL and its commands are repl.cpp's.
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
-#include <iostream>
-#include <iterator>
 #include <optional>
-#include <sstream>
+#include <tuple>
 
+#include "base/timer.h"
 #include "chat/chat.h"
 #include "chat/json_schema.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "quant/types.h"
+#include "cli/client.h"
+#include "cli/models.h"
+#include "cli/run.h"
 #include "runtime/engine.h"
-#include "server/config.h"
 #include "runtime/grammar_mask.h"
+#include "runtime/model_manager.h"
+#include "server/config.h"
+#include "server/options.h"
 #include "store/gguf_info.h"
+#include "store/store.h"
 
 namespace hearth::cli {
 namespace {
 
 using nlohmann::ordered_json;
 
-struct RunArgs {
-    std::string model;
-    std::string prompt;
-    std::string prompt_flag;
-    bool verbose = false;
-    runtime::SamplingOptions sampling;
-    int64_t num_predict = -1;
-    int64_t num_ctx = 0;
-    int threads = 0;
-    std::vector<std::string> stop;
-    bool ignore_eos = false;
-    bool truncate = false;
-    bool interactive = false;
-    std::string kv_type;  // empty: $HEARTH_KV_CACHE_TYPE, else f16
-    bool raw = false;
-    std::string think;    // "" = the template's default; else true/false/low/medium/high
-    bool hide_thinking = false;
-    std::string format;   // "" none; "json" or a JSON Schema
-    std::string system;
-};
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted.store(true); }
-
-void out(std::string_view s) {
-    std::fwrite(s.data(), 1, s.size(), stdout);
-    std::fflush(stdout);
-}
-
-void print_stats(int64_t load_ns, const runtime::RequestStats& st) {
-    auto ms = [](int64_t ns) { return ns / 1e6; };
-    auto rate = [](int64_t n, int64_t ns) { return ns > 0 ? n / (ns / 1e9) : 0.0; };
+// --verbose: Ollama's summary, then hearth's extras (cache reuse, truncation, why it stopped,
+// the seed). total_ns covers this turn, with the model's load on the first one.
+void print_stats(int64_t total_ns, int64_t load_ns, const runtime::RequestStats& st) {
     const int64_t evaluated = st.prompt_tokens - st.cached_tokens;
-    std::fprintf(stderr, "\nload duration:        %.2fms\n", ms(load_ns));
-    std::fprintf(stderr, "prompt eval count:    %lld token(s)\n", (long long)evaluated);
+    std::fputc('\n', stderr);
+    print_timings({.total_ns = total_ns,
+                   .load_ns = load_ns,
+                   .prompt_eval_count = evaluated,
+                   .prompt_eval_ns = st.prompt_ns,
+                   .eval_count = st.generated_tokens,
+                   .eval_ns = st.generate_ns});
     std::fprintf(stderr, "prompt cached:        %lld token(s)\n", (long long)st.cached_tokens);
     if (st.truncated_tokens > 0)
         std::fprintf(stderr, "prompt truncated:     %lld token(s) dropped\n", (long long)st.truncated_tokens);
-    std::fprintf(stderr, "prompt eval duration: %.2fms\n", ms(st.prompt_ns));
-    std::fprintf(stderr, "prompt eval rate:     %.2f tokens/s\n", rate(evaluated, st.prompt_ns));
-    std::fprintf(stderr, "eval count:           %lld token(s)\n", (long long)st.generated_tokens);
-    std::fprintf(stderr, "eval duration:        %.2fms\n", ms(st.generate_ns));
-    std::fprintf(stderr, "eval rate:            %.2f tokens/s\n", rate(st.generated_tokens, st.generate_ns));
     std::fprintf(stderr, "done reason:          %s\n", runtime::done_reason_name(st.done));
     std::fprintf(stderr, "seed:                 %llu\n", (unsigned long long)st.seed);
 }
-
-// Prints a chat reply as it streams: a "Thinking..." block (dimmed on a terminal), the answer,
-// tool calls as JSON lines.
-class ReplyPrinter {
-public:
-    ReplyPrinter(bool show_thinking, bool tty) : show_thinking_(show_thinking), tty_(tty) {}
-    void print(const chat::ChatDelta& d) {
-        if (!d.thinking.empty() && show_thinking_) {
-            if (!in_thinking_) {
-                out(tty_ ? "\x1b[2mThinking...\n" : "Thinking...\n");
-                in_thinking_ = true;
-            }
-            out(d.thinking);
-        }
-        if (!d.content.empty() || !d.tool_calls.empty()) end_thinking();
-        if (!d.content.empty()) {
-            out(d.content);
-            at_line_start_ = d.content.back() == '\n';
-        }
-        for (const auto& c : d.tool_calls) {
-            if (!at_line_start_) out("\n");
-            const ordered_json j{{"name", c.name}, {"arguments", c.arguments}};
-            out(j.dump() + "\n");
-            at_line_start_ = true;
-        }
-    }
-    void end_thinking() {
-        if (!in_thinking_) return;
-        out(tty_ ? "\n...done thinking.\n\n\x1b[0m" : "\n...done thinking.\n\n");
-        in_thinking_ = false;
-    }
-
-private:
-    bool show_thinking_, tty_;
-    bool in_thinking_ = false;
-    bool at_line_start_ = true;
-};
 
 // The sampling parameters /set parameter knows, Ollama's names.
 const char* const kParameterNames =
     "temperature, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n, presence_penalty, "
     "frequency_penalty, seed, num_predict, num_ctx, stop";
 
-class Runner {
+class Runner : public ChatSession {
 public:
     Runner(RunArgs& a, std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tok,
            std::shared_ptr<const gguf::GgufFile> file, std::unique_ptr<runtime::Engine> engine, int64_t load_ns)
@@ -157,10 +99,10 @@ public:
     }
 
     bool chat_mode() const { return tmpl_.has_value(); }
-    const std::string& note() const { return note_; }
+    std::string note() const override { return note_; }
 
     // Sets --format / /set format; false (reported) when it is not JSON or "json".
-    bool set_format(const std::string& text) {
+    bool set_format(const std::string& text) override {
         if (text.empty()) {
             format_json_ = nullptr;
             return true;
@@ -183,21 +125,18 @@ public:
         return true;
     }
 
-    // One turn. Ctrl-C stops the reply (what came so far stays in the conversation). Returns
-    // false on error (already reported).
-    bool turn(const std::string& text, bool keep_history) {
+    bool turn(const std::string& text, bool keep_history) override {
         return chat_mode() ? turn_chat(text, keep_history) : turn_raw(text, keep_history);
     }
 
-    void clear() {
+    void clear() override {
         history_.clear();
         messages_ = ordered_json::array();
     }
 
-    void set_system(std::string s) { a_.system = std::move(s); }
+    void set_system(std::string s) override { a_.system = std::move(s); }
 
-    // /set parameter NAME VALUE...
-    void set_parameter(const std::string& name, const std::vector<std::string>& values) {
+    void set_parameter(const std::string& name, const std::vector<std::string>& values) override {
         if (values.empty()) {
             std::printf("Usage: /set parameter NAME VALUE (%s)\n", kParameterNames);
             return;
@@ -264,7 +203,7 @@ public:
     void show_info() const {
         std::printf("  Model\n");
         auto row = [](const char* k, const std::string& v) { std::printf("    %-20s %s\n", k, v.c_str()); };
-        auto info = store::read_gguf_info(a_.model);
+        auto info = store::read_gguf_info(a_.model_path);
         if (info.ok()) {
             row("architecture", info->architecture);
             row("parameters", info->parameter_size);
@@ -294,9 +233,32 @@ public:
         else std::printf("No chat template: raw completion.\n");
     }
 
-    void set_think(const std::string& v) { a_.think = v; }
+    void set_think(const std::string& v) override { a_.think = v; }
+
+    bool show(const std::string& what) override {
+        if (what == "info") show_info();
+        else if (what == "parameters") show_parameters();
+        else if (what == "system") std::printf("%s\n", a_.system.empty() ? "No system message was specified for this model." : a_.system.c_str());
+        else if (what == "template") show_template();
+        else if (what == "license" || what == "modelfile") show_from_store(what);
+        else return false;
+        return true;
+    }
 
 private:
+    // /show license | modelfile: what `hearth show` prints, built from the store (or the file).
+    void show_from_store(const std::string& what) const {
+        auto r = show_model(nullptr, a_.model, false);
+        if (!r.ok()) {
+            std::printf("Couldn't show the %s: %s\n", what.c_str(), r.status().message().c_str());
+            return;
+        }
+        const auto it = r->find(what);
+        const std::string text = it != r->end() && it->is_string() ? it->get<std::string>() : "";
+        if (text.empty()) std::printf("No %s was specified for this model.\n", what.c_str());
+        else std::printf("%s%s", text.c_str(), text.back() == '\n' ? "" : "\n");
+    }
+
     bool restart_engine(int64_t n_ctx) {
         runtime::EngineOptions eo;
         eo.n_ctx = n_ctx;
@@ -344,7 +306,8 @@ private:
     // Runs the request, streaming text to on_text; Ctrl-C cancels. nullopt on error (reported).
     std::optional<runtime::Event> generate(const runtime::Request& req, const std::function<void(const std::string&)>& on_text) {
         std::promise<runtime::Event> done;
-        g_interrupted.store(false);
+        clear_interrupted();
+        turn_start_ns_ = now_ns();
         const runtime::RequestId id = engine_->submit(req, [&](const runtime::Event& e) {
             if (e.kind == runtime::Event::Kind::text) on_text(e.text);
             else done.set_value(e);
@@ -352,7 +315,7 @@ private:
         std::future<runtime::Event> f = done.get_future();
         bool cancelled = false;
         while (f.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready)
-            if (!cancelled && g_interrupted.load()) {
+            if (!cancelled && interrupted()) {
                 engine_->cancel(id);
                 cancelled = true;
             }
@@ -366,13 +329,15 @@ private:
         return e;
     }
 
-    void report(const runtime::Event& e) const {
+    void report(const runtime::Event& e) {
         std::fputc('\n', stdout);
         std::fflush(stdout);
         if (e.stats.truncated_tokens > 0 && !a_.verbose)
             std::fprintf(stderr, "(the context is full: %lld earlier token(s) dropped)\n",
                          (long long)e.stats.truncated_tokens);
-        if (a_.verbose) print_stats(load_ns_, e.stats);
+        // The load counts once, in the first turn's timings.
+        if (a_.verbose) print_stats(now_ns() - turn_start_ns_ + load_ns_, load_ns_, e.stats);
+        load_ns_ = 0;
     }
 
     bool turn_raw(const std::string& text, bool keep_history) {
@@ -475,7 +440,8 @@ private:
     std::shared_ptr<const tok::Tokenizer> tok_;
     std::shared_ptr<const gguf::GgufFile> file_;
     std::unique_ptr<runtime::Engine> engine_;
-    int64_t load_ns_;
+    int64_t load_ns_;             // loading the model; 0 after the first turn reported it
+    int64_t turn_start_ns_ = 0;   // when the running turn was submitted
     std::optional<chat::ChatTemplate> tmpl_;  // chat mode when set
     chat::ChatFormat format_;
     chat::PromptOptions prompt_opts_;
@@ -485,77 +451,6 @@ private:
     std::vector<int32_t> history_;                   // raw mode: the conversation's tokens
 };
 
-void print_help() {
-    std::printf(
-        "Available commands:\n"
-        "  /set parameter NAME VALUE   Set a parameter (%s)\n"
-        "  /set system TEXT            Set the system message\n"
-        "  /set think | nothink        Turn thinking on or off (where the template has a switch)\n"
-        "  /set format json | noformat Constrain replies to JSON, or not\n"
-        "  /set verbose | quiet        Show or hide timings after each reply\n"
-        "  /show info | parameters | system | template\n"
-        "  /clear                      Forget the conversation\n"
-        "  /bye                        Exit\n"
-        "  /?, /help                   This help\n\n"
-        "Use \"\"\" to begin and end a multi-line message.\n",
-        kParameterNames);
-}
-
-std::vector<std::string> split_words(const std::string& s) {
-    std::istringstream in(s);
-    std::vector<std::string> w;
-    for (std::string x; in >> x;) w.push_back(x);
-    return w;
-}
-
-// Handles a /command; false for /bye.
-bool command(Runner& runner, RunArgs& a, const std::string& line) {
-    const std::vector<std::string> w = split_words(line);
-    const std::string& cmd = w[0];
-    if (cmd == "/bye" || cmd == "/exit") return false;
-    if (cmd == "/clear") {
-        runner.clear();
-        std::printf("Cleared session context\n");
-    } else if (cmd == "/?" || cmd == "/help") {
-        print_help();
-    } else if (cmd == "/set" && w.size() >= 2) {
-        const std::string& what = w[1];
-        if (what == "parameter" && w.size() >= 3) {
-            runner.set_parameter(w[2], std::vector<std::string>(w.begin() + 3, w.end()));
-        } else if (what == "system") {
-            const size_t p = line.find("system") + 6;
-            std::string text = p < line.size() ? line.substr(p) : "";
-            while (!text.empty() && text.front() == ' ') text.erase(0, 1);
-            if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
-            runner.set_system(text);
-            std::printf("Set system message.\n");
-        } else if (what == "think" || what == "nothink") {
-            runner.set_think(what == "think" ? (w.size() >= 3 ? w[2] : "true") : "false");
-            std::printf("Set '%s' mode.\n", what.c_str());
-        } else if (what == "format" && w.size() >= 3) {
-            if (runner.set_format(w[2])) std::printf("Set format to '%s' mode.\n", w[2].c_str());
-        } else if (what == "noformat") {
-            runner.set_format("");
-            std::printf("Disabled format.\n");
-        } else if (what == "verbose" || what == "quiet") {
-            a.verbose = what == "verbose";
-            std::printf("Set '%s' mode.\n", what.c_str());
-        } else {
-            print_help();
-        }
-    } else if (cmd == "/show" && w.size() >= 2) {
-        if (w[1] == "info") runner.show_info();
-        else if (w[1] == "parameters") runner.show_parameters();
-        else if (w[1] == "system") std::printf("%s\n", a.system.empty() ? "No system message was specified for this model." : a.system.c_str());
-        else if (w[1] == "template") runner.show_template();
-        else print_help();
-    } else {
-        std::printf("Unknown command '%s'. Type /? for help\n", cmd.c_str());
-    }
-    std::fflush(stdout);
-    return true;
-}
-
 void run(RunArgs a) {
     if (!a.prompt_flag.empty()) {
         if (!a.prompt.empty()) fail("run", "give the prompt either as an argument or with --prompt, not both");
@@ -564,6 +459,8 @@ void run(RunArgs a) {
     if (Status s = a.sampling.validate(); !s.ok()) fail("run", s);
     if (!a.think.empty())
         if (auto t = chat::Think::parse(a.think); !t.ok()) fail("run", "--think: " + t.status().message());
+    if (!a.keepalive.empty())
+        if (auto k = runtime::parse_keep_alive(a.keepalive); !k.ok()) fail("run", "--keepalive: " + k.status().message());
     if (a.model.empty()) {
         a.model = default_model_path();
         if (a.model.empty())
@@ -572,12 +469,38 @@ void run(RunArgs a) {
                      "No model named: using stories260K, a tiny model trained on children's stories (260K parameters) "
                      "from hearth's test data. For real use, give a GGUF model file: hearth run /path/to/model.gguf\n");
     }
+    std::error_code ec;
+    const bool is_path = store::looks_like_path(a.model) || std::filesystem::is_regular_file(a.model, ec);
+    if (!is_path)
+        if (auto daemon = find_daemon("run")) {
+            run_remote(a, *daemon);
+            return;
+        }
     // The same HEARTH_* settings as `hearth serve`, read and checked in one place.
     auto env = server::config_from_env();
     if (!env.ok()) fail("run", env.status());
+    if (is_path) {
+        a.model_path = a.model;
+    } else {
+        store::Store st(env->models_dir.empty() ? store::Store::default_root() : env->models_dir);
+        auto ref = st.resolve(a.model);
+        if (!ref.ok()) fail("run", ref.status());
+        a.model_path = ref->model_path;
+        // The model's own parameters, then the flags given over them: the daemon's order.
+        server::RequestOptions o;
+        if (Status s = server::apply_options(ref->params, o); !s.ok()) fail("run", s.with_context("the model's parameters"));
+        if (Status s = server::apply_options(a.options, o); !s.ok()) fail("run", s);
+        if (Status s = server::validate_options(o); !s.ok()) fail("run", s);
+        a.sampling = o.sampling;
+        a.num_predict = o.num_predict;
+        a.stop = o.stop;
+        if (o.num_ctx) a.num_ctx = *o.num_ctx;
+        if (o.num_thread) a.threads = (int)*o.num_thread;
+        if (a.system.empty()) a.system = ref->system;
+    }
     if (a.threads == 0) a.threads = env->num_thread;
     if (a.kv_type.empty()) a.kv_type = env->kv_cache_type;
-    auto lm = load_model_file(a.model, true, a.threads);
+    auto lm = load_model_file(a.model_path, true, a.threads);
     if (!lm.ok()) fail("run", lm.status());
     if (lm->model->is_embedding())
         fail("run", a.model + " is an embedding model; it cannot generate text (use `hearth logits --embed`)");
@@ -597,54 +520,7 @@ void run(RunArgs a) {
     if (a.verbose) std::fprintf(stderr, "%s\n", engine.value()->kv_note().c_str());
     Runner runner(a, model, tok, lm->file, std::move(engine).value(), lm->load_ns);
     if (!a.format.empty() && !runner.set_format(a.format)) std::exit(1);
-    std::signal(SIGINT, on_sigint);
-
-    if (!a.prompt.empty()) {
-        if (!runner.turn(a.prompt, false)) std::exit(1);
-        return;
-    }
-    if (!isatty(STDIN_FILENO) && !a.interactive) {  // piped input is one prompt
-        std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-        if (text.empty()) fail("run", "the prompt on standard input is empty");
-        if (!runner.turn(text, false)) std::exit(1);
-        return;
-    }
-    if (!runner.note().empty()) std::fprintf(stderr, "(%s)\n", runner.note().c_str());
-    std::fprintf(stderr, "Type a message and press Enter; /? for help, /bye or Ctrl-D to quit, Ctrl-C to stop a reply.\n");
-    std::string line;
-    for (;;) {
-        std::fputs(">>> ", stdout);
-        std::fflush(stdout);
-        g_interrupted.store(false);
-        if (!std::getline(std::cin, line)) {
-            if (g_interrupted.load() && !std::cin.eof()) {  // Ctrl-C at the prompt: a fresh line
-                std::cin.clear();
-                std::fputc('\n', stdout);
-                continue;
-            }
-            break;
-        }
-        if (line.rfind("\"\"\"", 0) == 0) {  // a multi-line message, up to a line ending in """
-            std::string text = line.substr(3), more;
-            bool closed = text.size() >= 3 && text.compare(text.size() - 3, 3, "\"\"\"") == 0;
-            while (!closed && std::getline(std::cin, more)) {
-                text += "\n" + more;
-                closed = more.size() >= 3 && more.compare(more.size() - 3, 3, "\"\"\"") == 0;
-            }
-            if (closed) text.erase(text.size() - 3);
-            line = text;
-            if (line.empty()) continue;
-            if (!runner.turn(line, true)) runner.clear();
-            continue;
-        }
-        if (line.empty()) continue;
-        if (line[0] == '/') {
-            if (!command(runner, a, line)) break;
-            continue;
-        }
-        if (!runner.turn(line, true)) runner.clear();  // a failed turn starts over
-    }
+    drive(runner, a);
 }
 
 }  // namespace
@@ -652,26 +528,42 @@ void run(RunArgs a) {
 void add_run_command(CLI::App& app) {
     auto a = std::make_shared<RunArgs>();
     CLI::App* c = app.add_subcommand("run", "Chat with a model (through its chat template), or complete a raw prompt");
-    c->add_option("model", a->model, "GGUF model file (default: the small story model from the test data)");
+    c->add_option("model", a->model,
+                  "Model name (through the daemon when one runs, else from the store in this process) or GGUF file "
+                  "(always in this process); default: the small story model from the test data");
     c->add_option("prompt", a->prompt, "Prompt text; without one, reads standard input (interactive on a terminal)");
     c->add_option("-p,--prompt", a->prompt_flag, "Prompt text (lets the model be omitted)");
-    c->add_flag("--verbose", a->verbose, "Print load time, prompt and generation token counts and rates");
-    c->add_option("--temperature", a->sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
-    c->add_option("--top-k", a->sampling.top_k, "Keep the k most likely tokens; 0 = off")->capture_default_str();
-    c->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass; 1 = off")->capture_default_str();
-    c->add_option("--min-p", a->sampling.min_p, "Drop tokens below min_p x the top probability")->capture_default_str();
-    c->add_option("--typical-p", a->sampling.typical_p, "Locally typical sampling; 1 = off")->capture_default_str();
-    c->add_option("--repeat-penalty", a->sampling.repeat_penalty, "Penalty for repeated tokens; 1 = off")->capture_default_str();
-    c->add_option("--repeat-last-n", a->sampling.repeat_last_n, "Penalty window in tokens; 0 = off, -1 = all")->capture_default_str();
-    c->add_option("--presence-penalty", a->sampling.presence_penalty, "Subtracted once per seen token")->capture_default_str();
-    c->add_option("--frequency-penalty", a->sampling.frequency_penalty, "Subtracted per occurrence")->capture_default_str();
-    c->add_option("--seed", a->sampling.seed, "Random seed; -1 = random")->capture_default_str();
-    c->add_option("-n,--num-predict", a->num_predict, "Most tokens to generate; -1 = until the context is full")->capture_default_str();
-    c->add_option("--stop", a->stop, "Stop string (repeatable); not printed");
-    c->add_option("-c,--num-ctx", a->num_ctx, "Context length in tokens (default: $HEARTH_CONTEXT_LENGTH or 4096, at most the model's)");
-    c->add_option("-t,--threads", a->threads, "Worker threads (default: $HEARTH_NUM_THREAD, else one per core)");
-    c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
-    c->add_option("--kv-type", a->kv_type, "KV cache type: f16, q8_0 or q4_0 (default: $HEARTH_KV_CACHE_TYPE, else f16)");
+    c->add_flag("--verbose", a->verbose, "Print timings: load, prompt and generation token counts, durations and rates");
+    c->add_option("--keepalive", a->keepalive,
+                  "Daemon: how long the model stays loaded after this run (5m, 1h, -1 = forever, 0 = unload at once); "
+                  "an in-process model lives as long as the run");
+    // The sampling and load flags, each also as the Ollama option it sets (RunArgs::options).
+    using OptionValue = std::function<nlohmann::json()>;
+    auto given = std::make_shared<std::vector<std::tuple<CLI::Option*, const char*, OptionValue>>>();
+    auto opt = [&](const char* flags, auto& field, const char* ollama_name, const char* help) {
+        CLI::Option* o = c->add_option(flags, field, help)->capture_default_str();
+        auto* f = &field;
+        given->emplace_back(o, ollama_name, [f] { return nlohmann::json(*f); });
+        return o;
+    };
+    opt("--temperature", a->sampling.temperature, "temperature", "Sampling temperature; 0 = greedy");
+    opt("--top-k", a->sampling.top_k, "top_k", "Keep the k most likely tokens; 0 = off");
+    opt("--top-p", a->sampling.top_p, "top_p", "Nucleus sampling mass; 1 = off");
+    opt("--min-p", a->sampling.min_p, "min_p", "Drop tokens below min_p x the top probability");
+    opt("--typical-p", a->sampling.typical_p, "typical_p", "Locally typical sampling; 1 = off");
+    opt("--repeat-penalty", a->sampling.repeat_penalty, "repeat_penalty", "Penalty for repeated tokens; 1 = off");
+    opt("--repeat-last-n", a->sampling.repeat_last_n, "repeat_last_n", "Penalty window in tokens; 0 = off, -1 = all");
+    opt("--presence-penalty", a->sampling.presence_penalty, "presence_penalty", "Subtracted once per seen token");
+    opt("--frequency-penalty", a->sampling.frequency_penalty, "frequency_penalty", "Subtracted per occurrence");
+    opt("--seed", a->sampling.seed, "seed", "Random seed; -1 = random");
+    opt("-n,--num-predict", a->num_predict, "num_predict", "Most tokens to generate; -1 = until the context is full");
+    opt("--stop", a->stop, "stop", "Stop string (repeatable); not printed");
+    opt("-c,--num-ctx", a->num_ctx, "num_ctx",
+        "Context length in tokens (default: $HEARTH_CONTEXT_LENGTH or 4096, at most the model's)");
+    opt("-t,--threads", a->threads, "num_thread", "Worker threads (default: $HEARTH_NUM_THREAD, else one per core)");
+    c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens (in-process runs)");
+    c->add_option("--kv-type", a->kv_type,
+                  "KV cache type: f16, q8_0 or q4_0 (in-process runs; default: $HEARTH_KV_CACHE_TYPE, else f16)");
     c->add_flag("-i,--interactive", a->interactive,
                 "A conversation: every line of standard input is one turn, even when it is not a terminal");
     c->add_flag("--truncate", a->truncate,
@@ -684,8 +576,10 @@ void add_run_command(CLI::App& app) {
     c->add_flag("--hidethinking", a->hide_thinking, "Think, but print only the answer");
     c->add_option("--format", a->format, "Constrain the reply: json, or a JSON Schema (as JSON text)");
     c->add_option("--system", a->system, "System message (chat mode)");
-    c->callback([a, think] {
+    c->callback([a, think, given] {
         if (think->count() > 0 && a->think.empty()) a->think = "true";  // a bare --think
+        for (const auto& [o, name, value] : *given)
+            if (o->count() > 0) a->options[name] = value();
         run(*a);
     });
 }
