@@ -14,3 +14,12 @@ if ((${#missing[@]})); then
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
 fi
+# Node.js and npm run the daemon's tests with the official JavaScript clients (tests/server/js).
+# Only when npm is missing: a Node.js from NodeSource bundles npm, and Debian's npm package
+# conflicts with it.
+if ! command -v npm >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends nodejs npm
+fi
