@@ -112,14 +112,21 @@ std::string json_number_list_error(const char* field) {
 
 }  // namespace
 
-std::string rfc3339(WallTime t) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    const std::time_t secs = (std::time_t)(ns / 1000000000);
+namespace {
+
+std::string rfc3339_at(std::time_t secs, long long ns) {
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char buf[64];
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return strformat("%s.%09lldZ", buf, (long long)(ns % 1000000000));
+    return strformat("%s.%09lldZ", buf, ns);
+}
+
+}  // namespace
+
+std::string rfc3339(WallTime t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return rfc3339_at((std::time_t)(ns / 1000000000), ns % 1000000000);
 }
 
 Result<json> parse_body(const std::string& body) {
@@ -567,9 +574,16 @@ json ps_entry(const store::ModelRef& ref, const store::GgufInfo* info, const run
               std::optional<WallTime> expires_at) {
     json j = {{"name", st.name}, {"model", st.name}, {"size", st.bytes}, {"digest", ref.manifest_digest}};
     j["details"] = info ? details_json(*info) : json::object({{"format", "gguf"}});
-    // Ollama shows "never" as a time ~292 years ahead (the largest Go duration).
-    const WallTime exp = expires_at ? *expires_at : std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 292);
-    j["expires_at"] = rfc3339(exp);
+    // Ollama shows "never" as a time ~292 years ahead (the largest Go duration). That is past
+    // what a nanosecond time_point holds (year 2262): add it in seconds.
+    if (expires_at) {
+        j["expires_at"] = rfc3339(*expires_at);
+    } else {
+        const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+        j["expires_at"] = rfc3339_at((std::time_t)(now_ns / 1000000000) + (std::time_t)292 * 365 * 24 * 3600,
+                                     now_ns % 1000000000);
+    }
     j["size_vram"] = 0;  // CPU only for now
     j["context_length"] = st.config.n_ctx;
     return j;
