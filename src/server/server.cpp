@@ -536,9 +536,11 @@ void Server::serve_generation(const httplib::Request& req, httplib::Response& re
     struct StreamState {
         std::optional<Generation::Item> pending;
         bool done = false;
+        int64_t last_write_ns = 0;
     };
     auto st = std::make_shared<StreamState>();
     st->pending = std::move(first);
+    st->last_write_ns = now_ns();
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         w->stream_content_type(),
@@ -554,7 +556,11 @@ void Server::serve_generation(const httplib::Request& req, httplib::Response& re
             std::string out;
             switch (it.kind) {
             case Generation::Kind::none:
-                return true;  // nothing yet; httplib calls again
+                // Nothing yet. After a quiet second, write the protocol's keepalive: a client
+                // that went away is only noticed by a failed write.
+                if (now_ns() - st->last_write_ns < 1000000000) return true;
+                out = w->stream_keepalive();
+                break;
             case Generation::Kind::delta:
                 out = w->stream_delta(it.delta);
                 break;
@@ -569,6 +575,7 @@ void Server::serve_generation(const httplib::Request& req, httplib::Response& re
                 st->done = true;
                 break;
             }
+            st->last_write_ns = now_ns();
             if (!out.empty() && !sink.write(out.data(), out.size())) {
                 g->cancel();
                 std::lock_guard lk(log->mu);

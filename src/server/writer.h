@@ -38,6 +38,11 @@ public:
     virtual std::string stream_final(const Final& f) = 0;
     // An error after the status line went out: it can only go inside the stream.
     virtual std::string stream_error(const Status& s) = 0;
+    // Written after a second without output (the parser holding back a tool call, a thinking
+    // block being dropped): the write is how a client that went away is noticed, so its
+    // request is cancelled instead of running on. Must be harmless to the protocol's clients
+    // (an SSE comment, a ping event, an empty chunk).
+    virtual std::string stream_keepalive() { return ": keep-alive\n\n"; }
 
     // ---- not streamed ----
     virtual nlohmann::ordered_json whole(const Final& f, const Collected& c) = 0;

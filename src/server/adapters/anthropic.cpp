@@ -359,6 +359,8 @@ public:
     }
 
     const char* stream_content_type() const override { return "text/event-stream"; }
+    // Anthropic's own keepalive event.
+    std::string stream_keepalive() override { return "event: ping\ndata: {\"type\":\"ping\"}\n\n"; }
 
     std::string stream_delta(const Delta& d) override {
         std::string out = start();

@@ -420,6 +420,8 @@ public:
     }
     std::string stream_final(const Final& f) override { return line(whole(f, Collected{})); }
     std::string stream_error(const Status& s) override { return line(error_json(s.message())); }
+    // An empty chunk, as Ollama itself sends while output is held back.
+    std::string stream_keepalive() override { return stream_delta(Delta{}); }
     json whole(const Final& f, const Collected& c) override {
         const WallTime now = std::chrono::system_clock::now();
         return chat_ ? chat_final(model_, now, f, c.content, c.thinking, c.tool_calls, c.logprobs)
