@@ -449,18 +449,8 @@ void Server::routes() {
         res.status = 200;
     });
 
-    auto not_yet = [](const char* what) {
-        return [what](const httplib::Request&, httplib::Response& res) {
-            send_json(res, 501,
-                      ol::error_json(std::string(what) +
-                                     " is not implemented yet in hearth; put GGUF files in the store by hand, or "
-                                     "point HEARTH_MODELS at an existing Ollama store"));
-        };
-    };
-    h.Post("/api/pull", not_yet("/api/pull"));
-    h.Post("/api/push", not_yet("/api/push"));
-    h.Post("/api/create", not_yet("/api/create"));
-    h.Post(R"(/api/blobs/(.+))", not_yet("uploading blobs (POST /api/blobs)"));
+    store_routes();
+    pull_routes();
     // HEAD /api/blobs/:digest (httplib routes HEAD to the GET handlers): does the store hold it?
     h.Get(R"(/api/blobs/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
         const std::string digest = req.matches[1];

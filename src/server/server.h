@@ -72,6 +72,8 @@ private:
     void openai_routes();     // routes_openai.cpp
     void anthropic_routes();  // routes_anthropic.cpp
     void responses_routes();  // routes_responses.cpp: OpenAI's /v1/responses
+    void store_routes();      // routes_store.cpp: /api/create, POST /api/blobs/:digest
+    void pull_routes();       // routes_pull.cpp: /api/pull, /api/push
     std::shared_ptr<LogInfo> log_info(const httplib::Request& req);
     // Sets the model name and prompt size the request log line reports.
     void log_model(const httplib::Request& req, const std::string& model, int64_t prompt_tokens = 0);
