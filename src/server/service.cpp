@@ -369,8 +369,12 @@ Result<Service::Prompt> Service::build_prompt(const TextInput& in, const store::
         }
         // As Ollama: asking a model for what its template cannot express is an error, not a
         // silent no-op.
-        if (in.think.mode == chat::Think::Mode::on && !cd.format.has_thinking())
-            return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support thinking");
+        chat::Think think = in.think;
+        if (think.mode == chat::Think::Mode::on && !cd.format.has_thinking()) {
+            if (!in.think_if_supported)
+                return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support thinking");
+            think = chat::Think{};
+        }
         const std::string& tmpl_src = in.template_override ? *in.template_override
                                       : info.chat_template.empty() ? std::string(chat::kDefaultTemplate)
                                                                    : info.chat_template;
@@ -390,7 +394,7 @@ Result<Service::Prompt> Service::build_prompt(const TextInput& in, const store::
         }
         chat::PromptOptions po;
         po.add_generation_prompt = !(in.chat && !messages.empty() && messages.back().value("role", "") == "assistant");
-        po.think = in.think;
+        po.think = think;
         po.bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
         po.eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
         po.vocab_adds_bos = tok.add_bos();
@@ -402,7 +406,7 @@ Result<Service::Prompt> Service::build_prompt(const TextInput& in, const store::
         for (const auto& text : cd.format.preserved_tokens)
             if (const int32_t id = tok.find_token(text); id >= 0) p.preserve.push_back(id);
         p.thinking_open = r->thinking_open;
-        if (r->thinking_open || (in.think.mode == chat::Think::Mode::on && !cd.format.think_start.empty()))
+        if (r->thinking_open || (think.mode == chat::Think::Mode::on && !cd.format.think_start.empty()))
             p.think_end = cd.format.think_end;
         p.chat_format = std::move(cd.format);
         p.want_context = !in.chat;

@@ -48,6 +48,9 @@ struct TextInput {
     bool raw = false;                   // generate: no template
     std::vector<int32_t> context;       // generate: tokens of an earlier exchange to continue
     chat::Think think;
+    // think on for a model that cannot think: false answers 400 (Ollama's API does), true runs
+    // without thinking (Anthropic's clients ask for thinking by default, whatever the model).
+    bool think_if_supported = false;
     nlohmann::json options;             // Ollama options object (or null), applied over the model's params
     std::optional<runtime::Duration> keep_alive;
     bool truncate = false;              // cut an over-long prompt (keeping num_keep tokens) instead of failing

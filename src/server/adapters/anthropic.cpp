@@ -201,6 +201,7 @@ Status convert_thinking(const json& v, TextInput& in) {
         if (present(v, "budget_tokens") && !v["budget_tokens"].is_number_integer())
             return type_error("thinking.budget_tokens", "an integer");
         in.think.mode = chat::Think::Mode::on;
+        in.think_if_supported = true;  // Claude Code asks for thinking whatever the model
     } else if (type == "disabled") {
         in.think.mode = chat::Think::Mode::off;
     } else if (type == "adaptive") {

@@ -358,6 +358,7 @@ Status read_reasoning(const json& body, TextInput& in) {
         return bad(std::string(field) + " \"" + effort + "\" is not one of none, minimal, low, medium, high");
     in.think.mode = chat::Think::Mode::on;
     in.think.level = level;
+    in.think_if_supported = true;  // clients send an effort whatever the model; one that cannot think answers
     return {};
 }
 

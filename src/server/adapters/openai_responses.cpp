@@ -296,6 +296,7 @@ Status read_reasoning(const json& body, Request& r) {
         } else if (e == "minimal" || e == "low" || e == "medium" || e == "high" || e == "xhigh") {
             t.mode = chat::Think::Mode::on;
             t.level = e == "minimal" ? "low" : e == "xhigh" ? "high" : e;
+            r.input.think_if_supported = true;  // clients send an effort whatever the model
         } else {
             return invalid("reasoning.effort \"" + e + "\" is not one of none, minimal, low, medium, high, xhigh");
         }
