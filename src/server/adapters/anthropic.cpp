@@ -4,20 +4,14 @@
 #include <cstdio>
 #include <map>
 #include <random>
+#include "server/adapters/fields.h"
 
 namespace hearth::server::anthropic {
 namespace {
 
-Status type_error(const std::string& field, const char* type) {
-    return error(StatusCode::invalid_argument, "field \"" + field + "\" must be " + type);
-}
-
-Status invalid(const std::string& message) { return error(StatusCode::invalid_argument, message); }
-
-bool present(const json& obj, const char* field) {
-    auto it = obj.find(field);
-    return it != obj.end() && !it->is_null();
-}
+using fields::invalid;
+using fields::present;
+using fields::type_error;
 
 constexpr const char* kBlockSeparator = "\n\n";  // between text blocks that become one message
 

@@ -8,37 +8,20 @@
 #include <random>
 
 #include "runtime/model_manager.h"
+#include "server/adapters/fields.h"
 #include "store/name.h"
 
 namespace hearth::server::openai {
 namespace {
 
+using fields::get_bool;
+using fields::get_string;
+using fields::present;
+using fields::type_error;
+
 constexpr const char* kFingerprint = "fp_hearth";
 
-Status type_error(const std::string& field, const char* type) {
-    return error(StatusCode::invalid_argument, "field \"" + field + "\" must be " + type);
-}
-
 Status bad(const std::string& message) { return error(StatusCode::invalid_argument, message); }
-
-bool present(const json& obj, const char* field) {
-    auto it = obj.find(field);
-    return it != obj.end() && !it->is_null();
-}
-
-Status get_bool(const json& obj, const char* field, bool& out) {
-    if (!present(obj, field)) return {};
-    if (!obj[field].is_boolean()) return type_error(field, "a boolean");
-    out = obj[field].get<bool>();
-    return {};
-}
-
-Status get_string(const json& obj, const char* field, std::string& out) {
-    if (!present(obj, field)) return {};
-    if (!obj[field].is_string()) return type_error(field, "a string");
-    out = obj[field].get<std::string>();
-    return {};
-}
 
 // An integer field (a float with no fraction is accepted, as OpenAI's validator does).
 Status get_int(const json& obj, const char* field, std::optional<int64_t>& out) {

@@ -5,36 +5,18 @@
 #include <random>
 
 #include "server/adapters/openai.h"
+#include "server/adapters/fields.h"
 
 namespace hearth::server::openai_responses {
 namespace {
 
+using fields::get_bool;
+using fields::get_string;
+using fields::invalid;
+using fields::present;
+using fields::type_error;
+
 constexpr const char* kNoState = " is not supported: hearth keeps no response state";
-
-Status type_error(const std::string& field, const char* type) {
-    return error(StatusCode::invalid_argument, "field \"" + field + "\" must be " + type);
-}
-
-Status invalid(const std::string& message) { return error(StatusCode::invalid_argument, message); }
-
-bool present(const json& obj, const char* field) {
-    auto it = obj.find(field);
-    return it != obj.end() && !it->is_null();
-}
-
-Status get_string(const json& obj, const char* field, const std::string& where, std::string& out) {
-    if (!present(obj, field)) return {};
-    if (!obj[field].is_string()) return type_error(where, "a string");
-    out = obj[field].get<std::string>();
-    return {};
-}
-
-Status get_bool(const json& obj, const char* field, bool& out) {
-    if (!present(obj, field)) return {};
-    if (!obj[field].is_boolean()) return type_error(field, "a boolean");
-    out = obj[field].get<bool>();
-    return {};
-}
 
 // A number in [lo, hi], echoed as given.
 Status get_number(const json& body, const char* field, double lo, double hi, json& echo) {
