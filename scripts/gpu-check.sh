@@ -7,11 +7,20 @@
 #   here:  ../shared/gpu/debs.sh download && (cd .deps/debs && apt-get download libbenchmark-dev libbenchmark1debian)
 #   there: scripts/gpu-check.sh            (results and logs go to $OUT, or ./gpu-check-out)
 #          HEARTH_GPU_SANITIZE=memcheck,racecheck scripts/gpu-check.sh   (also compute-sanitizer)
-#   with the device tool: run(command="HEARTH_COMMIT=<sha> scripts/gpu-check.sh", carry=[".deps"])
+#   with the device tool: run(command="HEARTH_COMMIT=<sha> scripts/gpu-check.sh", carry=[".deps", "build-testdata"])
 #
-# Outputs: env.txt, configure/build logs, backend_tests.log, cuda_matmul_bench.txt (per-row
-# figures and summary tables), sass.txt.gz (the kernels' machine code), sanitizer.log.
-# Fails if there is no GPU, if any backend test fails, or if a CUDA test was skipped.
+# The CUDA decoder test (tests/model/cuda_decoder_test.cpp) needs the tiny models; ../shared is
+# not copied to the GPU machine, so copy them into the git-ignored build-testdata/ here first:
+#   mkdir -p build-testdata/models && for m in llama3-tiny.{F16,Q8_0,Q4_K_M,Q5_K_M} qwen3-tiny.{Q8_0,Q4_K_M} \
+#     qwen2-tiny.F16 qwen3moe-tiny.Q8_0; do cp ../shared/testdata/models/$m.gguf build-testdata/models/; done
+# Knobs: HEARTH_GPU_MATMUL_BENCH=0 skips cuda_matmul_bench; HEARTH_GPU_FORWARD_BENCH="preset:TYPE ..."
+# picks the models of cuda_forward_bench (default: Llama-3.2-1B and Llama-3.1-8B Q4_K_M, synthesized
+# on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it.
+#
+# Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
+# cuda_matmul_bench.txt (per-row figures and summary tables), cuda_forward_bench.txt (pp512 /
+# tg128), sass.txt.gz (the kernels' machine code), sanitizer.log.
+# Fails if there is no GPU, if any backend or CUDA decoder test fails, or if a CUDA test was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -33,8 +42,9 @@ fi
 set -e
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=ON -DHEARTH_CUDA=ON \
       -DHEARTH_NATIVE=OFF 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
-time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
+time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
 set +e
+if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
 
 # Every backend test; the CUDA ones must run, not skip.
 "$BUILD_DIR/tests/backend_tests" --gtest_brief=0 2>&1 | tee "$OUT/backend_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure" | head -n 60
@@ -42,9 +52,27 @@ set +e
 if grep -q "SKIPPED.*Cuda" "$OUT/backend_tests.log"; then echo "CUDA tests SKIPPED on the GPU machine"; status=1; fi
 tail -n 3 "$OUT/backend_tests.log"
 
+# The CUDA decoder against the CPU model on the tiny test models (must run, not skip).
+"$BUILD_DIR/tests/model_tests" --gtest_filter='CudaDecoder*' 2>&1 | tee "$OUT/model_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-z]" | head -n 60
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "model_tests (CudaDecoder) FAILED"; status=1; }
+if grep -q "SKIPPED.*CudaDecoder" "$OUT/model_tests.log"; then echo "CudaDecoder tests SKIPPED on the GPU machine"; status=1; fi
+
 # Full per-row figures in the file; the summary tables (the end of the output) also on stdout.
-"$BUILD_DIR/bench/cuda_matmul_bench" > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
-sed -n '1,2p;/^## /,$p' "$OUT/cuda_matmul_bench.txt"
+if [ "${HEARTH_GPU_MATMUL_BENCH:-1}" != 0 ]; then
+  "$BUILD_DIR/bench/cuda_matmul_bench" > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
+  sed -n '1,2p;/^## /,$p' "$OUT/cuda_matmul_bench.txt"
+fi
+
+# Whole-model pp512 / tg128 on synthesized models (written outside $OUT: they are GBs).
+forward_models=${HEARTH_GPU_FORWARD_BENCH:-llama3.2-1b:Q4_K_M llama3.1-8b:Q4_K_M}
+if [ "$forward_models" != 0 ]; then
+  synth_dir=${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}
+  mkdir -p "$synth_dir"
+  # shellcheck disable=SC2086
+  "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" $forward_models > "$OUT/cuda_forward_bench.txt" 2>&1 \
+    || { echo "cuda_forward_bench FAILED"; status=1; }
+  cat "$OUT/cuda_forward_bench.txt"
+fi
 
 
 # The kernels' machine code, for the record (16-byte loads, HMMA/IDP4A, no local memory).

@@ -1,0 +1,202 @@
+// Whole-model throughput of the CUDA decoder (model/cuda_decoder.h), in llama-bench's terms:
+//  - pp<N>: one batch of N prompt tokens (positions 0..N-1, logits of the last only), t/s;
+//  - tg<N>: N single-token decode steps from an empty context (logits copied back each step), t/s;
+// median over --reps runs after a warm-up. Each figure is also given against the decode roofline
+// (device-to-device copy bandwidth measured in this run, read + write counted as in ANCHORS.md,
+// over the weight bytes one token reads) and against llama.cpp's figure for the same shape on
+// the H100 (../shared/bench/ANCHORS.md), when there is one.
+//
+// Models come from hearth synth (random weights, real shapes): `preset:TYPE` arguments, each
+// written once to --dir (default /tmp) as <preset>-<TYPE>.gguf with the built-in vocabulary.
+//   build/bench/cuda_forward_bench [--dir /tmp] [--pp 512] [--tg 128] [--reps 5] llama3.2-1b:Q4_K_M ...
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/device.h"
+#include "gguf/gguf.h"
+#include "model/cuda_decoder.h"
+#include "model/synth.h"
+
+using namespace hearth;
+
+namespace {
+
+void die(const std::string& what, const Status& st) {
+    std::fprintf(stderr, "cuda_forward_bench: %s: %s\n", what.c_str(), st.message().c_str());
+    std::exit(1);
+}
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+// Device-to-device copy of 1 GiB, bytes read + written, median of 10 (as cuda_matmul_bench).
+double copy_gbs() {
+    const size_t bytes = size_t(1) << 30;
+    void *a = nullptr, *b = nullptr;
+    if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) return 0.0;
+    cudaMemset(a, 1, bytes);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    std::vector<double> gbs;
+    for (int r = 0; r < 12; ++r) {
+        cudaEventRecord(e0);
+        cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (r >= 2) gbs.push_back(2.0 * bytes / (ms * 1e-3) / 1e9);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(a);
+    cudaFree(b);
+    return median(gbs);
+}
+
+struct Anchor { double pp, tg; };
+// llama.cpp on the H100, llama-bench -p 512 -n 128, FA on (ANCHORS.md).
+const std::map<std::string, Anchor> kAnchors = {
+    {"llama3.1-8b:Q4_K_M", {10246, 259.9}},
+    {"llama3.1-8b:Q8_0", {11654, 227.2}},
+    {"llama3.2-1b:Q4_K_M", {37245, 825.5}},
+};
+
+struct Row {
+    std::string spec;
+    double pp_ts = 0, tg_ts = 0, roofline_ts = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string dir = "/tmp";
+    int pp = 512, tg = 128, reps = 5;
+    std::vector<std::string> specs;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+        if (a == "--dir") dir = next();
+        else if (a == "--pp") pp = std::atoi(next().c_str());
+        else if (a == "--tg") tg = std::atoi(next().c_str());
+        else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
+        else specs.push_back(a);
+    }
+    if (specs.empty()) specs = {"llama3.2-1b:Q4_K_M", "llama3.1-8b:Q4_K_M"};
+    if (backend::cuda::device_count() == 0) {
+        std::fprintf(stderr, "cuda_forward_bench: no CUDA device: %s\n", backend::cuda::no_device_reason().c_str());
+        return 1;
+    }
+    auto info = backend::cuda::query_device(0);
+    const double bw = copy_gbs();
+    std::printf("device: %s, copy bandwidth %.0f GB/s (read + write)\n", info.ok() ? info->name.c_str() : "?", bw);
+
+    std::vector<Row> rows;
+    for (const std::string& spec : specs) {
+        const size_t colon = spec.find(':');
+        const std::string preset = spec.substr(0, colon), type = colon == std::string::npos ? "Q4_K_M" : spec.substr(colon + 1);
+        const std::string path = dir + "/" + preset + "-" + type + ".gguf";
+        if (!std::filesystem::exists(path)) {
+            const double t0 = now_s();
+            auto cfg = model::find_synth_preset(preset, "");
+            if (!cfg.ok()) die(spec, cfg.status());
+            auto st = model::parse_synth_type(type);
+            if (!st.ok()) die(spec, st.status());
+            model::SynthOptions so;
+            so.config = cfg.value();
+            so.type = st.value();
+            so.seed = 1;
+            auto plan = model::plan_synth(so);
+            if (!plan.ok()) die(spec, plan.status());
+            auto written = model::write_synth(so, plan.value(), path);
+            if (!written.ok()) die(spec, written.status());
+            std::printf("%s: synthesized %s (%.2f GB) in %.1f s\n", spec.c_str(), path.c_str(), written.value() / 1e9,
+                        now_s() - t0);
+        }
+        auto file = gguf::open_gguf(path);
+        if (!file.ok()) die(path, file.status());
+        // Weight bytes one decode token reads: every tensor except the embedding table (one row),
+        // which a tied model reads whole as its output matrix.
+        const bool tied = file.value()->find_tensor("output.weight") == nullptr;
+        uint64_t weight_bytes = 0;
+        for (const gguf::TensorInfo& t : file.value()->tensors)
+            if (t.name != "token_embd.weight" || tied) weight_bytes += t.n_bytes;
+        const double t_load = now_s();
+        auto m = model::load_model_cuda(file.value(), model::LoadOptions{1});
+        if (!m.ok()) die(spec + " load", m.status());
+        std::printf("%s: loaded in %.1f s, %.2f GB of weights read per decode token\n", spec.c_str(), now_s() - t_load,
+                    weight_bytes / 1e9);
+        model::Model& model = *m.value();
+        const int block_size = 16;
+        auto kv = model::KvCache::create(model.kv_layout(), (std::max(pp, tg) + 64) / block_size + 1, block_size);
+        if (!kv.ok()) die(spec + " kv", kv.status());
+        std::vector<int32_t> table;
+        if (auto st = kv->ensure_capacity(table, std::max(pp, tg) + 16); !st.ok()) die(spec, st);
+        std::mt19937 rng(7);
+        std::uniform_int_distribution<int32_t> tok(0, (int32_t)model.hparams().n_vocab - 1);
+        model::Batch batch;
+        batch.block_tables = {table};
+        model::ForwardOutput out;
+        Row row;
+        row.spec = spec;
+        row.roofline_ts = bw * 1e9 / (double)weight_bytes;
+
+        // pp: one batch of pp tokens, logits of the last.
+        std::vector<double> pp_s;
+        for (int r = 0; r <= reps; ++r) {
+            batch.clear();
+            for (int i = 0; i < pp; ++i) batch.add(tok(rng), i, 0, i == pp - 1);
+            const double t0 = now_s();
+            if (auto st = model.forward(batch, *kv, out); !st.ok()) die(spec + " pp", st);
+            if (r > 0) pp_s.push_back(now_s() - t0);  // run 0 is the warm-up
+        }
+        row.pp_ts = pp / median(pp_s);
+        // tg: tg steps of one token from position 0.
+        std::vector<double> tg_s;
+        for (int r = 0; r <= reps; ++r) {
+            const double t0 = now_s();
+            for (int i = 0; i < tg; ++i) {
+                batch.clear();
+                batch.add(tok(rng), i, 0, true);
+                if (auto st = model.forward(batch, *kv, out); !st.ok()) die(spec + " tg", st);
+            }
+            if (r > 0) tg_s.push_back(now_s() - t0);
+        }
+        row.tg_ts = tg / median(tg_s);
+        std::printf("%s: pp%d %.0f t/s, tg%d %.1f t/s (%.0f%% of the %.0f t/s roofline)\n", spec.c_str(), pp, row.pp_ts,
+                    tg, row.tg_ts, 100.0 * row.tg_ts / row.roofline_ts, row.roofline_ts);
+        rows.push_back(row);
+    }
+
+    std::printf("\n## CUDA forward pass, %s (copy %.0f GB/s), median of %d\n\n", info.ok() ? info->name.c_str() : "?",
+                bw, reps);
+    std::printf("| model | pp%d t/s | vs llama.cpp | tg%d t/s | vs llama.cpp | tg roofline | %% of roofline |\n", pp,
+                tg);
+    std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const Row& r : rows) {
+        const auto it = kAnchors.find(r.spec);
+        char pp_ratio[32] = "-", tg_ratio[32] = "-";
+        if (it != kAnchors.end() && pp == 512) std::snprintf(pp_ratio, sizeof pp_ratio, "%.2fx", r.pp_ts / it->second.pp);
+        if (it != kAnchors.end() && tg == 128) std::snprintf(tg_ratio, sizeof tg_ratio, "%.2fx", r.tg_ts / it->second.tg);
+        std::printf("| %s | %.0f | %s | %.1f | %s | %.0f | %.0f %% |\n", r.spec.c_str(), r.pp_ts, pp_ratio, r.tg_ts,
+                    tg_ratio, r.roofline_ts, 100.0 * r.tg_ts / r.roofline_ts);
+    }
+    return 0;
+}

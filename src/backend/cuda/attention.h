@@ -1,0 +1,63 @@
+// CUDA attention over a paged f16 KV cache in device memory: the contract of
+// backend/ref/attention.h (causal window [lo, kv_end) per token, GQA, scale, optional sliding
+// window, softcap and sinks) for one query token or many (prefill), and the KV write that
+// fills the cache. The header includes no CUDA header.
+//
+// Cache layout (as model/kv_cache.h lays out one layer): position `slot` (= block * block_size
+// + offset) has its K row at k + slot * k_row_stride halves: n_head_kv heads of head_dim_k f16
+// values; V likewise. Block tables are one flat device array [n_seqs][table_stride] of block
+// ids; token t uses row seq_ids[t].
+//
+// Numerics: K and V are read as f16 and converted to f32 exactly (as the reference's f16
+// path); q stays f32; scores, the softmax (online, in chunks of 32 positions: a running max and
+// sum, rescaled with expf) and the V sums are f32. Against attention_ref the differences are
+// the summation order and expf versus ggml_vexp (~2 ulp each): each output element is a convex
+// combination of V values, and its error stays below ~1e-5 * max|V| plus ~1e-6 * max|V| per
+// unit of |score| (derived in tests/backend/cuda_attention_test.cpp, which checks it).
+//
+// Requirements: head dims even and <= 256; n_head a multiple of n_head_kv; K/V row strides
+// even; q and out rows as [n_tokens][n_head * head_dim] f32. sinks, when set, is a device
+// pointer to [n_head] f32. A token whose window is empty gets zeros (as the reference).
+//
+// Failure semantics: bad arguments record invalid_argument on the Device (sticky) and launch
+// nothing; out is then unspecified.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/device.h"
+#include "backend/ref/attention.h"
+
+namespace hearth::backend {
+
+struct PagedKvCuda {
+    const void* k = nullptr;         // f16 K rows (device)
+    const void* v = nullptr;         // f16 V rows (device)
+    int block_size = 0;
+    int64_t k_row_stride = 0;        // halves from one cached position's K row to the next
+    int64_t v_row_stride = 0;
+};
+
+// Per-token indexing of a batch, all [n_tokens] int32 in device memory (block_tables:
+// [n_seqs][table_stride]).
+struct AttnIndexCuda {
+    const int32_t* block_tables = nullptr;
+    int table_stride = 0;
+    const int32_t* seq_ids = nullptr;
+    const int32_t* positions = nullptr;
+    const int32_t* kv_end = nullptr;  // visible positions end (causal: position + 1)
+};
+
+void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv, const AttnIndexCuda& idx,
+                    int64_t n_tokens, const AttentionParams& p, float* out);
+
+// Writes the K rows (k_width f32 values, k_stride apart) and V rows of n_tokens tokens into
+// the f16 cache (k_cache / v_cache device pointers, row strides in halves) at slots[t]
+// (device [n_tokens] int32), rounding to nearest even as quant/'s f16 conversion does.
+// Distinct tokens must have distinct slots.
+void kv_write_cuda(cuda::Stream& stream, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                   const int32_t* slots, int64_t n_tokens, int k_width, int v_width, void* k_cache,
+                   int64_t k_row_stride, void* v_cache, int64_t v_row_stride);
+
+}  // namespace hearth::backend

@@ -1,0 +1,63 @@
+// CUDA element-wise and row ops: the contracts of backend/ref/norm.h, rope.h and unary.h (and
+// ops::Ops::get_rows) with every pointer in device memory, queued on a Stream. The header
+// includes no CUDA header (plain C++ callers: model/cuda_decoder.cpp, tests).
+//
+// Numerics against the references (tests/backend/cuda_ops_test.cpp checks each):
+//  - rms_norm_cuda: squares rounded to f32 and summed in f64 as the reference does, in another
+//    order: the scale differs by ~1 ulp, outputs by <= ~4 ulp (relative 5e-7).
+//  - rope_cuda: the angle of pair i is built exactly as the reference builds it (pos times
+//    base^(-2/n_rot) i times, by repeated f32 multiplication, with base^(-2/n_rot) and the YaRN
+//    corrections computed on the host by the same code), so angles are bit-identical; cos/sin
+//    come from CUDA's cosf/sinf (<= 2 ulp, also for large angles) instead of glibc: outputs
+//    differ by <= ~4e-7 * |x| per rotated pair.
+//  - swiglu_cuda: silu with expf (<= 2 ulp) instead of ggml_vexp (~1.5 ulp): <= ~1e-6 relative.
+//  - add_cuda, add_bias_cuda, gather_rows_cuda, get_rows_cuda: exact (get_rows dequantizes
+//    F16/Q8_0 as quant/ does: d * q in f32, one rounding).
+//
+// Failure semantics: bad arguments record invalid_argument / unsupported on the Device (sticky)
+// and launch nothing; launch errors are recorded likewise; outputs are then unspecified. Check
+// Stream::synchronize().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/device.h"
+#include "backend/ref/rope.h"
+#include "quant/types.h"
+
+namespace hearth::backend {
+
+// y = x / sqrt(mean(x^2) + eps) * w over [rows][n] f32; w [n] or null (no weight); y may be x.
+void rms_norm_cuda(cuda::Stream& stream, const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps);
+
+// x[i] += y[i], i < n.
+void add_cuda(cuda::Stream& stream, float* x, const float* y, int64_t n);
+
+// y[r][i] += b[i] over [rows][n].
+void add_bias_cuda(cuda::Stream& stream, float* y, const float* b, int64_t rows, int64_t n);
+
+// y = silu(gate) * up, n values; y may equal gate or up.
+void swiglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n);
+
+// Rotary embedding in place over x [n_tokens][n_heads][head_dim] f32, the contract of
+// backend/ref/rope.h (norm and neox modes, freq factors, linear scaling, YaRN). positions:
+// [n_tokens] int32 in device memory; cfg.freq_factors, when set, points to [n_rot / 2] f32 in
+// device memory. n_rot must be even and <= head_dim.
+void rope_cuda(cuda::Stream& stream, float* x, const int32_t* positions, int64_t n_tokens, int n_heads,
+               int head_dim, const RopeConfig& cfg);
+
+// Types get_rows_cuda reads directly: F32, F16, Q8_0.
+bool can_get_rows_cuda(quant::QuantType type);
+// out[i][:] = dequantized row ids[i] of `table` (n_cols values per row, rows `row_bytes` apart),
+// i < n; ids [n] int32 in device memory, each in [0, rows of the table) (not checked on the
+// device: the caller validates token ids). Table and row_bytes 4-byte aligned for F32, 2-byte
+// aligned for F16 and Q8_0 (else invalid_argument).
+void get_rows_cuda(cuda::Stream& stream, quant::QuantType type, const std::byte* table, size_t row_bytes,
+                   const int32_t* ids, int64_t n, int64_t n_cols, float* out);
+
+// out[i][:] = x[idx[i]][:] over rows of n_cols f32; idx [n] int32 in device memory. out must not
+// alias x.
+void gather_rows_cuda(cuda::Stream& stream, const float* x, const int32_t* idx, int64_t n, int64_t n_cols, float* out);
+
+}  // namespace hearth::backend

@@ -1,0 +1,424 @@
+// The Decoder family's forward pass composed from backend/cuda ops (contract: cuda_decoder.h).
+// The order of ops is Decoder::forward's (model/blocks.cpp), op for op, so the two stay
+// comparable: rms_norm, q/k/v (+ biases), q/k norms, rope, KV write, attention, output
+// projection, residual add, rms_norm, SwiGLU FFN, residual add; then the final norm and the
+// output matrix over the rows that want logits.
+//
+// Decode-sized batches (<= kGraphMaxTokens tokens) replay a CUDA graph of the whole device part
+// of the step, captured on the first step of each shape (token count, output rows, block-table
+// width) after one eager run (which also grows the stream scratch, so capture allocates
+// nothing). Everything that changes between steps is read from device memory (token ids,
+// positions, slots, kv ends, block tables), uploaded before the replay. Any reallocation of
+// the buffers the graph points into (activations, the int tables, the KV pool) drops it.
+#include "model/cuda_decoder.h"
+
+#ifdef HEARTH_HAVE_CUDA
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+
+#include "backend/cuda/attention.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/graph.h"
+#include "backend/cuda/matmul.h"
+#include "backend/cuda/ops.h"
+#include "model/blocks.h"
+
+namespace hearth::model {
+namespace {
+
+namespace cuda = backend::cuda;
+using quant::QuantType;
+
+// The families this executor runs, as their loaders (llama.cpp, qwen.cpp) configure Decoder.
+struct ArchSpec {
+    const char* arch;
+    DecoderSpec spec;
+    float eps_default;
+};
+const ArchSpec kArchs[] = {
+    {"llama", DecoderSpec{}, 1e-5f},
+    {"qwen2", DecoderSpec{.qkv_bias = true, .rope_neox = true}, 1e-6f},
+    {"qwen3", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
+};
+
+// A weight matrix in device memory, rows as in the file.
+struct DevMatrix {
+    QuantType type = QuantType::f32;
+    const std::byte* data = nullptr;
+    size_t row_bytes = 0;
+    int64_t n_in = 0, n_out = 0;
+};
+
+struct DevLayer {
+    const float* attn_norm = nullptr;  // [n_embd]
+    const float* ffn_norm = nullptr;   // [n_embd]
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // biases or null
+    const float *q_norm = nullptr, *k_norm = nullptr;         // [head_dim_k] or null
+    DevMatrix wq, wk, wv, wo, gate, up, down;
+};
+
+class CudaDecoder final : public DecoderBase {
+public:
+    CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, DecoderSpec spec,
+                std::unique_ptr<cuda::Device> dev)
+        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_) {}
+
+    Status load_weights();
+    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
+
+private:
+    Result<DevMatrix> upload_matrix(const std::string& name, const ops::Weight& w);
+    Result<const float*> upload_vec(const std::vector<float>& v);  // null for an empty vector
+    Status ensure_kv(const KvCache& kv);
+    Status reserve(int64_t n_tokens, int64_t n_outputs);
+    // The device part of a step over the tables prepared in ints_ (kernels only: capturable).
+    void run_device(int64_t n, int64_t n_out, size_t stride);
+    void linear(const DevMatrix& w, const float* x, float* y, int64_t n) {
+        backend::matmul_cuda(stream_, w.type, w.data, w.row_bytes, x, y, w.n_in, w.n_out, n);
+    }
+    // y_i = W_i x for matrices sharing the input x: decode-sized batches of dp4a types quantize x
+    // once (into xq_) instead of once per matrix.
+    void linear_shared(const float* x, int64_t n, std::initializer_list<std::pair<const DevMatrix*, float*>> outs);
+
+    DecoderSpec spec_;
+    // Declared first so it outlives every buffer and the stream (members die in reverse order).
+    std::unique_ptr<cuda::Device> dev_;
+    cuda::Stream stream_;
+    std::vector<cuda::DeviceBuffer> weights_;  // every uploaded tensor, owned
+    std::vector<DevLayer> layers_;
+    DevMatrix embd_;              // token_embd on the device, when get_rows_cuda reads its type
+    bool embd_on_device_ = false; // else rows are dequantized on the host per batch (exact)
+    DevMatrix output_dev_;        // output (or the tied token_embd)
+    const float* output_norm_dev_ = nullptr;
+    backend::RopeConfig rope_;    // hp_.rope with freq_factors in device memory
+
+    // KV pool: per layer [kv_blocks_ * kv_block_size_][width] f16 rows.
+    std::vector<cuda::DeviceBuffer> k_cache_, v_cache_;
+    int kv_blocks_ = 0, kv_block_size_ = 0;
+
+    // Activations for up to cap_tokens_ tokens / cap_outputs_ output rows, carved from act_.
+    cuda::DeviceBuffer act_;
+    int64_t cap_tokens_ = 0, cap_outputs_ = 0;
+    float *dx_ = nullptr, *dh_ = nullptr, *dproj_ = nullptr;  // [n][n_embd]: residual, normed, block output
+    float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;     // [n][n_head*hd_k], [n][n_kv*hd_k], [n][n_kv*hd_v]
+    float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
+    float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][n_ff]
+    float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
+    cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared
+    // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
+    cuda::DeviceBuffer ints_;
+    // Decode graph and its key; gen_ counts reallocations of what the graph points into.
+    static constexpr int64_t kGraphMaxTokens = 8;
+    cuda::Graph graph_;
+    int64_t graph_n_ = -1, graph_n_out_ = -1;
+    size_t graph_stride_ = 0;
+    uint64_t graph_gen_ = 0, gen_ = 1;
+    std::vector<int32_t> host_ints_;
+    std::vector<float> host_embd_;  // [n][n_embd] rows dequantized on the host
+};
+
+Result<DevMatrix> CudaDecoder::upload_matrix(const std::string& name, const ops::Weight& w) {
+    if (!backend::can_matmul_cuda(w.type))
+        return error(StatusCode::unsupported, strformat("tensor %s: type %s has no CUDA matmul kernel", name.c_str(),
+                                                        quant::type_name(w.type)));
+    const size_t bytes = w.row_bytes * (size_t)w.n_out();
+    // Padded: the dp4a kernels read whole aligned 16-byte chunks (backend/cuda/matmul.h).
+    HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, ((bytes + 15) & ~(size_t)15) + 16));
+    buf.upload(stream_, w.data, bytes);
+    DevMatrix m{w.type, buf.as<std::byte>(), w.row_bytes, w.n_in(), w.n_out()};
+    weights_.push_back(std::move(buf));
+    return m;
+}
+
+Result<const float*> CudaDecoder::upload_vec(const std::vector<float>& v) {
+    if (v.empty()) return static_cast<const float*>(nullptr);
+    HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, v.size() * sizeof(float)));
+    buf.upload(stream_, v.data(), v.size() * sizeof(float));
+    const float* p = buf.as<float>();
+    weights_.push_back(std::move(buf));
+    return p;
+}
+
+Status CudaDecoder::load_weights() {
+    const Hparams& hp = hp_;
+    WeightLoader w(*file_);
+    HEARTH_TRY(load_embeddings(w));  // host views: tok_embd_, output_ (tied: = tok_embd_), output_norm_
+    std::vector<float> rope_freqs;
+    if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs));
+    rope_ = hp.rope;
+    rope_.neox = spec_.rope_neox;
+    HEARTH_ASSIGN(rope_.freq_factors, upload_vec(rope_freqs));
+    hp_.rope.neox = spec_.rope_neox;  // the host copy says what runs, as Decoder's does
+
+    const bool tied = output_.data == tok_embd_.data;
+    if (tied || backend::can_get_rows_cuda(tok_embd_.type)) {
+        if (tied) {
+            HEARTH_ASSIGN(embd_, upload_matrix("token_embd.weight", tok_embd_));
+        } else {
+            HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, tok_embd_.row_bytes * hp.n_vocab));
+            buf.upload(stream_, tok_embd_.data, tok_embd_.row_bytes * hp.n_vocab);
+            embd_ = DevMatrix{tok_embd_.type, buf.as<std::byte>(), tok_embd_.row_bytes, hp.n_embd, hp.n_vocab};
+            weights_.push_back(std::move(buf));
+        }
+        embd_on_device_ = backend::can_get_rows_cuda(tok_embd_.type);
+    }
+    if (tied) {
+        output_dev_ = embd_;
+    } else {
+        HEARTH_ASSIGN(output_dev_, upload_matrix("output.weight", output_));
+    }
+    HEARTH_ASSIGN(output_norm_dev_, upload_vec(output_norm_));
+
+    AttnLoad al;
+    al.biases_required = spec_.qkv_bias;
+    al.qk_norm = spec_.qk_norm;
+    al.refuse_fused_qkv = true;
+    layers_.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) {
+        // Host views first (the CPU Decoder's loaders: same names, shapes and checks), then uploads.
+        std::vector<float> attn_norm, ffn_norm;
+        AttnWeights a;
+        FfnWeights f;
+        HEARTH_TRY(w.vec(layer_tensor(l, "attn_norm"), hp.n_embd, attn_norm));
+        HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
+        HEARTH_TRY(w.vec(layer_tensor(l, "ffn_norm"), hp.n_embd, ffn_norm));
+        HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, f));
+        DevLayer& L = layers_[l];
+        HEARTH_ASSIGN(L.attn_norm, upload_vec(attn_norm));
+        HEARTH_ASSIGN(L.ffn_norm, upload_vec(ffn_norm));
+        HEARTH_ASSIGN(L.bq, upload_vec(a.bq));
+        HEARTH_ASSIGN(L.bk, upload_vec(a.bk));
+        HEARTH_ASSIGN(L.bv, upload_vec(a.bv));
+        HEARTH_ASSIGN(L.q_norm, upload_vec(a.q_norm));
+        HEARTH_ASSIGN(L.k_norm, upload_vec(a.k_norm));
+        HEARTH_ASSIGN(L.wq, upload_matrix(layer_tensor(l, "attn_q"), a.wq));
+        HEARTH_ASSIGN(L.wk, upload_matrix(layer_tensor(l, "attn_k"), a.wk));
+        HEARTH_ASSIGN(L.wv, upload_matrix(layer_tensor(l, "attn_v"), a.wv));
+        HEARTH_ASSIGN(L.wo, upload_matrix(layer_tensor(l, "attn_output"), a.wo));
+        HEARTH_ASSIGN(L.gate, upload_matrix(layer_tensor(l, "ffn_gate"), f.gate));
+        HEARTH_ASSIGN(L.up, upload_matrix(layer_tensor(l, "ffn_up"), f.up));
+        HEARTH_ASSIGN(L.down, upload_matrix(layer_tensor(l, "ffn_down"), f.down));
+    }
+    return stream_.synchronize();  // uploads read the mapped file: finish before returning
+}
+
+Status CudaDecoder::ensure_kv(const KvCache& kv) {
+    if (kv.type() != QuantType::f16)
+        return error(StatusCode::unsupported, strformat("the CUDA decoder keeps an f16 KV cache; got a %s cache",
+                                                        quant::type_name(kv.type())));
+    if (kv.n_blocks() == kv_blocks_ && kv.block_size() == kv_block_size_) return {};
+    k_cache_.clear(), v_cache_.clear();
+    kv_blocks_ = kv_block_size_ = 0;
+    const size_t n_slots = (size_t)kv.n_blocks() * kv.block_size();
+    for (int l = 0; l < hp_.n_layer; ++l) {
+        HEARTH_ASSIGN(cuda::DeviceBuffer k, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.k_width(l) * 2));
+        HEARTH_ASSIGN(cuda::DeviceBuffer v, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.v_width(l) * 2));
+        k_cache_.push_back(std::move(k));
+        v_cache_.push_back(std::move(v));
+    }
+    kv_blocks_ = kv.n_blocks(), kv_block_size_ = kv.block_size();
+    ++gen_;
+    return {};
+}
+
+Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
+    if (n <= cap_tokens_ && n_out <= cap_outputs_) return {};
+    n = std::max(n, cap_tokens_), n_out = std::max(n_out, cap_outputs_);
+    const Hparams& hp = hp_;
+    const int64_t d = hp.n_embd, qd = (int64_t)hp.n_head * hp.head_dim_k, ad = (int64_t)hp.n_head * hp.head_dim_v;
+    const int64_t kd = (int64_t)hp.n_head_kv * hp.head_dim_k, vd = (int64_t)hp.n_head_kv * hp.head_dim_v;
+    // Every piece rounded to 64 floats so each starts 256-byte aligned.
+    auto round = [](int64_t x) { return (x + 63) & ~(int64_t)63; };
+    const int64_t sizes[] = {n * d, n * d, n * d, n * qd, n * kd, n * vd, n * ad, n * hp.n_ff, n * hp.n_ff,
+                             n_out * hp.n_vocab};
+    int64_t total = 0;
+    for (int64_t s : sizes) total += round(s);
+    act_ = cuda::DeviceBuffer();
+    HEARTH_ASSIGN(act_, cuda::DeviceBuffer::allocate(*dev_, (size_t)total * sizeof(float)));
+    float* p = act_.as<float>();
+    float** slots[] = {&dx_, &dh_, &dproj_, &dq_, &dk_, &dv_, &dattn_, &dgate_, &dup_, &dlogits_};
+    for (size_t i = 0; i < std::size(sizes); ++i) *slots[i] = p, p += round(sizes[i]);
+    xq_ = cuda::DeviceBuffer();
+    const int64_t widest = std::max({d, ad, hp.n_ff});
+    HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
+                           *dev_, backend::activation_q8_bytes(widest, std::min(n, kGraphMaxTokens)) + 256));
+    cap_tokens_ = n, cap_outputs_ = n_out;
+    ++gen_;
+    return {};
+}
+
+Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
+    HEARTH_TRY(dev_->status());  // a failed device stays failed (sticky errors)
+    HEARTH_TRY(validate(batch, kv));
+    HEARTH_TRY(ensure_kv(kv));
+    const Hparams& hp = hp_;
+    const int64_t n = batch.n_tokens(), d = hp.n_embd;
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; ++t) n_out += batch.output[t] ? 1 : 0;
+    HEARTH_TRY(reserve(n, n_out));
+
+    // Int tables: tokens, positions, seq ids, kv ends, slots [n]; output rows [n_out];
+    // block tables [n_seqs][stride].
+    const int bs = kv.block_size();
+    size_t stride = 1;
+    for (const auto& t : batch.block_tables) stride = std::max(stride, t.size());
+    const size_t n_seqs = batch.block_tables.size();
+    host_ints_.assign(5 * n + n_out + n_seqs * stride, 0);
+    int32_t* hi = host_ints_.data();
+    int32_t *h_tok = hi, *h_pos = hi + n, *h_seq = hi + 2 * n, *h_end = hi + 3 * n, *h_slot = hi + 4 * n;
+    int32_t *h_out = hi + 5 * n, *h_tab = h_out + n_out;
+    for (int64_t t = 0, o = 0; t < n; ++t) {
+        const int32_t pos = batch.positions[t], seq = batch.seq_ids[t];
+        h_tok[t] = batch.tokens[t], h_pos[t] = pos, h_seq[t] = seq, h_end[t] = pos + 1;
+        h_slot[t] = batch.block_tables[seq][pos / bs] * bs + pos % bs;
+        if (batch.output[t]) h_out[o++] = (int32_t)t;
+    }
+    for (size_t s = 0; s < n_seqs; ++s)
+        std::copy(batch.block_tables[s].begin(), batch.block_tables[s].end(), h_tab + s * stride);
+    if (ints_.size_bytes() < host_ints_.size() * sizeof(int32_t)) {
+        ints_ = cuda::DeviceBuffer();
+        HEARTH_ASSIGN(ints_, cuda::DeviceBuffer::allocate(*dev_, std::max<size_t>(host_ints_.size() * 2, 1024) * 4));
+        ++gen_;
+    }
+    ints_.upload(stream_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
+    if (!embd_on_device_) {
+        grow(host_embd_, n * d);
+        ops_.get_rows(tok_embd_, batch.tokens.data(), n, host_embd_.data());
+        // Through act_'s buffer at dx_'s offset (DeviceBuffer::upload works on whole buffers).
+        act_.upload(stream_, host_embd_.data(), (size_t)n * d * sizeof(float),
+                    (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
+    }
+    const bool graphable = n <= kGraphMaxTokens;
+    if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
+        graph_gen_ == gen_) {
+        graph_.launch(stream_);
+    } else {
+        run_device(n, n_out, stride);
+        if (graphable) {  // capture this shape for the next steps (recorded, not run)
+            graph_.reset();
+            HEARTH_TRY(stream_.synchronize());
+            if (graph_.begin_capture(stream_)) {
+                run_device(n, n_out, stride);
+                if (graph_.end_capture(stream_))
+                    graph_n_ = n, graph_n_out_ = n_out, graph_stride_ = stride, graph_gen_ = gen_;
+            }
+        }
+    }
+
+    out.embeddings.clear();
+    out.logits.resize(n_out * hp.n_vocab);
+    if (n_out > 0)
+        act_.download(stream_, out.logits.data(), out.logits.size() * sizeof(float),
+                      (size_t)((std::byte*)dlogits_ - act_.as<std::byte>()));
+    return stream_.synchronize();
+}
+
+void CudaDecoder::linear_shared(const float* x, int64_t n,
+                                std::initializer_list<std::pair<const DevMatrix*, float*>> outs) {
+    bool shared = n < backend::kMatmulGemmMinTokens && n <= kGraphMaxTokens;
+    const int64_t n_in = outs.begin()->first->n_in;
+    for (const auto& [w, y] : outs) shared = shared && w->type != QuantType::f16 && w->n_in == n_in && n_in % 32 == 0;
+    if (!shared) {
+        for (const auto& [w, y] : outs) linear(*w, x, y, n);
+        return;
+    }
+    backend::quantize_activations_cuda(stream_, x, xq_.data(), n_in, n);
+    for (const auto& [w, y] : outs)
+        backend::matmul_cuda_q8(stream_, w->type, w->data, w->row_bytes, xq_.data(), y, w->n_in, w->n_out, n);
+}
+
+void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
+    const Hparams& hp = hp_;
+    const int64_t d = hp.n_embd;
+    const int bs = kv_block_size_;
+    const int32_t* di = ints_.as<int32_t>();
+    const int32_t *d_tok = di, *d_pos = di + n, *d_seq = di + 2 * n, *d_end = di + 3 * n, *d_slot = di + 4 * n;
+    const int32_t *d_out = di + 5 * n, *d_tab = d_out + n_out;
+
+    if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
+
+    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
+    backend::AttentionParams ap;
+    ap.n_head = hp.n_head, ap.n_head_kv = hp.n_head_kv, ap.head_dim_k = hp.head_dim_k, ap.head_dim_v = hp.head_dim_v;
+    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
+    const backend::AttnIndexCuda idx{d_tab, (int)stride, d_seq, d_pos, d_end};
+
+    for (int l = 0; l < hp.n_layer; ++l) {
+        const DevLayer& L = layers_[l];
+        backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
+        linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
+        if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
+        if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
+        if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
+        if (L.q_norm) {
+            backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+            backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+        }
+        backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope_);
+        backend::rope_cuda(stream_, dk_, d_pos, n, hp.n_head_kv, hp.head_dim_k, rope_);
+        backend::kv_write_cuda(stream_, dk_, k_dim, dv_, v_dim, d_slot, n, (int)k_dim, (int)v_dim, k_cache_[l].data(),
+                               k_dim, v_cache_[l].data(), v_dim);
+        const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
+        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_);
+        linear(L.wo, dattn_, dproj_, n);
+        backend::add_cuda(stream_, dx_, dproj_, n * d);
+        backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
+        linear_shared(dh_, n, {{&L.gate, dgate_}, {&L.up, dup_}});
+        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
+        linear(L.down, dgate_, dproj_, n);
+        backend::add_cuda(stream_, dx_, dproj_, n * d);
+    }
+
+    if (n_out > 0) {
+        backend::gather_rows_cuda(stream_, dx_, d_out, n_out, d, dh_);
+        backend::rms_norm_cuda(stream_, dh_, output_norm_dev_, dh_, d, n_out, hp.norm_eps);
+        linear(output_dev_, dh_, dlogits_, n_out);
+    }
+}
+
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
+                                               int device) {
+    const std::string arch = file->architecture();
+    const ArchSpec* spec = nullptr;
+    for (const ArchSpec& a : kArchs)
+        if (arch == a.arch) spec = &a;
+    if (spec == nullptr)
+        return error(StatusCode::unsupported,
+                     "architecture " + arch + " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3)");
+    Hparams hp;
+    hp.arch = arch;
+    ArchKeys k(file->meta, hp.arch);
+    HEARTH_TRY(read_common_hparams(k, hp));
+    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, spec->eps_default));
+    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
+    HEARTH_TRY(read_vocab_size(*file, hp));
+    if (hp.n_expert > 0)
+        return error(StatusCode::unsupported, arch + ": mixture-of-experts models have no CUDA executor yet");
+    if (hp.pooling != Pooling::none)
+        return error(StatusCode::unsupported, arch + ": pooled embeddings have no CUDA executor yet");
+    HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
+    auto m = std::make_unique<CudaDecoder>(file, std::move(hp), spec->spec, std::move(dev));
+    const Status st = m->load_weights();
+    if (!st.ok()) return st.with_context(arch + " on CUDA");
+    return std::unique_ptr<Model>(std::move(m));
+}
+
+}  // namespace hearth::model
+
+#else  // !HEARTH_HAVE_CUDA
+
+namespace hearth::model {
+
+Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile>, const LoadOptions&, int) {
+    return error(StatusCode::not_found, "hearth was built without CUDA");
+}
+
+}  // namespace hearth::model
+
+#endif

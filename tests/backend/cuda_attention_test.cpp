@@ -1,0 +1,221 @@
+// CUDA paged attention and KV write (backend/cuda/attention.h) against attention_ref over an f16
+// cache: several sequences with shuffled block tables, prefill runs and lone decode tokens in
+// one batch, GQA groups of 1 to 16 (more than one block's worth of warps), head dims 32..256
+// (K and V of different sizes), padded row strides, a sliding window, softcap and sinks.
+// Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason.
+//
+// Tolerance, per (token, head), with S = scale * max over visible j of sum_i |q_i k_ji| and
+// V = the largest |v| of the kv head: both sides compute the same scores up to the order of an
+// f32 sum of hd_k products (each side <= hd_k * 2^-24 * sum|q k| worst case), then exponentials
+// 2-4 ulp apart (expf vs ggml_vexp), then a convex combination of V rows:
+//   |out - ref| <= V * (1e-5 + hd_k * 1.2e-7 * S)
+// (a wrong slot, head or position moves an output by O(0.1 V) for this data). Outputs are
+// poisoned with NaN first.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/ref/attention.h"
+#include "base/fp16.h"
+
+#ifdef HEARTH_HAVE_CUDA
+#include "backend/cuda/attention.h"
+#include "backend/cuda/device.h"
+#endif
+
+namespace hearth::backend {
+namespace {
+
+#ifdef HEARTH_HAVE_CUDA
+
+struct Case {
+    int n_head, n_head_kv, hdk, hdv, block_size;
+    int sliding_window = 0;
+    float softcap = 0.0f;
+    bool sinks = false;
+    int row_pad = 0;  // extra halves per cached row
+};
+
+// Sequences: (length, first position of this batch's tokens): tokens [first, length) of each.
+struct Seq { int length, first; };
+
+void run_case(cuda::Device& dev, const Case& c, uint32_t seed) {
+    SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
+                                    << " block " << c.block_size << " window " << c.sliding_window << " softcap "
+                                    << c.softcap << " sinks " << c.sinks);
+    cuda::Stream s(dev);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const std::vector<Seq> seqs = {{70, 0}, {1, 0}, {133, 132}, {45, 40}};
+    const int n_seqs = (int)seqs.size();
+    int max_blocks = 0, total_blocks = 0;
+    for (const Seq& q : seqs) {
+        const int nb = (q.length + c.block_size - 1) / c.block_size;
+        max_blocks = std::max(max_blocks, nb);
+        total_blocks += nb;
+    }
+    const int n_blocks = total_blocks + 3;
+    std::vector<int32_t> ids(n_blocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::vector<std::vector<int32_t>> tables(n_seqs);
+    std::vector<int32_t> flat((size_t)n_seqs * max_blocks, -1);
+    int next = 0;
+    for (int q = 0; q < n_seqs; ++q)
+        for (int b = 0; b < (seqs[q].length + c.block_size - 1) / c.block_size; ++b) {
+            tables[q].push_back(ids[next++]);
+            flat[(size_t)q * max_blocks + b] = tables[q].back();
+        }
+    // Batch.
+    std::vector<int32_t> seq_of, pos, kv_end;
+    for (int q = 0; q < n_seqs; ++q)
+        for (int p = seqs[q].first; p < seqs[q].length; ++p) seq_of.push_back(q), pos.push_back(p), kv_end.push_back(p + 1);
+    const int64_t n_tokens = (int64_t)pos.size();
+    // Cache rows (f16), every slot random.
+    const int k_width = c.n_head_kv * c.hdk, v_width = c.n_head_kv * c.hdv;
+    const int64_t k_stride = k_width + c.row_pad, v_stride = v_width + c.row_pad;
+    const int64_t n_slots = (int64_t)n_blocks * c.block_size;
+    std::vector<uint16_t> kc(n_slots * k_stride), vc(n_slots * v_stride);
+    for (auto& h : kc) h = f32_to_fp16(nd(rng));
+    for (auto& h : vc) h = f32_to_fp16(nd(rng));
+    std::vector<float> q(n_tokens * c.n_head * c.hdk), sinks(c.n_head);
+    for (auto& x : q) x = nd(rng);
+    for (auto& x : sinks) x = nd(rng);
+
+    AttentionParams p;
+    p.n_head = c.n_head, p.n_head_kv = c.n_head_kv, p.head_dim_k = c.hdk, p.head_dim_v = c.hdv;
+    p.scale = 1.0f / std::sqrt((float)c.hdk);
+    p.sliding_window = c.sliding_window;
+    p.softcap = c.softcap;
+    p.sinks = c.sinks ? sinks.data() : nullptr;
+    PagedKvView view{reinterpret_cast<const std::byte*>(kc.data()), reinterpret_cast<const std::byte*>(vc.data()),
+                     c.block_size, quant::QuantType::f16, (size_t)k_stride * 2, (size_t)v_stride * 2};
+    std::vector<const int32_t*> tptr(n_tokens);
+    for (int64_t t = 0; t < n_tokens; ++t) tptr[t] = tables[seq_of[t]].data();
+    std::vector<float> want(n_tokens * c.n_head * c.hdv);
+    attention_ref(q.data(), view, tptr.data(), pos.data(), kv_end.data(), n_tokens, p, want.data());
+
+    auto up = [&](const void* src, size_t bytes) {
+        auto b = cuda::DeviceBuffer::allocate(dev, std::max<size_t>(bytes, 4));
+        EXPECT_TRUE(b.ok());
+        b->upload(s, src, bytes);
+        return std::move(b).value();
+    };
+    auto dk = up(kc.data(), kc.size() * 2), dv = up(vc.data(), vc.size() * 2);
+    auto dq = up(q.data(), q.size() * 4), dsinks = up(sinks.data(), sinks.size() * 4);
+    auto dflat = up(flat.data(), flat.size() * 4), dseq = up(seq_of.data(), seq_of.size() * 4);
+    auto dpos = up(pos.data(), pos.size() * 4), dend = up(kv_end.data(), kv_end.size() * 4);
+    const std::vector<float> nan(want.size(), std::numeric_limits<float>::quiet_NaN());
+    auto dout = up(nan.data(), nan.size() * 4);
+    PagedKvCuda kv{dk.data(), dv.data(), c.block_size, k_stride, v_stride};
+    AttnIndexCuda idx{dflat.as<int32_t>(), max_blocks, dseq.as<int32_t>(), dpos.as<int32_t>(), dend.as<int32_t>()};
+    AttentionParams dp = p;
+    dp.sinks = c.sinks ? dsinks.as<float>() : nullptr;
+    attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>());
+    std::vector<float> got(want.size());
+    dout.download(s, got.data(), got.size() * 4);
+    const Status st = s.synchronize();
+    ASSERT_TRUE(st.ok()) << st.message();
+
+    const int group = c.n_head / c.n_head_kv;
+    double worst = 0.0;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const int32_t lo = c.sliding_window > 0 ? std::max(0, pos[t] - c.sliding_window + 1) : 0;
+        for (int h = 0; h < c.n_head; ++h) {
+            const int kvh = h / group;
+            const float* qh = q.data() + (t * c.n_head + h) * c.hdk;
+            double S = 0.0, vmax = 0.0;
+            for (int32_t j = lo; j < kv_end[t]; ++j) {
+                const int64_t slot = (int64_t)tables[seq_of[t]][j / c.block_size] * c.block_size + j % c.block_size;
+                double sum = 0.0;
+                for (int i = 0; i < c.hdk; ++i) sum += std::fabs(qh[i] * fp16_to_f32(kc[slot * k_stride + kvh * c.hdk + i]));
+                S = std::max(S, sum * p.scale);
+                for (int i = 0; i < c.hdv; ++i) vmax = std::max<double>(vmax, std::fabs(fp16_to_f32(vc[slot * v_stride + kvh * c.hdv + i])));
+            }
+            const double tol = vmax * (1e-5 + c.hdk * 1.2e-7 * S) + 1e-30;
+            for (int d = 0; d < c.hdv; ++d) {
+                const size_t i = (t * c.n_head + h) * c.hdv + d;
+                const double err = std::fabs((double)got[i] - want[i]);
+                ASSERT_LE(err, tol) << "token " << t << " (pos " << pos[t] << ") head " << h << " d " << d << " got "
+                                    << got[i] << " want " << want[i];
+                worst = std::max(worst, err / tol);
+            }
+        }
+    }
+    std::printf("  attention heads %d/%d hd %d/%d: worst error %.3f of the bound\n", c.n_head, c.n_head_kv, c.hdk,
+                c.hdv, worst);
+}
+
+#define ATTN_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
+    auto dev##_result = cuda::Device::open(0);                                                             \
+    if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
+    cuda::Device& dev = **dev##_result
+
+TEST(CudaAttention, MatchesReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {8, 2, 64, 64, 16},
+        {4, 4, 128, 128, 32},
+        {32, 2, 128, 128, 16},         // group 16: two blocks of 8 warps per kv head
+        {6, 2, 32, 32, 7, 0, 0.0f, false, 2},  // odd block size, padded rows
+        {4, 1, 96, 96, 16},
+        {8, 8, 256, 256, 64},
+        {4, 2, 192, 128, 16},          // K and V head dims differ
+        {8, 4, 64, 64, 16, 50},        // sliding window
+        {4, 2, 64, 64, 16, 0, 30.0f, true},  // softcap and sinks
+    };
+    uint32_t seed = 100;
+    for (const Case& c : cases) run_case(dev, c, seed++);
+}
+
+TEST(CudaAttention, KvWriteRoundsToF16) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    const int64_t n_tokens = 5, n_slots = 40;
+    const int k_width = 96, v_width = 64;
+    const int64_t k_stride = 100, v_stride = 66;  // rows of the cache, in halves
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    std::vector<float> k(n_tokens * 128), v(n_tokens * 80);  // source rows with strides 128 / 80
+    for (auto& x : k) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    const std::vector<int32_t> slots = {39, 0, 17, 18, 5};
+    auto kc = cuda::DeviceBuffer::allocate(dev, n_slots * k_stride * 2).value();
+    auto vc = cuda::DeviceBuffer::allocate(dev, n_slots * v_stride * 2).value();
+    std::vector<uint16_t> poison_k(n_slots * k_stride, 0x7e00), poison_v(n_slots * v_stride, 0x7e00);
+    kc.upload(s, poison_k.data(), poison_k.size() * 2);
+    vc.upload(s, poison_v.data(), poison_v.size() * 2);
+    auto dk = cuda::DeviceBuffer::allocate(dev, k.size() * 4).value();
+    auto dv = cuda::DeviceBuffer::allocate(dev, v.size() * 4).value();
+    auto ds = cuda::DeviceBuffer::allocate(dev, slots.size() * 4).value();
+    dk.upload(s, k.data(), k.size() * 4);
+    dv.upload(s, v.data(), v.size() * 4);
+    ds.upload(s, slots.data(), slots.size() * 4);
+    kv_write_cuda(s, dk.as<float>(), 128, dv.as<float>(), 80, ds.as<int32_t>(), n_tokens, k_width, v_width, kc.data(),
+                  k_stride, vc.data(), v_stride);
+    std::vector<uint16_t> gk(poison_k.size()), gv(poison_v.size());
+    kc.download(s, gk.data(), gk.size() * 2);
+    vc.download(s, gv.data(), gv.size() * 2);
+    ASSERT_TRUE(s.synchronize().ok());
+    std::vector<uint16_t> wk(poison_k), wv(poison_v);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int i = 0; i < k_width; ++i) wk[slots[t] * k_stride + i] = f32_to_fp16(k[t * 128 + i]);
+        for (int i = 0; i < v_width; ++i) wv[slots[t] * v_stride + i] = f32_to_fp16(v[t * 80 + i]);
+    }
+    EXPECT_EQ(gk, wk);
+    EXPECT_EQ(gv, wv);
+}
+
+#else
+
+TEST(CudaAttention, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA"; }
+
+#endif
+
+}  // namespace
+}  // namespace hearth::backend

@@ -1,0 +1,172 @@
+// The CUDA decoder (model/cuda_decoder.h) against the CPU model on the shared tiny models: the
+// logits of a whole-prompt prefill and of 16 greedy decode steps, and the greedy continuation.
+// Skips without CUDA or without a GPU; scripts/gpu-check.sh runs it on a GPU machine (with
+// HEARTH_TESTDATA pointing at a copy of the models it needs).
+//
+// Tolerances: testdata/README.md §4 for backend differences. Both sides keep an f16 KV cache,
+// so what differs is the matmul arithmetic: F16 weights (activations f16 on the CPU, f16 in the
+// GPU's prefill GEMM, f32 in its decode kernels; f32 sums): max-abs <= 0.05 with every top-1
+// the same. Quantized weights: the CPU quantizes activations to Q8_0/Q8_K blocks, the GPU to
+// int8 per 32 with an f32 scale (decode) or to f16 (prefill GEMM): "an engine that does not
+// quantize activations like ggml": max-abs <= 0.6, mean-abs <= 0.1, top-1 >= 85 %. The greedy
+// continuations must be identical up to the first step where the CPU's top-2 margin is below
+// that max-abs tolerance (after a near-tie either pick is right; the test then stops comparing).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "model/cuda_decoder.h"
+#include "model/model_test_util.h"
+
+#ifdef HEARTH_HAVE_CUDA
+#include "backend/cuda/device.h"
+#endif
+
+namespace hearth::model::test {
+namespace {
+
+#ifdef HEARTH_HAVE_CUDA
+
+struct Case {
+    const char* model;
+    double max_abs, mean_abs, top1;
+};
+
+const std::vector<int32_t> kLlamaPrompt = {492, 464, 220, 421, 291, 74,  275, 305, 86,  77,  277, 78,  87, 474,
+                                           388, 79,  82,  267, 332, 262, 300, 64,  89,  88,  466, 70,  13, 198,
+                                           67,  68,  69,  257, 67,  67,  7,   64,  11,  275, 8,   25,  198, 220,
+                                           220, 220, 302, 83,  333, 77,  257, 220, 10,  275, 198};
+
+float top2_margin(const float* v, int64_t n) {
+    float a = -INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+        if (v[i] > a) b = a, a = v[i];
+        else if (v[i] > b) b = v[i];
+    }
+    return a - b;
+}
+
+struct Runner {
+    std::unique_ptr<Model> model;
+    KvCache kv;
+    std::vector<int32_t> table = {};
+    Batch batch = {};
+    ForwardOutput out = {};
+
+    Status prefill(const std::vector<int32_t>& prompt) {
+        HEARTH_TRY(kv.ensure_capacity(table, (int64_t)prompt.size() + 32));
+        batch = Batch{};
+        batch.block_tables = {table};
+        for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], (int32_t)i, 0, true);
+        return model->forward(batch, kv, out);
+    }
+    Status step(int32_t token, int32_t pos) {
+        batch.clear();
+        batch.add(token, pos, 0, true);
+        return model->forward(batch, kv, out);
+    }
+};
+
+void check_model(const Case& c) {
+    SCOPED_TRACE(c.model);
+    auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + c.model + ".gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    auto cpu_model = load_model(file.value(), LoadOptions{2});
+    ASSERT_TRUE(cpu_model.ok()) << cpu_model.status().message();
+    auto gpu_model = load_model_cuda(file.value(), LoadOptions{2});
+    ASSERT_TRUE(gpu_model.ok()) << gpu_model.status().message();
+    const KvLayout layout = cpu_model.value()->kv_layout();
+    auto kv_cpu = KvCache::create(layout, 8, 16);
+    auto kv_gpu = KvCache::create(layout, 8, 16);
+    ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+    Runner cpu{std::move(cpu_model).value(), std::move(kv_cpu).value()};
+    Runner gpu{std::move(gpu_model).value(), std::move(kv_gpu).value()};
+    const int64_t n_vocab = cpu.model->hparams().n_vocab;
+
+    std::vector<int32_t> prompt = kLlamaPrompt;
+    if (cpu.model->hparams().arch != "llama") prompt.erase(prompt.begin());  // qwen: no BOS
+    ASSERT_TRUE(cpu.prefill(prompt).ok());
+    const Status st = gpu.prefill(prompt);
+    ASSERT_TRUE(st.ok()) << st.message();
+    const int64_t n = (int64_t)prompt.size();
+    ASSERT_EQ(gpu.out.logits.size(), (size_t)(n * n_vocab));
+    const LogitsDiff pre = diff_logits(gpu.out.logits.data(), cpu.out.logits.data(), n, n_vocab);
+    std::printf("  %-20s prefill %lld tokens: max-abs %.4f mean-abs %.5f top-1 %d/%lld\n", c.model, (long long)n,
+                pre.max_abs, pre.mean_abs, pre.top1_same, (long long)n);
+    EXPECT_LE(pre.max_abs, c.max_abs);
+    EXPECT_LE(pre.mean_abs, c.mean_abs);
+    EXPECT_GE(pre.top1, c.top1);
+
+    // Greedy decode, each side feeding its own choice.
+    int32_t tok_cpu = argmax(cpu.out.logits.data() + (n - 1) * n_vocab, n_vocab);
+    int32_t tok_gpu = argmax(gpu.out.logits.data() + (n - 1) * n_vocab, n_vocab);
+    float margin = top2_margin(cpu.out.logits.data() + (n - 1) * n_vocab, n_vocab);
+    LogitsDiff worst;
+    int same = 0;
+    for (int s = 0; s < 16; ++s) {
+        if (margin < c.max_abs) {
+            std::printf("  %-20s step %d: near-tie on the CPU (top-2 margin %.3f): continuation compared up to here\n",
+                        c.model, s, margin);
+            break;
+        }
+        ASSERT_EQ(tok_gpu, tok_cpu) << "greedy step " << s << " (CPU top-2 margin " << margin << ")";
+        ++same;
+        const int32_t pos = (int32_t)(n + s);
+        ASSERT_TRUE(cpu.step(tok_cpu, pos).ok());
+        const Status sst = gpu.step(tok_gpu, pos);
+        ASSERT_TRUE(sst.ok()) << sst.message();
+        const LogitsDiff dd = diff_logits(gpu.out.logits.data(), cpu.out.logits.data(), 1, n_vocab);
+        worst.max_abs = std::max(worst.max_abs, dd.max_abs);
+        worst.mean_abs = std::max(worst.mean_abs, dd.mean_abs);
+        EXPECT_LE(dd.max_abs, c.max_abs) << "decode step " << s;
+        EXPECT_LE(dd.mean_abs, c.mean_abs) << "decode step " << s;
+        tok_cpu = argmax(cpu.out.logits.data(), n_vocab);
+        tok_gpu = argmax(gpu.out.logits.data(), n_vocab);
+        margin = top2_margin(cpu.out.logits.data(), n_vocab);
+    }
+    std::printf("  %-20s decode: %d greedy tokens identical, worst step max-abs %.4f mean-abs %.5f\n", c.model, same,
+                worst.max_abs, worst.mean_abs);
+}
+
+#define DECODER_OPEN_DEVICE_OR_SKIP()                                                                  \
+    if (backend::cuda::device_count() == 0)                                                            \
+    GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << backend::cuda::no_device_reason()
+
+TEST(CudaDecoder, MatchesCpuOnTinyModels) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    const Case cases[] = {
+        {"llama3-tiny.F16", 0.05, 0.01, 1.0},    {"qwen2-tiny.F16", 0.05, 0.01, 1.0},
+        {"llama3-tiny.Q8_0", 0.6, 0.1, 0.85},    {"llama3-tiny.Q4_K_M", 0.6, 0.1, 0.85},
+        {"qwen3-tiny.Q8_0", 0.6, 0.1, 0.85},     {"qwen3-tiny.Q4_K_M", 0.6, 0.1, 0.85},
+    };
+    for (const Case& c : cases) check_model(c);
+}
+
+TEST(CudaDecoder, UnsupportedTypeIsAnErrorNamingIt) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q5_K_M.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    auto m = load_model_cuda(file.value(), LoadOptions{1});
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), StatusCode::unsupported);
+    EXPECT_NE(m.status().message().find("q5_k"), std::string::npos) << m.status().message();
+}
+
+TEST(CudaDecoder, MoeIsUnsupported) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/qwen3moe-tiny.Q8_0.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    auto m = load_model_cuda(file.value(), LoadOptions{1});
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), StatusCode::unsupported) << m.status().message();
+}
+
+#else
+
+TEST(CudaDecoder, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA"; }
+
+#endif
+
+}  // namespace
+}  // namespace hearth::model::test
