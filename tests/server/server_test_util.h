@@ -19,6 +19,7 @@
 #include "base/sha256.h"
 #include "server/server.h"
 #include "store/name.h"
+#include "support/temp_store.h"
 #include "support/testdata.h"
 
 namespace hearth::server::test_util {
@@ -26,57 +27,7 @@ namespace hearth::server::test_util {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// A store under the temp directory: stories (stories260K, no chat template), llama3-tiny and
-// qwen3-tiny (chat templates), bge (bert embeddings), stories-short (stories with a params layer
-// setting num_predict 3 and a system layer).
-class TempStore {
-public:
-    explicit TempStore(const std::string& tag) {
-        root_ = fs::temp_directory_path() / ("hearth-server-test-" + std::to_string(::getpid()) + "-" + tag);
-        fs::remove_all(root_);
-        fs::create_directories(root_ / "blobs");
-        const std::string stories = model_blob("models/stories260K.gguf");
-        add("stories", stories);
-        add("llama3-tiny", model_blob("models/llama3-tiny.Q8_0.gguf"));
-        add("qwen3-tiny", model_blob("models/qwen3-tiny.Q8_0.gguf"));
-        add("bge", model_blob("models/bert-bge-tiny.F16.gguf"));
-        add("stories-short", stories,
-            {{"application/vnd.ollama.image.params", text_blob(R"({"num_predict": 3, "temperature": 0})")},
-             {"application/vnd.ollama.image.system", text_blob("Once upon a time")}});
-    }
-    ~TempStore() { fs::remove_all(root_); }
-    std::string root() const { return root_.string(); }
-
-private:
-    std::string text_blob(const std::string& text) {
-        const std::string hex = sha256_hex(std::string_view(text));
-        std::ofstream(root_ / "blobs" / ("sha256-" + hex), std::ios::binary) << text;
-        return "sha256:" + hex;
-    }
-    std::string model_blob(const std::string& rel) {
-        const std::string src = test::testdata_path(rel);
-        auto hex = sha256_file(src);
-        EXPECT_TRUE(hex.ok()) << src;
-        const fs::path dst = root_ / "blobs" / ("sha256-" + *hex);
-        if (!fs::exists(dst)) fs::create_symlink(src, dst);
-        return "sha256:" + *hex;
-    }
-    void add(const std::string& name, const std::string& model_digest,
-             const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-        json m = {{"schemaVersion", 2},
-                  {"mediaType", "application/vnd.docker.distribution.manifest.v2+json"},
-                  {"config", {{"mediaType", "application/vnd.docker.container.image.v1+json"},
-                              {"digest", text_blob("{}")},
-                              {"size", 2}}}};
-        m["layers"] = json::array({{{"mediaType", "application/vnd.ollama.image.model"}, {"digest", model_digest}, {"size", 1000}}});
-        for (const auto& [type, digest] : extra) m["layers"].push_back({{"mediaType", type}, {"digest", digest}, {"size", 10}});
-        auto n = store::ModelName::parse(name);
-        fs::create_directories((root_ / n->manifest_rel()).parent_path());
-        std::ofstream(root_ / n->manifest_rel()) << m.dump();
-    }
-
-    fs::path root_;
-};
+using test::TempStore;  // support/temp_store.h
 
 inline ServerConfig test_config(const std::string& models_dir) {
     ServerConfig c;
