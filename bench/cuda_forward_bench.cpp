@@ -1,6 +1,10 @@
 // Whole-model throughput of the CUDA decoder (model/cuda_decoder.h), in llama-bench's terms:
 //  - pp<N>: one batch of N prompt tokens (positions 0..N-1, logits of the last only), t/s;
 //  - tg<N>: N single-token decode steps from an empty context (logits copied back each step), t/s;
+//  - tg<M>@<C>: M single-token decode steps after a prefill of C tokens (in batches of --pp),
+//    which exercises attention over a long context (--ctx C, default 4096, 0 skips; --tg-ctx M,
+//    default 32); its roofline counts the KV bytes read per token too (f16 K and V of every
+//    layer, at the mean context of the steps);
 // median over --reps runs after a warm-up. Each figure is also given against the decode roofline
 // (device-to-device copy bandwidth measured in this run, read + write counted as in ANCHORS.md,
 // over the weight bytes one token reads) and against llama.cpp's figure for the same shape on
@@ -8,7 +12,8 @@
 //
 // Models come from hearth synth (random weights, real shapes): `preset:TYPE` arguments, each
 // written once to --dir (default /tmp) as <preset>-<TYPE>.gguf with the built-in vocabulary.
-//   build/bench/cuda_forward_bench [--dir /tmp] [--pp 512] [--tg 128] [--reps 5] llama3.2-1b:Q4_K_M ...
+//   build/bench/cuda_forward_bench [--dir /tmp] [--pp 512] [--tg 128] [--ctx 4096] [--tg-ctx 32]
+//       [--reps 5] llama3.2-1b:Q4_K_M ...
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -71,24 +76,26 @@ double copy_gbs() {
     return median(gbs);
 }
 
-struct Anchor { double pp, tg; };
-// llama.cpp on the H100, llama-bench -p 512 -n 128, FA on (ANCHORS.md).
+struct Anchor { double pp, tg, tg_at_4096; };
+// llama.cpp on the H100, llama-bench -p 512 -n 128, FA on (ANCHORS.md); tg_at_4096: tg128 with
+// 4096 tokens already in context (0: not measured).
 const std::map<std::string, Anchor> kAnchors = {
-    {"llama3.1-8b:Q4_K_M", {10246, 259.9}},
-    {"llama3.1-8b:Q8_0", {11654, 227.2}},
-    {"llama3.2-1b:Q4_K_M", {37245, 825.5}},
+    {"llama3.1-8b:Q4_K_M", {10246, 259.9, 242.9}},
+    {"llama3.1-8b:Q8_0", {11654, 227.2, 0}},
+    {"llama3.2-1b:Q4_K_M", {37245, 825.5, 0}},
 };
 
 struct Row {
     std::string spec;
     double pp_ts = 0, tg_ts = 0, roofline_ts = 0;
+    double tg_ctx_ts = 0, roofline_ctx_ts = 0;  // tg<M>@<C>
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
     std::string dir = "/tmp";
-    int pp = 512, tg = 128, reps = 5;
+    int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32;
     std::vector<std::string> specs;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -96,6 +103,8 @@ int main(int argc, char** argv) {
         if (a == "--dir") dir = next();
         else if (a == "--pp") pp = std::atoi(next().c_str());
         else if (a == "--tg") tg = std::atoi(next().c_str());
+        else if (a == "--ctx") ctx = std::max(0, std::atoi(next().c_str()));
+        else if (a == "--tg-ctx") tg_ctx = std::max(1, std::atoi(next().c_str()));
         else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
         else specs.push_back(a);
     }
@@ -145,10 +154,11 @@ int main(int argc, char** argv) {
                     weight_bytes / 1e9);
         model::Model& model = *m.value();
         const int block_size = 16;
-        auto kv = model::KvCache::create(model.kv_layout(), (std::max(pp, tg) + 64) / block_size + 1, block_size);
+        const int max_ctx = std::max({pp, tg, ctx > 0 ? ctx + tg_ctx : 0});
+        auto kv = model::KvCache::create(model.kv_layout(), (max_ctx + 64) / block_size + 1, block_size);
         if (!kv.ok()) die(spec + " kv", kv.status());
         std::vector<int32_t> table;
-        if (auto st = kv->ensure_capacity(table, std::max(pp, tg) + 16); !st.ok()) die(spec, st);
+        if (auto st = kv->ensure_capacity(table, max_ctx + 16); !st.ok()) die(spec, st);
         std::mt19937 rng(7);
         std::uniform_int_distribution<int32_t> tok(0, (int32_t)model.hparams().n_vocab - 1);
         model::Batch batch;
@@ -182,6 +192,33 @@ int main(int argc, char** argv) {
         row.tg_ts = tg / median(tg_s);
         std::printf("%s: pp%d %.0f t/s, tg%d %.1f t/s (%.0f%% of the %.0f t/s roofline)\n", spec.c_str(), pp, row.pp_ts,
                     tg, row.tg_ts, 100.0 * row.tg_ts / row.roofline_ts, row.roofline_ts);
+        // tg at a long context: prefill ctx tokens once (batches of pp), then tg_ctx steps from there.
+        if (ctx > 0) {
+            for (int p0 = 0; p0 < ctx; p0 += std::max(pp, 1)) {
+                batch.clear();
+                const int p1 = std::min(ctx, p0 + std::max(pp, 1));
+                for (int i = p0; i < p1; ++i) batch.add(tok(rng), i, 0, i == p1 - 1);
+                if (auto st = model.forward(batch, *kv, out); !st.ok()) die(spec + " ctx prefill", st);
+            }
+            std::vector<double> ctx_s;
+            for (int r = 0; r <= reps; ++r) {
+                const double t0 = now_s();
+                for (int i = 0; i < tg_ctx; ++i) {
+                    batch.clear();
+                    batch.add(tok(rng), ctx + i, 0, true);
+                    if (auto st = model.forward(batch, *kv, out); !st.ok()) die(spec + " tg@ctx", st);
+                }
+                if (r > 0) ctx_s.push_back(now_s() - t0);
+            }
+            row.tg_ctx_ts = tg_ctx / median(ctx_s);
+            const model::Hparams& hp = model.hparams();
+            const double kv_bytes = (double)hp.n_layer * hp.n_head_kv * (hp.head_dim_k + hp.head_dim_v) * 2.0 *
+                                    (ctx + (tg_ctx + 1) / 2.0);
+            row.roofline_ctx_ts = bw * 1e9 / ((double)weight_bytes + kv_bytes);
+            std::printf("%s: tg%d@%d %.1f t/s (%.0f%% of the %.0f t/s roofline, weights + %.2f GB of KV)\n",
+                        spec.c_str(), tg_ctx, ctx, row.tg_ctx_ts, 100.0 * row.tg_ctx_ts / row.roofline_ctx_ts,
+                        row.roofline_ctx_ts, kv_bytes / 1e9);
+        }
         rows.push_back(row);
     }
 
@@ -197,6 +234,19 @@ int main(int argc, char** argv) {
         if (it != kAnchors.end() && tg == 128) std::snprintf(tg_ratio, sizeof tg_ratio, "%.2fx", r.tg_ts / it->second.tg);
         std::printf("| %s | %.0f | %s | %.1f | %s | %.0f | %.0f %% |\n", r.spec.c_str(), r.pp_ts, pp_ratio, r.tg_ts,
                     tg_ratio, r.roofline_ts, 100.0 * r.tg_ts / r.roofline_ts);
+    }
+    if (ctx > 0) {
+        std::printf("\n| model | tg%d@%d t/s | vs llama.cpp tg128@4096 | roofline (weights + KV) | %% of roofline |\n",
+                    tg_ctx, ctx);
+        std::printf("|---|---:|---:|---:|---:|\n");
+        for (const Row& r : rows) {
+            const auto it = kAnchors.find(r.spec);
+            char ratio[32] = "-";
+            if (it != kAnchors.end() && it->second.tg_at_4096 > 0 && ctx == 4096)
+                std::snprintf(ratio, sizeof ratio, "%.2fx", r.tg_ctx_ts / it->second.tg_at_4096);
+            std::printf("| %s | %.1f | %s | %.0f | %.0f %% |\n", r.spec.c_str(), r.tg_ctx_ts, ratio, r.roofline_ctx_ts,
+                        100.0 * r.tg_ctx_ts / r.roofline_ctx_ts);
+        }
     }
     return 0;
 }

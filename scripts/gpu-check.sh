@@ -74,6 +74,33 @@ if [ "$forward_models" != 0 ]; then
   cat "$OUT/cuda_forward_bench.txt"
 fi
 
+# Optional: ncu over a few decode steps of one model (HEARTH_GPU_NCU="preset:TYPE", synthesized as
+# above): per-kernel time and DRAM bytes at the card's own clocks, summarized by kernel and
+# launch shape (achieved GB/s); the raw CSV goes to $OUT/ncu.csv. HEARTH_GPU_NCU_SKIP /
+# HEARTH_GPU_NCU_COUNT choose the launches (defaults: past the prefill warm-up, ~2 tokens).
+if [ -n "${HEARTH_GPU_NCU:-}" ] && command -v ncu >/dev/null; then
+  ncu --clock-control none --csv --page raw --print-units base --launch-skip "${HEARTH_GPU_NCU_SKIP:-1400}" \
+      --launch-count "${HEARTH_GPU_NCU_COUNT:-900}" \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size \
+      "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 16 --tg 4 --ctx 0 \
+      --reps 1 "$HEARTH_GPU_NCU" > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
+  python3 - "$OUT/ncu.csv" <<'PY' | tee "$OUT/ncu_summary.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+if len(rows) < 3: sys.exit("ncu: no rows")
+h = rows[0]; col = {n: h.index(n) for n in h}
+num = lambda r, n: float(r[col[n]].replace(',', '') or 0)
+by = collections.defaultdict(lambda: [0, 0.0, 0.0])
+tot = 0.0
+for r in rows[2:]:
+    name = r[col["Kernel Name"]].split('(')[0].split('::')[-1] + ' grid ' + r[col["launch__grid_size"]]
+    t = num(r, "gpu__time_duration.sum"); b = num(r, "dram__bytes_read.sum") + num(r, "dram__bytes_write.sum")
+    e = by[name]; e[0] += 1; e[1] += t; e[2] += b; tot += t
+print("kernel | launches | mean us | share of time | mean DRAM MB | GB/s")
+for k, (n, t, b) in sorted(by.items(), key=lambda kv: -kv[1][1]):
+    print(f"{k} | {n} | {t/n/1e3:.2f} | {100*t/tot:.1f} % | {b/n/1e6:.2f} | {b/t:.0f}")
+PY
+fi
 
 # The kernels' machine code, for the record (16-byte loads, HMMA/IDP4A, no local memory).
 if command -v cuobjdump >/dev/null; then

@@ -4,7 +4,11 @@
 // projection, residual add, rms_norm, SwiGLU FFN, residual add; then the final norm and the
 // output matrix over the rows that want logits.
 //
-// Decode-sized batches (<= kGraphMaxTokens tokens) replay a CUDA graph of the whole device part
+// Decode-sized batches (<= kGraphMaxTokens tokens) take fused kernels where every weight of a layer
+// has a dp4a kernel (backend/cuda/ops.h: the residual add + rms_norm + activation quantization,
+// swiglu + quantization; each bit-identical to the ops it replaces), attention split over the
+// sequence (flash-decoding, attention.h), and rope of q and k + the KV write in one kernel (any
+// batch). They replay a CUDA graph of the whole device part
 // of the step, captured on the first step of each shape (token count, output rows, block-table
 // width) after one eager run (which also grows the stream scratch, so capture allocates
 // nothing). Everything that changes between steps is read from device memory (token ids,
@@ -82,6 +86,10 @@ private:
     // y_i = W_i x for matrices sharing the input x: decode-sized batches of dp4a types quantize x
     // once (into xq_) instead of once per matrix.
     void linear_shared(const float* x, int64_t n, std::initializer_list<std::pair<const DevMatrix*, float*>> outs);
+    void linear_q8(const DevMatrix& w, float* y, int64_t n) {
+        backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n);
+    }
+    backend::AttentionParams attention_params() const;
 
     DecoderSpec spec_;
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
@@ -107,7 +115,12 @@ private:
     float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
     float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][n_ff]
     float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
-    cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared
+    cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
+    bool fusable_ = false;        // every layer matrix has a dp4a kernel and n_embd, n_ff % 32 == 0
+    // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
+    // kernel leaves it so); attn_splits_ parts per (token, kv head).
+    cuda::DeviceBuffer attn_ws_;
+    int attn_splits_ = 1;
     // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
     cuda::DeviceBuffer ints_;
     // Decode graph and its key; gen_ counts reallocations of what the graph points into.
@@ -202,6 +215,10 @@ Status CudaDecoder::load_weights() {
         HEARTH_ASSIGN(L.up, upload_matrix(layer_tensor(l, "ffn_up"), f.up));
         HEARTH_ASSIGN(L.down, upload_matrix(layer_tensor(l, "ffn_down"), f.down));
     }
+    fusable_ = hp.n_embd % 32 == 0 && hp.n_ff % 32 == 0;
+    for (const DevLayer& L : layers_)
+        for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.gate, &L.up, &L.down})
+            fusable_ = fusable_ && m->type != QuantType::f16;
     return stream_.synchronize();  // uploads read the mapped file: finish before returning
 }
 
@@ -245,6 +262,17 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     const int64_t widest = std::max({d, ad, hp.n_ff});
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
                            *dev_, backend::activation_q8_bytes(widest, std::min(n, kGraphMaxTokens)) + 256));
+    // Parts per (token, kv head) for decode attention: about two blocks per SM for one token
+    // (each part takes at least one 32-position chunk, so short contexts leave parts empty).
+    const backend::AttentionParams ap = attention_params();
+    const int group_blocks = (hp.n_head / hp.n_head_kv + 7) / 8;
+    attn_splits_ = std::clamp(2 * dev_->info().n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
+    attn_ws_ = cuda::DeviceBuffer();
+    const size_t ws_bytes = backend::attention_split_bytes(kGraphMaxTokens, ap, attn_splits_);
+    HEARTH_ASSIGN(attn_ws_, cuda::DeviceBuffer::allocate(*dev_, ws_bytes));
+    const std::vector<std::byte> zeros(ws_bytes);
+    attn_ws_.upload(stream_, zeros.data(), ws_bytes);
+    HEARTH_TRY(stream_.synchronize());
     cap_tokens_ = n, cap_outputs_ = n_out;
     ++gen_;
     return {};
@@ -330,6 +358,14 @@ void CudaDecoder::linear_shared(const float* x, int64_t n,
         backend::matmul_cuda_q8(stream_, w->type, w->data, w->row_bytes, xq_.data(), y, w->n_in, w->n_out, n);
 }
 
+backend::AttentionParams CudaDecoder::attention_params() const {
+    const Hparams& hp = hp_;
+    backend::AttentionParams ap;
+    ap.n_head = hp.n_head, ap.n_head_kv = hp.n_head_kv, ap.head_dim_k = hp.head_dim_k, ap.head_dim_v = hp.head_dim_v;
+    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
+    return ap;
+}
+
 void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     const Hparams& hp = hp_;
     const int64_t d = hp.n_embd;
@@ -341,15 +377,25 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
 
     const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
-    backend::AttentionParams ap;
-    ap.n_head = hp.n_head, ap.n_head_kv = hp.n_head_kv, ap.head_dim_k = hp.head_dim_k, ap.head_dim_v = hp.head_dim_v;
-    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
+    const backend::AttentionParams ap = attention_params();
     const backend::AttnIndexCuda idx{d_tab, (int)stride, d_seq, d_pos, d_end};
+    // Decode-sized: fused norms/quantization (the block output waits in dproj_ and is added by
+    // the next fused norm: `pending`) and the split attention.
+    const bool fuse = fusable_ && n <= kGraphMaxTokens && n < backend::kMatmulGemmMinTokens;
+    const backend::AttnSplitCuda split =
+        n <= kGraphMaxTokens ? backend::AttnSplitCuda{attn_ws_.data(), attn_splits_} : backend::AttnSplitCuda{};
+    bool pending = false;
 
     for (int l = 0; l < hp.n_layer; ++l) {
         const DevLayer& L = layers_[l];
-        backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
-        linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
+        if (fuse) {
+            backend::add_rms_norm_q8_cuda(stream_, dx_, pending ? dproj_ : nullptr, L.attn_norm, nullptr, xq_.data(), d,
+                                          n, hp.norm_eps);
+            linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
+        } else {
+            backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
+            linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
+        }
         if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
         if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
         if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
@@ -357,20 +403,27 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
             backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
             backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
         }
-        backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope_);
-        backend::rope_cuda(stream_, dk_, d_pos, n, hp.n_head_kv, hp.head_dim_k, rope_);
-        backend::kv_write_cuda(stream_, dk_, k_dim, dv_, v_dim, d_slot, n, (int)k_dim, (int)v_dim, k_cache_[l].data(),
-                               k_dim, v_cache_[l].data(), v_dim);
+        backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv, hp.head_dim_k,
+                                    hp.head_dim_v, rope_, k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
         const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
-        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_);
+        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split);
         linear(L.wo, dattn_, dproj_, n);
-        backend::add_cuda(stream_, dx_, dproj_, n * d);
-        backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
-        linear_shared(dh_, n, {{&L.gate, dgate_}, {&L.up, dup_}});
-        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
-        linear(L.down, dgate_, dproj_, n);
-        backend::add_cuda(stream_, dx_, dproj_, n * d);
+        if (fuse) {
+            backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, nullptr, xq_.data(), d, n, hp.norm_eps);
+            linear_q8(L.gate, dgate_, n), linear_q8(L.up, dup_, n);
+            backend::swiglu_q8_cuda(stream_, dgate_, dup_, xq_.data(), hp.n_ff, n);
+            linear_q8(L.down, dproj_, n);
+            pending = true;
+        } else {
+            backend::add_cuda(stream_, dx_, dproj_, n * d);
+            backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
+            linear_shared(dh_, n, {{&L.gate, dgate_}, {&L.up, dup_}});
+            backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
+            linear(L.down, dgate_, dproj_, n);
+            backend::add_cuda(stream_, dx_, dproj_, n * d);
+        }
     }
+    if (pending) backend::add_cuda(stream_, dx_, dproj_, n * d);
 
     if (n_out > 0) {
         backend::gather_rows_cuda(stream_, dx_, d_out, n_out, d, dh_);

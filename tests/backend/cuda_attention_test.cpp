@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -44,10 +45,12 @@ struct Case {
 // Sequences: (length, first position of this batch's tokens): tokens [first, length) of each.
 struct Seq { int length, first; };
 
-void run_case(cuda::Device& dev, const Case& c, uint32_t seed) {
+// n_splits > 1: the sequence-split (flash-decoding) path, run twice on one workspace; the second
+// run must equal the first bit for bit (the counters were left at zero).
+void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1) {
     SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
                                     << " block " << c.block_size << " window " << c.sliding_window << " softcap "
-                                    << c.softcap << " sinks " << c.sinks);
+                                    << c.softcap << " sinks " << c.sinks << " splits " << n_splits);
     cuda::Stream s(dev);
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -116,11 +119,23 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed) {
     AttnIndexCuda idx{dflat.as<int32_t>(), max_blocks, dseq.as<int32_t>(), dpos.as<int32_t>(), dend.as<int32_t>()};
     AttentionParams dp = p;
     dp.sinks = c.sinks ? dsinks.as<float>() : nullptr;
-    attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>());
+    const size_t ws_bytes = attention_split_bytes(n_tokens, dp, n_splits);
+    const std::vector<std::byte> zeros(ws_bytes);
+    auto ws = up(zeros.data(), ws_bytes);
+    const AttnSplitCuda split{n_splits > 1 ? ws.data() : nullptr, n_splits};
+    attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>(), split);
     std::vector<float> got(want.size());
     dout.download(s, got.data(), got.size() * 4);
     const Status st = s.synchronize();
     ASSERT_TRUE(st.ok()) << st.message();
+    if (n_splits > 1) {
+        auto dout2 = up(nan.data(), nan.size() * 4);
+        attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout2.as<float>(), split);
+        std::vector<float> again(want.size());
+        dout2.download(s, again.data(), again.size() * 4);
+        ASSERT_TRUE(s.synchronize().ok());
+        ASSERT_EQ(0, std::memcmp(again.data(), got.data(), got.size() * 4)) << "second split run differs";
+    }
 
     const int group = c.n_head / c.n_head_kv;
     double worst = 0.0;
@@ -147,8 +162,8 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed) {
             }
         }
     }
-    std::printf("  attention heads %d/%d hd %d/%d: worst error %.3f of the bound\n", c.n_head, c.n_head_kv, c.hdk,
-                c.hdv, worst);
+    std::printf("  attention heads %d/%d hd %d/%d splits %d: worst error %.3f of the bound\n", c.n_head, c.n_head_kv,
+                c.hdk, c.hdv, n_splits, worst);
 }
 
 #define ATTN_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
@@ -171,6 +186,23 @@ TEST(CudaAttention, MatchesReference) {
     };
     uint32_t seed = 100;
     for (const Case& c : cases) run_case(dev, c, seed++);
+}
+
+// Flash-decoding: the same cases split over the sequence into 2, 5 and 16 parts (parts of whole
+// 32-position chunks; with these sequences of up to 133 positions some parts are empty).
+TEST(CudaAttention, SplitOverSequenceMatchesReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {32, 8, 128, 128, 16},                // Llama-3.1-8B's heads
+        {32, 2, 128, 128, 16},                // group 16: two blocks of 8 warps per kv head
+        {6, 2, 32, 32, 7, 0, 0.0f, false, 2},  // odd block size, padded rows
+        {4, 2, 192, 128, 16},                 // K and V head dims differ
+        {8, 4, 64, 64, 16, 50},               // sliding window
+        {4, 2, 64, 64, 16, 0, 30.0f, true},   // softcap and sinks
+    };
+    uint32_t seed = 200;
+    for (const int n_splits : {2, 5, 16})
+        for (const Case& c : cases) run_case(dev, c, seed++, n_splits);
 }
 
 TEST(CudaAttention, KvWriteRoundsToF16) {

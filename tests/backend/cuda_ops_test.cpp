@@ -13,6 +13,10 @@
 //  - swiglu: expf vs ggml_vexp (<= 3.5 ulp apart), then a division and a product:
 //    <= 2e-6 |y_ref| + 1e-30.
 //  - add, add_bias, get_rows (F32, F16, Q8_0), gather_rows: exact.
+//  - the fused decode ops (add_rms_norm_q8, swiglu_q8, rope_kv_write): bit-identical to the
+//    unfused device ops they replace (every output: x, y, the int8 codes and block scales, q and
+//    the f16 cache rows); the normalized activations they quantize are also checked against
+//    rms_norm_ref within the bound above plus half a quantization step (amax_32 / 254).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,7 +31,9 @@
 #include "quant/types.h"
 
 #ifdef HEARTH_HAVE_CUDA
+#include "backend/cuda/attention.h"
 #include "backend/cuda/device.h"
+#include "backend/cuda/matmul.h"
 #include "backend/cuda/ops.h"
 #endif
 
@@ -213,6 +219,148 @@ TEST(CudaOps, GetRowsAndGatherAreExact) {
             EXPECT_EQ(0, std::memcmp(gathered.data() + i * n_cols, src.data() + ids[i] * n_cols, n_cols * sizeof(float)));
     }
     EXPECT_FALSE(can_get_rows_cuda(quant::QuantType::q4_k));
+}
+
+// x, y and the quantized activations of add_rms_norm_q8_cuda equal add_cuda + rms_norm_cuda +
+// quantize_activations_cuda bit for bit, and dequantize to rms_norm_ref within half a step.
+TEST(CudaOps, FusedAddRmsNormQuantizeEqualsUnfused) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    struct Case { int64_t n, rows; bool delta, weight, y; };
+    for (const Case c : {Case{32, 1, true, true, true}, Case{96, 9, true, true, false}, Case{992, 3, false, true, true},
+                         Case{2048, 1, true, true, false}, Case{4096, 8, true, false, true},
+                         Case{5120 + 32, 2, false, true, false}}) {
+        SCOPED_TRACE(testing::Message() << "n " << c.n << " rows " << c.rows << " delta " << c.delta);
+        const size_t count = c.n * c.rows;
+        const auto x = randn(count, 11 + (uint32_t)c.n, 3.0f), delta = randn(count, 12 + (uint32_t)c.n);
+        const auto w = randn(c.n, 13 + (uint32_t)c.n);
+        const size_t q_bytes = activation_q8_bytes(c.n, c.rows);
+        // Unfused.
+        auto ux = to_device(dev, s, x.data(), count);
+        auto dd = to_device(dev, s, delta.data(), count);
+        auto dw = to_device(dev, s, w.data(), w.size());
+        auto uy = to_device<float>(dev, s, nullptr, count);
+        auto uq = to_device<std::byte>(dev, s, nullptr, q_bytes);
+        if (c.delta) add_cuda(s, ux.as<float>(), dd.as<float>(), (int64_t)count);
+        rms_norm_cuda(s, ux.as<float>(), c.weight ? dw.as<float>() : nullptr, uy.as<float>(), c.n, c.rows, 1e-5f);
+        quantize_activations_cuda(s, uy.as<float>(), uq.data(), c.n, c.rows);
+        // Fused.
+        auto fx = to_device(dev, s, x.data(), count);
+        auto fy = to_device<float>(dev, s, nullptr, count);
+        auto fq = to_device<std::byte>(dev, s, nullptr, q_bytes);
+        add_rms_norm_q8_cuda(s, fx.as<float>(), c.delta ? dd.as<float>() : nullptr, c.weight ? dw.as<float>() : nullptr,
+                             c.y ? fy.as<float>() : nullptr, fq.data(), c.n, c.rows, 1e-5f);
+        const auto ux_h = from_device<float>(s, ux, count), fx_h = from_device<float>(s, fx, count);
+        const auto uy_h = from_device<float>(s, uy, count), fy_h = from_device<float>(s, fy, count);
+        const auto uq_h = from_device<std::byte>(s, uq, q_bytes), fq_h = from_device<std::byte>(s, fq, q_bytes);
+        ASSERT_TRUE(s.synchronize().ok());
+        EXPECT_EQ(0, std::memcmp(ux_h.data(), fx_h.data(), count * sizeof(float)));
+        if (c.y) {
+            EXPECT_EQ(0, std::memcmp(uy_h.data(), fy_h.data(), count * sizeof(float)));
+        }
+        ASSERT_EQ(0, std::memcmp(uq_h.data(), fq_h.data(), q_bytes));
+        // Against the reference: dequantized codes vs rms_norm_ref of x + delta.
+        std::vector<float> xin(x), want(count);
+        if (c.delta) {
+            for (size_t i = 0; i < count; ++i) xin[i] += delta[i];
+        }
+        rms_norm_ref(xin.data(), c.weight ? w.data() : nullptr, want.data(), c.n, c.rows, 1e-5f);
+        const auto* qs = reinterpret_cast<const int8_t*>(fq_h.data());
+        std::vector<float> ds(count / 32 * 2);
+        std::memcpy(ds.data(), fq_h.data() + ((count + 15) & ~size_t{15}), ds.size() * sizeof(float));
+        for (size_t b = 0; b < count / 32; ++b) {
+            float amax = 0.0f;
+            for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(want[b * 32 + i]));
+            int sum = 0;
+            for (int i = 0; i < 32; ++i) {
+                const size_t e = b * 32 + i;
+                sum += qs[e];
+                ASSERT_LE(std::fabs(ds[2 * b] * qs[e] - want[e]), amax / 254.0f * 1.001f + 2e-6f * std::fabs(want[e]))
+                    << "e " << e;
+            }
+            ASSERT_EQ((float)sum, ds[2 * b + 1]) << "block " << b;
+        }
+    }
+}
+
+TEST(CudaOps, FusedSwigluQuantizeEqualsUnfused) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    for (const auto& [n, rows] : {std::pair<int64_t, int64_t>{32, 1}, {8192, 1}, {14336, 3}, {96, 8}}) {
+        const size_t count = n * rows;
+        const auto g = randn(count, 21 + (uint32_t)n, 4.0f), u = randn(count, 22 + (uint32_t)n);
+        const size_t q_bytes = activation_q8_bytes(n, rows);
+        auto dg = to_device(dev, s, g.data(), count);
+        auto du = to_device(dev, s, u.data(), count);
+        auto tmp = to_device<float>(dev, s, nullptr, count);
+        auto uq = to_device<std::byte>(dev, s, nullptr, q_bytes);
+        auto fq = to_device<std::byte>(dev, s, nullptr, q_bytes);
+        swiglu_cuda(s, dg.as<float>(), du.as<float>(), tmp.as<float>(), (int64_t)count);
+        quantize_activations_cuda(s, tmp.as<float>(), uq.data(), n, rows);
+        swiglu_q8_cuda(s, dg.as<float>(), du.as<float>(), fq.data(), n, rows);
+        const auto uq_h = from_device<std::byte>(s, uq, q_bytes), fq_h = from_device<std::byte>(s, fq, q_bytes);
+        ASSERT_TRUE(s.synchronize().ok());
+        EXPECT_EQ(0, std::memcmp(uq_h.data(), fq_h.data(), q_bytes)) << "n " << n << " rows " << rows;
+    }
+}
+
+// rope_kv_write_cuda equals rope_cuda on q and k followed by kv_write_cuda, bit for bit (q and
+// every cache row; untouched cache rows keep their poison).
+TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    struct Case { int hdk, hdv, n_rot, n_head, n_head_kv; bool neox, freq_factors, yarn; };
+    const Case cases[] = {
+        {64, 64, 64, 32, 8, false, false, false}, {128, 128, 128, 32, 8, false, true, false},
+        {128, 128, 128, 16, 8, true, false, false}, {80, 64, 64, 6, 2, true, false, true},
+        {96, 96, 32, 4, 4, false, false, true},
+    };
+    const std::vector<int32_t> pos = {0, 1, 17, 511, 4095, 40000, 131071};
+    const std::vector<int32_t> slots = {3, 0, 11, 12, 7, 1, 2};
+    const int64_t n_slots = 16;
+    for (const Case& c : cases) {
+        for (const int64_t n_tokens : {int64_t{1}, int64_t{7}}) {
+            SCOPED_TRACE(testing::Message() << "hd " << c.hdk << "/" << c.hdv << " n_rot " << c.n_rot << " neox "
+                                            << c.neox << " yarn " << c.yarn << " tokens " << n_tokens);
+            RopeConfig cfg;
+            cfg.n_rot = c.n_rot, cfg.neox = c.neox, cfg.freq_base = 500000.0f;
+            if (c.yarn) cfg.freq_scale = 0.25f, cfg.ext_factor = 1.0f, cfg.attn_factor = 0.9f, cfg.n_ctx_orig = 4096;
+            std::vector<float> ff(c.n_rot / 2);
+            for (size_t i = 0; i < ff.size(); ++i) ff[i] = 1.0f + (float)(i % 5);
+            const int64_t qw = (int64_t)c.n_head * c.hdk, kw = (int64_t)c.n_head_kv * c.hdk, vw = (int64_t)c.n_head_kv * c.hdv;
+            const int64_t k_row = kw + 6, v_row = vw + 2;  // padded cache rows, in halves
+            const auto q = randn(n_tokens * qw, 31), k = randn(n_tokens * kw, 32), v = randn(n_tokens * vw, 33);
+            auto dff = to_device(dev, s, ff.data(), ff.size());
+            auto dpos = to_device(dev, s, pos.data(), n_tokens);
+            auto dslot = to_device(dev, s, slots.data(), n_tokens);
+            cfg.freq_factors = c.freq_factors ? dff.as<float>() : nullptr;
+            auto dk = to_device(dev, s, k.data(), k.size()), dv = to_device(dev, s, v.data(), v.size());
+            // Unfused.
+            auto uq = to_device(dev, s, q.data(), q.size()), uk = to_device(dev, s, k.data(), k.size());
+            auto ukc = to_device<uint16_t>(dev, s, nullptr, n_slots * k_row);
+            auto uvc = to_device<uint16_t>(dev, s, nullptr, n_slots * v_row);
+            rope_cuda(s, uq.as<float>(), dpos.as<int32_t>(), n_tokens, c.n_head, c.hdk, cfg);
+            rope_cuda(s, uk.as<float>(), dpos.as<int32_t>(), n_tokens, c.n_head_kv, c.hdk, cfg);
+            kv_write_cuda(s, uk.as<float>(), kw, dv.as<float>(), vw, dslot.as<int32_t>(), n_tokens, (int)kw, (int)vw,
+                          ukc.data(), k_row, uvc.data(), v_row);
+            // Fused.
+            auto fq = to_device(dev, s, q.data(), q.size());
+            auto fkc = to_device<uint16_t>(dev, s, nullptr, n_slots * k_row);
+            auto fvc = to_device<uint16_t>(dev, s, nullptr, n_slots * v_row);
+            rope_kv_write_cuda(s, fq.as<float>(), dk.as<float>(), dv.as<float>(), dpos.as<int32_t>(),
+                               dslot.as<int32_t>(), n_tokens, c.n_head, c.n_head_kv, c.hdk, c.hdv, cfg, fkc.data(),
+                               k_row, fvc.data(), v_row);
+            const auto a = from_device<float>(s, uq, q.size()), b = from_device<float>(s, fq, q.size());
+            const auto ak = from_device<uint16_t>(s, ukc, n_slots * k_row), bk = from_device<uint16_t>(s, fkc, n_slots * k_row);
+            const auto av = from_device<uint16_t>(s, uvc, n_slots * v_row), bv = from_device<uint16_t>(s, fvc, n_slots * v_row);
+            const auto k_after = from_device<float>(s, dk, k.size());
+            ASSERT_TRUE(s.synchronize().ok());
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+            EXPECT_EQ(ak, bk);
+            EXPECT_EQ(av, bv);
+            EXPECT_EQ(0, std::memcmp(k_after.data(), k.data(), k.size() * sizeof(float)));  // k is only read
+        }
+    }
 }
 
 TEST(CudaOps, BadArgumentsAreStickyErrors) {

@@ -19,6 +19,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstddef>
 
 namespace hearth::backend {
 namespace {
@@ -26,12 +27,18 @@ namespace {
 constexpr int kChunk = 32;        // positions per shared-memory chunk (one per lane)
 constexpr int kMaxWarps = 8;      // query heads per block
 constexpr int kMaxHeadDim = 256;  // V pairs per lane: kMaxHeadDim / 64
+constexpr int kVecLoads = 8;      // 16-byte K/V loads in flight per thread
 
 struct AttnConsts {
     int n_head, group, n_splits, hdk, hdv, kw;  // kw: K row words in shared memory (odd)
     int sliding_window;
     float scale, softcap;
     const float* sinks;
+    bool vec16;  // K/V head rows 16-byte aligned: chunks copied with 16-byte loads
+    // Sequence split (gridDim.z > 1): partial [n_tokens][n_head][gridDim.z][hdv + 2] f32
+    // (max, sum, V sums), counters [n_tokens][gridDim.y] int32, zero between calls.
+    float* partial;
+    int* counters;
 };
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -72,15 +79,56 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
     const int64_t k_head_word = (int64_t)kvh * c.hdk / 2, v_head_word = (int64_t)kvh * c.hdv / 2;
 
+    // This block's part of [lo, end): all of it, or one of gridDim.z runs of whole chunks.
+    const int n_parts = gridDim.z, part = blockIdx.z;
+    int32_t start = lo, stop = end;
+    if (n_parts > 1) {
+        const int32_t len = max(0, end - lo);
+        const int32_t span = ((len + n_parts - 1) / n_parts + kChunk - 1) / kChunk * kChunk;
+        start = min(end, lo + part * span);
+        stop = min(end, start + span);
+    }
     float m = -INFINITY, l = 0.0f;
     float acc[kMaxHeadDim / 64][2] = {};
-    for (int32_t c0 = lo; c0 < end; c0 += kChunk) {
+    for (int32_t c0 = start; c0 < stop; c0 += kChunk) {
         __syncthreads();  // the previous chunk is consumed
         if (threadIdx.x < kChunk) {
             const int32_t j = c0 + threadIdx.x;
-            s_slot[threadIdx.x] = j < end ? table[j / kv.block_size] * kv.block_size + j % kv.block_size : -1;
+            s_slot[threadIdx.x] = j < stop ? table[j / kv.block_size] * kv.block_size + j % kv.block_size : -1;
         }
         __syncthreads();
+        if (c.vec16) {
+            // 16-byte loads, K and V of up to kVecLoads rows-pieces per thread issued together (the
+            // scalar loop below waits for one load per iteration: ~30 DRAM latencies per chunk).
+            const int hk8 = c.hdk / 8, hv8 = c.hdv / 8, n_k = kChunk * hk8, n_all = n_k + kChunk * hv8;
+            for (int e0 = threadIdx.x; e0 < n_all; e0 += kVecLoads * blockDim.x) {
+                uint4 r[kVecLoads];
+#pragma unroll
+                for (int u = 0; u < kVecLoads; ++u) {
+                    const int e = e0 + u * blockDim.x;
+                    r[u] = make_uint4(0u, 0u, 0u, 0u);
+                    if (e < n_k) {
+                        const int slot = s_slot[e / hk8];
+                        if (slot >= 0)
+                            r[u] = __ldg(reinterpret_cast<const uint4*>(kwords + (int64_t)slot * kv.k_row_stride / 2 +
+                                                                        k_head_word) + e % hk8);
+                    } else if (e < n_all) {
+                        const int slot = s_slot[(e - n_k) / hv8];
+                        if (slot >= 0)
+                            r[u] = __ldg(reinterpret_cast<const uint4*>(vwords + (int64_t)slot * kv.v_row_stride / 2 +
+                                                                        v_head_word) + (e - n_k) % hv8);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < kVecLoads; ++u) {
+                    const int e = e0 + u * blockDim.x;
+                    uint32_t* d = nullptr;
+                    if (e < n_k) d = s_k + (e / hk8) * c.kw + 4 * (e % hk8);
+                    else if (e < n_all) d = s_v + ((e - n_k) / hv8) * hv2 + 4 * ((e - n_k) % hv8);
+                    if (d) d[0] = r[u].x, d[1] = r[u].y, d[2] = r[u].z, d[3] = r[u].w;
+                }
+            }
+        } else {
         for (int e = threadIdx.x; e < kChunk * hk2; e += blockDim.x) {
             const int jj = e / hk2, w = e % hk2;
             const int slot = s_slot[jj];
@@ -91,11 +139,12 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
             const int slot = s_slot[jj];
             s_v[jj * hv2 + w] = slot >= 0 ? vwords[(int64_t)slot * kv.v_row_stride / 2 + v_head_word + w] : 0u;
         }
+        }
         __syncthreads();
 
         const int32_t j = c0 + lane;
         float s = -INFINITY;
-        if (j < end) {
+        if (j < stop) {
             const uint32_t* kr = s_k + lane * c.kw;
             float dot = 0.0f;
             for (int w = 0; w < hk2; ++w) {
@@ -109,11 +158,11 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         }
         const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's position is visible
         const float corr = expf(m - m_new);          // 0 on the first chunk (m = -inf)
-        const float p = j < end ? expf(s - m_new) : 0.0f;
+        const float p = j < stop ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(p);
 #pragma unroll
         for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
-        const int n_pos = min(kChunk, end - c0);
+        const int n_pos = min(kChunk, stop - c0);
         for (int jj = 0; jj < n_pos; ++jj) {
             const float pj = __shfl_sync(0xffffffffu, p, jj);
             const uint32_t* vr = s_v + jj * hv2;
@@ -128,6 +177,54 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
             }
         }
         m = m_new;
+    }
+    if (n_parts > 1) {
+        // Publish this part, then the last block of the (token, kv head) merges all of them.
+        float* mine = c.partial + (((int64_t)t * c.n_head + head) * n_parts + part) * (c.hdv + 2);
+        if (valid) {
+            if (lane == 0) mine[0] = m, mine[1] = l;
+#pragma unroll
+            for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+                const int w = lane + 32 * r;
+                if (w < hv2) mine[2 + 2 * w] = acc[r][0], mine[3 + 2 * w] = acc[r][1];
+            }
+        }
+        __threadfence();
+        __syncthreads();
+        __shared__ int s_last;
+        if (threadIdx.x == 0) {
+            int* counter = c.counters + (int64_t)t * gridDim.y + blockIdx.y;
+            s_last = atomicAdd(counter, 1) == n_parts - 1;
+            if (s_last) *counter = 0;  // every part has counted: ready for the next call
+        }
+        __syncthreads();
+        if (!s_last || !valid) return;
+        __threadfence();
+        const float* all = c.partial + ((int64_t)t * c.n_head + head) * n_parts * (c.hdv + 2);
+        // Parts past the last position are empty: merge only the first ones.
+        const int32_t len = max(0, end - lo);
+        const int32_t span = ((len + n_parts - 1) / n_parts + kChunk - 1) / kChunk * kChunk;
+        const int n_used = span > 0 ? min(n_parts, (len + span - 1) / span) : 0;
+        float m_all = -INFINITY;
+        for (int z = 0; z < n_used; ++z) m_all = fmaxf(m_all, __ldcg(all + z * (c.hdv + 2)));
+        l = 0.0f;
+#pragma unroll
+        for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] = acc[r][1] = 0.0f;
+        for (int z = 0; z < n_used; ++z) {
+            const float* pz = all + z * (c.hdv + 2);
+            const float mz = __ldcg(pz);
+            const float wz = mz == -INFINITY ? 0.0f : expf(mz - m_all);  // empty parts weigh nothing
+            l += __ldcg(pz + 1) * wz;
+#pragma unroll
+            for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+                const int w = lane + 32 * r;
+                if (w < hv2) {
+                    acc[r][0] = fmaf(wz, __ldcg(pz + 2 + 2 * w), acc[r][0]);
+                    acc[r][1] = fmaf(wz, __ldcg(pz + 3 + 2 * w), acc[r][1]);
+                }
+            }
+        }
+        m = m_all;
     }
     if (!valid) return;
     if (c.sinks) {
@@ -163,15 +260,36 @@ __global__ void kv_write_kernel(const float* __restrict__ k, int64_t k_stride, c
 
 }  // namespace
 
+namespace {
+
+int attention_group_splits(const AttentionParams& p) {
+    const int group = p.n_head / p.n_head_kv;
+    const int n_warps = group < kMaxWarps ? group : kMaxWarps;
+    return (group + n_warps - 1) / n_warps;
+}
+
+size_t attention_partial_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits) {
+    return (((size_t)n_tokens * p.n_head * n_splits * (p.head_dim_v + 2) * sizeof(float)) + 15) & ~(size_t)15;
+}
+
+}  // namespace
+
+size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits) {
+    if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 || n_splits < 1) return 0;
+    return attention_partial_bytes(n_tokens, p, n_splits) +
+           (size_t)n_tokens * p.n_head_kv * attention_group_splits(p) * sizeof(int);
+}
+
 void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv, const AttnIndexCuda& idx,
-                    int64_t n_tokens, const AttentionParams& p, float* out) {
+                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split) {
     cuda::Device& dev = stream.device();
     if (dev.is_failed()) return;
     const bool args_ok = p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim_k > 0 &&
                          p.head_dim_v > 0 && p.head_dim_k % 2 == 0 && p.head_dim_v % 2 == 0 &&
                          p.head_dim_k <= kMaxHeadDim && p.head_dim_v <= kMaxHeadDim && kv.block_size > 0 &&
                          kv.k_row_stride % 2 == 0 && kv.v_row_stride % 2 == 0 && n_tokens >= 0 &&
-                         n_tokens <= INT_MAX;
+                         n_tokens <= INT_MAX && split.n_splits >= 1 && split.n_splits <= kAttnMaxSplits &&
+                         reinterpret_cast<uintptr_t>(split.workspace) % 16 == 0;
     if (!args_ok) {
         dev.fail(error(StatusCode::invalid_argument,
                        strformat("attention_cuda: n_head %d, n_head_kv %d, head dims %d/%d (even, <= %d), block size "
@@ -190,9 +308,17 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
     c.kw = c.hdk / 2 + ((c.hdk / 2) % 2 == 0 ? 1 : 0);
     c.sliding_window = p.sliding_window;
     c.scale = p.scale, c.softcap = p.softcap, c.sinks = p.sinks;
+    c.vec16 = c.hdk % 8 == 0 && c.hdv % 8 == 0 && kv.k_row_stride % 8 == 0 && kv.v_row_stride % 8 == 0 &&
+              reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 && reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
+    const int n_parts = split.workspace != nullptr ? split.n_splits : 1;
+    if (n_parts > 1) {
+        c.partial = static_cast<float*>(split.workspace);
+        c.counters = reinterpret_cast<int*>(static_cast<std::byte*>(split.workspace) +
+                                            attention_partial_bytes(n_tokens, p, n_parts));
+    }
     const size_t smem_bytes = sizeof(uint32_t) * (kChunk + (size_t)n_warps * c.hdk + (size_t)kChunk * c.kw +
                                                   (size_t)kChunk * (c.hdv / 2));
-    const dim3 grid((unsigned)n_tokens, (unsigned)(p.n_head_kv * c.n_splits));
+    const dim3 grid((unsigned)n_tokens, (unsigned)(p.n_head_kv * c.n_splits), (unsigned)n_parts);
     attention_kernel<<<grid, 32 * n_warps, smem_bytes, static_cast<cudaStream_t>(stream.handle())>>>(q, kv, idx, c,
                                                                                                    out);
     dev.check(cudaGetLastError(), "attention_cuda launch");

@@ -49,8 +49,25 @@ struct AttnIndexCuda {
     const int32_t* kv_end = nullptr;  // visible positions end (causal: position + 1)
 };
 
+// Split over the sequence (flash-decoding), for decode: every (token, kv head) is computed by
+// n_splits thread blocks, each over one contiguous part of the visible positions (whole chunks
+// of 32; the parts are sized on the device from kv_end, so one graph serves every context
+// length); each writes its running max, sum and unnormalized V sums to `workspace`, and the
+// last block of the (token, kv head) to finish combines them (a counter per (token, kv head), no
+// second launch). Numerics: as above; the parts are merged with one more rescale by expf, so the
+// bound of the unsplit path holds. workspace: attention_split_bytes(n_tokens, p, n_splits) bytes
+// of device memory, 16-byte aligned, zeroed once before its first use (every call leaves its
+// counters at zero again); one workspace serves one attention call at a time (calls on one
+// stream run in order). n_splits 1 (or workspace null) is the unsplit path.
+struct AttnSplitCuda {
+    void* workspace = nullptr;
+    int n_splits = 1;
+};
+constexpr int kAttnMaxSplits = 64;
+size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits);
+
 void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv, const AttnIndexCuda& idx,
-                    int64_t n_tokens, const AttentionParams& p, float* out);
+                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split = {});
 
 // Writes the K rows (k_width f32 values, k_stride apart) and V rows of n_tokens tokens into
 // the f16 cache (k_cache / v_cache device pointers, row strides in halves) at slots[t]

@@ -47,6 +47,32 @@ void swiglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float
 void rope_cuda(cuda::Stream& stream, float* x, const int32_t* positions, int64_t n_tokens, int n_heads,
                int head_dim, const RopeConfig& cfg);
 
+// ---- Fused decode ops. Each equals, bit for bit, the unfused sequence named with it (the tests
+// compare them on random data), with fewer launches and one pass over the activations. `xq`
+// is an activation buffer in the layout of quantize_activations_cuda (backend/cuda/matmul.h:
+// activation_q8_bytes(n, rows) bytes, 16-byte aligned), which matmul_cuda_q8 reads.
+
+// add_cuda(x, delta, rows * n) (skipped when delta is null), then rms_norm_cuda(x, w, y, n, rows,
+// eps), then quantize_activations_cuda(y, xq, n, rows); y (f32, [rows][n]) is written only when
+// non-null. n % 32 == 0; x, delta and y do not alias.
+void add_rms_norm_q8_cuda(cuda::Stream& stream, float* x, const float* delta, const float* w, float* y, void* xq,
+                          int64_t n, int64_t rows, float eps);
+
+// swiglu_cuda(gate, up, tmp, rows * n) then quantize_activations_cuda(tmp, xq, n, rows), without
+// tmp. n % 32 == 0.
+void swiglu_q8_cuda(cuda::Stream& stream, const float* gate, const float* up, void* xq, int64_t n, int64_t rows);
+
+// rope_cuda(q, positions, n_tokens, n_head, head_dim_k, cfg), rope_cuda(k, ..., n_head_kv, ...),
+// then kv_write_cuda(k, n_head_kv * head_dim_k, v, n_head_kv * head_dim_v, slots, n_tokens, ...)
+// (backend/cuda/attention.h) in one kernel: q is rotated in place; k is read, rotated and
+// written to the f16 cache only (k itself is left unrotated). q [n_tokens][n_head][head_dim_k],
+// k [n_tokens][n_head_kv][head_dim_k], v [n_tokens][n_head_kv][head_dim_v] f32; caches and their
+// row strides in halves as kv_write_cuda's; distinct tokens have distinct slots.
+void rope_kv_write_cuda(cuda::Stream& stream, float* q, const float* k, const float* v, const int32_t* positions,
+                        const int32_t* slots, int64_t n_tokens, int n_head, int n_head_kv, int head_dim_k,
+                        int head_dim_v, const RopeConfig& cfg, void* k_cache, int64_t k_row_stride, void* v_cache,
+                        int64_t v_row_stride);
+
 // Types get_rows_cuda reads directly: F32, F16, Q8_0.
 bool can_get_rows_cuda(quant::QuantType type);
 // out[i][:] = dequantized row ids[i] of `table` (n_cols values per row, rows `row_bytes` apart),
