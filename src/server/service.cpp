@@ -10,6 +10,7 @@
 #include "quant/types.h"
 #include "runtime/grammar_mask.h"
 #include "runtime/tool_mask.h"
+#include "store/fit.h"
 
 namespace hearth::server {
 namespace {
@@ -256,18 +257,10 @@ Result<runtime::ModelConfig> Service::model_config(const store::GgufInfo& info, 
 Result<int64_t> Service::estimate(const std::string& name, const runtime::ModelConfig& cfg) {
     HEARTH_ASSIGN(store::ModelRef ref, store_->resolve(name));
     HEARTH_ASSIGN(store::GgufInfo info, store_->info(ref));
-    int64_t bytes = info.file_bytes;
-    const int64_t step = cfg.n_batch > 0 ? cfg.n_batch : kDefaultStepTokens;
-    // Scratch of one forward pass: activations of a step (a dozen f32 rows per token) plus a
-    // floor for the logits and the thread pool.
-    bytes += step * info.n_embd * 4 * 12 + (32ll << 20);
-    if (!info.embedding && info.kv_layout.n_layer > 0) {
-        Result<int64_t> mem = read_mem_available();
-        auto plan = runtime::plan_kv(info.kv_layout, engine_options(cfg), mem.ok() ? *mem : 1ll << 30);
-        if (!plan.ok()) return plan_error(plan.status());
-        bytes += plan->bytes;
-    }
-    return bytes;
+    Result<int64_t> mem = read_mem_available();
+    auto e = store::estimate_memory(info, engine_options(cfg), mem.ok() ? *mem : 1ll << 30);
+    if (!e.ok()) return plan_error(e.status());
+    return e->total_bytes();
 }
 
 Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& name, const runtime::ModelConfig& cfg) {
