@@ -15,6 +15,7 @@
 #include "runtime/model_manager.h"
 #include "server/service.h"
 #include "server/writer.h"
+#include "store/create.h"
 #include "store/store.h"
 
 namespace hearth::server::ollama {
@@ -77,5 +78,14 @@ json show_response(const store::ModelRef& ref, const store::GgufInfo& info, bool
 // GET /api/ps entry. expires_at: wall time of expiry; nullopt = never.
 json ps_entry(const store::ModelRef& ref, const store::GgufInfo* info, const runtime::ModelStatus& st,
               std::optional<WallTime> expires_at);
+
+// POST /api/create: Ollama's request {model, from, files {name: digest}, adapters, template,
+// system, license (string or list), parameters, messages, quantize, requires, stream} or the older
+// {name, modelfile} form (its FROM a store model or @sha256:<digest>; local paths are not read
+// over the API). renderer, parser and draft_files are refused (unsupported), not ignored; an
+// empty template or system means none, as in Ollama. `stream` defaults to true.
+Result<store::CreateRequest> parse_create(const json& body, bool& stream);
+// One streamed status object: {"status"}, plus "digest", "total" and "completed" while bytes move.
+json create_status_json(const store::CreateStatus& s);
 
 }  // namespace hearth::server::ollama
