@@ -12,7 +12,9 @@ void add_synth_command(CLI::App& app);     // synth.cpp: random-weight models of
 void add_render_template_command(CLI::App& app);  // render.cpp: chat template + conversation -> prompt text
 void add_serve_command(CLI::App& app);     // serve.cpp: the HTTP daemon (Ollama's API)
 void add_model_commands(CLI::App& app);    // models.cpp: list (ls), ps, show, stop, rm, cp
+void add_pull_command(CLI::App& app);      // pull.cpp: download a model (registries, Hugging Face)
 void add_fit_command(CLI::App& app);      // fit.cpp: will a model fit in memory?
+void add_create_commands(CLI::App& app);  // create.cpp: create (from a Modelfile), import (HF / LM Studio files)
 
 // `hearth --version`: this build's version, and the daemon's when one runs and differs.
 std::string version_text();

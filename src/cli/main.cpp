@@ -14,7 +14,9 @@ int main(int argc, char** argv) {
     hearth::cli::add_render_template_command(app);
     hearth::cli::add_serve_command(app);
     hearth::cli::add_model_commands(app);
+    hearth::cli::add_pull_command(app);
     hearth::cli::add_fit_command(app);
+    hearth::cli::add_create_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

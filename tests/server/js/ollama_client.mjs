@@ -393,9 +393,9 @@ check('errors: bad requests are ResponseErrors with status 400 and a message', a
   e = await rejects(ollama.chat({ model: 'llama3-tiny', messages: [{ role: 'robot', content: 'x' }] }), 'bad role');
   assert.equal(e.status_code, 400);
   assert.match(e.message, /messages\[0\]\.role/);
-  e = await rejects(ollama.pull({ model: 'llama3' }), 'pull');
+  e = await rejects(ollama.push({ model: 'stories' }), 'push');
   assert.equal(e.status_code, 501);
-  assert.match(e.message, /not implemented/);
+  assert.match(e.message, /not supported/);
 });
 
 check('32 concurrent chat requests all succeed', async () => {
