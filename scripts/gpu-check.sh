@@ -18,6 +18,7 @@
 # on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it.
 #
 # Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
+# runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
 # cuda_matmul_bench.txt (per-row figures and summary tables), cuda_forward_bench.txt (pp512 /
 # tg128), sass.txt.gz (the kernels' machine code), sanitizer.log.
 # Fails if there is no GPU, if any backend or CUDA decoder test fails, or if a CUDA test was skipped.
@@ -42,7 +43,8 @@ fi
 set -e
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=ON -DHEARTH_CUDA=ON \
       -DHEARTH_NATIVE=OFF 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
-time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
+time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench \
+      runtime_tests concurrency_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
 
@@ -56,6 +58,14 @@ tail -n 3 "$OUT/backend_tests.log"
 "$BUILD_DIR/tests/model_tests" --gtest_filter='CudaDecoder*' 2>&1 | tee "$OUT/model_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-z]" | head -n 60
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "model_tests (CudaDecoder) FAILED"; status=1; }
 if grep -q "SKIPPED.*CudaDecoder" "$OUT/model_tests.log"; then echo "CudaDecoder tests SKIPPED on the GPU machine"; status=1; fi
+
+# runtime::Engine on the GPU model (tests/runtime/engine_gpu_test.cpp; must run, not skip).
+"$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' 2>&1 | tee "$OUT/runtime_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-zA-Z]" | head -n 60
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "runtime_tests (EngineGpu) FAILED"; status=1; }
+if grep -q "SKIPPED.*EngineGpu" "$OUT/runtime_tests.log"; then echo "EngineGpu tests SKIPPED on the GPU machine"; status=1; fi
+# The same with every step run eagerly (no CUDA graph replays), for comparison only.
+HEARTH_CUDA_GRAPHS=0 "$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests_nographs.log" 2>&1
+echo "EngineGpu without CUDA graphs (informational): exit $?"; grep -E "^\[ *(FAILED|PASSED) *\]|^  N=|^  cold" "$OUT/runtime_tests_nographs.log" | head -n 12
 
 # Full per-row figures in the file; the summary tables (the end of the output) also on stdout.
 if [ "${HEARTH_GPU_MATMUL_BENCH:-1}" != 0 ]; then
@@ -72,6 +82,22 @@ if [ "$forward_models" != 0 ]; then
   "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" $forward_models > "$OUT/cuda_forward_bench.txt" 2>&1 \
     || { echo "cuda_forward_bench FAILED"; status=1; }
   cat "$OUT/cuda_forward_bench.txt"
+fi
+
+# Concurrent streams through runtime::Engine on the synthesized models the forward bench wrote
+# (llama-batched-bench's shape: 512-token prompts, 128 generated each).
+# HEARTH_GPU_CONCURRENCY="preset:TYPE ..." (default: the forward bench's models), 0 skips it;
+# HEARTH_GPU_CONCURRENCY_ARGS overrides the bench arguments.
+conc_models=${HEARTH_GPU_CONCURRENCY:-$forward_models}
+if [ "$conc_models" != 0 ]; then
+  for m in $conc_models; do
+    f="${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}/${m%%:*}-${m##*:}.gguf"
+    [ -f "$f" ] || { echo "concurrency_bench: $f missing (synthesized by cuda_forward_bench)"; continue; }
+    # shellcheck disable=SC2086
+    "$BUILD_DIR/bench/concurrency_bench" "$f" ${HEARTH_GPU_CONCURRENCY_ARGS:--p 512 -n 128 -c 1024 -s 1,4,16,32 -L 0} \
+        2>&1 | tee -a "$OUT/concurrency_bench.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "concurrency_bench FAILED"; status=1; }
+  done
 fi
 
 # Optional: ncu over a few decode steps of one model (HEARTH_GPU_NCU="preset:TYPE", synthesized as

@@ -1,9 +1,12 @@
 // Aggregate generation throughput of runtime::Engine at several concurrency levels:
-//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64]
+//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1]
 // For each count of concurrent streams (-s, default 1, 4, 16, 64): submits that many requests at once (random
 // prompts of p tokens, greedy, n generated tokens each, end-of-generation ignored) to one engine
 // sized for them, and prints the generated tokens/s over the wall time from first submit to last
-// done, plus the mean time to first token. Then the chunked-prefill check: the time to first
+// done, plus the mean time to first token, and the decode-phase rate (tokens after each stream's
+// first, over the time from the last stream's first token to the last done: llama-batched-bench's
+// "generated t/s" when every stream starts together). -g is LoadOptions::num_gpu (-1 automatic:
+// the GPU when there is one and the model runs there, 0 the CPU). Then the chunked-prefill check: the time to first
 // token of a short request (16 tokens) alone, and submitted right after a long one (-L, default
 // 4000 tokens) starts prefilling. Not a test: record results in bench/RESULTS.md with the
 // machine and commit.
@@ -55,14 +58,14 @@ std::vector<double> ttft_ms(runtime::Engine& engine, const std::vector<int>& len
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64]\n",
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1]\n",
                      argv[0]);
         return 2;
     }
     const std::string path = argv[1];
     int n_prompt = 64, n_gen = 32, threads = 0;
     int64_t n_ctx = 2048, step_tokens = 512;
-    int n_long = 4000;
+    int n_long = 4000, num_gpu = -1;
     std::vector<int> stream_counts = {1, 4, 16, 64};
     for (int i = 2; i + 1 < argc; i += 2) {
         const int v = std::atoi(argv[i + 1]);
@@ -80,19 +83,24 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "-t")) threads = v;
         else if (!std::strcmp(argv[i], "-b")) step_tokens = v;
         else if (!std::strcmp(argv[i], "-L")) n_long = v;
+        else if (!std::strcmp(argv[i], "-g")) num_gpu = v;
     }
     if (n_prompt + n_gen > n_ctx) n_ctx = n_prompt + n_gen;
     auto file = gguf::open_gguf(path);
     if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().message().c_str()); return 1; }
     auto tok = tok::Tokenizer::from_gguf(*file.value());
     if (!tok.ok()) { std::fprintf(stderr, "%s\n", tok.status().message().c_str()); return 1; }
-    auto loaded = model::load_model(file.value(), model::LoadOptions{threads});
+    model::LoadOptions lo{threads};
+    lo.num_gpu = num_gpu;
+    auto loaded = model::load_model(file.value(), lo);
     if (!loaded.ok()) { std::fprintf(stderr, "%s\n", loaded.status().message().c_str()); return 1; }
     std::shared_ptr<model::Model> model = std::move(loaded).value();
     std::shared_ptr<const tok::Tokenizer> tk = std::move(tok).value();
     const int64_t n_vocab = model->hparams().n_vocab;
     std::printf("model %s: %s, prompt %d, generate %d, n_ctx %lld, step budget %lld tokens\n", path.c_str(),
                 model->hparams().arch.c_str(), n_prompt, n_gen, (long long)n_ctx, (long long)step_tokens);
+    std::printf("runs on %s%s%s\n", model->device_name().c_str(), model->placement_note().empty() ? "" : ": ",
+                model->placement_note().c_str());
     std::mt19937 rng(42);
     for (int streams : stream_counts) {
         runtime::EngineOptions o;
@@ -101,10 +109,11 @@ int main(int argc, char** argv) {
         o.step_tokens = step_tokens;
         auto engine = runtime::Engine::create(model, tk, o);
         if (!engine.ok()) { std::fprintf(stderr, "%s\n", engine.status().message().c_str()); return 1; }
+        if (streams == stream_counts.front()) std::printf("%s\n", engine.value()->kv_note().c_str());
         std::mutex mu;
         std::condition_variable cv;
         int n_done = 0;
-        int64_t generated = 0, ttft_ns = 0;
+        int64_t generated = 0, ttft_ns = 0, all_started_ns = 0;
         const int64_t t0 = now_ns();
         for (int s = 0; s < streams; ++s) {
             runtime::Request r;
@@ -115,6 +124,8 @@ int main(int argc, char** argv) {
             engine.value()->submit(std::move(r), [&](const runtime::Event& e) {
                 if (e.kind == runtime::Event::Kind::text) return;
                 std::lock_guard<std::mutex> lk(mu);
+                // Its first token came queue + prefill after its submit (~t0).
+                all_started_ns = std::max(all_started_ns, e.stats.queue_ns + e.stats.prompt_ns);
                 if (e.kind == runtime::Event::Kind::error) std::fprintf(stderr, "error: %s\n", e.status.message().c_str());
                 generated += e.stats.generated_tokens;
                 ttft_ns += e.stats.queue_ns + e.stats.prompt_ns;
@@ -124,9 +135,11 @@ int main(int argc, char** argv) {
         }
         std::unique_lock<std::mutex> lk(mu);
         cv.wait(lk, [&] { return n_done == streams; });
-        const double secs = (now_ns() - t0) / 1e9;
-        std::printf("streams %2d: %8.2f generated t/s aggregate (%lld tokens in %.3f s), mean TTFT %.1f ms\n", streams,
-                    generated / secs, (long long)generated, secs, ttft_ns / 1e6 / streams);
+        const int64_t t1 = now_ns();
+        const double secs = (t1 - t0) / 1e9, decode_secs = (t1 - t0 - all_started_ns) / 1e9;
+        std::printf("streams %2d: %8.2f generated t/s aggregate (%lld tokens in %.3f s), mean TTFT %.1f ms, "
+                    "decode phase %8.2f t/s\n", streams, generated / secs, (long long)generated, secs,
+                    ttft_ns / 1e6 / streams, decode_secs > 0 ? (double)(generated - streams) / decode_secs : 0.0);
     }
 
     // Chunked prefill: a short request must not wait for a long prefill to finish.

@@ -4,7 +4,7 @@
 // projection, residual add, rms_norm, SwiGLU FFN, residual add; then the final norm and the
 // output matrix over the rows that want logits.
 //
-// Decode-sized batches (<= kGraphMaxTokens tokens) take fused kernels where every weight of a layer
+// Decode-sized batches (<= kFuseMaxTokens = 64 tokens) take fused kernels where every weight of a layer
 // has a dp4a kernel (backend/cuda/ops.h: the residual add + rms_norm + activation quantization,
 // swiglu + quantization; each bit-identical to the ops it replaces), attention split over the
 // sequence (flash-decoding, attention.h), and rope of q and k + the KV write in one kernel (any
@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 
@@ -72,6 +73,17 @@ public:
 
     Status load_weights();
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
+    std::string device_name() const override {
+        return strformat("cuda:%d (%s)", dev_->info().index, dev_->info().name.c_str());
+    }
+    bool kv_on_device() const override { return true; }
+    // Total device memory less the weights, the activations of a 512-token step (~1 GiB for
+    // an 8B model's logits and FFN) and 1 GiB for the CUDA context, scratch and graphs.
+    int64_t device_kv_budget_bytes() const override {
+        const int64_t act = 512 * (int64_t)(4 * hp_.n_embd + 2 * hp_.n_ff + 2 * hp_.n_head * hp_.head_dim_k) * 4 +
+                            64 * (int64_t)hp_.n_vocab * 4;
+        return std::max<int64_t>(0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - act - (1ll << 30));
+    }
 
 private:
     Result<DevMatrix> upload_matrix(const std::string& name, const ops::Weight& w);
@@ -90,12 +102,27 @@ private:
         backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n);
     }
     backend::AttentionParams attention_params() const;
+    // attention_cuda puts its arrival counters right after the partial sums of the call's
+    // n tokens, so calls with different token counts would find each other's partial sums in
+    // their counters (which must be zero between calls). The workspace of an n-token call starts
+    // so that every call's counters begin at one fixed offset (after the partial sums of
+    // kFuseMaxTokens tokens) and every call's partial sums end there. The partial-sum size
+    // repeats attention.cu's attention_partial_bytes (16-byte rounded).
+    void* attn_workspace(int64_t n) const {
+        const backend::AttentionParams ap = attention_params();
+        auto partial = [&](int64_t t) {
+            return ((size_t)t * ap.n_head * attn_splits_ * (ap.head_dim_v + 2) * sizeof(float) + 15) & ~(size_t)15;
+        };
+        return static_cast<std::byte*>(attn_ws_.data()) +
+               partial(kFuseMaxTokens) - partial(n);
+    }
 
     DecoderSpec spec_;
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
     std::unique_ptr<cuda::Device> dev_;
     cuda::Stream stream_;
     std::vector<cuda::DeviceBuffer> weights_;  // every uploaded tensor, owned
+    int64_t weight_bytes_ = 0;                 // their sizes
     std::vector<DevLayer> layers_;
     DevMatrix embd_;              // token_embd on the device, when get_rows_cuda reads its type
     bool embd_on_device_ = false; // else rows are dequantized on the host per batch (exact)
@@ -123,12 +150,29 @@ private:
     int attn_splits_ = 1;
     // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
     cuda::DeviceBuffer ints_;
-    // Decode graph and its key; gen_ counts reallocations of what the graph points into.
-    static constexpr int64_t kGraphMaxTokens = 8;
+    // Decode-sized batches (<= kFuseMaxTokens tokens: one token of each of many sequences
+    // under the Engine) take the fused kernels, dp4a matvecs for every matrix (the output one
+    // too) and the split attention: per-token kernels, so a sequence's decode step gives the
+    // same bits whichever other sequences share it. Batches up to kGraphMaxTokens replay a CUDA
+    // graph, captured when a step has the same shape as the step before (so a batch whose size
+    // changes every step is not captured in vain); its key is the shape, the stream scratch and
+    // gen_, which counts reallocations of what the graph points into.
+    static constexpr int64_t kFuseMaxTokens = 64;
+    static constexpr int64_t kGraphMaxTokens = 64;
     cuda::Graph graph_;
     int64_t graph_n_ = -1, graph_n_out_ = -1;
     size_t graph_stride_ = 0;
     uint64_t graph_gen_ = 0, gen_ = 1;
+    int64_t last_n_ = -1, last_n_out_ = -1;  // the previous step's shape
+    size_t last_stride_ = 0;
+    // The stream scratch the graph's matmuls point into: a longer prefill in between (another
+    // request) grows, i.e. moves, it, and the graph must then be captured again.
+    const void* graph_scratch_ = nullptr;
+    // HEARTH_CUDA_GRAPHS=0 runs every step eagerly (for comparing against the graph replays).
+    bool graphs_on_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_GRAPHS");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
     std::vector<int32_t> host_ints_;
     std::vector<float> host_embd_;  // [n][n_embd] rows dequantized on the host
 };
@@ -142,6 +186,7 @@ Result<DevMatrix> CudaDecoder::upload_matrix(const std::string& name, const ops:
     HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, ((bytes + 15) & ~(size_t)15) + 16));
     buf.upload(stream_, w.data, bytes);
     DevMatrix m{w.type, buf.as<std::byte>(), w.row_bytes, w.n_in(), w.n_out()};
+    weight_bytes_ += (int64_t)buf.size_bytes();
     weights_.push_back(std::move(buf));
     return m;
 }
@@ -151,6 +196,7 @@ Result<const float*> CudaDecoder::upload_vec(const std::vector<float>& v) {
     HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, v.size() * sizeof(float)));
     buf.upload(stream_, v.data(), v.size() * sizeof(float));
     const float* p = buf.as<float>();
+    weight_bytes_ += (int64_t)buf.size_bytes();
     weights_.push_back(std::move(buf));
     return p;
 }
@@ -174,6 +220,7 @@ Status CudaDecoder::load_weights() {
             HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, tok_embd_.row_bytes * hp.n_vocab));
             buf.upload(stream_, tok_embd_.data, tok_embd_.row_bytes * hp.n_vocab);
             embd_ = DevMatrix{tok_embd_.type, buf.as<std::byte>(), tok_embd_.row_bytes, hp.n_embd, hp.n_vocab};
+            weight_bytes_ += (int64_t)buf.size_bytes();
             weights_.push_back(std::move(buf));
         }
         embd_on_device_ = backend::can_get_rows_cuda(tok_embd_.type);
@@ -217,7 +264,7 @@ Status CudaDecoder::load_weights() {
     }
     fusable_ = hp.n_embd % 32 == 0 && hp.n_ff % 32 == 0;
     for (const DevLayer& L : layers_)
-        for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.gate, &L.up, &L.down})
+        for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
             fusable_ = fusable_ && m->type != QuantType::f16;
     return stream_.synchronize();  // uploads read the mapped file: finish before returning
 }
@@ -261,14 +308,14 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     xq_ = cuda::DeviceBuffer();
     const int64_t widest = std::max({d, ad, hp.n_ff});
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
-                           *dev_, backend::activation_q8_bytes(widest, std::min(n, kGraphMaxTokens)) + 256));
+                           *dev_, backend::activation_q8_bytes(widest, std::min(n, kFuseMaxTokens)) + 256));
     // Parts per (token, kv head) for decode attention: about two blocks per SM for one token
     // (each part takes at least one 32-position chunk, so short contexts leave parts empty).
     const backend::AttentionParams ap = attention_params();
     const int group_blocks = (hp.n_head / hp.n_head_kv + 7) / 8;
     attn_splits_ = std::clamp(2 * dev_->info().n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
     attn_ws_ = cuda::DeviceBuffer();
-    const size_t ws_bytes = backend::attention_split_bytes(kGraphMaxTokens, ap, attn_splits_);
+    const size_t ws_bytes = backend::attention_split_bytes(kFuseMaxTokens, ap, attn_splits_);
     HEARTH_ASSIGN(attn_ws_, cuda::DeviceBuffer::allocate(*dev_, ws_bytes));
     const std::vector<std::byte> zeros(ws_bytes);
     attn_ws_.upload(stream_, zeros.data(), ws_bytes);
@@ -319,19 +366,24 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
         act_.upload(stream_, host_embd_.data(), (size_t)n * d * sizeof(float),
                     (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
     }
-    const bool graphable = n <= kGraphMaxTokens;
+    const bool graphable = n <= kGraphMaxTokens && graphs_on_;
+    const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
+    last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
-        graph_gen_ == gen_) {
+        graph_gen_ == gen_ && graph_scratch_ == stream_.scratch(1)) {
         graph_.launch(stream_);
     } else {
         run_device(n, n_out, stride);
-        if (graphable) {  // capture this shape for the next steps (recorded, not run)
+        // Capture this shape for the next steps (recorded, not run).
+        if (graphable && (repeated || n <= kFuseMaxTokens)) {
             graph_.reset();
             HEARTH_TRY(stream_.synchronize());
             if (graph_.begin_capture(stream_)) {
                 run_device(n, n_out, stride);
-                if (graph_.end_capture(stream_))
+                if (graph_.end_capture(stream_)) {
                     graph_n_ = n, graph_n_out_ = n_out, graph_stride_ = stride, graph_gen_ = gen_;
+                    graph_scratch_ = stream_.scratch(1);
+                }
             }
         }
     }
@@ -346,7 +398,7 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
 
 void CudaDecoder::linear_shared(const float* x, int64_t n,
                                 std::initializer_list<std::pair<const DevMatrix*, float*>> outs) {
-    bool shared = n < backend::kMatmulGemmMinTokens && n <= kGraphMaxTokens;
+    bool shared = n < backend::kMatmulGemmMinTokens;
     const int64_t n_in = outs.begin()->first->n_in;
     for (const auto& [w, y] : outs) shared = shared && w->type != QuantType::f16 && w->n_in == n_in && n_in % 32 == 0;
     if (!shared) {
@@ -381,9 +433,9 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     const backend::AttnIndexCuda idx{d_tab, (int)stride, d_seq, d_pos, d_end};
     // Decode-sized: fused norms/quantization (the block output waits in dproj_ and is added by
     // the next fused norm: `pending`) and the split attention.
-    const bool fuse = fusable_ && n <= kGraphMaxTokens && n < backend::kMatmulGemmMinTokens;
+    const bool fuse = fusable_ && n <= kFuseMaxTokens;
     const backend::AttnSplitCuda split =
-        n <= kGraphMaxTokens ? backend::AttnSplitCuda{attn_ws_.data(), attn_splits_} : backend::AttnSplitCuda{};
+        n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_} : backend::AttnSplitCuda{};
     bool pending = false;
 
     for (int l = 0; l < hp.n_layer; ++l) {
@@ -407,7 +459,12 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                                     hp.head_dim_v, rope_, k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
         const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
         backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split);
-        linear(L.wo, dattn_, dproj_, n);
+        if (fuse) {  // the dp4a path whatever n (matmul_cuda would take the GEMM from 16 tokens)
+            backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
+            linear_q8(L.wo, dproj_, n);
+        } else {
+            linear(L.wo, dattn_, dproj_, n);
+        }
         if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, nullptr, xq_.data(), d, n, hp.norm_eps);
             linear_q8(L.gate, dgate_, n), linear_q8(L.up, dup_, n);
@@ -428,7 +485,12 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     if (n_out > 0) {
         backend::gather_rows_cuda(stream_, dx_, d_out, n_out, d, dh_);
         backend::rms_norm_cuda(stream_, dh_, output_norm_dev_, dh_, d, n_out, hp.norm_eps);
-        linear(output_dev_, dh_, dlogits_, n_out);
+        if (fuse && output_dev_.type != QuantType::f16) {
+            backend::quantize_activations_cuda(stream_, dh_, xq_.data(), d, n_out);
+            linear_q8(output_dev_, dlogits_, n_out);
+        } else {
+            linear(output_dev_, dh_, dlogits_, n_out);
+        }
     }
 }
 

@@ -7,9 +7,15 @@
 // positions mean the same as on the CPU, but the cached rows live in a device pool of the same
 // geometry that this model owns (allocated on first use, reallocated, and so emptied, when a
 // cache of another block count or block size comes). The host cache's own rows are not
-// written, so read_block/write_block (moving blocks to disk) see nothing of the GPU's KV.
+// written, so read_block/write_block (moving blocks to disk) see nothing of the GPU's KV. One
+// device pool per model: two KvCaches of the same geometry used with one model at once (two
+// Engines) would share it.
 //
-// Not wired into runtime::Engine yet: callers choose it with load_model_cuda.
+// Batches of <= 64 tokens run per-token kernels (a token's result does not depend on the rest
+// of the batch); larger ones (prefill) the tensor-core GEMM, which rounds activations to f16.
+//
+// load_model (model.h) picks it when LoadOptions::num_gpu allows the GPU; runtime::Engine then
+// keeps an f16 pool without the disk tier for it (Model::kv_on_device()).
 #pragma once
 
 #include <memory>

@@ -39,6 +39,13 @@ struct LoadOptions {
     // load_decoder/load_family honour it; phi3 and deepseek2 do not read it yet (their models
     // then report is_embedding() false).
     std::optional<Pooling> pooling = {};
+    // Placement, Ollama's num_gpu: -1 automatic (the whole model on CUDA device 0 when hearth
+    // has a GPU executor for it and it fits, else the CPU), 0 the CPU only, > 0 the GPU. Only
+    // whole-model offload exists so far: any value != 0 means "the whole model on the GPU if it
+    // is supported and fits" (a count of layers is not honoured yet). When the GPU is asked for
+    // but cannot be used, load_model runs the model on the CPU and says why in
+    // Model::placement_note().
+    int num_gpu = -1;
 };
 
 class Model {
@@ -48,6 +55,21 @@ public:
     const gguf::GgufFile& file() const { return *file_; }
     bool is_embedding() const { return hp_.pooling != Pooling::none; }
     virtual KvLayout kv_layout() const;
+
+    // Where forward() runs, for logs: "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
+    virtual std::string device_name() const { return "cpu"; }
+    // True when the cached K/V rows live in memory the model owns on a device (CudaDecoder):
+    // the KvCache passed to forward() then only allocates blocks (block ids and positions mean
+    // the same), must be f16, and its read_block/write_block see none of the cached rows.
+    virtual bool kv_on_device() const { return false; }
+    // Device memory left for a KV pool once the weights and activations are resident, for
+    // sizing an automatic pool; -1 when kv_on_device() is false.
+    virtual int64_t device_kv_budget_bytes() const { return -1; }
+    // Why load_model ran this model on the CPU although LoadOptions::num_gpu allowed the GPU
+    // (no CUDA device, an unsupported architecture or weight type, too little device memory):
+    // one line for the load log; empty when it runs where it was asked to.
+    const std::string& placement_note() const { return placement_note_; }
+    void set_placement_note(std::string note) { placement_note_ = std::move(note); }
 
     // Runs every token of the batch through the model, writing its K/V into `kv` at the
     // positions' slots and filling `out`. On error nothing in `out` is meaningful; the KV
@@ -63,6 +85,7 @@ protected:
     Hparams hp_;
     std::shared_ptr<const gguf::GgufFile> file_;
     ops::Ops ops_;
+    std::string placement_note_;
 };
 
 // Looks tensors up by name, checks shape and type, and hands out views.
@@ -87,7 +110,8 @@ using ModelFactory = std::function<Result<std::unique_ptr<Model>>(std::shared_pt
 // Architectures hearth can run.
 std::vector<std::string> supported_architectures();
 // Validates the file's metadata and tensors and builds the model; unsupported architectures
-// and tensor types are errors naming them.
+// and tensor types are errors naming them. opts.num_gpu != 0 tries the CUDA executor first
+// (model/cuda_decoder.h) and falls back to the CPU with Model::placement_note() set.
 Result<std::unique_ptr<Model>> load_model(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts);
 
 }  // namespace hearth::model

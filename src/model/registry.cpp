@@ -1,5 +1,6 @@
 #include <map>
 
+#include "model/cuda_decoder.h"
 #include "model/families.h"
 
 namespace hearth::model {
@@ -43,7 +44,14 @@ Result<std::unique_ptr<Model>> load_model(std::shared_ptr<const gguf::GgufFile> 
         for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a;
         return error(StatusCode::unsupported, "architecture " + arch + " is not supported (supported: " + list + ")");
     }
+    std::string placement_note;
+    if (opts.num_gpu != 0) {
+        auto gpu = load_model_cuda(file, opts, 0);
+        if (gpu.ok()) return gpu;
+        placement_note = "running on the CPU: " + gpu.status().message();
+    }
     auto r = it->second(std::move(file), opts);
+    if (r.ok()) r.value()->set_placement_note(std::move(placement_note));
     if (!r.ok()) return r.status().with_context(arch);
     return r;
 }

@@ -94,24 +94,40 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
         return error(StatusCode::unsupported, "embedding models do not generate; the engine serves decoder models");
     if (opt.step_tokens < 1) return error(StatusCode::invalid_argument, "step_tokens must be at least 1");
     const model::KvLayout layout = model->kv_layout();
+    // A model whose KV rows live on its device (the CUDA decoder) keeps them as f16 and cannot
+    // hand blocks to the disk tier (KvCache::read_block sees none of them).
+    const bool on_device = model->kv_on_device();
+    EngineOptions o = opt;
+    std::string device_note;
+    if (on_device) {
+        if (o.kv_type != quant::QuantType::f16)
+            device_note += strformat("; %s KV cache requested, but the GPU keeps f16", quant::type_name(o.kv_type));
+        o.kv_type = quant::QuantType::f16;
+        if (!o.spill_root.empty()) device_note += "; disk prefix cache off: the KV cache lives on the GPU";
+        o.spill_root.clear();
+    }
     int64_t mem_available = 0;
-    if (opt.n_kv_blocks == 0 && opt.n_parallel == 0 && opt.kv_bytes == 0) {
+    if (o.n_kv_blocks == 0 && o.n_parallel == 0 && o.kv_bytes == 0) {
         Result<int64_t> m = read_mem_available();
         mem_available = m.ok() ? m.value() : 1ll << 30;  // no /proc: budget as if 1 GiB were free
+        // Device pool: the budget is device memory (an automatic pool still takes a quarter, at
+        // most 8 GiB); the host cache that allocates its block ids takes as much host memory.
+        if (on_device) mem_available = std::min(model->device_kv_budget_bytes(), 4 * mem_available);
     }
-    HEARTH_ASSIGN(KvPlan plan, plan_kv(layout, opt, mem_available));
-    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)plan.n_blocks, opt.block_size, plan.type));
+    HEARTH_ASSIGN(KvPlan plan, plan_kv(layout, o, mem_available));
+    if (on_device) plan.note += " on " + model->device_name() + device_note;
+    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)plan.n_blocks, o.block_size, plan.type));
     std::unique_ptr<PrefixStore> store;
-    if (!opt.spill_root.empty()) {
-        if (opt.model_key.empty())
+    if (!o.spill_root.empty()) {
+        if (o.model_key.empty())
             return error(StatusCode::invalid_argument, "the disk prefix cache needs a model key (the weights' digest)");
-        const std::string dir = PrefixStore::default_dir(opt.spill_root, opt.model_key, kv.layout_key());
-        auto st = PrefixStore::open(dir, opt.model_key, kv.layout_key(), opt.block_size, opt.spill_bytes);
+        const std::string dir = PrefixStore::default_dir(o.spill_root, o.model_key, kv.layout_key());
+        auto st = PrefixStore::open(dir, o.model_key, kv.layout_key(), o.block_size, o.spill_bytes);
         if (!st.ok()) return st.status().with_context("disk prefix cache");
         store = std::move(st).value();
     }
     return std::unique_ptr<Engine>(
-        new Engine(std::move(model), std::move(tokenizer), std::move(kv), std::move(store), opt, std::move(plan)));
+        new Engine(std::move(model), std::move(tokenizer), std::move(kv), std::move(store), o, std::move(plan)));
 }
 
 Engine::Engine(std::shared_ptr<model::Model> model, std::shared_ptr<const tok::Tokenizer> tokenizer, model::KvCache kv,

@@ -27,11 +27,20 @@
 //
 // Batch invariance: every kernel computes a token's result from that token and its own KV only
 // (backend/ref/attention.h), so N sequences decoded together give exactly the tokens each gives
-// alone, whatever else shares the step.
+// alone, whatever else shares the step (on the CPU backends; GPU models: see below).
 //
 // Threads: submit() and cancel() may be called from any thread, callbacks included. Callbacks
 // run on the scheduler thread, one event at a time, and must not block for long (they stall
 // every sequence).
+//
+// A model that keeps its KV on a GPU (Model::kv_on_device(), the CUDA decoder) gets an f16
+// pool (another kv_type falls back, said in kv_note()), sized from device memory when
+// automatic, and no disk tier (spill_root is ignored: blocks on the device cannot be read back
+// to disk; kv_note() says so). Its steps are not bitwise batch-invariant: the GPU picks its
+// kernels by the step's token count (<= 64 tokens: per-token kernels, so decode steps are
+// invariant; > 64, e.g. a prefill chunk beside decodes: the f16 tensor-core GEMM), so a prompt
+// prefilled beside others gets K/V that differ by rounding from its prefill alone
+// (tests/runtime/engine_gpu_test.cpp measures how far).
 //
 // A prompt longer than the context is an error, or is cut (Request::truncate, keeping
 // Request::keep leading tokens; see fit_prompt) with the cut reported in the stats. A

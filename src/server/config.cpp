@@ -118,6 +118,10 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
             return error(StatusCode::invalid_argument, "HEARTH_KV_CACHE_TYPE=\"" + *v + "\": use f16, q8_0 or q4_0");
         c.kv_cache_type = *v;
     }
+    if (auto v = env("HEARTH_NUM_GPU")) {
+        HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_NUM_GPU", *v, -1, 1 << 20));
+        c.num_gpu = (int)n;
+    }
     if (auto v = env("HEARTH_KV_DISK_CACHE")) {
         HEARTH_ASSIGN(c.kv_disk_bytes, parse_size("HEARTH_KV_DISK_CACHE", *v));
     }
@@ -154,6 +158,7 @@ std::string config_help() {
            "  HEARTH_MAX_LOADED_MODELS  models loaded at once (default 3)\n"
            "  HEARTH_NUM_PARALLEL       requests one model serves at once (default: sized from free memory)\n"
            "  HEARTH_NUM_THREAD         worker threads per model (default: one per core)\n"
+           "  HEARTH_NUM_GPU            0 = CPU only; default: the GPU when present (CUDA builds) and the model runs there\n"
            "  HEARTH_CONTEXT_LENGTH     default num_ctx (default 4096, capped by the model's training context)\n"
            "  HEARTH_KV_CACHE_TYPE      KV cache type: f16 (default), q8_0, q4_0\n"
            "  HEARTH_KV_DISK_CACHE      keep prompts' KV blocks on disk across restarts, up to this size (e.g. 8G;\n"

@@ -30,7 +30,7 @@ Status apply_options(const nlohmann::json& options, RequestOptions& o) {
     if (options.is_null()) return {};
     if (!options.is_object()) return error(StatusCode::invalid_argument, "options must be an object");
     // Accepted, type-checked and unused here (see options.h).
-    static const std::set<std::string> kUnusedInts = {"num_gpu", "main_gpu", "mirostat", "num_gqa", "rope_frequency_base"};
+    static const std::set<std::string> kUnusedInts = {"main_gpu", "mirostat", "num_gqa", "rope_frequency_base"};
     static const std::set<std::string> kUnusedFloats = {"mirostat_tau", "mirostat_eta", "tfs_z", "rope_frequency_scale"};
     static const std::set<std::string> kUnusedBools = {"use_mmap", "use_mlock", "numa", "low_vram", "f16_kv",
                                                        "vocab_only", "logits_all", "penalize_newline", "embedding_only"};
@@ -74,6 +74,9 @@ Status apply_options(const nlohmann::json& options, RequestOptions& o) {
         } else if (key == "num_thread") {
             HEARTH_TRY(get_int(key, v, i));
             o.num_thread = i;
+        } else if (key == "num_gpu") {
+            HEARTH_TRY(get_int(key, v, i));
+            o.num_gpu = i;
         } else if (key == "stop") {
             if (!v.is_array()) return type_error(key, "array of strings");
             o.stop.clear();

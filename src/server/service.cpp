@@ -250,6 +250,7 @@ Result<runtime::ModelConfig> Service::model_config(const store::GgufInfo& info, 
     c.n_ctx = o.num_ctx ? *o.num_ctx : default_num_ctx(info);
     c.n_parallel = config_.num_parallel;
     c.n_batch = o.num_batch.value_or(0);
+    c.n_gpu_layers = (int)o.num_gpu.value_or(config_.num_gpu);
     c.kv_cache_type = config_.kv_cache_type;
     return c;
 }
@@ -269,8 +270,15 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
     if (!file.ok()) return file.status();
     auto tok = tok::Tokenizer::from_gguf(**file);
     if (!tok.ok()) return tok.status().with_context("tokenizer");
-    auto m = model::load_model(*file, model::LoadOptions{cfg.n_threads});
+    model::LoadOptions lo{cfg.n_threads};
+    lo.num_gpu = cfg.n_gpu_layers;
+    auto m = model::load_model(*file, lo);
     if (!m.ok()) return m.status();
+    {
+        const std::string note = (*m)->placement_note();
+        std::fprintf(stderr, "hearth serve: %s runs on %s%s%s\n", name.c_str(), (*m)->device_name().c_str(),
+                     note.empty() ? "" : ": ", note.c_str());
+    }
     auto lm = std::make_shared<runtime::LoadedModel>();
     lm->model = std::shared_ptr<model::Model>(std::move(m).value());
     lm->tokenizer = std::shared_ptr<const tok::Tokenizer>(std::move(tok).value());

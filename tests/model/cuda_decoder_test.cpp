@@ -72,8 +72,11 @@ void check_model(const Case& c) {
     SCOPED_TRACE(c.model);
     auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + c.model + ".gguf"));
     ASSERT_TRUE(file.ok()) << file.status().message();
-    auto cpu_model = load_model(file.value(), LoadOptions{2});
+    LoadOptions cpu_opts{2};
+    cpu_opts.num_gpu = 0;  // the CPU reference, whatever the machine has
+    auto cpu_model = load_model(file.value(), cpu_opts);
     ASSERT_TRUE(cpu_model.ok()) << cpu_model.status().message();
+    ASSERT_FALSE(cpu_model.value()->kv_on_device());
     auto gpu_model = load_model_cuda(file.value(), LoadOptions{2});
     ASSERT_TRUE(gpu_model.ok()) << gpu_model.status().message();
     const KvLayout layout = cpu_model.value()->kv_layout();
@@ -151,6 +154,33 @@ TEST(CudaDecoder, UnsupportedTypeIsAnErrorNamingIt) {
     ASSERT_FALSE(m.ok());
     EXPECT_EQ(m.status().code(), StatusCode::unsupported);
     EXPECT_NE(m.status().message().find("q5_k"), std::string::npos) << m.status().message();
+}
+
+// load_model's placement (LoadOptions::num_gpu): automatic and > 0 take the GPU when the model
+// is supported there, 0 keeps the CPU, and an unsupported weight type falls back to the CPU
+// with a note naming it.
+TEST(CudaDecoder, LoadModelPlacesOnTheGpu) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    for (int num_gpu : {-1, 0, 99}) {
+        LoadOptions o{1};
+        o.num_gpu = num_gpu;
+        auto m = load_model(file.value(), o);
+        ASSERT_TRUE(m.ok()) << m.status().message();
+        EXPECT_EQ(m.value()->kv_on_device(), num_gpu != 0) << num_gpu;
+        EXPECT_EQ(m.value()->device_name().rfind("cuda:", 0) == 0, num_gpu != 0) << m.value()->device_name();
+        EXPECT_EQ(m.value()->placement_note(), "") << num_gpu;
+        if (num_gpu != 0) {
+            EXPECT_GT(m.value()->device_kv_budget_bytes(), 1ll << 30);
+        }
+    }
+    auto q5 = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q5_K_M.gguf"));
+    ASSERT_TRUE(q5.ok()) << q5.status().message();
+    auto m = load_model(q5.value(), LoadOptions{1});
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    EXPECT_FALSE(m.value()->kv_on_device());
+    EXPECT_NE(m.value()->placement_note().find("q5_k"), std::string::npos) << m.value()->placement_note();
 }
 
 TEST(CudaDecoder, MoeIsUnsupported) {
