@@ -383,14 +383,24 @@ Result<Service::Prompt> Service::build_prompt(const TextInput& in, const store::
             return error(StatusCode::invalid_argument, "\"" + in.model + "\" does not support tools");
         nlohmann::ordered_json messages = nlohmann::ordered_json::array();
         const std::string& system = in.system.empty() ? ref.system : in.system;
+        // The model's MESSAGE layers (a few-shot history) come after the system prompt and
+        // before the request's own messages, as Ollama puts them.
+        auto model_messages = [&] {
+            if (!ref.messages.is_array()) return;
+            for (const auto& m : ref.messages) messages.push_back(nlohmann::ordered_json(m));
+        };
         if (in.chat) {
             const bool has_system = std::any_of(in.messages.begin(), in.messages.end(), [](const auto& m) {
                 return m.contains("role") && m["role"] == "system";
             });
             if (!has_system && !ref.system.empty()) messages.push_back({{"role", "system"}, {"content", ref.system}});
-            for (const auto& m : in.messages) messages.push_back(m);
+            size_t i = 0;
+            for (; i < in.messages.size() && in.messages[i].value("role", "") == "system"; ++i) messages.push_back(in.messages[i]);
+            model_messages();
+            for (; i < in.messages.size(); ++i) messages.push_back(in.messages[i]);
         } else {
             if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+            model_messages();
             messages.push_back({{"role", "user"}, {"content", in.prompt}});
         }
         chat::PromptOptions po;

@@ -157,7 +157,7 @@ TEST_F(CreateApi, CreatedModelRunsWithItsSystemParametersAndTemplate) {
     EXPECT_EQ(show.j()["license"], "MIT");
 
     // Chat: the model's parameters (num_predict 4) apply, and the prompt is exactly its TEMPLATE
-    // rendering its SYSTEM and the user's message.
+    // rendering its SYSTEM, its MESSAGE history and the user's message.
     auto chat = [&](const std::string& model) {
         json body = {{"model", model}, {"stream", false}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
         Reply r = http().post("/api/chat", body);
@@ -169,7 +169,7 @@ TEST_F(CreateApi, CreatedModelRunsWithItsSystemParametersAndTemplate) {
     EXPECT_EQ(mine["done_reason"], "length");
     Reply tok = http().post("/api/tokenize", {{"model", "my-stories:v1"},
                                                {"text", "one two three four five six seven eight nine ten Once upon a time "
-                                                        "there was a dragon who loved to read.Hi"},
+                                                        "there was a dragon who loved to read.HelloHi"},
                                                {"add_special", true}});
     ASSERT_EQ(tok.status, 200) << tok.body;
     EXPECT_EQ(mine["prompt_eval_count"], tok.j()["tokens"].size()) << mine.dump();
