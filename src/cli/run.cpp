@@ -81,7 +81,8 @@ public:
            std::shared_ptr<const gguf::GgufFile> file, std::unique_ptr<runtime::Engine> engine, int64_t load_ns)
         : a_(a), model_(std::move(model)), tok_(std::move(tok)), file_(std::move(file)), engine_(std::move(engine)),
           load_ns_(load_ns) {
-        auto src = file_->meta.get_string_or("tokenizer.chat_template", "");
+        auto src = a_.chat_template.empty() ? file_->meta.get_string_or("tokenizer.chat_template", "")
+                                            : Result<std::string>(a_.chat_template);
         if (!a_.raw && src.ok() && !src->empty()) {
             auto t = chat::ChatTemplate::parse(*src);
             if (t.ok()) {
@@ -497,6 +498,12 @@ void run(RunArgs a) {
         if (o.num_ctx) a.num_ctx = *o.num_ctx;
         if (o.num_thread) a.threads = (int)*o.num_thread;
         if (a.system.empty()) a.system = ref->system;
+        // A TEMPLATE layer replaces the GGUF's template, as in the daemon (Store::info checks it
+        // is Jinja; Go templates from an Ollama store are left out).
+        if (!ref->template_text.empty()) {
+            auto info = st.info(*ref);
+            if (info.ok() && !info->chat_template.empty()) a.chat_template = info->chat_template;
+        }
     }
     if (a.threads == 0) a.threads = env->num_thread;
     if (a.kv_type.empty()) a.kv_type = env->kv_cache_type;

@@ -35,6 +35,7 @@ struct RunArgs {
     bool hide_thinking = false;
     std::string format;   // "" none; "json" or a JSON Schema
     std::string system;
+    std::string chat_template;  // in-process: the store model's TEMPLATE layer; empty = the GGUF's
     std::string keepalive;  // --keepalive: "" = the daemon's default
     // The sampling and load flags given on the command line, as Ollama options (temperature,
     // num_ctx, stop, ...): they go over a model's own parameters (its params layer), so only
