@@ -165,10 +165,17 @@ check('chat.completions: response_format json_object', async () => {
     max_tokens: 300,
     seed: 7,
   });
+  // Whether a random-weight model closes an unbounded object within max_tokens is chance: a
+  // reply that ended must parse as an object; one cut at the limit starts as one.
   const content = r.choices[0].message.content;
-  assert.equal(r.choices[0].finish_reason, 'stop', `the grammar completed: ${JSON.stringify(content)}`);
-  const out = JSON.parse(content);
-  assert.ok(out !== null && typeof out === 'object' && !Array.isArray(out), `not an object: ${content}`);
+  assert.ok(content.trimStart().startsWith('{'), `not JSON: ${JSON.stringify(content)}`);
+  if (r.choices[0].finish_reason === 'stop') {
+    const out = JSON.parse(content);
+    assert.ok(out !== null && typeof out === 'object' && !Array.isArray(out), `not an object: ${content}`);
+  } else {
+    assert.equal(r.choices[0].finish_reason, 'length', JSON.stringify(r.choices[0]));
+    assert.equal(r.usage.completion_tokens, 300, JSON.stringify(r.usage));
+  }
 });
 
 check('chat.completions: response_format json_schema', async () => {
