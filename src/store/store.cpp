@@ -248,13 +248,17 @@ Result<ModelRef> Store::resolve_file(std::string_view text) const {
     return r;
 }
 
+Result<std::string> Store::manifest_text(const ModelName& name, std::string_view as_given) const {
+    auto text = read_text(root_ + "/" + name.manifest_rel());
+    if (!text.ok() && text.status().code() == StatusCode::not_found)
+        return error(StatusCode::not_found, not_found_message(as_given));
+    return text;
+}
+
 Result<ModelRef> Store::resolve_name(const ModelName& name, std::string_view as_given) const {
     const std::string mpath = root_ + "/" + name.manifest_rel();
-    auto text = read_text(mpath);
-    if (!text.ok()) {
-        if (text.status().code() == StatusCode::not_found) return error(StatusCode::not_found, not_found_message(as_given));
-        return text.status();
-    }
+    auto text = manifest_text(name, as_given);
+    if (!text.ok()) return text.status();
     auto m = Manifest::parse(*text);
     if (!m.ok()) return m.status().with_context(mpath);
     ModelRef r;
@@ -634,14 +638,9 @@ Result<Store::Adopted> Store::adopt_file(const std::string& path, const std::fun
 
 Result<Manifest> Store::read_manifest(std::string_view text) const {
     HEARTH_ASSIGN(ModelName name, ModelName::parse(text));
-    const std::string mpath = root_ + "/" + name.manifest_rel();
-    auto t = read_text(mpath);
-    if (!t.ok()) {
-        if (t.status().code() == StatusCode::not_found) return error(StatusCode::not_found, not_found_message(text));
-        return t.status();
-    }
-    auto m = Manifest::parse(*t);
-    if (!m.ok()) return m.status().with_context(mpath);
+    HEARTH_ASSIGN(std::string t, manifest_text(name, text));
+    auto m = Manifest::parse(t);
+    if (!m.ok()) return m.status().with_context(root_ + "/" + name.manifest_rel());
     return m;
 }
 

@@ -199,6 +199,8 @@ private:
         int64_t mtime_ns;
         auto operator<=>(const InfoKey&) const = default;
     };
+    // The manifest's bytes; not_found worded for `as_given` when there is none.
+    Result<std::string> manifest_text(const ModelName& name, std::string_view as_given) const;
     Result<ModelRef> resolve_name(const ModelName& name, std::string_view as_given) const;
     Result<ModelRef> resolve_file(std::string_view path) const;
 
