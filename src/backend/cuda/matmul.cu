@@ -37,25 +37,7 @@ __global__ void __launch_bounds__(256) quantize_q8_kernel(const float* __restric
 #pragma unroll
         for (int i = 0; i < 4; ++i) v[i] = x[e0 + i];
     }
-    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int q[4], sum = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        q[i] = __float2int_rn(v[i] * id);
-        sum += q[i];
-    }
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (active) {
-        const uint32_t packed = (uint32_t)(q[0] & 0xff) | ((uint32_t)(q[1] & 0xff) << 8) |
-                                ((uint32_t)(q[2] & 0xff) << 16) | ((uint32_t)(q[3] & 0xff) << 24);
-        *reinterpret_cast<uint32_t*>(qs + e0) = packed;
-        if (sub == 0) ds[blk] = make_float2(d, (float)sum);
-    }
+    quantize_4(v, active, sub, qs + e0, ds + (active ? blk : 0));
     (void)n_in;
 }
 

@@ -71,4 +71,29 @@ __device__ __forceinline__ float byte_to_float(uint32_t word, float bias_plus_2p
     return __uint_as_float(__byte_perm(word, 0x4B000000u, 0x7540 | k)) - bias_plus_2p23;
 }
 
+// The activation quantization the dp4a matvecs read (q8_1-style, one f32 scale per 32 values):
+// quantizes 4 values per lane of an 8-lane group (one block of 32). Every lane of the group must
+// call it (shuffles); `active` lanes write their 4 codes at qs and, from lane 0, {d, sum} at ds.
+// Used by quantize_q8_kernel and by the fused kernels in ops.cu, so both give the same bits.
+__device__ __forceinline__ void quantize_4(const float (&v)[4], bool active, int sub, int8_t* qs, float2* ds) {
+    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int qv[4], sum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        qv[i] = __float2int_rn(v[i] * id);
+        sum += qv[i];
+    }
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (active) {
+        *reinterpret_cast<uint32_t*>(qs) = (uint32_t)(qv[0] & 0xff) | ((uint32_t)(qv[1] & 0xff) << 8) |
+                                           ((uint32_t)(qv[2] & 0xff) << 16) | ((uint32_t)(qv[3] & 0xff) << 24);
+        if (sub == 0) *ds = make_float2(d, (float)sum);
+    }
+}
+
 }  // namespace hearth::backend::cuda_kernels

@@ -187,28 +187,6 @@ __global__ void rope_kv_write_kernel(float* __restrict__ q, const float* __restr
 // ---- Fused add + rms_norm + activation quantization (ops.h). Phase 1 sums the squares in exactly
 // rms_norm_kernel<TPR>'s order (so the scale is bit-identical); phase 2 normalizes and quantizes
 // with 8 lanes per block of 32 values, as quantize_q8_kernel does.
-// Quantizes 4 values per lane of an 8-lane group (one block of 32) as quantize_q8_kernel does:
-// writes the 4 codes at qs and, from lane 0 of the group, the block's {d, sum} at ds.
-__device__ __forceinline__ void quantize_4(const float (&v)[4], bool active, int sub, int8_t* qs, float2* ds) {
-    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int qv[4], sum = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        qv[i] = __float2int_rn(v[i] * id);
-        sum += qv[i];
-    }
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (active) {
-        *reinterpret_cast<uint32_t*>(qs) = (uint32_t)(qv[0] & 0xff) | ((uint32_t)(qv[1] & 0xff) << 8) |
-                                           ((uint32_t)(qv[2] & 0xff) << 16) | ((uint32_t)(qv[3] & 0xff) << 24);
-        if (sub == 0) *ds = make_float2(d, (float)sum);
-    }
-}
 
 template <int TPR>
 __global__ void __launch_bounds__(256) add_rms_norm_q8_kernel(float* x, const float* __restrict__ delta,
@@ -265,7 +243,7 @@ __global__ void __launch_bounds__(256) add_rms_norm_q8_kernel(float* x, const fl
 #pragma unroll
             for (int i = 0; i < 4; ++i) y[(int64_t)row * n + e + i] = v[i];
         }
-        quantize_4(v, in, sub, qs + (int64_t)row * n + e, ds + (int64_t)row * n_blocks + (in ? b : 0));
+        cuda_kernels::quantize_4(v, in, sub, qs + (int64_t)row * n + e, ds + (int64_t)row * n_blocks + (in ? b : 0));
     }
 }
 
@@ -286,7 +264,7 @@ __global__ void __launch_bounds__(256) swiglu_q8_kernel(const float* __restrict_
         const float g = gate[e0 + i];
         v[i] = __fmul_rn(__fdiv_rn(g, 1.0f + expf(-g)), up[e0 + i]);
     }
-    quantize_4(v, active, sub, qs + e0, ds + (active ? blk : 0));
+    cuda_kernels::quantize_4(v, active, sub, qs + e0, ds + (active ? blk : 0));
 }
 
 // One thread per output value.
