@@ -65,8 +65,9 @@ void run(benchmark::State& state, SimdLevel level, quant::QuantType type, int64_
 }  // namespace
 
 int main(int argc, char** argv) {
-    const quant::QuantType types[] = {quant::QuantType::q4_k, quant::QuantType::q6_k, quant::QuantType::q8_0,
-                                      quant::QuantType::q4_0, quant::QuantType::f16};
+    using Q = quant::QuantType;
+    const Q types[] = {Q::q4_k, Q::q6_k, Q::q8_0, Q::q4_0,   Q::f16,  Q::q5_k, Q::q3_k,  Q::q2_k,
+                       Q::iq4_xs, Q::q5_0, Q::q4_1, Q::q5_1, Q::iq4_nl, Q::mxfp4};
     const int top = (int)backend::max_simd_level(backend::cpu_features());
     for (int l = 0; l <= top; ++l) {
         const auto level = (SimdLevel)l;

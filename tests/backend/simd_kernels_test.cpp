@@ -17,8 +17,17 @@
 #include "backend/cpu/matmul.h"
 #include "backend/ref/matmul.h"
 #include "base/fp16.h"
+#include "quant/iq4_nl.h"
+#include "quant/iq4_xs.h"
+#include "quant/mxfp4.h"
+#include "quant/q2_k.h"
+#include "quant/q3_k.h"
 #include "quant/q4_0.h"
+#include "quant/q4_1.h"
 #include "quant/q4_k.h"
+#include "quant/q5_0.h"
+#include "quant/q5_1.h"
+#include "quant/q5_k.h"
 #include "quant/q6_k.h"
 #include "quant/q8_0.h"
 
@@ -43,7 +52,8 @@ uint32_t bits(float f) {
 // Data flavours: smooth random weights quantized by the reference quantizer; heavy-tailed
 // values over a wide range (with whole zero blocks); raw random bytes in every code field with
 // finite scales (codes at their extremes: Q8_0 -128, Q4 nibbles 0 and 15, Q6_K 0 and 63,
-// 6-bit scales and mins up to 63, int8 Q6_K scales down to -128).
+// 6-bit scales and mins up to 63, int8 Q6_K scales down to -128, every 2-, 3-, 5-bit and table
+// code, every MXFP4 exponent) and fp16 scales from subnormal to near the largest finite value.
 enum class Data { smooth, wide, raw };
 const char* data_name(Data d) { return d == Data::smooth ? "smooth" : d == Data::wide ? "wide" : "raw"; }
 
@@ -61,11 +71,16 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng, Data data) {
     return v;
 }
 
-// A finite fp16 scale of random magnitude and sign.
+// A finite fp16 scale of random magnitude and sign; one in 8 is extreme (subnormal, zero or
+// above 2^14).
 uint16_t random_scale(std::mt19937& rng) {
+    const float sign = rng() & 1 ? 1.0f : -1.0f;
+    if (rng() % 8 == 0) {
+        const float extremes[] = {std::exp2(-24.0f), std::exp2(-20.0f), 0.0f, 20000.0f, 65504.0f};
+        return f32_to_fp16(sign * extremes[rng() % 5]);
+    }
     std::uniform_real_distribution<float> e(-14.0f, 4.0f);
-    const float s = std::exp2(e(rng)) * (rng() & 1 ? 1.0f : -1.0f);
-    return f32_to_fp16(s);
+    return f32_to_fp16(std::exp2(e(rng)) * sign);
 }
 
 // One weight row of n elements of `type`.
@@ -90,6 +105,35 @@ std::vector<std::byte> make_row(QuantType type, int64_t n, std::mt19937& rng, Da
                 break;
             }
             case QuantType::q6_k: reinterpret_cast<quant::BlockQ6_K*>(blk)->d = random_scale(rng); break;
+            case QuantType::q5_k: {
+                auto* b = reinterpret_cast<quant::BlockQ5_K*>(blk);
+                b->d = random_scale(rng);
+                b->dmin = random_scale(rng);
+                break;
+            }
+            case QuantType::q2_k: {
+                auto* b = reinterpret_cast<quant::BlockQ2_K*>(blk);
+                b->d = random_scale(rng);
+                b->dmin = random_scale(rng);
+                break;
+            }
+            case QuantType::q3_k: reinterpret_cast<quant::BlockQ3_K*>(blk)->d = random_scale(rng); break;
+            case QuantType::iq4_xs: reinterpret_cast<quant::BlockIQ4_XS*>(blk)->d = random_scale(rng); break;
+            case QuantType::q5_0: reinterpret_cast<quant::BlockQ5_0*>(blk)->d = random_scale(rng); break;
+            case QuantType::q4_1: {
+                auto* b = reinterpret_cast<quant::BlockQ4_1*>(blk);
+                b->d = random_scale(rng);
+                b->m = random_scale(rng);
+                break;
+            }
+            case QuantType::q5_1: {
+                auto* b = reinterpret_cast<quant::BlockQ5_1*>(blk);
+                b->d = random_scale(rng);
+                b->m = random_scale(rng);
+                break;
+            }
+            case QuantType::iq4_nl: reinterpret_cast<quant::BlockIQ4_NL*>(blk)->d = random_scale(rng); break;
+            case QuantType::mxfp4: break;  // every E8M0 exponent byte is a finite scale
             default: {
                 // Float types: random finite values over a wide range instead of raw bits.
                 const auto g = random_floats((size_t)n, rng, Data::wide);
@@ -122,6 +166,15 @@ std::vector<KernelCase> kernel_cases() {
     return {
         {QuantType::q4_k, {256, 7 * 256, 33 * 256}},
         {QuantType::q6_k, {256, 7 * 256, 33 * 256}},
+        {QuantType::q5_k, {256, 7 * 256, 33 * 256}},
+        {QuantType::q3_k, {256, 7 * 256, 33 * 256}},
+        {QuantType::q2_k, {256, 7 * 256, 33 * 256}},
+        {QuantType::iq4_xs, {256, 7 * 256, 33 * 256}},
+        {QuantType::q5_0, {32, 7 * 32, 33 * 32, 2048 + 96}},
+        {QuantType::q4_1, {32, 7 * 32, 33 * 32, 2048 + 96}},
+        {QuantType::q5_1, {32, 7 * 32, 33 * 32, 2048 + 96}},
+        {QuantType::iq4_nl, {32, 7 * 32, 33 * 32, 2048 + 96}},
+        {QuantType::mxfp4, {32, 7 * 32, 33 * 32, 2048 + 96}},
         {QuantType::q8_0, {32, 7 * 32, 33 * 32, 2048 + 96}},
         {QuantType::q4_0, {32, 7 * 32, 33 * 32, 2048 + 96}},
         {QuantType::f16, {16, 48, 33 * 16, 2048 + 80}},
@@ -230,7 +283,8 @@ TEST(SimdKernels, EveryKernelMatchesReferenceBitForBit) {
 TEST(SimdKernels, ActivationQuantizersMatchReference) {
     int n_checked = 0;
     for (SimdLevel level : supported_levels()) {
-        for (QuantType type : {QuantType::q4_k, QuantType::q6_k, QuantType::q8_0, QuantType::q4_0}) {
+        for (QuantType type : {QuantType::q4_k, QuantType::q6_k, QuantType::q8_0, QuantType::q4_0, QuantType::q4_1,
+                               QuantType::q5_1}) {
             const int64_t n = 33 * 256;
             const DotKernels* k = find_dot_kernels(level, type, n);
             if (!k || !k->quantize) continue;
@@ -311,12 +365,55 @@ TEST(SimdKernels, MatmulEveryLevelEqualsReference) {
     }
 }
 
+// The types whose kernels came with the K-quant/legacy batch: matmul_cpu at every level equals
+// matmul_ref bit for bit over awkward row counts (partial tiles of every kernel form), every
+// token count 1..17 and 40 (column kernel alone, partial tiles, packed groups plus leftovers), with
+// raw weights (every code value, extreme scales) in every third row.
+TEST(SimdKernels, MatmulAwkwardShapesEqualReference) {
+    ThreadPool pool(2);
+    std::vector<std::byte> scratch;
+    for (QuantType type : {QuantType::q5_k, QuantType::q3_k, QuantType::q2_k, QuantType::iq4_xs, QuantType::q5_0,
+                           QuantType::q4_1, QuantType::q5_1, QuantType::iq4_nl, QuantType::mxfp4}) {
+        const auto& tr = quant::traits(type);
+        const int64_t n_in = tr.block_size == 256 ? 768 : 96;
+        const size_t row_bytes = quant::row_size(type, n_in);
+        std::vector<int64_t> token_counts;
+        for (int64_t t = 1; t <= 17; ++t) token_counts.push_back(t);
+        token_counts.push_back(40);
+        for (int64_t n_out : {1, 3, 7, 9, 33}) {
+            std::mt19937 rng((uint32_t)(n_out * 17 + (int)type));
+            std::vector<std::byte> w(row_bytes * n_out);
+            for (int64_t o = 0; o < n_out; ++o) {
+                const Data data = o % 3 == 0 ? Data::raw : o % 3 == 1 ? Data::smooth : Data::wide;
+                const auto row = make_row(type, n_in, rng, data);
+                std::memcpy(w.data() + o * row_bytes, row.data(), row_bytes);
+            }
+            for (int64_t n_tok : token_counts) {
+                const auto x = random_floats((size_t)(n_in * n_tok), rng, n_tok % 2 ? Data::smooth : Data::wide);
+                std::vector<float> y_ref((size_t)(n_out * n_tok));
+                matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
+                for (SimdLevel level : supported_levels()) {
+                    std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
+                    matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, level);
+                    for (size_t i = 0; i < y.size(); ++i) {
+                        ASSERT_EQ(bits(y[i]), bits(y_ref[i]))
+                            << simd_level_name(level) << " " << tr.name << " " << n_in << "x" << n_out << "x" << n_tok
+                            << " output " << i % n_out << " token " << i / n_out;
+                    }
+                }
+            }
+        }
+    }
+}
+
 // A prompt-sized product: several token blocks (8192-wide rows: matmul_cpu keeps about 512 KB
 // of activations per block, i.e. 56 tokens), packed groups plus leftover tokens, thread bands.
 TEST(SimdKernels, LargeMatmulEqualsReference) {
     ThreadPool pool(2);
     std::vector<std::byte> scratch;
-    for (QuantType type : {QuantType::q4_k, QuantType::q6_k, QuantType::q8_0, QuantType::q4_0}) {
+    for (QuantType type : {QuantType::q4_k, QuantType::q6_k, QuantType::q8_0, QuantType::q4_0, QuantType::q5_k,
+                           QuantType::q3_k, QuantType::q2_k, QuantType::iq4_xs, QuantType::q5_0, QuantType::q4_1,
+                           QuantType::q5_1, QuantType::iq4_nl, QuantType::mxfp4}) {
         const int64_t n_in = 8192, n_out = 22, n_tok = 67;
         std::mt19937 rng(7);
         const auto& tr = quant::traits(type);

@@ -8,14 +8,17 @@
 // compute the exact integer partial sums faster.
 //
 // Inputs: weight blocks may hold any bytes (finite scales). Activation quants must lie in
-// [-127, 127], as every activation quantizer writes them: the avx2 Q8_0 kernel multiplies
-// |x| by y with x's sign (ggml's trick), which overflows for y = -128; the others are exact for
-// every int8.
+// [-127, 127], as every activation quantizer writes them: the avx2 Q8_0 and IQ4_NL kernels and
+// the IQ4_XS kernels of both levels multiply |x| by y with x's sign (ggml's trick), which
+// overflows for y = -128; the others are exact for every int8.
 //
 // Three kernel forms per type, chosen by matmul_cpu: `column` for single tokens and leftover
 // tokens, `tile` for prompt batches, and where a type has it the `packed` form (activations of
 // 8 tokens interleaved once per matmul so that token t sits in SIMD lane t), which replaces the
-// tile for batches of 8 or more tokens.
+// tile for batches of 8 or more tokens. Types with kernels: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS. Packed forms at both levels:
+// Q4_0, Q4_K, Q2_K; at avx512 only (they need vpdpbusd to beat the tile): IQ4_NL, MXFP4, Q5_0,
+// Q4_1, Q5_1.
 #pragma once
 
 #include <cstddef>
@@ -64,6 +67,16 @@ static_assert(sizeof(PackedQ8_Kx8) == 2336);
 // x: kPackTokens Q8_K rows of n elements; dst: [n / 256] PackedQ8_Kx8.
 void pack_q8_k_x8(const std::byte* const* x, int64_t n, std::byte* dst);
 
+// Q8_K activations of kPackTokens tokens with sums of 16 (Q2_K's sub-blocks), one super-block.
+struct PackedQ8_K16x8 {
+    float d[kPackTokens];                 // [token] scale
+    int16_t bsum16[8][kPackTokens][2];    // [pair of sub-blocks of 16][token][2] Q8_K bsums (pmaddwd pairs)
+    int8_t qs[64][kPackTokens][4];        // [group of 4 elements][token][4] quants
+};
+static_assert(sizeof(PackedQ8_K16x8) == 2336);
+// x: kPackTokens Q8_K rows of n elements; dst: [n / 256] PackedQ8_K16x8.
+void pack_q8_k16_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+
 // Q8_0 activations of kPackTokens tokens, one block (32 elements of each token).
 struct PackedQ8_0x8 {
     float d[kPackTokens];            // [token] scale (the fp16 scale widened, exact)
@@ -73,6 +86,20 @@ struct PackedQ8_0x8 {
 static_assert(sizeof(PackedQ8_0x8) == 320);
 // x: kPackTokens Q8_0 rows of n elements; dst: [n / 32] PackedQ8_0x8.
 void pack_q8_0_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+
+// Q8_0 or Q8_1 activations of kPackTokens tokens, one block, for the packed kernels that keep
+// Q8_0's 8 float lanes per output (Q5_0, Q4_1, Q5_1): group k of 4 elements feeds lane k.
+struct PackedQ8Lanesx8 {
+    float d[kPackTokens];              // [token] scale (fp16 widened, exact)
+    float s[kPackTokens];              // [token] Q8_1's s (fp16 widened); 0 for Q8_0 rows
+    int32_t gsum[8][kPackTokens];      // [group of 4 elements][token] sum of its 4 quants
+    int8_t qs[8][kPackTokens][4];      // [group of 4 elements][token][4] quants
+};
+static_assert(sizeof(PackedQ8Lanesx8) == 576);
+// x: kPackTokens Q8_0 (pack_q8_0_lanes_x8) or Q8_1 (pack_q8_1_lanes_x8) rows of n elements;
+// dst: [n / 32] PackedQ8Lanesx8.
+void pack_q8_0_lanes_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+void pack_q8_1_lanes_x8(const std::byte* const* x, int64_t n, std::byte* dst);
 
 // Kernels of weight type `type` at `level` for rows of n elements; nullptr where that level has
 // none (the caller then uses the reference vec_dot). Levels the CPU lacks must not be asked for.

@@ -1,6 +1,7 @@
 // The x86 tile kernels of dot_kernels.h, written once and compiled once per SIMD level: only
-// dot_kernels_avx2.cpp and dot_kernels_avx512.cpp include this file, each with its own target
-// flags (cmake/simd_flags.cmake) and with HEARTH_KERNEL_VNNI set to 0 or 1. Everything here has
+// dot_kernels_avx2.cpp and dot_kernels_avx512.cpp include this file (which includes the rest:
+// dot_kernels_x86_quantize.h, _block32.h, _kquants.h), each with its own target flags
+// (cmake/simd_flags.cmake) and with HEARTH_KERNEL_VNNI set to 0 or 1. Everything here has
 // internal linkage (anonymous namespace), so the two compilations never merge: a function built
 // with AVX-512 must not be picked by the linker for the AVX2 path. For the same reason this file
 // calls no inline function of another header (no STL, no base/fp16.h): only intrinsics.
@@ -601,85 +602,17 @@ void dot_float16(const std::byte* const* w, const std::byte* const* x, int64_t n
 #endif
 #endif
 
-// ---------------------------------------------------------------------------------------------
-// Activation quantizers, bit-identical to the reference ones matmul_ref uses
-// (backend/ref/matmul.cpp: quantize_activation_row).
+}  // namespace
+}  // namespace hearth::backend
 
-// Largest of the 8 lanes.
-inline float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
+// The activation quantizers and the kernels of the other K-quant and 32-element block types
+// (same rules, same namespace).
+#include "backend/cpu/dot_kernels_x86_quantize.h"
+#include "backend/cpu/dot_kernels_x86_block32.h"
+#include "backend/cpu/dot_kernels_x86_kquants.h"
 
-// Rounds 32 floats scaled by s to nearest (ties to even, as cvtps under the default MXCSR) and
-// stores them as int8 with saturation (callers keep |x * s| <= 127.5).
-inline void store_rounded_i8(const float* x, __m256 s, int8_t* dst) {
-    const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(s, _mm256_loadu_ps(x)));
-    const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(s, _mm256_loadu_ps(x + 8)));
-    const __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(s, _mm256_loadu_ps(x + 16)));
-    const __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(s, _mm256_loadu_ps(x + 24)));
-    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
-                        _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-}
-
-// quant::quantize_row_q8_k: d = max / -127 with max the first value of largest magnitude,
-// q = nearest_int(x * (-127 / max)) capped at 127 (the products stay within [-127.00002, 127.00002],
-// so saturating to int8 is the same cap), bsums of 16.
-void quantize_q8_k(const float* x, std::byte* dst, int64_t n) {
-    auto* y = reinterpret_cast<BlockQ8_K*>(dst);
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t i = 0; i < n / 256; ++i) {
-        const float* xb = x + i * 256;
-        __m256 vmax = _mm256_setzero_ps();
-        for (int j = 0; j < 256; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(abs_mask, _mm256_loadu_ps(xb + j)));
-        const float amax = hmax8(vmax);
-        BlockQ8_K& b = y[i];
-        if (!amax) {
-            b.d = 0;
-            std::memset(b.qs, 0, sizeof b.qs);
-            std::memset(b.bsums, 0, sizeof b.bsums);
-            continue;
-        }
-        int first = 0;
-        for (int j = 0; j < 256; j += 8) {
-            const __m256 eq = _mm256_cmp_ps(_mm256_and_ps(abs_mask, _mm256_loadu_ps(xb + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ);
-            const int mask = _mm256_movemask_ps(eq);
-            if (mask) {
-                first = j + __builtin_ctz((unsigned)mask);
-                break;
-            }
-        }
-        const float iscale = -127.f / xb[first];
-        const __m256 s = _mm256_set1_ps(iscale);
-        for (int j = 0; j < 256; j += 32) store_rounded_i8(xb + j, s, b.qs + j);
-        for (int g = 0; g < 16; ++g) {
-            // Sums of 16 quants: maddubs(1, q) pairs, then madd pairs of pairs, in int32.
-            const __m128i q = load128(b.qs + 16 * g);
-            const __m128i s4 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), q), _mm_set1_epi16(1));
-            const __m128i s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-            b.bsums[g] = (int16_t)_mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1)));
-        }
-        b.d = 1 / iscale;
-    }
-}
-
-// quant::quantize_row_q8_0_x86: d = fp16(amax / 127), q = round_half_even(x * (127 / amax)).
-void quantize_q8_0(const float* x, std::byte* dst, int64_t n) {
-    auto* y = reinterpret_cast<BlockQ8_0*>(dst);
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t i = 0; i < n / 32; ++i) {
-        const float* xb = x + i * 32;
-        __m256 vmax = _mm256_and_ps(abs_mask, _mm256_loadu_ps(xb));
-        for (int j = 8; j < 32; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(abs_mask, _mm256_loadu_ps(xb + j)));
-        const float amax = hmax8(vmax);
-        y[i].d = _cvtss_sh(amax / 127.f, _MM_FROUND_TO_NEAREST_INT);
-        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-        store_rounded_i8(xb, _mm256_set1_ps(id), y[i].qs);
-    }
-}
+namespace hearth::backend {
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // The table of this level. Tile shapes (set by the including file): HEARTH_TILE_ROWS x
@@ -697,6 +630,15 @@ template <int R, int C> struct KQ8_0 { static constexpr DotTileFn fn = &dot_q8_0
 template <int R, int C> struct KQ4_0 { static constexpr DotTileFn fn = &dot_q4_0<R, C>; };
 template <int R, int C> struct KQ4_K { static constexpr DotTileFn fn = &dot_q4_k<R, C>; };
 template <int R, int C> struct KQ6_K { static constexpr DotTileFn fn = &dot_q6_k<R, C>; };
+template <int R, int C> struct KQ5_K { static constexpr DotTileFn fn = &dot_q5_k<R, C>; };
+template <int R, int C> struct KQ3_K { static constexpr DotTileFn fn = &dot_q3_k<R, C>; };
+template <int R, int C> struct KQ2_K { static constexpr DotTileFn fn = &dot_q2_k<R, C>; };
+template <int R, int C> struct KIQ4_XS { static constexpr DotTileFn fn = &dot_iq4_xs<R, C>; };
+template <int R, int C> struct KQ5_0 { static constexpr DotTileFn fn = &dot_q5_0<R, C>; };
+template <int R, int C> struct KQ4_1 { static constexpr DotTileFn fn = &dot_q_1<BlockQ4_1, false, R, C>; };
+template <int R, int C> struct KQ5_1 { static constexpr DotTileFn fn = &dot_q_1<BlockQ5_1, true, R, C>; };
+template <int R, int C> struct KIQ4_NL { static constexpr DotTileFn fn = &dot_lut4<Iq4NlFormat, R, C>; };
+template <int R, int C> struct KMXFP4 { static constexpr DotTileFn fn = &dot_lut4<Mxfp4Format, R, C>; };
 
 #if HEARTH_KERNEL_VNNI
 template <class L>
@@ -744,6 +686,61 @@ constexpr DotKernels kQ6_K = [] {
     k.quantize = &quantize_q8_k;
     return k;
 }();
+template <template <int, int> class K>
+constexpr DotKernels make_kernels_with(void (*quantize)(const float*, std::byte*, int64_t)) {
+    DotKernels k = make_kernels<K>();
+    k.quantize = quantize;
+    return k;
+}
+constexpr DotKernels kQ5_K = make_kernels_with<KQ5_K>(&quantize_q8_k);
+constexpr DotKernels kQ3_K = make_kernels_with<KQ3_K>(&quantize_q8_k);
+constexpr DotKernels kQ2_K = [] {
+    DotKernels k = make_kernels_with<KQ2_K>(&quantize_q8_k);
+    k.pack = &pack_q8_k16_x8;
+    k.packed_block_bytes = sizeof(PackedQ8_K16x8);
+    k.packed = &dot_q2_k_x8<HEARTH_PACKED_ROWS>;
+    k.packed_rows = HEARTH_PACKED_ROWS;
+    return k;
+}();
+constexpr DotKernels kIQ4_XS = make_kernels_with<KIQ4_XS>(&quantize_q8_k);
+// Q5_0, Q4_1 and Q5_1 have a packed form at the VNNI level only (dot_lanes_x8), of 2 rows: its
+// 8 accumulators per row fill the registers.
+template <template <int, int> class K>
+constexpr DotKernels make_lanes_kernels(void (*quantize)(const float*, std::byte*, int64_t), PackActivationsFn pack,
+                                        DotPackedFn packed) {
+    DotKernels k = make_kernels_with<K>(quantize);
+    if (packed) {
+        k.pack = pack;
+        k.packed_block_bytes = sizeof(PackedQ8Lanesx8);
+        k.packed = packed;
+        k.packed_rows = 2;
+    }
+    return k;
+}
+#if HEARTH_KERNEL_VNNI
+constexpr DotPackedFn kQ5_0Packed = &dot_lanes_x8<BlockQ5_0, 16, false, 2>;
+constexpr DotPackedFn kQ4_1Packed = &dot_lanes_x8<BlockQ4_1, 0, true, 2>;
+constexpr DotPackedFn kQ5_1Packed = &dot_lanes_x8<BlockQ5_1, 0, true, 2>;
+#else
+constexpr DotPackedFn kQ5_0Packed = nullptr, kQ4_1Packed = nullptr, kQ5_1Packed = nullptr;
+#endif
+constexpr DotKernels kQ5_0 = make_lanes_kernels<KQ5_0>(&quantize_q8_0, &pack_q8_0_lanes_x8, kQ5_0Packed);
+constexpr DotKernels kQ4_1 = make_lanes_kernels<KQ4_1>(&quantize_q8_1, &pack_q8_1_lanes_x8, kQ4_1Packed);
+constexpr DotKernels kQ5_1 = make_lanes_kernels<KQ5_1>(&quantize_q8_1, &pack_q8_1_lanes_x8, kQ5_1Packed);
+// IQ4_NL and MXFP4 have a packed form at the VNNI level only (dot_lut4_x8).
+template <template <int, int> class K, class F>
+constexpr DotKernels make_lut4_kernels() {
+    DotKernels k = make_kernels_with<K>(&quantize_q8_0);
+#if HEARTH_KERNEL_VNNI
+    k.pack = &pack_q8_0_x8;
+    k.packed_block_bytes = sizeof(PackedQ8_0x8);
+    k.packed = &dot_lut4_x8<F, HEARTH_PACKED_ROWS>;
+    k.packed_rows = HEARTH_PACKED_ROWS;
+#endif
+    return k;
+}
+constexpr DotKernels kIQ4_NL = make_lut4_kernels<KIQ4_NL, Iq4NlFormat>();
+constexpr DotKernels kMXFP4 = make_lut4_kernels<KMXFP4, Mxfp4Format>();
 constexpr DotKernels kF32 = make_float_kernels<LoadF32Level>();
 constexpr DotKernels kF16 = make_float_kernels<LoadF16Level>();
 constexpr DotKernels kBF16 = make_float_kernels<LoadBF16Level>();
@@ -754,6 +751,15 @@ const DotKernels* lookup_kernels(QuantType type, int64_t n) {
         case QuantType::q4_0: return &kQ4_0;
         case QuantType::q4_k: return &kQ4_K;
         case QuantType::q6_k: return &kQ6_K;
+        case QuantType::q5_k: return &kQ5_K;
+        case QuantType::q3_k: return &kQ3_K;
+        case QuantType::q2_k: return &kQ2_K;
+        case QuantType::iq4_xs: return &kIQ4_XS;
+        case QuantType::q5_0: return &kQ5_0;
+        case QuantType::q4_1: return &kQ4_1;
+        case QuantType::q5_1: return &kQ5_1;
+        case QuantType::iq4_nl: return &kIQ4_NL;
+        case QuantType::mxfp4: return &kMXFP4;
         // The reference sums rows of other lengths in ggml_vec_dot's order (no kernel yet).
         case QuantType::f32: return n % 16 == 0 ? &kF32 : nullptr;
         case QuantType::f16: return n % 16 == 0 ? &kF16 : nullptr;
