@@ -8,7 +8,8 @@
 
 namespace hearth::cli {
 
-Result<LoadedModel> load_model_file(const std::string& path, bool with_model, int n_threads) {
+Result<LoadedModel> load_model_file(const std::string& path, bool with_model, int n_threads,
+                                    const std::vector<std::string>& adapters) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::exists(path, ec)) return error(StatusCode::not_found, "model file " + path + " does not exist");
@@ -20,7 +21,9 @@ Result<LoadedModel> load_model_file(const std::string& path, bool with_model, in
     if (!tok.ok()) return tok.status().with_context(path + ": tokenizer");
     lm.tokenizer = std::move(tok).value();
     if (with_model) {
-        auto m = model::load_model(lm.file, model::LoadOptions{n_threads});
+        model::LoadOptions lo{n_threads};
+        lo.adapters = adapters;
+        auto m = model::load_model(lm.file, lo);
         if (!m.ok()) return m.status().with_context(path);
         lm.model = std::move(m).value();
         if (lm.model->hparams().n_vocab != lm.tokenizer->n_vocab())

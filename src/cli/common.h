@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "gguf/gguf.h"
@@ -19,8 +20,10 @@ struct LoadedModel {
     int64_t load_ns = 0;
 };
 
-// Opens a GGUF file and builds its tokenizer and (when with_model) the model.
-Result<LoadedModel> load_model_file(const std::string& path, bool with_model, int n_threads);
+// Opens a GGUF file and builds its tokenizer and (when with_model) the model, with the LoRA
+// adapters (GGUF files, model::LoadOptions::adapters) applied.
+Result<LoadedModel> load_model_file(const std::string& path, bool with_model, int n_threads,
+                                    const std::vector<std::string>& adapters = {});
 
 // A file of the shared test data ($HEARTH_TESTDATA, else ../shared/testdata beside the source
 // tree), e.g. "models/stories260K.gguf". Empty when it is not there.

@@ -10,6 +10,16 @@
 //
 // Elsewhere (a pipe, a log file) every line is written once, complete, without control
 // characters: a blob's bar when it starts, at each further tenth, and when it is done.
+//
+// Before the bars, a line says whether the model will fit in this machine's memory (its GGUF
+// header read first, store/pull.h), with the context, KV cache type and parallelism the daemon
+// would use (HEARTH_CONTEXT_LENGTH, HEARTH_KV_CACHE_TYPE, HEARTH_NUM_PARALLEL, as `hearth fit`):
+//
+//   pulling manifest
+//   does not fit: needs 40.1 GiB, 30.2 GiB available; try Q4_K_M (needs 20.3 GiB)
+//
+// It downloads anyway; with --check-fit a model that does not fit is refused before any byte of
+// it is downloaded (exit status 1).
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -28,6 +38,7 @@
 #include "cli/common.h"
 #include "cli/format.h"
 #include "cli/models.h"
+#include "server/config.h"
 #include "store/pull.h"
 
 namespace hearth::cli {
@@ -185,13 +196,15 @@ store::PullEvent event_from_json(const json& j) {
     return e;
 }
 
-void pull(const std::string& model, bool insecure) {
+void pull(const std::string& model, bool insecure, bool check_fit) {
     PullView view(stderr, isatty(fileno(stderr)));
     if (auto d = find_daemon("pull")) {
         std::string stream_error;
         bool cancelled = false;
+        json body = {{"model", model}, {"insecure", insecure}, {"stream", true}};
+        if (check_fit) body["check_fit"] = true;  // the daemon checks with its own settings
         Status s = d->stream(
-            "/api/pull", json{{"model", model}, {"insecure", insecure}, {"stream", true}},
+            "/api/pull", body,
             [&](const json& j) {
                 if (j.contains("error")) {
                     stream_error = j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump();
@@ -207,6 +220,13 @@ void pull(const std::string& model, bool insecure) {
     }
     auto opts = store::PullOptions::from_env(insecure);
     if (!opts.ok()) fail("pull", opts.status());
+    // The fit is checked as the daemon would load the model (and as `hearth fit` reports it).
+    auto cfg = server::config_from_env();
+    if (!cfg.ok()) fail("pull", cfg.status());
+    opts->fit.num_ctx = cfg->context_length;
+    opts->fit.kv_type = cfg->kv_cache_type;
+    opts->fit.n_parallel = cfg->num_parallel > 0 ? cfg->num_parallel : 1;
+    if (check_fit) opts->fit_check = store::FitCheck::require;
     store::Store st(store_root());
     Status s = store::pull_model(st, model, *opts, [&](const store::PullEvent& e) { view.on(e); });
     view.finish();
@@ -218,15 +238,20 @@ void pull(const std::string& model, bool insecure) {
 void add_pull_command(CLI::App& app) {
     auto model = std::make_shared<std::string>();
     auto insecure = std::make_shared<bool>(false);
+    auto check_fit = std::make_shared<bool>(false);
     CLI::App* c = app.add_subcommand("pull", "Pull a model from a registry or a Hugging Face GGUF repository");
     c->add_option("model", *model,
                   "Model name: llama3.2, user/model:tag, host:port/namespace/model:tag, or hf.co/user/repo[:quant]")
         ->required();
     c->add_flag("--insecure", *insecure, "Use plain http for a registry (no TLS)");
+    c->add_flag("--check-fit", *check_fit,
+                "Refuse to download a model that does not fit in this machine's memory (by default the fit is "
+                "only reported)");
     c->footer(
         "Environment: HEARTH_MIRRORS (comma-separated base URLs tried after the source), HF_ENDPOINT, HF_TOKEN, "
-        "https_proxy / http_proxy / no_proxy.");
-    c->callback([model, insecure] { pull(*model, *insecure); });
+        "https_proxy / http_proxy / no_proxy; the fit is checked with HEARTH_CONTEXT_LENGTH, HEARTH_KV_CACHE_TYPE "
+        "and HEARTH_NUM_PARALLEL.");
+    c->callback([model, insecure, check_fit] { pull(*model, *insecure, *check_fit); });
 }
 
 }  // namespace hearth::cli

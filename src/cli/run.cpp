@@ -487,6 +487,7 @@ void run(RunArgs a) {
         auto ref = st.resolve(a.model);
         if (!ref.ok()) fail("run", ref.status());
         a.model_path = ref->model_path;
+        a.adapter_paths = ref->adapter_paths;
         // The model's own parameters, then the flags given over them: the daemon's order.
         server::RequestOptions o;
         if (Status s = server::apply_options(ref->params, o); !s.ok()) fail("run", s.with_context("the model's parameters"));
@@ -507,7 +508,7 @@ void run(RunArgs a) {
     }
     if (a.threads == 0) a.threads = env->num_thread;
     if (a.kv_type.empty()) a.kv_type = env->kv_cache_type;
-    auto lm = load_model_file(a.model_path, true, a.threads);
+    auto lm = load_model_file(a.model_path, true, a.threads, a.adapter_paths);
     if (!lm.ok()) fail("run", lm.status());
     if (lm->model->is_embedding())
         fail("run", a.model + " is an embedding model; it cannot generate text (use `hearth logits --embed`)");

@@ -18,6 +18,7 @@ class Client;
 struct RunArgs {
     std::string model;       // as given: a store name or a GGUF path (empty: the test data's story model)
     std::string model_path;  // in-process: the GGUF file it resolved to
+    std::vector<std::string> adapter_paths;  // in-process: the store model's LoRA adapter blobs
     std::string prompt;
     std::string prompt_flag;
     bool verbose = false;

@@ -21,7 +21,7 @@ public:
 
     Status load_weights() {
         const Hparams& hp = hp_;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         HEARTH_TRY(w.matrix("token_embd.weight", {hp.n_embd, hp.n_vocab}, tok_embd_));
         HEARTH_TRY(w.matrix("position_embd.weight", {hp.n_embd, hp.n_ctx_train}, pos_embd_));
         const gguf::TensorInfo* tt = file_->find_tensor("token_types.weight");
@@ -137,6 +137,7 @@ Result<std::unique_ptr<Model>> load_bert(std::shared_ptr<const gguf::GgufFile> f
         return error(StatusCode::unsupported, "bert cannot run without pooling (no per-token embeddings)");
     if (opts.pooling) hp.pooling = *opts.pooling;
     auto m = std::make_unique<Bert>(file, hp, opts.n_threads);
+    HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));
 }

@@ -321,7 +321,7 @@ void DecoderBase::finish(const Batch& batch, ForwardOutput& out) {
 
 Status Decoder::load_weights() {
     const Hparams& hp = hp_;
-    WeightLoader w(*file_);
+    WeightLoader w(*file_, lora_.get());
     HEARTH_TRY(load_embeddings(w));
     if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs_));
     hp_.rope.neox = spec_.rope_neox;
@@ -394,6 +394,7 @@ Result<std::unique_ptr<Model>> load_decoder(std::shared_ptr<const gguf::GgufFile
     HEARTH_TRY(read_decoder_pooling(k, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Decoder>(file, hp, spec, opts.n_threads);
+    HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));
 }

@@ -220,6 +220,7 @@ Result<std::unique_ptr<Model>> load_family(std::shared_ptr<const gguf::GgufFile>
     HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Family>(file, std::move(hp), std::move(p), opts.n_threads);
+    HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));
 }

@@ -500,6 +500,9 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device) {
     const std::string arch = file->architecture();
+    // The executor uploads plain weights; LoRA deltas (LoadOptions::adapters) run on the CPU.
+    if (!opts.adapters.empty())
+        return error(StatusCode::unsupported, "LoRA adapters have no CUDA executor yet (they run on the CPU)");
     const ArchSpec* spec = nullptr;
     for (const ArchSpec& a : kArchs)
         if (arch == a.arch) spec = &a;

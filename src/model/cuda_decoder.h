@@ -26,7 +26,8 @@ namespace hearth::model {
 
 // Loads `file` for the GPU `device` (CUDA runtime ordinal). Errors, each leaving nothing
 // allocated on the device: unsupported for an architecture other than llama/qwen2/qwen3, for
-// experts, pooling, a KV-less layout, or a weight type the CUDA matmul lacks (the message names
+// experts, pooling, LoRA adapters (LoadOptions::adapters: applied on the CPU only), a KV-less
+// layout, or a weight type the CUDA matmul lacks (the message names
 // the tensor and type: the caller keeps the CPU path); not_found when there is no CUDA device
 // or hearth was built without CUDA; resource_exhausted when the weights do not fit.
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,

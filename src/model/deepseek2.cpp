@@ -56,7 +56,7 @@ public:
     Status load_weights() {
         const Hparams& hp = hp_;
         const int64_t d = hp.n_embd, nh = hp.n_head, q_dim = nh * p_.n_embd_k_mla;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         HEARTH_TRY(load_embeddings(w));
         layers_.resize(hp.n_layer);
         for (int l = 0; l < hp.n_layer; ++l) {
@@ -285,6 +285,7 @@ Result<std::unique_ptr<Model>> load_deepseek2(std::shared_ptr<const gguf::GgufFi
     HEARTH_TRY(read_params(*file, hp, p));
     HEARTH_TRY(read_decoder_pooling(ArchKeys(file->meta, hp.arch), opts, hp));
     auto m = std::make_unique<Deepseek2>(file, hp, p, opts.n_threads);
+    HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));
 }

@@ -58,7 +58,7 @@ public:
 
     Status load_weights() {
         const Hparams& hp = hp_;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         const int64_t d = hp.n_embd;
         HEARTH_TRY(load_embeddings(w));
         layers_.resize(hp.n_layer);

@@ -59,7 +59,7 @@ public:
 
     Status load_weights() {
         const Hparams& hp = hp_;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         HEARTH_TRY(load_embeddings(w, /*output_required=*/true));
         const AttnLoad al{.out_bias = true, .out_bias_required = true, .refuse_fused_qkv = true};
         layers_.resize(hp.n_layer);

@@ -73,7 +73,7 @@ public:
 
     Status load_weights() {
         const Hparams& hp = hp_;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         const int64_t d = hp.n_embd;
         HEARTH_TRY(load_embeddings(w));
         HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs_, /*required=*/false));

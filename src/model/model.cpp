@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/lora.h"
+
 namespace hearth::model {
 
 KvLayout Model::kv_layout() const {
@@ -49,7 +51,28 @@ static std::string shape_str(const std::vector<int64_t>& ne) {
     return s + "]";
 }
 
+Status Model::open_adapters(const LoadOptions& opts) {
+    lora_.reset();
+    if (opts.adapters.empty()) return {};
+    auto set = std::make_shared<LoraSet>();
+    for (const std::string& path : opts.adapters) {
+        HEARTH_ASSIGN(LoraAdapter a, open_lora_adapter(path));
+        HEARTH_TRY(set->add(std::move(a), file_->architecture()));
+    }
+    lora_ = std::move(set);
+    return {};
+}
+
+Status Model::check_adapters() const { return lora_ ? lora_->check_all_used() : Status{}; }
+
 Status WeightLoader::matrix(const std::string& name, std::vector<int64_t> ne, ops::Weight& out, bool required) {
+    HEARTH_TRY(matrix_view(name, ne, out, required));
+    if (lora_ && out.present()) HEARTH_TRY(lora_->attach(name, out));
+    return {};
+}
+
+Status WeightLoader::matrix_view(const std::string& name, const std::vector<int64_t>& ne, ops::Weight& out,
+                                 bool required) {
     const gguf::TensorInfo* t = f_.find_tensor(name);
     if (!t) {
         if (required) return error(StatusCode::not_found, "tensor " + name + " is missing");
@@ -70,12 +93,16 @@ Status WeightLoader::matrix(const std::string& name, std::vector<int64_t> ne, op
     out.data = t->data;
     for (int d = 0; d < 4; ++d) out.ne[d] = t->ne[d];
     out.row_bytes = quant::row_size(t->type, t->ne[0]);
+    out.deltas.clear();
     return {};
 }
 
 Status WeightLoader::vec(const std::string& name, int64_t n, std::vector<float>& out, bool required) {
+    if (lora_ && lora_->has(name))
+        return error(StatusCode::unsupported, "tensor " + name + ": a LoRA adapter adapts it, but it is a 1-D tensor "
+                                              "(a norm or bias); only matrices take LoRA deltas");
     ops::Weight w;
-    HEARTH_TRY(matrix(name, {n}, w, required));
+    HEARTH_TRY(matrix_view(name, {n}, w, required));
     if (!w.present()) {
         out.clear();
         return {};

@@ -46,7 +46,16 @@ struct LoadOptions {
     // but cannot be used, load_model runs the model on the CPU and says why in
     // Model::placement_note().
     int num_gpu = -1;
+    // LoRA adapter GGUF files (model/lora.h), applied in this order as low-rank deltas on the
+    // weights they name; the base weights stay mapped and untouched. Each must be for the
+    // model's architecture and every one of its tensor pairs must adapt a weight the model
+    // uses, else loading fails naming the adapter and the tensor. A model with adapters runs
+    // on the CPU (the CUDA executor has no low-rank deltas): load_model does not try the GPU
+    // and says so in Model::placement_note() when num_gpu asked for it.
+    std::vector<std::string> adapters = {};
 };
+
+class LoraSet;
 
 class Model {
 public:
@@ -76,6 +85,16 @@ public:
     // slots of this batch's positions may have been written.
     virtual Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) = 0;
 
+    // Opens opts.adapters (checked against this model's architecture) for the WeightLoader of
+    // load_weights; a family's loader calls it before loading weights. Nothing to do without
+    // adapters. On error the model has no adapters.
+    Status open_adapters(const LoadOptions& opts);
+    // After the weights are loaded: whether every adapter tensor pair found its weight (ok
+    // without adapters). load_model calls it; a family whose loader does not call
+    // open_adapters is reported as not supporting adapters.
+    Status check_adapters() const;
+    bool has_adapters() const { return lora_ != nullptr; }
+
 protected:
     Model(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, int n_threads)
         : hp_(std::move(hp)), file_(std::move(file)), ops_(n_threads) {}
@@ -86,20 +105,29 @@ protected:
     std::shared_ptr<const gguf::GgufFile> file_;
     ops::Ops ops_;
     std::string placement_note_;
+    // The adapter files and factors the weights' deltas point into (it lives as long as the
+    // model, so the deltas stay valid); null without adapters.
+    std::shared_ptr<LoraSet> lora_;
 };
 
 // Looks tensors up by name, checks shape and type, and hands out views.
+// With a LoraSet, every matrix it hands out carries the adapters' deltas for its name.
 class WeightLoader {
 public:
-    explicit WeightLoader(const gguf::GgufFile& f) : f_(f) {}
-    // ne in ggml order. Missing + required → not_found naming the tensor.
+    explicit WeightLoader(const gguf::GgufFile& f, LoraSet* lora = nullptr) : f_(f), lora_(lora) {}
+    // ne in ggml order. Missing + required → not_found naming the tensor. With adapters: their
+    // deltas for `name` attached (errors: see LoraSet::attach).
     Status matrix(const std::string& name, std::vector<int64_t> ne, ops::Weight& out, bool required = true);
-    // A 1-D tensor of n values as f32 (any float type). Missing + required → error.
+    // A 1-D tensor of n values as f32 (any float type). Missing + required → error. An adapter
+    // pair for it is an unsupported error (its values are read once, not computed with).
     Status vec(const std::string& name, int64_t n, std::vector<float>& out, bool required = true);
     bool has(const std::string& name) const { return f_.find_tensor(name) != nullptr; }
 
 private:
+    Status matrix_view(const std::string& name, const std::vector<int64_t>& ne, ops::Weight& out, bool required);
+
     const gguf::GgufFile& f_;
+    LoraSet* lora_;  // null: no adapters
 };
 
 // "blk.3.attn_q.weight" from ("attn_q", 3).

@@ -40,7 +40,7 @@ public:
 
     Status load_weights() {
         const Hparams& hp = hp_;
-        WeightLoader w(*file_);
+        WeightLoader w(*file_, lora_.get());
         const int64_t d = hp.n_embd, kv_dim = (int64_t)hp.n_head_kv * hp.head_dim_k;
         HEARTH_TRY(load_embeddings(w));
         HEARTH_TRY(w.vec("rope_factors_long.weight", hp.n_rot / 2, rope_long_, /*required=*/false));
@@ -143,6 +143,7 @@ Result<std::unique_ptr<Model>> load_phi3(std::shared_ptr<const gguf::GgufFile> f
     HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
     auto m = std::make_unique<Phi3>(file, hp, opts.n_threads);
+    HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());
     return std::unique_ptr<Model>(std::move(m));
 }

@@ -45,14 +45,24 @@ Result<std::unique_ptr<Model>> load_model(std::shared_ptr<const gguf::GgufFile> 
         return error(StatusCode::unsupported, "architecture " + arch + " is not supported (supported: " + list + ")");
     }
     std::string placement_note;
-    if (opts.num_gpu != 0) {
+    if (opts.num_gpu != 0 && !opts.adapters.empty()) {
+        // LoRA deltas are applied by ops::Ops::matmul on the CPU; the CUDA executor
+        // (cuda_decoder.*) uploads plain weights and has no low-rank path, so a model with
+        // adapters runs on the CPU rather than on the GPU without them.
+        placement_note = "running on the CPU: LoRA adapters are applied on the CPU only";
+    } else if (opts.num_gpu != 0) {
         auto gpu = load_model_cuda(file, opts, 0);
         if (gpu.ok()) return gpu;
         placement_note = "running on the CPU: " + gpu.status().message();
     }
     auto r = it->second(std::move(file), opts);
-    if (r.ok()) r.value()->set_placement_note(std::move(placement_note));
     if (!r.ok()) return r.status().with_context(arch);
+    if (!opts.adapters.empty()) {
+        if (!r.value()->has_adapters())
+            return error(StatusCode::unsupported, "architecture " + arch + " does not support LoRA adapters yet");
+        HEARTH_TRY(r.value()->check_adapters());
+    }
+    r.value()->set_placement_note(std::move(placement_note));
     return r;
 }
 

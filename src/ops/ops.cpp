@@ -14,11 +14,42 @@ Ops::Ops(int n_threads) : pool_(n_threads) {}
 
 void Ops::matmul(const Weight& w, const float* x, float* y, int64_t n_tokens) {
     backend::matmul_cpu(pool_, w.type, w.data, w.row_bytes, x, y, w.n_in(), w.n_out(), n_tokens, act_scratch_);
+    for (const LowRankDelta& d : w.deltas) {
+        // y += scale * B (A x): rank is small, so this costs (n_in + n_out) * rank per token
+        // instead of the n_in * n_out a merged weight would.
+        const int64_t rank = d.a.n_out, n_out = d.b.n_out;
+        if ((int64_t)delta_mid_.size() < n_tokens * rank) delta_mid_.resize(n_tokens * rank);
+        if ((int64_t)delta_out_.size() < n_tokens * n_out) delta_out_.resize(n_tokens * n_out);
+        backend::matmul_cpu(pool_, d.a.type, d.a.data, d.a.row_bytes, x, delta_mid_.data(), d.a.n_in, rank, n_tokens,
+                            act_scratch_);
+        backend::matmul_cpu(pool_, d.b.type, d.b.data, d.b.row_bytes, delta_mid_.data(), delta_out_.data(), rank, n_out,
+                            n_tokens, act_scratch_);
+        const float* dy = delta_out_.data();
+        for (int64_t i = 0; i < n_tokens * n_out; ++i) y[i] += d.scale * dy[i];
+    }
 }
 
 void Ops::get_rows(const Weight& w, const int32_t* ids, int64_t n, float* out) {
     const auto& tr = quant::traits(w.type);
-    for (int64_t i = 0; i < n; ++i) tr.dequantize_row(w.data + (int64_t)ids[i] * w.row_bytes, out + i * w.n_in(), w.n_in());
+    const int64_t n_in = w.n_in();
+    for (int64_t i = 0; i < n; ++i) tr.dequantize_row(w.data + (int64_t)ids[i] * w.row_bytes, out + i * n_in, n_in);
+    for (const LowRankDelta& d : w.deltas) {
+        // Row id of B·A = sum over r of B[id][r] * A[r]: rank dequantized rows of A per token.
+        const int64_t rank = d.a.n_out;
+        if ((int64_t)delta_mid_.size() < rank) delta_mid_.resize(rank);
+        if ((int64_t)delta_out_.size() < n_in) delta_out_.resize(n_in);
+        const auto& ta = quant::traits(d.a.type);
+        const auto& tb = quant::traits(d.b.type);
+        for (int64_t i = 0; i < n; ++i) {
+            tb.dequantize_row(d.b.data + (int64_t)ids[i] * d.b.row_bytes, delta_mid_.data(), rank);
+            float* dst = out + i * n_in;
+            for (int64_t r = 0; r < rank; ++r) {
+                ta.dequantize_row(d.a.data + r * d.a.row_bytes, delta_out_.data(), n_in);
+                const float c = d.scale * delta_mid_[r];
+                for (int64_t k = 0; k < n_in; ++k) dst[k] += c * delta_out_[k];
+            }
+        }
+    }
 }
 
 void Ops::rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps) {

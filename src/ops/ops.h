@@ -19,6 +19,24 @@ using backend::AttentionParams;
 using backend::PagedKvView;
 using backend::RopeConfig;
 
+// One 2-D matrix: n_out rows of n_in values of `type`, row_bytes apart (rows padded to the
+// type's block size, as in a GGUF file). A view: the bytes belong to someone else.
+struct MatrixView {
+    quant::QuantType type = quant::QuantType::f32;
+    const std::byte* data = nullptr;
+    int64_t n_in = 0, n_out = 0;
+    size_t row_bytes = 0;
+};
+
+// A low-rank term added to a weight: W' = W + scale * B·A, with A [n_in -> rank] (rank rows of
+// n_in) and B [rank -> n_out] (n_out rows of rank). LoRA adapters arrive as these; ops/ only
+// knows "a weight may carry low-rank deltas", never where they came from.
+struct LowRankDelta {
+    MatrixView a;  // n_in = the weight's n_in, n_out = rank
+    MatrixView b;  // n_in = rank, n_out = the weight's n_out
+    float scale = 1.0f;
+};
+
 // A weight matrix (or a stack of them) as stored in the model file: ne in ggml order,
 // ne[0] = n_in (contiguous), ne[1] = n_out, ne[2] = experts. Points into the mapped file.
 struct Weight {
@@ -26,15 +44,22 @@ struct Weight {
     const std::byte* data = nullptr;
     int64_t ne[4] = {1, 1, 1, 1};
     size_t row_bytes = 0;
+    // Low-rank deltas applied at run time by matmul and get_rows, in order (several adapters
+    // stack); the bytes above stay untouched. Only 2-D weights carry them (slice() keeps none:
+    // a delta describes the whole matrix, not one expert of a stack).
+    std::vector<LowRankDelta> deltas;
 
     bool present() const { return data != nullptr; }
     int64_t n_in() const { return ne[0]; }
     int64_t n_out() const { return ne[1]; }
     // The e-th matrix of a 3-D stack (experts).
     Weight slice(int64_t e) const {
-        Weight w = *this;
+        Weight w;
+        w.type = type;
         w.data = data + e * ne[1] * row_bytes;
+        for (int d = 0; d < 4; ++d) w.ne[d] = ne[d];
         w.ne[2] = 1;
+        w.row_bytes = row_bytes;
         return w;
     }
 };
@@ -45,9 +70,11 @@ public:
     int n_threads() const { return pool_.n_threads(); }
     ThreadPool& pool() { return pool_; }
 
-    // y[t][n_out] = W x[t]  (x: [n_tokens][n_in])
+    // y[t][n_out] = W x[t]  (x: [n_tokens][n_in]), plus scale * B (A x[t]) for each of
+    // w.deltas (computed low-rank: two thin matmuls, never the dense product).
     void matmul(const Weight& w, const float* x, float* y, int64_t n_tokens);
-    // out[i][n_in] = row ids[i] of w, dequantized to f32. ids must be in [0, n_out).
+    // out[i][n_in] = row ids[i] of w, dequantized to f32, plus row ids[i] of each delta's
+    // scale * B·A. ids must be in [0, n_out).
     void get_rows(const Weight& w, const int32_t* ids, int64_t n, float* out);
     void rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps);
     void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t rows, float eps);
@@ -69,6 +96,9 @@ public:
 private:
     ThreadPool pool_;
     std::vector<std::byte> act_scratch_;  // converted activations of the current matmul
+    // Low-rank deltas: [n_tokens][rank] = A x, then [n_tokens][n_out] = B (A x) (matmul), or
+    // [rank] + [n_in] dequantized rows (get_rows). Grown to the largest call, then reused.
+    std::vector<float> delta_mid_, delta_out_;
     std::vector<backend::AttentionScratch> attn_scratch_;  // [n_threads] scores and V sums of one (token, head)
 };
 

@@ -6,6 +6,12 @@
 // be an {"error"} line in the stream. A client that goes away, or a daemon that stops (httplib
 // then ends the stream), cancels the pull: its partial files stay, and the next pull resumes them. With stream false the answer is one
 // {"status":"success"} or the error. POST /api/push answers 501: pushing is not in scope.
+//
+// Before the blobs, the model's fit in this machine's memory is reported as one more status
+// ({"status":"fits in memory: needs ...","fit":{...}}, store/pull.h), with the daemon's
+// HEARTH_CONTEXT_LENGTH / HEARTH_KV_CACHE_TYPE / HEARTH_NUM_PARALLEL unless the request sets
+// num_ctx, kv_type, num_parallel (routes_fit.h). With "check_fit": true a model that does not
+// fit is refused before any blob byte is downloaded: a 400 whose error says what it needs.
 #include <httplib.h>
 
 #include <atomic>
@@ -18,6 +24,7 @@
 
 #include "base/timer.h"
 #include "server/adapters/ollama.h"
+#include "server/routes_fit.h"
 #include "server/server.h"
 #include "store/pull.h"
 
@@ -79,11 +86,17 @@ void Server::pull_routes() {
         };
         auto insecure = flag("insecure", false);
         auto stream = flag("stream", true);
+        auto check_fit = flag("check_fit", false);
         if (!insecure.ok()) return send_error(res, insecure.status(), Protocol::ollama);
         if (!stream.ok()) return send_error(res, stream.status(), Protocol::ollama);
+        if (!check_fit.ok()) return send_error(res, check_fit.status(), Protocol::ollama);
+        auto fit = fit_options_from(*body, config_);
+        if (!fit.ok()) return send_error(res, fit.status(), Protocol::ollama);
         log_model(req, model);
         auto opts = store::PullOptions::from_env(*insecure);
         if (!opts.ok()) return send_error(res, opts.status(), Protocol::ollama);
+        opts->fit = *fit;
+        if (*check_fit) opts->fit_check = store::FitCheck::require;
 
         auto job = std::make_shared<PullJob>();
         opts->transfer.cancelled = [job] { return job->cancel.load(); };

@@ -16,6 +16,7 @@
 #include "server/adapters/anthropic.h"
 #include "server/adapters/ollama.h"
 #include "server/adapters/openai.h"
+#include "server/routes_fit.h"
 
 namespace hearth::server {
 namespace {
@@ -55,7 +56,7 @@ std::string endpoint_of(const std::string& path) {
     static const char* kKnown[] = {"/",         "/api/generate", "/api/chat",   "/api/embed",      "/api/embeddings",
                                    "/api/tags", "/api/show",     "/api/ps",     "/api/version",    "/api/tokenize",
                                    "/api/detokenize", "/api/copy", "/api/delete", "/api/pull",     "/api/push",
-                                   "/api/create", "/metrics", "/v1/chat/completions", "/v1/completions",
+                                   "/api/create", "/api/fit", "/metrics", "/v1/chat/completions", "/v1/completions",
                                    "/v1/embeddings", "/v1/models", "/v1/responses", "/v1/messages",
                                    "/v1/messages/count_tokens"};
     for (const char* k : kKnown)
@@ -362,7 +363,9 @@ void Server::routes() {
         if (!ref.ok()) return ollama_error(res, ref.status());
         auto info = service_->store().info(*ref, /*with_file=*/true);
         if (!info.ok()) return ollama_error(res, info.status());
-        send_json(res, 200, ol::show_response(*ref, *info, verbose));
+        json shown = ol::show_response(*ref, *info, verbose);
+        shown["fit"] = show_fit_json(*info, config_);  // will it fit, with the daemon's defaults (routes_fit.h)
+        send_json(res, 200, shown);
     });
 
     h.Get("/api/ps", [this](const httplib::Request&, httplib::Response& res) {
@@ -451,6 +454,7 @@ void Server::routes() {
 
     store_routes();
     pull_routes();
+    add_fit_routes(h, *service_, config_);  // POST /api/fit (routes_fit.cpp)
     // HEAD /api/blobs/:digest (httplib routes HEAD to the GET handlers): does the store hold it?
     h.Get(R"(/api/blobs/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
         const std::string digest = req.matches[1];

@@ -272,6 +272,7 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
     if (!tok.ok()) return tok.status().with_context("tokenizer");
     model::LoadOptions lo{cfg.n_threads};
     lo.num_gpu = cfg.n_gpu_layers;
+    lo.adapters = ref.adapter_paths;  // the manifest's LoRA layers, applied at load (CPU)
     auto m = model::load_model(*file, lo);
     if (!m.ok()) return m.status();
     {
@@ -302,6 +303,13 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
                                 ? std::filesystem::path(store::Store::default_root()).parent_path().string()
                                 : config_.kv_disk_dir;
             eo.model_key = *digest;
+            // Adapters change every K/V row: their digests join the key (still a sha256 digest,
+            // so the folder name stays short).
+            if (!ref.adapter_digests.empty()) {
+                std::string all = *digest;
+                for (const auto& d : ref.adapter_digests) all += "\n" + d;
+                eo.model_key = "sha256:" + sha256_hex(std::string_view(all));
+            }
             eo.spill_bytes = config_.kv_disk_bytes;
         }
         auto e = runtime::Engine::create(lm->model, lm->tokenizer, eo);

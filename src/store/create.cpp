@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "gguf/gguf.h"
+#include "model/lora.h"
 #include "store/convert.h"
 #include "store/gguf_info.h"
 #include "store/quantize.h"
@@ -203,6 +205,69 @@ Result<Source> resolve_source(const Store& store, const CreateRequest& req) {
     return src;
 }
 
+// One LoRA adapter of the request: a blob already in the store, or (a Modelfile's ADAPTER) a
+// file to link, reference or copy in as FROM files are.
+struct AdapterSource {
+    std::string label;   // as the user named it, for messages: ADAPTER ./lora.gguf, adapters: "x.gguf"
+    std::string digest;  // a blob of the store, or ""
+    std::string path;    // a file outside the store (digest empty)
+};
+
+// Resolves the request's adapters and checks that each is a LoRA adapter GGUF (its metadata
+// and tensor pairs; the fit to the weights is checked once the weights are known).
+// invalid_argument / not_found / unsupported naming the adapter.
+Result<std::vector<AdapterSource>> resolve_adapters(const Store& store, const CreateRequest& req) {
+    std::vector<AdapterSource> out;
+    auto not_gguf = [](const std::string& label) {
+        return error(StatusCode::unsupported, label + ": hearth applies LoRA adapters in GGUF only; convert a "
+                                                      "safetensors adapter with llama.cpp's convert_lora_to_gguf.py");
+    };
+    for (const auto& [name, digest] : req.adapters) {
+        const std::string label = "adapters: \"" + name + "\"";
+        if (ends_with_ci(name, ".safetensors") || ends_with_ci(name, ".bin") || name == "adapter_config.json")
+            return not_gguf(label);
+        const std::string d = as_digest(digest);
+        if (d.empty())
+            return error(StatusCode::invalid_argument, label + ": expected a digest sha256:<64 hex>, got \"" + digest + "\"");
+        if (!store.has_blob(d))
+            return error(StatusCode::invalid_argument,
+                         label + ": blob " + d + " is not in the store (upload it first with POST /api/blobs/" + d + ")");
+        out.push_back({label, d, ""});
+    }
+    for (const std::string& p : req.adapter_paths) {
+        const std::string label = "ADAPTER " + p;
+        if (const std::string d = as_digest(p); !d.empty()) {
+            if (!store.has_blob(d))
+                return error(StatusCode::invalid_argument, label + ": the blob is not in the store");
+            out.push_back({label, d, ""});
+            continue;
+        }
+        const std::string path = expand_path(p, req.base_dir);
+        if (const std::string d = store_blob_digest(store, path); !d.empty()) {
+            out.push_back({label, d, ""});
+            continue;
+        }
+        if (!req.allow_paths)
+            return error(StatusCode::invalid_argument, label + ": a local path is not accepted over the API; upload the "
+                                                               "file with POST /api/blobs/<digest> and name it in \"adapters\"");
+        std::error_code ec;
+        if (fs::is_directory(path, ec)) return not_gguf(label + " (a folder)");
+        if (!fs::exists(path, ec)) return error(StatusCode::not_found, label + ": no such file (looked for " + path + ")");
+        out.push_back({label, "", path});
+    }
+    for (const AdapterSource& a : out) {
+        Result<std::string> file = a.digest.empty() ? Result<std::string>(a.path) : store.blob_file(a.digest);
+        if (!file.ok()) return file.status().with_context(a.label);
+        auto f = gguf::open_gguf(*file);
+        if (!f.ok()) return error(StatusCode::invalid_argument, a.label + ": not a GGUF file hearth can read: " + f.status().message());
+        auto lora = model::read_lora_adapter(std::move(f).value(), a.label);
+        if (!lora.ok())
+            return error(lora.status().code() == StatusCode::unsupported ? StatusCode::unsupported : StatusCode::invalid_argument,
+                         lora.status().message());
+    }
+    return out;
+}
+
 // Emits statuses; byte progress at most every 200 ms (and at the end).
 class Reporter {
 public:
@@ -302,7 +367,8 @@ public:
             HEARTH_ASSIGN(model.digest, quantize(model.digest));
         }
 
-        const std::string model_path = store_.blob_path(model.digest);
+        // The blob, or the file a reference names (adopted from another file system).
+        HEARTH_ASSIGN(const std::string model_path, store_.blob_file(model.digest));
         std::error_code ec;
         model.size = (int64_t)fs::file_size(model_path, ec);
         auto info = read_gguf_info(model_path);
@@ -318,6 +384,7 @@ public:
         auto it = std::find_if(layers.begin(), layers.end(), [](const Layer& l) { return l.media_type == kMediaModel; });
         if (it != layers.end()) *it = model;
         else layers.insert(layers.begin(), model);
+        HEARTH_TRY(add_adapters(layers, model_path));
 
         if (req_.template_text && !req_.template_text->empty()) HEARTH_TRY(set_text(layers, kMediaTemplate, *req_.template_text));
         if (req_.system) {
@@ -367,6 +434,44 @@ private:
         std::erase_if(layers, [&](const Layer& l) { return l.media_type == type; });
     }
 
+    // The request's LoRA adapters (application/vnd.ollama.image.adapter layers, applied at load),
+    // each checked against the weights at `model_path` (architecture, tensor names and shapes),
+    // added after those the base model already has; one already there is kept once.
+    Status add_adapters(std::vector<Layer>& layers, const std::string& model_path) {
+        if (req_.adapters.empty() && req_.adapter_paths.empty()) return {};
+        HEARTH_ASSIGN(std::vector<AdapterSource> sources, resolve_adapters(store_, req_));
+        auto weights = gguf::open_gguf(model_path);
+        if (!weights.ok()) return weights.status();
+        for (const AdapterSource& a : sources) {
+            {
+                Result<std::string> file = a.digest.empty() ? Result<std::string>(a.path) : store_.blob_file(a.digest);
+                if (!file.ok()) return file.status().with_context(a.label);
+                auto f = gguf::open_gguf(*file);
+                if (!f.ok()) return f.status().with_context(a.label);
+                HEARTH_ASSIGN(model::LoraAdapter lora, model::read_lora_adapter(std::move(f).value(), a.label));
+                if (Status st = model::check_lora_against(lora, **weights); !st.ok())
+                    return error(st.code() == StatusCode::unsupported ? StatusCode::unsupported : StatusCode::invalid_argument,
+                                 st.message());
+            }
+            Layer l;
+            l.media_type = kMediaAdapter;
+            if (a.digest.empty()) {
+                HEARTH_ASSIGN(l.digest, adopt(a.path));
+            } else {
+                l.digest = a.digest;
+                if (!rep_.say("using existing layer " + a.digest, a.digest)) return cancelled();
+            }
+            HEARTH_ASSIGN(const std::string file, store_.blob_file(l.digest));
+            std::error_code ec;
+            l.size = (int64_t)fs::file_size(file, ec);
+            const bool have = std::any_of(layers.begin(), layers.end(), [&](const Layer& x) {
+                return x.media_type == kMediaAdapter && x.digest == l.digest;
+            });
+            if (!have) layers.push_back(l);
+        }
+        return {};
+    }
+
     Result<Layer> write_layer(const std::string& bytes, const char* type, bool quiet = false) {
         const bool existed = store_.has_blob("sha256:" + sha256_hex(std::string_view(bytes)));
         HEARTH_ASSIGN(Layer l, store_.write_blob(bytes, type));
@@ -413,9 +518,12 @@ private:
             if (!rep_.say("using existing layer " + a->digest, a->digest)) return cancelled();
         } else {
             added.push_back(a->digest);
-            const std::string how = a->linked ? "linked " + file + " into the store (a hard link: no space used)"
-                                              : "copied " + file + " into the store (" + human_size(a->size) +
-                                                    "; it is on another file system, so it cannot be hard-linked)";
+            const std::string how =
+                a->linked       ? "linked " + file + " into the store (a hard link: no space used)"
+                : a->referenced ? "referenced " + a->path + " in place (" + human_size(a->size) +
+                                      " on another file system: no copy; keep the file where it is, unchanged)"
+                                : "copied " + file + " into the store (" + human_size(a->size) +
+                                      "; it is on another file system, so it cannot be hard-linked)";
             if (!rep_.say(how, a->digest) || !rep_.say("creating new layer " + a->digest, a->digest)) return cancelled();
         }
         return a->digest;
@@ -444,7 +552,7 @@ private:
 
     Result<std::string> quantize(const std::string& digest) {
         HEARTH_ASSIGN(QuantizeTarget target, parse_quantize_type(req_.quantize));
-        const std::string in = store_.blob_path(digest);
+        HEARTH_ASSIGN(const std::string in, store_.blob_file(digest));
         auto info = read_gguf_info(in);
         if (!info.ok()) return error(StatusCode::invalid_argument, "the model file is not a GGUF file hearth can read: " + info.status().message());
         const std::string status = "quantizing " + (info->quantization.empty() ? std::string("the") : info->quantization) +
@@ -495,11 +603,7 @@ Result<CreateRequest> create_request(const Modelfile& mf, std::string model, std
 Status check_create(const Store& store, const CreateRequest& req) {
     if (req.model.empty()) return error(StatusCode::invalid_argument, "the model name is empty");
     HEARTH_TRY(ModelName::parse(req.model).status());
-    if (!req.adapters.empty() || !req.adapter_paths.empty())
-        return error(StatusCode::unsupported,
-                     "ADAPTER: LoRA adapters are not supported yet (hearth cannot apply one at load, and a model built "
-                     "with it would silently run without it); merge the adapter into the weights (e.g. llama.cpp's "
-                     "llama-export-lora) and use the merged GGUF in FROM");
+    HEARTH_TRY(resolve_adapters(store, req).status());
     if (!req.parameters.is_null()) {
         if (!req.parameters.is_object()) return error(StatusCode::invalid_argument, "\"parameters\" must be an object");
         for (const auto& [k, v] : req.parameters.items()) HEARTH_TRY(normalize_parameter(k, v).status());

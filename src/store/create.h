@@ -2,9 +2,9 @@
 // already on disk (`hearth import`).
 //
 // A created model is a layered manifest as Ollama writes one (peers.md §1.9): the weights
-// (application/vnd.ollama.image.model), then template, system, params (JSON), messages (JSON) and
-// license layers, and a config blob {model_format, model_family, model_families, model_type,
-// file_type, ...}. Layers are content-addressed, so a model FROM another shares its weights and
+// (application/vnd.ollama.image.model), LoRA adapters (application/vnd.ollama.image.adapter),
+// then template, system, params (JSON), messages (JSON) and license layers, and a config blob
+// {model_format, model_family, model_families, model_type, file_type, ...}. Layers are content-addressed, so a model FROM another shares its weights and
 // only its new small layers are written; a GGUF file FROM a path is hard-linked into the store
 // (no second copy) when it is on the same file system, else copied.
 //
@@ -37,8 +37,11 @@ struct CreateRequest {
     //    one .gguf, or a checkpoint's config.json, tokenizer files and *.safetensors.
     std::string from;
     std::map<std::string, std::string> files;
-    // LoRA adapters (the API's digests, a Modelfile's ADAPTER paths): refused until hearth can
-    // apply them at load, rather than built into a model that would silently run without them.
+    // LoRA adapters in GGUF (model/lora.h), stored as application/vnd.ollama.image.adapter
+    // layers after the base's own and applied at load: the API's file name -> digest of blobs
+    // in the store, a Modelfile's ADAPTER paths (absolute, ~/, or relative to base_dir; with
+    // allow_paths, else only this store's blobs). Each must be a LoRA adapter for the weights'
+    // architecture whose tensor pairs fit the weights.
     std::map<std::string, std::string> adapters;
     std::vector<std::string> adapter_paths;
     std::optional<std::string> template_text;  // Jinja; "" or nullopt: keep the base's
@@ -67,7 +70,8 @@ using CreateProgress = std::function<bool(const CreateStatus&)>;
 
 // Everything that can be checked without moving bytes: the name, the base exists, files are in
 // the store, the template parses as Jinja, parameter types, message roles, the quantize type,
-// adapters (refused). invalid_argument / not_found / unsupported with a message for the user.
+// adapters (present and LoRA GGUFs; their fit to the weights is checked while building).
+// invalid_argument / not_found / unsupported with a message for the user.
 Status check_create(const Store& store, const CreateRequest& req);
 
 // Builds the model; the last status is "success". On error nothing is visible under the name

@@ -641,6 +641,44 @@ Result<std::string> fetch_text(const std::vector<Source>& sources, const std::st
     }
 }
 
+Result<std::string> fetch_range(const std::vector<Source>& sources, const std::string& path, int64_t start,
+                                int64_t length, const TransferOptions& opts, bool* ranged) {
+    init_curl();
+    if (sources.empty()) return error(StatusCode::invalid_argument, "no source to fetch " + path + " from");
+    if (start < 0 || length <= 0) return error(StatusCode::invalid_argument, "fetch_range: bad byte range");
+    SourceCycle cycle(sources, {}, opts);
+    for (;;) {
+        if (opts.cancelled && opts.cancelled()) return error(StatusCode::io_error, "cancelled");
+        const size_t i = cycle.current();
+        std::string body;
+        GetRequest req;
+        req.url = sources[i].base_url + path;
+        req.headers = sources[i].headers;
+        req.range_start = start;
+        req.range_end = start + length - 1;
+        req.opts = &opts;
+        req.stop = opts.cancelled;
+        req.on_body = [&](const char* data, size_t len) {
+            const size_t room = (size_t)length - body.size();
+            body.append(data, std::min(room, len));
+            return body.size() < (size_t)length;  // a server that sends more than asked is cut off
+        };
+        const Attempt a = http_get(req);
+        const Outcome out = classify(a);
+        if (out == Outcome::ok) {
+            if (ranged) *ranged = a.http_status == 206;
+            return body;
+        }
+        if (out == Outcome::cancelled) continue;
+        const std::string why = describe(a, opts);
+        if (i == 0 && a.curl == CURLE_OK && a.http_status == 404) return error(StatusCode::not_found, why);
+        if (!cycle.failed(out, why, !body.empty(), opts.cancelled)) {
+            if (opts.cancelled && opts.cancelled()) continue;
+            return error(cycle.only_not_found() ? StatusCode::not_found : StatusCode::io_error, cycle.reasons());
+        }
+    }
+}
+
 Status download_blob(const std::string& blobs_dir, const std::string& digest, int64_t size,
                      const std::vector<Source>& sources, const std::string& path, const TransferOptions& opts,
                      const ProgressFn& progress) {

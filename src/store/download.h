@@ -77,6 +77,17 @@ Result<std::string> fetch_text(const std::vector<Source>& sources, const std::st
                                const std::vector<std::string>& headers, const TransferOptions& opts,
                                int64_t max_bytes = 64ll << 20);
 
+// Bytes [start, start + length) of base + path, from the first source that answers (a 206
+// for exactly that range, or a 200 whose body is the whole file). `ranged` (when given) says
+// which: false for a server that ignored the Range header, whose first bytes are then what is
+// returned (a 200 to a range that does not start at 0 is read up to the range and cut there,
+// so a caller that can do without should stop at the first answer that was not ranged). Fewer
+// than `length` bytes come back only when the file ends first. The transfer retries as
+// fetch_text does, up to opts.max_failures; errors are fetch_text's (not_found for a 404 from
+// the primary).
+Result<std::string> fetch_range(const std::vector<Source>& sources, const std::string& path, int64_t start,
+                                int64_t length, const TransferOptions& opts, bool* ranged = nullptr);
+
 // Makes blobs_dir/sha256-<hex> hold the `size` bytes whose SHA-256 is `digest` ("sha256:<hex>"),
 // fetched from base + path of `sources`, resuming partial files left by an earlier attempt.
 // An existing blob of the right size is taken as is. `progress` runs on the calling thread.

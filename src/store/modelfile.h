@@ -8,7 +8,7 @@
 //   TEMPLATE """{{ messages }}"""    a Jinja chat template (hearth does not run Go templates)
 //   SYSTEM You are a pirate.
 //   MESSAGE user Hello               few-shot history: system, user or assistant
-//   ADAPTER ./lora.gguf              a LoRA adapter (parsed; create refuses it: not supported yet)
+//   ADAPTER ./lora.gguf              a LoRA adapter in GGUF, applied at load (model/lora.h)
 //   LICENSE """..."""                repeatable
 //   REQUIRES 0.6.0                   minimum version, kept in the model's config
 //

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -131,6 +132,14 @@ Status install_blob(const std::string& tmp, const std::string& blob, const std::
     return fsync_dir(blobs_dir);
 }
 
+// HEARTH_COPY_FOREIGN=1 (or true/yes): copy files from other file systems instead of referencing them.
+bool copy_foreign() {
+    const char* v = std::getenv("HEARTH_COPY_FOREIGN");
+    if (!v) return false;
+    const std::string s(v);
+    return s == "1" || s == "true" || s == "yes" || s == "TRUE" || s == "YES";
+}
+
 }  // namespace
 
 Result<Manifest> Manifest::parse(std::string_view text) {
@@ -219,7 +228,9 @@ std::string Store::blob_path(std::string_view digest) const {
 bool Store::has_blob(std::string_view digest) const {
     const std::string p = blob_path(digest);
     std::error_code ec;
-    return !p.empty() && fs::is_regular_file(p, ec);
+    if (p.empty()) return false;
+    if (fs::is_regular_file(p, ec)) return true;
+    return blob_file(digest, {}, /*verify=*/false).ok();
 }
 
 Result<ModelRef> Store::resolve(std::string_view text) const {
@@ -255,7 +266,7 @@ Result<std::string> Store::manifest_text(const ModelName& name, std::string_view
     return text;
 }
 
-Result<ModelRef> Store::resolve_name(const ModelName& name, std::string_view as_given) const {
+Result<ModelRef> Store::resolve_name(const ModelName& name, std::string_view as_given, bool verify) const {
     const std::string mpath = root_ + "/" + name.manifest_rel();
     auto text = manifest_text(name, as_given);
     if (!text.ok()) return text.status();
@@ -270,11 +281,13 @@ Result<ModelRef> Store::resolve_name(const ModelName& name, std::string_view as_
     const Layer* weights = m->find(kMediaModel);
     if (!weights) return error(StatusCode::corrupt, "model '" + r.name + "': the manifest has no model (GGUF) layer");
     r.model_digest = weights->digest;
-    r.model_path = blob_path(weights->digest);
-    std::error_code ec;
-    if (r.model_path.empty() || !fs::is_regular_file(r.model_path, ec))
+    auto weights_file = blob_file(weights->digest, r.name, verify);
+    if (!weights_file.ok()) {
+        if (weights_file.status().code() == StatusCode::corrupt) return weights_file.status();
         return error(StatusCode::corrupt, "model '" + r.name + "': its weights blob " + weights->digest + " is missing from " +
                                               root_ + "/blobs");
+    }
+    r.model_path = *weights_file;
     auto read_layer = [&](const char* type, std::string& out) -> Status {
         const Layer* l = m->find(type);
         if (!l) return {};
@@ -312,6 +325,17 @@ Result<ModelRef> Store::resolve_name(const ModelName& name, std::string_view as_
     }
     r.has_projector = m->find(kMediaProjector) != nullptr;
     r.has_adapter = m->find(kMediaAdapter) != nullptr;
+    for (const auto& l : m->layers) {
+        if (l.media_type != kMediaAdapter) continue;
+        auto file = blob_file(l.digest, r.name, verify);
+        if (!file.ok()) {
+            if (file.status().code() == StatusCode::corrupt) return file.status();
+            return error(StatusCode::corrupt, "model '" + r.name + "': its adapter blob " + l.digest + " is missing from " +
+                                                  root_ + "/blobs");
+        }
+        r.adapter_paths.push_back(*file);
+        r.adapter_digests.push_back(l.digest);
+    }
     return r;
 }
 
@@ -329,7 +353,7 @@ std::vector<ModelRef> Store::list() const {
         if (parts.size() != 4) continue;  // host/ns/model/tag
         auto name = ModelName::parse(parts[0] + "/" + parts[1] + "/" + parts[2] + ":" + parts[3]);
         if (!name.ok()) continue;
-        auto r = resolve_name(*name, name->display());
+        auto r = resolve_name(*name, name->display(), /*verify=*/false);
         if (r.ok()) out.push_back(std::move(r).value());
     }
     std::sort(out.begin(), out.end(), [](const ModelRef& a, const ModelRef& b) {
@@ -439,10 +463,7 @@ Status Store::remove(std::string_view text) {
         candidates.erase(m->config.digest);
         for (const auto& l : m->layers) candidates.erase(l.digest);
     }
-    for (const auto& d : candidates) {
-        const std::string p = blob_path(d);
-        if (!p.empty()) fs::remove(p, ec);
-    }
+    for (const auto& d : candidates) delete_blob(d);
     return {};
 }
 
@@ -579,8 +600,12 @@ Result<Store::Adopted> Store::adopt_file(const std::string& path, const std::fun
     if (ec) return error(StatusCode::io_error, root_ + "/blobs: cannot create: " + ec.message());
     Adopted a;
     a.size = (int64_t)fs::file_size(src, ec);
+    a.path = src.string();
     const std::string tmp = temp_path(".gguf");
-    if (::link(src.c_str(), tmp.c_str()) == 0) {
+    const bool linked = ::link(src.c_str(), tmp.c_str()) == 0;
+    const int link_errno = errno;
+    if (!linked && link_errno == EXDEV && !copy_foreign()) return adopt_by_reference(src.string(), progress);
+    if (linked) {
         // Hash the linked inode: the digest is of exactly the bytes the blob holds.
         auto hex = hash_file(tmp, a.size, progress);
         if (!hex.ok()) {
@@ -674,8 +699,7 @@ void Store::remove_unreferenced(const std::vector<std::string>& digests) {
         candidates.erase(m->config.digest);
         for (const auto& l : m->layers) candidates.erase(l.digest);
     }
-    for (const auto& d : candidates)
-        if (const std::string p = blob_path(d); !p.empty()) fs::remove(p, ec);
+    for (const auto& d : candidates) delete_blob(d);
 }
 
 void Store::remove_stale_temps() const {

@@ -3,6 +3,16 @@
 //
 //   manifests/<host>/<namespace>/<model>/<tag>   JSON: Docker distribution manifest v2
 //   blobs/sha256-<64 hex>                         content-addressed layers
+//   references/sha256-<64 hex>.json               a blob kept outside the store (see below)
+//
+// References. A GGUF file adopted from another file system (where it cannot be hard-linked) is
+// not copied: a record {"path","size","mtime_ns","inode","device","verified_at"} names it, and
+// the manifest is Ollama-shaped as for any blob (the layer's digest is the file's SHA-256). A
+// digest resolves to blobs/sha256-<hex> when that exists, else to the referenced file, which is
+// checked first: its size must match the record, and when its modification time or inode
+// changed since the recorded verification it is hashed again (a match refreshes the record; a
+// difference, or a file gone, is an error naming the file). Removing the last model that uses
+// such a digest removes the record, never the file. Ollama itself does not read references.
 //
 // A manifest's layers name their blobs by digest ("sha256:<hex>") and media type: the weights
 // (application/vnd.ollama.image.model, a GGUF file), and small text layers: template, system,
@@ -91,6 +101,9 @@ struct ModelRef {
     nlohmann::json params;
     nlohmann::json messages;    // the messages layer: [{"role", "content"}], or null
     bool has_projector = false, has_adapter = false;
+    // The LoRA adapter layers (application/vnd.ollama.image.adapter, GGUF files applied at
+    // load: model::LoadOptions::adapters), in manifest order: blob paths and digests.
+    std::vector<std::string> adapter_paths, adapter_digests;
 };
 
 class Store {
@@ -126,7 +139,19 @@ public:
 
     // blobs/sha256-<hex> for "sha256:<hex>" or "sha256-<hex>"; "" for a malformed digest.
     std::string blob_path(std::string_view digest) const;
+    // The blob is in blobs/, or a reference names a file of the recorded size (not hashed here).
     bool has_blob(std::string_view digest) const;
+    // references/sha256-<hex>.json; "" for a malformed digest.
+    std::string reference_path(std::string_view digest) const;
+    // The file holding a blob's bytes: blobs/sha256-<hex>, else the file its reference names,
+    // checked as the header says (`verify` false: its size only, no hashing). `owner` names the
+    // model in messages. Errors: not_found (neither blob nor reference), corrupt "the file X
+    // referenced by model 'M' changed or was removed (...); re-run hearth create", invalid_argument
+    // for a malformed digest.
+    Result<std::string> blob_file(std::string_view digest, std::string_view owner = {}, bool verify = true) const;
+    // Deletes blobs/sha256-<hex> and the digest's reference record, never the file a reference
+    // names. The caller holds the store lock and knows no manifest uses the digest.
+    void delete_blob(std::string_view digest) const;
 
     // ---- the write side ----
 
@@ -166,16 +191,22 @@ public:
     // Writes `bytes` as a blob (nothing when it exists). Returns its layer.
     Result<Layer> write_blob(std::string_view bytes, std::string media_type);
 
-    // A file outside the store registered as a blob without a second copy where possible: a hard
-    // link in blobs/ on the same file system (then hashed, so the digest is of the linked
-    // bytes), else a copy (hashed while copying). Symlinks are followed. A hard link shares the
-    // file: the original must not be changed in place afterwards (Hugging Face's cache and LM
-    // Studio never do); deleting either name keeps the other.
+    // A file outside the store registered as a blob without a second copy: a hard link in
+    // blobs/ on the same file system (then hashed, so the digest is of the linked bytes); on
+    // another file system (link fails with EXDEV) a reference record (see above), written
+    // atomically under the store lock after the file was hashed, and refused when the file
+    // changed while it was hashed; elsewhere (links not allowed), or with HEARTH_COPY_FOREIGN=1
+    // in the environment, a copy (hashed while copying). Symlinks are followed. A hard link
+    // shares the file: the original must not be changed in place afterwards (Hugging Face's
+    // cache and LM Studio never do); deleting either name keeps the other. A referenced file
+    // must stay where it is, unchanged: loads check it.
     struct Adopted {
-        std::string digest;     // "sha256:<hex>"
+        std::string digest;       // "sha256:<hex>"
         int64_t size = 0;
-        bool linked = false;    // hard link; false: copied
-        bool existed = false;   // the store already held this blob (nothing was linked or copied)
+        bool linked = false;      // hard link
+        bool referenced = false;  // a reference record (neither linked nor copied)
+        bool existed = false;     // the store already held this blob, or a sound reference to it
+        std::string path;         // the adopted file (symlinks resolved)
     };
     // `progress` (bytes hashed or copied of the total) may return false to cancel.
     Result<Adopted> adopt_file(const std::string& path, const std::function<bool(int64_t done, int64_t total)>& progress = {});
@@ -201,13 +232,19 @@ private:
     };
     // The manifest's bytes; not_found worded for `as_given` when there is none.
     Result<std::string> manifest_text(const ModelName& name, std::string_view as_given) const;
-    Result<ModelRef> resolve_name(const ModelName& name, std::string_view as_given) const;
+    // `verify` false (listings): a referenced weights file is checked by size only.
+    Result<ModelRef> resolve_name(const ModelName& name, std::string_view as_given, bool verify = true) const;
     Result<ModelRef> resolve_file(std::string_view path) const;
+    // adopt_file on another file system: hash `path` (symlinks resolved) and record it.
+    Result<Adopted> adopt_by_reference(const std::string& path, const std::function<bool(int64_t, int64_t)>& progress);
 
     std::string root_;
     mutable std::mutex mu_;
     mutable std::map<InfoKey, GgufInfo> info_cache_;           // under mu_; entries hold no mapping
     mutable std::map<InfoKey, std::string> digest_cache_;      // under mu_; bare files' hashes
+    // under mu_; referenced files' hashes, keyed by path and inode too (a file replaced by one
+    // of the same size and time is hashed again)
+    mutable std::map<InfoKey, std::string> reference_hash_cache_;
     mutable std::map<std::string, bool> jinja_cache_;          // under mu_; template hash -> parses as Jinja
 };
 

@@ -127,7 +127,7 @@ TEST_F(CliCreate, ErrorsAreOneLine) {
     expect_one_error_line(run_hearth("create x -f " + write("M1", "FROM ./stories260K.gguf\nFORM y\n"), "", env()), "create",
                           "M1:2: unknown instruction \"FORM\"");
     expect_one_error_line(run_hearth("create x -f " + write("M2", "FROM ./stories260K.gguf\nADAPTER ./lora.gguf\n"), "", env()),
-                          "create", "LoRA adapters are not supported yet");
+                          "create", "ADAPTER ./lora.gguf: no such file");
     expect_one_error_line(run_hearth("create x -f " + write("M3", "FROM ./nope.gguf\n"), "", env()), "create", "no such file");
     expect_one_error_line(run_hearth("create x -f " + (base_ / "work" / "missing").string(), "", env()), "create", "no such file");
     expect_one_error_line(

@@ -214,7 +214,8 @@ TEST_F(CreateApi, ChecksTheRequestBeforeAnswering) {
     fails({{"model", "x"}, {"files", files}, {"template", "{{ .System }} {{ .Prompt }}"}}, 400, "Go template");
     fails({{"model", "x"}, {"files", files}, {"parameters", {{"temperature", "hot"}}}}, 400, "temperature");
     fails({{"model", "x"}, {"files", files}, {"parameters", {{"nope", 1}}}}, 400, "unknown parameter");
-    fails({{"model", "x"}, {"files", files}, {"adapters", {{"lora.gguf", stories_digest_}}}}, 400, "LoRA adapters are not supported");
+    fails({{"model", "x"}, {"files", files}, {"adapters", {{"lora.gguf", stories_digest_}}}}, 400,
+          "adapters: \"lora.gguf\": not a LoRA adapter: general.type is");
     fails({{"model", "x"}, {"files", files}, {"quantize", "q9"}}, 400, "q9");
     fails({{"model", "x"}, {"files", files}, {"renderer", "qwen3"}}, 400, "renderer");
     fails({{"model", "bad name"}, {"files", files}}, 400, "invalid model name");

@@ -182,7 +182,10 @@ TEST_F(CreateTest, CopiesAcrossFileSystems) {
     const std::string gguf = copy_model("models/stories260K.gguf", shm);
     Store s(root_.string());
     std::vector<CreateStatus> log;
+    // By default the file would be referenced in place (reference_test.cpp); this opt-out copies.
+    ::setenv("HEARTH_COPY_FOREIGN", "1", 1);
     Status st = create_from(s, "copied", "FROM " + gguf + "\n", &log);
+    ::unsetenv("HEARTH_COPY_FOREIGN");
     fs::remove_all(shm, ec);
     ASSERT_TRUE(st.ok()) << st.message();
     EXPECT_TRUE(has_status(log, "copied stories260K.gguf into the store"));
@@ -233,7 +236,7 @@ TEST_F(CreateTest, RefusesWhatItCannotBuild) {
         EXPECT_NE(st.message().find(part), std::string::npos) << st.message();
         EXPECT_FALSE(s.resolve("bad").ok());
     };
-    fails("FROM " + gguf + "\nADAPTER ./lora.gguf\n", StatusCode::unsupported, "LoRA adapters are not supported yet");
+    fails("FROM " + gguf + "\nADAPTER ./lora.gguf\n", StatusCode::not_found, "ADAPTER ./lora.gguf: no such file");
     fails("FROM " + gguf + "\nTEMPLATE \"\"\"{{ if .System }}{{ .System }}{{ end }}{{ .Prompt }}\"\"\"\n", StatusCode::invalid_argument,
           "Ollama Go template");
     fails("FROM " + gguf + "\nTEMPLATE \"\"\"{% for %}\"\"\"\n", StatusCode::invalid_argument, "not a Jinja chat template");
