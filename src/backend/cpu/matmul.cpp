@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "backend/cpu/amx.h"
 #include "backend/cpu/dot_kernels.h"
 #include "backend/ref/matmul.h"
 
@@ -45,24 +46,40 @@ void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, siz
 void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, size_t row_bytes,
                 const float* x, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens,
                 std::vector<std::byte>& scratch, SimdLevel level) {
+    matmul_cpu(pool, type, w, row_bytes, x, y, n_in, n_out, n_tokens, scratch, level, AmxMode::automatic);
+}
+
+void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, size_t row_bytes,
+                const float* x, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens,
+                std::vector<std::byte>& scratch, SimdLevel level, AmxMode amx) {
     const auto& tr = quant::traits(type);
     const size_t act_bytes = activation_row_bytes(type, n_in);
     const DotKernels* k = find_dot_kernels(level, type, n_in);
-    // Prompt tokens go through the packed kernel (groups of kPackTokens) or the tile kernel
-    // (tiles of k->cols); the rest, and single tokens, one at a time through the column kernel.
-    const bool packed = k && k->packed && n_tokens >= kPackTokens;
+    const bool use_amx = level == SimdLevel::avx512 && has_amx_kernel(type) &&
+                         (amx == AmxMode::force ? amx_int8_available()
+                                                : amx == AmxMode::automatic && amx_int8_enabled() &&
+                                                      n_tokens >= amx_min_tokens(type));
+    // Prompt tokens go through the AMX tile kernels, the packed kernel (groups of kPackTokens)
+    // or the tile kernel (tiles of k->cols); the rest, and single tokens, one at a time through
+    // the column kernel.
+    const bool packed = !use_amx && k && k->packed && n_tokens >= kPackTokens;
     const size_t group_bytes = packed ? (size_t)(n_in / tr.block_size) * k->packed_block_bytes : 0;
     const int64_t n_groups = packed ? n_tokens / kPackTokens : 0;
-    const size_t need = act_bytes * n_tokens + group_bytes * n_groups;
+    const size_t extra = use_amx ? amx_scratch_bytes(type, n_in, n_tokens, pool.n_threads()) : group_bytes * n_groups;
+    const size_t need = act_bytes * n_tokens + extra;
     if (scratch.size() < need) scratch.resize(need);
     std::byte* xq = scratch.data();                // [n_tokens][act_bytes] activations in vec_dot_type
-    std::byte* xp = xq + act_bytes * n_tokens;     // [n_groups][group_bytes] the same, packed
+    std::byte* xp = xq + act_bytes * n_tokens;     // [n_groups][group_bytes] the same, packed (or AMX scratch)
     pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e) {
         for (int64_t t = b; t < e; ++t) {
             if (k && k->quantize) k->quantize(x + t * n_in, xq + t * act_bytes, n_in);
             else quantize_activation_row(type, x + t * n_in, xq + t * act_bytes, n_in);
         }
     });
+    if (use_amx) {
+        matmul_amx(pool, type, w, row_bytes, xq, act_bytes, y, n_in, n_out, n_tokens, xp);
+        return;
+    }
 
     if (!k) {
         // Reference dot products. Each worker takes a band of weight rows and dots it with every
