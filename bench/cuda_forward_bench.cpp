@@ -5,6 +5,14 @@
 //    which exercises attention over a long context (--ctx C, default 4096, 0 skips; --tg-ctx M,
 //    default 32); its roofline counts the KV bytes read per token too (f16 K and V of every
 //    layer, at the mean context of the steps);
+//  - tg@B (--batch B[,B...], default off): decode steps of B sequences at once (one token of each
+//    per step, logits of all B copied back), after each sequence was prefilled with --batch-ctx
+//    tokens (default 512), as the Engine's decode phase with B streams but without sampling or
+//    scheduling: --batch-steps steps (default 32) per rep, t/s = B * steps / time, and the
+//    median ms per step; a second figure with the logits of one sequence only (the rest of the
+//    step: what the B x n_vocab logits cost). --profile brackets one measured step of each B
+//    with cudaProfilerStart/Stop (for ncu --profile-from-start off; scripts/gpu-check.sh).
+//    --pp 0 / --tg 0 skip those figures.
 // median over --reps runs after a warm-up. Each figure is also given against the decode roofline
 // (device-to-device copy bandwidth measured in this run, read + write counted as in ANCHORS.md,
 // over the weight bytes one token reads) and against llama.cpp's figure for the same shape on
@@ -14,6 +22,7 @@
 // written once to --dir (default /tmp) as <preset>-<TYPE>.gguf with the built-in vocabulary.
 //   build/bench/cuda_forward_bench [--dir /tmp] [--pp 512] [--tg 128] [--ctx 4096] [--tg-ctx 32]
 //       [--reps 5] llama3.2-1b:Q4_K_M ...
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -91,11 +100,29 @@ struct Row {
     double tg_ctx_ts = 0, roofline_ctx_ts = 0;  // tg<M>@<C>
 };
 
+struct BatchRow {
+    std::string spec;
+    int streams = 0;
+    double step_ms = 0, ts = 0, step_one_out_ms = 0;
+};
+
+std::vector<int> parse_list(const std::string& s) {
+    std::vector<int> v;
+    for (size_t i = 0; i < s.size();) {
+        const size_t j = std::min(s.find(',', i), s.size());
+        if (j > i) v.push_back(std::atoi(s.substr(i, j - i).c_str()));
+        i = j + 1;
+    }
+    return v;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::string dir = "/tmp";
-    int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32;
+    int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32, batch_ctx = 512, batch_steps = 32;
+    bool profile = false;
+    std::vector<int> batches;
     std::vector<std::string> specs;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -106,6 +133,10 @@ int main(int argc, char** argv) {
         else if (a == "--ctx") ctx = std::max(0, std::atoi(next().c_str()));
         else if (a == "--tg-ctx") tg_ctx = std::max(1, std::atoi(next().c_str()));
         else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
+        else if (a == "--batch") batches = parse_list(next());
+        else if (a == "--batch-ctx") batch_ctx = std::max(1, std::atoi(next().c_str()));
+        else if (a == "--batch-steps") batch_steps = std::max(1, std::atoi(next().c_str()));
+        else if (a == "--profile") profile = true;
         else specs.push_back(a);
     }
     if (specs.empty()) specs = {"llama3.2-1b:Q4_K_M", "llama3.1-8b:Q4_K_M"};
@@ -118,6 +149,7 @@ int main(int argc, char** argv) {
     std::printf("device: %s, copy bandwidth %.0f GB/s (read + write)\n", info.ok() ? info->name.c_str() : "?", bw);
 
     std::vector<Row> rows;
+    std::vector<BatchRow> batch_rows;
     for (const std::string& spec : specs) {
         const size_t colon = spec.find(':');
         const std::string preset = spec.substr(0, colon), type = colon == std::string::npos ? "Q4_K_M" : spec.substr(colon + 1);
@@ -154,7 +186,7 @@ int main(int argc, char** argv) {
                     weight_bytes / 1e9);
         model::Model& model = *m.value();
         const int block_size = 16;
-        const int max_ctx = std::max({pp, tg, ctx > 0 ? ctx + tg_ctx : 0});
+        const int max_ctx = std::max({pp, tg, ctx > 0 ? ctx + tg_ctx : 0, 1});
         auto kv = model::KvCache::create(model.kv_layout(), (max_ctx + 64) / block_size + 1, block_size);
         if (!kv.ok()) die(spec + " kv", kv.status());
         std::vector<int32_t> table;
@@ -170,17 +202,17 @@ int main(int argc, char** argv) {
 
         // pp: one batch of pp tokens, logits of the last.
         std::vector<double> pp_s;
-        for (int r = 0; r <= reps; ++r) {
+        for (int r = 0; r <= reps && pp > 0; ++r) {
             batch.clear();
             for (int i = 0; i < pp; ++i) batch.add(tok(rng), i, 0, i == pp - 1);
             const double t0 = now_s();
             if (auto st = model.forward(batch, *kv, out); !st.ok()) die(spec + " pp", st);
             if (r > 0) pp_s.push_back(now_s() - t0);  // run 0 is the warm-up
         }
-        row.pp_ts = pp / median(pp_s);
+        row.pp_ts = pp > 0 ? pp / median(pp_s) : 0.0;
         // tg: tg steps of one token from position 0.
         std::vector<double> tg_s;
-        for (int r = 0; r <= reps; ++r) {
+        for (int r = 0; r <= reps && tg > 0; ++r) {
             const double t0 = now_s();
             for (int i = 0; i < tg; ++i) {
                 batch.clear();
@@ -189,7 +221,7 @@ int main(int argc, char** argv) {
             }
             if (r > 0) tg_s.push_back(now_s() - t0);
         }
-        row.tg_ts = tg / median(tg_s);
+        row.tg_ts = tg > 0 ? tg / median(tg_s) : 0.0;
         std::printf("%s: pp%d %.0f t/s, tg%d %.1f t/s (%.0f%% of the %.0f t/s roofline)\n", spec.c_str(), pp, row.pp_ts,
                     tg, row.tg_ts, 100.0 * row.tg_ts / row.roofline_ts, row.roofline_ts);
         // tg at a long context: prefill ctx tokens once (batches of pp), then tg_ctx steps from there.
@@ -220,6 +252,59 @@ int main(int argc, char** argv) {
                         row.roofline_ctx_ts, kv_bytes / 1e9);
         }
         rows.push_back(row);
+
+        // tg@B: decode steps of B sequences, each prefilled with batch_ctx tokens first.
+        for (const int n_seq : batches) {
+            if (n_seq <= 0) continue;
+            // Positions: the prefill, 3 warm-up steps, the profiled one, then per rep the measured
+            // steps, 2 steps of the one-output shape (eager run, capture) and its measured steps.
+            const int seq_len = batch_ctx + 4 + reps * (batch_steps + 2 + batch_steps / 2) + 16;
+            auto bkv = model::KvCache::create(model.kv_layout(), n_seq * ((seq_len + block_size - 1) / block_size) + 1,
+                                              block_size);
+            if (!bkv.ok()) die(spec + " batch kv", bkv.status());
+            std::vector<std::vector<int32_t>> tables(n_seq);
+            for (auto& t : tables)
+                if (auto st = bkv->ensure_capacity(t, seq_len); !st.ok()) die(spec + " batch kv", st);
+            for (int sq = 0; sq < n_seq; ++sq) {  // prefill, in chunks of up to 512 tokens
+                for (int p0 = 0; p0 < batch_ctx; p0 += 512) {
+                    batch.clear();
+                    batch.block_tables = tables;
+                    const int p1 = std::min(batch_ctx, p0 + 512);
+                    for (int i = p0; i < p1; ++i) batch.add(tok(rng), i, sq, i == p1 - 1);
+                    if (auto st = model.forward(batch, *bkv, out); !st.ok()) die(spec + " batch prefill", st);
+                }
+            }
+            int pos = batch_ctx;
+            auto step = [&](bool all_outputs) {
+                batch.clear();
+                batch.block_tables = tables;
+                for (int sq = 0; sq < n_seq; ++sq) batch.add(tok(rng), pos, sq, all_outputs || sq == 0);
+                ++pos;
+                if (auto st = model.forward(batch, *bkv, out); !st.ok()) die(spec + " batch step", st);
+            };
+            for (int i = 0; i < 3; ++i) step(true);  // eager run, graph capture, first replay
+            if (profile) {
+                cudaProfilerStart();
+                step(true);
+                cudaProfilerStop();
+            }
+            std::vector<double> step_s, one_s;
+            for (int r = 0; r < reps; ++r) {
+                double t0 = now_s();
+                for (int i = 0; i < batch_steps; ++i) step(true);
+                step_s.push_back((now_s() - t0) / batch_steps);
+                if (r == 0) step(false), step(false);  // the one-output shape: eager run and capture
+                t0 = now_s();
+                for (int i = 0; i < batch_steps / 2; ++i) step(false);
+                one_s.push_back((now_s() - t0) / std::max(1, batch_steps / 2));
+            }
+            BatchRow br{spec, n_seq, 1e3 * median(step_s), n_seq / median(step_s), 1e3 * median(one_s)};
+            std::printf("%s: tg@%d (context %d..%d): %.2f ms per step, %.1f t/s; %.2f ms per step with one "
+                        "sequence's logits\n",
+                        spec.c_str(), n_seq, batch_ctx, pos, br.step_ms, br.ts, br.step_one_out_ms);
+            std::fflush(stdout);
+            batch_rows.push_back(br);
+        }
     }
 
     std::printf("\n## CUDA forward pass, %s (copy %.0f GB/s), median of %d\n\n", info.ok() ? info->name.c_str() : "?",
@@ -234,6 +319,13 @@ int main(int argc, char** argv) {
         if (it != kAnchors.end() && tg == 128) std::snprintf(tg_ratio, sizeof tg_ratio, "%.2fx", r.tg_ts / it->second.tg);
         std::printf("| %s | %.0f | %s | %.1f | %s | %.0f | %.0f %% |\n", r.spec.c_str(), r.pp_ts, pp_ratio, r.tg_ts,
                     tg_ratio, r.roofline_ts, 100.0 * r.tg_ts / r.roofline_ts);
+    }
+    if (!batch_rows.empty()) {
+        std::printf("\n| model | streams (tokens per step) | ms per step | decode t/s | ms per step, one row of logits |\n");
+        std::printf("|---|---:|---:|---:|---:|\n");
+        for (const BatchRow& b : batch_rows)
+            std::printf("| %s | %d | %.2f | %.1f | %.2f |\n", b.spec.c_str(), b.streams, b.step_ms, b.ts,
+                        b.step_one_out_ms);
     }
     if (ctx > 0) {
         std::printf("\n| model | tg%d@%d t/s | vs llama.cpp tg128@4096 | roofline (weights + KV) | %% of roofline |\n",

@@ -13,9 +13,15 @@
 # not copied to the GPU machine, so copy them into the git-ignored build-testdata/ here first:
 #   mkdir -p build-testdata/models && for m in llama3-tiny.{F16,Q8_0,Q4_K_M,Q5_K_M} qwen3-tiny.{Q8_0,Q4_K_M} \
 #     qwen2-tiny.F16 qwen3moe-tiny.Q8_0; do cp ../shared/testdata/models/$m.gguf build-testdata/models/; done
-# Knobs: HEARTH_GPU_MATMUL_BENCH=0 skips cuda_matmul_bench; HEARTH_GPU_FORWARD_BENCH="preset:TYPE ..."
+# Knobs: HEARTH_GPU_MATMUL_BENCH=0 skips cuda_matmul_bench (=decode: only its decode-batch
+# comparison of the int8 kernels, --decode); HEARTH_GPU_FORWARD_BENCH="preset:TYPE ..."
 # picks the models of cuda_forward_bench (default: Llama-3.2-1B and Llama-3.1-8B Q4_K_M, synthesized
-# on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it.
+# on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it;
+# HEARTH_GPU_FORWARD_ARGS adds arguments to it (e.g. "--batch 32": decode steps of 32 sequences).
+# HEARTH_GPU_CMAKE_ARGS adds configure arguments.
+# HEARTH_GPU_VARIANTS="name:VAR=V,VAR=V ..." repeats the concurrency bench (and, with
+# HEARTH_GPU_VARIANT_FORWARD_ARGS set, the forward bench with those arguments) once per variant
+# with those environment variables set, e.g. "before:HEARTH_CUDA_MATVEC=dp4a,HEARTH_CUDA_PINNED=0".
 #
 # Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
 # runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
@@ -41,13 +47,16 @@ if [ -f .deps/debs.sh ]; then
 fi
 
 set -e
+# shellcheck disable=SC2086
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=ON -DHEARTH_CUDA=ON \
-      -DHEARTH_NATIVE=OFF 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
+      -DHEARTH_NATIVE=OFF ${HEARTH_GPU_CMAKE_ARGS:-} 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
 time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench \
       runtime_tests concurrency_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
 
+# HEARTH_GPU_TESTS=0 skips the tests (benchmark iterations only; the verdict then says so).
+if [ "${HEARTH_GPU_TESTS:-1}" != 0 ]; then
 # Every backend test; the CUDA ones must run, not skip.
 "$BUILD_DIR/tests/backend_tests" --gtest_brief=0 2>&1 | tee "$OUT/backend_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure" | head -n 60
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "backend_tests FAILED"; status=1; }
@@ -66,9 +75,13 @@ if grep -q "SKIPPED.*EngineGpu" "$OUT/runtime_tests.log"; then echo "EngineGpu t
 # The same with every step run eagerly (no CUDA graph replays), for comparison only.
 HEARTH_CUDA_GRAPHS=0 "$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests_nographs.log" 2>&1
 echo "EngineGpu without CUDA graphs (informational): exit $?"; grep -E "^\[ *(FAILED|PASSED) *\]|^  N=|^  cold" "$OUT/runtime_tests_nographs.log" | head -n 12
+fi
 
 # Full per-row figures in the file; the summary tables (the end of the output) also on stdout.
-if [ "${HEARTH_GPU_MATMUL_BENCH:-1}" != 0 ]; then
+if [ "${HEARTH_GPU_MATMUL_BENCH:-1}" = decode ]; then
+  "$BUILD_DIR/bench/cuda_matmul_bench" --decode > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
+  cat "$OUT/cuda_matmul_bench.txt"
+elif [ "${HEARTH_GPU_MATMUL_BENCH:-1}" != 0 ]; then
   "$BUILD_DIR/bench/cuda_matmul_bench" > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
   sed -n '1,2p;/^## /,$p' "$OUT/cuda_matmul_bench.txt"
 fi
@@ -79,8 +92,8 @@ if [ "$forward_models" != 0 ]; then
   synth_dir=${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}
   mkdir -p "$synth_dir"
   # shellcheck disable=SC2086
-  "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" $forward_models > "$OUT/cuda_forward_bench.txt" 2>&1 \
-    || { echo "cuda_forward_bench FAILED"; status=1; }
+  "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" ${HEARTH_GPU_FORWARD_ARGS:-} $forward_models \
+    > "$OUT/cuda_forward_bench.txt" 2>&1 || { echo "cuda_forward_bench FAILED"; status=1; }
   cat "$OUT/cuda_forward_bench.txt"
 fi
 
@@ -89,14 +102,32 @@ fi
 # HEARTH_GPU_CONCURRENCY="preset:TYPE ..." (default: the forward bench's models), 0 skips it;
 # HEARTH_GPU_CONCURRENCY_ARGS overrides the bench arguments.
 conc_models=${HEARTH_GPU_CONCURRENCY:-$forward_models}
-if [ "$conc_models" != 0 ]; then
+run_concurrency() {  # $1: label
   for m in $conc_models; do
     f="${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}/${m%%:*}-${m##*:}.gguf"
     [ -f "$f" ] || { echo "concurrency_bench: $f missing (synthesized by cuda_forward_bench)"; continue; }
+    echo "== concurrency_bench ($1)" | tee -a "$OUT/concurrency_bench.txt"
     # shellcheck disable=SC2086
     "$BUILD_DIR/bench/concurrency_bench" "$f" ${HEARTH_GPU_CONCURRENCY_ARGS:--p 512 -n 128 -c 1024 -s 1,4,16,32 -L 0} \
         2>&1 | tee -a "$OUT/concurrency_bench.txt"
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "concurrency_bench FAILED"; status=1; }
+  done
+}
+if [ "$conc_models" != 0 ]; then
+  run_concurrency "this build"
+  # Variants: the same with environment variables set (before/after comparisons on one machine).
+  for v in ${HEARTH_GPU_VARIANTS:-}; do
+    (
+      IFS=, read -ra kv <<< "${v#*:}"
+      for a in "${kv[@]}"; do export "${a?}"; done
+      run_concurrency "${v%%:*}: ${v#*:}"
+      if [ -n "${HEARTH_GPU_VARIANT_FORWARD_ARGS:-}" ] && [ "$forward_models" != 0 ]; then
+        echo "== cuda_forward_bench (${v%%:*}: ${v#*:})" | tee -a "$OUT/cuda_forward_bench.txt"
+        # shellcheck disable=SC2086
+        "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" \
+            $HEARTH_GPU_VARIANT_FORWARD_ARGS $forward_models 2>&1 | tee -a "$OUT/cuda_forward_bench.txt" | grep -E "tg@|^\|"
+      fi
+    )
   done
 fi
 
@@ -104,12 +135,21 @@ fi
 # above): per-kernel time and DRAM bytes at the card's own clocks, summarized by kernel and
 # launch shape (achieved GB/s); the raw CSV goes to $OUT/ncu.csv. HEARTH_GPU_NCU_SKIP /
 # HEARTH_GPU_NCU_COUNT choose the launches (defaults: past the prefill warm-up, ~2 tokens).
+# HEARTH_GPU_NCU_BATCH=B profiles one decode step of B sequences instead (cuda_forward_bench
+# --batch B --profile, after a 512-token prefill of each; ncu --profile-from-start off).
 if [ -n "${HEARTH_GPU_NCU:-}" ] && command -v ncu >/dev/null; then
-  ncu --clock-control none --csv --page raw --print-units base --launch-skip "${HEARTH_GPU_NCU_SKIP:-1400}" \
-      --launch-count "${HEARTH_GPU_NCU_COUNT:-900}" \
-      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size \
-      "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 16 --tg 4 --ctx 0 \
-      --reps 1 "$HEARTH_GPU_NCU" > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
+  ncu_metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size
+  if [ -n "${HEARTH_GPU_NCU_BATCH:-}" ]; then
+    ncu --clock-control none --csv --page raw --print-units base --profile-from-start off --metrics "$ncu_metrics" \
+        "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 0 --tg 0 --ctx 0 \
+        --reps 1 --batch-steps 1 --batch "$HEARTH_GPU_NCU_BATCH" --profile "$HEARTH_GPU_NCU" \
+        > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
+  else
+    ncu --clock-control none --csv --page raw --print-units base --launch-skip "${HEARTH_GPU_NCU_SKIP:-1400}" \
+        --launch-count "${HEARTH_GPU_NCU_COUNT:-900}" --metrics "$ncu_metrics" \
+        "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 16 --tg 4 --ctx 0 \
+        --reps 1 "$HEARTH_GPU_NCU" > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
+  fi
   python3 - "$OUT/ncu.csv" <<'PY' | tee "$OUT/ncu_summary.txt"
 import csv, sys, collections
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
@@ -126,6 +166,19 @@ print("kernel | launches | mean us | share of time | mean DRAM MB | GB/s")
 for k, (n, t, b) in sorted(by.items(), key=lambda kv: -kv[1][1]):
     print(f"{k} | {n} | {t/n/1e3:.2f} | {100*t/tot:.1f} % | {b/n/1e6:.2f} | {b/t:.0f}")
 PY
+fi
+
+# Optional: ncu's detailed sections (speed of light, memory, warp stalls, occupancy) for single
+# int8 matmuls: HEARTH_GPU_NCU_MATMUL="TYPE:N_OUT:N_IN:TOKENS[:dp4a] ..." (cuda_matmul_bench
+# --profile; text report in $OUT/ncu_matmul.txt).
+if [ -n "${HEARTH_GPU_NCU_MATMUL:-}" ] && command -v ncu >/dev/null; then
+  # shellcheck disable=SC2086
+  ncu --profile-from-start off -k regex:mat --launch-skip-before-match 0 --section SpeedOfLight \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy \
+      --section LaunchStats --section ComputeWorkloadAnalysis --section SourceCounters --print-details all \
+      "$BUILD_DIR/bench/cuda_matmul_bench" --profile $HEARTH_GPU_NCU_MATMUL > "$OUT/ncu_matmul.txt" 2>&1 \
+    || echo "ncu (matmul) FAILED (see ncu_matmul.txt)"
+  grep -E "matmul_mma_kernel|matvec_q8_kernel|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued" "$OUT/ncu_matmul.txt" | head -n 120
 fi
 
 # The kernels' machine code, for the record (16-byte loads, HMMA/IDP4A, no local memory).
@@ -147,5 +200,5 @@ if [ -n "${HEARTH_GPU_SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null;
   done
 fi
 
-echo "gpu-check: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
+echo "gpu-check: $([ $status -eq 0 ] && echo PASS || echo FAIL)$([ "${HEARTH_GPU_TESTS:-1}" = 0 ] && echo ' (tests skipped: HEARTH_GPU_TESTS=0)')"
 exit $status

@@ -16,7 +16,17 @@
 // L2), the calls are captured in a CUDA graph (as the decode step will be), and each figure is
 // the median over 15 replays of (graph time / calls). Weights: 64 distinct random rows quantized
 // by the reference quantizer, tiled over the matrix (speed does not depend on the values; none
-// are zero). Run: build/bench/cuda_matmul_bench [--quick]
+// are zero). Run: build/bench/cuda_matmul_bench [--quick | --decode]
+//
+// --profile TYPE:N_OUT:N_IN:TOKENS[:dp4a] ...: runs each matmul_cuda_q8 three times (no graph)
+// between cudaProfilerStart and Stop, for ncu --profile-from-start off (scripts/gpu-check.sh,
+// HEARTH_GPU_NCU_MATMUL).
+// --decode: only the int8 path at decode batch sizes (1..64 tokens, as the Engine's decode steps
+// of that many streams), the batch-invariant tensor-core kernel against the earlier dp4a
+// kernels (MatmulQ8Kernel), on activations quantized beforehand; weight GB/s counts each
+// weight byte once per call (the floor the kernels approach), and the summary adds Llama-3.1-8B
+// Q4_K_M's matrices into one decode step per batch size.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -172,8 +182,111 @@ std::string key(QuantType type, int64_t n_out, int64_t n_in, int64_t nt) {
 
 }  // namespace
 
+// --decode: tensor-core vs dp4a kernels over decode batch sizes (see the top of the file).
+int decode_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, double copy) {
+    const auto& info = dev.info();
+    const int64_t kTokens[] = {1, 2, 4, 8, 16, 32, 64};
+    struct Mat { QuantType type; int64_t n_out, n_in; int per_step; };  // per_step: in one 8B decode step
+    // Llama-3.1-8B Q4_K_M: 32 layers; attn_v and ffn_down Q6_K in 16 of them (use_more_bits).
+    const Mat mats[] = {{QuantType::q4_k, 4096, 4096, 64},   {QuantType::q4_k, 1024, 4096, 48},
+                        {QuantType::q6_k, 1024, 4096, 16},   {QuantType::q4_k, 14336, 4096, 64},
+                        {QuantType::q4_k, 4096, 14336, 16},  {QuantType::q6_k, 4096, 14336, 16},
+                        {QuantType::q6_k, 128256, 4096, 1},  {QuantType::q8_0, 4096, 4096, 0},
+                        {QuantType::q8_0, 14336, 4096, 0},   {QuantType::q4_0, 14336, 4096, 0}};
+    std::mt19937 rng(11);
+    std::map<std::pair<int64_t, int>, double> step_us;  // (tokens, kernel) -> 8B step matmul us
+    std::printf("| type | W [n_out x n_in] | chains | tokens | mma us | mma weight GB/s | of copy | dp4a us | dp4a GB/s | mma speed-up |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const Mat& m : mats) {
+        Weights wt = make_weights(dev, stream, m.type, m.n_out, m.n_in, info.l2_bytes, rng);
+        const int n_copies = (int)wt.copies.size();
+        for (int64_t nt : kTokens) {
+            std::normal_distribution<float> dist(0.0f, 1.0f);
+            std::vector<float> x(m.n_in * nt);
+            for (auto& v : x) v = dist(rng);
+            auto xd = backend::cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+            auto yd = backend::cuda::DeviceBuffer::allocate(dev, (size_t)m.n_out * nt * 4);
+            auto qd = backend::cuda::DeviceBuffer::allocate(dev, backend::activation_q8_bytes(m.n_in, nt));
+            check(xd.status());
+            check(yd.status());
+            check(qd.status());
+            xd->upload(stream, x.data(), x.size() * 4);
+            backend::quantize_activations_cuda(stream, xd->as<float>(), qd->data(), m.n_in, nt);
+            const int calls = std::max(n_copies, 40) / n_copies * n_copies;
+            double us[2];
+            for (int k = 0; k < 2; ++k) {
+                const auto kernel = k == 0 ? backend::MatmulQ8Kernel::mma : backend::MatmulQ8Kernel::dp4a;
+                us[k] = time_graph(stream, calls, [&](int i) {
+                    backend::matmul_cuda_q8(stream, m.type, wt.copies[i % n_copies].as<std::byte>(), wt.row_bytes,
+                                            qd->data(), yd->as<float>(), m.n_in, m.n_out, nt, kernel);
+                });
+                step_us[{nt, k}] += m.per_step * us[k];
+            }
+            const double gbs = wt.bytes / (us[0] * 1e-6) / 1e9, gbs_dp4a = wt.bytes / (us[1] * 1e-6) / 1e9;
+            std::printf("| %s | %lld x %lld | %d | %lld | %.2f | %.0f | %.0f %% | %.2f | %.0f | %.2fx |\n",
+                        quant::type_name(m.type), (long long)m.n_out, (long long)m.n_in,
+                        backend::matmul_cuda_q8_chains(dev, m.n_in, m.n_out), (long long)nt, us[0], gbs,
+                        100 * gbs / copy, us[1], gbs_dp4a, us[1] / us[0]);
+            std::fflush(stdout);
+        }
+    }
+    // 8B weight bytes per step (the matrices above with their counts; the output matrix once).
+    const double step_bytes = 64 * 9.437e6 + 48 * 2.359e6 + 16 * 3.441e6 + 64 * 33.03e6 + 16 * 33.03e6 +
+                              16 * 48.17e6 + 430.9e6;
+    std::printf("\n## Llama-3.1-8B Q4_K_M: the matmuls of one decode step (%.2f GB of weights), copy %.0f GB/s\n\n",
+                step_bytes / 1e9, copy);
+    std::printf("| tokens per step | mma ms | weight GB/s | matmul-only t/s | dp4a ms | matmul-only t/s |\n|---:|---:|---:|---:|---:|---:|\n");
+    for (int64_t nt : kTokens) {
+        const double a = step_us[{nt, 0}], b = step_us[{nt, 1}];
+        std::printf("| %lld | %.3f | %.0f | %.0f | %.3f | %.0f |\n", (long long)nt, a / 1e3, step_bytes / (a * 1e-6) / 1e9,
+                    nt / (a * 1e-6), b / 1e3, nt / (b * 1e-6));
+    }
+    return 0;
+}
+
+// --profile: each spec's matmul three times between cudaProfilerStart/Stop.
+int profile_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, int argc, char** argv) {
+    std::mt19937 rng(13);
+    cudaProfilerStart();
+    for (int a = 2; a < argc; ++a) {
+        char type_name[16] = {0}, kernel_name[16] = {0};
+        long long n_out = 0, n_in = 0, nt = 0;
+        if (std::sscanf(argv[a], "%15[^:]:%lld:%lld:%lld:%15s", type_name, &n_out, &n_in, &nt, kernel_name) < 4) {
+            std::fprintf(stderr, "cuda_matmul_bench --profile: bad spec %s (TYPE:N_OUT:N_IN:TOKENS[:dp4a])\n", argv[a]);
+            return 1;
+        }
+        const auto type = quant::parse_type_name(type_name);
+        if (!type) {
+            std::fprintf(stderr, "cuda_matmul_bench --profile: unknown type %s\n", type_name);
+            return 1;
+        }
+        const auto kernel = std::strcmp(kernel_name, "dp4a") == 0 ? backend::MatmulQ8Kernel::dp4a : backend::MatmulQ8Kernel::mma;
+        Weights wt = make_weights(dev, stream, *type, n_out, n_in, 0, rng);
+        std::normal_distribution<float> dist(0.0f, 1.0f);
+        std::vector<float> x(n_in * nt);
+        for (auto& v : x) v = dist(rng);
+        auto xd = backend::cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+        auto yd = backend::cuda::DeviceBuffer::allocate(dev, (size_t)n_out * nt * 4);
+        auto qd = backend::cuda::DeviceBuffer::allocate(dev, backend::activation_q8_bytes(n_in, nt));
+        check(xd.status());
+        check(yd.status());
+        check(qd.status());
+        xd->upload(stream, x.data(), x.size() * 4);
+        backend::quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, nt);
+        for (int r = 0; r < 3; ++r)
+            backend::matmul_cuda_q8(stream, *type, wt.copies[0].as<std::byte>(), wt.row_bytes, qd->data(), yd->as<float>(),
+                                    n_in, n_out, nt, kernel);
+        check(stream.synchronize());
+        std::printf("profiled %s\n", argv[a]);
+    }
+    cudaProfilerStop();
+    return 0;
+}
+
 int main(int argc, char** argv) {
     const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    const bool decode = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
+    const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
     auto dev_r = backend::cuda::Device::open(0);
     if (!dev_r.ok()) {
         std::fprintf(stderr, "cuda_matmul_bench: %s\n", dev_r.status().message().c_str());
@@ -191,6 +304,8 @@ int main(int argc, char** argv) {
                 driver, runtime);
     const double copy = copy_gbs(s);
     std::printf("device-to-device copy: %.0f GB/s (1 GiB, read + write, median of 10)\n\n", copy);
+    if (decode) return decode_bench(dev, stream, copy);
+    if (profile) return profile_bench(dev, stream, argc, argv);
 
     const QuantType types[] = {QuantType::f16, QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k};
     // {n_out, n_in}: Llama-3.1-8B (q/o, k/v, gate/up, down, output) and Llama-3.2-1B.

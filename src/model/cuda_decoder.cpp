@@ -5,7 +5,7 @@
 // output matrix over the rows that want logits.
 //
 // Decode-sized batches (<= kFuseMaxTokens = 64 tokens) take fused kernels where every weight of a layer
-// has a dp4a kernel (backend/cuda/ops.h: the residual add + rms_norm + activation quantization,
+// has an int8 kernel (backend/cuda/ops.h: the residual add + rms_norm + activation quantization,
 // swiglu + quantization; each bit-identical to the ops it replaces), attention split over the
 // sequence (flash-decoding, attention.h), and rope of q and k + the KV write in one kernel (any
 // batch). They replay a CUDA graph of the whole device part
@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <memory>
 
 #include "backend/cuda/attention.h"
 #include "backend/cuda/device.h"
@@ -95,11 +96,11 @@ private:
     void linear(const DevMatrix& w, const float* x, float* y, int64_t n) {
         backend::matmul_cuda(stream_, w.type, w.data, w.row_bytes, x, y, w.n_in, w.n_out, n);
     }
-    // y_i = W_i x for matrices sharing the input x: decode-sized batches of dp4a types quantize x
+    // y_i = W_i x for matrices sharing the input x: decode-sized batches of int8-path types quantize x
     // once (into xq_) instead of once per matrix.
     void linear_shared(const float* x, int64_t n, std::initializer_list<std::pair<const DevMatrix*, float*>> outs);
     void linear_q8(const DevMatrix& w, float* y, int64_t n) {
-        backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n);
+        backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n, q8_kernel(n));
     }
     backend::AttentionParams attention_params() const;
     // attention_cuda puts its arrival counters right after the partial sums of the call's
@@ -143,7 +144,7 @@ private:
     float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][n_ff]
     float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
-    bool fusable_ = false;        // every layer matrix has a dp4a kernel and n_embd, n_ff % 32 == 0
+    bool fusable_ = false;        // every layer matrix has an int8 kernel and n_embd, n_ff % 32 == 0
     // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
     // kernel leaves it so); attn_splits_ parts per (token, kv head).
     cuda::DeviceBuffer attn_ws_;
@@ -151,9 +152,9 @@ private:
     // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
     cuda::DeviceBuffer ints_;
     // Decode-sized batches (<= kFuseMaxTokens tokens: one token of each of many sequences
-    // under the Engine) take the fused kernels, dp4a matvecs for every matrix (the output one
-    // too) and the split attention: per-token kernels, so a sequence's decode step gives the
-    // same bits whichever other sequences share it. Batches up to kGraphMaxTokens replay a CUDA
+    // under the Engine) take the fused kernels, the int8 matmuls for every matrix (the output
+    // one too; see q8_kernel: dp4a up to 4 tokens, else the batch-invariant tensor-core kernel
+    // that reads the weights once per step) and the split attention. Batches up to kGraphMaxTokens replay a CUDA
     // graph, captured when a step has the same shape as the step before (so a batch whose size
     // changes every step is not captured in vain); its key is the shape, the stream scratch and
     // gen_, which counts reallocations of what the graph points into.
@@ -173,6 +174,33 @@ private:
         const char* e = std::getenv("HEARTH_CUDA_GRAPHS");
         return e == nullptr || std::strcmp(e, "0") != 0;
     }();
+    // The int8 matmul of a step: up to kDp4aMaxTokens tokens the dp4a matrix-vector kernels
+    // (measured on the H100: 8B Q4_K_M, one token, 2.43 ms of matmuls against 3.51 ms for the
+    // tensor-core kernel, whose few warps per SM cannot hide the latency of a single row;
+    // single-stream decode is the common case and must not pay for batching), above it the
+    // tensor-core kernel that reads each weight once per step (32 tokens: 8.36 ms against
+    // 18.23). The price: a sequence's bits differ between a step of <= 4 tokens and a larger one
+    // (both within the decoder's tolerance; the tensor-core kernel alone is batch-invariant).
+    // HEARTH_CUDA_MATVEC=dp4a or =mma forces one kernel for every step (before/after
+    // comparisons), and HEARTH_CUDA_PINNED=0 copies logits into the caller's pageable memory
+    // instead of giving ForwardOutput::logits page-locked memory.
+    static constexpr int64_t kDp4aMaxTokens = 4;
+    enum class Q8Choice { automatic, mma, dp4a };
+    Q8Choice q8_choice_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_MATVEC");
+        if (e != nullptr && std::strcmp(e, "dp4a") == 0) return Q8Choice::dp4a;
+        if (e != nullptr && std::strcmp(e, "mma") == 0) return Q8Choice::mma;
+        return Q8Choice::automatic;
+    }();
+    backend::MatmulQ8Kernel q8_kernel(int64_t n) const {
+        if (q8_choice_ == Q8Choice::dp4a || (q8_choice_ == Q8Choice::automatic && n <= kDp4aMaxTokens))
+            return backend::MatmulQ8Kernel::dp4a;
+        return backend::MatmulQ8Kernel::mma;
+    }
+    bool pinned_logits_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_PINNED");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
     std::vector<int32_t> host_ints_;
     std::vector<float> host_embd_;  // [n][n_embd] rows dequantized on the host
 };
@@ -182,7 +210,7 @@ Result<DevMatrix> CudaDecoder::upload_matrix(const std::string& name, const ops:
         return error(StatusCode::unsupported, strformat("tensor %s: type %s has no CUDA matmul kernel", name.c_str(),
                                                         quant::type_name(w.type)));
     const size_t bytes = w.row_bytes * (size_t)w.n_out();
-    // Padded: the dp4a kernels read whole aligned 16-byte chunks (backend/cuda/matmul.h).
+    // Padded: the int8 kernels read whole aligned 16-byte chunks (backend/cuda/matmul.h).
     HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, ((bytes + 15) & ~(size_t)15) + 16));
     buf.upload(stream_, w.data, bytes);
     DevMatrix m{w.type, buf.as<std::byte>(), w.row_bytes, w.n_in(), w.n_out()};
@@ -389,6 +417,14 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     }
 
     out.embeddings.clear();
+    // The logits are copied into page-locked memory (an asynchronous copy at the link's speed;
+    // pageable memory goes through the driver's staging at a fraction of it). ForwardOutput's
+    // polymorphic vector cannot change its resource by assignment: it is rebuilt in place once,
+    // and the caller's vector keeps the pinned block across steps (it only grows).
+    if (pinned_logits_ && out.logits.get_allocator().resource() != cuda::pinned_host_resource()) {
+        std::destroy_at(&out.logits);
+        std::construct_at(&out.logits, cuda::pinned_host_resource());
+    }
     out.logits.resize(n_out * hp.n_vocab);
     if (n_out > 0)
         act_.download(stream_, out.logits.data(), out.logits.size() * sizeof(float),
@@ -406,8 +442,7 @@ void CudaDecoder::linear_shared(const float* x, int64_t n,
         return;
     }
     backend::quantize_activations_cuda(stream_, x, xq_.data(), n_in, n);
-    for (const auto& [w, y] : outs)
-        backend::matmul_cuda_q8(stream_, w->type, w->data, w->row_bytes, xq_.data(), y, w->n_in, w->n_out, n);
+    for (const auto& [w, y] : outs) linear_q8(*w, y, n);
 }
 
 backend::AttentionParams CudaDecoder::attention_params() const {
@@ -459,7 +494,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                                     hp.head_dim_v, rope_, k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
         const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
         backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split);
-        if (fuse) {  // the dp4a path whatever n (matmul_cuda would take the GEMM from 16 tokens)
+        if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
             backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
             linear_q8(L.wo, dproj_, n);
         } else {

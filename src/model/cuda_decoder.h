@@ -11,8 +11,11 @@
 // device pool per model: two KvCaches of the same geometry used with one model at once (two
 // Engines) would share it.
 //
-// Batches of <= 64 tokens run per-token kernels (a token's result does not depend on the rest
-// of the batch); larger ones (prefill) the tensor-core GEMM, which rounds activations to f16.
+// Batches of <= 64 tokens run on int8 activations: up to 4 tokens through the dp4a
+// matrix-vector kernels (fastest for one stream), 5..64 through the integer tensor-core matmul,
+// which reads the weights once per step and is batch-invariant within that range; larger ones
+// (prefill) the f16 tensor-core GEMM, which rounds activations to f16. Logits come back in
+// page-locked memory (ForwardOutput::logits).
 //
 // load_model (model.h) picks it when LoadOptions::num_gpu allows the GPU; runtime::Engine then
 // keeps an f16 pool without the disk tier for it (Model::kv_on_device()).

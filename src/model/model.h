@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,8 +20,9 @@ namespace hearth::model {
 
 struct ForwardOutput {
     // [n_outputs][n_vocab]: one row per batch token with output = 1, in batch order. Empty
-    // when the model pools (is_embedding()).
-    std::vector<float> logits;
+    // when the model pools (is_embedding()). A polymorphic vector so that a GPU model can give
+    // it page-locked memory to copy into (model/cuda_decoder.cpp); callers see a plain vector.
+    std::pmr::vector<float> logits;
     // Models that pool: [n_seqs][n_embd], row s pooled over the tokens of sequence s in this
     // batch only (every token, whatever its output flag), raw (not normalized). A sequence is
     // pooled from what this one pass holds, so an input must be evaluated in a single forward

@@ -289,6 +289,125 @@ TEST(CudaMatmulQ8, TwoStepEqualsOneStep) {
     }
 }
 
+// Batch invariance of the int8 path (matmul_cuda_q8, every token count): a token's outputs are
+// bitwise the same as when it is multiplied alone, for every batch size 1..64 and at any
+// position in the batch. Shapes cover one chain per row (odd tails) and sums split over 2
+// (misaligned rows), 4 and 8 chains (thread-block clusters).
+class CudaMatmulBatchTest : public ::testing::TestWithParam<QuantType> {};
+
+TEST_P(CudaMatmulBatchTest, TokenResultDoesNotDependOnTheBatch) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    const QuantType type = GetParam();
+    const auto& tr = quant::traits(type);
+    struct BShape { int64_t n_in, n_out; size_t w_offset; };
+    const BShape shapes[] = {{4096, 1024, 0}, {2048, 300, 0}, {768, 77, 2}, {4096, 200, 0}, {96, 33, 0}, {2048, 4500, 0}};
+    constexpr int64_t kTok = 64;
+    uint32_t seed = 100;
+    for (const BShape& sh : shapes) {
+        if (sh.n_in % tr.block_size != 0) continue;
+        SCOPED_TRACE(testing::Message() << quant::type_name(type) << " n_in " << sh.n_in << " n_out " << sh.n_out
+                                        << " offset " << sh.w_offset);
+        const size_t row_bytes = quant::row_size(type, sh.n_in);
+        const auto wf = random_floats((size_t)sh.n_in * sh.n_out, seed++, 0.05f);
+        std::vector<std::byte> w(sh.w_offset + row_bytes * sh.n_out);
+        for (int64_t o = 0; o < sh.n_out; ++o)
+            tr.quantize_row(wf.data() + o * sh.n_in, w.data() + sh.w_offset + o * row_bytes, sh.n_in);
+        auto x = random_floats((size_t)sh.n_in * kTok, seed++, 1.0f);
+        for (size_t i = 0; i < x.size(); i += 97) x[i] *= 6.0f;
+        auto wd = cuda::DeviceBuffer::allocate(dev, (w.size() + 15) & ~(size_t)15);
+        auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * sizeof(float));
+        auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(sh.n_in, kTok));
+        auto yd = cuda::DeviceBuffer::allocate(dev, (size_t)sh.n_out * kTok * sizeof(float));
+        ASSERT_TRUE(wd.ok() && xd.ok() && qd.ok() && yd.ok());
+        wd->upload(stream, w.data(), w.size());
+        xd->upload(stream, x.data(), x.size() * sizeof(float));
+        const std::byte* wp = wd->as<std::byte>() + sh.w_offset;
+        auto run = [&](int64_t first, int64_t n, std::vector<float>& out) {
+            std::vector<float> poison((size_t)sh.n_out * n, std::nanf(""));
+            yd->upload(stream, poison.data(), poison.size() * sizeof(float));
+            quantize_activations_cuda(stream, xd->as<float>() + first * sh.n_in, qd->data(), sh.n_in, n);
+            matmul_cuda_q8(stream, type, wp, row_bytes, qd->data(), yd->as<float>(), sh.n_in, sh.n_out, n);
+            out.resize((size_t)sh.n_out * n);
+            yd->download(stream, out.data(), out.size() * sizeof(float));
+            const Status st = stream.synchronize();
+            ASSERT_TRUE(st.ok()) << st.message();
+        };
+        std::vector<float> alone((size_t)sh.n_out * kTok), y;
+        for (int64_t t = 0; t < kTok; ++t) {
+            ASSERT_NO_FATAL_FAILURE(run(t, 1, y));
+            for (int64_t o = 0; o < sh.n_out; ++o) ASSERT_TRUE(std::isfinite(y[o])) << "token " << t << " row " << o;
+            std::copy(y.begin(), y.end(), alone.begin() + t * sh.n_out);
+        }
+        int64_t mismatches = 0;
+        for (int64_t n = 1; n <= kTok; ++n) {
+            const int64_t first = (n * 37) % (kTok - n + 1);  // the batch's tokens: first .. first + n - 1
+            ASSERT_NO_FATAL_FAILURE(run(first, n, y));
+            for (int64_t k = 0; k < n; ++k) {
+                if (std::memcmp(y.data() + k * sh.n_out, alone.data() + (first + k) * sh.n_out, sh.n_out * sizeof(float)) != 0) {
+                    ADD_FAILURE() << "token " << first + k << " at position " << k << " of a batch of " << n
+                                  << " differs from the token alone";
+                    if (++mismatches > 3) return;
+                }
+            }
+        }
+        std::printf("[ info ] %-4s %5lld x %5lld (%d chain(s)): batches of 1..64 bitwise equal to single tokens\n",
+                    quant::type_name(type), (long long)sh.n_out, (long long)sh.n_in,
+                    matmul_cuda_q8_chains(dev, sh.n_in, sh.n_out));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulBatchTest,
+                         ::testing::Values(QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k),
+                         [](const auto& info) { return std::string(quant::type_name(info.param)); });
+
+// The earlier dp4a kernels (MatmulQ8Kernel::dp4a, kept for comparison) compute the same exact
+// model as the tensor-core kernel up to f32 rounding: |a - b| <= 2e-4 * sum |w_i xg_i|.
+TEST(CudaMatmulQ8, Dp4aKernelsAgreeWithTensorCoreKernel) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    const int64_t n_in = 2048, n_out = 70;
+    for (QuantType type : {QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k}) {
+        for (int64_t n_tokens : {1, 3, 8, 11}) {
+            SCOPED_TRACE(testing::Message() << quant::type_name(type) << " tokens " << n_tokens);
+            const auto& tr = quant::traits(type);
+            const size_t row_bytes = quant::row_size(type, n_in);
+            const auto wf = random_floats((size_t)n_in * n_out, 9, 0.05f);
+            std::vector<std::byte> w(row_bytes * n_out);
+            for (int64_t o = 0; o < n_out; ++o) tr.quantize_row(wf.data() + o * n_in, w.data() + o * row_bytes, n_in);
+            const auto x = random_floats((size_t)n_in * n_tokens, 10, 1.0f);
+            auto wd = cuda::DeviceBuffer::allocate(dev, w.size());
+            auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+            auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(n_in, n_tokens));
+            auto y1 = cuda::DeviceBuffer::allocate(dev, n_out * n_tokens * 4);
+            auto y2 = cuda::DeviceBuffer::allocate(dev, n_out * n_tokens * 4);
+            ASSERT_TRUE(wd.ok() && xd.ok() && qd.ok() && y1.ok() && y2.ok());
+            wd->upload(stream, w.data(), w.size());
+            xd->upload(stream, x.data(), x.size() * 4);
+            quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, n_tokens);
+            matmul_cuda_q8(stream, type, wd->as<std::byte>(), row_bytes, qd->data(), y1->as<float>(), n_in, n_out,
+                           n_tokens, MatmulQ8Kernel::mma);
+            matmul_cuda_q8(stream, type, wd->as<std::byte>(), row_bytes, qd->data(), y2->as<float>(), n_in, n_out,
+                           n_tokens, MatmulQ8Kernel::dp4a);
+            std::vector<float> a(n_out * n_tokens), b(n_out * n_tokens);
+            y1->download(stream, a.data(), a.size() * 4);
+            y2->download(stream, b.data(), b.size() * 4);
+            ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+            const auto xg = device_q8_activations(x, n_in);
+            std::vector<float> wrow(n_in);
+            for (int64_t o = 0; o < n_out; ++o) {
+                tr.dequantize_row(w.data() + o * row_bytes, wrow.data(), n_in);
+                for (int64_t t = 0; t < n_tokens; ++t) {
+                    double mag = 0;
+                    for (int64_t i = 0; i < n_in; ++i) mag += std::fabs((double)wrow[i] * xg[t * n_in + i]);
+                    ASSERT_LE(std::fabs((double)a[t * n_out + o] - b[t * n_out + o]), 2e-4 * mag + 1e-30)
+                        << "row " << o << " token " << t << ": mma " << a[t * n_out + o] << " dp4a " << b[t * n_out + o];
+                }
+            }
+        }
+    }
+}
+
 TEST(CudaDevice, StreamScratchGrowsAndIsReused) {
     OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);

@@ -8,7 +8,8 @@
 // GPU's prefill GEMM, f32 in its decode kernels; f32 sums): max-abs <= 0.05 with every top-1
 // the same. Quantized weights: the CPU quantizes activations to Q8_0/Q8_K blocks, the GPU to
 // int8 per 32 with an f32 scale (decode) or to f16 (prefill GEMM): "an engine that does not
-// quantize activations like ggml": max-abs <= 0.6, mean-abs <= 0.1, top-1 >= 85 %. The greedy
+// quantize activations like ggml": max-abs <= 0.6, mean-abs <= 0.1, top-1 >= 85 % of the
+// prefill rows whose CPU top-2 margin is at least that max-abs (near-ties excluded). The greedy
 // continuations must be identical up to the first step where the CPU's top-2 margin is below
 // that max-abs tolerance (after a near-tie either pick is right; the test then stops comparing).
 #include <gtest/gtest.h>
@@ -95,11 +96,21 @@ void check_model(const Case& c) {
     const int64_t n = (int64_t)prompt.size();
     ASSERT_EQ(gpu.out.logits.size(), (size_t)(n * n_vocab));
     const LogitsDiff pre = diff_logits(gpu.out.logits.data(), cpu.out.logits.data(), n, n_vocab);
-    std::printf("  %-20s prefill %lld tokens: max-abs %.4f mean-abs %.5f top-1 %d/%lld\n", c.model, (long long)n,
-                pre.max_abs, pre.mean_abs, pre.top1_same, (long long)n);
+    // Top-1 agreement over the rows without a near-tie on the CPU (top-2 margin >= the max-abs
+    // tolerance; below it either pick is right, as in the greedy comparison below).
+    int clear = 0, clear_same = 0;
+    for (int64_t t = 0; t < n; ++t) {
+        const float* g = gpu.out.logits.data() + t * n_vocab;
+        const float* r = cpu.out.logits.data() + t * n_vocab;
+        if (top2_margin(r, n_vocab) < c.max_abs) continue;
+        ++clear;
+        clear_same += argmax(g, n_vocab) == argmax(r, n_vocab) ? 1 : 0;
+    }
+    std::printf("  %-20s prefill %lld tokens: max-abs %.4f mean-abs %.5f top-1 %d/%lld, %d/%d without near-ties\n",
+                c.model, (long long)n, pre.max_abs, pre.mean_abs, pre.top1_same, (long long)n, clear_same, clear);
     EXPECT_LE(pre.max_abs, c.max_abs);
     EXPECT_LE(pre.mean_abs, c.mean_abs);
-    EXPECT_GE(pre.top1, c.top1);
+    EXPECT_GE(clear_same, c.top1 * clear);
 
     // Greedy decode, each side feeding its own choice.
     int32_t tok_cpu = argmax(cpu.out.logits.data() + (n - 1) * n_vocab, n_vocab);

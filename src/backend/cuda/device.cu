@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <new>
 
 namespace hearth::backend::cuda {
 
@@ -12,7 +13,28 @@ std::string describe(cudaError_t err) {
     return strformat("%s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
 }
 
+class PinnedHostResource final : public std::pmr::memory_resource {
+    void* do_allocate(size_t bytes, size_t alignment) override {
+        void* p = nullptr;
+        // cudaMallocHost returns page-aligned memory, enough for any alignment a container asks.
+        if (alignment > 4096 || cudaMallocHost(&p, std::max<size_t>(bytes, 1)) != cudaSuccess) {
+            (void)cudaGetLastError();
+            throw std::bad_alloc();
+        }
+        return p;
+    }
+    void do_deallocate(void* p, size_t, size_t) override {
+        if (cudaFreeHost(p) != cudaSuccess) (void)cudaGetLastError();  // e.g. at exit, after the runtime is gone
+    }
+    bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+
 }  // namespace
+
+std::pmr::memory_resource* pinned_host_resource() {
+    static PinnedHostResource resource;  // stateless: no mutable state behind it
+    return &resource;
+}
 
 int device_count() {
     int n = 0;

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <mutex>
 #include <string>
 
@@ -95,6 +96,13 @@ private:
     void* scratch_ = nullptr;    // device memory, owned; scratch_bytes_ bytes
     size_t scratch_bytes_ = 0;
 };
+
+// Page-locked host memory (cudaMallocHost) as a memory resource, for host buffers that device
+// copies fill every step (logits): copies into it run asynchronously at the link's full speed
+// instead of through the driver's pageable staging. Process-wide and stateless, like
+// std::pmr::new_delete_resource(); allocation failure throws std::bad_alloc as operator new does.
+// Page-locking is slow (milliseconds per MB): keep such buffers and reuse them.
+std::pmr::memory_resource* pinned_host_resource();
 
 // Device memory (cudaMalloc: 256-byte aligned). Move-only; frees on destruction.
 class DeviceBuffer {

@@ -189,7 +189,25 @@ bool check_shape(cuda::Device& dev, const char* what, QuantType type, size_t row
     return true;
 }
 
-// dp4a path over token groups of up to 8 (weights read once per group).
+// Quantized weights, int8 activations: the batch-invariant tensor-core kernel over token
+// groups of up to 64 (weights read once per group).
+void matmul_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const std::byte* w, size_t row_bytes,
+                      cuda_kernels::ActQ8 act, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens) {
+    const bool clusters = dev.info().cc_major >= 9;
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += cuda_kernels::kMmaMaxTokens) {
+        const int nt = (int)std::min<int64_t>(cuda_kernels::kMmaMaxTokens, n_tokens - t0);
+        const cuda_kernels::ActQ8 a{act.qs + t0 * n_in, act.ds + t0 * (n_in / 32)};
+        // Programmatic launch: the previous kernel on the stream is the activation quantizer or
+        // the previous group, and the kernel reads activations only after waiting for it.
+        if (!dev.check(cuda_kernels::matmul_q8_mma(type, w, row_bytes, a, y + t0 * n_out, (int)n_in, (int)n_out, nt,
+                                                   clusters, /*pdl=*/true, s),
+                       "matmul_cuda mma launch")) {
+            return;
+        }
+    }
+}
+
+// The earlier dp4a path over token groups of up to 8 (weights read once per group).
 void matvec_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const std::byte* w, size_t row_bytes,
                       cuda_kernels::ActQ8 act, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {
@@ -208,6 +226,10 @@ void matvec_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const s
 }  // namespace
 
 bool can_matmul_cuda(QuantType type) { return type == QuantType::f16 || cuda_kernels::has_matvec_q8(type); }
+
+int matmul_cuda_q8_chains(const cuda::Device& dev, int64_t n_in, int64_t n_out) {
+    return dev.info().cc_major >= 9 ? cuda_kernels::mma_chains(n_in, n_out) : 1;
+}
 
 size_t activation_q8_bytes(int64_t n_in, int64_t n_tokens) { return cuda_kernels::act_q8_bytes(n_in, n_tokens); }
 
@@ -239,7 +261,7 @@ void quantize_activations_cuda(cuda::Stream& stream, const float* x, void* xq, i
 }
 
 void matmul_cuda_q8(cuda::Stream& stream, QuantType type, const std::byte* w, size_t row_bytes, const void* xq,
-                    float* y, int64_t n_in, int64_t n_out, int64_t n_tokens) {
+                    float* y, int64_t n_in, int64_t n_out, int64_t n_tokens, MatmulQ8Kernel kernel) {
     cuda::Device& dev = stream.device();
     if (dev.is_failed()) return;
     if (!cuda_kernels::has_matvec_q8(type)) {
@@ -259,7 +281,11 @@ void matmul_cuda_q8(cuda::Stream& stream, QuantType type, const std::byte* w, si
     }
     const auto* q = static_cast<const int8_t*>(xq);
     const cuda_kernels::ActQ8 act{q, reinterpret_cast<const float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens))};
-    matvec_q8_groups(dev, s, type, w, row_bytes, act, y, n_in, n_out, n_tokens);
+    if (kernel == MatmulQ8Kernel::dp4a) {
+        matvec_q8_groups(dev, s, type, w, row_bytes, act, y, n_in, n_out, n_tokens);
+    } else {
+        matmul_q8_groups(dev, s, type, w, row_bytes, act, y, n_in, n_out, n_tokens);
+    }
 }
 
 void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_t row_bytes, const float* x,
@@ -310,7 +336,7 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
         return;
     }
 
-    // Decode (and prefill of unaligned rows): int8 activations, dp4a kernels.
+    // Decode (and prefill of unaligned rows): int8 activations, the tensor-core kernel.
     if (reinterpret_cast<uintptr_t>(w) % 2 != 0 || row_bytes % 2 != 0) {
         dev.fail(error(StatusCode::invalid_argument,
                        strformat("matmul_cuda %s: W and row_bytes must be 2-byte aligned (row_bytes %zu)",
@@ -323,7 +349,7 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
     if (!dev.check(cuda_kernels::quantize_q8(x, xq, ds, (int)n_in, (int)n_tokens, s), "matmul_cuda quantize launch")) {
         return;
     }
-    matvec_q8_groups(dev, s, type, w, row_bytes, cuda_kernels::ActQ8{xq, ds}, y, n_in, n_out, n_tokens);
+    matmul_q8_groups(dev, s, type, w, row_bytes, cuda_kernels::ActQ8{xq, ds}, y, n_in, n_out, n_tokens);
 }
 
 }  // namespace hearth::backend

@@ -8,7 +8,10 @@
 //  - Quantized weights (Q4_0, Q8_0, Q4_K, Q6_K), n_tokens < kMatmulGemmMinTokens: X is first
 //    quantized on the device to int8 blocks of 32 with an f32 scale d = amax/127 and the sum of
 //    the quants (q8_1-style, like the CPU's vec_dot_type but with one scale per 32 values for
-//    every type), then dp4a matrix-vector kernels stream W once per group of up to 8 tokens.
+//    every type), then an integer tensor-core kernel (mma.sync s8, matmul_mma.cu) streams W once
+//    per group of up to 64 tokens. It is batch-invariant: every output is summed in an order
+//    fixed by the matrix shape alone, so a token's outputs are bitwise the same whatever other
+//    tokens share the call and wherever it sits among them (matmul_cuda_q8 the same).
 //    Error against the exact product of the dequantized weights: each activation moves by at
 //    most half a step, |x - d*q| <= amax_32/254, so |y - y_exact| <= sum_i |w_i| amax_32(i)/254
 //    plus f32 rounding (~1e-6 of sum|w*x|). The reference's own activation rounding (Q8_0 per
@@ -25,14 +28,14 @@
 //
 // Scratch: the activations are converted into Stream::scratch (matmul_cuda_scratch_bytes);
 // reserve it before graph capture. The GEMM needs W and row_bytes 16-byte aligned and
-// n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the
-// matrix-vector kernels in groups of 8 tokens. The dp4a kernels take any even alignment.
+// n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the int8
+// kernel in groups of 64 tokens. The int8 kernels take any even alignment.
 //
-// The dp4a kernels are launched as programmatic dependents of the kernel before them on the
-// stream (Hopper PDL): they start copying W while that kernel (normally the activation
-// quantizer) still runs and wait for it before reading activations. So W must not be written
-// by the kernel launched just before a dp4a matmul (copies, memsets and earlier kernels are
-// fine). They read W in aligned 16-byte chunks, so they may touch up to 15 bytes before the
+// The int8-activation kernels are launched as programmatic dependents of the kernel before
+// them on the stream (Hopper PDL): they start copying W while that kernel (normally the
+// activation quantizer) still runs and wait for it before reading activations. So W must not be
+// written by the kernel launched just before such a matmul (copies, memsets and earlier kernels
+// are fine). They read W in aligned 16-byte chunks, so they may touch up to 15 bytes before the
 // first and after the last row (never outside those 16-byte chunks): pad weight allocations to
 // a multiple of 16 bytes (the test does, and compute-sanitizer's memcheck then stays clean).
 //
@@ -49,8 +52,8 @@
 
 namespace hearth::backend {
 
-// Token count from which matmul_cuda uses the tensor-core GEMM (below: matrix-vector kernels
-// in groups of up to 8 tokens, which read W once per group).
+// Token count from which matmul_cuda uses the f16 tensor-core GEMM (below: int8 activations
+// and the batch-invariant integer tensor-core kernel).
 constexpr int64_t kMatmulGemmMinTokens = 16;
 
 // Types with a CUDA matmul kernel: F16, Q4_0, Q8_0, Q4_K, Q6_K.
@@ -66,11 +69,19 @@ void matmul_cuda(cuda::Stream& stream, quant::QuantType type, const std::byte* w
 // matrices (Q, K and V; gate and up) and so quantize it once:
 // quantize_activations_cuda writes X ([n_tokens][n_in] f32, n_in % 32 == 0) as int8 blocks into
 // `xq` (device memory of activation_q8_bytes(n_in, n_tokens) bytes, 16-byte aligned);
-// matmul_cuda_q8 then computes Y from them for a dp4a type (Q4_0, Q8_0, Q4_K, Q6_K), any
-// n_tokens (it reads W once per 8 tokens).
+// matmul_cuda_q8 then computes Y from them for Q4_0, Q8_0, Q4_K or Q6_K, any n_tokens (it reads
+// W once per 64 tokens), batch-invariant as above.
+// MatmulQ8Kernel::dp4a picks the earlier dp4a matrix-vector kernels instead (matmul_vec.cu: W
+// read once per 8 tokens; the float sums are ordered differently for 1 token and for 2..8, so
+// a token's bits depend on the batch): kept to compare against (benches, HEARTH_CUDA_MATVEC).
+enum class MatmulQ8Kernel { mma, dp4a };
+// The number of chains (ranges of the row summed apart, then added in order) the int8 path
+// splits each output into for this shape on `dev`: a function of the shape alone (1 below sm_90).
+int matmul_cuda_q8_chains(const cuda::Device& dev, int64_t n_in, int64_t n_out);
 size_t activation_q8_bytes(int64_t n_in, int64_t n_tokens);
 void quantize_activations_cuda(cuda::Stream& stream, const float* x, void* xq, int64_t n_in, int64_t n_tokens);
 void matmul_cuda_q8(cuda::Stream& stream, quant::QuantType type, const std::byte* w, size_t row_bytes,
-                    const void* xq, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens);
+                    const void* xq, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens,
+                    MatmulQ8Kernel kernel = MatmulQ8Kernel::mma);
 
 }  // namespace hearth::backend

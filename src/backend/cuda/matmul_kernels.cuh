@@ -39,6 +39,19 @@ bool has_matvec_q8(quant::QuantType type);
 cudaError_t matvec_q8(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
                       int n_out, int n_tokens, int n_sm, bool pdl, cudaStream_t s);
 
+// Batch-invariant integer tensor-core matmul (matmul_mma.cu) for Q4_0, Q8_0, Q4_K, Q6_K:
+// 1 <= n_tokens <= kMmaMaxTokens, weights read once for all tokens. Each output is summed in
+// an order fixed by the matrix shape alone (mma_chains chains of super-units, added in order;
+// see matmul_mma.cu), so a token's result does not depend on the other tokens of the call.
+// W rows must be 2-byte aligned, act.qs 16-byte aligned. `clusters` (sm_90) allows splitting
+// the sum over mma_chains(n_in, n_out) thread blocks of a cluster; without it every row is one
+// chain (a different, equally fixed order). With `pdl` the kernel is a programmatic dependent
+// of the previous kernel on the stream (it copies activations only after waiting for it).
+constexpr int kMmaMaxTokens = 64;
+int mma_chains(int64_t n_in, int64_t n_out);
+cudaError_t matmul_q8_mma(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
+                          int n_out, int n_tokens, bool clusters, bool pdl, cudaStream_t s);
+
 // Tensor-core GEMM (matmul_gemm.cu) for F16, Q4_0, Q8_0, Q4_K, Q6_K: W 16-byte aligned with
 // row_bytes % 16 == 0, n_in % 64 == 0; xh [n_tokens][n_in] f16, 16-byte aligned. n_sm sizes
 // the split over K when the output has too few tiles to fill the device (y is then zeroed
@@ -69,6 +82,15 @@ __device__ __forceinline__ float small_int_to_float(int i) {
 template <int k>
 __device__ __forceinline__ float byte_to_float(uint32_t word, float bias_plus_2p23) {
     return __uint_as_float(__byte_perm(word, 0x4B000000u, 0x7540 | k)) - bias_plus_2p23;
+}
+
+// Q4_K scale and min of sub-block j (quant::detail::get_scale_min_k4) from the header words
+// h1..h3 (scales[0..3], [4..7], [8..11]), without branches.
+__device__ __forceinline__ void q4_k_scale_min(int j, uint32_t h1, uint32_t h2, uint32_t h3, uint32_t& sc, uint32_t& mn) {
+    const int bsh = 8 * (j & 3);
+    const uint32_t a = h1 >> bsh, b = h2 >> bsh, c = h3 >> bsh;
+    sc = j < 4 ? (a & 63) : ((c & 0xF) | ((a >> 2) & 0x30));
+    mn = j < 4 ? (b & 63) : (((c >> 4) & 0xF) | ((b >> 2) & 0x30));
 }
 
 // The activation quantization the dp4a matvecs read (q8_1-style, one f32 scale per 32 values):

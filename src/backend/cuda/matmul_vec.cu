@@ -165,15 +165,6 @@ __device__ __forceinline__ void load_unit<QuantType::q6_k>(const uint32_t* sw, i
     un.m = 0.0f;
 }
 
-// Q4_K scale and min of sub-block j (quant::detail::get_scale_min_k4) from the header words
-// h1..h3 (scales[0..3], [4..7], [8..11]), without branches.
-__device__ __forceinline__ void q4_k_scale_min(int j, uint32_t h1, uint32_t h2, uint32_t h3, uint32_t& sc, uint32_t& mn) {
-    const int bsh = 8 * (j & 3);
-    const uint32_t a = h1 >> bsh, b = h2 >> bsh, c = h3 >> bsh;
-    sc = j < 4 ? (a & 63) : ((c & 0xF) | ((a >> 2) & 0x30));
-    mn = j < 4 ? (b & 63) : (((c >> 4) & 0xF) | ((b >> 2) & 0x30));
-}
-
 // Per type: kUnits units per slot, rows per block, bytes per 64 units, the stage-local index of
 // unit i of slot p, and the decoder of a slot (row data starting at byte `base` of sw). kPair:
 // two units per slot where the type allows it (K-quants), one unit and four rows otherwise.

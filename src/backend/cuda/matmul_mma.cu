@@ -1,0 +1,551 @@
+// Batch-invariant matmul for Q4_0, Q8_0, Q4_K and Q6_K weights with int8 activations (ActQ8:
+// q8_1-style blocks of 32), on the integer tensor cores (mma.sync m16n8k32 / m16n8k16,
+// s8 x s8 -> s32): every weight tile is read from memory once for all the call's tokens (up to
+// 64), where the dp4a kernels (matmul_vec.cu) read the weights once per 8 tokens.
+//
+// Numerics (the contract that makes a token's result independent of the batch): per output
+// (row r, token t) and unit g of 32 weights (one activation block), the integer dot product S
+// (S0, S1 for the two 16-value halves of a Q6_K unit) is exact, and the unit's contribution is
+//   Q8_0, Q4_0:  u = a0 * S                      (Q4_0 codes taken as q - 8)
+//   Q4_K:        u = fma(-m, sy, a0 * S)
+//   Q6_K:        u = a0 * S0 + a1 * S1
+// each operation rounded once in f32, with a0 = d * sc, a1 = d * sc1, m = dmin * mn as in
+// matmul_vec.cu (exact products of an fp16 and a small integer), dx the activation block's
+// scale and sy the sum of its quants (exact). The units of a row are cut into L "chains",
+// contiguous ranges of super-units (8 units: a K-quant super-block, or 8 blocks of Q4_0/Q8_0),
+// chain c = super-units [c * n_super / L, (c + 1) * n_super / L); each chain is summed in unit
+// order, p = fma(dx, u, p) from p = 0, and y = ((p_0 + p_1) + p_2) + ... + p_{L-1}. L depends only
+// on the matrix shape (mma_chains), never on the token count, so a token's bits are the same in
+// any batch and at any position in it; matmul_cuda_q8 uses this kernel for every token count.
+//
+// Work: a thread block (4 warps) owns a tile of 64 rows and one chain; the L blocks of a tile
+// form a thread-block cluster and add their partial sums through distributed shared memory in
+// chain order at the end. Each warp owns 16 rows and every token tile of 8 tokens (NT tiles,
+// accumulators in registers). Per stage (one super-unit) the block copies the 64 rows' weight
+// bytes and the 8 units' activations of every token into shared memory with cp.async (two
+// stages in flight for one token tile, one from two tiles on: less shared memory per block,
+// so that the large matrices' blocks all fit on the device at once). Each warp then decodes
+// the per-unit scales of its 16 rows (a0, -a0 * 1.5 * 2^23, ...) into its own small table and
+// its weight fragments straight from the staged bytes: Q4_K with ldmatrix (one x4 load gives
+// the fragments of two sub-blocks, low and high nibbles), the others with 32-bit loads (Q6_K
+// two units per load of the shared ql/qh bytes; Q6_K's 6-bit codes made signed with a byte
+// subtract). The accumulator of each mma starts at the integer 0x4B400000, so the int32 result
+// read as a float is 1.5 * 2^23 + S exactly (|S| < 2^22 for every type here) and a0 * S is one
+// fma: fma(a0, that, -a0 * 1.5 * 2^23), where a0 * 1.5 * 2^23 is exact (a0 has at most 19
+// significant bits).
+//
+// Measured (H100, cuda_matmul_bench --decode, Llama-3.1-8B Q4_K_M's matrices, kernel alone):
+// a 32-token step's matmuls 8.3 ms against 18.2 ms for the dp4a kernels; one token 3.5 ms
+// against 2.4 ms (the dp4a kernels' single-token path is better tuned: latency-bound blocks
+// with few stages are what is left to improve here).
+#include <cooperative_groups.h>
+
+#include <algorithm>
+#include <cstddef>
+
+#include "backend/cuda/matmul_kernels.cuh"
+#include "quant/q4_0.h"
+#include "quant/q4_k.h"
+#include "quant/q6_k.h"
+#include "quant/q8_0.h"
+
+namespace hearth::backend::cuda_kernels {
+namespace {
+
+namespace cg = cooperative_groups;
+using quant::QuantType;
+
+static_assert(sizeof(quant::BlockQ8_0) == 34 && offsetof(quant::BlockQ8_0, qs) == 2);
+static_assert(sizeof(quant::BlockQ4_0) == 18 && offsetof(quant::BlockQ4_0, qs) == 2);
+static_assert(sizeof(quant::BlockQ4_K) == 144 && offsetof(quant::BlockQ4_K, dmin) == 2 &&
+              offsetof(quant::BlockQ4_K, scales) == 4 && offsetof(quant::BlockQ4_K, qs) == 16);
+static_assert(sizeof(quant::BlockQ6_K) == 210 && offsetof(quant::BlockQ6_K, ql) == 0 &&
+              offsetof(quant::BlockQ6_K, qh) == 128 && offsetof(quant::BlockQ6_K, scales) == 192 &&
+              offsetof(quant::BlockQ6_K, d) == 208);
+
+constexpr int kRows = 64;                 // rows per tile (block)
+constexpr int kWarps = kRows / 16;        // 16 rows per warp
+constexpr int kThreads = 32 * kWarps;
+// Stage buffers: kBufs - 1 stages in flight while one is computed. Three for one token tile;
+// two from 2 tiles on, so that the blocks of the large matrices (448 for 14336 x 4096) fit on
+// the device at once (4 per SM at 32 tokens) instead of running a second, mostly idle wave.
+__host__ __device__ constexpr int bufs_of(int nt) { return nt >= 2 ? 2 : 3; }
+constexpr int kMaxChains = 8;             // cluster size limit (portable)
+// mma_chains doubles L while a matrix has fewer than kMinBlocks tiles * L blocks (about two per
+// SM of a 132-SM H100/H200). A constant, not the device's SM count, so that the order of the
+// sums (and so the bits) is the same on every device. (Splitting further, up to 4 blocks per
+// SM, was slower on the H100: 8 chains for the 4096-row matrices cost 35 % more at 32 tokens.)
+constexpr int kMinBlocks = 256;
+constexpr int kSclStride = 9;             // scale table row: 8 units + 1 float4 of padding (banks)
+constexpr uint32_t kMagicBits = 0x4B400000u;  // 1.5 * 2^23 as a float
+constexpr float kMagic = 12582912.0f;
+
+template <QuantType> struct Mq;  // bytes of one super-unit (8 units of 32 weights)
+template <> struct Mq<QuantType::q8_0> { static constexpr int kSuperBytes = 8 * 34; };
+template <> struct Mq<QuantType::q4_0> { static constexpr int kSuperBytes = 8 * 18; };
+template <> struct Mq<QuantType::q4_k> { static constexpr int kSuperBytes = 144; };
+template <> struct Mq<QuantType::q6_k> { static constexpr int kSuperBytes = 210; };
+
+// Shared-memory row stride of the staged weights: the super-unit's bytes, up to 15 bytes of
+// misalignment (rows are copied from the 16-byte boundary below their start) and the word
+// ld_u32 reads past the end, rounded to an odd number of 16-byte chunks so that the 8 rows a
+// warp's lanes read at once fall in different banks.
+__host__ __device__ constexpr int row_stride_of(int super_bytes) {
+    const int s = (super_bytes + 15 + 4 + 15) / 16;
+    return 16 * (s % 2 == 0 ? s + 1 : s);
+}
+
+// Activation {d, sum} of a pair of tokens (2p, 2p + 1): 8 float4 {d0, sum0, d1, sum1}, one per
+// unit, padded to 9 so that the 4 pairs a warp's lanes read at once (tig) fall in different banks.
+constexpr int kDsPairStride = 9 * 16;
+
+__host__ __device__ constexpr int stage_bytes(int super_bytes, int tp) {
+    return kRows * row_stride_of(super_bytes) + 8 * tp * 32 + tp / 2 * kDsPairStride;  // weights, quants, {d, sum}
+}
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+// 16 bytes through L1: activations are read by every block, so blocks on one SM share them.
+__device__ __forceinline__ void cp_async16_ca(void* dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// 4 bytes at a 2-byte-aligned byte offset of a 16-byte-aligned shared buffer.
+__device__ __forceinline__ uint32_t ld_u32(const uint32_t* sw, int off) {
+    const int i = off >> 2;
+    return __funnelshift_r(sw[i], sw[i + 1], (off & 2) * 8);
+}
+__device__ __forceinline__ uint32_t ld_u16(const uint32_t* sw, int off) {
+    return (sw[off >> 2] >> ((off & 2) * 8)) & 0xffffu;
+}
+
+// D = A * B + 0x4B400000 (each of the four accumulators), s8 x s8 -> s32.
+__device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, uint32_t (&d)[4]) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(kMagicBits), "r"(kMagicBits),
+          "r"(kMagicBits), "r"(kMagicBits));
+}
+__device__ __forceinline__ void mma_k16(uint32_t a0, uint32_t a1, uint32_t b0, uint32_t (&d)[4]) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%8,%9,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(kMagicBits), "r"(kMagicBits), "r"(kMagicBits), "r"(kMagicBits));
+}
+
+// The scales of units 4 * h .. 4 * h + 3 of the super-unit whose bytes (of one row) start at
+// byte o of sw, into e[0..3]: x = a0, y = -a0 * 1.5 * 2^23 (exact), and z = -m (Q4_K) or
+// z = a1, w = -a1 * 1.5 * 2^23 (Q6_K).
+template <QuantType kType>
+__device__ __forceinline__ void unit_scales4(const uint32_t* sw, int o, int h, float4* e);
+
+template <>
+__device__ __forceinline__ void unit_scales4<QuantType::q8_0>(const uint32_t* sw, int o, int h, float4* e) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float d = fp16_bits_to_f32(ld_u16(sw, o + 34 * (4 * h + i)));
+        e[i] = make_float4(d, __fmul_rn(d, -kMagic), 0.0f, 0.0f);
+    }
+}
+template <>
+__device__ __forceinline__ void unit_scales4<QuantType::q4_0>(const uint32_t* sw, int o, int h, float4* e) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float d = fp16_bits_to_f32(ld_u16(sw, o + 18 * (4 * h + i)));
+        e[i] = make_float4(d, __fmul_rn(d, -kMagic), 0.0f, 0.0f);
+    }
+}
+template <>
+__device__ __forceinline__ void unit_scales4<QuantType::q4_k>(const uint32_t* sw, int o, int h, float4* e) {
+    uint32_t h0, h1, h2, h3;
+    if ((o & 15) == 0) {
+        const uint4 v = reinterpret_cast<const uint4*>(sw)[o >> 4];
+        h0 = v.x, h1 = v.y, h2 = v.z, h3 = v.w;
+    } else {
+        h0 = ld_u32(sw, o), h1 = ld_u32(sw, o + 4), h2 = ld_u32(sw, o + 8), h3 = ld_u32(sw, o + 12);
+    }
+    const float d = fp16_bits_to_f32(h0), dmin = fp16_bits_to_f32(h0 >> 16);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        uint32_t sc, mn;
+        q4_k_scale_min(4 * h + i, h1, h2, h3, sc, mn);
+        const float a0 = __fmul_rn(d, (float)sc);
+        e[i] = make_float4(a0, __fmul_rn(a0, -kMagic), -__fmul_rn(dmin, (float)mn), 0.0f);
+    }
+}
+template <>
+__device__ __forceinline__ void unit_scales4<QuantType::q6_k>(const uint32_t* sw, int o, int h, float4* e) {
+    const float d = fp16_bits_to_f32(ld_u16(sw, o + 208));
+    const uint32_t w0 = ld_u32(sw, o + 192 + 8 * h), w1 = ld_u32(sw, o + 196 + 8 * h);  // scales[8h .. 8h + 7]
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t scw = (i < 2 ? w0 : w1) >> (16 * (i & 1));  // scales of values 0..15 and 16..31 of the unit
+        const float a0 = __fmul_rn(d, (float)(int8_t)(scw & 0xffu));
+        const float a1 = __fmul_rn(d, (float)(int8_t)((scw >> 8) & 0xffu));
+        e[i] = make_float4(a0, __fmul_rn(a0, -kMagic), a1, __fmul_rn(a1, -kMagic));
+    }
+}
+
+// The A fragment (m16n8k32 layout) of unit j: rows g (super-unit bytes at o0) and g + 8 (o1),
+// values 4 * tig .. + 3 (a[0], a[1]) and 16 + 4 * tig .. + 3 (a[2], a[3]), as signed int8.
+// (Q6_K decodes two units at a time in the kernel; Q4_K with aligned rows uses ldmatrix.)
+template <QuantType kType>
+__device__ __forceinline__ void load_a(const uint32_t* sw, int o0, int o1, int j, int tig, uint32_t (&a)[4]);
+
+template <>
+__device__ __forceinline__ void load_a<QuantType::q8_0>(const uint32_t* sw, int o0, int o1, int j, int tig,
+                                                        uint32_t (&a)[4]) {
+    const int q = 34 * j + 2 + 4 * tig;
+    a[0] = ld_u32(sw, o0 + q), a[1] = ld_u32(sw, o1 + q);
+    a[2] = ld_u32(sw, o0 + q + 16), a[3] = ld_u32(sw, o1 + q + 16);
+}
+template <>
+__device__ __forceinline__ void load_a<QuantType::q4_0>(const uint32_t* sw, int o0, int o1, int j, int tig,
+                                                        uint32_t (&a)[4]) {
+    const int q = 18 * j + 2 + 4 * tig;  // byte i: value i (low nibble), value i + 16 (high)
+    const uint32_t w0 = ld_u32(sw, o0 + q), w1 = ld_u32(sw, o1 + q);
+    a[0] = __vsub4(w0 & 0x0f0f0f0fu, 0x08080808u), a[1] = __vsub4(w1 & 0x0f0f0f0fu, 0x08080808u);
+    a[2] = __vsub4((w0 >> 4) & 0x0f0f0f0fu, 0x08080808u), a[3] = __vsub4((w1 >> 4) & 0x0f0f0f0fu, 0x08080808u);
+}
+template <>
+__device__ __forceinline__ void load_a<QuantType::q4_k>(const uint32_t* sw, int o0, int o1, int j, int tig,
+                                                        uint32_t (&a)[4]) {
+    const int q = 16 + 32 * (j >> 1) + 4 * tig, sh = 4 * (j & 1);  // sub-block j: nibble j%2 of qs[32(j/2) + l]
+    a[0] = (ld_u32(sw, o0 + q) >> sh) & 0x0f0f0f0fu, a[1] = (ld_u32(sw, o1 + q) >> sh) & 0x0f0f0f0fu;
+    a[2] = (ld_u32(sw, o0 + q + 16) >> sh) & 0x0f0f0f0fu, a[3] = (ld_u32(sw, o1 + q + 16) >> sh) & 0x0f0f0f0fu;
+}
+
+__device__ __forceinline__ void ldmatrix_x4(const void* p, uint32_t (&x)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3])
+                 : "r"(smem_u32(p)));
+}
+
+// kSingle: the one-token form of NT = 1 (only the accumulators of token 0 are computed).
+template <QuantType kType, int NT, bool kSingle>
+__global__ void __launch_bounds__(kThreads) matmul_mma_kernel(const std::byte* __restrict__ w, size_t row_bytes,
+                                                              int data_bytes, const int8_t* __restrict__ xq,
+                                                              const float2* __restrict__ xds, float* __restrict__ y,
+                                                              int n_in, int n_out, int n_tokens, int n_chains) {
+    constexpr int kSuper = Mq<kType>::kSuperBytes;
+    constexpr int kRs = row_stride_of(kSuper);
+    constexpr int kChunks = (kSuper + 15 + 15) / 16;  // 16-byte chunks a row's super-unit can touch
+    constexpr int kTp = 8 * NT;                       // token slots per stage buffer
+    constexpr int kStage = stage_bytes(kSuper, kTp);
+    constexpr int kBufs = bufs_of(NT);
+    extern __shared__ uint4 smem[];  // [kBufs][stage], then the scale tables [kWarps][16 rows][kSclStride] float4
+    auto* sbytes = reinterpret_cast<std::byte*>(smem);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tig = lane & 3;
+    const int chain = (int)blockIdx.x % n_chains, tile = (int)blockIdx.x / n_chains;
+    const int row0 = tile * kRows;
+    const int n_units = n_in / 32, n_super = (n_units + 7) / 8;
+    const int su0 = (int)((int64_t)chain * n_super / n_chains), su1 = (int)((int64_t)(chain + 1) * n_super / n_chains);
+    const int n_stages = su1 - su0;
+    float4* scl = reinterpret_cast<float4*>(sbytes + kBufs * kStage) + warp * 16 * kSclStride;  // this warp's rows
+    // Rows and super-units 16-byte aligned (uniform): Q4_K fragments then load with ldmatrix.
+    const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
+
+    // Rows past n_out read row n_out - 1 (valid memory) and are never stored.
+    auto row_ptr = [&](int r) { return w + (size_t)min(row0 + r, n_out - 1) * row_bytes; };
+    auto issue_weights = [&](int k) {  // stage k's weights: consecutive lanes copy consecutive chunks of a row
+        if (k >= n_stages) return;
+        const int sb = (su0 + k) * kSuper;
+        const int bytes = min(kSuper, data_bytes - sb);
+        std::byte* dst = sbytes + (k % kBufs) * kStage;
+        for (int i = tid; i < kRows * kChunks; i += kThreads) {
+            const int r = i / kChunks, v = i % kChunks;
+            const uintptr_t start = (uintptr_t)(row_ptr(r) + sb);
+            const int nv = (int)(((start & 15) + bytes + 15) >> 4);
+            if (v < nv) cp_async16(dst + r * kRs + 16 * v, reinterpret_cast<const void*>((start & ~(uintptr_t)15) + 16 * (uintptr_t)v));
+        }
+    };
+    // Stage k's activations: the 8 units of each of the n_tokens tokens (the slots of tokens
+    // n_tokens .. kTp - 1 are left as they are: their products land in outputs never stored).
+    auto issue_acts = [&](int k) {
+        if (k >= n_stages) return;
+        const int u0 = (su0 + k) * 8;
+        std::byte* dq = sbytes + (k % kBufs) * kStage + kRows * kRs;
+        std::byte* dd = dq + 8 * kTp * 32;
+        for (int i = tid; i < 8 * n_tokens; i += kThreads) {  // one unit of one token per i: 2 x 16 bytes
+            const int j = i / n_tokens, t = i - j * n_tokens;  // consecutive lanes: consecutive smem slots
+            if (u0 + j >= n_units) continue;
+            const int8_t* src = xq + (size_t)t * n_in + 32 * (size_t)(u0 + j);
+            // Halves swapped for tokens with bit 2 set: the B-fragment reads of 8 tokens then hit 32 banks.
+            const int sw = (t >> 2) & 1;
+            cp_async16_ca(dq + (j * kTp + t) * 32 + 16 * sw, src);
+            cp_async16_ca(dq + (j * kTp + t) * 32 + 16 * (sw ^ 1), src + 16);
+        }
+        for (int i = tid; i < 8 * n_tokens; i += kThreads) {  // {d, sum} of one unit of one token per i
+            const int t = i >> 3, j = i & 7;
+            if (u0 + j < n_units) cp_async8(dd + (t >> 1) * kDsPairStride + 16 * j + 8 * (t & 1), xds + (size_t)t * n_units + u0 + j);
+        }
+    };
+
+#pragma unroll
+    for (int k = 0; k < kBufs - 1; ++k) issue_weights(k);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Launched as a programmatic dependent of the kernel that writes the activations: the first
+    // weight stages are in flight; wait for it before copying activations (no-op otherwise).
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    // Groups: 0 = the weights of stages 0 .. kBufs - 2 and the activations of stage 0; k = the
+    // activations of stage k, for k < kBufs - 1; from then on one group per stage.
+#pragma unroll
+    for (int k = 0; k < kBufs - 1; ++k) {
+        issue_acts(k);
+        cp_async_commit();
+    }
+
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+    }
+    const int r0 = 16 * warp + gq, r1 = r0 + 8;  // this lane's rows in the tile
+    for (int k = 0; k < n_stages; ++k) {
+        cp_async_wait<kBufs - 2>();  // this thread's copies of stage k landed
+        __syncthreads();             // everyone's did, and every warp is done with stage k - 1
+        issue_weights(k + kBufs - 1);  // into the buffer of stage k - 1
+        issue_acts(k + kBufs - 1);
+        cp_async_commit();
+        const std::byte* buf = sbytes + (k % kBufs) * kStage;
+        const uint32_t* sw = reinterpret_cast<const uint32_t*>(buf);
+        const int sb = (su0 + k) * kSuper;
+        auto mis = [&](int r) { return (int)((uintptr_t)(row_ptr(r) + sb) & 15); };
+        {  // this warp's scale table: lane -> row lane % 16, units 4 (lane / 16) .. + 3
+            const int r = 16 * warp + (lane & 15);
+            float4 e[4];
+            unit_scales4<kType>(sw, r * kRs + mis(r), lane >> 4, e);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) scl[(lane & 15) * kSclStride + 4 * (lane >> 4) + i] = e[i];
+        }
+        __syncwarp();
+        const uint32_t* aq = reinterpret_cast<const uint32_t*>(buf + kRows * kRs);
+        const std::byte* ad = buf + kRows * kRs + 8 * kTp * 32;
+        auto unit = [&](int j, const uint32_t (&a)[4]) {
+            const float4 e0 = scl[gq * kSclStride + j], e1 = scl[(gq + 8) * kSclStride + j];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const int t = 8 * nt + gq;
+                const int qw = (j * kTp + t) * 8 + tig;  // word of half 0 (before the swap)
+                const int swp = 4 * ((t >> 2) & 1);
+                const uint32_t b0 = aq[qw + swp], b1 = aq[qw + (swp ^ 4)];
+                const float4 dd = *reinterpret_cast<const float4*>(ad + (4 * nt + tig) * kDsPairStride + 16 * j);
+                const float2 d0 = make_float2(dd.x, dd.y), d1 = make_float2(dd.z, dd.w);  // tokens 8nt + 2tig, + 1
+                uint32_t d[4];
+                if constexpr (kType == QuantType::q6_k) {
+                    uint32_t h[4];
+                    mma_k16(a[0], a[1], b0, d);
+                    mma_k16(a[2], a[3], b1, h);
+                    auto u = [&](uint32_t s0, uint32_t s1, const float4& e) {
+                        return __fadd_rn(__fmaf_rn(e.x, __uint_as_float(s0), e.y), __fmaf_rn(e.z, __uint_as_float(s1), e.w));
+                    };
+                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], h[0], e0), acc[nt][0]);
+                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], h[2], e1), acc[nt][2]);
+                    if constexpr (!kSingle) {
+                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], h[1], e0), acc[nt][1]);
+                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], h[3], e1), acc[nt][3]);
+                    }
+                } else if constexpr (kType == QuantType::q4_k) {
+                    mma_k32(a, b0, b1, d);
+                    auto u = [&](uint32_t s, const float4& e, float sy) {
+                        return __fmaf_rn(e.z, sy, __fmaf_rn(e.x, __uint_as_float(s), e.y));
+                    };
+                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], e0, d0.y), acc[nt][0]);
+                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], e1, d0.y), acc[nt][2]);
+                    if constexpr (!kSingle) {
+                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], e0, d1.y), acc[nt][1]);
+                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], e1, d1.y), acc[nt][3]);
+                    }
+                } else {
+                    mma_k32(a, b0, b1, d);
+                    auto u = [&](uint32_t s, const float4& e) { return __fmaf_rn(e.x, __uint_as_float(s), e.y); };
+                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], e0), acc[nt][0]);
+                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], e1), acc[nt][2]);
+                    if constexpr (!kSingle) {
+                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], e0), acc[nt][1]);
+                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], e1), acc[nt][3]);
+                    }
+                }
+            }
+        };
+        if constexpr (kType == QuantType::q6_k) {
+            // Units k and k + 2 of a half share their ql bytes (low / high nibble) and all four
+            // share the qh bytes: decode two units per load, still adding them in unit order.
+            const int o0 = r0 * kRs + mis(r0), o1 = r1 * kRs + mis(r1);
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const int qh = 128 + 32 * hh + 4 * tig;
+                const uint32_t h[4] = {ld_u32(sw, o0 + qh), ld_u32(sw, o1 + qh), ld_u32(sw, o0 + qh + 16), ld_u32(sw, o1 + qh + 16)};
+                uint32_t held[4];  // unit k = 2 while unit 1 is added
+#pragma unroll
+                for (int kp = 0; kp < 2; ++kp) {
+                    const int ql = 64 * hh + 32 * kp + 4 * tig;
+                    const uint32_t l[4] = {ld_u32(sw, o0 + ql), ld_u32(sw, o1 + ql), ld_u32(sw, o0 + ql + 16), ld_u32(sw, o1 + ql + 16)};
+                    uint32_t lo[4], hi[4];
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        lo[i] = __vsub4((l[i] & 0x0f0f0f0fu) | (((h[i] >> (2 * kp)) & 0x03030303u) << 4), 0x20202020u);
+                        hi[i] = __vsub4(((l[i] >> 4) & 0x0f0f0f0fu) | (((h[i] >> (2 * kp + 4)) & 0x03030303u) << 4), 0x20202020u);
+                    }
+                    unit(4 * hh + kp, lo);  // k = kp
+                    if (kp == 0) {
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) held[i] = hi[i];
+                    } else {
+                        unit(4 * hh + 2, held);  // k = 2
+                        unit(4 * hh + 3, hi);    // k = 3
+                    }
+                }
+            }
+        } else if (kType == QuantType::q4_k && al16) {
+            // Sub-blocks 2p and 2p + 1 are the low and high nibbles of the same 32 bytes: one
+            // ldmatrix.x4 gives both fragments (matrix m: rows 8 (m & 1) .. + 7, bytes 16 (m >> 1) .. + 15).
+            const std::byte* rowp = buf + (16 * warp + (lane & 15)) * kRs + 16 + 16 * (lane >> 4);
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                uint32_t x[4], a[4];
+                ldmatrix_x4(rowp + 32 * p, x);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) a[i] = x[i] & 0x0f0f0f0fu;
+                unit(2 * p, a);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) a[i] = (x[i] >> 4) & 0x0f0f0f0fu;
+                unit(2 * p + 1, a);
+            }
+        } else {
+            const int o0 = r0 * kRs + mis(r0), o1 = r1 * kRs + mis(r1);
+            const int n_j = min(8, n_units - (su0 + k) * 8);
+#pragma unroll 2
+            for (int j = 0; j < n_j; ++j) {
+                uint32_t a[4];
+                load_a<kType>(sw, o0, o1, j, tig, a);
+                unit(j, a);
+            }
+        }
+    }
+    cp_async_wait<0>();  // nothing useful is left in flight; drain before reusing the buffers
+
+    if (n_chains == 1) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (kSingle && (i & 1)) continue;
+                const int r = row0 + (i < 2 ? r0 : r1), t = 8 * nt + 2 * tig + (i & 1);
+                if (r < n_out && t < n_tokens) y[(size_t)t * n_out + r] = acc[nt][i];
+            }
+        }
+        return;
+    }
+    // Partial sums of this chain: [kRows][kTp] f32 over the (now idle) stage buffers; the
+    // cluster's blocks then add them in chain order, each block storing a share of the outputs.
+    __syncthreads();
+    float* part = reinterpret_cast<float*>(smem);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) part[(i < 2 ? r0 : r1) * kTp + 8 * nt + 2 * tig + (i & 1)] = acc[nt][i];
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();  // clusters need sm_90: launch() uses one chain below it
+#else
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    const int n_valid = min(kRows, n_out - row0);
+    for (int idx = chain * kThreads + tid; idx < kRows * n_tokens; idx += n_chains * kThreads) {
+        const int r = idx % kRows, t = idx / kRows;
+        if (r >= n_valid) continue;
+        float v = cluster.map_shared_rank(part, 0)[r * kTp + t];
+        for (int c = 1; c < n_chains; ++c) v = __fadd_rn(v, cluster.map_shared_rank(part, c)[r * kTp + t]);
+        y[(size_t)t * n_out + row0 + r] = v;
+    }
+    cluster.sync();  // every block's partial sums stay in place until all are read
+#endif
+}
+
+template <QuantType kType, int NT, bool kSingle = false>
+cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
+                   bool clusters, bool pdl, cudaStream_t s) {
+    const int n_chains = clusters ? mma_chains(n_in, n_out) : 1;
+    const int tiles = (n_out + kRows - 1) / kRows;
+    const size_t smem =
+        (size_t)bufs_of(NT) * stage_bytes(Mq<kType>::kSuperBytes, 8 * NT) + kRows * kSclStride * sizeof(float4);
+    auto kernel = matmul_mma_kernel<kType, NT, kSingle>;
+    if (smem > 48 * 1024) {
+        const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (err != cudaSuccess) return err;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(tiles * n_chains));
+    cfg.blockDim = dim3((unsigned)kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[2];
+    int n_attr = 0;
+    if (n_chains > 1) {
+        attr[n_attr].id = cudaLaunchAttributeClusterDimension;
+        attr[n_attr].val.clusterDim.x = (unsigned)n_chains;
+        attr[n_attr].val.clusterDim.y = 1;
+        attr[n_attr].val.clusterDim.z = 1;
+        ++n_attr;
+    }
+    if (pdl) {
+        attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n_attr].val.programmaticStreamSerializationAllowed = 1;
+        ++n_attr;
+    }
+    cfg.attrs = attr;
+    cfg.numAttrs = n_attr;
+    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, (int)quant::row_size(kType, n_in), act.qs, act.ds, y, n_in,
+                              n_out, n_tokens, n_chains);
+}
+
+template <QuantType kType>
+cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
+                        bool clusters, bool pdl, cudaStream_t s) {
+    if (n_tokens == 1) return launch<kType, 1, true>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+    switch ((n_tokens + 7) / 8) {
+        case 1: return launch<kType, 1>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 2: return launch<kType, 2>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 3: return launch<kType, 3>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 4: return launch<kType, 4>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 5: return launch<kType, 5>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 6: return launch<kType, 6>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 7: return launch<kType, 7>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 8: return launch<kType, 8>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace
+
+int mma_chains(int64_t n_in, int64_t n_out) {
+    const int64_t n_super = (n_in / 32 + 7) / 8, tiles = (n_out + kRows - 1) / kRows;
+    int n_chains = 1;
+    while (n_chains < kMaxChains && 2 * n_chains <= n_super && tiles * n_chains < kMinBlocks) n_chains *= 2;
+    return n_chains;
+}
+
+cudaError_t matmul_q8_mma(QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
+                          int n_out, int n_tokens, bool clusters, bool pdl, cudaStream_t s) {
+    if (n_tokens < 1 || n_tokens > kMmaMaxTokens) return cudaErrorInvalidValue;
+    switch (type) {
+        case QuantType::q8_0: return launch_type<QuantType::q8_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case QuantType::q4_0: return launch_type<QuantType::q4_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case QuantType::q4_k: return launch_type<QuantType::q4_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case QuantType::q6_k: return launch_type<QuantType::q6_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+}  // namespace hearth::backend::cuda_kernels
