@@ -1,7 +1,17 @@
 // A fixed pool of worker threads for data-parallel loops. Owned by whoever runs kernels
 // (an engine, a test); never global. parallel_for blocks until every chunk is done.
+//
+// Waiting: a decode step of a small model is a few hundred short parallel loops (~50-500 us
+// each), so waking workers through a condition variable (a futex round trip, ~10-50 us, more
+// on a loaded machine) would cost a measurable share of every token. Workers therefore spin
+// on the job counter for a short while after each job (HEARTH_SPIN_US, default 200 us; 0
+// turns spinning off), then sleep on the condition variable; the caller does the same while it
+// waits for the workers to finish. Spinning is bounded, so an idle pool costs nothing, and
+// with more threads than cores (oversubscription) a spinner yields its core to the thread it
+// waits for after a few microseconds.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -14,8 +24,8 @@ namespace hearth {
 class ThreadPool {
 public:
     // n_threads <= 0: one per hardware thread. The calling thread also works, so a pool of
-    // n threads starts n - 1 workers.
-    explicit ThreadPool(int n_threads = 0);
+    // n threads starts n - 1 workers. spin_us < 0: HEARTH_SPIN_US, else 200; 0: never spin.
+    explicit ThreadPool(int n_threads = 0, int64_t spin_us = -1);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
@@ -23,7 +33,8 @@ public:
     int n_threads() const { return (int)workers_.size() + 1; }
 
     // Calls fn(begin, end) over [0, n) split into at most n_threads() contiguous chunks of at
-    // least `grain` items. Runs inline when the range is small.
+    // least `grain` items. Runs inline when the range is small. One caller at a time; fn must
+    // not call back into the same pool.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
     // Same, also passing the chunk index (0 <= chunk < n_threads()), e.g. to pick a
     // per-thread scratch buffer.
@@ -33,17 +44,24 @@ public:
 
 private:
     void worker_loop(int index);
+    // Spins up to spin_ns_ until pred() holds; true if it does.
+    template <class Pred>
+    bool spin_until(Pred pred) const;
 
     std::vector<std::thread> workers_;
+    int64_t spin_ns_ = 0;
     std::mutex mu_;
     std::condition_variable cv_start_, cv_done_;
-    // Job state, guarded by mu_: generation_ bumps once per job; workers run chunk `index + 1`.
+    // Job state: written by the caller before generation_ is bumped (release), read by the
+    // workers after they see the new generation (acquire). Worker i runs chunk i + 1.
     const std::function<void(int, int64_t, int64_t)>* job_ = nullptr;
     int64_t job_n_ = 0;
     int job_chunks_ = 0;
-    uint64_t generation_ = 0;
-    int pending_ = 0;
-    bool stop_ = false;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> pending_{0};          // workers still busy with the current job
+    std::atomic<int> sleeping_workers_{0}; // workers (about to be) waiting on cv_start_
+    std::atomic<bool> caller_sleeping_{false};
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace hearth

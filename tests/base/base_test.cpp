@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +33,31 @@ TEST(ThreadPool, ChunkIndicesAreDistinct) {
     std::vector<std::atomic<int>> used(4);
     pool.parallel_chunks(100, 1, [&](int chunk, int64_t, int64_t) { used[chunk]++; });
     for (auto& u : used) EXPECT_LE(u.load(), 1);
+}
+
+// Many short jobs back to back, with spinning on (the default), off (every wait sleeps), and
+// with a spin so short that workers fall asleep between jobs: no job is lost or run twice, and
+// a chunk's writes are visible to the caller when parallel_for returns.
+TEST(ThreadPool, ManyShortJobsEverySpinMode) {
+    for (int64_t spin_us : {-1, 0, 1}) {
+        for (int threads : {2, 3}) {
+            ThreadPool pool(threads, spin_us);
+            std::vector<int64_t> out(64);
+            int64_t expect = 0;
+            for (int job = 0; job < 8000; ++job) {
+                pool.parallel_for((int64_t)out.size(), 1, [&](int64_t b, int64_t e) {
+                    for (int64_t i = b; i < e; ++i) out[i] += i + job;
+                });
+                expect += job;
+                if (job % 1000 == 999) {
+                    for (int64_t i = 0; i < (int64_t)out.size(); ++i)
+                        ASSERT_EQ(out[i], expect + (job + 1) * i) << "spin " << spin_us << " threads " << threads;
+                    // A pause longer than the spin: the next job must wake sleeping workers.
+                    if (job % 4000 == 3999) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                }
+            }
+        }
+    }
 }
 
 TEST(Fp16, RoundTripsEveryHalf) {
