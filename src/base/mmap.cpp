@@ -44,6 +44,18 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
     return mf;
 }
 
+Status MappedFile::lock_in_memory() {
+    if (!data_ || !size_) return {};
+    if (mlock(data_, size_) == 0) return {};
+    const int err = errno;
+    if (err == ENOMEM || err == EPERM || err == EAGAIN)
+        return error(StatusCode::resource_exhausted,
+                     strformat("%s: cannot lock %zu bytes in memory (%s): raise the locked-memory limit "
+                               "(ulimit -l, or LimitMEMLOCK=infinity for a service) or grant CAP_IPC_LOCK",
+                               path_.c_str(), size_, std::strerror(err)));
+    return error(StatusCode::io_error, strformat("%s: mlock: %s", path_.c_str(), std::strerror(err)));
+}
+
 MappedFile::~MappedFile() {
     if (data_ && size_) munmap(const_cast<std::byte*>(data_), size_);
 }

@@ -20,6 +20,11 @@ public:
     std::span<const std::byte> bytes() const { return {data_, size_}; }
     const std::string& path() const { return path_; }
 
+    // Pins every page in RAM (mlock), reading the file in as needed, so the weights can never
+    // be paged out under memory pressure (Ollama's use_mlock). Unpinned when the mapping goes.
+    // resource_exhausted with the fix (ulimit -l / CAP_IPC_LOCK) when the limit is too low.
+    Status lock_in_memory();
+
 private:
     MappedFile() = default;
     const std::byte* data_ = nullptr;

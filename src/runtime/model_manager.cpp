@@ -149,7 +149,8 @@ std::string ModelConfig::to_string() const {
     auto num = [](int64_t v, int64_t automatic) { return v == automatic ? std::string("auto") : std::to_string(v); };
     return "num_ctx=" + num(n_ctx, 0) + " num_parallel=" + num(n_parallel, 0) + " num_batch=" + num(n_batch, 0) +
            " num_gpu=" + num(n_gpu_layers, -1) + " num_thread=" + num(n_threads, 0) +
-           " kv_cache_type=" + (kv_cache_type.empty() ? std::string("default") : kv_cache_type);
+           " kv_cache_type=" + (kv_cache_type.empty() ? std::string("default") : kv_cache_type) +
+           (use_mlock ? " use_mlock=true" : "");
 }
 
 // ---- Lease ----

@@ -91,6 +91,7 @@ struct ModelConfig {
     int n_gpu_layers = -1;      // num_gpu: layers offloaded; -1 = automatic
     int n_threads = 0;          // num_thread
     std::string kv_cache_type;  // "f16", "q8_0", "q4_0" (HEARTH_KV_CACHE_TYPE)
+    bool use_mlock = false;     // use_mlock: pin the mapped weights in RAM
 
     bool operator==(const ModelConfig&) const = default;
     // "num_ctx=4096 num_parallel=1 num_batch=auto num_gpu=auto num_thread=auto kv_cache_type=f16"

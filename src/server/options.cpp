@@ -32,7 +32,7 @@ Status apply_options(const nlohmann::json& options, RequestOptions& o) {
     // Accepted, type-checked and unused here (see options.h).
     static const std::set<std::string> kUnusedInts = {"main_gpu", "mirostat", "num_gqa", "rope_frequency_base"};
     static const std::set<std::string> kUnusedFloats = {"mirostat_tau", "mirostat_eta", "tfs_z", "rope_frequency_scale"};
-    static const std::set<std::string> kUnusedBools = {"use_mmap", "use_mlock", "numa", "low_vram", "f16_kv",
+    static const std::set<std::string> kUnusedBools = {"use_mmap", "numa", "low_vram", "f16_kv",
                                                        "vocab_only", "logits_all", "penalize_newline", "embedding_only"};
     for (const auto& [key, v] : options.items()) {
         runtime::SamplingOptions& s = o.sampling;
@@ -77,6 +77,9 @@ Status apply_options(const nlohmann::json& options, RequestOptions& o) {
         } else if (key == "num_gpu") {
             HEARTH_TRY(get_int(key, v, i));
             o.num_gpu = i;
+        } else if (key == "use_mlock") {
+            if (!v.is_boolean()) return type_error(key, "boolean");
+            o.use_mlock = v.get<bool>();
         } else if (key == "stop") {
             if (!v.is_array()) return type_error(key, "array of strings");
             o.stop.clear();

@@ -6,7 +6,7 @@
 // ("option \"temperature\" must be of type number"); integer options take any JSON number
 // (truncated, as Go's float64 -> int); unknown options are ignored (reported in `ignored` so
 // the request log can say so). Options hearth accepts but has no use for on this machine
-// (main_gpu, use_mmap, use_mlock, numa, low_vram, f16_kv, vocab_only, logits_all,
+// (main_gpu, use_mmap, numa, low_vram, f16_kv, vocab_only, logits_all,
 // penalize_newline, mirostat*, tfs_z) are type-checked and otherwise ignored, as Ollama does
 // with the ones it dropped.
 #pragma once
@@ -31,6 +31,7 @@ struct RequestOptions {
     std::optional<int64_t> num_batch;   // load-time: tokens per scheduler step
     std::optional<int64_t> num_thread;  // load-time: worker threads
     std::optional<int64_t> num_gpu;     // load-time: 0 = CPU only, -1 = automatic, > 0 = on the GPU
+    std::optional<bool> use_mlock;      // load-time: pin the mapped weights in RAM
     std::vector<std::string> ignored;   // unknown option names
 };
 

@@ -252,6 +252,7 @@ Result<runtime::ModelConfig> Service::model_config(const store::GgufInfo& info, 
     c.n_batch = o.num_batch.value_or(0);
     c.n_gpu_layers = (int)o.num_gpu.value_or(config_.num_gpu);
     c.kv_cache_type = config_.kv_cache_type;
+    c.use_mlock = o.use_mlock.value_or(false);
     return c;
 }
 
@@ -268,6 +269,7 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
     HEARTH_ASSIGN(store::ModelRef ref, store_->resolve(name));
     auto file = gguf::open_gguf(ref.model_path);
     if (!file.ok()) return file.status();
+    if (cfg.use_mlock && (*file)->mapping) HEARTH_TRY((*file)->mapping->lock_in_memory());
     auto tok = tok::Tokenizer::from_gguf(**file);
     if (!tok.ok()) return tok.status().with_context("tokenizer");
     model::LoadOptions lo{cfg.n_threads};

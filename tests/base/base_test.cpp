@@ -6,6 +6,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <span>
+#include <string>
+#include <unistd.h>
+#include <vector>
 
 #include "base/fp16.h"
 #include "base/mmap.h"
@@ -99,6 +103,36 @@ TEST(WriteFileAtomic, WritesReplacesAndCleansUp) {
     for (auto& e : fs::directory_iterator(dir)) { (void)e; ++n; }
     EXPECT_EQ(n, 1u);  // no temporary files left behind
     fs::remove_all(dir);
+}
+
+// use_mlock: the pages of a mapped file are pinned (VmLck grows by the file's size).
+TEST(MappedFile, LockInMemoryPinsThePages) {
+    namespace fs = std::filesystem;
+    const fs::path path = fs::temp_directory_path() / ("hearth_mlock_" + std::to_string(::getpid()));
+    std::vector<char> data(1 << 20, 'x');
+    ASSERT_TRUE(write_file_atomic(path.string(), std::as_bytes(std::span(data))).ok());
+    auto vm_locked_kb = [] {
+        std::ifstream in("/proc/self/status");
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("VmLck:", 0) == 0) return std::stoll(line.substr(6));
+        return -1ll;
+    };
+    {
+        auto m = MappedFile::open(path.string());
+        ASSERT_TRUE(m.ok());
+        const long long before = vm_locked_kb();
+        Status st = (*m)->lock_in_memory();
+        if (st.code() == StatusCode::resource_exhausted) {
+            // Not allowed here (RLIMIT_MEMLOCK below 1 MiB without CAP_IPC_LOCK): the message says how to fix it.
+            EXPECT_NE(st.message().find("ulimit -l"), std::string::npos) << st.message();
+        } else {
+            ASSERT_TRUE(st.ok()) << st.message();
+            if (before >= 0) {
+                EXPECT_GE(vm_locked_kb() - before, 1024);
+            }
+        }
+    }
+    fs::remove(path);
 }
 
 TEST(MappedFile, MissingFileIsNotFound) {

@@ -99,7 +99,7 @@ TEST(RequestOptions, OllamaTypesAndNames) {
                         {"repeat_penalty", 1.1}, {"repeat_last_n", 32}, {"presence_penalty", 0.3},
                         {"frequency_penalty", 0.4}, {"seed", 42}, {"num_predict", 7}, {"stop", {"a", "b"}},
                         {"num_keep", 4}, {"num_ctx", 1024}, {"num_batch", 64}, {"num_thread", 2},
-                        {"num_gpu", 0}, {"use_mmap", true}, {"mirostat", 0}, {"unknown_thing", "x"}};
+                        {"num_gpu", 0}, {"use_mmap", true}, {"use_mlock", true}, {"mirostat", 0}, {"unknown_thing", "x"}};
     ASSERT_TRUE(apply_options(j, o).ok());
     EXPECT_FLOAT_EQ(o.sampling.temperature, 0.2f);
     EXPECT_EQ(o.sampling.top_k, 10);
@@ -108,6 +108,7 @@ TEST(RequestOptions, OllamaTypesAndNames) {
     EXPECT_EQ(o.stop, (std::vector<std::string>{"a", "b"}));
     EXPECT_EQ(*o.num_ctx, 1024);
     EXPECT_EQ(*o.num_batch, 64);
+    EXPECT_EQ(o.use_mlock, true);
     EXPECT_EQ(o.ignored, std::vector<std::string>{"unknown_thing"});
     EXPECT_TRUE(validate_options(o).ok());
 
@@ -117,6 +118,7 @@ TEST(RequestOptions, OllamaTypesAndNames) {
     EXPECT_EQ(apply_options({{"num_ctx", "big"}}, bad).message(), "option \"num_ctx\" must be of type integer");
     EXPECT_EQ(apply_options({{"stop", {1}}}, bad).message(), "option \"stop\" must be of type array of strings");
     EXPECT_EQ(apply_options({{"use_mmap", 1}}, bad).message(), "option \"use_mmap\" must be of type boolean");
+    EXPECT_EQ(apply_options({{"use_mlock", "yes"}}, bad).message(), "option \"use_mlock\" must be of type boolean");
     EXPECT_FALSE(apply_options(nlohmann::json::array(), bad).ok());
     RequestOptions range;
     ASSERT_TRUE(apply_options({{"top_p", 2}}, range).ok());
