@@ -15,6 +15,7 @@ void add_model_commands(CLI::App& app);    // models.cpp: list (ls), ps, show, s
 void add_pull_command(CLI::App& app);      // pull.cpp: download a model (registries, Hugging Face)
 void add_fit_command(CLI::App& app);      // fit.cpp: will a model fit in memory?
 void add_create_commands(CLI::App& app);  // create.cpp: create (from a Modelfile), import (HF / LM Studio files)
+void add_bench_command(CLI::App& app);    // bench.cpp: prompt and generation tokens/s, as llama-bench
 
 // `hearth --version`: this build's version, and the daemon's when one runs and differs.
 std::string version_text();

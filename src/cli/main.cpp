@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     hearth::cli::add_pull_command(app);
     hearth::cli::add_fit_command(app);
     hearth::cli::add_create_commands(app);
+    hearth::cli::add_bench_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
