@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/membw.h"
 #include "base/thread_pool.h"
 #include "base/timer.h"
 #include "cli/bench_peer.h"
@@ -59,13 +60,15 @@ struct BenchArgs {
     std::vector<std::string> models;
     std::string n_prompt = "512", n_gen = "128", repetitions = "5", threads, batch = "1", kv_type = "f16";
     std::string ubatch = "512", output = "md", peer, num_gpu;
-    bool no_warmup = false, progress = false;
+    bool no_warmup = false, progress = false, roofline = false;
 };
 
 // What is being measured, and what came out.
 struct BenchResult {
     std::string model_path, model_name, model_type, quantization, backend, device;
     int64_t model_size = 0, n_params = 0;
+    int64_t bytes_per_token = 0;     // weights a decode step reads (every tensor but token_embd)
+    double roofline_ts = 0;          // tg: read bandwidth / bytes_per_token (--roofline, CPU); 0 = not measured
     int threads = 0, batch = 1, ubatch = 512;
     std::string kv_type;
     int64_t n_prompt = 0, n_gen = 0;
@@ -124,6 +127,9 @@ struct ModelSpec {
     std::string given, path;
     store::GgufInfo info;
     int64_t tensor_bytes = 0;  // llama-bench's model_size: the tensors' bytes, not the file's
+    // What one decode token reads: every tensor except the embedding table, of which it reads
+    // one row (a tied output matrix is read whole, so then the table counts too).
+    int64_t bytes_per_token = 0;
 };
 
 // Generation through the engine: `streams` sequences, each from one random token, n_gen
@@ -174,6 +180,7 @@ public:
         base.model_type = spec.info.architecture + " " + spec.info.parameter_size + " " + spec.info.quantization;
         base.quantization = spec.info.quantization;
         base.model_size = spec.tensor_bytes;
+        base.bytes_per_token = spec.bytes_per_token;
         base.n_params = spec.info.n_params;
         base.device = m.device_name();
         base.backend = base.device.rfind("cuda", 0) == 0 ? "CUDA" : "CPU";
@@ -395,6 +402,10 @@ ordered_json result_json(const BenchResult& r, bool with_peer) {
     j["stddev_ts"] = r.stddev_ts;
     j["samples_ns"] = r.samples_ns;
     j["samples_ts"] = r.samples_ts;
+    if (r.roofline_ts > 0) {
+        j["roofline_tokens_per_second"] = r.roofline_ts;
+        j["roofline_fraction"] = r.mean_ts / r.roofline_ts;
+    }
     if (with_peer) {
         j["peer_tokens_per_second"] = r.peer ? ordered_json(r.peer->tokens_per_second) : ordered_json(nullptr);
         j["peer_stddev"] = r.peer ? ordered_json(r.peer->stddev) : ordered_json(nullptr);
@@ -539,7 +550,12 @@ void run_bench(const BenchArgs& a) {
         s.info = std::move(info).value();
         if (s.info.embedding)
             fail("bench", name + " is an embedding model; hearth bench measures prompt processing and generation");
-        for (const auto& t : s.info.file->tensors) s.tensor_bytes += (int64_t)t.n_bytes;
+        bool tied = true;
+        for (const auto& t : s.info.file->tensors) tied = tied && t.name != "output.weight";
+        for (const auto& t : s.info.file->tensors) {
+            s.tensor_bytes += (int64_t)t.n_bytes;
+            if (t.name != "token_embd.weight" || tied) s.bytes_per_token += (int64_t)t.n_bytes;
+        }
         for (quant::QuantType kv : kv_types)
             if (Status c = model::KvCache::check_type(s.info.kv_layout, kv); !c.ok())
                 fail("bench", strformat("--kv-type %s: %s cannot use it: %s", quant::type_name(kv), name.c_str(),
@@ -577,6 +593,20 @@ void run_bench(const BenchArgs& a) {
     }
 
     std::vector<BenchResult>& results = bench.results();
+    // The read roofline of generation on the CPU (bench/RESULTS.md judges tg against it): the
+    // machine's streaming read bandwidth with the most threads asked for, measured after the
+    // runs so that it does not warm or cool anything they use.
+    double read_bw = 0;
+    int bw_threads = 0;
+    if (a.roofline) {
+        for (int64_t t : threads) bw_threads = std::max(bw_threads, (int)t);
+        ThreadPool pool(bw_threads);
+        auto bw = backend::measure_read_bandwidth(pool);
+        if (!bw.ok()) fail("bench", bw.status());
+        read_bw = bw->bytes_per_second;
+        for (BenchResult& r : results)
+            if (r.n_gen > 0 && r.backend == "CPU" && r.bytes_per_token > 0) r.roofline_ts = read_bw / (double)r.bytes_per_token;
+    }
     const bool with_peer = !a.peer.empty();
     std::vector<PeerResult> peer;  // outlives the results that point into it
     if (with_peer) {
@@ -590,6 +620,13 @@ void run_bench(const BenchArgs& a) {
     }
     if (a.output == "md") {
         print_markdown(results, with_peer && !peer.empty());
+        if (read_bw > 0) {
+            std::printf("\nread bandwidth: %.1f GB/s (%d threads, 1 GiB streamed, best of 5)\n", read_bw / 1e9, bw_threads);
+            for (const BenchResult& r : results)
+                if (r.roofline_ts > 0)
+                    std::printf("%s %s: %.1f%% of the %.1f t/s roofline (%.1f MB read per token)\n", r.model_name.c_str(),
+                                r.test.c_str(), 100.0 * r.mean_ts / r.roofline_ts, r.roofline_ts, r.bytes_per_token / 1e6);
+        }
     } else if (a.output == "json") {
         ordered_json arr = ordered_json::array();
         for (const BenchResult& r : results) arr.push_back(result_json(r, with_peer));
@@ -627,6 +664,9 @@ void add_bench_command(CLI::App& app) {
     c->add_option("-o,--output", a->output, "Output format: md, json, jsonl or csv")->capture_default_str();
     c->add_flag("--no-warmup", a->no_warmup, "Skip the untimed warm-up run before each test");
     c->add_flag("--progress", a->progress, "Report each run on standard error");
+    c->add_flag("--roofline", a->roofline,
+                "Also measure this machine's memory read bandwidth (STREAM-like, after the runs) and report each CPU tg "
+                "test as a fraction of its roofline: bandwidth / bytes of weights read per token");
     c->add_option("--peer", a->peer,
                   "After hearth's runs, run this llama-bench command line (through /bin/sh) and print its t/s and "
                   "hearth/peer per test");

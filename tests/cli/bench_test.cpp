@@ -223,6 +223,28 @@ TEST(CliBench, JsonHasEveryFieldAndPositiveRates) {
     EXPECT_EQ((*tg)["n_gen"], 4);
 }
 
+// --roofline: tg rows carry the read-bandwidth roofline (bandwidth / bytes read per token) and
+// the fraction reached; pp rows do not; the Markdown footer says the same.
+TEST(CliBench, RooflineReportsBandwidthAndFraction) {
+    HearthRun r = run_hearth("bench -m " + stories() + " " + kTiny + " -o json --roofline");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json arr = json::parse(r.out, nullptr, false);
+    ASSERT_TRUE(arr.is_array()) << r.out;
+    const json* pp = find_test(arr, "pp16");
+    const json* tg = find_test(arr, "tg4");
+    ASSERT_TRUE(pp && tg) << r.out;
+    EXPECT_FALSE(pp->contains("roofline_tokens_per_second"));
+    ASSERT_TRUE(tg->contains("roofline_tokens_per_second")) << tg->dump();
+    const double roof = (*tg)["roofline_tokens_per_second"], ts = (*tg)["tokens_per_second"];
+    EXPECT_GT(roof, 0.0);
+    EXPECT_NEAR((*tg)["roofline_fraction"].get<double>(), ts / roof, 1e-9 * (1 + ts / roof));
+    HearthRun md = run_hearth("bench -m " + stories() + " -p 0 -n 2 -r 1 -t 1 --no-warmup --roofline");
+    ASSERT_EQ(md.exit_code, 0) << md.err;
+    EXPECT_NE(md.out.find("read bandwidth: "), std::string::npos) << md.out;
+    EXPECT_NE(md.out.find("tg2: "), std::string::npos) << md.out;
+    EXPECT_NE(md.out.find("% of the "), std::string::npos) << md.out;
+}
+
 TEST(CliBench, ListsBatchesKvTypesAndOtherFormats) {
     // llama3-tiny's heads fit q8_0 blocks; --batch 2 generates two sequences through the engine.
     const std::string m = hearth::test::model("llama3-tiny.Q8_0.gguf");
