@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -229,7 +230,7 @@ std::string sha256_hex(std::string_view s) {
     return to_hex(h.finish());
 }
 
-Result<std::string> sha256_file(const std::string& path) {
+Result<std::string> sha256_file(const std::string& path, const std::function<bool(int64_t, int64_t)>& progress) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         const int err = errno;
@@ -237,7 +238,10 @@ Result<std::string> sha256_file(const std::string& path) {
                      strformat("%s: cannot open: %s", path.c_str(), std::strerror(err)));
     }
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    constexpr size_t kChunkBytes = size_t(1) << 20;
+    struct stat st {};
+    const int64_t total = ::fstat(fd, &st) == 0 ? (int64_t)st.st_size : 0;
+    int64_t done = 0;
+    constexpr size_t kChunkBytes = size_t(4) << 20;
     std::unique_ptr<uint8_t[]> buf(new uint8_t[kChunkBytes]);
     Sha256 h;
     for (;;) {
@@ -250,6 +254,11 @@ Result<std::string> sha256_file(const std::string& path) {
         }
         if (n == 0) break;
         h.update(buf.get(), (size_t)n);
+        done += n;
+        if (progress && !progress(done, total)) {
+            ::close(fd);
+            return error(StatusCode::io_error, "cancelled");
+        }
     }
     ::close(fd);
     return to_hex(h.finish());

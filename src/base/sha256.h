@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -53,10 +54,12 @@ std::string to_hex(const Sha256::Digest& digest);
 std::string sha256_hex(std::span<const std::byte> bytes);
 std::string sha256_hex(std::string_view s);
 
-// The lower-case hex SHA-256 of a file's contents, read in 1 MiB chunks (constant memory).
+// The lower-case hex SHA-256 of a file's contents, read in 4 MiB chunks (constant memory).
 // not_found when the file does not exist, io_error for any other open/read failure; the
-// message names the path.
-Result<std::string> sha256_file(const std::string& path);
+// message names the path. `progress(done, total)` (total: the file's size when opened) is
+// called after every chunk and cancels by returning false (io_error "cancelled").
+Result<std::string> sha256_file(const std::string& path,
+                                const std::function<bool(int64_t done, int64_t total)>& progress = {});
 
 namespace sha256_detail {
 // Compresses n_blocks consecutive 64-byte blocks into state. Exposed so the tests can check

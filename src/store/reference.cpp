@@ -33,35 +33,6 @@ Result<std::string> read_text(const std::string& path) {
     return ss.str();
 }
 
-// Hex SHA-256 of a file in 4 MiB reads; `progress` (done, total) may cancel (returns false).
-Result<std::string> hash_file(const std::string& path, const std::function<bool(int64_t, int64_t)>& progress) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error(errno == ENOENT ? StatusCode::not_found : StatusCode::io_error, path + ": cannot open: " + std::strerror(errno));
-    struct stat st{};
-    const int64_t total = ::fstat(fd, &st) == 0 ? (int64_t)st.st_size : 0;
-    Sha256 h;
-    std::vector<char> buf(4 << 20);
-    int64_t done = 0;
-    for (;;) {
-        const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            return error(StatusCode::io_error, path + ": read: " + std::strerror(err));
-        }
-        if (n == 0) break;
-        h.update(buf.data(), (size_t)n);
-        done += n;
-        if (progress && !progress(done, total)) {
-            ::close(fd);
-            return error(StatusCode::io_error, "cancelled");
-        }
-    }
-    ::close(fd);
-    return to_hex(h.finish());
-}
-
 struct Reference {
     std::string path;  // absolute, symlinks resolved
     int64_t size = 0;
@@ -167,7 +138,7 @@ Result<std::string> Store::blob_file(std::string_view digest, std::string_view o
         if (auto it = reference_hash_cache_.find(key); it != reference_hash_cache_.end()) got = it->second;
     }
     if (!got) {
-        auto h = hash_file(ref->path, {});
+        auto h = sha256_file(ref->path);
         if (!h.ok()) return changed(h.status().message());
         std::lock_guard lk(mu_);
         if (reference_hash_cache_.size() > 256) reference_hash_cache_.clear();
@@ -200,7 +171,7 @@ Result<Store::Adopted> Store::adopt_by_reference(const std::string& path,
     Adopted a;
     a.path = path;
     a.size = (int64_t)before.st_size;
-    auto hex = hash_file(path, progress);
+    auto hex = sha256_file(path, progress);
     if (!hex.ok()) return hex.status().with_context(path);
     a.digest = "sha256:" + *hex;
     if (::stat(path.c_str(), &after) != 0) return error(StatusCode::io_error, path + ": " + std::strerror(errno));

@@ -89,33 +89,6 @@ Status fsync_file(const std::string& path) {
     return {};
 }
 
-// Hashes a file in 4 MiB reads; `progress` may cancel (returns false).
-Result<std::string> hash_file(const std::string& path, int64_t total, const std::function<bool(int64_t, int64_t)>& progress) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error(errno == ENOENT ? StatusCode::not_found : StatusCode::io_error, path + ": cannot open: " + std::strerror(errno));
-    Sha256 h;
-    std::vector<char> buf(4 << 20);
-    int64_t done = 0;
-    for (;;) {
-        const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const int err = errno;
-            ::close(fd);
-            return error(StatusCode::io_error, path + ": read: " + std::strerror(err));
-        }
-        if (n == 0) break;
-        h.update(buf.data(), (size_t)n);
-        done += n;
-        if (progress && !progress(done, total)) {
-            ::close(fd);
-            return error(StatusCode::io_error, "cancelled");
-        }
-    }
-    ::close(fd);
-    return to_hex(h.finish());
-}
-
 // Renames a verified file to its blob name and makes both durable. An existing blob of the
 // same digest is kept and `tmp` deleted.
 Status install_blob(const std::string& tmp, const std::string& blob, const std::string& blobs_dir) {
@@ -556,13 +529,7 @@ Result<Store::BlobWriter> Store::begin_blob() const {
 }
 
 Result<std::string> Store::commit_file(const std::string& temp, const std::function<void(int64_t, int64_t)>& progress) {
-    std::error_code ec;
-    const int64_t total = (int64_t)fs::file_size(temp, ec);
-    if (ec) {
-        ::unlink(temp.c_str());
-        return error(StatusCode::io_error, temp + ": " + ec.message());
-    }
-    auto hex = hash_file(temp, total, [&](int64_t done, int64_t all) {
+    auto hex = sha256_file(temp, [&](int64_t done, int64_t all) {
         if (progress) progress(done, all);
         return true;
     });
@@ -607,7 +574,7 @@ Result<Store::Adopted> Store::adopt_file(const std::string& path, const std::fun
     if (!linked && link_errno == EXDEV && !copy_foreign()) return adopt_by_reference(src.string(), progress);
     if (linked) {
         // Hash the linked inode: the digest is of exactly the bytes the blob holds.
-        auto hex = hash_file(tmp, a.size, progress);
+        auto hex = sha256_file(tmp, progress);
         if (!hex.ok()) {
             ::unlink(tmp.c_str());
             return hex.status().with_context(path);
@@ -624,7 +591,7 @@ Result<Store::Adopted> Store::adopt_file(const std::string& path, const std::fun
     }
     // Another file system (EXDEV), or links not allowed here: copy, hashing as we go. A blob that
     // is already in the store is found by hashing first (no copy at all).
-    auto hex = hash_file(src.string(), a.size, progress);
+    auto hex = sha256_file(src.string(), progress);
     if (!hex.ok()) return hex.status().with_context(path);
     a.digest = "sha256:" + *hex;
     if (has_blob(a.digest)) {
