@@ -54,6 +54,7 @@ Result<store::FitOptions> fit_options_from(const json& body, const ServerConfig&
         }
     }
     if (o.step_tokens < 1) o.step_tokens = 1;
+    o.read_bandwidth = store::machine_read_bandwidth();  // measured once per daemon (~1 s), then cached
     return o;
 }
 

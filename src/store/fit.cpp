@@ -11,7 +11,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/membw.h"
 #include "base/sysinfo.h"
+#include "base/thread_pool.h"
 #include "store/quantize.h"
 #include "store/store.h"
 
@@ -46,11 +48,14 @@ Result<MemoryEstimate> estimate_with(const GgufInfo& info, int64_t weights_bytes
                                      int64_t mem_available) {
     MemoryEstimate e;
     e.weights_bytes = weights_bytes;
-    e.compute_bytes = compute_scratch_bytes(info.n_embd, opt.step_tokens);
+    e.vocab_bytes = vocabulary_bytes(info.n_vocab);
     if (!info.embedding && info.kv_layout.n_layer > 0) {
         HEARTH_ASSIGN(e.kv, runtime::plan_kv(info.kv_layout, opt, mem_available));
         e.kv_bytes = e.kv.bytes;
     }
+    // Every sequence of the pool may sample in one step (an embedding model: no logits).
+    const int64_t outputs = info.embedding ? 0 : std::min<int64_t>(std::max(e.kv.n_parallel, 1), opt.step_tokens);
+    e.compute_bytes = compute_scratch_bytes(info.n_embd, info.embedding ? 0 : info.n_vocab, opt.step_tokens, outputs);
     return e;
 }
 
@@ -122,12 +127,23 @@ std::string verdict_line(const FitReport& r, bool squeezed) {
 
 }  // namespace
 
-int64_t compute_scratch_bytes(int64_t n_embd, int64_t step_tokens) {
-    return step_tokens * n_embd * 4 * 12 + (int64_t{32} << 20);
+int64_t vocabulary_bytes(int64_t n_vocab) { return std::max<int64_t>(n_vocab, 0) * 560; }
+
+int64_t compute_scratch_bytes(int64_t n_embd, int64_t n_vocab, int64_t step_tokens, int64_t n_outputs) {
+    return step_tokens * n_embd * 4 * 12 + std::max<int64_t>(n_outputs, 1) * n_vocab * 4 + (int64_t{8} << 20);
 }
 
 Result<MemoryEstimate> estimate_memory(const GgufInfo& info, const runtime::EngineOptions& opt, int64_t mem_available) {
     return estimate_with(info, info.file_bytes, opt, mem_available);
+}
+
+double machine_read_bandwidth() {
+    static const double bw = [] {
+        ThreadPool pool;
+        auto r = backend::measure_read_bandwidth(pool);
+        return r.ok() ? r->bytes_per_second : 0.0;
+    }();
+    return bw;
 }
 
 Result<FitReport> fit_info(const GgufInfo& info, const FitOptions& opt) {
@@ -178,6 +194,27 @@ Result<FitReport> fit_info(const GgufInfo& info, const FitOptions& opt) {
             a.fits = !alt_squeezed && a.total_bytes <= r.mem_available;
             r.alternatives.push_back(std::move(a));
         }
+    }
+    if (opt.read_bandwidth > 0) {
+        // Weights a decode token reads: the file less the embedding table when the output
+        // matrix is its own tensor (a lookup reads one row); without tensor infos, the file.
+        int64_t embd_bytes = 0;
+        if (info.file) {
+            bool tied = true;
+            for (const auto& t : info.file->tensors) tied = tied && t.name != "output.weight";
+            for (const auto& t : info.file->tensors)
+                if (t.name == "token_embd.weight" && !tied) embd_bytes = (int64_t)t.n_bytes;
+        }
+        const double read_share = info.file_bytes > 0 ? 1.0 - (double)embd_bytes / (double)info.file_bytes : 1.0;
+        r.read_bandwidth = opt.read_bandwidth;
+        r.decode_bytes_per_token = info.file_bytes - embd_bytes;
+        const double kv_per_seq = has_pool ? (double)r.need.kv_bytes / std::max(1, r.n_parallel) : 0.0;
+        if (r.decode_bytes_per_token > 0) {
+            r.decode_tokens_per_second = opt.read_bandwidth / (double)r.decode_bytes_per_token;
+            r.decode_tokens_per_second_full_ctx = opt.read_bandwidth / ((double)r.decode_bytes_per_token + kv_per_seq);
+        }
+        for (FitAlternative& a : r.alternatives)
+            if (a.weights_bytes > 0) a.decode_tokens_per_second = opt.read_bandwidth / (read_share * (double)a.weights_bytes);
     }
     if (!r.fits) {
         if (has_pool) r.suggested_num_ctx = largest_fitting_ctx(info, info.file_bytes, eo, r.mem_available);
@@ -267,6 +304,7 @@ nlohmann::ordered_json fit_report_json(const FitReport& r) {
     j["weights_bytes"] = r.need.weights_bytes;
     j["kv_cache_bytes"] = r.need.kv_bytes;
     j["compute_bytes"] = r.need.compute_bytes;
+    j["vocabulary_bytes"] = r.need.vocab_bytes;
     j["total_bytes"] = r.need.total_bytes();
     j["memory_available_bytes"] = r.mem_available;
     j["memory_total_bytes"] = r.mem_total;
@@ -281,6 +319,14 @@ nlohmann::ordered_json fit_report_json(const FitReport& r) {
                         {"total_bytes", a.total_bytes},
                         {"fits", a.fits}});
     j["alternatives"] = std::move(alts);
+    if (r.read_bandwidth > 0) {
+        j["read_bandwidth_bytes_per_second"] = r.read_bandwidth;
+        j["decode_bytes_per_token"] = r.decode_bytes_per_token;
+        j["expected_decode_tokens_per_second"] = r.decode_tokens_per_second;
+        j["expected_decode_tokens_per_second_full_context"] = r.decode_tokens_per_second_full_ctx;
+        for (size_t i = 0; i < r.alternatives.size(); ++i)
+            j["alternatives"][i]["expected_decode_tokens_per_second"] = r.alternatives[i].decode_tokens_per_second;
+    }
     j["verdict"] = r.verdict;
     return j;
 }

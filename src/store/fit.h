@@ -27,16 +27,24 @@ class Store;
 
 // ---- The memory estimate (the daemon's model manager reserves this before a load) ----
 
-// Scratch of one forward pass: the activations of a step (a dozen f32 rows of n_embd per token)
-// plus a floor of 32 MiB for the logits and the thread pool.
-int64_t compute_scratch_bytes(int64_t n_embd, int64_t step_tokens);
+// Scratch of one forward pass: the activations of a step (a dozen f32 rows of n_embd per
+// token), the logits of the sequences that sample in it (n_vocab f32 each) and 8 MiB for the
+// thread pool and small buffers. (Measured on the CPU, tests/store/fit_memory_test.cpp: a
+// 128-token step of a 1024-wide model adds ~8 MiB; the former flat 32 MiB floor overstated it.)
+int64_t compute_scratch_bytes(int64_t n_embd, int64_t n_vocab, int64_t step_tokens, int64_t n_outputs);
+// What a loaded model holds per vocabulary entry besides its weights: the parsed GGUF
+// metadata (token strings, scores, types) and the tokenizer's tables. Measured
+// (tests/store/fit_memory_test.cpp): ~550 bytes per entry, 68 MiB for a 128k vocabulary, so it
+// matters for small models with large vocabularies (~20 % of a 0.5B model with 152k tokens).
+int64_t vocabulary_bytes(int64_t n_vocab);
 
 struct MemoryEstimate {
     int64_t weights_bytes = 0;  // the mapped file
     int64_t kv_bytes = 0;       // the KV pool plan_kv sizes; 0 for embedding models (no KV pool)
-    int64_t compute_bytes = 0;  // compute_scratch_bytes(n_embd, step_tokens)
+    int64_t compute_bytes = 0;  // compute_scratch_bytes(n_embd, n_vocab, step_tokens, sequences)
+    int64_t vocab_bytes = 0;    // vocabulary_bytes(n_vocab): parsed metadata + tokenizer tables
     runtime::KvPlan kv;         // type (after a fallback to f16), blocks, sequences; empty without a pool
-    int64_t total_bytes() const { return weights_bytes + kv_bytes + compute_bytes; }
+    int64_t total_bytes() const { return weights_bytes + kv_bytes + compute_bytes + vocab_bytes; }
 };
 
 // What loading `info` with these engine options takes: weights (info.file_bytes) + KV pool +
@@ -61,13 +69,21 @@ struct FitOptions {
     // Quantizations to size from the tensor shapes (quantize_type_names() spelling), largest
     // first: the report's alternatives, and what a "does not fit" verdict suggests.
     std::vector<std::string> alternatives = {"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"};
+    // This machine's streaming read bandwidth in bytes/s (machine_read_bandwidth()); > 0 adds
+    // the expected decode speed to the report. 0: no speed estimate.
+    double read_bandwidth = 0;
 };
+
+// The CPU's streaming read bandwidth with every core (backend/cpu/membw.h), measured once per
+// process (~1 s: 1 GiB streamed five times) and cached; 0 when it cannot be measured.
+double machine_read_bandwidth();
 
 struct FitAlternative {
     std::string type;           // "Q4_K_M"
     int64_t weights_bytes = 0;  // the file quantize_gguf would write
     int64_t total_bytes = 0;    // with the same KV cache and scratch
     bool fits = false;          // total_bytes <= mem_available
+    double decode_tokens_per_second = 0;  // as FitReport's, for these weights; 0 without a bandwidth
 };
 
 struct FitReport {
@@ -89,6 +105,15 @@ struct FitReport {
     int64_t suggested_num_ctx = 0;
     std::string suggested_type;
     std::vector<FitAlternative> alternatives;  // the options' list, in its order; empty without tensor infos
+    // Expected decode speed of one sequence on the CPU, from memory bandwidth: decode reads
+    // every weight once per token (all tensors but the embedding table, of which it reads one
+    // row, unless the output is tied to it) plus the sequence's K/V so far. The bound a
+    // bandwidth-limited decoder approaches (hearth reaches 55-95 % of it on the machines of
+    // bench/RESULTS.md). 0 when FitOptions::read_bandwidth is 0.
+    double read_bandwidth = 0;                   // bytes/s it was computed from
+    int64_t decode_bytes_per_token = 0;          // weights read per token
+    double decode_tokens_per_second = 0;         // at an empty context
+    double decode_tokens_per_second_full_ctx = 0;  // with num_ctx positions of K/V to read
     // One line: "fits with 12.3 GiB to spare" (or "... 300 MiB ..."), "fits" (less than 100 MiB to spare), or
     // "does not fit: needs 40.1 GiB, 30.2 GiB available — try num_ctx 2048 or a smaller
     // quantization (Q4_K_M would need 20.3 GiB)".

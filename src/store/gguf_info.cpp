@@ -88,6 +88,7 @@ Result<GgufInfo> read_gguf_info(const std::string& path) {
     info.embedding = info.architecture.find("bert") != std::string::npos ||
                      meta_int(m, a + "pooling_type", 0) != 0;
     if (auto tokens = m.get_string_array("tokenizer.ggml.tokens"); tokens.ok()) {
+        info.n_vocab = (int64_t)tokens->size();
         for (const auto& t : *tokens)
             if (t == "<|fim_prefix|>" || t == "<fim_prefix>" || t == "<｜fim▁begin｜>" || t == "<PRE>") info.has_fim = true;
     }

@@ -25,6 +25,7 @@ struct GgufInfo {
     std::string chat_template;     // tokenizer.chat_template; "" when absent
     bool embedding = false;        // a model that pools (bert family, or {arch}.pooling_type set)
     bool has_fim = false;          // the vocabulary has fill-in-the-middle tokens
+    int64_t n_vocab = 0;           // entries of tokenizer.ggml.tokens; 0 when absent
     // Estimate of the KV layout (what model::Model::kv_layout() will say), for plan_kv before
     // loading: n_head_kv x key/value head dims per layer. MLA models (deepseek2) are counted
     // as their latent row.

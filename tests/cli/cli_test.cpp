@@ -181,3 +181,31 @@ TEST(CliErrors, BadFlagsAndTokenIds) {
 }
 
 }  // namespace
+
+namespace {
+
+// `hearth fit`: the memory report, the expected decode speed from a measured bandwidth (one
+// row per alternative too), --no-speed without it, --json with the same fields, exit 2 when
+// the model cannot fit (an absurd context).
+TEST(CliFit, ReportsMemoryAndExpectedSpeed) {
+    const std::string m = hearth::test::testdata_path("models/llama3-tiny.Q8_0.gguf");
+    HearthRun r = run_hearth("fit " + m);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (const char* s : {"Memory", "weights", "KV cache", "Expected speed", "t/s", "GB/s", "DECODE", "Q4_K_M", "fits"})
+        EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+    HearthRun quick = run_hearth("fit --no-speed " + m);
+    ASSERT_EQ(quick.exit_code, 0) << quick.err;
+    EXPECT_EQ(quick.out.find("Expected speed"), std::string::npos) << quick.out;
+    HearthRun js = run_hearth("fit --json " + m);
+    ASSERT_EQ(js.exit_code, 0) << js.err;
+    const auto j = nlohmann::json::parse(js.out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << js.out;
+    EXPECT_GT(j["expected_decode_tokens_per_second"].get<double>(), 0.0);
+    EXPECT_GT(j["read_bandwidth_bytes_per_second"].get<double>(), 0.0);
+    EXPECT_TRUE(j["fits"].get<bool>());
+    HearthRun huge = run_hearth("fit --no-speed --ctx 1000000000 " + m);
+    EXPECT_EQ(huge.exit_code, 2) << huge.out << huge.err;
+    EXPECT_NE(huge.out.find("does not fit"), std::string::npos) << huge.out;
+}
+
+}  // namespace

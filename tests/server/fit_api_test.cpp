@@ -57,6 +57,7 @@ TEST(FitApi, AStoreModelGetsTheReport) {
     store::FitOptions o;
     o.num_ctx = 1024;
     o.n_parallel = 2;
+    o.read_bandwidth = store::machine_read_bandwidth();  // the daemon's figure (measured once per process)
     auto want = store::fit_model(store::Store(store.root()), "llama3-tiny", o);
     ASSERT_TRUE(want.ok()) << want.status().message();
     const json w = json::parse(store::fit_report_json(*want).dump());
@@ -69,6 +70,8 @@ TEST(FitApi, AStoreModelGetsTheReport) {
     EXPECT_EQ(keys, want_keys);
     EXPECT_EQ(j["kv_cache_bytes"], 2 * 2 * 2 * 64 * 1024 * 2 * 2);  // two sequences of 1024 positions
     EXPECT_EQ(j["fits"], true);
+    EXPECT_GT(j["expected_decode_tokens_per_second"].get<double>(), 0.0);
+    EXPECT_EQ(j["expected_decode_tokens_per_second"], w["expected_decode_tokens_per_second"]);
     EXPECT_TRUE(j["verdict"].get<std::string>().rfind("fits", 0) == 0) << j["verdict"];
 
     // A q8_0 cache is smaller; defaults come from the daemon (one sequence, 4096 positions).

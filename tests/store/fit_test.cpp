@@ -51,8 +51,11 @@ TEST(FitEstimate, WeightsKvAndScratchOfATestModel) {
     // 2 layers x (K + V) x 2 KV heads x head dim 64 x 512 positions x 2 bytes (f16).
     EXPECT_EQ(e->kv_bytes, 2 * 2 * 2 * 64 * 512 * 2);
     EXPECT_EQ(e->kv.n_parallel, 1);
-    EXPECT_EQ(e->compute_bytes, 512 * 256 * 4 * 12 + 32 * kMiB);
-    EXPECT_EQ(e->total_bytes(), e->weights_bytes + e->kv_bytes + e->compute_bytes);
+    // One step of 512 tokens' activations, one sequence's logits, the 8 MiB floor.
+    EXPECT_EQ(e->compute_bytes, 512 * 256 * 4 * 12 + info->n_vocab * 4 + 8 * kMiB);
+    EXPECT_EQ(e->vocab_bytes, vocabulary_bytes(info->n_vocab));
+    EXPECT_GT(e->vocab_bytes, 0);
+    EXPECT_EQ(e->total_bytes(), e->weights_bytes + e->kv_bytes + e->compute_bytes + e->vocab_bytes);
 
     eo.kv_type = quant::QuantType::q8_0;  // 34 bytes per 32 values instead of 64
     auto q = estimate_memory(*info, eo, 0);
@@ -66,7 +69,7 @@ TEST(FitEstimate, EmbeddingModelsHaveNoKvPool) {
     auto e = estimate_memory(*info, runtime::EngineOptions{}, 0);
     ASSERT_TRUE(e.ok());
     EXPECT_EQ(e->kv_bytes, 0);
-    EXPECT_EQ(e->total_bytes(), e->weights_bytes + e->compute_bytes);
+    EXPECT_EQ(e->total_bytes(), e->weights_bytes + e->compute_bytes + e->vocab_bytes);
 }
 
 // ---- verdicts ----
@@ -102,9 +105,44 @@ TEST(Fit, AlternativesAreSizedFromTheShapes) {
         // The file llama-quantize wrote for the same type, within the few bytes of metadata that differ.
         const auto ref = (int64_t)fs::file_size(model_path("llama3-tiny." + a.type));
         EXPECT_NEAR((double)a.weights_bytes, (double)ref, 64.0) << a.type;
-        EXPECT_EQ(a.total_bytes - a.weights_bytes, r->need.kv_bytes + r->need.compute_bytes) << a.type;
+        EXPECT_EQ(a.total_bytes - a.weights_bytes, r->need.kv_bytes + r->need.compute_bytes + r->need.vocab_bytes) << a.type;
         EXPECT_TRUE(a.fits);
     }
+}
+
+// The expected decode speed: bandwidth over the bytes a token reads (the file less the
+// embedding table when llama3-tiny has its own output matrix, plus K/V at a full context);
+// none without a bandwidth; the JSON carries it.
+TEST(Fit, ExpectedDecodeSpeedFromBandwidth) {
+    FitOptions o = machine(8 * kGiB, 16 * kGiB);
+    auto none = fit_file(model_path("llama3-tiny.Q8_0"), o);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none->decode_tokens_per_second, 0.0);
+    EXPECT_FALSE(fit_report_json(*none).contains("expected_decode_tokens_per_second"));
+
+    o.read_bandwidth = 20e9;
+    auto r = fit_file(model_path("llama3-tiny.Q8_0"), o);
+    ASSERT_TRUE(r.ok());
+    auto info = read_gguf_info(model_path("llama3-tiny.Q8_0"));
+    ASSERT_TRUE(info.ok());
+    int64_t embd = 0;
+    bool has_output = false;
+    for (const auto& t : info->file->tensors) {
+        if (t.name == "token_embd.weight") embd = (int64_t)t.n_bytes;
+        has_output = has_output || t.name == "output.weight";
+    }
+    const int64_t per_token = info->file_bytes - (has_output ? embd : 0);
+    EXPECT_EQ(r->decode_bytes_per_token, per_token);
+    EXPECT_DOUBLE_EQ(r->decode_tokens_per_second, 20e9 / (double)per_token);
+    EXPECT_DOUBLE_EQ(r->decode_tokens_per_second_full_ctx, 20e9 / ((double)per_token + (double)r->need.kv_bytes));
+    EXPECT_LT(r->decode_tokens_per_second_full_ctx, r->decode_tokens_per_second);
+    // Smaller quantizations decode faster, in proportion to their weights.
+    for (size_t i = 1; i < r->alternatives.size(); ++i)
+        EXPECT_GT(r->alternatives[i].decode_tokens_per_second, r->alternatives[i - 1].decode_tokens_per_second);
+    const auto j = fit_report_json(*r);
+    EXPECT_DOUBLE_EQ(j["expected_decode_tokens_per_second"].get<double>(), r->decode_tokens_per_second);
+    EXPECT_EQ(j["read_bandwidth_bytes_per_second"].get<double>(), 20e9);
+    EXPECT_TRUE(j["alternatives"][0].contains("expected_decode_tokens_per_second"));
 }
 
 TEST(Fit, DoesNotFitSuggestsAContextAndAQuantization) {
@@ -124,14 +162,14 @@ TEST(Fit, DoesNotFitSuggestsAContextAndAQuantization) {
     EXPECT_EQ(r->spare_bytes, -100000);
     EXPECT_EQ(r->suggested_num_ctx, 64512);
     EXPECT_EQ(r->suggested_type, "Q8_0");  // the largest smaller quantization that fits
-    EXPECT_EQ(r->verdict.rfind("does not fit: needs 104 MiB, 104 MiB available", 0), 0u) << r->verdict;
-    EXPECT_NE(r->verdict.find("try num_ctx 64512 or a smaller quantization (Q8_0 would need 103 MiB)"),
+    EXPECT_EQ(r->verdict.rfind("does not fit: needs 80 MiB, 80 MiB available", 0), 0u) << r->verdict;
+    EXPECT_NE(r->verdict.find("try num_ctx 64512 or a smaller quantization (Q8_0 would need 79 MiB)"),
               std::string::npos)
         << r->verdict;
     EXPECT_NE(r->verdict.find("the machine has 2.0 GiB in all"), std::string::npos) << r->verdict;
 
     // Room for 4096 positions only: no quantization helps, a smaller context does.
-    o.mem_available = full->need.weights_bytes + full->need.compute_bytes + 4096 * kv_per_position + 1000;
+    o.mem_available = full->need.weights_bytes + full->need.compute_bytes + full->need.vocab_bytes + 4096 * kv_per_position + 1000;
     r = fit_file(model_path("llama3-tiny.F16"), o);
     ASSERT_TRUE(r.ok());
     EXPECT_FALSE(r->fits);
@@ -312,7 +350,7 @@ TEST(FitFromHeader, FullSizeModel) {
     ASSERT_TRUE(r.ok()) << r.status().message();
     EXPECT_EQ(r->need.weights_bytes, file_size);
     EXPECT_EQ(r->need.kv_bytes, 32ll * 2 * 8 * 128 * 8192 * 2);  // layers x (K+V) x kv heads x head dim x ctx x f16
-    EXPECT_EQ(r->need.compute_bytes, 512ll * 4096 * 48 + 32 * kMiB);
+    EXPECT_EQ(r->need.compute_bytes, 512ll * 4096 * 48 + 128256ll * 4 + 8 * kMiB);
     EXPECT_EQ(r->quantization, "Q4_K_M");
     EXPECT_EQ(r->parameter_size, "8.0B");
     EXPECT_TRUE(r->fits) << r->verdict;
@@ -339,7 +377,7 @@ TEST(FitFromHeader, HugeModelOnASmallMachine) {
     EXPECT_FALSE(r->fits);
     EXPECT_EQ(r->suggested_num_ctx, 0);
     EXPECT_TRUE(r->suggested_type.empty());
-    EXPECT_EQ(r->verdict.rfind("does not fit: needs 132.9 GiB, 20.0 GiB available (even Q2_K would need 26.0 GiB)", 0), 0u) << r->verdict;
+    EXPECT_EQ(r->verdict.rfind("does not fit: needs 132.9 GiB, 20.0 GiB available (even Q2_K would need 26.1 GiB)", 0), 0u) << r->verdict;
     EXPECT_EQ(r->verdict.find("in all"), std::string::npos) << r->verdict;
 
     // 44 GiB: Q4_K_M (39.6 GiB + 1.4 GiB of KV and scratch) is the best that fits; Q5_K_M needs 48.0.
