@@ -54,7 +54,6 @@ Result<store::FitOptions> fit_options_from(const json& body, const ServerConfig&
         }
     }
     if (o.step_tokens < 1) o.step_tokens = 1;
-    o.read_bandwidth = store::machine_read_bandwidth();  // measured once per daemon (~1 s), then cached
     return o;
 }
 
@@ -76,6 +75,8 @@ void add_fit_routes(httplib::Server& http, Service& service, const ServerConfig&
         if (!model.ok()) return fail(model.status());
         auto opt = fit_options_from(*body, config);
         if (!opt.ok()) return fail(opt.status());
+        // Only here: /api/show and a pull's fit check must not stream 1 GiB (~1 s) on first use.
+        opt->read_bandwidth = store::machine_read_bandwidth();  // measured once per daemon, then cached
         auto insecure = bool_field(*body, "insecure", false);
         if (!insecure.ok()) return fail(insecure.status());
 
