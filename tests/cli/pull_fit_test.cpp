@@ -15,20 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class EmptyStore {
-public:
-    explicit EmptyStore(const std::string& tag) {
-        root_ = fs::temp_directory_path() / ("hearth-cli-pull-fit-test-" + std::to_string(::getpid()) + "-" + tag);
-        fs::remove_all(root_);
-        fs::create_directories(root_);
-    }
-    ~EmptyStore() { fs::remove_all(root_); }
-    std::string root() const { return root_.string(); }
-
-private:
-    fs::path root_;
-};
-
 std::string bytes_of(const std::string& name) {
     std::vector<uint8_t> bytes;
     EXPECT_TRUE(read_file(model(name), bytes));

@@ -17,20 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class EmptyStore {
-public:
-    explicit EmptyStore(const std::string& tag) {
-        root_ = fs::temp_directory_path() / ("hearth-cli-pull-test-" + std::to_string(::getpid()) + "-" + tag);
-        fs::remove_all(root_);
-        fs::create_directories(root_);
-    }
-    ~EmptyStore() { fs::remove_all(root_); }
-    std::string root() const { return root_.string(); }
-
-private:
-    fs::path root_;
-};
-
 std::string tiny_gguf() {
     std::vector<uint8_t> bytes;
     EXPECT_TRUE(read_file(model("stories260K.gguf"), bytes));

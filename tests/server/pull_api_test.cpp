@@ -10,21 +10,8 @@ namespace hearth::server {
 namespace {
 
 using namespace test_util;
+using test::EmptyStore;
 using test::TestRegistry;
-
-class EmptyStore {
-public:
-    explicit EmptyStore(const std::string& tag) {
-        root_ = fs::temp_directory_path() / ("hearth-pull-api-test-" + std::to_string(::getpid()) + "-" + tag);
-        fs::remove_all(root_);
-        fs::create_directories(root_);
-    }
-    ~EmptyStore() { fs::remove_all(root_); }
-    std::string root() const { return root_.string(); }
-
-private:
-    fs::path root_;
-};
 
 std::string tiny_gguf() {
     std::vector<uint8_t> bytes;

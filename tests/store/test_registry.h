@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -36,6 +37,25 @@
 #include "base/sha256.h"
 
 namespace hearth::test {
+
+// An empty store root (HEARTH_MODELS) for pull tests: a fresh folder under the temp dir,
+// named by process and tag, removed on destruction.
+class EmptyStore {
+public:
+    explicit EmptyStore(const std::string& tag) {
+        root_ = std::filesystem::temp_directory_path() /
+                ("hearth-empty-store-" + std::to_string(::getpid()) + "-" + tag);
+        std::filesystem::remove_all(root_);
+        std::filesystem::create_directories(root_);
+    }
+    ~EmptyStore() { std::filesystem::remove_all(root_); }
+    EmptyStore(const EmptyStore&) = delete;
+    EmptyStore& operator=(const EmptyStore&) = delete;
+    std::string root() const { return root_.string(); }
+
+private:
+    std::filesystem::path root_;
+};
 
 class TestRegistry {
 public:
