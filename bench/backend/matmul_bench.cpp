@@ -4,9 +4,13 @@
 //     Llama-3.2-1B's attention output and FFN gate/up projections.
 //   prefill/<level>/<type>/2048x2048x512/t<threads>: a 512-token prompt batch; GFLOP/s (2 * n_in *
 //     n_out * n_tokens flops).
+//   step/<level>/<type>/8192x2048xB/t2: a batched decode step of B tokens (B streams), cycling over
+//     24 distinct matrices (~240-400 MB) so that the weights come from memory as in a real step;
+//     GB/s of weight bytes and tok/s (B tokens per matrix).
 // Levels the CPU lacks are not registered. Filter with --benchmark_filter (e.g. 'avx512/q4_k').
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -62,6 +66,33 @@ void run(benchmark::State& state, SimdLevel level, quant::QuantType type, int64_
     }
 }
 
+// A decode step of n_tokens tokens against a model-sized set of matrices (larger than the caches).
+void run_step(benchmark::State& state, SimdLevel level, quant::QuantType type, int64_t n_tokens) {
+    constexpr int kMatrices = 24;
+    const int64_t n_in = 2048, n_out = 8192;
+    // One quantized matrix (the reference quantizers are slow), copied kMatrices times.
+    static std::map<quant::QuantType, std::vector<std::byte>> weights;
+    Problem p(type, n_in, n_out, n_tokens);
+    std::vector<std::byte>& w = weights[type];
+    if (w.empty()) {
+        Problem one(type, n_in, n_out, 1);
+        for (int i = 0; i < kMatrices; ++i) w.insert(w.end(), one.w.begin(), one.w.end());
+    }
+    const size_t matrix_bytes = w.size() / kMatrices;
+    ThreadPool pool(2);
+    std::vector<std::byte> scratch;
+    int64_t i = 0;
+    for (auto _ : state) {
+        const std::byte* wm = w.data() + (size_t)(i++ % kMatrices) * matrix_bytes;
+        backend::matmul_cpu(pool, type, wm, p.row_bytes, p.x.data(), p.y.data(), n_in, n_out, n_tokens, scratch,
+                            level);
+        benchmark::DoNotOptimize(p.y.data());
+    }
+    state.SetBytesProcessed((int64_t)state.iterations() * (int64_t)matrix_bytes);
+    state.counters["tok/s"] = benchmark::Counter((double)n_tokens * (double)state.iterations(),
+                                                 benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,6 +117,18 @@ int main(int argc, char** argv) {
                 benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
                     run(s, level, type, 2048, 2048, 512, threads);
                 })->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(level == SimdLevel::scalar ? 0.01 : 0.5);
+            }
+        }
+    }
+    for (int l = (int)SimdLevel::avx2; l <= top; ++l) {
+        const auto level = (SimdLevel)l;
+        for (auto type : types) {
+            for (int64_t b : {1, 2, 3, 4, 6, 8}) {
+                const std::string name = "step/" + std::string(backend::simd_level_name(level)) + "/" +
+                                         quant::type_name(type) + "/8192x2048x" + std::to_string(b) + "/t2";
+                benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+                    run_step(s, level, type, b);
+                })->Unit(benchmark::kMillisecond)->UseRealTime();
             }
         }
     }

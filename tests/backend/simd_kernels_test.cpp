@@ -267,6 +267,8 @@ TEST(SimdKernels, EveryKernelMatchesReferenceBitForBit) {
                     const uint32_t seed = (uint32_t)(n * 31 + (int)kc.type * 7 + (int)data);
                     check_tile(k->tile, k->rows, k->cols, kc.type, n, data, seed, what + " tile");
                     check_tile(k->column, k->column_rows, 1, kc.type, n, data, seed + 1, what + " column");
+                    if (k->column4) check_tile(k->column4, k->column_rows, 4, kc.type, n, data, seed + 3, what + " column4");
+                    if (k->column2) check_tile(k->column2, k->column_rows, 2, kc.type, n, data, seed + 4, what + " column2");
                     if (k->packed) check_packed(*k, kc.type, n, data, seed + 2, what + " packed");
                     if (HasFatalFailure()) return;
                     ++n_checked;
@@ -365,15 +367,16 @@ TEST(SimdKernels, MatmulEveryLevelEqualsReference) {
     }
 }
 
-// The types whose kernels came with the K-quant/legacy batch: matmul_cpu at every level equals
-// matmul_ref bit for bit over awkward row counts (partial tiles of every kernel form), every
-// token count 1..17 and 40 (column kernel alone, partial tiles, packed groups plus leftovers), with
+// matmul_cpu at every level equals matmul_ref bit for bit over awkward row counts (partial tiles of
+// every kernel form), every token count 1..17 and 40 (column kernels alone and in groups of 4 and
+// 2, partial tiles, packed groups plus leftovers), with
 // raw weights (every code value, extreme scales) in every third row.
 TEST(SimdKernels, MatmulAwkwardShapesEqualReference) {
     ThreadPool pool(2);
     std::vector<std::byte> scratch;
     for (QuantType type : {QuantType::q5_k, QuantType::q3_k, QuantType::q2_k, QuantType::iq4_xs, QuantType::q5_0,
-                           QuantType::q4_1, QuantType::q5_1, QuantType::iq4_nl, QuantType::mxfp4}) {
+                           QuantType::q4_1, QuantType::q5_1, QuantType::iq4_nl, QuantType::mxfp4, QuantType::q4_k,
+                           QuantType::q6_k, QuantType::q8_0, QuantType::q4_0, QuantType::f16}) {
         const auto& tr = quant::traits(type);
         const int64_t n_in = tr.block_size == 256 ? 768 : 96;
         const size_t row_bytes = quant::row_size(type, n_in);

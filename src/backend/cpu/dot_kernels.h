@@ -12,8 +12,8 @@
 // the IQ4_XS kernels of both levels multiply |x| by y with x's sign (ggml's trick), which
 // overflows for y = -128; the others are exact for every int8.
 //
-// Three kernel forms per type, chosen by matmul_cpu: `column` for single tokens and leftover
-// tokens, `tile` for prompt batches, and where a type has it the `packed` form (activations of
+// Three kernel forms per type, chosen by matmul_cpu: `column` (and its 2- and 4-token forms) for
+// single tokens, small decode batches and leftover tokens, `tile` for prompt batches, and where a type has it the `packed` form (activations of
 // 8 tokens interleaved once per matmul so that token t sits in SIMD lane t), which replaces the
 // tile for batches of 8 or more tokens. Types with kernels: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
 // Q5_0, Q5_1, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS. Packed forms at both levels:
@@ -45,6 +45,9 @@ struct DotKernels {
     int rows = 0, cols = 0;
     DotTileFn column = nullptr;  // column_rows x 1: single tokens and the leftover tokens
     int column_rows = 0;
+    // column_rows x 4 and x 2: batched decode steps of 2..7 tokens (and a tile's leftovers), so
+    // that a weight block is decoded once for several tokens. Optional; the same bits as `column`.
+    DotTileFn column4 = nullptr, column2 = nullptr;
     // Optional activation converter (f32 row -> vec_dot_type row), bit-identical to the one
     // matmul_ref uses (backend/ref/matmul.h: quantize_activation_row); null: use that one.
     void (*quantize)(const float* x, std::byte* dst, int64_t n) = nullptr;

@@ -74,7 +74,7 @@ void dot_q5_0(const std::byte* const* w, const std::byte* const* x, int64_t n, f
         for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
     const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         __m256i ybase[C];
         __m256 dy[C];
         for (int c = 0; c < C; ++c) {
@@ -124,7 +124,7 @@ void dot_q_1(const std::byte* const* w, const std::byte* const* x, int64_t n, fl
     for (int g = 0; g < G; ++g) summs[g] = _mm_setzero_ps();
     const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         float dy[C], sy[C], mx[R];
         for (int c = 0; c < C; ++c) {
             dy[c] = f16_to_f32(xc[c][i].d);
@@ -196,7 +196,7 @@ void dot_lut4(const std::byte* const* w, const std::byte* const* x, int64_t n, f
                                           _mm256_set1_epi8((char)F::kOffset));
     const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         __m256i yq[C], ybase[C];
         float dy[C], dx[R];
         for (int c = 0; c < C; ++c) {
@@ -263,6 +263,7 @@ void dot_lanes_x8(const std::byte* const* w, const std::byte* packed, int64_t n,
     alignas(32) uint8_t codes[R][32];  // [row][element] unsigned codes of the current block
     const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; ++i) {
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         const PackedQ8Lanesx8& y = xb[i];
         const __m256 dy = _mm256_loadu_ps(y.d);
         __m256 d[R];
@@ -317,6 +318,7 @@ void dot_lut4_x8(const std::byte* const* w, const std::byte* packed, int64_t n, 
     alignas(32) uint8_t codes[R][32];  // [row][element] value + 128 of the current block
     const int64_t nb = n / 32;
     for (int64_t i = 0; i < nb; ++i) {
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         const PackedQ8_0x8& y = xb[i];
         const __m256 dy = _mm256_loadu_ps(y.d);
         for (int r = 0; r < R; ++r) {

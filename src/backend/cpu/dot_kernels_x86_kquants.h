@@ -70,7 +70,7 @@ void dot_q5_k(const std::byte* const* w, const std::byte* const* x, int64_t n, f
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int64_t nb = n / 256;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         float dy[C];
         __m128i bsum32[C];  // [8] int16: sums of the 32 activations of each sub-block
         for (int c = 0; c < C; ++c) {
@@ -146,7 +146,7 @@ void dot_q3_k(const std::byte* const* w, const std::byte* const* x, int64_t n, f
     const __m256i m3 = _mm256_set1_epi8(3);
     const int64_t nb = n / 256;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         __m256i y4[C][8];  // [token][chunk of 32] 4 * (q8[2m] + q8[2m+1]) as int16
         for (int c = 0; c < C; ++c) {
             for (int k = 0; k < 8; ++k) {
@@ -209,7 +209,7 @@ void dot_iq4_xs(const std::byte* const* w, const std::byte* const* x, int64_t n,
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int64_t nb = n / 256;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         for (int r = 0; r < R; ++r) {
             const BlockIQ4_XS& b = wr[r][i];
             // Sub-block scales ls - 32 (-32..31) as int16, sub-block ib in element ib: low nibbles
@@ -290,7 +290,7 @@ void dot_q2_k(const std::byte* const* w, const std::byte* const* x, int64_t n, f
     const __m256i m3 = _mm256_set1_epi8(3);
     const int64_t nb = n / 256;
     for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead<C>(wr[r] + i);
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         __m256i part[2][P];   // [half][output] 8 int32 lanes of scale * code . q8
         __m128i mpart[2][P];  // [half][output] 4 int32 lanes of min * bsum
         float dx[R], dminx[R];
@@ -356,6 +356,7 @@ void dot_q2_k_x8(const std::byte* const* w, const std::byte* packed, int64_t n, 
     const __m256i m3 = _mm256_set1_epi8(3);
     const int64_t nb = n / 256;
     for (int64_t i = 0; i < nb; ++i) {
+        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
         const PackedQ8_K16x8& y = xb[i];
         const __m256 dy = _mm256_loadu_ps(y.d);
         __m256 d[R], dmin[R];

@@ -1,6 +1,7 @@
 #include "backend/cpu/matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 
 #include "backend/cpu/amx.h"
@@ -15,8 +16,8 @@ namespace {
 // while a band of weight rows streams through L1.
 constexpr size_t kTokenBlockBytes = 512 * 1024;
 
-// Outputs of rows [r_begin, r_end) for tokens [t_begin, t_end), t_end - t_begin a multiple of
-// `cols`: dot(wp, t0, out) computes the rows x cols tile at rows wp and tokens t0.. into out
+// Outputs of rows [r_begin, r_end) for tokens [t_begin, t_end) (a last partial tile of tokens
+// is computed whole, its extra columns not stored): dot(wp, t0, out) computes the rows x cols tile at rows wp and tokens t0.. into out
 // [rows][cols]. A partial tile of rows repeats the last row.
 template <class TileDot>
 void run_tiles(int rows, int cols, const std::byte* w, size_t row_bytes, float* y, int64_t n_out, int64_t r_begin,
@@ -28,7 +29,7 @@ void run_tiles(int rows, int cols, const std::byte* w, size_t row_bytes, float* 
         for (int r = 0; r < rows; ++r) wp[r] = w + (r0 + std::min(r, nr - 1)) * row_bytes;
         for (int64_t t0 = t_begin; t0 < t_end; t0 += cols) {
             dot(wp, t0, out);
-            for (int c = 0; c < cols; ++c) {
+            for (int c = 0; c < cols && t0 + c < t_end; ++c) {
                 for (int r = 0; r < nr; ++r) y[(t0 + c) * n_out + r0 + r] = out[r * cols + c];
             }
         }
@@ -62,9 +63,19 @@ void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, siz
     // Prompt tokens go through the AMX tile kernels, the packed kernel (groups of kPackTokens)
     // or the tile kernel (tiles of k->cols); the rest, and single tokens, one at a time through
     // the column kernel.
-    const bool packed = !use_amx && k && k->packed && n_tokens >= kPackTokens;
+    // Measured (bench/backend/matmul_bench step/avx512/q4_k/8192x2048xN): 4 tokens 0.85 ms by
+    // the 4-token column tile, 1.16 ms padded to a packed group; 6 tokens 1.34 ms by 4 + 2
+    // columns, 1.14 ms padded.
+    static const int64_t pack_min = [] {
+        const char* e = std::getenv("HEARTH_PACK_MIN");
+        return e ? std::atoll(e) : (int64_t)5;
+    }();
+    // A decode step of pack_min..kPackTokens-1 tokens fills one packed group with copies of its
+    // last token (computed, not stored): the packed form beats the narrow column tiles there.
+    const bool pad = !use_amx && k && k->packed && n_tokens >= pack_min && n_tokens < kPackTokens;
+    const bool packed = !use_amx && k && k->packed && (n_tokens >= kPackTokens || pad);
     const size_t group_bytes = packed ? (size_t)(n_in / tr.block_size) * k->packed_block_bytes : 0;
-    const int64_t n_groups = packed ? n_tokens / kPackTokens : 0;
+    const int64_t n_groups = pad ? 1 : packed ? n_tokens / kPackTokens : 0;
     const size_t extra = use_amx ? amx_scratch_bytes(type, n_in, n_tokens, pool.n_threads()) : group_bytes * n_groups;
     const size_t need = act_bytes * n_tokens + extra;
     if (scratch.size() < need) scratch.resize(need);
@@ -95,12 +106,13 @@ void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, siz
 
     const int rows = packed ? k->packed_rows : k->rows;
     const int cols = packed ? kPackTokens : k->cols;
-    const int64_t n_tiled = n_tokens >= cols ? n_tokens / cols * cols : 0;
+    const int64_t n_tiled = pad ? n_tokens : n_tokens >= cols ? n_tokens / cols * cols : 0;
     if (packed) {
         pool.parallel_for(n_groups, 1, [&](int64_t b, int64_t e) {
             for (int64_t g = b; g < e; ++g) {
                 const std::byte* rows_x[kPackTokens];
-                for (int t = 0; t < kPackTokens; ++t) rows_x[t] = xq + (g * kPackTokens + t) * act_bytes;
+                for (int t = 0; t < kPackTokens; ++t)
+                    rows_x[t] = xq + std::min(g * kPackTokens + t, n_tokens - 1) * act_bytes;
                 k->pack(rows_x, n_in, xp + g * group_bytes);
             }
         });
@@ -119,9 +131,30 @@ void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, siz
             k->tile(wp, xr, n_in, out);
         }
     };
-    auto column_dot = [&](const std::byte* const* wp, int64_t t, float* out) {
-        const std::byte* xr = xq + t * act_bytes;
-        k->column(wp, &xr, n_in, out);
+    // Leftover tokens (all of them in a decode step of < cols tokens): groups of 4 and 2 through
+    // the narrow column tiles where the type has them, so a weight block is decoded once per
+    // group, then single tokens. Three left over take one 4-token tile (the last token computed
+    // twice, stored once): cheaper than a 2-token tile plus a column.
+    const int64_t n_left = n_tokens - n_tiled;
+    const int64_t n_by4 = !k->column4 ? 0 : n_left % 4 == 3 ? n_left + 1 : n_left / 4 * 4;
+    const int64_t n_by2 = k->column2 ? std::max<int64_t>(0, n_left - n_by4) / 2 * 2 : 0;
+    auto narrow_dot = [&](DotTileFn fn, int c) {
+        return [&, fn, c](const std::byte* const* wp, int64_t t0, float* out) {
+            const std::byte* xr[4];
+            for (int i = 0; i < c; ++i) xr[i] = xq + std::min(t0 + i, n_tokens - 1) * act_bytes;
+            fn(wp, xr, n_in, out);
+        };
+    };
+    auto run_leftovers = [&](int64_t r0, int64_t r1) {
+        int64_t t = n_tiled;
+        if (n_by4) {
+            run_tiles(k->column_rows, 4, w, row_bytes, y, n_out, r0, r1, t, std::min(n_tokens, t + n_by4),
+                      narrow_dot(k->column4, 4));
+        }
+        t = std::min(n_tokens, t + n_by4);
+        if (n_by2) run_tiles(k->column_rows, 2, w, row_bytes, y, n_out, r0, r1, t, t + n_by2, narrow_dot(k->column2, 2));
+        t += n_by2;
+        if (t < n_tokens) run_tiles(k->column_rows, 1, w, row_bytes, y, n_out, r0, r1, t, n_tokens, narrow_dot(k->column, 1));
     };
     pool.parallel_for(n_units, 1, [&](int64_t ub, int64_t ue) {
         const int64_t r_begin = ub * unit, r_end = std::min(n_out, ue * unit);
@@ -133,9 +166,7 @@ void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, siz
             for (int64_t r0 = r_begin; r0 < r_end; r0 += unit) {
                 const int64_t r1 = std::min(r_end, r0 + unit);
                 if (tb < te) run_tiles(rows, cols, w, row_bytes, y, n_out, r0, r1, tb, te, tile_dot);
-                if (last && n_tiled < n_tokens) {
-                    run_tiles(k->column_rows, 1, w, row_bytes, y, n_out, r0, r1, n_tiled, n_tokens, column_dot);
-                }
+                if (last && n_tiled < n_tokens) run_leftovers(r0, r1);
             }
         }
     });

@@ -15,6 +15,11 @@ namespace hearth::backend {
 
 // `scratch` holds the converted activations; it grows once and is reused across calls.
 // Runs the kernels of default_simd_level().
+//
+// Kernel forms by token count (dot_kernels.h): a decode step of 2-4 tokens (batched streams)
+// takes the 4- and 2-token column tiles, 5-7 tokens one packed group of 8 with the last token
+// repeated (types with a packed form; HEARTH_PACK_MIN sets the smallest such step, default 5),
+// larger batches the packed or tile form plus leftovers. Weights are read once per step either way.
 void matmul_cpu(ThreadPool& pool, quant::QuantType type, const std::byte* w, size_t row_bytes,
                 const float* x, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens,
                 std::vector<std::byte>& scratch);
