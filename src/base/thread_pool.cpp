@@ -110,6 +110,20 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     parallel_chunks(n, grain, [&fn](int, int64_t b, int64_t e) { fn(b, e); });
 }
 
+void ThreadPool::parallel_dynamic(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 0) return;
+    piece = std::max<int64_t>(piece, 1);
+    if (n <= piece || workers_.empty()) {
+        for (int64_t b = 0; b < n; b += piece) fn(b, std::min(n, b + piece));
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    const int threads = (int)std::min<int64_t>(n_threads(), (n + piece - 1) / piece);
+    parallel_chunks(threads, 1, [&](int, int64_t, int64_t) {
+        for (int64_t b; (b = next.fetch_add(piece, std::memory_order_relaxed)) < n;) fn(b, std::min(n, b + piece));
+    });
+}
+
 void ThreadPool::parallel_chunks(int64_t n, int64_t grain, const std::function<void(int, int64_t, int64_t)>& fn) {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);

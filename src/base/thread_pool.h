@@ -39,6 +39,10 @@ public:
     // Same, also passing the chunk index (0 <= chunk < n_threads()), e.g. to pick a
     // per-thread scratch buffer.
     void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int, int64_t, int64_t)>& fn);
+    // Calls fn(begin, end) over [0, n) in pieces of `piece` items handed out in order to whichever
+    // thread is free (an atomic counter), so a thread that was descheduled or runs slower does not
+    // hold the others at the end (a static split waits for the slowest half).
+    void parallel_dynamic(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn);
 
     static int default_threads();
 

@@ -32,6 +32,26 @@ TEST(ThreadPool, EveryIndexExactlyOnce) {
     }
 }
 
+// Dynamic pieces cover [0, n) exactly once, pieces are contiguous runs of at most `piece`
+// items, for piece sizes below, at and above n.
+TEST(ThreadPool, DynamicPiecesCoverEveryIndexOnce) {
+    for (int threads : {1, 2, 5}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {0, 1, 3, 17, 1000}) {
+            for (int64_t piece : {0, 1, 4, 16, 5000}) {
+                std::vector<std::atomic<int>> hits(n);
+                std::atomic<bool> oversized{false};
+                pool.parallel_dynamic(n, piece, [&](int64_t b, int64_t e) {
+                    if (e - b > std::max<int64_t>(piece, 1) && n > piece) oversized = true;
+                    for (int64_t i = b; i < e; ++i) hits[i]++;
+                });
+                for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << piece << " " << i;
+                EXPECT_FALSE(oversized.load());
+            }
+        }
+    }
+}
+
 TEST(ThreadPool, ChunkIndicesAreDistinct) {
     ThreadPool pool(4);
     std::vector<std::atomic<int>> used(4);
