@@ -756,6 +756,16 @@ template <template <int, int> class K>
 constexpr DotKernels make_kernels() {
     return {K<kRows, kCols>::fn, kRows, kCols, K<4, 1>::fn, 4, K<4, 4>::fn, K<4, 2>::fn};
 }
+// Column forms over 8 rows (the 512-bit Q4_K/Q6_K forms): the activations loaded per block
+// serve twice the rows. One core, 1024x2048 in cache, 4 -> 8 rows: Q6_K 117.5 -> 103.7 us at 1
+// token, 251.6 -> 238.4 at 4; Q4_K 80.0 -> 79.1 and 235.7 -> 218.2.
+template <template <int, int> class K>
+constexpr DotKernels with_wide_columns(DotKernels k) {
+#if HEARTH_KERNEL_VNNI
+    k.column = K<8, 1>::fn, k.column_rows = 8, k.column4 = K<8, 4>::fn, k.column2 = K<8, 2>::fn;
+#endif
+    return k;
+}
 template <int R, int C> struct KQ8_0 { static constexpr DotTileFn fn = &dot_q8_0<R, C>; };
 template <int R, int C> struct KQ4_0 { static constexpr DotTileFn fn = &dot_q4_0<R, C>; };
 template <int R, int C> struct KQ4_K { static constexpr DotTileFn fn = &dot_q4_k<R, C, HEARTH_KERNEL_VNNI && C <= 4>; };
@@ -811,7 +821,7 @@ constexpr DotKernels kQ4_0 = [] {
     return k;
 }();
 constexpr DotKernels kQ4_K = [] {
-    DotKernels k = make_kernels<KQ4_K>();
+    DotKernels k = with_wide_columns<KQ4_K>(make_kernels<KQ4_K>());
     k.quantize = &quantize_q8_k;
     k.pack = &pack_q8_k_x8;
     k.packed_block_bytes = sizeof(PackedQ8_Kx8);
@@ -820,7 +830,7 @@ constexpr DotKernels kQ4_K = [] {
     return k;
 }();
 constexpr DotKernels kQ6_K = [] {
-    DotKernels k = make_kernels<KQ6_K>();
+    DotKernels k = with_wide_columns<KQ6_K>(make_kernels<KQ6_K>());
     k.quantize = &quantize_q8_k;
     return k;
 }();
