@@ -6,6 +6,7 @@
 // tested too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -222,6 +223,13 @@ void check_packed(const DotKernels& k, QuantType type, int64_t n, Data data, uin
     k.pack(xp, n, packed.data());
     std::vector<float> out((size_t)k.packed_rows * kPackTokens, -1.0f);
     k.packed(wp, packed.data(), n, out.data());
+    // The prepared-weights form, where the type has one, must give the same bits.
+    std::vector<float> out_prepared(out.size(), -1.0f);
+    if (k.packed_prepared) {
+        std::vector<std::byte> prepared((size_t)(n / quant::block_size(type)) * k.prepared_block_bytes);
+        k.prepare_weights(wp, n, prepared.data());
+        k.packed_prepared(prepared.data(), packed.data(), n, out_prepared.data());
+    }
     const auto& tr = quant::traits(type);
     for (int r = 0; r < k.packed_rows; ++r) {
         for (int c = 0; c < kPackTokens; ++c) {
@@ -229,6 +237,10 @@ void check_packed(const DotKernels& k, QuantType type, int64_t n, Data data, uin
             const float got = out[(size_t)r * kPackTokens + c];
             ASSERT_EQ(bits(got), bits(ref)) << what << " row " << r << " token " << c << ": got " << got
                                             << ", reference " << ref;
+            if (k.packed_prepared) {
+                ASSERT_EQ(bits(out_prepared[(size_t)r * kPackTokens + c]), bits(ref))
+                    << what << " prepared, row " << r << " token " << c;
+            }
         }
     }
 }
@@ -277,6 +289,94 @@ TEST(SimdKernels, EveryKernelMatchesReferenceBitForBit) {
         }
     }
     if (n_checked == 0) GTEST_SKIP() << "this CPU has no SIMD level (scalar only)";
+}
+
+// Q8_0 at its extremes, in every kernel form (tile, columns, packed): weight quants -128, -127,
+// 127 and mixes with 0 and +-1 (any int8 is a valid weight), activation quants +-127 (the largest
+// an activation quantizer writes), weight scales up to the largest finite fp16 and subnormal, so
+// that the int lanes reach +-65024 and the packed kernel's code - 128 correction is exercised at
+// both ends. Scales are chosen so that no sum overflows to inf.
+TEST(SimdKernels, Q8_0ExtremeQuantsMatchReference) {
+    int n_checked = 0;
+    const int64_t n = 9 * 32;
+    const int8_t weight_patterns[][4] = {{-128, -128, -128, -128}, {127, 127, 127, 127}, {-128, 127, -127, 0},
+                                         {-127, -127, 1, -1}};
+    for (SimdLevel level : supported_levels()) {
+        const DotKernels* k = find_dot_kernels(level, QuantType::q8_0, n);
+        if (!k) continue;
+        for (int variant = 0; variant < 4; ++variant) {
+            std::mt19937 rng((uint32_t)(variant * 977 + (int)level));
+            const int n_rows = std::max({k->rows, k->column_rows, k->packed_rows});
+            const int n_tokens = std::max(k->cols, kPackTokens);
+            std::vector<std::vector<std::byte>> w(n_rows), x(n_tokens);
+            for (int r = 0; r < n_rows; ++r) {
+                w[r].resize(quant::row_size(QuantType::q8_0, n));
+                auto* b = reinterpret_cast<quant::BlockQ8_0*>(w[r].data());
+                for (int64_t i = 0; i < n / 32; ++i) {
+                    const float scales[] = {65504.0f, -65504.0f, 1.0f, std::exp2(-24.0f), -3.5f};
+                    b[i].d = f32_to_fp16(scales[(r + i + variant) % 5]);
+                    const int8_t* pat = weight_patterns[(r + variant) % 4];
+                    for (int j = 0; j < 32; ++j) {
+                        // Every third block random bytes, the others the row's pattern.
+                        b[i].qs[j] = i % 3 == 2 ? (int8_t)(rng() & 0xFF) : pat[(j + (int)i) % 4];
+                    }
+                }
+            }
+            for (int t = 0; t < n_tokens; ++t) {
+                std::vector<float> f((size_t)n);
+                for (int64_t e = 0; e < n; ++e) {
+                    // +-amax everywhere (quants +-127), or every second token random values.
+                    f[e] = (t % 2 == 0 || e % 5 == 0) ? ((rng() & 1) ? 3.0f : -3.0f)
+                                                      : std::uniform_real_distribution<float>(-3.0f, 3.0f)(rng);
+                }
+                x[t].resize(activation_row_bytes(QuantType::q8_0, n));
+                quantize_activation_row(QuantType::q8_0, f.data(), x[t].data(), n);
+            }
+            const auto& tr = quant::traits(QuantType::q8_0);
+            const std::string what = std::string(simd_level_name(level)) + " variant " + std::to_string(variant);
+            // form: "tile" and the columns call fn; "packed" and "prepared" take the packed activations.
+            auto check = [&](DotTileFn fn, int rows, int cols, const std::byte* packed, const std::string& form) {
+                const std::byte* wp[kMaxTileRows];
+                const std::byte* xp[kMaxTileCols];
+                for (int r = 0; r < rows; ++r) wp[r] = w[r].data();
+                for (int c = 0; c < cols; ++c) xp[c] = x[c].data();
+                std::vector<float> out((size_t)rows * cols, -1.0f);
+                if (form == "packed") {
+                    k->packed(wp, packed, n, out.data());
+                } else if (form == "prepared") {
+                    std::vector<std::byte> prepared((size_t)(n / 32) * k->prepared_block_bytes);
+                    k->prepare_weights(wp, n, prepared.data());
+                    k->packed_prepared(prepared.data(), packed, n, out.data());
+                } else {
+                    fn(wp, xp, n, out.data());
+                }
+                for (int r = 0; r < rows; ++r) {
+                    for (int c = 0; c < cols; ++c) {
+                        const float ref = tr.vec_dot(w[r].data(), x[c].data(), n);
+                        ASSERT_TRUE(std::isfinite(ref)) << what;
+                        ASSERT_EQ(bits(out[(size_t)r * cols + c]), bits(ref))
+                            << what << " " << form << " row " << r << " token " << c << ": got "
+                            << out[(size_t)r * cols + c] << ", reference " << ref;
+                    }
+                }
+            };
+            check(k->tile, k->rows, k->cols, nullptr, "tile");
+            check(k->column, k->column_rows, 1, nullptr, "column");
+            if (k->column4) check(k->column4, k->column_rows, 4, nullptr, "column4");
+            if (k->column2) check(k->column2, k->column_rows, 2, nullptr, "column2");
+            if (k->packed) {
+                const std::byte* xp[kPackTokens];
+                for (int t = 0; t < kPackTokens; ++t) xp[t] = x[t].data();
+                std::vector<std::byte> packed((size_t)(n / 32) * k->packed_block_bytes);
+                k->pack(xp, n, packed.data());
+                check(nullptr, k->packed_rows, kPackTokens, packed.data(), "packed");
+                if (k->packed_prepared) check(nullptr, k->packed_rows, kPackTokens, packed.data(), "prepared");
+            }
+            if (HasFatalFailure()) return;
+            ++n_checked;
+        }
+    }
+    if (n_checked == 0) GTEST_SKIP() << "no Q8_0 kernels on this CPU";
 }
 
 // The kernels' activation quantizers give the reference's bytes (scales, quants, bsums): random,

@@ -17,8 +17,8 @@
 // 8 tokens interleaved once per matmul so that token t sits in SIMD lane t), which replaces the
 // tile for batches of 8 or more tokens. Types with kernels: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
 // Q5_0, Q5_1, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS. Packed forms at both levels:
-// Q4_0, Q4_K, Q2_K; at avx512 only (they need vpdpbusd to beat the tile): IQ4_NL, MXFP4, Q5_0,
-// Q4_1, Q5_1.
+// Q4_0, Q4_K, Q2_K; at avx512 only (they need vpdpbusd to beat the tile): Q8_0, IQ4_NL, MXFP4,
+// Q5_0, Q4_1, Q5_1. A prepared-weights companion of the packed form: Q8_0 at avx512.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +40,15 @@ constexpr int kPackTokens = 8;
 using PackActivationsFn = void (*)(const std::byte* const* x, int64_t n, std::byte* dst);
 using DotPackedFn = void (*)(const std::byte* const* w, const std::byte* packed, int64_t n, float* out);
 
+// Optional companion of the packed form with the weights prepared once per matmul: prepare_weights
+// writes, for packed_rows weight rows (row pointers as `packed` takes them; a partial band repeats
+// its last row), [n / block_size] blocks of prepared_block_bytes; packed_prepared(prepared, packed,
+// n, out) then gives exactly the outputs of packed(w, packed, n, out). It moves out of the token
+// loop the per-row work that `packed` repeats for every group of kPackTokens tokens (decoding the
+// codes and scales). Not used by matmul_cpu yet.
+using PrepareWeightsFn = void (*)(const std::byte* const* w, int64_t n, std::byte* dst);
+using DotPreparedFn = void (*)(const std::byte* prepared, const std::byte* packed, int64_t n, float* out);
+
 struct DotKernels {
     DotTileFn tile = nullptr;  // rows x cols: prompt batches
     int rows = 0, cols = 0;
@@ -56,6 +65,10 @@ struct DotKernels {
     size_t packed_block_bytes = 0;  // bytes of packed activations per weight block (kPackTokens tokens)
     DotPackedFn packed = nullptr;
     int packed_rows = 0;
+    // Optional prepared-weights form of `packed` (same rows, same packed activations).
+    PrepareWeightsFn prepare_weights = nullptr;
+    size_t prepared_block_bytes = 0;  // bytes of prepared weights per block (packed_rows rows)
+    DotPreparedFn packed_prepared = nullptr;
 };
 
 constexpr int kMaxTileRows = 8, kMaxTileCols = 8;
@@ -103,6 +116,25 @@ static_assert(sizeof(PackedQ8Lanesx8) == 576);
 // dst: [n / 32] PackedQ8Lanesx8.
 void pack_q8_0_lanes_x8(const std::byte* const* x, int64_t n, std::byte* dst);
 void pack_q8_1_lanes_x8(const std::byte* const* x, int64_t n, std::byte* dst);
+
+// Q8_0 activations of kPackTokens tokens, one block, for Q8_0's packed kernel (avx512,
+// dot_q8_0_pairs_x8): the 8 quants of a pair p of groups (elements 8p..8p+7, reference lanes 2p
+// and 2p+1) of token t form one 64-bit lane, so a 64-bit broadcast of the weight row's same 8
+// bytes feeds both lanes of 8 tokens in one 512-bit vpdpbusd. Packed per SIMD level by the
+// table's own pack function (dot_kernels_x86_quantize.h: pack_q8_0_pairs_x8).
+struct PackedQ8_0Pairsx8 {
+    float d[kPackTokens][2];                  // [token][2] scale (fp16 widened, exact), twice
+    int32_t neg128gsum[4][kPackTokens][2];    // [pair][token][group of the pair] -128 * sum of its 4 quants
+    int8_t qs[4][kPackTokens][8];             // [pair][token][8] quants 8p..8p+7
+};
+static_assert(sizeof(PackedQ8_0Pairsx8) == 576);
+
+// Q8_0 weights of 4 rows prepared for the prepared form of dot_q8_0_pairs_x8, one block.
+struct PreparedQ8_0x4 {
+    float d[4];            // [row] scale (fp16 widened, exact)
+    uint8_t codes[4][32];  // [row][element] q ^ 0x80 (= q + 128 as an unsigned byte)
+};
+static_assert(sizeof(PreparedQ8_0x4) == 144);
 
 // Kernels of weight type `type` at `level` for rows of n elements; nullptr where that level has
 // none (the caller then uses the reference vec_dot). Levels the CPU lacks must not be asked for.

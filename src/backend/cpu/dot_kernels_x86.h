@@ -806,9 +806,23 @@ using LoadF16Level = LoadF16;
 using LoadBF16Level = LoadBF16;
 #endif
 
+// Q8_0 has a packed form at the VNNI level only (dot_q8_0_pairs_x8, 512-bit), of 4 rows: their
+// accumulators take 16 of the 32 registers (3 to 6 rows measured the same). Measured
+// (bench/backend/matmul_bench prefill/avx512/q8_0/2048x2048x512/t1, one core): tile 75-82 GFLOP/s,
+// packed 140-155. At avx2 the same layout needs sign + maddubs + madd per 4 tokens and pair of
+// lanes where vpdpbusd serves 8 tokens: estimated a few percent over the tile, so none there.
 constexpr DotKernels kQ8_0 = [] {
     DotKernels k = make_kernels<KQ8_0>();
     k.quantize = &quantize_q8_0;
+#if HEARTH_KERNEL_VNNI
+    k.pack = &pack_q8_0_pairs_x8;
+    k.packed_block_bytes = sizeof(PackedQ8_0Pairsx8);
+    k.packed = &dot_q8_0_pairs_x8<4>;
+    k.packed_rows = 4;
+    k.prepare_weights = &prepare_q8_0_x4;
+    k.prepared_block_bytes = sizeof(PreparedQ8_0x4);
+    k.packed_prepared = &dot_q8_0_pairs_x8_prepared;
+#endif
     return k;
 }();
 constexpr DotKernels kQ4_0 = [] {

@@ -114,5 +114,32 @@ void quantize_q8_1(const float* x, std::byte* dst, int64_t n) {
     }
 }
 
+#if HEARTH_KERNEL_VNNI
+// DotKernels::pack of Q8_0's packed kernel (VNNI level only): kPackTokens Q8_0 rows of n elements ->
+// [n / 32] PackedQ8_0Pairsx8 (dot_kernels.h). Quants are copied as they are; the group sums are
+// exact (|sum| <= 4 * 128).
+void pack_q8_0_pairs_x8(const std::byte* const* x, int64_t n, std::byte* dst) {
+    const int64_t nb = n / 32;
+    auto* out = reinterpret_cast<PackedQ8_0Pairsx8*>(dst);
+    for (int64_t i = 0; i < nb; ++i) {
+        PackedQ8_0Pairsx8& p = out[i];
+        for (int t = 0; t < kPackTokens; ++t) {
+            const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x[t])[i];
+            p.d[t][0] = p.d[t][1] = f16_to_f32(b.d);
+            const __m256i q = load256(b.qs);
+            // 8 group sums (int32 lane g: elements 4g..4g+3), times -128.
+            const __m256i gsum = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+            alignas(32) int32_t neg[8];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(neg),
+                               _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(gsum, 7)));
+            for (int k = 0; k < 4; ++k) {
+                std::memcpy(p.qs[k][t], b.qs + 8 * k, 8);
+                std::memcpy(p.neg128gsum[k][t], neg + 2 * k, 8);
+            }
+        }
+    }
+}
+#endif
+
 }  // namespace
 }  // namespace hearth::backend
