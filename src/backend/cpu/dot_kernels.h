@@ -45,7 +45,7 @@ using DotPackedFn = void (*)(const std::byte* const* w, const std::byte* packed,
 // its last row), [n / block_size] blocks of prepared_block_bytes; packed_prepared(prepared, packed,
 // n, out) then gives exactly the outputs of packed(w, packed, n, out). It moves out of the token
 // loop the per-row work that `packed` repeats for every group of kPackTokens tokens (decoding the
-// codes and scales). Not used by matmul_cpu yet.
+// codes and scales). matmul_cpu uses it for prompt batches of >= 32 tokens.
 using PrepareWeightsFn = void (*)(const std::byte* const* w, int64_t n, std::byte* dst);
 using DotPreparedFn = void (*)(const std::byte* prepared, const std::byte* packed, int64_t n, float* out);
 
