@@ -19,9 +19,10 @@
 # on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it;
 # HEARTH_GPU_FORWARD_ARGS adds arguments to it (e.g. "--batch 32": decode steps of 32 sequences).
 # HEARTH_GPU_CMAKE_ARGS adds configure arguments.
-# HEARTH_GPU_VARIANTS="name:VAR=V,VAR=V ..." repeats the concurrency bench (and, with
-# HEARTH_GPU_VARIANT_FORWARD_ARGS set, the forward bench with those arguments) once per variant
-# with those environment variables set, e.g. "before:HEARTH_CUDA_MATVEC=dp4a,HEARTH_CUDA_PINNED=0".
+# HEARTH_GPU_VARIANTS="name:VAR=V,VAR=V ..." repeats the concurrency bench (unless
+# HEARTH_GPU_CONCURRENCY=0) and, with HEARTH_GPU_VARIANT_FORWARD_ARGS set (" " for none), the
+# forward bench with those arguments once per variant with those environment variables set,
+# e.g. "plain:HEARTH_CUDA_GROUP=0,HEARTH_CUDA_PDL=0" (the decoder's knobs: model/cuda_decoder.cpp).
 #
 # Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
 # runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
@@ -50,8 +51,10 @@ set -e
 # shellcheck disable=SC2086
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=ON -DHEARTH_CUDA=ON \
       -DHEARTH_NATIVE=OFF ${HEARTH_GPU_CMAKE_ARGS:-} 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
+# The whole log in build_full.log; compiler errors and the last lines on stdout and in build.log.
 time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench \
-      runtime_tests concurrency_bench 2>&1 | tail -n 5 | tee "$OUT/build.log"
+      runtime_tests concurrency_bench > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
+tail -n 5 "$OUT/build_full.log" | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
 
@@ -113,23 +116,21 @@ run_concurrency() {  # $1: label
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "concurrency_bench FAILED"; status=1; }
   done
 }
-if [ "$conc_models" != 0 ]; then
-  run_concurrency "this build"
-  # Variants: the same with environment variables set (before/after comparisons on one machine).
-  for v in ${HEARTH_GPU_VARIANTS:-}; do
-    (
-      IFS=, read -ra kv <<< "${v#*:}"
-      for a in "${kv[@]}"; do export "${a?}"; done
-      run_concurrency "${v%%:*}: ${v#*:}"
-      if [ -n "${HEARTH_GPU_VARIANT_FORWARD_ARGS:-}" ] && [ "$forward_models" != 0 ]; then
-        echo "== cuda_forward_bench (${v%%:*}: ${v#*:})" | tee -a "$OUT/cuda_forward_bench.txt"
-        # shellcheck disable=SC2086
-        "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" \
-            $HEARTH_GPU_VARIANT_FORWARD_ARGS $forward_models 2>&1 | tee -a "$OUT/cuda_forward_bench.txt" | grep -E "tg@|^\|"
-      fi
-    )
-  done
-fi
+[ "$conc_models" != 0 ] && run_concurrency "this build"
+# Variants: the same with environment variables set (before/after comparisons on one machine).
+for v in ${HEARTH_GPU_VARIANTS:-}; do
+  (
+    IFS=, read -ra kv <<< "${v#*:}"
+    for a in "${kv[@]}"; do export "${a?}"; done
+    [ "$conc_models" != 0 ] && run_concurrency "${v%%:*}: ${v#*:}"
+    if [ -n "${HEARTH_GPU_VARIANT_FORWARD_ARGS:-}" ] && [ "$forward_models" != 0 ]; then
+      echo "== cuda_forward_bench (${v%%:*}: ${v#*:})" | tee -a "$OUT/cuda_forward_bench.txt"
+      # shellcheck disable=SC2086
+      "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" \
+          $HEARTH_GPU_VARIANT_FORWARD_ARGS $forward_models 2>&1 | tee -a "$OUT/cuda_forward_bench.txt" | grep -E "tg@|^\|"
+    fi
+  )
+done
 
 # Optional: ncu over a few decode steps of one model (HEARTH_GPU_NCU="preset:TYPE", synthesized as
 # above): per-kernel time and DRAM bytes at the card's own clocks, summarized by kernel and

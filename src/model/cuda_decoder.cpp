@@ -7,8 +7,18 @@
 // Decode-sized batches (<= kFuseMaxTokens = 64 tokens) take fused kernels where every weight of a layer
 // has an int8 kernel (backend/cuda/ops.h: the residual add + rms_norm + activation quantization,
 // swiglu + quantization; each bit-identical to the ops it replaces), attention split over the
-// sequence (flash-decoding, attention.h), and rope of q and k + the KV write in one kernel (any
-// batch). They replay a CUDA graph of the whole device part
+// sequence (flash-decoding, attention.h) that also writes the int8 input of the output
+// projection, and rope of q and k + the KV write in one kernel (any batch). Steps on the dp4a
+// kernels (<= kDp4aMaxTokens tokens: single-stream decode) also launch Q, K and V (and gate and
+// up) together, one launch per weight type, and for llama-style layers (normal rope, no biases
+// or q/k norms) rope and the KV write happen in that launch's epilogue (matmul.h:
+// matmul_qkv_rope_cuda); the last layer's residual add goes into the output norm. A
+// single-token llama step is then 8 kernels per layer (9 where V has its own type) instead of
+// 13, every one a programmatic dependent of the one before (launch.cuh), so the next matmul
+// streams its weights while the small kernels before it run. Every fusion gives the bits of
+// the unfused sequence (the tests compare them). HEARTH_CUDA_PDL=0 launches the kernels plainly,
+// HEARTH_CUDA_GROUP=0 takes the separate launches (before/after comparisons).
+// They replay a CUDA graph of the whole device part
 // of the step, captured on the first step of each shape (token count, output rows, block-table
 // width) after one eager run (which also grows the stream scratch, so capture allocates
 // nothing). Everything that changes between steps is read from device memory (token ids,
@@ -70,7 +80,9 @@ class CudaDecoder final : public DecoderBase {
 public:
     CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, DecoderSpec spec,
                 std::unique_ptr<cuda::Device> dev)
-        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_) {}
+        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_) {
+        stream_.set_programmatic(pdl_on_ && dev_->info().cc_major >= 9);
+    }
 
     Status load_weights();
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
@@ -102,6 +114,7 @@ private:
     void linear_q8(const DevMatrix& w, float* y, int64_t n) {
         backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n, q8_kernel(n));
     }
+    static backend::MatmulQ8Matrix q8_matrix(const DevMatrix& w) { return {w.type, w.data, w.row_bytes, w.n_out}; }
     backend::AttentionParams attention_params() const;
     // attention_cuda puts its arrival counters right after the partial sums of the call's
     // n tokens, so calls with different token counts would find each other's partial sums in
@@ -201,8 +214,23 @@ private:
         const char* e = std::getenv("HEARTH_CUDA_PINNED");
         return e == nullptr || std::strcmp(e, "0") != 0;
     }();
-    std::vector<int32_t> host_ints_;
-    std::vector<float> host_embd_;  // [n][n_embd] rows dequantized on the host
+    // Programmatic dependent launches for the whole step (sm_90; HEARTH_CUDA_PDL=0: plain launches).
+    bool pdl_on_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_PDL");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
+    // Grouped Q/K/V and gate/up launches, rope + KV write in the Q/K/V epilogue, the attention
+    // output quantized by attention, the last residual add in the output norm
+    // (HEARTH_CUDA_GROUP=0: the separate kernels, the same bits).
+    bool group_on_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_GROUP");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
+    bool rope_in_matmul_ = false;  // llama-style layers: set by load_weights
+    // Tables and embedding rows copied to the device every step: page-locked, so the copies are
+    // asynchronous DMA (the host writes them only after the previous step's synchronize).
+    std::pmr::vector<int32_t> host_ints_{cuda::pinned_host_resource()};
+    std::pmr::vector<float> host_embd_{cuda::pinned_host_resource()};  // [n][n_embd] rows dequantized on the host
 };
 
 Result<DevMatrix> CudaDecoder::upload_matrix(const std::string& name, const ops::Weight& w) {
@@ -294,6 +322,11 @@ Status CudaDecoder::load_weights() {
     for (const DevLayer& L : layers_)
         for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
             fusable_ = fusable_ && m->type != QuantType::f16;
+    rope_in_matmul_ = fusable_ && !spec_.rope_neox && !spec_.qkv_bias && !spec_.qk_norm && !rope_.neox &&
+                      rope_.n_rot > 0 && rope_.n_rot % 2 == 0 && rope_.n_rot <= hp.head_dim_k &&
+                      hp.head_dim_k % 2 == 0;
+    for (const DevLayer& L : layers_)
+        rope_in_matmul_ = rope_in_matmul_ && !L.bq && !L.bk && !L.bv && !L.q_norm && !L.k_norm;
     return stream_.synchronize();  // uploads read the mapped file: finish before returning
 }
 
@@ -369,7 +402,7 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     size_t stride = 1;
     for (const auto& t : batch.block_tables) stride = std::max(stride, t.size());
     const size_t n_seqs = batch.block_tables.size();
-    host_ints_.assign(5 * n + n_out + n_seqs * stride, 0);
+    host_ints_.assign(5 * n + n_out + n_seqs * stride, 0);  // keeps its pinned block when it fits
     int32_t* hi = host_ints_.data();
     int32_t *h_tok = hi, *h_pos = hi + n, *h_seq = hi + 2 * n, *h_end = hi + 3 * n, *h_slot = hi + 4 * n;
     int32_t *h_out = hi + 5 * n, *h_tab = h_out + n_out;
@@ -388,7 +421,7 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     }
     ints_.upload(stream_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
     if (!embd_on_device_) {
-        grow(host_embd_, n * d);
+        if ((int64_t)host_embd_.size() < n * d) host_embd_.resize(n * d);
         ops_.get_rows(tok_embd_, batch.tokens.data(), n, host_embd_.data());
         // Through act_'s buffer at dx_'s offset (DeviceBuffer::upload works on whole buffers).
         act_.upload(stream_, host_embd_.data(), (size_t)n * d * sizeof(float),
@@ -472,37 +505,65 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     const backend::AttnSplitCuda split =
         n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_} : backend::AttnSplitCuda{};
     bool pending = false;
+    // Single-stream steps (dp4a kernels): grouped launches, rope in the Q/K/V epilogue.
+    const bool grouped = fuse && group_on_ && q8_kernel(n) == backend::MatmulQ8Kernel::dp4a;
+    // The attention kernel writes the int8 input of the output projection itself.
+    const bool attn_q8 = fuse && group_on_ && hp.head_dim_v % 32 == 0;
 
     for (int l = 0; l < hp.n_layer; ++l) {
         const DevLayer& L = layers_[l];
+        bool roped = false;  // rope and the KV write done by the Q/K/V launch
         if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, pending ? dproj_ : nullptr, L.attn_norm, nullptr, xq_.data(), d,
                                           n, hp.norm_eps);
-            linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
+            if (grouped && rope_in_matmul_) {
+                backend::QkvRopeCuda r;
+                r.n_head = hp.n_head, r.n_head_kv = hp.n_head_kv, r.head_dim_k = hp.head_dim_k,
+                r.head_dim_v = hp.head_dim_v;
+                r.rope = rope_, r.positions = d_pos, r.slots = d_slot;
+                r.k_cache = k_cache_[l].data(), r.k_row_stride = k_dim;
+                r.v_cache = v_cache_[l].data(), r.v_row_stride = v_dim;
+                backend::matmul_qkv_rope_cuda(stream_, xq_.data(), d, n, q8_matrix(L.wq), q8_matrix(L.wk),
+                                              q8_matrix(L.wv), dq_, r);
+                roped = true;
+            } else if (grouped) {
+                backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
+                                                {{q8_matrix(L.wq), dq_}, {q8_matrix(L.wk), dk_}, {q8_matrix(L.wv), dv_}});
+            } else {
+                linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
+            }
         } else {
             backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
             linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
         }
-        if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
-        if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
-        if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
-        if (L.q_norm) {
-            backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
-            backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+        if (!roped) {
+            if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
+            if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
+            if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
+            if (L.q_norm) {
+                backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+                backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+            }
+            backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
+                                        hp.head_dim_k, hp.head_dim_v, rope_, k_cache_[l].data(), k_dim,
+                                        v_cache_[l].data(), v_dim);
         }
-        backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv, hp.head_dim_k,
-                                    hp.head_dim_v, rope_, k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
         const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
-        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split);
+        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split, attn_q8 ? xq_.data() : nullptr);
         if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
-            backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
+            if (!attn_q8) backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
             linear_q8(L.wo, dproj_, n);
         } else {
             linear(L.wo, dattn_, dproj_, n);
         }
         if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, nullptr, xq_.data(), d, n, hp.norm_eps);
-            linear_q8(L.gate, dgate_, n), linear_q8(L.up, dup_, n);
+            if (grouped) {
+                backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
+                                                {{q8_matrix(L.gate), dgate_}, {q8_matrix(L.up), dup_}});
+            } else {
+                linear_q8(L.gate, dgate_, n), linear_q8(L.up, dup_, n);
+            }
             backend::swiglu_q8_cuda(stream_, dgate_, dup_, xq_.data(), hp.n_ff, n);
             linear_q8(L.down, dproj_, n);
             pending = true;
@@ -514,6 +575,15 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
             linear(L.down, dgate_, dproj_, n);
             backend::add_cuda(stream_, dx_, dproj_, n * d);
         }
+    }
+
+    // Every token wants logits (single-stream decode): the output rows are the batch rows in
+    // order, so the last residual add, the gather, the norm and the quantization are one kernel
+    // (bit-identical to those four).
+    if (pending && n_out == n && group_on_ && output_dev_.type != QuantType::f16) {
+        backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, output_norm_dev_, nullptr, xq_.data(), d, n, hp.norm_eps);
+        linear_q8(output_dev_, dlogits_, n);
+        return;
     }
     if (pending) backend::add_cuda(stream_, dx_, dproj_, n * d);
 

@@ -10,7 +10,8 @@
 // 2-4 ulp apart (expf vs ggml_vexp), then a convex combination of V rows:
 //   |out - ref| <= V * (1e-5 + hd_k * 1.2e-7 * S)
 // (a wrong slot, head or position moves an output by O(0.1 V) for this data). Outputs are
-// poisoned with NaN first.
+// poisoned with NaN first. The optional int8 output (out_q8) must equal
+// quantize_activations_cuda of the f32 output bit for bit (codes and block scales).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #ifdef HEARTH_HAVE_CUDA
 #include "backend/cuda/attention.h"
 #include "backend/cuda/device.h"
+#include "backend/cuda/matmul.h"
 #endif
 
 namespace hearth::backend {
@@ -46,12 +48,14 @@ struct Case {
 struct Seq { int length, first; };
 
 // n_splits > 1: the sequence-split (flash-decoding) path, run twice on one workspace; the second
-// run must equal the first bit for bit (the counters were left at zero).
-void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1) {
+// run must equal the first bit for bit (the counters were left at zero). q8: also the int8
+// output, on a stream with programmatic launches (launch.cuh).
+void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1, bool q8 = false) {
     SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
                                     << " block " << c.block_size << " window " << c.sliding_window << " softcap "
-                                    << c.softcap << " sinks " << c.sinks << " splits " << n_splits);
+                                    << c.softcap << " sinks " << c.sinks << " splits " << n_splits << " q8 " << q8);
     cuda::Stream s(dev);
+    s.set_programmatic(q8);
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     // The last: 2 tokens at a 700-position context, so the split path merges many non-empty
@@ -125,11 +129,23 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1)
     const std::vector<std::byte> zeros(ws_bytes);
     auto ws = up(zeros.data(), ws_bytes);
     const AttnSplitCuda split{n_splits > 1 ? ws.data() : nullptr, n_splits};
-    attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>(), split);
+    const int64_t n_in = (int64_t)c.n_head * c.hdv;
+    const size_t q8_bytes = activation_q8_bytes(n_in, n_tokens);
+    const std::vector<std::byte> q8_poison(q8_bytes, std::byte{0x7f});
+    auto dq8 = up(q8_poison.data(), q8_bytes), dq8_ref = up(q8_poison.data(), q8_bytes);
+    attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>(), split, q8 ? dq8.data() : nullptr);
+    if (q8) quantize_activations_cuda(s, dout.as<float>(), dq8_ref.data(), n_in, n_tokens);
     std::vector<float> got(want.size());
     dout.download(s, got.data(), got.size() * 4);
     const Status st = s.synchronize();
     ASSERT_TRUE(st.ok()) << st.message();
+    if (q8) {
+        std::vector<std::byte> a(q8_bytes), b(q8_bytes);
+        dq8.download(s, a.data(), q8_bytes);
+        dq8_ref.download(s, b.data(), q8_bytes);
+        ASSERT_TRUE(s.synchronize().ok());
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), q8_bytes)) << "int8 output differs from quantize_activations_cuda";
+    }
     if (n_splits > 1) {
         auto dout2 = up(nan.data(), nan.size() * 4);
         attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout2.as<float>(), split);
@@ -205,6 +221,23 @@ TEST(CudaAttention, SplitOverSequenceMatchesReference) {
     uint32_t seed = 200;
     for (const int n_splits : {2, 5, 16})
         for (const Case& c : cases) run_case(dev, c, seed++, n_splits);
+}
+
+// The int8 output (out_q8) equals quantize_activations_cuda of the f32 output, split or not,
+// for head dims of one, two, three (a half-warp row) and four blocks of 32 per lane group.
+TEST(CudaAttention, Int8OutputEqualsQuantizedOutput) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {32, 8, 128, 128, 16},               // Llama-3.1-8B's heads
+        {32, 8, 64, 64, 16},                 // Llama-3.2-1B's heads
+        {4, 1, 96, 96, 16},                  // 3 blocks per head: the second lane group half-empty
+        {8, 8, 256, 256, 64},
+        {4, 2, 192, 32, 16},                 // one block per head
+        {4, 2, 64, 64, 16, 0, 30.0f, true},  // softcap and sinks
+    };
+    uint32_t seed = 300;
+    for (const int n_splits : {1, 5})
+        for (const Case& c : cases) run_case(dev, c, seed++, n_splits, /*q8=*/true);
 }
 
 TEST(CudaAttention, KvWriteRoundsToF16) {

@@ -44,6 +44,7 @@
 #ifdef HEARTH_HAVE_CUDA
 #include "backend/cuda/device.h"
 #include "backend/cuda/matmul.h"
+#include "backend/cuda/ops.h"
 #endif
 
 namespace hearth::backend {
@@ -361,15 +362,18 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulBatchTest,
                          ::testing::Values(QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k),
                          [](const auto& info) { return std::string(quant::type_name(info.param)); });
 
-// The earlier dp4a kernels (MatmulQ8Kernel::dp4a, kept for comparison) compute the same exact
-// model as the tensor-core kernel up to f32 rounding: |a - b| <= 2e-4 * sum |w_i xg_i|.
+// The dp4a kernels (MatmulQ8Kernel::dp4a: the single-stream decode path) compute the same exact
+// model as the tensor-core kernel up to f32 rounding: |a - b| <= 2e-4 * sum |w_i xg_i|. 14336
+// inputs: one token's rows in two stages (activations kept in registers for both).
 TEST(CudaMatmulQ8, Dp4aKernelsAgreeWithTensorCoreKernel) {
     OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
-    const int64_t n_in = 2048, n_out = 70;
+    const int64_t n_out = 70;
+    for (const int64_t n_in : {int64_t{2048}, int64_t{14336}})
     for (QuantType type : {QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k}) {
         for (int64_t n_tokens : {1, 3, 8, 11}) {
-            SCOPED_TRACE(testing::Message() << quant::type_name(type) << " tokens " << n_tokens);
+            if (n_in > 2048 && n_tokens > 3) continue;
+            SCOPED_TRACE(testing::Message() << quant::type_name(type) << " n_in " << n_in << " tokens " << n_tokens);
             const auto& tr = quant::traits(type);
             const size_t row_bytes = quant::row_size(type, n_in);
             const auto wf = random_floats((size_t)n_in * n_out, 9, 0.05f);
@@ -406,6 +410,184 @@ TEST(CudaMatmulQ8, Dp4aKernelsAgreeWithTensorCoreKernel) {
             }
         }
     }
+}
+
+// A random quantized matrix on the device, `offset` bytes into its (16-byte padded) buffer.
+struct DevMatrix {
+    cuda::DeviceBuffer buf;
+    MatmulQ8Matrix m;
+};
+DevMatrix make_matrix(cuda::Device& dev, cuda::Stream& stream, QuantType type, int64_t n_in, int64_t n_out,
+                      uint32_t seed, size_t offset = 0) {
+    const auto& tr = quant::traits(type);
+    const size_t row_bytes = quant::row_size(type, n_in);
+    const auto wf = random_floats((size_t)n_in * n_out, seed, 0.05f);
+    std::vector<std::byte> w(offset + row_bytes * n_out, std::byte{0x5a});
+    for (int64_t o = 0; o < n_out; ++o) tr.quantize_row(wf.data() + o * n_in, w.data() + offset + o * row_bytes, n_in);
+    auto buf = cuda::DeviceBuffer::allocate(dev, ((w.size() + 15) & ~(size_t)15) + 16);
+    EXPECT_TRUE(buf.ok());
+    buf->upload(stream, w.data(), w.size());
+    DevMatrix d{std::move(buf).value(), {}};
+    d.m = MatmulQ8Matrix{type, d.buf.as<std::byte>() + offset, row_bytes, n_out};
+    return d;
+}
+
+template <class T>
+std::vector<T> download(cuda::Stream& stream, const cuda::DeviceBuffer& b, size_t n) {
+    std::vector<T> v(n);
+    b.download(stream, v.data(), n * sizeof(T));
+    EXPECT_TRUE(stream.synchronize().ok());
+    return v;
+}
+
+// One grouped launch (matmul_cuda_q8_grouped) gives every matrix the bits of its own dp4a call:
+// odd row counts (groups of rows straddle the matrices), a matrix at a 2-byte offset, mixed types
+// in one call (one launch per type), every token count of the kernel and a second group of 8;
+// on a stream with programmatic launches.
+TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    stream.set_programmatic(true);
+    struct Group { QuantType types[3]; int64_t rows[3]; int n; int64_t n_in; size_t offset1; };
+    const Group groups[] = {
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q4_k}, {37, 5, 130}, 3, 4096, 0},
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q6_k}, {64, 16, 16}, 3, 2048, 0},  // Q4_K_M's Q, K, V(Q6_K)
+        {{QuantType::q6_k, QuantType::q6_k, QuantType::q6_k}, {9, 1, 33}, 3, 768, 2},     // rows not 16-byte aligned
+        {{QuantType::q8_0, QuantType::q8_0, QuantType::q8_0}, {3, 70, 2}, 3, 1088, 2},
+        {{QuantType::q4_0, QuantType::q4_0, QuantType::q4_0}, {130, 7, 1}, 2, 512, 0},
+        {{QuantType::q4_k, QuantType::q8_0, QuantType::q4_k}, {40, 24, 21}, 3, 2304, 0},  // 0 and 2 share a launch
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q4_k}, {9, 3, 1}, 2, 14336, 0},    // two stages per row
+        {{QuantType::q6_k, QuantType::q6_k, QuantType::q6_k}, {5, 12, 1}, 2, 12288, 0},
+    };
+    uint32_t seed = 500;
+    for (const Group& g : groups) {
+        for (const int64_t n_tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{8}, int64_t{11}}) {
+            SCOPED_TRACE(testing::Message() << "group " << quant::type_name(g.types[0]) << " n_in " << g.n_in << " rows "
+                                            << g.rows[0] << "/" << g.rows[1] << "/" << g.rows[2] << " tokens "
+                                            << n_tokens);
+            std::vector<DevMatrix> mats;
+            for (int i = 0; i < g.n; ++i)
+                mats.push_back(make_matrix(dev, stream, g.types[i], g.n_in, g.rows[i], seed++, i == 1 ? g.offset1 : 0));
+            const auto x = random_floats((size_t)g.n_in * n_tokens, seed++, 1.0f);
+            auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+            auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(g.n_in, n_tokens));
+            ASSERT_TRUE(xd.ok() && qd.ok());
+            xd->upload(stream, x.data(), x.size() * 4);
+            std::vector<cuda::DeviceBuffer> ya, yb;
+            for (int i = 0; i < g.n; ++i) {
+                const std::vector<float> poison((size_t)g.rows[i] * n_tokens, std::nanf(""));
+                for (auto* v : {&ya, &yb}) {
+                    v->push_back(cuda::DeviceBuffer::allocate(dev, poison.size() * 4).value());
+                    v->back().upload(stream, poison.data(), poison.size() * 4);
+                }
+            }
+            quantize_activations_cuda(stream, xd->as<float>(), qd->data(), g.n_in, n_tokens);
+            for (int i = 0; i < g.n; ++i)
+                matmul_cuda_q8(stream, g.types[i], mats[i].m.w, mats[i].m.row_bytes, qd->data(), ya[i].as<float>(),
+                               g.n_in, g.rows[i], n_tokens, MatmulQ8Kernel::dp4a);
+            if (g.n == 3) {
+                matmul_cuda_q8_grouped(stream, qd->data(), g.n_in, n_tokens,
+                                       {{mats[0].m, yb[0].as<float>()}, {mats[1].m, yb[1].as<float>()},
+                                        {mats[2].m, yb[2].as<float>()}});
+            } else {
+                matmul_cuda_q8_grouped(stream, qd->data(), g.n_in, n_tokens,
+                                       {{mats[0].m, yb[0].as<float>()}, {mats[1].m, yb[1].as<float>()}});
+            }
+            ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+            for (int i = 0; i < g.n; ++i) {
+                const size_t count = (size_t)g.rows[i] * n_tokens;
+                const auto a = download<float>(stream, ya[i], count), b = download<float>(stream, yb[i], count);
+                for (size_t k = 0; k < count; ++k) ASSERT_TRUE(std::isfinite(a[k])) << "matrix " << i << " output " << k;
+                ASSERT_EQ(0, std::memcmp(a.data(), b.data(), count * 4)) << "matrix " << i;
+            }
+        }
+    }
+}
+
+// matmul_qkv_rope_cuda equals quantize-once dp4a matmuls of Q, K and V followed by
+// rope_kv_write_cuda, bit for bit: rotated q, and the K and V cache rows of the tokens' slots
+// (every other row keeps its poison). Partial rotary dims, freq factors, YaRN, Q4_K_M's mixed
+// V type, and two token groups of the kernel.
+TEST(CudaMatmulQ8, QkvRopeEqualsMatmulThenRopeKvWrite) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    stream.set_programmatic(true);
+    struct Case { int n_head, n_head_kv, hdk, hdv, n_rot; QuantType qk, v; int64_t n_in; bool freq_factors, yarn; };
+    const Case cases[] = {
+        {32, 8, 128, 128, 128, QuantType::q4_k, QuantType::q6_k, 1024, true, false},  // Llama-3.1-8B's heads
+        {8, 2, 64, 64, 64, QuantType::q4_k, QuantType::q4_k, 512, false, false},
+        {6, 2, 64, 32, 32, QuantType::q8_0, QuantType::q8_0, 320, false, true},      // partial rotary, YaRN
+        {4, 4, 96, 96, 96, QuantType::q6_k, QuantType::q4_0, 768, true, true},
+    };
+    const std::vector<int32_t> pos_all = {0, 1, 17, 511, 4095, 40000, 131071, 3, 9, 77, 1000};
+    const std::vector<int32_t> slot_all = {3, 0, 11, 12, 7, 1, 2, 15, 4, 9, 13};
+    const int64_t n_slots = 16;
+    uint32_t seed = 700;
+    for (const Case& c : cases) {
+        for (const int64_t n_tokens : {int64_t{1}, int64_t{3}, int64_t{11}}) {
+            SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/"
+                                            << c.hdv << " n_rot " << c.n_rot << " " << quant::type_name(c.qk) << "/"
+                                            << quant::type_name(c.v) << " tokens " << n_tokens);
+            const int64_t qw = (int64_t)c.n_head * c.hdk, kw = (int64_t)c.n_head_kv * c.hdk;
+            const int64_t vw = (int64_t)c.n_head_kv * c.hdv;
+            const int64_t k_row = kw + 8, v_row = vw + 2;  // padded cache rows, in halves
+            DevMatrix wq = make_matrix(dev, stream, c.qk, c.n_in, qw, seed++);
+            DevMatrix wk = make_matrix(dev, stream, c.qk, c.n_in, kw, seed++);
+            DevMatrix wv = make_matrix(dev, stream, c.v, c.n_in, vw, seed++);
+            std::vector<float> ff(c.n_rot / 2);
+            for (size_t i = 0; i < ff.size(); ++i) ff[i] = 1.0f + (float)(i % 7);
+            const auto x = random_floats((size_t)c.n_in * n_tokens, seed++, 1.0f);
+            auto up = [&](const void* src, size_t bytes) {
+                auto b = cuda::DeviceBuffer::allocate(dev, std::max<size_t>(bytes, 4)).value();
+                b.upload(stream, src, bytes);
+                return b;
+            };
+            auto dff = up(ff.data(), ff.size() * 4), dx = up(x.data(), x.size() * 4);
+            auto dpos = up(pos_all.data(), n_tokens * 4), dslot = up(slot_all.data(), n_tokens * 4);
+            const std::vector<float> nanq((size_t)qw * n_tokens, std::nanf(""));
+            const std::vector<uint16_t> pk(n_slots * k_row, 0x7e00), pv(n_slots * v_row, 0x7e00);
+            auto xq = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(c.n_in, n_tokens)).value();
+            auto uq = up(nanq.data(), nanq.size() * 4), fq = up(nanq.data(), nanq.size() * 4);
+            auto uk = cuda::DeviceBuffer::allocate(dev, (size_t)kw * n_tokens * 4).value();
+            auto uv = cuda::DeviceBuffer::allocate(dev, (size_t)vw * n_tokens * 4).value();
+            auto ukc = up(pk.data(), pk.size() * 2), uvc = up(pv.data(), pv.size() * 2);
+            auto fkc = up(pk.data(), pk.size() * 2), fvc = up(pv.data(), pv.size() * 2);
+            RopeConfig cfg;
+            cfg.n_rot = c.n_rot, cfg.freq_base = 500000.0f;
+            if (c.yarn) cfg.freq_scale = 0.25f, cfg.ext_factor = 1.0f, cfg.attn_factor = 0.9f, cfg.n_ctx_orig = 4096;
+            cfg.freq_factors = c.freq_factors ? dff.as<float>() : nullptr;
+            quantize_activations_cuda(stream, dx.as<float>(), xq.data(), c.n_in, n_tokens);
+            // Unfused.
+            for (auto [m, y] : {std::pair{&wq, uq.as<float>()}, {&wk, uk.as<float>()}, {&wv, uv.as<float>()}})
+                matmul_cuda_q8(stream, m->m.type, m->m.w, m->m.row_bytes, xq.data(), y, c.n_in, m->m.n_out, n_tokens,
+                               MatmulQ8Kernel::dp4a);
+            rope_kv_write_cuda(stream, uq.as<float>(), uk.as<float>(), uv.as<float>(), dpos.as<int32_t>(),
+                               dslot.as<int32_t>(), n_tokens, c.n_head, c.n_head_kv, c.hdk, c.hdv, cfg, ukc.data(),
+                               k_row, uvc.data(), v_row);
+            // Fused.
+            QkvRopeCuda r;
+            r.n_head = c.n_head, r.n_head_kv = c.n_head_kv, r.head_dim_k = c.hdk, r.head_dim_v = c.hdv;
+            r.rope = cfg, r.positions = dpos.as<int32_t>(), r.slots = dslot.as<int32_t>();
+            r.k_cache = fkc.data(), r.k_row_stride = k_row, r.v_cache = fvc.data(), r.v_row_stride = v_row;
+            matmul_qkv_rope_cuda(stream, xq.data(), c.n_in, n_tokens, wq.m, wk.m, wv.m, fq.as<float>(), r);
+            ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+            const auto a = download<float>(stream, uq, nanq.size()), b = download<float>(stream, fq, nanq.size());
+            for (size_t k = 0; k < a.size(); ++k) ASSERT_TRUE(std::isfinite(a[k])) << "q " << k;
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "q";
+            EXPECT_EQ(download<uint16_t>(stream, ukc, pk.size()), download<uint16_t>(stream, fkc, pk.size())) << "K cache";
+            EXPECT_EQ(download<uint16_t>(stream, uvc, pv.size()), download<uint16_t>(stream, fvc, pv.size())) << "V cache";
+        }
+    }
+    // Neox rope is refused (its pairs are not adjacent rows).
+    DevMatrix w = make_matrix(dev, stream, QuantType::q8_0, 256, 64, 1);
+    auto xq = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(256, 1)).value();
+    QkvRopeCuda r;
+    r.n_head = 1, r.n_head_kv = 1, r.head_dim_k = 64, r.head_dim_v = 64;
+    r.rope.n_rot = 64, r.rope.neox = true;
+    matmul_qkv_rope_cuda(stream, xq.data(), 256, 1, w.m, w.m, w.m, nullptr, r);
+    const Status st = stream.synchronize();
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("matmul_qkv_rope_cuda"), std::string::npos) << st.message();
 }
 
 TEST(CudaDevice, StreamScratchGrowsAndIsReused) {

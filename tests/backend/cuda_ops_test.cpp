@@ -17,6 +17,8 @@
 //    unfused device ops they replace (every output: x, y, the int8 codes and block scales, q and
 //    the f16 cache rows); the normalized activations they quantize are also checked against
 //    rms_norm_ref within the bound above plus half a quantization step (amax_32 / 254).
+//  - every op gives the same bits on a stream with programmatic launches (launch.cuh): the
+//    fused-op tests run each case with and without them.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -82,8 +84,12 @@ TEST(CudaOps, RmsNormMatchesReference) {
     OPS_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int64_t n, rows; bool weight; };
+    // Below 1024 one warp per row; from 1024 one block per row (1024: exactly one 4-value chunk
+    // per thread of 256; 1025: rows not 16-byte aligned, scalar loads and a partial chunk; 4100:
+    // 1025 chunks; 20000: several chunks per thread of 1024).
     for (const Case c : {Case{1, 1, true}, Case{37, 5, true}, Case{64, 259, false}, Case{1023, 3, true},
-                         Case{4096, 7, true}, Case{5120, 2, false}}) {
+                         Case{1024, 2, true}, Case{1025, 3, true}, Case{4096, 7, true}, Case{4100, 1, false},
+                         Case{5120, 2, false}, Case{20000, 2, true}}) {
         const auto x = randn(c.n * c.rows, 1 + (uint32_t)c.n, 3.0f);
         const auto w = randn(c.n, 2 + (uint32_t)c.n);
         std::vector<float> want(x.size());
@@ -227,10 +233,14 @@ TEST(CudaOps, FusedAddRmsNormQuantizeEqualsUnfused) {
     OPS_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int64_t n, rows; bool delta, weight, y; };
+    // From 1024 one block per row; 17408: more chunks per thread than stay in registers.
+    for (const bool pdl : {false, true})
     for (const Case c : {Case{32, 1, true, true, true}, Case{96, 9, true, true, false}, Case{992, 3, false, true, true},
-                         Case{2048, 1, true, true, false}, Case{4096, 8, true, false, true},
-                         Case{5120 + 32, 2, false, true, false}}) {
-        SCOPED_TRACE(testing::Message() << "n " << c.n << " rows " << c.rows << " delta " << c.delta);
+                         Case{1024, 3, true, true, true}, Case{2048, 1, true, true, false},
+                         Case{4096, 8, true, false, true}, Case{5120 + 32, 2, false, true, false},
+                         Case{17408, 2, true, true, true}}) {
+        SCOPED_TRACE(testing::Message() << "n " << c.n << " rows " << c.rows << " delta " << c.delta << " pdl " << pdl);
+        s.set_programmatic(pdl);
         const size_t count = c.n * c.rows;
         const auto x = randn(count, 11 + (uint32_t)c.n, 3.0f), delta = randn(count, 12 + (uint32_t)c.n);
         const auto w = randn(c.n, 13 + (uint32_t)c.n);
@@ -286,7 +296,9 @@ TEST(CudaOps, FusedAddRmsNormQuantizeEqualsUnfused) {
 TEST(CudaOps, FusedSwigluQuantizeEqualsUnfused) {
     OPS_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
+    for (const bool pdl : {false, true})
     for (const auto& [n, rows] : {std::pair<int64_t, int64_t>{32, 1}, {8192, 1}, {14336, 3}, {96, 8}}) {
+        s.set_programmatic(pdl);
         const size_t count = n * rows;
         const auto g = randn(count, 21 + (uint32_t)n, 4.0f), u = randn(count, 22 + (uint32_t)n);
         const size_t q_bytes = activation_q8_bytes(n, rows);
@@ -322,6 +334,7 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
         for (const int64_t n_tokens : {int64_t{1}, int64_t{7}}) {
             SCOPED_TRACE(testing::Message() << "hd " << c.hdk << "/" << c.hdv << " n_rot " << c.n_rot << " neox "
                                             << c.neox << " yarn " << c.yarn << " tokens " << n_tokens);
+            s.set_programmatic(n_tokens == 7);
             RopeConfig cfg;
             cfg.n_rot = c.n_rot, cfg.neox = c.neox, cfg.freq_base = 500000.0f;
             if (c.yarn) cfg.freq_scale = 0.25f, cfg.ext_factor = 1.0f, cfg.attn_factor = 0.9f, cfg.n_ctx_orig = 4096;

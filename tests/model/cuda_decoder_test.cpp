@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "model/cuda_decoder.h"
@@ -155,6 +157,71 @@ TEST(CudaDecoder, MatchesCpuOnTinyModels) {
         {"qwen3-tiny.Q8_0", 0.6, 0.1, 0.85},     {"qwen3-tiny.Q4_K_M", 0.6, 0.1, 0.85},
     };
     for (const Case& c : cases) check_model(c);
+}
+
+// The single-stream fusions (grouped Q/K/V and gate/up launches, rope and the KV write in the
+// Q/K/V epilogue, the attention kernel's int8 output, the last residual add in the output norm)
+// and the programmatic launches give the bits of the separate kernels launched plainly
+// (HEARTH_CUDA_GROUP=0 HEARTH_CUDA_PDL=0): every logit of a 53-token prefill (the tensor-core
+// int8 path), 8 single-token steps (graph replays), a second sequence's prefill with one output
+// row, and 4 steps of both sequences at once (dp4a kernels for 2 tokens).
+TEST(CudaDecoder, FusedDecodeGivesTheSameBits) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    for (const char* name : {"llama3-tiny.Q4_K_M", "llama3-tiny.Q8_0", "qwen3-tiny.Q4_K_M", "qwen2-tiny.F16"}) {
+        SCOPED_TRACE(name);
+        auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + name + ".gguf"));
+        ASSERT_TRUE(file.ok()) << file.status().message();
+        setenv("HEARTH_CUDA_GROUP", "0", 1);
+        setenv("HEARTH_CUDA_PDL", "0", 1);
+        auto plain = load_model_cuda(file.value(), LoadOptions{1});
+        unsetenv("HEARTH_CUDA_GROUP");
+        unsetenv("HEARTH_CUDA_PDL");
+        auto fused = load_model_cuda(file.value(), LoadOptions{1});
+        ASSERT_TRUE(plain.ok() && fused.ok());
+        Model* models[2] = {plain.value().get(), fused.value().get()};
+        const KvLayout layout = models[0]->kv_layout();
+        std::vector<KvCache> caches;
+        std::vector<std::vector<std::vector<int32_t>>> tables(2, std::vector<std::vector<int32_t>>(2));
+        for (int m = 0; m < 2; ++m) {
+            auto kv = KvCache::create(layout, 16, 16);
+            ASSERT_TRUE(kv.ok());
+            caches.push_back(std::move(kv).value());
+            for (auto& t : tables[m]) ASSERT_TRUE(caches[m].ensure_capacity(t, 100).ok());
+        }
+        const int64_t n_vocab = models[0]->hparams().n_vocab;
+        std::vector<int32_t> prompt = kLlamaPrompt;  // 53 tokens
+        ForwardOutput out[2];
+        int32_t next_tok[2] = {0, 0};  // the plain model's greedy picks, fed to both
+        int32_t pos[2] = {0, 0};
+        int step = 0;
+        auto run = [&](const std::vector<std::pair<int, std::vector<int32_t>>>& seq_tokens, bool all_outputs) {
+            SCOPED_TRACE(testing::Message() << "batch " << step++);
+            for (int m = 0; m < 2; ++m) {
+                Batch b;
+                b.block_tables = tables[m];
+                int32_t p[2] = {pos[0], pos[1]};
+                for (const auto& [sq, toks] : seq_tokens)
+                    for (size_t i = 0; i < toks.size(); ++i)
+                        b.add(toks[i], p[sq]++, sq, all_outputs || i + 1 == toks.size());
+                const Status st = models[m]->forward(b, caches[m], out[m]);
+                ASSERT_TRUE(st.ok()) << st.message();
+            }
+            for (const auto& [sq, toks] : seq_tokens) pos[sq] += (int32_t)toks.size();
+            ASSERT_EQ(out[0].logits.size(), out[1].logits.size());
+            ASSERT_EQ(0, std::memcmp(out[0].logits.data(), out[1].logits.data(), out[0].logits.size() * sizeof(float)))
+                << "logits differ";
+            const int64_t rows = (int64_t)out[0].logits.size() / n_vocab;
+            for (size_t k = 0; k < seq_tokens.size(); ++k)
+                next_tok[seq_tokens[k].first] =
+                    argmax(out[0].logits.data() + (rows - (int64_t)seq_tokens.size() + (int64_t)k) * n_vocab, n_vocab);
+        };
+        run({{0, prompt}}, true);
+        for (int s = 0; s < 8 && !HasFailure(); ++s) run({{0, {next_tok[0]}}}, true);
+        run({{1, std::vector<int32_t>(prompt.begin() + 3, prompt.begin() + 23)}}, false);
+        for (int s = 0; s < 4 && !HasFailure(); ++s) run({{0, {next_tok[0]}}, {1, {next_tok[1]}}}, true);
+        if (HasFailure()) return;
+        std::printf("  %-20s fused and plain decode: %d batches bit-identical\n", name, step);
+    }
 }
 
 TEST(CudaDecoder, UnsupportedTypeIsAnErrorNamingIt) {

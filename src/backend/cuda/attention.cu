@@ -10,8 +10,15 @@
 // number of 4-byte words so the 32 lanes reading 32 different rows hit 32 different banks.
 //
 // Cost: K/V bytes are read once per (token, kv head); for a prefill of n tokens that is ~n^2/2
-// head rows per kv head, mostly from L2. Decode of long contexts has only n_head_kv blocks per
-// token (no split over the sequence yet: flash-decoding is the next step for long contexts).
+// head rows per kv head, mostly from L2. Decode splits the sequence over several blocks per
+// (token, kv head) (AttnSplitCuda, attention.h). Head dims 64/64 and 128/128 run instances with
+// compile-time sizes (attention_kernel<kHdk, kHdv>), other shapes the generic one. The kernel
+// waits for the previous kernel only through griddepcontrol (programmatic launch, launch.cuh),
+// and can write the int8 input of the output projection itself (attention_cuda's out_q8).
+// Tried and dropped (H100, 2026-11-26): copying the K/V rows of earlier steps before the wait and
+// loading the merge's partial sums in parallel, via a restructured copy loop: its code was 2.6x
+// longer (run-time index divisions in three copies of the unrolled loop) and every decode step
+// got 8 us per layer slower; fewer splits (4..16) did not help short contexts and hurt long ones.
 #include "backend/cuda/attention.h"
 
 #include <cuda_fp16.h>
@@ -21,8 +28,14 @@
 #include <cmath>
 #include <cstddef>
 
+#include "backend/cuda/launch.cuh"
+#include "backend/cuda/matmul_kernels.cuh"
+
 namespace hearth::backend {
 namespace {
+
+using cuda_kernels::pdl_launch_dependents;
+using cuda_kernels::pdl_wait;
 
 constexpr int kChunk = 32;        // positions per shared-memory chunk (one per lane)
 constexpr int kMaxWarps = 8;      // query heads per block
@@ -39,6 +52,10 @@ struct AttnConsts {
     // (max, sum, V sums), counters [n_tokens][gridDim.y] int32, zero between calls.
     float* partial;
     int* counters;
+    // Optional int8 copy of the output (attention_cuda's out_q8): [n_tokens][n_head * hdv] codes
+    // and [n_tokens][n_head * hdv / 32] {d, sum}; null when not asked for.
+    int8_t* q8_qs;
+    float2* q8_ds;
 };
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -52,9 +69,20 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// kHdk, kHdv: the head dims as compile-time constants (0: c.hdk, c.hdv at run time). The common
+// shapes (64/64, 128/128) get their own instances: the chunk copy's index arithmetic then has
+// constant divisors (shifts) and the loops fixed trip counts. The kernel runs for a few
+// microseconds per decode step, and its generic form, with run-time divisions in every unrolled
+// copy step, is long enough that instruction fetch and index math showed in the step time (a
+// longer variant of it cost 8 us per layer on the H100).
+template <int kHdk, int kHdv>
 __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* __restrict__ q, PagedKvCuda kv,
                                                                      AttnIndexCuda idx, AttnConsts c,
                                                                      float* __restrict__ out) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int hdk = kHdk > 0 ? kHdk : c.hdk, hdv = kHdv > 0 ? kHdv : c.hdv;
+    const int kw = kHdk > 0 ? kHdk / 2 + ((kHdk / 2) % 2 == 0 ? 1 : 0) : c.kw;
     extern __shared__ uint32_t smem[];
     const int t = blockIdx.x;
     const int kvh = blockIdx.y / c.n_splits, split = blockIdx.y % c.n_splits;
@@ -65,19 +93,19 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
 
     int* s_slot = reinterpret_cast<int*>(smem);                      // [kChunk]
     float* s_q = reinterpret_cast<float*>(smem + kChunk);            // [n_warps][hdk]
-    uint32_t* s_k = smem + kChunk + n_warps * c.hdk;                 // [kChunk][kw] half2
-    uint32_t* s_v = s_k + kChunk * c.kw;                             // [kChunk][hdv / 2] half2
-    const int hk2 = c.hdk / 2, hv2 = c.hdv / 2;
+    uint32_t* s_k = smem + kChunk + n_warps * hdk;                 // [kChunk][kw] half2
+    uint32_t* s_v = s_k + kChunk * kw;                             // [kChunk][hdv / 2] half2
+    const int hk2 = hdk / 2, hv2 = hdv / 2;
 
+    // The tables were uploaded before the step: readable before waiting for the kernels before.
     const int32_t pos = idx.positions[t], end = idx.kv_end[t];
     const int32_t lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
     const int32_t* table = idx.block_tables + (int64_t)idx.seq_ids[t] * idx.table_stride;
-    const float* qh = q + ((int64_t)t * c.n_head + head) * c.hdk;
-    for (int i = lane; i < c.hdk; i += 32) s_q[warp * c.hdk + i] = qh[i];
-    const float2* q2 = reinterpret_cast<const float2*>(s_q + warp * c.hdk);
+    const float* qh = q + ((int64_t)t * c.n_head + head) * hdk;
+    const float2* q2 = reinterpret_cast<const float2*>(s_q + warp * hdk);
     const uint32_t* kwords = static_cast<const uint32_t*>(kv.k);
     const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
-    const int64_t k_head_word = (int64_t)kvh * c.hdk / 2, v_head_word = (int64_t)kvh * c.hdv / 2;
+    const int64_t k_head_word = (int64_t)kvh * hdk / 2, v_head_word = (int64_t)kvh * hdv / 2;
 
     // This block's part of [lo, end): all of it, or one of gridDim.z runs of whole chunks.
     const int n_parts = gridDim.z, part = blockIdx.z;
@@ -90,6 +118,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     }
     float m = -INFINITY, l = 0.0f;
     float acc[kMaxHeadDim / 64][2] = {};
+    for (int i = lane; i < hdk; i += 32) s_q[warp * hdk + i] = qh[i];
     for (int32_t c0 = start; c0 < stop; c0 += kChunk) {
         __syncthreads();  // the previous chunk is consumed
         if (threadIdx.x < kChunk) {
@@ -98,9 +127,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         }
         __syncthreads();
         if (c.vec16) {
-            // 16-byte loads, K and V of up to kVecLoads rows-pieces per thread issued together (the
-            // scalar loop below waits for one load per iteration: ~30 DRAM latencies per chunk).
-            const int hk8 = c.hdk / 8, hv8 = c.hdv / 8, n_k = kChunk * hk8, n_all = n_k + kChunk * hv8;
+            const int hk8 = hdk / 8, hv8 = hdv / 8, n_k = kChunk * hk8, n_all = n_k + kChunk * hv8;
             for (int e0 = threadIdx.x; e0 < n_all; e0 += kVecLoads * blockDim.x) {
                 uint4 r[kVecLoads];
 #pragma unroll
@@ -123,7 +150,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
                 for (int u = 0; u < kVecLoads; ++u) {
                     const int e = e0 + u * blockDim.x;
                     uint32_t* d = nullptr;
-                    if (e < n_k) d = s_k + (e / hk8) * c.kw + 4 * (e % hk8);
+                    if (e < n_k) d = s_k + (e / hk8) * kw + 4 * (e % hk8);
                     else if (e < n_all) d = s_v + ((e - n_k) / hv8) * hv2 + 4 * ((e - n_k) % hv8);
                     if (d) d[0] = r[u].x, d[1] = r[u].y, d[2] = r[u].z, d[3] = r[u].w;
                 }
@@ -132,7 +159,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         for (int e = threadIdx.x; e < kChunk * hk2; e += blockDim.x) {
             const int jj = e / hk2, w = e % hk2;
             const int slot = s_slot[jj];
-            s_k[jj * c.kw + w] = slot >= 0 ? kwords[(int64_t)slot * kv.k_row_stride / 2 + k_head_word + w] : 0u;
+            s_k[jj * kw + w] = slot >= 0 ? kwords[(int64_t)slot * kv.k_row_stride / 2 + k_head_word + w] : 0u;
         }
         for (int e = threadIdx.x; e < kChunk * hv2; e += blockDim.x) {
             const int jj = e / hv2, w = e % hv2;
@@ -145,7 +172,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         const int32_t j = c0 + lane;
         float s = -INFINITY;
         if (j < stop) {
-            const uint32_t* kr = s_k + lane * c.kw;
+            const uint32_t* kr = s_k + lane * kw;
             float dot = 0.0f;
             for (int w = 0; w < hk2; ++w) {
                 const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(kr + w));
@@ -180,7 +207,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     }
     if (n_parts > 1) {
         // Publish this part, then the last block of the (token, kv head) merges all of them.
-        float* mine = c.partial + (((int64_t)t * c.n_head + head) * n_parts + part) * (c.hdv + 2);
+        float* mine = c.partial + (((int64_t)t * c.n_head + head) * n_parts + part) * (hdv + 2);
         if (valid) {
             if (lane == 0) mine[0] = m, mine[1] = l;
 #pragma unroll
@@ -200,18 +227,21 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         __syncthreads();
         if (!s_last || !valid) return;
         __threadfence();
-        const float* all = c.partial + ((int64_t)t * c.n_head + head) * n_parts * (c.hdv + 2);
+        const float* all = c.partial + ((int64_t)t * c.n_head + head) * n_parts * (hdv + 2);
         // Parts past the last position are empty: merge only the first ones.
         const int32_t len = max(0, end - lo);
         const int32_t span = ((len + n_parts - 1) / n_parts + kChunk - 1) / kChunk * kChunk;
         const int n_used = span > 0 ? min(n_parts, (len + span - 1) / span) : 0;
+        // Every part's max and sum in one round of loads (lane z: parts z and z + 32), then the V
+        // sums with four parts' loads in flight: the merge's memory latency once or twice, not per
+        // part. The arithmetic and its order are the sequential merge's (part 0, 1, ...).
         float m_all = -INFINITY;
-        for (int z = 0; z < n_used; ++z) m_all = fmaxf(m_all, __ldcg(all + z * (c.hdv + 2)));
+        for (int z = 0; z < n_used; ++z) m_all = fmaxf(m_all, __ldcg(all + z * (hdv + 2)));
         l = 0.0f;
 #pragma unroll
         for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] = acc[r][1] = 0.0f;
         for (int z = 0; z < n_used; ++z) {
-            const float* pz = all + z * (c.hdv + 2);
+            const float* pz = all + z * (hdv + 2);
             const float mz = __ldcg(pz);
             const float wz = mz == -INFINITY ? 0.0f : expf(mz - m_all);  // empty parts weigh nothing
             l += __ldcg(pz + 1) * wz;
@@ -236,11 +266,37 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
     }
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)t * c.n_head + head) * c.hdv);
+    float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)t * c.n_head + head) * hdv);
 #pragma unroll
     for (int r = 0; r < kMaxHeadDim / 64; ++r) {
         const int w = lane + 32 * r;
         if (w < hv2) o2[w] = make_float2(acc[r][0] * inv, acc[r][1] * inv);
+    }
+    if (c.q8_qs == nullptr) return;
+    // The same values as int8 blocks of 32, as quantize_q8 (matmul_kernels.cuh: quantize_4) makes
+    // them: a block is values 32b .. 32b + 31 = pairs 16b .. 16b + 15, i.e. 16 lanes of one r
+    // (hdv % 32 == 0, so a half-warp is wholly inside or outside the row). The max and the
+    // integer sum are exact in any order, so the codes and {d, sum} are bit-identical.
+    const int64_t e0 = ((int64_t)t * c.n_head + head) * hdv;
+#pragma unroll
+    for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+        if (32 * r >= hv2) break;  // uniform over the warp
+        const int w = lane + 32 * r;
+        const bool in = w < hv2;
+        const float v0 = in ? acc[r][0] * inv : 0.0f, v1 = in ? acc[r][1] * inv : 0.0f;
+        float amax = fmaxf(fabsf(v0), fabsf(v1));
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float d = amax / 127.0f;
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const int q0 = __float2int_rn(v0 * id), q1 = __float2int_rn(v1 * id);
+        int sum = q0 + q1;
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (in) {
+            *reinterpret_cast<uint16_t*>(c.q8_qs + e0 + 2 * w) = (uint16_t)((q0 & 0xff) | ((q1 & 0xff) << 8));
+            if ((w & 15) == 0) c.q8_ds[e0 / 32 + w / 16] = make_float2(d, (float)sum);
+        }
     }
 }
 
@@ -248,6 +304,8 @@ __global__ void kv_write_kernel(const float* __restrict__ k, int64_t k_stride, c
                                 int64_t v_stride, const int32_t* __restrict__ slots, int64_t n_tokens, int k_width,
                                 int v_width, __half* __restrict__ k_cache, int64_t k_row_stride,
                                 __half* __restrict__ v_cache, int64_t v_row_stride) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int width = k_width + v_width;
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= n_tokens * width) return;
@@ -281,7 +339,7 @@ size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_s
 }
 
 void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv, const AttnIndexCuda& idx,
-                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split) {
+                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split, void* out_q8) {
     cuda::Device& dev = stream.device();
     if (dev.is_failed()) return;
     const bool args_ok = p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim_k > 0 &&
@@ -289,11 +347,13 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
                          p.head_dim_k <= kMaxHeadDim && p.head_dim_v <= kMaxHeadDim && kv.block_size > 0 &&
                          kv.k_row_stride % 2 == 0 && kv.v_row_stride % 2 == 0 && n_tokens >= 0 &&
                          n_tokens <= INT_MAX && split.n_splits >= 1 && split.n_splits <= kAttnMaxSplits &&
-                         reinterpret_cast<uintptr_t>(split.workspace) % 16 == 0;
+                         reinterpret_cast<uintptr_t>(split.workspace) % 16 == 0 &&
+                         (out_q8 == nullptr || (p.head_dim_v % 32 == 0 && reinterpret_cast<uintptr_t>(out_q8) % 16 == 0 &&
+                                                n_tokens * p.n_head * p.head_dim_v <= INT_MAX));
     if (!args_ok) {
         dev.fail(error(StatusCode::invalid_argument,
-                       strformat("attention_cuda: n_head %d, n_head_kv %d, head dims %d/%d (even, <= %d), block size "
-                                 "%d, row strides %lld/%lld (even)",
+                       strformat("attention_cuda: n_head %d, n_head_kv %d, head dims %d/%d (even, <= %d; %% 32 with an "
+                                 "int8 output), block size %d, row strides %lld/%lld (even)",
                                  p.n_head, p.n_head_kv, p.head_dim_k, p.head_dim_v, kMaxHeadDim, kv.block_size,
                                  (long long)kv.k_row_stride, (long long)kv.v_row_stride)));
         return;
@@ -316,12 +376,20 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
         c.counters = reinterpret_cast<int*>(static_cast<std::byte*>(split.workspace) +
                                             attention_partial_bytes(n_tokens, p, n_parts));
     }
+    if (out_q8 != nullptr) {
+        const int64_t n_in = (int64_t)p.n_head * p.head_dim_v;
+        c.q8_qs = static_cast<int8_t*>(out_q8);
+        c.q8_ds = reinterpret_cast<float2*>(c.q8_qs + cuda_kernels::act_q8_ds_offset(n_in, n_tokens));
+    }
     const size_t smem_bytes = sizeof(uint32_t) * (kChunk + (size_t)n_warps * c.hdk + (size_t)kChunk * c.kw +
                                                   (size_t)kChunk * (c.hdv / 2));
     const dim3 grid((unsigned)n_tokens, (unsigned)(p.n_head_kv * c.n_splits), (unsigned)n_parts);
-    attention_kernel<<<grid, 32 * n_warps, smem_bytes, static_cast<cudaStream_t>(stream.handle())>>>(q, kv, idx, c,
-                                                                                                   out);
-    dev.check(cudaGetLastError(), "attention_cuda launch");
+    auto* kernel = p.head_dim_k == 128 && p.head_dim_v == 128 ? attention_kernel<128, 128>
+                   : p.head_dim_k == 64 && p.head_dim_v == 64   ? attention_kernel<64, 64>
+                                                                : attention_kernel<0, 0>;
+    dev.check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, grid, dim3(32 * n_warps), smem_bytes,
+                                          static_cast<cudaStream_t>(stream.handle()), q, kv, idx, c, out),
+              "attention_cuda launch");
 }
 
 void kv_write_cuda(cuda::Stream& stream, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
@@ -336,11 +404,12 @@ void kv_write_cuda(cuda::Stream& stream, const float* k, int64_t k_stride, const
     const int64_t n = n_tokens * (k_width + v_width);
     if (n == 0 || !dev.make_current()) return;
     constexpr int kThreads = 256;
-    kv_write_kernel<<<(unsigned)((n + kThreads - 1) / kThreads), kThreads, 0,
-                      static_cast<cudaStream_t>(stream.handle())>>>(
-        k, k_stride, v, v_stride, slots, n_tokens, k_width, v_width, static_cast<__half*>(k_cache), k_row_stride,
-        static_cast<__half*>(v_cache), v_row_stride);
-    dev.check(cudaGetLastError(), "kv_write_cuda launch");
+    dev.check(cuda_kernels::launch_kernel(stream.programmatic(), kv_write_kernel,
+                                          dim3((unsigned)((n + kThreads - 1) / kThreads)), dim3(kThreads), 0,
+                                          static_cast<cudaStream_t>(stream.handle()), k, k_stride, v, v_stride, slots,
+                                          n_tokens, k_width, v_width, static_cast<__half*>(k_cache), k_row_stride,
+                                          static_cast<__half*>(v_cache), v_row_stride),
+              "kv_write_cuda launch");
 }
 
 }  // namespace hearth::backend

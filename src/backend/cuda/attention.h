@@ -66,8 +66,13 @@ struct AttnSplitCuda {
 constexpr int kAttnMaxSplits = 64;
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits);
 
+// out_q8, when set, also receives out as int8 activations for the next matmul: the layout and
+// the bits of quantize_activations_cuda(out, out_q8, n_head * head_dim_v, n_tokens)
+// (backend/cuda/matmul.h; activation_q8_bytes of that shape, 16-byte aligned), without the
+// separate pass. Needs head_dim_v % 32 == 0.
 void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv, const AttnIndexCuda& idx,
-                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split = {});
+                    int64_t n_tokens, const AttentionParams& p, float* out, const AttnSplitCuda& split = {},
+                    void* out_q8 = nullptr);
 
 // Writes the K rows (k_width f32 values, k_stride apart) and V rows of n_tokens tokens into
 // the f16 cache (k_cache / v_cache device pointers, row strides in halves) at slots[t]

@@ -90,8 +90,16 @@ public:
     void* scratch(size_t size_bytes);
     size_t scratch_bytes() const { return scratch_bytes_; }
 
+    // Programmatic dependent launches (sm_90): when on, the decode-step kernels of ops.h,
+    // attention.h and matmul.h's int8 path are queued so that each may start while the kernel
+    // before it finishes (it waits for it before touching its results: backend/cuda/launch.cuh).
+    // Results are the same bits either way; only the gaps between kernels shrink. Off by default.
+    void set_programmatic(bool on) { programmatic_ = on; }
+    bool programmatic() const { return programmatic_; }
+
 private:
     Device* device_;
+    bool programmatic_ = false;
     void* stream_ = nullptr;     // cudaStream_t, owned
     void* scratch_ = nullptr;    // device memory, owned; scratch_bytes_ bytes
     size_t scratch_bytes_ = 0;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
 
 namespace hearth::backend {
@@ -22,9 +23,8 @@ namespace {
 // which waits for this grid before reading qs/ds) at once so they can start streaming weights.
 __global__ void __launch_bounds__(256) quantize_q8_kernel(const float* __restrict__ x, int8_t* __restrict__ qs,
                                                           float2* __restrict__ ds, int n_in, int n_blocks, bool vec4) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
+    pdl_launch_dependents();
+    pdl_wait();
     const int gid = blockIdx.x * blockDim.x + threadIdx.x;
     const int blk = gid >> 3, sub = gid & 7;
     const bool active = blk < n_blocks;  // inactive lanes still join the shuffles
@@ -56,13 +56,12 @@ __global__ void __launch_bounds__(256) convert_f16_kernel(const float* __restric
 
 }  // namespace
 
-cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_tokens, cudaStream_t s) {
+cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_tokens, cudaStream_t s, bool pdl) {
     const int n_blocks = n_in / 32 * n_tokens;
     const int threads = 256;
     const unsigned grid = (unsigned)(((int64_t)n_blocks * 8 + threads - 1) / threads);
     const bool vec4 = reinterpret_cast<uintptr_t>(x) % 16 == 0;
-    quantize_q8_kernel<<<grid, threads, 0, s>>>(x, qs, ds, n_in, n_blocks, vec4);
-    return cudaGetLastError();
+    return launch_kernel(pdl, quantize_q8_kernel, dim3(grid), dim3(threads), 0, s, x, qs, ds, n_in, n_blocks, vec4);
 }
 
 cudaError_t convert_f16(const float* x, __half* xh, int64_t n, cudaStream_t s) {
@@ -207,21 +206,33 @@ void matmul_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const s
     }
 }
 
-// The earlier dp4a path over token groups of up to 8 (weights read once per group).
-void matvec_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const std::byte* w, size_t row_bytes,
-                      cuda_kernels::ActQ8 act, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens) {
+// The dp4a matrix-vector kernel over token groups of up to 8 (weights read once per group), for
+// the matrices of `args` (outputs and the token tables offset per group).
+void matvec_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, cuda_kernels::MvArgs args,
+                      cuda_kernels::ActQ8 act, int64_t n_in, int64_t n_tokens) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokens) {
         const int nt = (int)std::min<int64_t>(kMaxTokens, n_tokens - t0);
         const cuda_kernels::ActQ8 a{act.qs + t0 * n_in, act.ds + t0 * (n_in / 32)};
-        // Programmatic launch: the previous kernel on the stream is the activation quantizer or
-        // the previous group, and the kernel reads activations only after waiting for it.
-        if (!dev.check(cuda_kernels::matvec_q8(type, w, row_bytes, a, y + t0 * n_out, (int)n_in, (int)n_out, nt,
-                                               dev.info().n_sm, /*pdl=*/true, s),
+        cuda_kernels::MvArgs g = args;
+        for (int i = 0; i < g.n_segs; ++i) {
+            if (g.seg[i].kind == cuda_kernels::kMvF32 || g.seg[i].kind == cuda_kernels::kMvRopeF32)
+                g.seg[i].out = static_cast<float*>(g.seg[i].out) + t0 * g.seg[i].ld;
+        }
+        if (g.positions) g.positions += t0;
+        if (g.slots) g.slots += t0;
+        // Programmatic launch: the previous kernel on the stream wrote the activations (or is the
+        // previous group), and the kernel reads them only after waiting for it.
+        if (!dev.check(cuda_kernels::matvec_q8(type, g, a, (int)n_in, nt, dev.info().n_sm, /*pdl=*/true, s),
                        "matmul_cuda dp4a launch")) {
             return;
         }
     }
 }
+
+cuda_kernels::MvSeg plain_seg(const std::byte* w, size_t row_bytes, int64_t n_out, float* y) {
+    return cuda_kernels::MvSeg{w, row_bytes, 0, (int)n_out, cuda_kernels::kMvF32, y, n_out};
+}
+
 
 }  // namespace
 
@@ -256,7 +267,8 @@ void quantize_activations_cuda(cuda::Stream& stream, const float* x, void* xq, i
     if (n_in == 0 || n_tokens == 0 || !dev.make_current()) return;
     auto* q = static_cast<int8_t*>(xq);
     auto* ds = reinterpret_cast<float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens));
-    dev.check(cuda_kernels::quantize_q8(x, q, ds, (int)n_in, (int)n_tokens, static_cast<cudaStream_t>(stream.handle())),
+    dev.check(cuda_kernels::quantize_q8(x, q, ds, (int)n_in, (int)n_tokens, static_cast<cudaStream_t>(stream.handle()),
+                                        stream.programmatic()),
               "quantize_activations_cuda launch");
 }
 
@@ -282,9 +294,106 @@ void matmul_cuda_q8(cuda::Stream& stream, QuantType type, const std::byte* w, si
     const auto* q = static_cast<const int8_t*>(xq);
     const cuda_kernels::ActQ8 act{q, reinterpret_cast<const float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens))};
     if (kernel == MatmulQ8Kernel::dp4a) {
-        matvec_q8_groups(dev, s, type, w, row_bytes, act, y, n_in, n_out, n_tokens);
+        cuda_kernels::MvArgs args{};
+        args.seg[0] = plain_seg(w, row_bytes, n_out, y);
+        args.n_segs = 1;
+        matvec_q8_groups(dev, s, type, args, act, n_in, n_tokens);
     } else {
         matmul_q8_groups(dev, s, type, w, row_bytes, act, y, n_in, n_out, n_tokens);
+    }
+}
+
+namespace {
+
+// Checks shared by the grouped entry points; records the failure and returns false.
+bool check_q8_matrix(cuda::Device& dev, const char* what, const MatmulQ8Matrix& m, int64_t n_in, int64_t n_tokens) {
+    if (!cuda_kernels::has_matvec_q8(m.type)) {
+        dev.fail(error(StatusCode::unsupported, strformat("%s: no dp4a kernel for type %s", what, quant::type_name(m.type))));
+        return false;
+    }
+    if (!check_shape(dev, what, m.type, m.row_bytes, n_in, m.n_out, n_tokens)) return false;
+    if (reinterpret_cast<uintptr_t>(m.w) % 2 != 0 || m.row_bytes % 2 != 0) {
+        dev.fail(error(StatusCode::invalid_argument, strformat("%s: W and row_bytes must be 2-byte aligned", what)));
+        return false;
+    }
+    return true;
+}
+
+cuda_kernels::ActQ8 act_of(const void* xq, int64_t n_in, int64_t n_tokens) {
+    const auto* q = static_cast<const int8_t*>(xq);
+    return {q, reinterpret_cast<const float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens))};
+}
+
+}  // namespace
+
+void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
+                            std::initializer_list<MatmulQ8Out> outs) {
+    cuda::Device& dev = stream.device();
+    if (dev.is_failed()) return;
+    if (outs.size() == 0 || outs.size() > (size_t)cuda_kernels::kMvMaxSegs || !is_aligned16(xq) || n_in % 32 != 0) {
+        dev.fail(error(StatusCode::invalid_argument, "matmul_cuda_q8_grouped: 1..3 matrices, xq 16-byte aligned"));
+        return;
+    }
+    for (const MatmulQ8Out& o : outs)
+        if (!check_q8_matrix(dev, "matmul_cuda_q8_grouped", o.m, n_in, n_tokens)) return;
+    if (n_tokens == 0 || n_in == 0 || !dev.make_current()) return;
+    auto* s = static_cast<cudaStream_t>(stream.handle());
+    const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_tokens);
+    // One launch per distinct type, matrices in their given order.
+    bool done[cuda_kernels::kMvMaxSegs] = {};
+    const MatmulQ8Out* o = outs.begin();
+    for (size_t i = 0; i < outs.size(); ++i) {
+        if (done[i]) continue;
+        cuda_kernels::MvArgs args{};
+        for (size_t j = i; j < outs.size(); ++j) {
+            if (done[j] || o[j].m.type != o[i].m.type) continue;
+            args.seg[args.n_segs++] = plain_seg(o[j].m.w, o[j].m.row_bytes, o[j].m.n_out, o[j].y);
+            done[j] = true;
+        }
+        matvec_q8_groups(dev, s, o[i].m.type, args, act, n_in, n_tokens);
+    }
+}
+
+void matmul_qkv_rope_cuda(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
+                          const MatmulQ8Matrix& wq, const MatmulQ8Matrix& wk, const MatmulQ8Matrix& wv, float* q,
+                          const QkvRopeCuda& r) {
+    cuda::Device& dev = stream.device();
+    if (dev.is_failed()) return;
+    const int hdk = r.head_dim_k, hdv = r.head_dim_v;
+    const bool args_ok = is_aligned16(xq) && n_in % 32 == 0 && r.rope.n_rot > 0 && r.rope.n_rot % 2 == 0 &&
+                         r.rope.n_rot <= hdk && hdk % 2 == 0 && !r.rope.neox && r.n_head > 0 && r.n_head_kv > 0 &&
+                         hdv > 0 && wq.n_out == (int64_t)r.n_head * hdk && wk.n_out == (int64_t)r.n_head_kv * hdk &&
+                         wv.n_out == (int64_t)r.n_head_kv * hdv;
+    if (!args_ok) {
+        dev.fail(error(StatusCode::invalid_argument,
+                       "matmul_qkv_rope_cuda: bad arguments (normal-mode rope, even n_rot <= head_dim_k, Q/K/V rows = "
+                       "heads x head dims, xq 16-byte aligned)"));
+        return;
+    }
+    for (const MatmulQ8Matrix* m : {&wq, &wk, &wv})
+        if (!check_q8_matrix(dev, "matmul_qkv_rope_cuda", *m, n_in, n_tokens)) return;
+    if (n_tokens == 0 || n_in == 0 || !dev.make_current()) return;
+    auto* s = static_cast<cudaStream_t>(stream.handle());
+    const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_tokens);
+    const cuda_kernels::MvSeg segs[3] = {
+        {wq.w, wq.row_bytes, 0, (int)wq.n_out, cuda_kernels::kMvRopeF32, q, wq.n_out},
+        {wk.w, wk.row_bytes, 0, (int)wk.n_out, cuda_kernels::kMvRopeF16, r.k_cache, r.k_row_stride},
+        {wv.w, wv.row_bytes, 0, (int)wv.n_out, cuda_kernels::kMvF16, r.v_cache, r.v_row_stride},
+    };
+    const QuantType types[3] = {wq.type, wk.type, wv.type};
+    bool done[3] = {};
+    for (int i = 0; i < 3; ++i) {
+        if (done[i]) continue;
+        cuda_kernels::MvArgs args{};
+        args.rope = cuda_kernels::make_rope_consts(r.rope, r.n_head, hdk);
+        args.positions = r.positions;
+        args.slots = r.slots;
+        for (int j = i; j < 3; ++j) {
+            if (done[j] || types[j] != types[i]) continue;
+            args.seg[args.n_segs++] = segs[j];
+            done[j] = true;
+        }
+        matvec_q8_groups(dev, s, types[i], args, act, n_in, n_tokens);
     }
 }
 

@@ -46,8 +46,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "backend/cuda/device.h"
+#include "backend/ref/rope.h"
 #include "quant/types.h"
 
 namespace hearth::backend {
@@ -83,5 +85,51 @@ void quantize_activations_cuda(cuda::Stream& stream, const float* x, void* xq, i
 void matmul_cuda_q8(cuda::Stream& stream, quant::QuantType type, const std::byte* w, size_t row_bytes,
                     const void* xq, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens,
                     MatmulQ8Kernel kernel = MatmulQ8Kernel::mma);
+
+// ---- Grouped launches of the dp4a kernels for the single-stream decode step, where each
+// matrix alone is too small to keep the GPU busy (a launch ramps up and drains once for all).
+
+// A quantized matrix in device memory (Q4_0, Q8_0, Q4_K, Q6_K; W and row_bytes 2-byte aligned,
+// allocations padded as above).
+struct MatmulQ8Matrix {
+    quant::QuantType type = quant::QuantType::q4_k;
+    const std::byte* w = nullptr;
+    size_t row_bytes = 0;
+    int64_t n_out = 0;
+};
+struct MatmulQ8Out {
+    MatmulQ8Matrix m;
+    float* y = nullptr;  // [n_tokens][m.n_out] f32
+};
+
+// matmul_cuda_q8(..., MatmulQ8Kernel::dp4a) for 1..3 matrices that read the same activations
+// (xq: [n_tokens][n_in] as quantize_activations_cuda writes them), as one launch per distinct
+// weight type (matrices of one type share a launch): every output bit-identical to the separate
+// calls (a row's arithmetic depends on n_in alone).
+void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
+                            std::initializer_list<MatmulQ8Out> outs);
+
+// Where the Q/K/V projections of matmul_qkv_rope_cuda go.
+struct QkvRopeCuda {
+    int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
+    RopeConfig rope;                     // normal mode only (neox: invalid_argument); freq_factors on the device
+    const int32_t* positions = nullptr;  // [n_tokens] int32, device
+    const int32_t* slots = nullptr;      // [n_tokens] int32 cache rows, device; distinct
+    void* k_cache = nullptr;             // f16 rows, k_row_stride halves apart (attention.h's layout)
+    int64_t k_row_stride = 0;
+    void* v_cache = nullptr;
+    int64_t v_row_stride = 0;
+};
+
+// The Q, K and V projections of a decode step with rope and the KV write done by the matmul
+// kernel as it stores its outputs: the bits of matmul_cuda_q8(dp4a) for wq, wk and wv (the same
+// xq) followed by rope_kv_write_cuda (ops.h) over q, k, v, without the k and v f32 outputs and
+// the extra kernel. q: [n_tokens][n_head * head_dim_k] f32, receives q rotated; K and V rows go
+// to the cache rows slots[t] only. wq.n_out = n_head * head_dim_k, wk.n_out = n_head_kv *
+// head_dim_k, wv.n_out = n_head_kv * head_dim_v; one launch per distinct weight type (Q4_K_M's
+// Q6_K V matrices take their own). Bad arguments record invalid_argument; nothing is launched.
+void matmul_qkv_rope_cuda(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
+                          const MatmulQ8Matrix& wq, const MatmulQ8Matrix& wk, const MatmulQ8Matrix& wv, float* q,
+                          const QkvRopeCuda& r);
 
 }  // namespace hearth::backend

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cuda/rope.cuh"
 #include "quant/types.h"
 
 namespace hearth::backend::cuda_kernels {
@@ -27,17 +28,50 @@ inline size_t act_q8_bytes(int64_t n_in, int64_t n_tokens) {
 
 // x [n_tokens][n_in] f32 (n_in % 32 == 0, any 4-byte alignment) -> qs, ds as above.
 // d = amax / 127, q = round_half_even(x * (127 / amax)) (0 for an all-zero block).
-cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_tokens, cudaStream_t s);
+// With `pdl`, launched as a programmatic dependent (launch.cuh's contract).
+cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_tokens, cudaStream_t s,
+                        bool pdl = false);
 // xh[i] = f16(x[i]), round to nearest even, i < n.
 cudaError_t convert_f16(const float* x, __half* xh, int64_t n, cudaStream_t s);
 
 // dp4a matrix-vector product for Q4_0, Q8_0, Q4_K, Q6_K (matmul_vec.cu); 1 <= n_tokens <= 8.
-// W rows must be 2-byte aligned; n_sm sizes the persistent grid. With `pdl` the kernel is launched as a programmatic dependent
-// of the previous kernel on the stream (quantize_q8): it starts streaming W before that kernel
-// has finished and waits for it only before reading the activations.
+// One launch covers up to kMvMaxSegs matrices of the same type and n_in that read the same
+// activations (Q, K and V; gate and up): their rows form one row space, matrix 0's first, and
+// every output row is computed exactly as in a launch of its matrix alone (the per-row
+// arithmetic depends on n_in only), so grouping changes no bits. Each matrix has its own output
+// (MvKind):
+//  - kMvF32: y[t][row] f32 at out + t * ld;
+//  - kMvF16: the f16 cache row of token t, out + slots[t] * ld halves (the V write);
+//  - kMvRopeF32 / kMvRopeF16: as those, the rows rotated first as rope_cuda rotates them
+//    (rows = heads of rope.head_dim values, pairs (2i, 2i + 1), normal mode only; rope.cuh's
+//    arithmetic, so the bits equal matvec + rope_kv_write_cuda); the matrix's row_begin and row
+//    count must be even.
+// W rows must be 2-byte aligned; n_sm sizes the persistent grid. With `pdl` the kernel is
+// launched as a programmatic dependent of the previous kernel on the stream: it starts
+// streaming W before that kernel has finished and waits for it before reading the activations
+// (launch.cuh's contract); it lets its own dependents launch at once.
+constexpr int kMvMaxSegs = 3;
+enum MvKind : int { kMvF32 = 0, kMvF16 = 1, kMvRopeF32 = 2, kMvRopeF16 = 3 };
+struct MvSeg {
+    const std::byte* w;
+    size_t row_bytes;
+    int row_begin;  // first row in the launch's row space (set by matvec_q8)
+    int n_rows;
+    int kind;       // MvKind
+    void* out;      // f32 [n_tokens][ld] or f16 cache rows (ld halves apart)
+    int64_t ld;
+};
+struct MvArgs {
+    MvSeg seg[kMvMaxSegs];
+    int n_segs;
+    int n_rows;                  // sum of the matrices' rows (set by matvec_q8)
+    RopeConsts rope;             // rope kinds
+    const int32_t* positions;    // [n_tokens] int32 (rope kinds)
+    const int32_t* slots;        // [n_tokens] int32 cache rows (f16 kinds)
+};
 bool has_matvec_q8(quant::QuantType type);
-cudaError_t matvec_q8(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
-                      int n_out, int n_tokens, int n_sm, bool pdl, cudaStream_t s);
+cudaError_t matvec_q8(quant::QuantType type, MvArgs args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl,
+                      cudaStream_t s);
 
 // Batch-invariant integer tensor-core matmul (matmul_mma.cu) for Q4_0, Q8_0, Q4_K, Q6_K:
 // 1 <= n_tokens <= kMmaMaxTokens, weights read once for all tokens. Each output is summed in

@@ -21,9 +21,16 @@
 // History (H100, 14336 x 4096 Q4_K, 1 token, kernel alone, % of copy bandwidth): one row per
 // block staged through registers 49 %; 4 rows per block with cp.async double buffering 63 %
 // (both short of bytes in flight); persistent 3-buffer pipeline with Q4_K/Q6_K unit pairs 69-71 %
-// (large matrices 90 %: what is left at this size is the decode work per byte and the ramp).
+// (large matrices 90 %); one token's activations kept in registers (kPre, below) 90 % (12.9 us;
+// 4096 x 4096: 5.6 us, 59 %; Q6_K 4096 x 14336: 92 %). Fewer blocks per SM than fit (to leave
+// room for the next kernel's blocks) lost 10-40 % of a decode step: each block's item rate is
+// latency-bound, so the grid keeps every block that fits.
 // Rows whose start is not 16-byte aligned are copied from the 16-byte boundary below and read
 // at an offset.
+// One launch may cover several matrices (MvArgs: Q, K and V; gate and up) as one row space, so
+// the small ones do not each pay a ramp and a tail, and the q/k rows may leave through the rope
+// epilogue (rope.cuh: rotated q in f32, rotated k and v straight into the f16 KV cache), which
+// replaces the rope + KV-write kernel of the decode step.
 //
 // Per unit and token: two 16-byte activation loads, eight dp4a, and one scale step:
 //   y += dx * (a0 * dot(q[0..15], xq[0..15]) + a1 * dot(q[16..31], xq[16..31]) - m * sum(xq))
@@ -33,6 +40,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
 #include "quant/q4_0.h"
 #include "quant/q4_k.h"
@@ -252,10 +260,40 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 
 constexpr int kBufs = 3;  // stage buffers: two items in flight while one is computed
 
-template <QuantType kType, int T>
+// The matrix of row `row` of the launch's row space (no dynamic indexing of the parameter).
+__device__ __forceinline__ int seg_of(const MvArgs& a, int row) {
+    return (a.n_segs > 2 && row >= a.seg[2].row_begin) ? 2 : (a.n_segs > 1 && row >= a.seg[1].row_begin) ? 1 : 0;
+}
+__device__ __forceinline__ const MvSeg& seg_at(const MvArgs& a, int s) {
+    return s == 0 ? a.seg[0] : s == 1 ? a.seg[1] : a.seg[2];
+}
+
+// Stores a rotated pair (rope kinds): values y0, y1 of rows `local`, `local` + 1 of its matrix.
+__device__ __noinline__ void store_rope_pair(float x0, float x1, int local, int t, int kind, void* out, int64_t ld,
+                                             RopeConsts c, const int32_t* positions, const int32_t* slots) {
+    const int e = local % c.head_dim;
+    float y0 = x0, y1 = x1;
+    if (e < c.n_rot) rope_rotate(x0, x1, positions[t], e / 2, c, y0, y1);
+    if (kind == kMvRopeF32) {
+        float* o = static_cast<float*>(out) + (int64_t)t * ld + local;
+        o[0] = y0, o[1] = y1;
+    } else {
+        __half* o = static_cast<__half*>(out) + (int64_t)slots[t] * ld + local;
+        o[0] = __float2half_rn(y0), o[1] = __float2half_rn(y1);
+    }
+}
+
+// kPre (one token, rows of at most kPre stages; 0 otherwise): a thread's slot covers the same
+// activation units in every row group, so it loads them once into registers instead of once per
+// item: those loads (L1 hits at best, L2 round trips under the weight stream) were on every
+// item's critical path, and each block's item rate, not DRAM, bounded the smaller matrices.
+template <QuantType kType, int T, int kPre>
 __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
-    matvec_q8_kernel(const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
-                     const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out) {
+    matvec_q8_kernel(const __grid_constant__ MvArgs a, int data_bytes, const int8_t* __restrict__ xq,
+                     const float2* __restrict__ xds, int n_in) {
+    static_assert(kPre == 0 || T == 1, "activations are preloaded for one token only");
+    // The next kernel may be scheduled now: it waits for this one before using its results.
+    pdl_launch_dependents();
     using S = Slot<kType, T == 1>;
     constexpr int R = S::kRows, U = S::kUnits;
     extern __shared__ uint4 smem[];                // [kBufs][R rows][row_stride / 16]: one item each
@@ -267,11 +305,16 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
     const int buf_stride = R * row_stride;
     const int n_units = n_in / 32;
     const int n_stages = (n_units + stage_units - 1) / stage_units;
+    const int n_out = a.n_rows;
     const int n_groups = (n_out + R - 1) / R;
     const int n_items = (n_groups - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x * n_stages;
 
     // Rows past n_out read row n_out - 1 (valid memory) and are never stored.
-    auto row_ptr = [&](int row) { return w + (size_t)min(row, n_out - 1) * row_bytes; };
+    auto row_ptr = [&](int row) {
+        row = min(row, n_out - 1);
+        const MvSeg& sg = seg_at(a, seg_of(a, row));
+        return sg.w + (size_t)(row - sg.row_begin) * sg.row_bytes;
+    };
     auto issue = [&](int item) {  // copies item `item` (if any) and commits a group either way
         if (item < n_items) {
             const int row0 = ((int)blockIdx.x + item / n_stages * (int)gridDim.x) * R;
@@ -293,11 +336,30 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
 
 #pragma unroll
     for (int p = 0; p < kBufs - 1; ++p) issue(p);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    // Launched as a programmatic dependent of the activation quantizer: the first weight items
-    // are in flight; wait for the activations (no-op when launched normally).
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+    // Launched as a programmatic dependent of the kernel that writes the activations: the first
+    // weight items are in flight; wait for it (no-op when launched normally).
+    pdl_wait();
+
+    constexpr int kP = kPre > 0 ? kPre : 1;
+    int4 xa[kP][U][2];  // kPre: this thread's activation codes per stage and unit
+    float2 xd[kP][U];   // and their {d, sum}
+    if constexpr (kPre > 0) {
+#pragma unroll
+        for (int st = 0; st < kPre; ++st) {
+#pragma unroll
+            for (int i = 0; i < U; ++i) {
+                const int g = st * stage_units + S::unit(tid, i);
+                if (st < n_stages && g < n_units) {
+                    const int4* xp = reinterpret_cast<const int4*>(xq + 32 * (size_t)g);
+                    xa[st][i][0] = xp[0], xa[st][i][1] = xp[1];
+                    xd[st][i] = xds[g];
+                } else {
+                    xa[st][i][0] = xa[st][i][1] = make_int4(0, 0, 0, 0);
+                    xd[st][i] = make_float2(0.0f, 0.0f);
+                }
+            }
+        }
+    }
 
     float acc[R][T];
 #pragma unroll
@@ -325,10 +387,19 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
             for (int t = 0; t < T; ++t) {
 #pragma unroll
                 for (int i = 0; i < U; ++i) {
-                    const int g = gbase + S::unit(tid, i);
-                    const int4* xp = reinterpret_cast<const int4*>(xq + (size_t)t * n_in + 32 * (size_t)g);
-                    const int4 x0 = xp[0], x1 = xp[1];
-                    const float2 ds = xds[(size_t)t * n_units + g];
+                    int4 x0, x1;
+                    float2 ds;
+                    if constexpr (kPre > 0) {  // select, not index: the arrays stay in registers
+                        const bool s1 = kPre > 1 && stage == 1;
+                        x0 = s1 ? xa[kP - 1][i][0] : xa[0][i][0];
+                        x1 = s1 ? xa[kP - 1][i][1] : xa[0][i][1];
+                        ds = s1 ? xd[kP - 1][i] : xd[0][i];
+                    } else {
+                        const int g = gbase + S::unit(tid, i);
+                        const int4* xp = reinterpret_cast<const int4*>(xq + (size_t)t * n_in + 32 * (size_t)g);
+                        x0 = xp[0], x1 = xp[1];
+                        ds = xds[(size_t)t * n_units + g];
+                    }
 #pragma unroll
                     for (int r = 0; r < R; ++r) {
                         const Unit& u = un[r][i];
@@ -356,18 +427,34 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
             __syncthreads();
             if (tid < R * T) {  // red is rewritten only after the barriers of a later item
                 const int r = tid / T, t = tid % T;
-                float sum = 0.0f;
-                for (int k = 0; k < nth / 32; ++k) sum += red[k][r][t];
-                if (row0 + r < n_out) y[(size_t)t * n_out + row0 + r] = sum;
+                auto total = [&](int rr) {
+                    float sum = 0.0f;
+                    for (int k = 0; k < nth / 32; ++k) sum += red[k][rr][t];
+                    return sum;
+                };
+                const int row = row0 + r;
+                if (row < n_out) {
+                    const MvSeg& sg = seg_at(a, seg_of(a, row));
+                    const int local = row - sg.row_begin;
+                    if (sg.kind == kMvF32) {
+                        static_cast<float*>(sg.out)[(size_t)t * sg.ld + local] = total(r);
+                    } else if (sg.kind == kMvF16) {
+                        static_cast<__half*>(sg.out)[(int64_t)a.slots[t] * sg.ld + local] = __float2half_rn(total(r));
+                    } else if ((local & 1) == 0) {
+                        // A pair's rows are r and r + 1 of this group (even row_begin, R even):
+                        // its even thread stores both.
+                        store_rope_pair(total(r), total(r + 1), local, t, sg.kind, sg.out, sg.ld, a.rope, a.positions,
+                                        a.slots);
+                    }
+                }
             }
         }
         __syncthreads();  // this item's buffer is refilled by the next iteration's copy
     }
 }
 
-template <QuantType kType, int T>
-cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_sm, bool pdl,
-                   cudaStream_t s) {
+template <QuantType kType, int T, int kPre = 0>
+cudaError_t launch(const MvArgs& args, ActQ8 act, int n_in, int n_sm, bool pdl, cudaStream_t s) {
     using S = Slot<kType, T == 1>;
     const int n_units = n_in / 32;
     // Threads: one slot each, a stage (nth * kUnits units) a multiple of 64 units and, where the
@@ -376,7 +463,7 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, in
     const int nth = n_units >= 128 * S::kUnits ? 128 : n_units >= 64 * S::kUnits ? 64 : nth_min;
     const int stage_bytes = nth * S::kUnits / 64 * S::kGroupBytes;
     const size_t smem = (size_t)kBufs * S::kRows * (stage_bytes + 32);
-    auto kernel = matvec_q8_kernel<kType, T>;
+    auto kernel = matvec_q8_kernel<kType, T, kPre>;
     cudaError_t err = cudaSuccess;
     if (smem > 48 * 1024) {
         err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -389,7 +476,7 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, in
     int per_sm = 0;
     err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, nth, smem);
     if (err != cudaSuccess) return err;
-    const int n_groups = (n_out + S::kRows - 1) / S::kRows;
+    const int n_groups = (args.n_rows + S::kRows - 1) / S::kRows;
     const int cap = std::max(per_sm, 1) * n_sm;
     const int per_block = (n_groups + cap - 1) / cap;
     const int blocks = std::max(1, (n_groups + per_block - 1) / per_block);
@@ -403,22 +490,28 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, in
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, (int)quant::row_size(kType, n_in), act.qs, act.ds, y, n_in,
-                              n_out);
+    return cudaLaunchKernelEx(&cfg, kernel, args, (int)quant::row_size(kType, n_in), act.qs, act.ds, n_in);
 }
 
 template <QuantType kType>
-cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out,
-                        int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
+cudaError_t launch_type(const MvArgs& args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
+    if (n_tokens == 1) {  // the stage count of launch<kType, 1>'s thread choice
+        using S = Slot<kType, true>;
+        const int n_units = n_in / 32;
+        const int nth = n_units >= 128 * S::kUnits ? 128 : n_units >= 64 * S::kUnits ? 64 : 64 / S::kUnits;
+        const int n_stages = (n_units + nth * S::kUnits - 1) / (nth * S::kUnits);
+        if (n_stages == 1) return launch<kType, 1, 1>(args, act, n_in, n_sm, pdl, s);
+        if (n_stages == 2) return launch<kType, 1, 2>(args, act, n_in, n_sm, pdl, s);
+    }
     switch (n_tokens) {
-        case 1: return launch<kType, 1>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 2: return launch<kType, 2>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 3: return launch<kType, 3>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 4: return launch<kType, 4>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 5: return launch<kType, 5>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 6: return launch<kType, 6>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 7: return launch<kType, 7>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
-        case 8: return launch<kType, 8>(w, row_bytes, act, y, n_in, n_out, n_sm, pdl, s);
+        case 1: return launch<kType, 1>(args, act, n_in, n_sm, pdl, s);
+        case 2: return launch<kType, 2>(args, act, n_in, n_sm, pdl, s);
+        case 3: return launch<kType, 3>(args, act, n_in, n_sm, pdl, s);
+        case 4: return launch<kType, 4>(args, act, n_in, n_sm, pdl, s);
+        case 5: return launch<kType, 5>(args, act, n_in, n_sm, pdl, s);
+        case 6: return launch<kType, 6>(args, act, n_in, n_sm, pdl, s);
+        case 7: return launch<kType, 7>(args, act, n_in, n_sm, pdl, s);
+        case 8: return launch<kType, 8>(args, act, n_in, n_sm, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }
@@ -429,13 +522,21 @@ bool has_matvec_q8(QuantType type) {
     return type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k || type == QuantType::q6_k;
 }
 
-cudaError_t matvec_q8(QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out,
-                      int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
+cudaError_t matvec_q8(QuantType type, MvArgs args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl,
+                      cudaStream_t s) {
+    if (args.n_segs < 1 || args.n_segs > kMvMaxSegs) return cudaErrorInvalidValue;
+    args.n_rows = 0;
+    for (int i = 0; i < args.n_segs; ++i) {
+        args.seg[i].row_begin = args.n_rows;
+        args.n_rows += args.seg[i].n_rows;
+    }
+    for (int i = args.n_segs; i < kMvMaxSegs; ++i) args.seg[i] = args.seg[args.n_segs - 1];  // never selected
+    if (args.n_rows <= 0) return cudaSuccess;
     switch (type) {
-        case QuantType::q8_0: return launch_type<QuantType::q8_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
-        case QuantType::q4_0: return launch_type<QuantType::q4_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
-        case QuantType::q4_k: return launch_type<QuantType::q4_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
-        case QuantType::q6_k: return launch_type<QuantType::q6_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, n_sm, pdl, s);
+        case QuantType::q8_0: return launch_type<QuantType::q8_0>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q4_0: return launch_type<QuantType::q4_0>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q4_k: return launch_type<QuantType::q4_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q6_k: return launch_type<QuantType::q6_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }

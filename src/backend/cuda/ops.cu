@@ -1,5 +1,7 @@
 // CUDA element-wise and row ops (contract and numerics: ops.h). Simple, memory-bound kernels:
-// one pass over their inputs, coalesced, no shared state between blocks.
+// one pass over their inputs, coalesced, no shared state between blocks. Every kernel keeps the
+// programmatic-launch contract of launch.cuh (it waits for the previous kernel before touching
+// memory), so each is queued as a programmatic dependent when the stream asks for it.
 #include "backend/cuda/ops.h"
 
 #include <cuda_fp16.h>
@@ -9,12 +11,18 @@
 #include <climits>
 #include <cmath>
 
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
+#include "backend/cuda/rope.cuh"
 #include "quant/q8_0.h"
 
 namespace hearth::backend {
 namespace {
 
+using cuda_kernels::launch_kernel;
+using cuda_kernels::pdl_launch_dependents;
+using cuda_kernels::pdl_wait;
+using cuda_kernels::RopeConsts;
 using quant::QuantType;
 
 static_assert(sizeof(quant::BlockQ8_0) == 34 && offsetof(quant::BlockQ8_0, qs) == 2);
@@ -35,100 +43,160 @@ bool begin_op(cuda::Stream& stream, bool args_ok, const char* what, int64_t work
 
 unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
-// ---- rms_norm: TPR threads per row (32: one warp; 256: the whole block), f64 sums.
-template <int TPR>
-__global__ void __launch_bounds__(256) rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                                         float* __restrict__ y, int64_t n, int64_t rows, float eps) {
-    constexpr int kRowsPerBlock = 256 / TPR;
-    const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / TPR;
-    const int lane = threadIdx.x % TPR;
-    const bool active = row < rows;
-    const float* xr = x + (active ? row : 0) * n;
+// ---- Row sums of squares for rms_norm, f64 like the reference. Rows of n < kWideMin take one
+// warp each (rms_norm_kernel; 8 rows per block); wider rows one block each of wide_threads(n)
+// threads, thread i summing the 4-value chunks i, i + nth, ... in order, then the warps' sums
+// in order (block_sum): a 4096-value row is one 16-byte load per thread and a few barriers
+// (the previous layout, 256 threads looping with 4-byte loads, took 7.8 us per row on the H100).
+// The fused kernels use the same layouts and orders, so their scale is bit-identical to
+// rms_norm_cuda's.
+constexpr int64_t kWideMin = 1024;
+constexpr int kWideMaxThreads = 1024;
+int wide_threads(int64_t n) { return (int)std::min<int64_t>(kWideMaxThreads, ((n + 3) / 4 + 31) / 32 * 32); }
+
+// Adds v*v of the first `count` of 4 values to s, in order.
+__device__ __forceinline__ void add_squares(const float (&v)[4], int count, double& s) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+        if (j < count) s += (double)__fmul_rn(v[j], v[j]);
+}
+
+// Chunk c of a row (values 4c .. 4c + 3, those below n; the rest 0): one 16-byte load when the
+// row is 16-byte aligned. Returns how many are below n.
+__device__ __forceinline__ int load_chunk(const float* xr, int64_t n, int64_t c, bool vec4, float (&v)[4]) {
+    const int64_t e = 4 * c;
+    const int count = n - e < 4 ? (int)(n - e) : 4;
+    if (vec4 && count == 4) {
+        const float4 f = *reinterpret_cast<const float4*>(xr + e);
+        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = j < count ? xr[e + j] : 0.0f;
+    }
+    return count;
+}
+
+// The block's total of its threads' partial sums `s`: each warp's (xor tree), then the warps in
+// order. Every thread of the block must call it; every thread gets the total.
+__device__ __forceinline__ double block_sum(double s) {
+    __shared__ double part[kWideMaxThreads / 32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = s;
+    __syncthreads();
     double sum = 0.0;
-    if (active)
-        for (int64_t i = lane; i < n; i += TPR) {
-            const float v = xr[i];
-            sum += (double)__fmul_rn(v, v);
+    for (int i = 0; i < (int)blockDim.x / 32; ++i) sum += part[i];
+    return sum;
+}
+
+__device__ __forceinline__ float rms_scale(double sum, int64_t n, float eps) {
+    return 1.0f / sqrtf((float)(sum / (double)n) + eps);
+}
+
+// One row per block (n >= kWideMin), blockDim.x = wide_threads(n). y may be x (each thread
+// rewrites only the chunks it read).
+__global__ void __launch_bounds__(kWideMaxThreads) rms_norm_wide_kernel(const float* x, const float* __restrict__ w,
+                                                                         float* y, int64_t n, float eps) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const float* xr = x + (int64_t)blockIdx.x * n;
+    float* yr = y + (int64_t)blockIdx.x * n;
+    const bool vec4 = reinterpret_cast<uintptr_t>(xr) % 16 == 0 && reinterpret_cast<uintptr_t>(yr) % 16 == 0;
+    const int64_t n_chunks = (n + 3) / 4;
+    double s = 0.0;
+    for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+        float v[4];
+        const int count = load_chunk(xr, n, c, vec4, v);
+        add_squares(v, count, s);
+    }
+    const float scale = rms_scale(block_sum(s), n, eps);
+    for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+        float v[4];
+        const int count = load_chunk(xr, n, c, vec4, v);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float u = __fmul_rn(v[j], scale);
+            v[j] = w && j < count ? __fmul_rn(u, w[4 * c + j]) : u;
         }
+        if (vec4 && count == 4) {
+            *reinterpret_cast<float4*>(yr + 4 * c) = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                if (j < count) yr[4 * c + j] = v[j];
+        }
+    }
+}
+
+// One warp per row (n < kWideMin), 8 rows per block.
+__global__ void __launch_bounds__(256) rms_norm_kernel(const float* x, const float* __restrict__ w, float* y,
+                                                       int64_t n, int64_t rows, float eps) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t row = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;  // whole warps
+    const float* xr = x + row * n;
+    double sum = 0.0;
+    for (int64_t i = lane; i < n; i += 32) {
+        const float v = xr[i];
+        sum += (double)__fmul_rn(v, v);
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if constexpr (TPR > 32) {
-        __shared__ double part[TPR / 32];
-        if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = sum;
-        __syncthreads();
-        sum = 0.0;
-#pragma unroll
-        for (int i = 0; i < TPR / 32; ++i) sum += part[i];
-    }
-    if (!active) return;
-    const float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+    const float scale = rms_scale(sum, n, eps);
     float* yr = y + row * n;
-    for (int64_t i = lane; i < n; i += TPR) {
+    for (int64_t i = lane; i < n; i += 32) {
         const float v = __fmul_rn(xr[i], scale);
         yr[i] = w ? __fmul_rn(v, w[i]) : v;
     }
 }
 
 __global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
 }
 
 __global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t rows, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < rows * n) y[i] += b[i % n];
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float g = gate[i];
     y[i] = __fmul_rn(__fdiv_rn(g, 1.0f + expf(-g)), up[i]);
 }
 
-// Host-side constants of one rope call, derived exactly as backend/ref/rope.cpp derives them.
-struct RopeConsts {
-    int n_rot, head_dim, n_heads;
-    bool neox;
-    float theta_scale, freq_scale, ext_factor, mscale, corr_lo, corr_hi;
-    const float* freq_factors;  // device, [n_rot / 2], or null
-};
-
 float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_rotations, float base) {
     return n_rot * std::log(n_ctx_orig / (n_rotations * 2.0f * (float)M_PI)) / (2.0f * std::log(base));
 }
 
 // Rotates pair i (of n_rot / 2) of one head row: reads src[a], src[b], writes the rotated pair
-// through `put` (a, b, value a, value b). The reference's angle, operation for operation: pos,
-// times theta_scale i times.
+// through `put` (a, b, value a, value b); the arithmetic is rope.cuh's rope_rotate.
 template <class Put>
 __device__ __forceinline__ void rope_pair(const float* src, int32_t pos, int i, const RopeConsts& c,
                                           Put put) {
     const int n_pairs = c.n_rot / 2;
-    float theta_extrap = (float)pos;
-    for (int k = 0; k < i; ++k) theta_extrap = __fmul_rn(theta_extrap, c.theta_scale);
-    const float ff = c.freq_factors ? c.freq_factors[i] : 1.0f;
-    const float te = __fdiv_rn(theta_extrap, ff);
-    const float theta_interp = __fmul_rn(c.freq_scale, te);
-    float theta = theta_interp;
-    if (c.ext_factor != 0.0f) {
-        const float y = __fdiv_rn((float)i - c.corr_lo, fmaxf(0.001f, c.corr_hi - c.corr_lo));  // i0 / 2 == i
-        const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * c.ext_factor;
-        theta = __fadd_rn(__fmul_rn(theta_interp, 1.0f - mix), __fmul_rn(te, mix));
-    }
-    float s, co;
-    sincosf(theta, &s, &co);
-    co = __fmul_rn(co, c.mscale);
-    s = __fmul_rn(s, c.mscale);
     const int a = c.neox ? i : 2 * i;
     const int b = c.neox ? i + n_pairs : 2 * i + 1;
-    const float x0 = src[a], x1 = src[b];
-    put(a, b, __fsub_rn(__fmul_rn(x0, co), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, co)));
+    float ya, yb;
+    cuda_kernels::rope_rotate(src[a], src[b], pos, i, c, ya, yb);
+    put(a, b, ya, yb);
 }
 
 // One thread per rotated pair (token, head, i).
 __global__ void rope_kernel(float* __restrict__ x, const int32_t* __restrict__ positions, int64_t n_tokens,
                             RopeConsts c) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int n_pairs = c.n_rot / 2;
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= n_tokens * c.n_heads * n_pairs) return;
@@ -150,6 +218,8 @@ struct KvDst {
 __global__ void rope_kv_write_kernel(float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                                      const int32_t* __restrict__ positions, const int32_t* __restrict__ slots,
                                      int64_t n_tokens, RopeConsts c, KvDst dst) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int n_pairs = c.n_rot / 2;
     const int k_per_head = n_pairs + c.head_dim - c.n_rot;
     const int n_q = c.n_heads * n_pairs, n_k = dst.n_head_kv * k_per_head, v_width = dst.n_head_kv * dst.head_dim_v;
@@ -184,52 +254,38 @@ __global__ void rope_kv_write_kernel(float* __restrict__ q, const float* __restr
     dst.v_cache[slot * dst.v_row_stride + j] = __float2half_rn(v[t * v_width + j]);
 }
 
-// ---- Fused add + rms_norm + activation quantization (ops.h). Phase 1 sums the squares in exactly
-// rms_norm_kernel<TPR>'s order (so the scale is bit-identical); phase 2 normalizes and quantizes
-// with 8 lanes per block of 32 values, as quantize_q8_kernel does.
+// ---- Fused add + rms_norm + activation quantization (ops.h). Phase 1 adds delta and sums the
+// squares in exactly rms_norm_cuda's order for the same n (so the scale is bit-identical);
+// phase 2 normalizes and quantizes with 8 lanes per block of 32 values, as quantize_q8_kernel.
 
-template <int TPR>
+// n < kWideMin: one warp per row, 8 rows per block (rms_norm_kernel's layout).
 __global__ void __launch_bounds__(256) add_rms_norm_q8_kernel(float* x, const float* __restrict__ delta,
                                                                 const float* __restrict__ w, float* __restrict__ y,
                                                                 int8_t* __restrict__ qs, float2* __restrict__ ds,
                                                                 int n, int rows, float eps) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;");  // let the dp4a matvec start streaming W
-#endif
-    constexpr int kRowsPerBlock = 256 / TPR;
-    const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / TPR;
-    const int lane = threadIdx.x % TPR;
-    const bool active = row < rows;
-    float* xr = x + (int64_t)(active ? row : 0) * n;
+    pdl_launch_dependents();  // lets the next matvec start streaming its weights
+    pdl_wait();
+    const int row = blockIdx.x * 8 + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;  // whole warps
+    float* xr = x + (int64_t)row * n;
     double sum = 0.0;
-    if (active) {
-        const float* dr = delta ? delta + (int64_t)row * n : nullptr;
-        for (int i = lane; i < n; i += TPR) {
-            float v = xr[i];
-            if (dr) {
-                v += dr[i];
-                xr[i] = v;
-            }
-            sum += (double)__fmul_rn(v, v);
+    const float* dr = delta ? delta + (int64_t)row * n : nullptr;
+    for (int i = lane; i < n; i += 32) {
+        float v = xr[i];
+        if (dr) {
+            v += dr[i];
+            xr[i] = v;
         }
+        sum += (double)__fmul_rn(v, v);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if constexpr (TPR > 32) {
-        __shared__ double part[TPR / 32];
-        if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = sum;
-        __syncthreads();  // also orders phase 1's stores to x before phase 2's loads
-        sum = 0.0;
-#pragma unroll
-        for (int i = 0; i < TPR / 32; ++i) sum += part[i];
-    } else {
-        __syncwarp();
-    }
-    if (!active) return;  // whole warps (TPR >= 32)
-    const float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+    __syncwarp();  // phase 1's stores to x before phase 2's loads of other lanes' values
+    const float scale = rms_scale(sum, n, eps);
     const int n_blocks = n / 32;
     const int sub = lane & 7;
-    for (int b0 = 0; b0 < n_blocks; b0 += TPR / 8) {  // uniform trip count within a warp
+    for (int b0 = 0; b0 < n_blocks; b0 += 4) {  // uniform trip count within the warp
         const int b = b0 + lane / 8;
         const bool in = b < n_blocks;
         const int e = (in ? b : 0) * 32 + 4 * sub;
@@ -247,13 +303,99 @@ __global__ void __launch_bounds__(256) add_rms_norm_q8_kernel(float* x, const fl
     }
 }
 
+// n >= kWideMin (n % 32 == 0): one row per block of wide_threads(n) threads, chunk c of 4 values
+// in thread c % nth (rms_norm_wide_kernel's order); the first kKeep chunks of each thread stay
+// in registers between the phases. Chunk c is sub-block c % 8 of activation block c / 8, and
+// nth is a multiple of 32, so each block of 32 values is the 8 lanes of one quantize_4 call.
+constexpr int kKeep = 4;  // chunks per thread kept: rows up to 16384 values are read once
+
+__device__ __forceinline__ void load4(const float* p, bool vec4, float (&v)[4]) {
+    if (vec4) {
+        const float4 f = *reinterpret_cast<const float4*>(p);
+        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = p[j];
+    }
+}
+__device__ __forceinline__ void store4(float* p, bool vec4, const float (&v)[4]) {
+    if (vec4) {
+        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) p[j] = v[j];
+    }
+}
+
+__global__ void __launch_bounds__(kWideMaxThreads) add_rms_norm_q8_wide_kernel(
+    float* x, const float* __restrict__ delta, const float* __restrict__ w, float* __restrict__ y,
+    int8_t* __restrict__ qs, float2* __restrict__ ds, int n, float eps, bool vec4) {
+    pdl_launch_dependents();  // lets the next matvec start streaming its weights
+    pdl_wait();
+    const int row = blockIdx.x, nth = blockDim.x, n_chunks = n / 4;
+    float* xr = x + (int64_t)row * n;
+    const float* dr = delta ? delta + (int64_t)row * n : nullptr;
+    // Phase 1: x += delta (written back), sum of squares.
+    auto phase1 = [&](int c, float (&v)[4], double& s) {
+        load4(xr + 4 * c, vec4, v);
+        if (dr) {
+            float d[4];
+            load4(dr + 4 * c, vec4, d);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) v[j] += d[j];
+            store4(xr + 4 * c, vec4, v);
+        }
+        add_squares(v, 4, s);
+    };
+    float keep[kKeep][4] = {}, keep_w[kKeep][4] = {};  // values and norm weights of the first chunks
+    double s = 0.0;
+#pragma unroll
+    for (int k = 0; k < kKeep; ++k) {
+        const int c = threadIdx.x + k * nth;
+        if (c < n_chunks) {
+            if (w) load4(w + 4 * c, vec4, keep_w[k]);  // issued before the barrier, used after it
+            phase1(c, keep[k], s);
+        }
+    }
+    for (int c = threadIdx.x + kKeep * nth; c < n_chunks; c += nth) {
+        float v[4];
+        phase1(c, v, s);
+    }
+    const float scale = rms_scale(block_sum(s), n, eps);  // its barrier orders phase 1's stores
+    // Phase 2: the same trip count in every thread (quantize_4 shuffles within 8 lanes).
+    const int iters = (n_chunks + nth - 1) / nth;
+    auto phase2 = [&](int c, float (&v)[4], const float (&wv)[4]) {
+        const bool in = c < n_chunks;
+        const int cc = in ? c : 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float u = __fmul_rn(v[j], scale);
+            v[j] = w ? __fmul_rn(u, wv[j]) : u;
+        }
+        if (y && in) store4(y + (int64_t)row * n + 4 * cc, vec4, v);
+        cuda_kernels::quantize_4(v, in, cc & 7, qs + (int64_t)row * n + 4 * cc, ds + (int64_t)row * (n / 32) + cc / 8);
+    };
+#pragma unroll
+    for (int k = 0; k < kKeep; ++k) {
+        if (k < iters) phase2(threadIdx.x + k * nth, keep[k], keep_w[k]);
+    }
+    for (int k = kKeep; k < iters; ++k) {
+        const int c = threadIdx.x + k * nth;
+        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f}, wv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (c < n_chunks) {
+            load4(xr + 4 * c, vec4, v);
+            if (w) load4(w + 4 * c, vec4, wv);
+        }
+        phase2(c, v, wv);
+    }
+}
+
 // Fused swiglu + quantization: 8 threads per block of 32 values, 4 values each.
 __global__ void __launch_bounds__(256) swiglu_q8_kernel(const float* __restrict__ gate, const float* __restrict__ up,
                                                           int8_t* __restrict__ qs, float2* __restrict__ ds,
                                                           int n_blocks) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
+    pdl_launch_dependents();  // lets the down matvec start streaming its weights
+    pdl_wait();
     const int gid = blockIdx.x * blockDim.x + threadIdx.x;
     const int blk = gid >> 3, sub = gid & 7;
     const bool active = blk < n_blocks;
@@ -271,6 +413,8 @@ __global__ void __launch_bounds__(256) swiglu_q8_kernel(const float* __restrict_
 template <QuantType kType>
 __global__ void get_rows_kernel(const std::byte* __restrict__ table, size_t row_bytes, const int32_t* __restrict__ ids,
                                 int64_t n, int64_t n_cols, float* __restrict__ out) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= n * n_cols) return;
     const int64_t r = gid / n_cols, c = gid % n_cols;
@@ -290,6 +434,8 @@ __global__ void get_rows_kernel(const std::byte* __restrict__ table, size_t row_
 
 __global__ void gather_rows_kernel(const float* __restrict__ x, const int32_t* __restrict__ idx, int64_t n,
                                    int64_t n_cols, float* __restrict__ out) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= n * n_cols) return;
     const int64_t r = gid / n_cols, c = gid % n_cols;
@@ -298,39 +444,46 @@ __global__ void gather_rows_kernel(const float* __restrict__ x, const int32_t* _
 
 constexpr int kThreads = 256;
 
+// Queues kernel<<<grid, block>>>(args...) on the stream, as a programmatic dependent when the
+// stream asks for it (every kernel of this file keeps launch.cuh's contract); records errors.
+template <class... KArgs, class... Args>
+void launch(cuda::Stream& stream, const char* what, void (*kernel)(KArgs...), unsigned grid, unsigned block,
+            Args&&... args) {
+    stream.device().check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, dim3(grid), dim3(block), 0,
+                                                      raw(stream), std::forward<Args>(args)...),
+                          what);
+}
+
 }  // namespace
 
 void rms_norm_cuda(cuda::Stream& stream, const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps) {
     if (!begin_op(stream, n > 0 && rows >= 0 && rows < INT_MAX, "rms_norm_cuda", rows)) return;
-    if (n >= 1024) {
-        rms_norm_kernel<256><<<(unsigned)rows, kThreads, 0, raw(stream)>>>(x, w, y, n, rows, eps);
+    if (n >= kWideMin) {
+        launch(stream, "rms_norm_cuda launch", rms_norm_wide_kernel, (unsigned)rows, (unsigned)wide_threads(n), x, w, y,
+               n, eps);
     } else {
-        rms_norm_kernel<32><<<blocks_for(rows, kThreads / 32), kThreads, 0, raw(stream)>>>(x, w, y, n, rows, eps);
+        launch(stream, "rms_norm_cuda launch", rms_norm_kernel, blocks_for(rows, 8), 256u, x, w, y, n, rows, eps);
     }
-    stream.device().check(cudaGetLastError(), "rms_norm_cuda launch");
 }
 
 void add_cuda(cuda::Stream& stream, float* x, const float* y, int64_t n) {
     if (!begin_op(stream, n >= 0, "add_cuda", n)) return;
-    add_kernel<<<blocks_for(n, kThreads), kThreads, 0, raw(stream)>>>(x, y, n);
-    stream.device().check(cudaGetLastError(), "add_cuda launch");
+    launch(stream, "add_cuda launch", add_kernel, blocks_for(n, kThreads), (unsigned)kThreads, x, y, n);
 }
 
 void add_bias_cuda(cuda::Stream& stream, float* y, const float* b, int64_t rows, int64_t n) {
     if (!begin_op(stream, rows >= 0 && n >= 0, "add_bias_cuda", rows * n)) return;
-    add_bias_kernel<<<blocks_for(rows * n, kThreads), kThreads, 0, raw(stream)>>>(y, b, rows, n);
-    stream.device().check(cudaGetLastError(), "add_bias_cuda launch");
+    launch(stream, "add_bias_cuda launch", add_bias_kernel, blocks_for(rows * n, kThreads), (unsigned)kThreads, y, b,
+           rows, n);
 }
 
 void swiglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n) {
     if (!begin_op(stream, n >= 0, "swiglu_cuda", n)) return;
-    swiglu_kernel<<<blocks_for(n, kThreads), kThreads, 0, raw(stream)>>>(gate, up, y, n);
-    stream.device().check(cudaGetLastError(), "swiglu_cuda launch");
+    launch(stream, "swiglu_cuda launch", swiglu_kernel, blocks_for(n, kThreads), (unsigned)kThreads, gate, up, y, n);
 }
 
-namespace {
+namespace cuda_kernels {
 
-// As backend/ref/rope.cpp's rope_cache computes them (same expressions, host f32).
 RopeConsts make_rope_consts(const RopeConfig& cfg, int n_heads, int head_dim) {
     RopeConsts c{};
     c.n_rot = cfg.n_rot, c.head_dim = head_dim, c.n_heads = n_heads, c.neox = cfg.neox;
@@ -345,6 +498,12 @@ RopeConsts make_rope_consts(const RopeConfig& cfg, int n_heads, int head_dim) {
     c.freq_factors = cfg.freq_factors;
     return c;
 }
+
+}  // namespace cuda_kernels
+
+namespace {
+
+using cuda_kernels::make_rope_consts;
 
 // qs and ds of an activation buffer (the layout of quantize_activations_cuda).
 struct Q8Out {
@@ -364,8 +523,8 @@ void rope_cuda(cuda::Stream& stream, float* x, const int32_t* positions, int64_t
     if (!begin_op(stream, args_ok, "rope_cuda", n_tokens)) return;
     const RopeConsts c = make_rope_consts(cfg, n_heads, head_dim);
     const int64_t n_threads = n_tokens * n_heads * (cfg.n_rot / 2);
-    rope_kernel<<<blocks_for(n_threads, kThreads), kThreads, 0, raw(stream)>>>(x, positions, n_tokens, c);
-    stream.device().check(cudaGetLastError(), "rope_cuda launch");
+    launch(stream, "rope_cuda launch", rope_kernel, blocks_for(n_threads, kThreads), (unsigned)kThreads, x, positions,
+           n_tokens, c);
 }
 
 void rope_kv_write_cuda(cuda::Stream& stream, float* q, const float* k, const float* v, const int32_t* positions,
@@ -381,9 +540,8 @@ void rope_kv_write_cuda(cuda::Stream& stream, float* q, const float* k, const fl
     const int n_pairs = cfg.n_rot / 2;
     const int64_t per_token = (int64_t)n_head * n_pairs + (int64_t)n_head_kv * (n_pairs + head_dim_k - cfg.n_rot) +
                               (int64_t)n_head_kv * head_dim_v;
-    rope_kv_write_kernel<<<blocks_for(n_tokens * per_token, kThreads), kThreads, 0, raw(stream)>>>(
-        q, k, v, positions, slots, n_tokens, c, dst);
-    stream.device().check(cudaGetLastError(), "rope_kv_write_cuda launch");
+    launch(stream, "rope_kv_write_cuda launch", rope_kv_write_kernel, blocks_for(n_tokens * per_token, kThreads),
+           (unsigned)kThreads, q, k, v, positions, slots, n_tokens, c, dst);
 }
 
 void add_rms_norm_q8_cuda(cuda::Stream& stream, float* x, const float* delta, const float* w, float* y, void* xq,
@@ -392,14 +550,15 @@ void add_rms_norm_q8_cuda(cuda::Stream& stream, float* x, const float* delta, co
                          reinterpret_cast<uintptr_t>(xq) % 16 == 0;
     if (!begin_op(stream, args_ok, "add_rms_norm_q8_cuda", rows)) return;
     const Q8Out o = q8_out(xq, n, rows);
-    if (n >= 1024) {
-        add_rms_norm_q8_kernel<256><<<(unsigned)rows, kThreads, 0, raw(stream)>>>(x, delta, w, y, o.qs, o.ds, (int)n,
-                                                                                 (int)rows, eps);
+    if (n >= kWideMin) {
+        auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+        const bool vec4 = a16(x) && a16(delta) && a16(w) && a16(y);  // null is aligned
+        launch(stream, "add_rms_norm_q8_cuda launch", add_rms_norm_q8_wide_kernel, (unsigned)rows,
+               (unsigned)wide_threads(n), x, delta, w, y, o.qs, o.ds, (int)n, eps, vec4);
     } else {
-        add_rms_norm_q8_kernel<32><<<blocks_for(rows, kThreads / 32), kThreads, 0, raw(stream)>>>(
-            x, delta, w, y, o.qs, o.ds, (int)n, (int)rows, eps);
+        launch(stream, "add_rms_norm_q8_cuda launch", add_rms_norm_q8_kernel, blocks_for(rows, 8), 256u, x, delta, w,
+               y, o.qs, o.ds, (int)n, (int)rows, eps);
     }
-    stream.device().check(cudaGetLastError(), "add_rms_norm_q8_cuda launch");
 }
 
 void swiglu_q8_cuda(cuda::Stream& stream, const float* gate, const float* up, void* xq, int64_t n, int64_t rows) {
@@ -408,9 +567,8 @@ void swiglu_q8_cuda(cuda::Stream& stream, const float* gate, const float* up, vo
     if (!begin_op(stream, args_ok, "swiglu_q8_cuda", rows)) return;
     const Q8Out o = q8_out(xq, n, rows);
     const int n_blocks = (int)(n / 32 * rows);
-    swiglu_q8_kernel<<<blocks_for((int64_t)n_blocks * 8, kThreads), kThreads, 0, raw(stream)>>>(gate, up, o.qs, o.ds,
-                                                                                                 n_blocks);
-    stream.device().check(cudaGetLastError(), "swiglu_q8_cuda launch");
+    launch(stream, "swiglu_q8_cuda launch", swiglu_q8_kernel, blocks_for((int64_t)n_blocks * 8, kThreads),
+           (unsigned)kThreads, gate, up, o.qs, o.ds, n_blocks);
 }
 
 bool can_get_rows_cuda(QuantType type) {
@@ -431,24 +589,16 @@ void get_rows_cuda(cuda::Stream& stream, QuantType type, const std::byte* table,
                          reinterpret_cast<uintptr_t>(table) % align == 0;
     if (!begin_op(stream, args_ok, "get_rows_cuda", n * n_cols)) return;
     const unsigned grid = blocks_for(n * n_cols, kThreads);
-    switch (type) {
-        case QuantType::f32:
-            get_rows_kernel<QuantType::f32><<<grid, kThreads, 0, raw(stream)>>>(table, row_bytes, ids, n, n_cols, out);
-            break;
-        case QuantType::f16:
-            get_rows_kernel<QuantType::f16><<<grid, kThreads, 0, raw(stream)>>>(table, row_bytes, ids, n, n_cols, out);
-            break;
-        default:
-            get_rows_kernel<QuantType::q8_0><<<grid, kThreads, 0, raw(stream)>>>(table, row_bytes, ids, n, n_cols, out);
-            break;
-    }
-    dev.check(cudaGetLastError(), "get_rows_cuda launch");
+    auto* kernel = type == QuantType::f32   ? get_rows_kernel<QuantType::f32>
+                   : type == QuantType::f16 ? get_rows_kernel<QuantType::f16>
+                                            : get_rows_kernel<QuantType::q8_0>;
+    launch(stream, "get_rows_cuda launch", kernel, grid, (unsigned)kThreads, table, row_bytes, ids, n, n_cols, out);
 }
 
 void gather_rows_cuda(cuda::Stream& stream, const float* x, const int32_t* idx, int64_t n, int64_t n_cols, float* out) {
     if (!begin_op(stream, n >= 0 && n_cols >= 0, "gather_rows_cuda", n * n_cols)) return;
-    gather_rows_kernel<<<blocks_for(n * n_cols, kThreads), kThreads, 0, raw(stream)>>>(x, idx, n, n_cols, out);
-    stream.device().check(cudaGetLastError(), "gather_rows_cuda launch");
+    launch(stream, "gather_rows_cuda launch", gather_rows_kernel, blocks_for(n * n_cols, kThreads), (unsigned)kThreads,
+           x, idx, n, n_cols, out);
 }
 
 }  // namespace hearth::backend
