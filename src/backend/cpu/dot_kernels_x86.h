@@ -276,16 +276,8 @@ void dot_q4_0_x8(const std::byte* const* w, const std::byte* packed, int64_t n, 
 // Q4_K x Q8_K (quant::vec_dot_q4_k, the order of llama.cpp's repacked gemm): per output two
 // float accumulators; per super-block and per pair of sub-blocks g (64 elements),
 // acc = fma(sumi_g, d_x * d_y, acc) and acc_min = fma(summins_g, dmin_x * d_y, acc_min); the
-// result is acc - acc_min. Vectorized across outputs in groups of 4 pairs. Wide (avx512 level,
-// the column forms): two pairs of sub-blocks per 512-bit register, i.e. half the integer
-// instructions per weight byte; the integer sums are exact either way and the float steps run
-// pair after pair as in the 256-bit form, so the bits are the same.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push  // GCC 12's false positives on 512-bit intrinsics (see dot_float16)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-template <int R, int C, bool Wide = false>
+// result is acc - acc_min. Vectorized across outputs in groups of 4 pairs.
+template <int R, int C>
 void dot_q4_k(const std::byte* const* w, const std::byte* const* x, int64_t n, float* out) {
     static_assert((R * C) % 4 == 0);
     constexpr int P = R * C, G = P / 4;
@@ -340,48 +332,6 @@ void dot_q4_k(const std::byte* const* w, const std::byte* const* x, int64_t n, f
             d[q] = _mm_loadu_ps(dv);
             dmin[q] = _mm_loadu_ps(dminv);
         }
-#if HEARTH_KERNEL_VNNI
-        if constexpr (Wide) {
-            for (int gp = 0; gp < 2; ++gp) {  // pairs g = 2gp (low 256 bits) and 2gp + 1 (high)
-                __m512i lanes[P];
-                __m512i ylo[C], yhi[C];
-                for (int c = 0; c < C; ++c) {
-                    const int8_t* q8 = xc[c][i].qs + 128 * gp;
-                    ylo[c] = _mm512_inserti64x4(_mm512_castsi256_si512(load256(q8)), load256(q8 + 64), 1);
-                    yhi[c] = _mm512_inserti64x4(_mm512_castsi256_si512(load256(q8 + 32)), load256(q8 + 96), 1);
-                }
-                // vpermw indices: scale 2g (sc_lo) and 2g + 1 (sc_hi) of each half's pair g.
-                const __m512i lo_idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * gp)), _mm256_set1_epi16((short)(4 * gp + 2)), 1);
-                const __m512i hi_idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * gp + 1)), _mm256_set1_epi16((short)(4 * gp + 3)), 1);
-                for (int r = 0; r < R; ++r) {
-                    const __m512i q = _mm512_loadu_si512(wr[r][i].qs + 64 * gp);
-                    const __m512i lo = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), _mm512_set1_epi8(0x0F));
-                    const __m512i sc = _mm512_castsi256_si512(scales[r]);
-                    const __m512i sc_lo = _mm512_permutexvar_epi16(lo_idx, sc);
-                    const __m512i sc_hi = _mm512_permutexvar_epi16(hi_idx, sc);
-                    for (int c = 0; c < C; ++c) {
-                        const __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(lo, ylo[c]), sc_lo);
-                        lanes[r * C + c] = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(hi, yhi[c]), sc_hi);
-                    }
-                }
-                for (int q = 0; q < G; ++q) {
-                    // Totals of each 256-bit half of the 4 outputs 4q .. 4q + 3: per 128-bit lane
-                    // [A, B, C, D] partial sums, then the two 128-bit lanes of each half added.
-                    const __m512i *v = lanes + 4 * q;
-                    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
-                    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
-                    const __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
-                    const __m512i t = _mm512_add_epi32(abcd, _mm512_shuffle_i32x4(abcd, abcd, _MM_SHUFFLE(2, 3, 0, 1)));
-                    acc[q] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm512_castsi512_si128(t)), d[q], acc[q]);
-                    acc_min[q] = _mm_fmadd_ps(summin[q][2 * gp], dmin[q], acc_min[q]);
-                    acc[q] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm512_extracti32x4_epi32(t, 2)), d[q], acc[q]);
-                    acc_min[q] = _mm_fmadd_ps(summin[q][2 * gp + 1], dmin[q], acc_min[q]);
-                }
-            }
-            continue;
-        }
-#endif
         for (int g = 0; g < 4; ++g) {
             __m256i lanes[P];
             __m256i ylo[C], yhi[C];
@@ -411,9 +361,6 @@ void dot_q4_k(const std::byte* const* w, const std::byte* const* x, int64_t n, f
     }
     for (int q = 0; q < G; ++q) _mm_storeu_ps(out + 4 * q, _mm_sub_ps(acc[q], acc_min[q]));
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // The same dot products with 8 tokens in the lanes (activations packed by pack_q8_k_x8): one
 // vpdpbusd multiplies 4 code bytes of a row, broadcast, with the same 4 positions of 8 tokens.
@@ -653,80 +600,6 @@ void dot_float16(const std::byte* const* w, const std::byte* const* x, int64_t n
         }
     }
 }
-
-// Q6_K's column forms (single tokens, decode steps of 2-4 tokens) with two 32-element chunks per
-// 512-bit register: chunks (4h, 4h+1) are the low nibbles of ql[64h .. 64h+63] (one load), chunks
-// (4h+2, 4h+3) the high nibbles, each with qh[32h ..] shifted per half. An element lands in
-// int32 lane (e % 32) / 4 of its half, as in dot_q6_k, and the halves add exactly at the end of
-// the super-block, so the lanes (and every float step after them) are dot_q6_k's: half the
-// integer instructions per weight byte, which decode needs to keep up with memory.
-template <int R, int C>
-void dot_q6_k_zmm(const std::byte* const* w, const std::byte* const* x, int64_t n, float* out) {
-    const BlockQ6_K* wr[R];
-    const BlockQ8_K* xc[C];
-    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const BlockQ6_K*>(w[r]);
-    for (int c = 0; c < C; ++c) xc[c] = reinterpret_cast<const BlockQ8_K*>(x[c]);
-    __m256 acc[R][C];
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
-    // qh shift counts per 256-bit half: chunk pair (0, 1) of a half-block takes bits 0-1 and
-    // 2-3, pair (2, 3) bits 4-5 and 6-7.
-    const __m512i shift[2] = {_mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1),
-                              _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1)};
-    // vpermw indices: scales 2 * chunk .. 2 * chunk + 3, one per 128-bit lane (16 elements each).
-    __m512i sc_idx[4];
-    for (int q = 0; q < 4; ++q) {
-        sc_idx[q] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(4 * q + 1)), _mm_set1_epi16((short)(4 * q)))),
-            _mm256_set_m128i(_mm_set1_epi16((short)(4 * q + 3)), _mm_set1_epi16((short)(4 * q + 2))), 1);
-    }
-    const int64_t nb = n / 256;
-    for (int64_t i = 0; i < nb; ++i) {
-        for (int r = 0; r < R; ++r) prefetch_ahead(wr[r] + i);
-        __m512i lanes[R][C];
-        __m256i corr[R][C];
-        __m512i sc16[R];
-        for (int r = 0; r < R; ++r) {
-            const __m256i s = _mm256_cvtepi8_epi16(load128(wr[r][i].scales));
-            sc16[r] = _mm512_castsi256_si512(s);
-            for (int c = 0; c < C; ++c) {
-                const __m256i m = _mm256_madd_epi16(load256(xc[c][i].bsums), s);
-                corr[r][c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(m, 5));
-                lanes[r][c] = _mm512_setzero_si512();
-            }
-        }
-        for (int h = 0; h < 2; ++h) {
-            for (int p = 0; p < 2; ++p) {
-                const int chunk = 4 * h + 2 * p;  // elements 32 * chunk .. + 63
-                __m512i yq[C];
-                for (int c = 0; c < C; ++c) yq[c] = _mm512_loadu_si512(xc[c][i].qs + 32 * chunk);
-                for (int r = 0; r < R; ++r) {
-                    const BlockQ6_K& b = wr[r][i];
-                    const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
-                    const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh + 32 * h));
-                    const __m512i low = p == 0 ? _mm512_and_si512(ql, m4) : _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
-                    const __m512i high = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift[p]), m2), 4);
-                    const __m512i codes = _mm512_or_si512(low, high);  // code + 32, 0..63
-                    const __m512i sc = _mm512_permutexvar_epi16(sc_idx[chunk / 2], sc16[r]);
-                    for (int c = 0; c < C; ++c)
-                        lanes[r][c] = _mm512_dpwssd_epi32(lanes[r][c], _mm512_maddubs_epi16(codes, yq[c]), sc);
-                }
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            const float dx = f16_to_f32(wr[r][i].d);
-            for (int c = 0; c < C; ++c) {
-                const __m256i l = _mm256_add_epi32(
-                    corr[r][c], _mm256_add_epi32(_mm512_castsi512_si256(lanes[r][c]), _mm512_extracti64x4_epi64(lanes[r][c], 1)));
-                const __m256 d = _mm256_set1_ps(xc[c][i].d * dx);
-                acc[r][c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l), acc[r][c]);
-            }
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) out[r * C + c] = hsum8(acc[r][c]);
-}
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -756,26 +629,10 @@ template <template <int, int> class K>
 constexpr DotKernels make_kernels() {
     return {K<kRows, kCols>::fn, kRows, kCols, K<4, 1>::fn, 4, K<4, 4>::fn, K<4, 2>::fn};
 }
-// Column forms over 8 rows (the 512-bit Q4_K/Q6_K forms): the activations loaded per block
-// serve twice the rows. One core, 1024x2048 in cache, 4 -> 8 rows: Q6_K 117.5 -> 103.7 us at 1
-// token, 251.6 -> 238.4 at 4; Q4_K 80.0 -> 79.1 and 235.7 -> 218.2.
-template <template <int, int> class K>
-constexpr DotKernels with_wide_columns(DotKernels k) {
-#if HEARTH_KERNEL_VNNI
-    k.column = K<8, 1>::fn, k.column_rows = 8, k.column4 = K<8, 4>::fn, k.column2 = K<8, 2>::fn;
-#endif
-    return k;
-}
 template <int R, int C> struct KQ8_0 { static constexpr DotTileFn fn = &dot_q8_0<R, C>; };
 template <int R, int C> struct KQ4_0 { static constexpr DotTileFn fn = &dot_q4_0<R, C>; };
-template <int R, int C> struct KQ4_K { static constexpr DotTileFn fn = &dot_q4_k<R, C, HEARTH_KERNEL_VNNI && C <= 4>; };
-#if HEARTH_KERNEL_VNNI
-template <int R, int C> struct KQ6_K {
-    static constexpr DotTileFn fn = C <= 4 ? &dot_q6_k_zmm<R, C> : &dot_q6_k<R, C>;
-};
-#else
+template <int R, int C> struct KQ4_K { static constexpr DotTileFn fn = &dot_q4_k<R, C>; };
 template <int R, int C> struct KQ6_K { static constexpr DotTileFn fn = &dot_q6_k<R, C>; };
-#endif
 template <int R, int C> struct KQ5_K { static constexpr DotTileFn fn = &dot_q5_k<R, C>; };
 template <int R, int C> struct KQ3_K { static constexpr DotTileFn fn = &dot_q3_k<R, C>; };
 template <int R, int C> struct KQ2_K { static constexpr DotTileFn fn = &dot_q2_k<R, C>; };
@@ -835,7 +692,7 @@ constexpr DotKernels kQ4_0 = [] {
     return k;
 }();
 constexpr DotKernels kQ4_K = [] {
-    DotKernels k = with_wide_columns<KQ4_K>(make_kernels<KQ4_K>());
+    DotKernels k = make_kernels<KQ4_K>();
     k.quantize = &quantize_q8_k;
     k.pack = &pack_q8_k_x8;
     k.packed_block_bytes = sizeof(PackedQ8_Kx8);
@@ -844,7 +701,7 @@ constexpr DotKernels kQ4_K = [] {
     return k;
 }();
 constexpr DotKernels kQ6_K = [] {
-    DotKernels k = with_wide_columns<KQ6_K>(make_kernels<KQ6_K>());
+    DotKernels k = make_kernels<KQ6_K>();
     k.quantize = &quantize_q8_k;
     return k;
 }();
