@@ -1,7 +1,8 @@
-// The AMX tile kernels of the CPU matmul (backend/cpu/amx.h) for Q2_K .. Q6_K: matmul_cpu
+// The AMX tile kernels of the CPU matmul (backend/cpu/amx.h) for Q4_0 and Q2_K .. Q6_K: matmul_cpu
 // through AMX must give the reference vec_dot (matmul_ref) and the AVX-512 kernels bit for bit,
 // for every code and extreme scales, over row counts around the 16-row tile, token counts around
-// the 16-token tile and its pairs (1..70, 512), and 1, 2 and 9 super-blocks per row.
+// the 16-token tile and its pairs (1..70, 512), and 1, 2 and 9 super-blocks per row (Q4_0: 1, 3,
+// 8 and 73 blocks, odd counts for its two alternating sets of tiles), with 1 to 4 threads.
 // Skipped where the CPU (or the OS) has no AMX-INT8.
 #include <gtest/gtest.h>
 
@@ -18,6 +19,7 @@
 #include "base/fp16.h"
 #include "quant/q2_k.h"
 #include "quant/q3_k.h"
+#include "quant/q4_0.h"
 #include "quant/q4_k.h"
 #include "quant/q5_k.h"
 #include "quant/q6_k.h"
@@ -38,19 +40,19 @@ uint16_t random_scale(std::mt19937& rng) {
     return f32_to_fp16(sign * std::exp2(e(rng)));
 }
 
-// n_out rows of n_in elements of a K-quant `type`. Row kinds by o % 4: quantized from smooth
-// random values; raw random bytes (every code, scale and min: Q6_K int8 scales -128..127) with
-// random finite fp16 scales; two kinds of extreme blocks with the largest integer sums (every
+// n_out rows of n_in elements of `type` (Q4_0 or a K-quant). Row kinds by o % 4: quantized from
+// smooth random values; raw random bytes (every code, scale and min: Q6_K int8 scales -128..127)
+// with random finite fp16 scales; two kinds of extreme blocks with the largest integer sums (every
 // code at its largest or smallest with the largest scales and mins, e.g. Q4_K codes 15 and 0 with
 // scales and mins 63, Q6_K codes 63 and -32 with scales alternating -128 and 127, Q3_K
-// (scale - 32) * code = 128 and 31 * 3).
+// (scale - 32) * code = 128 and 31 * 3, Q4_0 codes 15 and 0, i.e. +7 and -8).
 std::vector<std::byte> make_weights(QuantType type, int64_t n_in, int64_t n_out, std::mt19937& rng) {
     const auto& tr = quant::traits(type);
     const size_t row_bytes = quant::row_size(type, n_in);
     std::vector<std::byte> w(row_bytes * n_out);
     std::normal_distribution<float> normal(0.0f, 0.05f);
     std::vector<float> f(n_in);
-    const int64_t nb = n_in / 256;
+    const int64_t nb = n_in / tr.block_size;
     for (int64_t o = 0; o < n_out; ++o) {
         std::byte* row = w.data() + o * row_bytes;
         if (o % 4 == 0) {
@@ -60,7 +62,11 @@ std::vector<std::byte> make_weights(QuantType type, int64_t n_in, int64_t n_out,
         }
         for (size_t i = 0; i < row_bytes; ++i) row[i] = (std::byte)(rng() & 0xFF);
         for (int64_t i = 0; i < nb; ++i) {
-            if (type == QuantType::q4_k) {
+            if (type == QuantType::q4_0) {
+                auto& b = reinterpret_cast<quant::BlockQ4_0*>(row)[i];
+                if (o % 4 != 1) std::memset(b.qs, o % 4 == 2 ? 0xFF : 0x00, sizeof b.qs);
+                b.d = random_scale(rng);
+            } else if (type == QuantType::q4_k) {
                 auto& b = reinterpret_cast<quant::BlockQ4_K*>(row)[i];
                 if (o % 4 != 1) {
                     std::memset(b.scales, 0xFF, sizeof b.scales);  // every scale and min 63
@@ -138,7 +144,8 @@ protected:
 
 class MatmulAmxTypes : public MatmulAmx, public ::testing::WithParamInterface<QuantType> {};
 
-// n_in 256, 512 and 2304: one super-block, an even and an odd count.
+// n_in 256, 512 and 2304: one super-block, an even and an odd count; Q4_0 also 32 and 96 (one
+// and three blocks) and 2336 (73 blocks).
 TEST_P(MatmulAmxTypes, EqualsReferenceAndAvx512Bitwise) {
     const QuantType type = GetParam();
     ThreadPool pool(2);
@@ -146,15 +153,17 @@ TEST_P(MatmulAmxTypes, EqualsReferenceAndAvx512Bitwise) {
     std::vector<int64_t> token_counts;
     for (int64_t t = 1; t <= 70; ++t) token_counts.push_back(t);
     token_counts.push_back(512);
+    const std::vector<int64_t> widths = type == QuantType::q4_0 ? std::vector<int64_t>{32, 96, 256, 2336}
+                                                                : std::vector<int64_t>{256, 512, 2304};
     int n_checked = 0;
-    for (int64_t n_in : {256, 512, 2304}) {
+    for (int64_t n_in : widths) {
         const size_t row_bytes = quant::row_size(type, n_in);
         for (int64_t n_out : {1, 15, 16, 17, 100}) {
             std::mt19937 rng((uint32_t)(n_in * 7 + n_out));
             const auto w = make_weights(type, n_in, n_out, rng);
             for (int64_t n_tok : token_counts) {
                 // The widest case only on the widest rows (the reference is scalar).
-                if (n_in == 2304 && n_tok > 40 && n_tok != 512 && n_tok % 7 != 0) continue;
+                if (n_in >= 2304 && n_tok > 40 && n_tok != 512 && n_tok % 7 != 0) continue;
                 const auto x = make_activations(n_in, n_tok, rng);
                 const size_t n_y = (size_t)(n_out * n_tok);
                 std::vector<float> y_ref(n_y), y_amx(n_y, -1.0f), y_avx(n_y, -2.0f);
@@ -196,19 +205,63 @@ TEST_P(MatmulAmxTypes, AutomaticPromptBatchEqualsReference) {
     ASSERT_EQ(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)), 0);
 }
 
+// Q4_0 rows long enough that the packed activations of a prompt batch outgrow L2 go through the
+// matmul in chunks of blocks (amx.cpp: kChunkActBytes), continuing the accumulators in y: 257
+// blocks and 509 tokens (32 groups, the last one partial) take 4 uneven chunks.
+TEST_F(MatmulAmx, Q4_0LongRowsInChunksEqualReference) {
+    const QuantType type = QuantType::q4_0;
+    const int64_t n_in = 257 * 32, n_out = 33, n_tok = 509;
+    const size_t row_bytes = quant::row_size(type, n_in);
+    std::mt19937 rng(3);
+    const auto w = make_weights(type, n_in, n_out, rng);
+    const auto x = make_activations(n_in, n_tok, rng);
+    std::vector<float> y_ref((size_t)(n_out * n_tok)), y((size_t)(n_out * n_tok), -1.0f);
+    matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
+    ThreadPool pool(2);
+    std::vector<std::byte> scratch;
+    matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, SimdLevel::avx512,
+               AmxMode::force);
+    for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(f32_to_bits(y[i]), f32_to_bits(y_ref[i])) << "output " << i % n_out << " token " << i / n_out;
+    }
+}
+
+// Thread counts that split the bands unevenly (and one thread): each worker packs its own bands
+// into its own scratch; the outputs must not depend on who computed them.
+TEST_P(MatmulAmxTypes, ThreadCountsEqualReference) {
+    const QuantType type = GetParam();
+    const int64_t n_in = 512, n_out = 113, n_tok = 45;
+    const size_t row_bytes = quant::row_size(type, n_in);
+    std::mt19937 rng(5);
+    const auto w = make_weights(type, n_in, n_out, rng);
+    const auto x = make_activations(n_in, n_tok, rng);
+    std::vector<float> y_ref((size_t)(n_out * n_tok));
+    matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
+    for (int threads : {1, 3, 4}) {
+        ThreadPool pool(threads);
+        std::vector<std::byte> scratch;
+        std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
+        matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch,
+                   SimdLevel::avx512, AmxMode::force);
+        ASSERT_EQ(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)), 0)
+            << quant::type_name(type) << " with " << threads << " threads";
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, MatmulAmxTypes,
-                         ::testing::Values(QuantType::q2_k, QuantType::q3_k, QuantType::q4_k, QuantType::q5_k,
-                                           QuantType::q6_k),
+                         ::testing::Values(QuantType::q4_0, QuantType::q2_k, QuantType::q3_k, QuantType::q4_k,
+                                           QuantType::q5_k, QuantType::q6_k),
                          [](const auto& info) { return std::string(quant::type_name(info.param)); });
 
 // Single tokens (decode) never take the tile kernels.
 TEST(MatmulAmxChoice, DecodeNeverUsesTiles) {
-    for (QuantType t : {QuantType::q2_k, QuantType::q3_k, QuantType::q4_k, QuantType::q5_k, QuantType::q6_k}) {
+    for (QuantType t : {QuantType::q4_0, QuantType::q2_k, QuantType::q3_k, QuantType::q4_k, QuantType::q5_k,
+                        QuantType::q6_k}) {
         EXPECT_TRUE(has_amx_kernel(t)) << quant::type_name(t);
         EXPECT_GT(amx_min_tokens(t), 1) << quant::type_name(t);
     }
     EXPECT_FALSE(has_amx_kernel(QuantType::q8_0));
-    EXPECT_FALSE(has_amx_kernel(QuantType::q4_0));
+    EXPECT_FALSE(has_amx_kernel(QuantType::q4_1));
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 // Intel AMX (Advanced Matrix Extensions) for the CPU matmul's prompt batches: detection, the
-// per-process permission, and the matmul driver. The tile kernels (tile_kernels.h: Q2_K, Q3_K,
-// Q4_K, Q5_K, Q6_K, each bit-identical to its quant/ vec_dot) live in *_amx.cpp files compiled
-// with AMX target flags (cmake/simd_flags.cmake) and are only called after the checks here.
+// per-process permission, and the matmul driver. The tile kernels (tile_kernels.h: Q4_0, Q2_K,
+// Q3_K, Q4_K, Q5_K, Q6_K, each bit-identical to its quant/ vec_dot) live in *_amx.cpp files
+// compiled with AMX target flags (cmake/simd_flags.cmake) and are only called after the checks here.
 //
-// How a matmul runs: activations (already converted to Q8_K) are packed once per call into
-// groups of 16 tokens in B-tile order; each worker takes bands of 16 weight rows, repacks a band
-// into A-tile order in its own scratch (the mmapped weights stay as they are; repacking at load
-// would cost 2-2.6x the weight memory for ~4 % of prefill time), and runs the band against every
-// token group, two groups per kernel call.
+// How a matmul runs: activations (already converted to Q8_K, or Q8_0 for Q4_0) are packed once
+// per call into groups of 16 tokens in B-tile order; each worker takes bands of 16 weight rows,
+// repacks a band into A-tile order in its own scratch (the mmapped weights stay as they are;
+// repacking at load would cost 2-2.6x the weight memory for ~4 % of prefill time), and runs the
+// band against every token group, two groups per kernel call. Q4_0 rows whose packed activations
+// outgrow L2 go in chunks of blocks, each a pass over every band and group (amx.cpp).
 //
 // AMX state is large (8 KB of tile data), so Linux enables it per process on request
 // (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)); without that, the first tile
@@ -33,7 +34,7 @@ bool amx_int8_available();
 // benchmarks that compare against the AVX-512 kernels). Read once per process.
 bool amx_int8_enabled();
 
-// Weight types with an AMX kernel (bit-identical to quant::traits(type).vec_dot): Q2_K .. Q6_K.
+// Weight types with an AMX kernel (bit-identical to quant::traits(type).vec_dot): Q4_0, Q2_K .. Q6_K.
 bool has_amx_kernel(quant::QuantType type);
 // Fewest prompt tokens for which matmul_cpu prefers the AMX kernel of `type` over the AVX-512
 // kernels (measured, see amx.cpp).
@@ -45,7 +46,7 @@ size_t amx_scratch_bytes(quant::QuantType type, int64_t n_in, int64_t n_tokens, 
 // y[t][o] = vec_dot(w[o], xq[t]) for a weight type with has_amx_kernel; xq: [n_tokens] activation
 // rows of the type's vec_dot_type, act_bytes apart (matmul_cpu converts them first); y:
 // [n_tokens][n_out]. scratch: amx_scratch_bytes(type, n_in, n_tokens, pool.n_threads()) bytes,
-// any alignment. Preconditions: amx_int8_available(); n_in % 256 == 0.
+// any alignment. Preconditions: amx_int8_available(); n_in a multiple of the type's block size.
 void matmul_amx(ThreadPool& pool, quant::QuantType type, const std::byte* w, size_t row_bytes, const std::byte* xq,
                 size_t act_bytes, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens, std::byte* scratch);
 

@@ -1,5 +1,6 @@
-// AMX tile kernels of the CPU matmul (tile_kernels_amx.cpp, compiled with AMX target flags; call
-// only after amx_int8_available(), amx.h). Internal to backend/cpu; amx.cpp drives them.
+// AMX tile kernels of the CPU matmul (tile_kernels_amx.cpp, tile_kernels_lanes_amx.cpp,
+// tile_kernels_q4_0_amx.cpp, compiled with AMX target flags; call only after
+// amx_int8_available(), amx.h). Internal to backend/cpu; amx.cpp drives them.
 //
 // Shape of the work: a 16 x 16 block of outputs (16 weight rows x 16 tokens) at a time. TDPBUSD
 // multiplies unsigned bytes (A tile, 16 rows x K bytes) with signed bytes (B tile, K/4 rows of
@@ -25,7 +26,10 @@
 // super-block (from exact int32 sums). Q3_K's lanes take (scale - 32) * code, which fits one
 // unsigned byte after adding 124, so one TDPBUSD per lane. Q2_K is like Q4_K with groups of 8
 // sub-blocks of 16 (half a super-block): scale * code fits a byte, so one C tile accumulates the
-// whole half's integer sum. Q8_0, Q4_0 and the other 32-element block types add floats per 4
+// whole half's integer sum. Q4_0 (quant::vec_dot_q4_0, Q8_0 activations) adds one exact int32 per
+// 32-element block into one float accumulator: its codes are stored as code - 8 (a signed byte),
+// so one TDPBSSD with K = 32 gives a block's sums, and the float step follows per block
+// (tile_kernels_q4_0_amx.cpp). Q8_0 and the other 32-element block types add floats per 4
 // elements (quant/lanes.h lane_dot32), which leaves nothing for a tile to sum.
 #pragma once
 
@@ -94,6 +98,20 @@ struct alignas(64) AmxQ2_Kx16 {
 };
 static_assert(sizeof(AmxQ2_Kx16) == 4736);
 
+// Q8_0 activations of 16 tokens, one block (32 elements of each), in B-tile order.
+struct alignas(64) AmxQ8_0x16 {
+    int8_t qs[8][kAmxTokens][4];  // [group of 4 elements][token][4] quants: the B tile (8 rows of 64 bytes)
+    float d[kAmxTokens];          // [token] fp16 d, widened
+};
+static_assert(sizeof(AmxQ8_0x16) == 576);
+
+// Q4_0 weights of 16 rows, one block, in A-tile order.
+struct alignas(64) AmxQ4_0x16 {
+    int8_t q[kAmxRows][32];  // [row][element] code - 8 (-8..7): the A tile (16 rows of 32 bytes)
+    float d[kAmxRows];       // [row] fp16 d, widened
+};
+static_assert(sizeof(AmxQ4_0x16) == 576);
+
 // Whether this build has the kernels below (false: the compiler lacked AMX and they are stubs).
 bool amx_kernels_built();
 
@@ -123,6 +141,17 @@ void amx_pack_q6_k(const std::byte* const* w, int64_t n, AmxQ6_Kx16* dst);
 // amx_pack_q4_k. Needs an AmxTileScope.
 void amx_dot_q4_k(const AmxQ4_Kx16* w, const AmxQ8_Kx16* x, int64_t x_group, int n_groups, int64_t n, float* y,
                   int64_t y_stride, int n_rows, int n_tokens);
+// x: 16 Q8_0 rows of n elements (pointers may repeat); dst: [n / 32].
+void amx_pack_q8_0(const std::byte* const* x, int64_t n, AmxQ8_0x16* dst);
+// w: 16 Q4_0 rows of n elements (pointers may repeat); dst: [n / 32].
+void amx_pack_q4_0(const std::byte* const* w, int64_t n, AmxQ4_0x16* dst);
+// quant::vec_dot_q4_0 bit for bit, as amx_dot_q4_k with blocks of 32: x_group in AmxQ8_0x16
+// blocks, w: [n / 32] from amx_pack_q4_0, x groups of [n / 32] from amx_pack_q8_0. accumulate:
+// the dot products continue from the values in y (those this call would store; the others are
+// not read) instead of from 0, so that a row can be done in chunks of blocks, in order, with the
+// reference's bits (its accumulator is one float, carried from block to block).
+void amx_dot_q4_0(const AmxQ4_0x16* w, const AmxQ8_0x16* x, int64_t x_group, int n_groups, int64_t n, float* y,
+                  int64_t y_stride, int n_rows, int n_tokens, bool accumulate);
 // The same for Q2_K, Q3_K, Q5_K and Q6_K: their quant:: vec_dot bit for bit.
 void amx_dot_q2_k(const AmxQ2_Kx16* w, const AmxQ8_Kx16* x, int64_t x_group, int n_groups, int64_t n, float* y,
                   int64_t y_stride, int n_rows, int n_tokens);
