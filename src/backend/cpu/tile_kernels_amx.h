@@ -68,31 +68,38 @@ inline void transpose8x8_epi32(const __m256i r[8], __m256i o[8]) {
     }
 }
 
-// y[t * y_stride + r] = v[r][t] for r < n_rows, t < n_tokens: a 16 x 16 transpose in registers
-// (unpack pairs of rows, then 4 x 4 blocks within 128-bit lanes, then the lanes), masked stores.
-inline void store_transposed(const __m512 v[16], float* y, int64_t y_stride, int n_rows, int n_tokens) {
+// o[t][r] = v[r][t]: a 16 x 16 transpose in registers (unpack pairs of rows, then 4 x 4 blocks
+// within 128-bit lanes, then the lanes).
+inline void transpose16x16(const __m512 v[16], __m512 o[16]) {
     __m512 t[16], u[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
         t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
     }
-    // u[4i + k], lane L: rows 4i .. 4i+3 at token 4L + k.
+#pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
         u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
-    __m512 col[16];  // [token] 16 rows
+#pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
         const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
         const __m512 v2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
         const __m512 v3 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
-        col[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        col[8 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        col[4 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        col[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+        o[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        o[8 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        o[4 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        o[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
     }
+}
+
+// y[t * y_stride + r] = v[r][t] for r < n_rows, t < n_tokens (transpose16x16, masked stores).
+inline void store_transposed(const __m512 v[16], float* y, int64_t y_stride, int n_rows, int n_tokens) {
+    __m512 col[16];  // [token] 16 rows
+    transpose16x16(v, col);
     const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
     for (int t = 0; t < n_tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, mask, col[t]);
 }

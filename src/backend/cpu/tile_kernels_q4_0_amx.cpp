@@ -120,33 +120,6 @@ inline void update8(__m512* acc, const int32_t (*s)[kAmxTokens], const float* wd
 }
 #undef HEARTH_Q4_0_ROW
 
-// The 16 x 16 transpose of store_transposed (tile_kernels_amx.h), in registers: o[t][r] = v[r][t].
-inline void transpose16x16(const __m512 v[16], __m512 o[16]) {
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
-        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
-        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
-        o[k] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        o[8 + k] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        o[4 + k] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        o[12 + k] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-    }
-}
-
 // One token group: 16 rows x 16 tokens over nb blocks, accumulators starting at 0 or at y's
 // values (a later chunk of the row). The tile sums run two blocks ahead of the float step.
 void dot_q4_0_group(const AmxQ4_0x16* w, const AmxQ8_0x16* x, int64_t nb, float* y, int64_t y_stride, int n_rows,

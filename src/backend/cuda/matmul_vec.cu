@@ -480,17 +480,8 @@ cudaError_t launch(const MvArgs& args, ActQ8 act, int n_in, int n_sm, bool pdl, 
     const int cap = std::max(per_sm, 1) * n_sm;
     const int per_block = (n_groups + cap - 1) / cap;
     const int blocks = std::max(1, (n_groups + per_block - 1) / per_block);
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)blocks);
-    cfg.blockDim = dim3((unsigned)nth);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, args, (int)quant::row_size(kType, n_in), act.qs, act.ds, n_in);
+    return launch_kernel(pdl, kernel, dim3((unsigned)blocks), dim3((unsigned)nth), smem, s, args,
+                         (int)quant::row_size(kType, n_in), act.qs, act.ds, n_in);
 }
 
 template <QuantType kType>
