@@ -25,7 +25,8 @@
 // of that many streams), the batch-invariant tensor-core kernel against the earlier dp4a
 // kernels (MatmulQ8Kernel), on activations quantized beforehand; weight GB/s counts each
 // weight byte once per call (the floor the kernels approach), and the summary adds Llama-3.1-8B
-// Q4_K_M's matrices into one decode step per batch size.
+// Q4_K_M's matrices into one decode step per batch size. Q5_K, IQ4_XS and MXFP4 rows have no
+// tensor-core kernel: their "mma" column is the dp4a fallback too.
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
@@ -192,7 +193,10 @@ int decode_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, doub
                         {QuantType::q6_k, 1024, 4096, 16},   {QuantType::q4_k, 14336, 4096, 64},
                         {QuantType::q4_k, 4096, 14336, 16},  {QuantType::q6_k, 4096, 14336, 16},
                         {QuantType::q6_k, 128256, 4096, 1},  {QuantType::q8_0, 4096, 4096, 0},
-                        {QuantType::q8_0, 14336, 4096, 0},   {QuantType::q4_0, 14336, 4096, 0}};
+                        {QuantType::q8_0, 14336, 4096, 0},   {QuantType::q4_0, 14336, 4096, 0},
+                        // Types without a tensor-core kernel (both columns: the dp4a kernel).
+                        {QuantType::q5_k, 14336, 4096, 0},   {QuantType::q5_k, 4096, 14336, 0},
+                        {QuantType::iq4_xs, 14336, 4096, 0}, {QuantType::mxfp4, 14336, 4096, 0}};
     std::mt19937 rng(11);
     std::map<std::pair<int64_t, int>, double> step_us;  // (tokens, kernel) -> 8B step matmul us
     std::printf("| type | W [n_out x n_in] | chains | tokens | mma us | mma weight GB/s | of copy | dp4a us | dp4a GB/s | mma speed-up |\n");

@@ -1,6 +1,7 @@
 // CUDA matmul (backend/cuda/matmul.h) against the reference (backend/ref/matmul.h) and against
-// an exact (f64) model of each CUDA path, over odd and edge shapes, for F16, Q4_0, Q8_0, Q4_K and
-// Q6_K. Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason, so
+// an exact (f64) model of each CUDA path, over odd and edge shapes, for every type with a CUDA
+// kernel (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+// IQ4_XS, MXFP4). Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason, so
 // CPU-only CI passes. scripts/gpu-check.sh runs it on a GPU machine, where it must not skip.
 //
 // Every output o, t is checked twice, with w = the reference dequantization of the weights,
@@ -18,12 +19,13 @@
 //    - GEMM (>= 16 tokens, 16-byte-aligned rows, n_in % 64 == 0): w and x rounded to f16 exactly as the device
 //      does (the kernel's dequantization is the reference's, operation for operation), f32
 //      accumulation in the tensor cores and one split-K add: 1e-4 * sum |w16_i x16_i|.
-//    - F16 matrix-vector (f32 activations): 1e-5 * mag.
+//    - F16/BF16/F32 matrix-vector (f32 activations): 1e-5 * mag.
 // 2. Against matmul_ref, with a bound derived from the inputs rather than a constant: both sides
 //    compute sum_i w_i a_i for their own rounded activations a (and the GEMM its f16 weights), so
 //      |y - y_ref| <= sum_i |w_i| (|x_i - xg_i| + |x_i - xr_i|) + sum_i |w16_i - w_i| |xg_i| + 1e-4 * mag
-//    where xg is the path's activation (above) and xr the reference's (Q8_0 per 32 with an fp16
-//    scale for Q4_0/Q8_0, Q8_K per 256 for Q4_K/Q6_K, f16 for F16), both computed here; 1e-4 * mag
+//    where xg is the path's activation (above) and xr the reference's (its vec_dot_type: Q8_0 per
+//    32 with an fp16 scale for Q4_0/Q5_0/Q8_0/IQ4_NL/MXFP4, Q8_1 for Q4_1/Q5_1, Q8_K per 256 for
+//    the K-quants and IQ4_XS, f16 for F16, bf16 for BF16, none for F32), both computed here; 1e-4 * mag
 //    covers the f32 sums of both sides. Per element the int8 roundings are at most half a step,
 //    |x_i - xg_i| <= amax_32(i)/254 and |x_i - xr_i| <= amax_block(i)/254 (+ 127 * 2^-11 of a step
 //    for the fp16 scale of Q8_0), so the bound is at most sum_i |w_i| (amax_32(i) + amax_ref(i))
@@ -105,7 +107,8 @@ enum class Path { dp4a, gemm, f16_vec };
 Path path_of(QuantType type, const Shape& sh, size_t row_bytes) {
     const bool aligned = row_bytes % 16 == 0 && sh.w_offset % 16 == 0;
     if (sh.n_tokens >= kMatmulGemmMinTokens && aligned && sh.n_in % 64 == 0) return Path::gemm;
-    return type == QuantType::f16 ? Path::f16_vec : Path::dp4a;
+    const bool is_float = type == QuantType::f16 || type == QuantType::bf16 || type == QuantType::f32;
+    return is_float ? Path::f16_vec : Path::dp4a;
 }
 
 struct Worst {
@@ -229,7 +232,8 @@ TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
     shapes.push_back({2048, 200, 40, 0, 0});
     shapes.push_back({1024, 129, 130, 0, 0});
     shapes.push_back({256, 16900, 16, 0, 0});    // 133 tiles: no split
-    if (type == QuantType::f16) {  // block size 1: odd widths (F16 matrix-vector, generic kernel)
+    if (type == QuantType::mxfp4) shapes.push_back({k * 2, 9, 3, 0, 1});  // 17-byte blocks: W at an odd address
+    if (bs == 1) {  // F16, BF16, F32: odd widths (float matrix-vector, generic kernel)
         shapes.push_back({1, 3, 2, 0, 0});
         shapes.push_back({37, 19, 3, 0, 0});
         shapes.push_back({40, 19, 9, 0, 0});
@@ -256,7 +260,9 @@ TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
 
 INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulTest,
                          ::testing::Values(QuantType::f16, QuantType::q8_0, QuantType::q4_0, QuantType::q4_k,
-                                           QuantType::q6_k),
+                                           QuantType::q6_k, QuantType::q5_k, QuantType::iq4_xs, QuantType::mxfp4,
+                                           QuantType::bf16, QuantType::q5_0, QuantType::q5_1, QuantType::q4_1,
+                                           QuantType::iq4_nl, QuantType::q2_k, QuantType::q3_k, QuantType::f32),
                          [](const auto& info) { return std::string(quant::type_name(info.param)); });
 
 // The two-step form (quantize once, multiply several matrices) gives the same bits as matmul_cuda.
@@ -458,6 +464,13 @@ TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
         {{QuantType::q4_k, QuantType::q8_0, QuantType::q4_k}, {40, 24, 21}, 3, 2304, 0},  // 0 and 2 share a launch
         {{QuantType::q4_k, QuantType::q4_k, QuantType::q4_k}, {9, 3, 1}, 2, 14336, 0},    // two stages per row
         {{QuantType::q6_k, QuantType::q6_k, QuantType::q6_k}, {5, 12, 1}, 2, 12288, 0},
+        {{QuantType::q5_k, QuantType::q5_k, QuantType::q6_k}, {64, 16, 16}, 3, 2048, 0},  // Q5_K_M's Q, K, V(Q6_K)
+        {{QuantType::q5_k, QuantType::q5_k, QuantType::q5_k}, {9, 3, 1}, 2, 14336, 0},    // two stages per row
+        {{QuantType::iq4_xs, QuantType::iq4_xs, QuantType::iq4_xs}, {37, 5, 130}, 3, 4096, 2},  // rows not 8-byte aligned
+        {{QuantType::mxfp4, QuantType::mxfp4, QuantType::mxfp4}, {9, 3, 33}, 3, 1088, 1},       // W at an odd address
+        {{QuantType::q2_k, QuantType::q3_k, QuantType::q2_k}, {40, 24, 21}, 3, 2304, 0},
+        {{QuantType::q5_0, QuantType::q5_1, QuantType::q4_1}, {33, 7, 20}, 3, 1088, 2},
+        {{QuantType::iq4_nl, QuantType::iq4_nl, QuantType::iq4_nl}, {130, 7, 1}, 2, 512, 0},
     };
     uint32_t seed = 500;
     for (const Group& g : groups) {
@@ -611,13 +624,13 @@ TEST(CudaDevice, ErrorsAreStickyAndSurfaceAtSync) {
     EXPECT_GT(dev.info().n_sm, 0);
     // An unsupported type records a sticky error and launches nothing.
     float* none = nullptr;
-    matmul_cuda(stream, QuantType::q5_k, nullptr, 176, none, none, 256, 1, 1);
+    matmul_cuda(stream, QuantType::iq2_xxs, nullptr, 66, none, none, 256, 1, 1);  // no CUDA kernel
     const Status st = stream.synchronize();
     EXPECT_EQ(st.code(), StatusCode::unsupported) << st.message();
     // Later work is skipped and the first error stays.
     matmul_cuda(stream, QuantType::f16, nullptr, 3, none, none, 3, 1, 1);
     EXPECT_EQ(stream.synchronize().code(), StatusCode::unsupported);
-    EXPECT_NE(dev.status().message().find("q5_k"), std::string::npos) << dev.status().message();
+    EXPECT_NE(dev.status().message().find("iq2_xxs"), std::string::npos) << dev.status().message();
 }
 
 TEST(CudaDevice, QueryReportsCountConsistently) {

@@ -1,5 +1,5 @@
-// CUDA matmul (contract and numerics: matmul.h): the dispatch between the paths, the F16
-// matrix-vector kernels (f32 activations) and the activation conversion kernels. The dp4a
+// CUDA matmul (contract and numerics: matmul.h): the dispatch between the paths, the F16, BF16
+// and F32 matrix-vector kernels (f32 activations) and the activation conversion kernels. The dp4a
 // kernels are in matmul_vec.cu, the tensor-core GEMM in matmul_gemm.cu. Block layouts come
 // from quant/*.h; nothing here redefines them.
 #include "backend/cuda/matmul.h"
@@ -102,35 +102,75 @@ __device__ __forceinline__ void write_rows(const float (&acc)[NT], float* y, int
     }
 }
 
+// Float weights: element i of a row as f32 (exact for all three types). Rows need only be 2-byte
+// aligned (as F16's always were): F32 rows that are not 4-byte aligned (uniform per row) are
+// read as two halves.
+template <QuantType kType>
+__device__ __forceinline__ float float_weight(const std::byte* row, int i) {
+    if constexpr (kType == QuantType::f32) {
+        if (((uintptr_t)row & 3) == 0) return __ldg(reinterpret_cast<const float*>(row) + i);
+        const auto* h = reinterpret_cast<const unsigned short*>(row) + 2 * i;
+        return __uint_as_float((uint32_t)__ldg(h) | ((uint32_t)__ldg(h + 1) << 16));
+    } else {
+        const uint32_t h = __ldg(reinterpret_cast<const unsigned short*>(row) + i);
+        return kType == QuantType::f16 ? fp16_bits_to_f32(h) : __uint_as_float(h << 16);
+    }
+}
+
+// The 8 weights of 16-byte vector v (F16, BF16) as f32.
+template <QuantType kType>
+__device__ __forceinline__ void widen8(const uint4& v, float (&f)[8]) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if constexpr (kType == QuantType::f16) {
+            f[2 * i] = fp16_bits_to_f32(w[i]), f[2 * i + 1] = fp16_bits_to_f32(w[i] >> 16);
+        } else {
+            f[2 * i] = __uint_as_float(w[i] << 16), f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        }
+    }
+}
+
 // One warp computes one output row for up to 8 tokens: each weight byte is loaded once
 // (16-byte streaming loads, coalesced across the warp) and multiplied with the f32
 // activations of every token of the group, which stay in L1/L2.
-// ---- F16: lane reads 8 weights (one 16-byte vector) per step; the warp covers 256 columns.
-template <int NT>
+// ---- F16 / BF16: lane reads 8 weights (one 16-byte vector) per step; the warp covers 256
+// columns. F32: 8 weights are two vectors.
+template <QuantType kType, int NT>
 __global__ void __launch_bounds__(kThreads) matmul_f16_vec(const std::byte* __restrict__ w, size_t row_bytes,
                                                              const float* __restrict__ x, float* __restrict__ y,
                                                              int n_in, int n_out) {
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= n_out) return;  // whole warp leaves together
+    constexpr int kVecPer8 = kType == QuantType::f32 ? 2 : 1;  // 16-byte vectors per 8 weights
     const uint4* wr = reinterpret_cast<const uint4*>(w + (size_t)row * row_bytes);
     const int n_vec = n_in / 8;
     constexpr int kUnroll = 4;  // 4 loads in flight per lane
     float acc[NT] = {};
     for (int v0 = lane; v0 < n_vec; v0 += 32 * kUnroll) {
-        uint4 wv[kUnroll];
+        uint4 wv[kUnroll][kVecPer8];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
-            if (v0 + 32 * u < n_vec) wv[u] = load_weights(wr + v0 + 32 * u);
+            if (v0 + 32 * u < n_vec) {
+#pragma unroll
+                for (int k = 0; k < kVecPer8; ++k) wv[u][k] = load_weights(wr + (size_t)(v0 + 32 * u) * kVecPer8 + k);
+            }
         }
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
             const int v = v0 + 32 * u;
             if (v >= n_vec) break;
-            const float w0 = fp16_bits_to_f32(wv[u].x), w1 = fp16_bits_to_f32(wv[u].x >> 16);
-            const float w2 = fp16_bits_to_f32(wv[u].y), w3 = fp16_bits_to_f32(wv[u].y >> 16);
-            const float w4 = fp16_bits_to_f32(wv[u].z), w5 = fp16_bits_to_f32(wv[u].z >> 16);
-            const float w6 = fp16_bits_to_f32(wv[u].w), w7 = fp16_bits_to_f32(wv[u].w >> 16);
+            float f[8];
+            if constexpr (kType == QuantType::f32) {
+                const uint4 a = wv[u][0], b = wv[u][kVecPer8 - 1];
+                f[0] = __uint_as_float(a.x), f[1] = __uint_as_float(a.y), f[2] = __uint_as_float(a.z);
+                f[3] = __uint_as_float(a.w), f[4] = __uint_as_float(b.x), f[5] = __uint_as_float(b.y);
+                f[6] = __uint_as_float(b.z), f[7] = __uint_as_float(b.w);
+            } else {
+                widen8<kType>(wv[u][0], f);
+            }
+            const float w0 = f[0], w1 = f[1], w2 = f[2], w3 = f[3], w4 = f[4], w5 = f[5], w6 = f[6], w7 = f[7];
 #pragma unroll
             for (int t = 0; t < NT; ++t) {
                 const float4* xp = reinterpret_cast<const float4*>(x + (size_t)t * n_in + (size_t)v * 8);
@@ -143,18 +183,20 @@ __global__ void __launch_bounds__(kThreads) matmul_f16_vec(const std::byte* __re
 }
 
 
-// F16 with rows or X not 16-byte aligned: scalar loads, one warp per row, tokens in a loop.
+// Float weights with rows or X not 16-byte aligned: scalar loads, one warp per row, tokens in a
+// loop.
+template <QuantType kType>
 __global__ void __launch_bounds__(kThreads) matmul_f16_generic(const std::byte* __restrict__ w, size_t row_bytes,
                                                                  const float* __restrict__ x, float* __restrict__ y,
                                                                  int n_in, int n_out, int n_tokens) {
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= n_out) return;
-    const auto* wr = reinterpret_cast<const unsigned short*>(w + (size_t)row * row_bytes);
+    const std::byte* wr = w + (size_t)row * row_bytes;
     for (int t = 0; t < n_tokens; ++t) {
         const float* xt = x + (size_t)t * n_in;
         float acc = 0.0f;
-        for (int i = lane; i < n_in; i += 32) acc += fp16_bits_to_f32(wr[i]) * xt[i];
+        for (int i = lane; i < n_in; i += 32) acc += float_weight<kType>(wr, i) * xt[i];
         const float s = warp_sum(acc);
         if (lane == 0) y[(size_t)t * n_out + row] = s;
     }
@@ -162,13 +204,35 @@ __global__ void __launch_bounds__(kThreads) matmul_f16_generic(const std::byte* 
 
 using VecKernel = void (*)(const std::byte*, size_t, const float*, float*, int, int);
 
-VecKernel f16_vec_kernel(int nt) {
+template <QuantType kType>
+VecKernel float_vec_kernel(int nt) {
     switch (nt) {
-        case 8: return matmul_f16_vec<8>;
-        case 4: return matmul_f16_vec<4>;
-        case 2: return matmul_f16_vec<2>;
-        default: return matmul_f16_vec<1>;
+        case 8: return matmul_f16_vec<kType, 8>;
+        case 4: return matmul_f16_vec<kType, 4>;
+        case 2: return matmul_f16_vec<kType, 2>;
+        default: return matmul_f16_vec<kType, 1>;
     }
+}
+
+VecKernel float_vec_kernel(QuantType type, int nt) {
+    return type == QuantType::f32 ? float_vec_kernel<QuantType::f32>(nt)
+         : type == QuantType::bf16 ? float_vec_kernel<QuantType::bf16>(nt) : float_vec_kernel<QuantType::f16>(nt);
+}
+
+using GenericKernel = void (*)(const std::byte*, size_t, const float*, float*, int, int, int);
+GenericKernel float_generic_kernel(QuantType type) {
+    return type == QuantType::f32 ? matmul_f16_generic<QuantType::f32>
+         : type == QuantType::bf16 ? matmul_f16_generic<QuantType::bf16> : matmul_f16_generic<QuantType::f16>;
+}
+
+bool is_float_type(QuantType type) { return type == QuantType::f32 || type == QuantType::f16 || type == QuantType::bf16; }
+
+// Byte alignment the int8 kernels need of W and row_bytes: 2 (their lds_words reads), 1 for
+// MXFP4 (17-byte blocks, read at any byte offset).
+size_t q8_align(QuantType type) { return type == QuantType::mxfp4 ? 1 : 2; }
+bool is_q8_aligned(QuantType type, const void* w, size_t row_bytes) {
+    const size_t a = q8_align(type);
+    return reinterpret_cast<uintptr_t>(w) % a == 0 && row_bytes % a == 0;
 }
 
 bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -188,10 +252,24 @@ bool check_shape(cuda::Device& dev, const char* what, QuantType type, size_t row
     return true;
 }
 
+void matvec_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, cuda_kernels::MvArgs args,
+                      cuda_kernels::ActQ8 act, int64_t n_in, int64_t n_tokens);
+cuda_kernels::MvSeg plain_seg(const std::byte* w, size_t row_bytes, int64_t n_out, float* y);
+
 // Quantized weights, int8 activations: the batch-invariant tensor-core kernel over token
 // groups of up to 64 (weights read once per group).
 void matmul_q8_groups(cuda::Device& dev, cudaStream_t s, QuantType type, const std::byte* w, size_t row_bytes,
                       cuda_kernels::ActQ8 act, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens) {
+    if (!cuda_kernels::has_mma(type)) {
+        // Only Q4_0, Q8_0, Q4_K and Q6_K have a tensor-core kernel; the other int8 types take the
+        // dp4a kernel (groups of up to 8 tokens, W read once per group). Their results are not
+        // batch-invariant (matmul.h).
+        cuda_kernels::MvArgs args{};
+        args.seg[0] = plain_seg(w, row_bytes, n_out, y);
+        args.n_segs = 1;
+        matvec_q8_groups(dev, s, type, args, act, n_in, n_tokens);
+        return;
+    }
     const bool clusters = dev.info().cc_major >= 9;
     for (int64_t t0 = 0; t0 < n_tokens; t0 += cuda_kernels::kMmaMaxTokens) {
         const int nt = (int)std::min<int64_t>(cuda_kernels::kMmaMaxTokens, n_tokens - t0);
@@ -236,7 +314,9 @@ cuda_kernels::MvSeg plain_seg(const std::byte* w, size_t row_bytes, int64_t n_ou
 
 }  // namespace
 
-bool can_matmul_cuda(QuantType type) { return type == QuantType::f16 || cuda_kernels::has_matvec_q8(type); }
+bool can_matmul_cuda(QuantType type) { return is_float_type(type) || cuda_kernels::has_matvec_q8(type); }
+
+bool can_matmul_cuda_q8(QuantType type) { return cuda_kernels::has_matvec_q8(type); }
 
 int matmul_cuda_q8_chains(const cuda::Device& dev, int64_t n_in, int64_t n_out) {
     return dev.info().cc_major >= 9 ? cuda_kernels::mma_chains(n_in, n_out) : 1;
@@ -281,7 +361,7 @@ void matmul_cuda_q8(cuda::Stream& stream, QuantType type, const std::byte* w, si
         return;
     }
     if (!check_shape(dev, "matmul_cuda_q8", type, row_bytes, n_in, n_out, n_tokens)) return;
-    if (reinterpret_cast<uintptr_t>(w) % 2 != 0 || row_bytes % 2 != 0 || !is_aligned16(xq)) {
+    if (!is_q8_aligned(type, w, row_bytes) || !is_aligned16(xq)) {
         dev.fail(error(StatusCode::invalid_argument, "matmul_cuda_q8: W and row_bytes must be 2-byte aligned, xq 16-byte aligned"));
         return;
     }
@@ -312,7 +392,7 @@ bool check_q8_matrix(cuda::Device& dev, const char* what, const MatmulQ8Matrix& 
         return false;
     }
     if (!check_shape(dev, what, m.type, m.row_bytes, n_in, m.n_out, n_tokens)) return false;
-    if (reinterpret_cast<uintptr_t>(m.w) % 2 != 0 || m.row_bytes % 2 != 0) {
+    if (!is_q8_aligned(m.type, m.w, m.row_bytes)) {
         dev.fail(error(StatusCode::invalid_argument, strformat("%s: W and row_bytes must be 2-byte aligned", what)));
         return false;
     }
@@ -426,10 +506,10 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
         return;
     }
 
-    if (type == QuantType::f16) {
+    if (is_float_type(type)) {
         const dim3 grid((unsigned)((n_out + kWarpsPerBlock - 1) / kWarpsPerBlock));
         if (!w_aligned16 || !is_aligned16(x) || n_in % 8 != 0) {
-            matmul_f16_generic<<<grid, kThreads, 0, s>>>(w, row_bytes, x, y, (int)n_in, (int)n_out, (int)n_tokens);
+            float_generic_kernel(type)<<<grid, kThreads, 0, s>>>(w, row_bytes, x, y, (int)n_in, (int)n_out, (int)n_tokens);
             dev.check(cudaGetLastError(), "matmul_cuda launch");
             return;
         }
@@ -437,7 +517,7 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
         for (int64_t t0 = 0; t0 < n_tokens;) {
             const int64_t left = n_tokens - t0;
             const int nt = left >= kMaxTokens ? kMaxTokens : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            f16_vec_kernel(nt)<<<grid, kThreads, 0, s>>>(w, row_bytes, x + t0 * n_in, y + t0 * n_out, (int)n_in,
+            float_vec_kernel(type, nt)<<<grid, kThreads, 0, s>>>(w, row_bytes, x + t0 * n_in, y + t0 * n_out, (int)n_in,
                                                          (int)n_out);
             if (!dev.check(cudaGetLastError(), "matmul_cuda launch")) return;
             t0 += nt;
@@ -446,7 +526,7 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
     }
 
     // Decode (and prefill of unaligned rows): int8 activations, the tensor-core kernel.
-    if (reinterpret_cast<uintptr_t>(w) % 2 != 0 || row_bytes % 2 != 0) {
+    if (!is_q8_aligned(type, w, row_bytes)) {
         dev.fail(error(StatusCode::invalid_argument,
                        strformat("matmul_cuda %s: W and row_bytes must be 2-byte aligned (row_bytes %zu)",
                                  quant::type_name(type), row_bytes)));

@@ -5,13 +5,16 @@
 //
 // Paths (matmul_cuda picks one; each is tested against the reference, see the test for the
 // derivation of its tolerance):
-//  - Quantized weights (Q4_0, Q8_0, Q4_K, Q6_K), n_tokens < kMatmulGemmMinTokens: X is first
+//  - Quantized weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+//    IQ4_XS, MXFP4: can_matmul_cuda_q8), n_tokens < kMatmulGemmMinTokens: X is first
 //    quantized on the device to int8 blocks of 32 with an f32 scale d = amax/127 and the sum of
 //    the quants (q8_1-style, like the CPU's vec_dot_type but with one scale per 32 values for
-//    every type), then an integer tensor-core kernel (mma.sync s8, matmul_mma.cu) streams W once
-//    per group of up to 64 tokens. It is batch-invariant: every output is summed in an order
-//    fixed by the matrix shape alone, so a token's outputs are bitwise the same whatever other
-//    tokens share the call and wherever it sits among them (matmul_cuda_q8 the same).
+//    every type). For Q4_0, Q8_0, Q4_K and Q6_K an integer tensor-core kernel (mma.sync s8,
+//    matmul_mma.cu) then streams W once per group of up to 64 tokens. It is batch-invariant:
+//    every output is summed in an order fixed by the matrix shape alone, so a token's outputs are
+//    bitwise the same whatever other tokens share the call and wherever it sits among them
+//    (matmul_cuda_q8 the same). The other int8 types have no tensor-core kernel yet and take the
+//    dp4a kernel (matmul_vec.cu, W once per 8 tokens), which is not batch-invariant.
 //    Error against the exact product of the dequantized weights: each activation moves by at
 //    most half a step, |x - d*q| <= amax_32/254, so |y - y_exact| <= sum_i |w_i| amax_32(i)/254
 //    plus f32 rounding (~1e-6 of sum|w*x|). The reference's own activation rounding (Q8_0 per
@@ -19,17 +22,21 @@
 //    Measured on the test's random data with outliers: |y - y_ref| <= 1.3e-4 of sum|w*x| for
 //    Q8_0/Q4_0 (the reference also scales per 32), <= 1.1e-2 for Q4_K/Q6_K (it scales per 256),
 //    at most 27 % of the derived bound; against the exact model of the path, <= 1e-6.
+//    (Per-type figures for the other types: the test's [ info ] lines.)
 //  - Any supported type, n_tokens >= kMatmulGemmMinTokens (prefill): a tensor-core GEMM
 //    (mma.sync m16n8k16, f16 operands, f32 accumulation). Weight tiles are dequantized to f16 in
-//    shared memory; X is rounded to f16 (so |X| must stay below 65504). Error: each product
+//    shared memory (F32 and BF16 weights rounded to f16, so they too must stay below 65504); X
+//    is rounded to f16 (so |X| must stay below 65504). Error: each product
 //    is off by at most ~2^-10 relative (both operands rounded to f16), |y - y_exact| <~
 //    1e-3 * sum|w*x|.
-//  - F16 weights, n_tokens < kMatmulGemmMinTokens: f32 activations, f32 accumulation (~1e-6).
+//  - F16, BF16 and F32 weights, n_tokens < kMatmulGemmMinTokens: f32 activations, f32
+//    accumulation (~1e-6).
 //
 // Scratch: the activations are converted into Stream::scratch (matmul_cuda_scratch_bytes);
 // reserve it before graph capture. The GEMM needs W and row_bytes 16-byte aligned and
 // n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the int8
-// kernel in groups of 64 tokens. The int8 kernels take any even alignment.
+// kernel in groups of 64 tokens (F16/BF16/F32: the matrix-vector kernel). The int8 kernels take
+// any even alignment (MXFP4, whose blocks are 17 bytes: any alignment).
 //
 // The int8-activation kernels are launched as programmatic dependents of the kernel before
 // them on the stream (Hopper PDL): they start copying W while that kernel (normally the
@@ -58,10 +65,14 @@ namespace hearth::backend {
 // and the batch-invariant integer tensor-core kernel).
 constexpr int64_t kMatmulGemmMinTokens = 16;
 
-// Types with a CUDA matmul kernel: F16, Q4_0, Q8_0, Q4_K, Q6_K.
+// Types with a CUDA matmul kernel: F32, F16, BF16 and every can_matmul_cuda_q8 type.
 bool can_matmul_cuda(quant::QuantType type);
+// Types with the int8-activation path (quantize_activations_cuda + matmul_cuda_q8 and the
+// grouped/fused launches below): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+// IQ4_NL, IQ4_XS, MXFP4. Float weights (F32, F16, BF16) are multiplied with f32 activations.
+bool can_matmul_cuda_q8(quant::QuantType type);
 
-// Stream scratch bytes matmul_cuda needs for this shape (0 for F16 with few tokens).
+// Stream scratch bytes matmul_cuda needs for this shape (0 for float weights with few tokens).
 size_t matmul_cuda_scratch_bytes(quant::QuantType type, int64_t n_in, int64_t n_tokens);
 
 void matmul_cuda(cuda::Stream& stream, quant::QuantType type, const std::byte* w, size_t row_bytes,
@@ -71,8 +82,9 @@ void matmul_cuda(cuda::Stream& stream, quant::QuantType type, const std::byte* w
 // matrices (Q, K and V; gate and up) and so quantize it once:
 // quantize_activations_cuda writes X ([n_tokens][n_in] f32, n_in % 32 == 0) as int8 blocks into
 // `xq` (device memory of activation_q8_bytes(n_in, n_tokens) bytes, 16-byte aligned);
-// matmul_cuda_q8 then computes Y from them for Q4_0, Q8_0, Q4_K or Q6_K, any n_tokens (it reads
-// W once per 64 tokens), batch-invariant as above.
+// matmul_cuda_q8 then computes Y from them for any can_matmul_cuda_q8 type, any n_tokens (Q4_0,
+// Q8_0, Q4_K, Q6_K: W read once per 64 tokens, batch-invariant as above; the other types have no
+// tensor-core kernel and always take the dp4a kernel below, whatever `kernel` says).
 // MatmulQ8Kernel::dp4a picks the earlier dp4a matrix-vector kernels instead (matmul_vec.cu: W
 // read once per 8 tokens; the float sums are ordered differently for 1 token and for 2..8, so
 // a token's bits depend on the batch): kept to compare against (benches, HEARTH_CUDA_MATVEC).
@@ -89,8 +101,8 @@ void matmul_cuda_q8(cuda::Stream& stream, quant::QuantType type, const std::byte
 // ---- Grouped launches of the dp4a kernels for the single-stream decode step, where each
 // matrix alone is too small to keep the GPU busy (a launch ramps up and drains once for all).
 
-// A quantized matrix in device memory (Q4_0, Q8_0, Q4_K, Q6_K; W and row_bytes 2-byte aligned,
-// allocations padded as above).
+// A quantized matrix in device memory (a can_matmul_cuda_q8 type; W and row_bytes 2-byte aligned
+// except MXFP4, allocations padded as above).
 struct MatmulQ8Matrix {
     quant::QuantType type = quant::QuantType::q4_k;
     const std::byte* w = nullptr;

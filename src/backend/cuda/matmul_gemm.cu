@@ -1,9 +1,11 @@
 // Tensor-core GEMM for prefill: Y[t][o] = sum_k W[o][k] * X[t][k] with mma.sync m16n8k16
-// (f16 x f16 -> f32). W (F16, Q4_0, Q8_0, Q4_K, Q6_K) is dequantized to f16 on the way into
-// shared memory; X arrives as f16 (converted once by matmul.cu).
+// (f16 x f16 -> f32). W (F32, F16, BF16 and every has_matvec_q8 type) is dequantized (F32 and
+// BF16 weights: rounded) to f16 on the way into shared memory; X arrives as f16 (converted once
+// by matmul.cu). F32 and BF16 weights lose precision here (f16 has 11 significant bits; BF16's
+// range beyond 65504 does not fit): the error bound of matmul.h counts the weights' f16 rounding.
 //
 // Tiles: a block of 256 threads (8 warps) computes 128 weight rows x 128 tokens, stepping K by
-// 64 (two 32-value units: Q8_0/Q4_0 blocks, Q4_K sub-blocks, pairs of Q6_K sub-blocks). Each
+// 64 (two 32-value units: blocks of 32, K-quant sub-blocks of 32 or pairs of 16). Each
 // warp owns 64 rows x 32 tokens: 4 x 4 mma tiles, 64 f32 accumulators per thread. Per K step,
 // thread `tid` turns the 32 weights of unit 2*step + tid%2 of row tid/2 into f16 and stores
 // them; the raw bytes of the next step are loaded into registers before the current step's
@@ -18,8 +20,17 @@
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
+#include "quant/iq4_nl.h"
+#include "quant/iq4_xs.h"
+#include "quant/mxfp4.h"
+#include "quant/q2_k.h"
+#include "quant/q3_k.h"
 #include "quant/q4_0.h"
+#include "quant/q4_1.h"
 #include "quant/q4_k.h"
+#include "quant/q5_0.h"
+#include "quant/q5_1.h"
+#include "quant/q5_k.h"
 #include "quant/q6_k.h"
 #include "quant/q8_0.h"
 
@@ -29,7 +40,10 @@ namespace {
 using quant::QuantType;
 
 static_assert(sizeof(quant::BlockQ8_0) == 34 && sizeof(quant::BlockQ4_0) == 18 && sizeof(quant::BlockQ4_K) == 144 &&
-              sizeof(quant::BlockQ6_K) == 210);
+              sizeof(quant::BlockQ6_K) == 210 && sizeof(quant::BlockQ4_1) == 20 && sizeof(quant::BlockQ5_0) == 22 &&
+              sizeof(quant::BlockQ5_1) == 24 && sizeof(quant::BlockIQ4_NL) == 18 && sizeof(quant::BlockMXFP4) == 17 &&
+              sizeof(quant::BlockQ5_K) == 176 && sizeof(quant::BlockIQ4_XS) == 136 && sizeof(quant::BlockQ2_K) == 84 &&
+              sizeof(quant::BlockQ3_K) == 110);
 
 constexpr int kBM = 128;  // weight rows per block
 constexpr int kBN = 128;  // tokens per block
@@ -79,6 +93,14 @@ struct Raw16 {
 __device__ __forceinline__ void load16_a2(const std::byte* p, Raw16& r) {
     const auto* base = reinterpret_cast<const std::byte*>((uintptr_t)p & ~(uintptr_t)3);
     r.sh = (int)((uintptr_t)p & 2) * 8;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) r.w[i] = ldg_u32(base + 4 * i);
+    r.w[4] = r.sh ? ldg_u32(base + 16) : 0u;
+}
+// The same from any byte address (MXFP4's 17-byte blocks).
+__device__ __forceinline__ void load16_a1(const std::byte* p, Raw16& r) {
+    const auto* base = reinterpret_cast<const std::byte*>((uintptr_t)p & ~(uintptr_t)3);
+    r.sh = (int)((uintptr_t)p & 3) * 8;
 #pragma unroll
     for (int i = 0; i < 4; ++i) r.w[i] = ldg_u32(base + 4 * i);
     r.w[4] = r.sh ? ldg_u32(base + 16) : 0u;
@@ -232,6 +254,276 @@ template <> struct Tile<QuantType::q6_k> {  // super-block kt/8; values e = 32*(
     }
 };
 
+// 16 values from four words of int8 values (u: the words xor 0x80808080, so bytes are value +
+// 128), each times `d` (one rounding: d * value as the reference computes it).
+__device__ __forceinline__ void scale_i8x16(const uint32_t (&v)[4], float d, uint4 (&out)[2]) {
+    uint32_t o[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t u = v[i] ^ 0x80808080u;
+        constexpr float kBias = 8388608.0f + 128.0f;
+        o[2 * i] = pack_half2(__fmul_rn(byte_to_float<0>(u, kBias), d), __fmul_rn(byte_to_float<1>(u, kBias), d));
+        o[2 * i + 1] = pack_half2(__fmul_rn(byte_to_float<2>(u, kBias), d), __fmul_rn(byte_to_float<3>(u, kBias), d));
+    }
+    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+}
+
+// 16 codes (bytes of v, 0..255) as code * d + m, rounded twice like Q4_1/Q5_1's reference.
+__device__ __forceinline__ void affine_u8x16(const uint32_t (&v)[4], float d, float m, uint4 (&out)[2]) {
+    uint32_t o[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        constexpr float kBias = 8388608.0f;
+        auto f = [&](float c) { return __fadd_rn(__fmul_rn(c, d), m); };
+        o[2 * i] = pack_half2(f(byte_to_float<0>(v[i], kBias)), f(byte_to_float<1>(v[i], kBias)));
+        o[2 * i + 1] = pack_half2(f(byte_to_float<2>(v[i], kBias)), f(byte_to_float<3>(v[i], kBias)));
+    }
+    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+}
+
+// 16 codes (bytes of v, 0..255) as dl * code - ml, rounded twice like the K-quant references.
+__device__ __forceinline__ void scale_min_u8x16(const uint32_t (&v)[4], float dl, float ml, uint4 (&out)[2]) {
+    uint32_t o[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        constexpr float kBias = 8388608.0f;
+        auto f = [&](float c) { return __fsub_rn(__fmul_rn(dl, c), ml); };
+        o[2 * i] = pack_half2(f(byte_to_float<0>(v[i], kBias)), f(byte_to_float<1>(v[i], kBias)));
+        o[2 * i + 1] = pack_half2(f(byte_to_float<2>(v[i], kBias)), f(byte_to_float<3>(v[i], kBias)));
+    }
+    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+}
+
+template <> struct Tile<QuantType::bf16> {  // bf16 -> f32 is exact; then f16 rounding
+    struct Raw {
+        uint4 a, b;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* p = row + 2 * (size_t)(32 * kt + 16 * h);
+        r.a = ldg16(p);
+        r.b = ldg16(p + 16);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int, uint4 (&out)[2]) {
+        const uint32_t w[8] = {r.a.x, r.a.y, r.a.z, r.a.w, r.b.x, r.b.y, r.b.z, r.b.w};
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) o[i] = pack_half2(__uint_as_float(w[i] << 16), __uint_as_float(w[i] & 0xffff0000u));
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+template <> struct Tile<QuantType::f32> {
+    struct Raw {
+        uint4 v[4];
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* p = row + 4 * (size_t)(32 * kt + 16 * h);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) r.v[i] = ldg16(p + 16 * i);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int, uint4 (&out)[2]) {
+        uint32_t o[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            o[2 * i] = pack_half2(__uint_as_float(r.v[i].x), __uint_as_float(r.v[i].y));
+            o[2 * i + 1] = pack_half2(__uint_as_float(r.v[i].z), __uint_as_float(r.v[i].w));
+        }
+        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+    }
+};
+
+template <> struct Tile<QuantType::q4_1> {  // block kt; values 16h.. are nibble h of qs[0..15]
+    struct Raw {
+        Raw16 q;
+        uint32_t dm;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* blk = row + 20 * (size_t)kt;
+        r.dm = ldg_u32(blk);  // 20-byte blocks of a 16-byte-aligned row: 4-byte aligned
+        load16_a2(blk + 4, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = (word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu;
+        affine_u8x16(v, fp16_bits_to_f32(r.dm), fp16_bits_to_f32(r.dm >> 16), out);
+    }
+};
+
+template <QuantType kType> struct TileQ5 {  // Q5_0 (22 bytes) / Q5_1 (24): block kt, values 16h + l
+    static constexpr int kBytes = kType == QuantType::q5_0 ? 22 : 24, kQh = kBytes - 20;
+    struct Raw {
+        Raw16 q;
+        uint32_t d, m, qh;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* blk = row + kBytes * (size_t)kt;
+        r.d = ldg_u16(blk);
+        r.m = kType == QuantType::q5_1 ? ldg_u16(blk + 2) : 0u;
+        r.qh = ldg_u16(blk + kQh) | (ldg_u16(blk + kQh + 2) << 16);
+        load16_a2(blk + kQh + 4, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = ((word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu) | spread_bit4(r.qh >> (16 * h + 4 * i));
+        const float d = fp16_bits_to_f32(r.d);
+        if constexpr (kType == QuantType::q5_0) {  // (code - 16) * d: as int8 values
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = __vsub4(v[i], 0x10101010u);
+            scale_i8x16(v, d, out);
+        } else {
+            affine_u8x16(v, d, fp16_bits_to_f32(r.m), out);
+        }
+    }
+};
+template <> struct Tile<QuantType::q5_0> : TileQ5<QuantType::q5_0> {};
+template <> struct Tile<QuantType::q5_1> : TileQ5<QuantType::q5_1> {};
+
+template <> struct Tile<QuantType::iq4_nl> {  // block kt; values 16h.. are nibble h of qs[0..15]
+    struct Raw {
+        Raw16 q;
+        uint32_t d;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* blk = row + 18 * (size_t)kt;
+        r.d = ldg_u16(blk);
+        load16_a2(blk + 2, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = iq4_lut((word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu);
+        scale_i8x16(v, fp16_bits_to_f32(r.d), out);
+    }
+};
+
+template <> struct Tile<QuantType::mxfp4> {  // block kt (17 bytes: any alignment)
+    struct Raw {
+        Raw16 q;
+        uint32_t e;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* blk = row + 17 * (size_t)kt;
+        r.e = __ldg(reinterpret_cast<const unsigned char*>(blk));
+        load16_a1(blk + 1, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = mxfp4_lut((word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu);
+        scale_i8x16(v, e8m0_half(r.e), out);
+    }
+};
+
+template <> struct Tile<QuantType::q5_k> {  // super-block kt/8, sub-block j = kt%8, values 16h..
+    struct Raw {
+        uint4 hdr, qs, qh;
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* sb = row + 176 * (size_t)(kt >> 3);  // 176 = 11 * 16: every load aligned
+        const int j = kt & 7;
+        r.hdr = ldg16(sb);
+        r.qh = ldg16(sb + 16 + 16 * h);
+        r.qs = ldg16(sb + 48 + 32 * (j >> 1) + 16 * h);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
+        const int j = kt & 7;
+        uint32_t sc, mn;
+        q4_k_scale_min(j, r.hdr.y, r.hdr.z, r.hdr.w, sc, mn);
+        const float dl = fp16_bits_to_f32(r.hdr.x) * (float)sc;
+        const float ml = fp16_bits_to_f32(r.hdr.x >> 16) * (float)mn;
+        const uint32_t qs[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w}, qh[4] = {r.qh.x, r.qh.y, r.qh.z, r.qh.w};
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = ((qs[i] >> (4 * (j & 1))) & 0x0f0f0f0fu) | (((qh[i] >> j) & 0x01010101u) << 4);
+        scale_min_u8x16(v, dl, ml, out);
+    }
+};
+
+template <> struct Tile<QuantType::iq4_xs> {  // super-block kt/8, sub-block j = kt%8: qs[16j..], nibble h
+    struct Raw {
+        Raw16 q;
+        uint32_t hdr;  // d | scales_h << 16
+        uint32_t sl;   // scales_l[j / 2]
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int, Raw& r) {
+        const std::byte* sb = row + 136 * (size_t)(kt >> 3);  // 8-byte aligned
+        const int j = kt & 7;
+        r.hdr = ldg_u32(sb);
+        r.sl = __ldg(reinterpret_cast<const unsigned char*>(sb + 4 + (j >> 1)));
+        load16_a2(sb + 8 + 16 * j, r.q);
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int h, uint4 (&out)[2]) {
+        const int j = kt & 7;
+        const int ls = (int)(((r.sl >> (4 * (j & 1))) & 0xfu) | (((r.hdr >> (16 + 2 * j)) & 3u) << 4));
+        const float dl = fp16_bits_to_f32(r.hdr) * (float)(ls - 32);
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = iq4_lut((word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu);
+        scale_i8x16(v, dl, out);
+    }
+};
+
+template <> struct Tile<QuantType::q2_k> {  // super-block kt/8; values 32j + 16h + l: bits 2k of qs[32hh + 16h + l]
+    struct Raw {
+        Raw16 q;
+        uint32_t dd;  // d | dmin << 16
+        uint32_t sc;  // scales[2j + h]
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* sb = row + 84 * (size_t)(kt >> 3);  // 4-byte aligned
+        const int j = kt & 7;
+        load16_a2(sb + 16 + 32 * (j >> 2) + 16 * h, r.q);
+        r.dd = ldg_u32(sb + 80);
+        r.sc = __ldg(reinterpret_cast<const unsigned char*>(sb + 2 * j + h));
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
+        const int k = kt & 3;
+        const float dl = fp16_bits_to_f32(r.dd) * (float)(r.sc & 0xfu);
+        const float ml = fp16_bits_to_f32(r.dd >> 16) * (float)(r.sc >> 4);
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = (word16(r.q, i) >> (2 * k)) & 0x03030303u;
+        scale_min_u8x16(v, dl, ml, out);
+    }
+};
+
+template <> struct Tile<QuantType::q3_k> {  // super-block kt/8; values e = 32j + 16h + l
+    struct Raw {
+        Raw16 lo, hm;
+        uint32_t d;
+        int sc;  // the sub-block's 6-bit scale, offset by 32
+    };
+    static __device__ __forceinline__ void load(const std::byte* row, int kt, int h, Raw& r) {
+        const std::byte* sb = row + 110 * (size_t)(kt >> 3);  // 2-byte aligned
+        const int j = kt & 7, s = 2 * j + h;                  // s: 16-value sub-block
+        load16_a2(sb + 32 + 32 * (j >> 2) + 16 * h, r.lo);     // bits 2k of qs[32hh + l]
+        load16_a2(sb + 16 * h, r.hm);                          // bit j of hmask[l]
+        r.d = ldg_u16(sb + 108);
+        const auto* scb = reinterpret_cast<const unsigned char*>(sb + 96);
+        const uint32_t low = s < 8 ? (__ldg(scb + s) & 0xfu) : (__ldg(scb + s - 8) >> 4);
+        const uint32_t high = (__ldg(scb + 8 + (s & 3)) >> (2 * (s >> 2))) & 3u;
+        r.sc = (int)(low | (high << 4));
+    }
+    static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
+        const int j = kt & 7, k = j & 3;
+        const float dl = fp16_bits_to_f32(r.d) * (float)(r.sc - 32);
+        uint32_t v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t code = ((word16(r.lo, i) >> (2 * k)) & 0x03030303u) | (((word16(r.hm, i) >> j) & 0x01010101u) << 2);
+            v[i] = __vsub4(code, 0x04040404u);  // -4..3 as int8
+        }
+        scale_i8x16(v, dl, out);
+    }
+};
+
 __device__ __forceinline__ void store_out(float* y, int n_out, int n_tokens, int m, int n, float v, bool atomic) {
     if (m < n_out && n < n_tokens) {
         float* p = y + (size_t)n * n_out + m;
@@ -372,10 +664,7 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, const __half* xh, float
 
 }  // namespace
 
-bool has_gemm(QuantType type) {
-    return type == QuantType::f16 || type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k ||
-           type == QuantType::q6_k;
-}
+bool has_gemm(QuantType type) { return type == QuantType::f32 || type == QuantType::f16 || type == QuantType::bf16 || has_matvec_q8(type); }
 
 cudaError_t gemm_f16(QuantType type, const std::byte* w, size_t row_bytes, const __half* xh, float* y, int n_in,
                      int n_out, int n_tokens, int n_sm, cudaStream_t s) {
@@ -385,6 +674,17 @@ cudaError_t gemm_f16(QuantType type, const std::byte* w, size_t row_bytes, const
         case QuantType::q4_0: return launch<QuantType::q4_0>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
         case QuantType::q4_k: return launch<QuantType::q4_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
         case QuantType::q6_k: return launch<QuantType::q6_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::f32: return launch<QuantType::f32>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::bf16: return launch<QuantType::bf16>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q4_1: return launch<QuantType::q4_1>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q5_0: return launch<QuantType::q5_0>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q5_1: return launch<QuantType::q5_1>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::iq4_nl: return launch<QuantType::iq4_nl>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::mxfp4: return launch<QuantType::mxfp4>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q5_k: return launch<QuantType::q5_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::iq4_xs: return launch<QuantType::iq4_xs>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q2_k: return launch<QuantType::q2_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
+        case QuantType::q3_k: return launch<QuantType::q3_k>(w, row_bytes, xh, y, n_in, n_out, n_tokens, n_sm, s);
         default: return cudaErrorInvalidValue;
     }
 }

@@ -9,6 +9,8 @@
 #include <cstdint>
 
 #include "backend/cuda/rope.cuh"
+#include "quant/iq4_nl.h"
+#include "quant/mxfp4.h"
 #include "quant/types.h"
 
 namespace hearth::backend::cuda_kernels {
@@ -34,7 +36,8 @@ cudaError_t quantize_q8(const float* x, int8_t* qs, float2* ds, int n_in, int n_
 // xh[i] = f16(x[i]), round to nearest even, i < n.
 cudaError_t convert_f16(const float* x, __half* xh, int64_t n, cudaStream_t s);
 
-// dp4a matrix-vector product for Q4_0, Q8_0, Q4_K, Q6_K (matmul_vec.cu); 1 <= n_tokens <= 8.
+// dp4a matrix-vector product (matmul_vec.cu) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and MXFP4; 1 <= n_tokens <= 8.
 // One launch covers up to kMvMaxSegs matrices of the same type and n_in that read the same
 // activations (Q, K and V; gate and up): their rows form one row space, matrix 0's first, and
 // every output row is computed exactly as in a launch of its matrix alone (the per-row
@@ -46,7 +49,7 @@ cudaError_t convert_f16(const float* x, __half* xh, int64_t n, cudaStream_t s);
 //    (rows = heads of rope.head_dim values, pairs (2i, 2i + 1), normal mode only; rope.cuh's
 //    arithmetic, so the bits equal matvec + rope_kv_write_cuda); the matrix's row_begin and row
 //    count must be even.
-// W rows must be 2-byte aligned; n_sm sizes the persistent grid. With `pdl` the kernel is
+// W rows must be 2-byte aligned (MXFP4: any alignment); n_sm sizes the persistent grid. With `pdl` the kernel is
 // launched as a programmatic dependent of the previous kernel on the stream: it starts
 // streaming W before that kernel has finished and waits for it before reading the activations
 // (launch.cuh's contract); it lets its own dependents launch at once.
@@ -73,7 +76,8 @@ bool has_matvec_q8(quant::QuantType type);
 cudaError_t matvec_q8(quant::QuantType type, MvArgs args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl,
                       cudaStream_t s);
 
-// Batch-invariant integer tensor-core matmul (matmul_mma.cu) for Q4_0, Q8_0, Q4_K, Q6_K:
+// Batch-invariant integer tensor-core matmul (matmul_mma.cu) for Q4_0, Q8_0, Q4_K, Q6_K (has_mma;
+// other types have none: matmul.cu runs the dp4a kernel for them):
 // 1 <= n_tokens <= kMmaMaxTokens, weights read once for all tokens. Each output is summed in
 // an order fixed by the matrix shape alone (mma_chains chains of super-units, added in order;
 // see matmul_mma.cu), so a token's result does not depend on the other tokens of the call.
@@ -82,11 +86,12 @@ cudaError_t matvec_q8(quant::QuantType type, MvArgs args, ActQ8 act, int n_in, i
 // chain (a different, equally fixed order). With `pdl` the kernel is a programmatic dependent
 // of the previous kernel on the stream (it copies activations only after waiting for it).
 constexpr int kMmaMaxTokens = 64;
+bool has_mma(quant::QuantType type);
 int mma_chains(int64_t n_in, int64_t n_out);
 cudaError_t matmul_q8_mma(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
                           int n_out, int n_tokens, bool clusters, bool pdl, cudaStream_t s);
 
-// Tensor-core GEMM (matmul_gemm.cu) for F16, Q4_0, Q8_0, Q4_K, Q6_K: W 16-byte aligned with
+// Tensor-core GEMM (matmul_gemm.cu) for F32, F16, BF16 and every type of has_matvec_q8: W 16-byte aligned with
 // row_bytes % 16 == 0, n_in % 64 == 0; xh [n_tokens][n_in] f16, 16-byte aligned. n_sm sizes
 // the split over K when the output has too few tiles to fill the device (y is then zeroed
 // first and the two halves of K are added with atomics: a + b is exact-order independent).
@@ -117,6 +122,56 @@ template <int k>
 __device__ __forceinline__ float byte_to_float(uint32_t word, float bias_plus_2p23) {
     return __uint_as_float(__byte_perm(word, 0x4B000000u, 0x7540 | k)) - bias_plus_2p23;
 }
+
+// 16-entry int8 code books as four little-endian words (entries 4i..4i+3 in word i), for lut16.
+constexpr uint32_t pack_i8x4(const int8_t* v) {
+    return (uint32_t)(uint8_t)v[0] | ((uint32_t)(uint8_t)v[1] << 8) | ((uint32_t)(uint8_t)v[2] << 16) |
+           ((uint32_t)(uint8_t)v[3] << 24);
+}
+// (Scalars, not arrays: device code may read host constexpr scalars only.)
+constexpr uint32_t kIq4Lut0 = pack_i8x4(quant::kIq4NlValues), kIq4Lut1 = pack_i8x4(quant::kIq4NlValues + 4);
+constexpr uint32_t kIq4Lut2 = pack_i8x4(quant::kIq4NlValues + 8), kIq4Lut3 = pack_i8x4(quant::kIq4NlValues + 12);
+constexpr uint32_t kMxLut0 = pack_i8x4(quant::kMxfp4Values), kMxLut1 = pack_i8x4(quant::kMxfp4Values + 4);
+constexpr uint32_t kMxLut2 = pack_i8x4(quant::kMxfp4Values + 8), kMxLut3 = pack_i8x4(quant::kMxfp4Values + 12);
+
+// Four 4-bit indices (the bytes of `codes`, each 0..15) looked up in a 16-entry int8 table
+// (t0..t3 as above): the entries, one per byte. Two byte permutes (entries 0..7 and 8..15,
+// selected by the low 3 bits) and a per-byte select on bit 3; the selector nibbles stay <= 7, so
+// prmt's sign-replicate mode is never hit.
+__device__ __forceinline__ uint32_t lut16(uint32_t codes, uint32_t t0, uint32_t t1, uint32_t t2, uint32_t t3) {
+    const uint32_t x = codes & 0x07070707u;
+    const uint32_t sel = (x & 0x7u) | ((x >> 4) & 0x70u) | ((x >> 8) & 0x700u) | ((x >> 12) & 0x7000u);
+    const uint32_t lo = __byte_perm(t0, t1, sel), hi = __byte_perm(t2, t3, sel);
+    const uint32_t m = ((codes >> 3) & 0x01010101u) * 0xffu;
+    return (lo & ~m) | (hi & m);
+}
+
+__device__ __forceinline__ uint32_t iq4_lut(uint32_t codes) { return lut16(codes, kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3); }
+__device__ __forceinline__ uint32_t mxfp4_lut(uint32_t codes) { return lut16(codes, kMxLut0, kMxLut1, kMxLut2, kMxLut3); }
+
+// The 8 codes of a packed word (byte k: code of value k in the low nibble, of value k + 16 in
+// the high nibble, as IQ4_NL/IQ4_XS/MXFP4 store them) looked up at once: lo = the entries of
+// values 0..3, hi = those of values 16..19. The nibbles serve directly as prmt selectors (low 3
+// bits, masked so prmt's sign mode stays off; entries 0..7 and 8..15 looked up apart, then
+// picked per byte by bit 3 with a third prmt), which yields the values interleaved (0, 16, 1,
+// 17 | 2, 18, 3, 19); two more prmt sort them. 12 instructions per 8 codes, about half of two
+// lut16 calls (the single-token decode kernels are bound by such per-byte work).
+__device__ __forceinline__ void lut16x8(uint32_t w, uint32_t t0, uint32_t t1, uint32_t t2, uint32_t t3, uint32_t& lo,
+                                        uint32_t& hi) {
+    const uint32_t x = w & 0x77777777u, xb = x >> 16;
+    const uint32_t a = __byte_perm(__byte_perm(t0, t1, x), __byte_perm(t2, t3, x), 0x3210u | ((w >> 1) & 0x4444u));
+    const uint32_t b = __byte_perm(__byte_perm(t0, t1, xb), __byte_perm(t2, t3, xb), 0x3210u | ((w >> 17) & 0x4444u));
+    lo = __byte_perm(a, b, 0x6420u);
+    hi = __byte_perm(a, b, 0x7531u);
+}
+
+// quant::e8m0_to_f32_half: 2^(e - 128), exact (subnormal for e < 2).
+__device__ __forceinline__ float e8m0_half(uint32_t e) {
+    return __uint_as_float(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+}
+
+// Bit 4 of byte k set when bit k of `n` (0..15) is: the fifth code bit of four Q5 values.
+__device__ __forceinline__ uint32_t spread_bit4(uint32_t n) { return (((n & 0xfu) * 0x00204081u) & 0x01010101u) << 4; }
 
 // Q4_K scale and min of sub-block j (quant::detail::get_scale_min_k4) from the header words
 // h1..h3 (scales[0..3], [4..7], [8..11]), without branches.

@@ -529,6 +529,10 @@ cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* 
 
 }  // namespace
 
+bool has_mma(QuantType type) {
+    return type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k || type == QuantType::q6_k;
+}
+
 int mma_chains(int64_t n_in, int64_t n_out) {
     const int64_t n_super = (n_in / 32 + 7) / 8, tiles = (n_out + kRows - 1) / kRows;
     int n_chains = 1;

@@ -1,4 +1,5 @@
-// dp4a matrix-vector kernels for Q4_0, Q8_0, Q4_K and Q6_K weights with int8 activations
+// dp4a matrix-vector kernels for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+// IQ4_NL, IQ4_XS and MXFP4 weights with int8 activations
 // (ActQ8: q8_1-style blocks of 32). Decode is bandwidth-bound: every weight byte is read once
 // per group of up to 8 tokens, so the design goal is to keep HBM busy with few instructions
 // per byte.
@@ -6,7 +7,8 @@
 // Work is cut in "units" of 32 weights, one activation block each. A thread block (32 to 128
 // threads) is persistent: it walks row groups of R rows (blockIdx.x, + gridDim.x, ...) and each
 // row in stages; a stage covers whole groups of 64 units (2048 weights), which for every type
-// here is a multiple of 16 bytes (Q8_0 2176, Q4_0 1152, Q4_K 1152, Q6_K 1680). Each (row group,
+// here is a multiple of 16 bytes (Q8_0 2176, Q4_0 1152, Q4_K 1152, Q6_K 1680, Q4_1 1280, Q5_0 1408,
+// Q5_1 1536, IQ4_NL 1152, MXFP4 1088, Q5_K 1408, IQ4_XS 1088, Q2_K 672, Q3_K 880). Each (row group,
 // stage) item is copied with 16-byte cp.async into one of three shared buffers, two items ahead
 // of the one being computed, so every block keeps two items of weights in flight without
 // holding them in registers (staging through shared memory because the blocks of Q8_0, Q4_0 and
@@ -14,8 +16,17 @@
 // 32-bit loads and funnel shifts (16-byte loads for 16-byte-aligned Q4_K rows). A thread owns
 // one "slot" of every row of the group: one unit (R = 4 rows), or for one token and the K-quants
 // two units that share their bytes (R = 2 rows): Q4_K low and high nibbles of the same 32 bytes
-// with one header, Q6_K k and k + 2 of a 128-value half (the same ql and qh bytes). One load of
-// a unit's activations serves all R rows.
+// with one header (Q5_K the same plus the shared qh bytes), Q6_K k and k + 2 of a 128-value half
+// (the same ql and qh bytes), IQ4_XS two adjacent sub-blocks (32 consecutive qs bytes, one
+// header). One load of a unit's activations serves all R rows.
+// MXFP4 blocks are 17 bytes: its units are read at any byte offset (lds_words_b), so its rows
+// need no alignment at all. The non-linear codes (IQ4_NL, IQ4_XS, MXFP4) become int8 values with
+// byte permutes (lut16x8: 12 instructions per 8 codes), so the dot products stay dp4a.
+// Measured (H200, copy 4205 GB/s, 14336 x 4096, 1 token, kernel alone; cuda_matmul_bench
+// --decode): Q4_K 2530 GB/s (60 %), Q5_K 2709 (64 %; 4096 x 14336: 2482, 59 %), IQ4_XS 1601
+// (38 %), MXFP4 1623 (39 %). The table lookups still bound IQ4_XS and MXFP4 at one token (a
+// first version with two lut16 calls per word, twice the instructions: 1395 / 1414 GB/s); from
+// 8 tokens on all three are within 20 % of Q4_K.
 // The grid is as many blocks as fit at once, trimmed so every block gets the same number of row
 // groups.
 // History (H100, 14336 x 4096 Q4_K, 1 token, kernel alone, % of copy bandwidth): one row per
@@ -35,15 +46,32 @@
 // Per unit and token: two 16-byte activation loads, eight dp4a, and one scale step:
 //   y += dx * (a0 * dot(q[0..15], xq[0..15]) + a1 * dot(q[16..31], xq[16..31]) - m * sum(xq))
 // with (a0, a1, m) = (d, d, 0) for Q8_0, (d, d, 8d) for Q4_0 (codes 0..15 stand for q - 8),
-// (d*sc, d*sc, dmin*min) for Q4_K and (d*sc0, d*sc1, 0) for Q6_K (codes made signed, q - 32).
+// (d*sc, d*sc, dmin*min) for Q4_K and Q5_K, (d, d, -m) for Q4_1 and Q5_1 (x = d q + m), (d, d, 16d)
+// for Q5_0, (d, d, 0) for IQ4_NL (table values), (d*(ls-32), .., 0) for IQ4_XS, (2^(e-128), .., 0)
+// for MXFP4 (E2M1 values times 2), and per 16-value half (d*sc0, d*sc1, 0) for Q6_K (codes made
+// signed, q - 32) and Q3_K (q in -4..3, sc offset by 32 removed). Q2_K has a min per half too:
+//   y += dx * (a0 * dot0 + a1 * dot1 - (m0 * sum(xq[0..15]) + m1 * sum(xq[16..31])))
+// with the two partial sums from dp4a against 0x01010101 (once per token, shared by the rows).
 // The int dot products are exact; the float steps round ~1e-7 relative per unit.
+//
+// (Over the ~800-line guide: the thirteen per-type unit decoders are the bulk, and they belong
+// next to the one kernel template that inlines them and whose file comment defines their units.)
 #include <algorithm>
 #include <cstddef>
 
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
+#include "quant/iq4_nl.h"
+#include "quant/iq4_xs.h"
+#include "quant/mxfp4.h"
+#include "quant/q2_k.h"
+#include "quant/q3_k.h"
 #include "quant/q4_0.h"
+#include "quant/q4_1.h"
 #include "quant/q4_k.h"
+#include "quant/q5_0.h"
+#include "quant/q5_1.h"
+#include "quant/q5_k.h"
 #include "quant/q6_k.h"
 #include "quant/q8_0.h"
 
@@ -60,21 +88,59 @@ static_assert(sizeof(quant::BlockQ4_K) == 144 && offsetof(quant::BlockQ4_K, dmin
 static_assert(sizeof(quant::BlockQ6_K) == 210 && offsetof(quant::BlockQ6_K, ql) == 0 &&
               offsetof(quant::BlockQ6_K, qh) == 128 && offsetof(quant::BlockQ6_K, scales) == 192 &&
               offsetof(quant::BlockQ6_K, d) == 208);
+static_assert(sizeof(quant::BlockQ4_1) == 20 && offsetof(quant::BlockQ4_1, m) == 2 && offsetof(quant::BlockQ4_1, qs) == 4);
+static_assert(sizeof(quant::BlockQ5_0) == 22 && offsetof(quant::BlockQ5_0, qh) == 2 && offsetof(quant::BlockQ5_0, qs) == 6);
+static_assert(sizeof(quant::BlockQ5_1) == 24 && offsetof(quant::BlockQ5_1, m) == 2 && offsetof(quant::BlockQ5_1, qh) == 4 &&
+              offsetof(quant::BlockQ5_1, qs) == 8);
+static_assert(sizeof(quant::BlockIQ4_NL) == 18 && offsetof(quant::BlockIQ4_NL, qs) == 2);
+static_assert(sizeof(quant::BlockMXFP4) == 17 && offsetof(quant::BlockMXFP4, qs) == 1);
+static_assert(sizeof(quant::BlockQ5_K) == 176 && offsetof(quant::BlockQ5_K, scales) == 4 &&
+              offsetof(quant::BlockQ5_K, qh) == 16 && offsetof(quant::BlockQ5_K, qs) == 48);
+static_assert(sizeof(quant::BlockIQ4_XS) == 136 && offsetof(quant::BlockIQ4_XS, scales_h) == 2 &&
+              offsetof(quant::BlockIQ4_XS, scales_l) == 4 && offsetof(quant::BlockIQ4_XS, qs) == 8);
+static_assert(sizeof(quant::BlockQ2_K) == 84 && offsetof(quant::BlockQ2_K, qs) == 16 && offsetof(quant::BlockQ2_K, d) == 80 &&
+              offsetof(quant::BlockQ2_K, dmin) == 82);
+static_assert(sizeof(quant::BlockQ3_K) == 110 && offsetof(quant::BlockQ3_K, qs) == 32 &&
+              offsetof(quant::BlockQ3_K, scales) == 96 && offsetof(quant::BlockQ3_K, d) == 108);
 
 template <QuantType> struct Fmt;  // kGroupBytes: bytes of 64 units (2048 weights)
 template <> struct Fmt<QuantType::q8_0> { static constexpr int kGroupBytes = 64 * 34; };
 template <> struct Fmt<QuantType::q4_0> { static constexpr int kGroupBytes = 64 * 18; };
 template <> struct Fmt<QuantType::q4_k> { static constexpr int kGroupBytes = 8 * 144; };
 template <> struct Fmt<QuantType::q6_k> { static constexpr int kGroupBytes = 8 * 210; };
+template <> struct Fmt<QuantType::q4_1> { static constexpr int kGroupBytes = 64 * 20; };
+template <> struct Fmt<QuantType::q5_0> { static constexpr int kGroupBytes = 64 * 22; };
+template <> struct Fmt<QuantType::q5_1> { static constexpr int kGroupBytes = 64 * 24; };
+template <> struct Fmt<QuantType::iq4_nl> { static constexpr int kGroupBytes = 64 * 18; };
+template <> struct Fmt<QuantType::mxfp4> { static constexpr int kGroupBytes = 64 * 17; };
+template <> struct Fmt<QuantType::q5_k> { static constexpr int kGroupBytes = 8 * 176; };
+template <> struct Fmt<QuantType::iq4_xs> { static constexpr int kGroupBytes = 8 * 136; };
+template <> struct Fmt<QuantType::q2_k> { static constexpr int kGroupBytes = 8 * 84; };
+template <> struct Fmt<QuantType::q3_k> { static constexpr int kGroupBytes = 8 * 110; };
 static_assert(Fmt<QuantType::q8_0>::kGroupBytes % 16 == 0 && Fmt<QuantType::q4_0>::kGroupBytes % 16 == 0 &&
-              Fmt<QuantType::q4_k>::kGroupBytes % 16 == 0 && Fmt<QuantType::q6_k>::kGroupBytes % 16 == 0);
+              Fmt<QuantType::q4_k>::kGroupBytes % 16 == 0 && Fmt<QuantType::q6_k>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::q4_1>::kGroupBytes % 16 == 0 && Fmt<QuantType::q5_0>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::q5_1>::kGroupBytes % 16 == 0 && Fmt<QuantType::iq4_nl>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::mxfp4>::kGroupBytes % 16 == 0 && Fmt<QuantType::q5_k>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::iq4_xs>::kGroupBytes % 16 == 0 && Fmt<QuantType::q2_k>::kGroupBytes % 16 == 0 &&
+              Fmt<QuantType::q3_k>::kGroupBytes % 16 == 0);
+
+// How a unit's two 16-value halves are scaled (see the file comment): kAccOne, one scale and a
+// min times the block's activation sum; kAccTwo, a scale per half (the 16-value sub-blocks of
+// Q6_K and Q3_K); kAccTwoMin, a scale and a min per half (Q2_K: the min needs each half's
+// activation sum, two more dp4a per half and token, shared by the rows).
+enum AccMode { kAccOne, kAccTwo, kAccTwoMin };
+template <QuantType kType>
+constexpr AccMode kAcc = kType == QuantType::q6_k || kType == QuantType::q3_k ? kAccTwo
+                       : kType == QuantType::q2_k                             ? kAccTwoMin
+                                                                              : kAccOne;
 
 constexpr int kMaxThreads = 128;
 
 // One unit's weights as int8 lanes (q[0..3]: values 0..15, q[4..7]: values 16..31) and its scales.
 struct Unit {
     int q[8];
-    float a0, a1, m;
+    float a0, a1, m, m1;  // m1: the second half's min (kAccTwoMin only)
 };
 
 // N words from a 2-byte-aligned byte offset of a 16-byte-aligned shared buffer (reads N + 1 words).
@@ -93,6 +159,30 @@ __device__ __forceinline__ void lds_words(const uint32_t* sw, int byte_off, uint
 
 __device__ __forceinline__ uint32_t lds_u16(const uint32_t* sw, int byte_off) {
     return (sw[byte_off >> 2] >> ((byte_off & 2) * 8)) & 0xffffu;
+}
+
+// As lds_words from any byte offset (MXFP4's 17-byte blocks).
+template <int N>
+__device__ __forceinline__ void lds_words_b(const uint32_t* sw, int byte_off, uint32_t (&out)[N]) {
+    const uint32_t* p = sw + (byte_off >> 2);
+    const int sh = (byte_off & 3) * 8;
+    uint32_t prev = p[0];
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const uint32_t next = p[i + 1];
+        out[i] = __funnelshift_r(prev, next, sh);
+        prev = next;
+    }
+}
+
+__device__ __forceinline__ uint32_t lds_u8(const uint32_t* sw, int byte_off) {
+    return (sw[byte_off >> 2] >> ((byte_off & 3) * 8)) & 0xffu;
+}
+
+// Byte k (0..11, run time) of three words, with selects (no local array).
+__device__ __forceinline__ uint32_t byte_of3(const uint32_t (&w)[3], int k) {
+    const uint32_t word = k < 4 ? w[0] : k < 8 ? w[1] : w[2];
+    return (word >> (8 * (k & 3))) & 0xffu;
 }
 
 // Unit u of a stage whose first byte (of this row) is at byte `base` of sw.
@@ -173,6 +263,160 @@ __device__ __forceinline__ void load_unit<QuantType::q6_k>(const uint32_t* sw, i
     un.m = 0.0f;
 }
 
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q4_1>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 20 * u;
+    uint32_t w[4];
+    lds_words<4>(sw, b + 4, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        un.q[i] = (int)(w[i] & 0x0f0f0f0fu);
+        un.q[4 + i] = (int)((w[i] >> 4) & 0x0f0f0f0fu);
+    }
+    un.a0 = un.a1 = fp16_bits_to_f32(lds_u16(sw, b));
+    un.m = -fp16_bits_to_f32(lds_u16(sw, b + 2));  // x = d q + m: the min adds
+}
+
+// Q5_0 / Q5_1 codes: low nibbles from qs (byte j: values j and j + 16), bit 4 from qh bit j.
+__device__ __forceinline__ void q5_codes(const uint32_t (&w)[4], uint32_t qh, Unit& un) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        un.q[i] = (int)((w[i] & 0x0f0f0f0fu) | spread_bit4(qh >> (4 * i)));
+        un.q[4 + i] = (int)(((w[i] >> 4) & 0x0f0f0f0fu) | spread_bit4(qh >> (16 + 4 * i)));
+    }
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q5_0>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 22 * u;
+    uint32_t qh[1], w[4];
+    lds_words<1>(sw, b + 2, qh);
+    lds_words<4>(sw, b + 6, w);
+    q5_codes(w, qh[0], un);
+    const float d = fp16_bits_to_f32(lds_u16(sw, b));
+    un.a0 = un.a1 = d;
+    un.m = 16.0f * d;  // codes 0..31 stand for q - 16
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q5_1>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 24 * u;
+    uint32_t qh[1], w[4];
+    lds_words<1>(sw, b + 4, qh);
+    lds_words<4>(sw, b + 8, w);
+    q5_codes(w, qh[0], un);
+    un.a0 = un.a1 = fp16_bits_to_f32(lds_u16(sw, b));
+    un.m = -fp16_bits_to_f32(lds_u16(sw, b + 2));
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::iq4_nl>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 18 * u;
+    uint32_t w[4];
+    lds_words<4>(sw, b + 2, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        uint32_t lo, hi;
+        lut16x8(w[i], kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, lo, hi);
+        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
+    }
+    un.a0 = un.a1 = fp16_bits_to_f32(lds_u16(sw, b));
+    un.m = 0.0f;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::mxfp4>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int b = base + 17 * u;  // any byte offset
+    uint32_t w[4];
+    lds_words_b<4>(sw, b + 1, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {  // E2M1 values times 2
+        uint32_t lo, hi;
+        lut16x8(w[i], kMxLut0, kMxLut1, kMxLut2, kMxLut3, lo, hi);
+        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
+    }
+    un.a0 = un.a1 = e8m0_half(lds_u8(sw, b));
+    un.m = 0.0f;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q5_k>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 176 * (u >> 3);
+    const int j = u & 7;  // sub-block: low 4 bits nibble j%2 of qs[32*(j/2) + l], bit 4 bit j of qh[l]
+    uint32_t h[4], w[8], qh[8];
+    lds_words<4>(sw, sb, h);
+    lds_words<8>(sw, sb + 16, qh);
+    lds_words<8>(sw, sb + 48 + 32 * (j >> 1), w);
+    uint32_t sc, mn;
+    q4_k_scale_min(j, h[1], h[2], h[3], sc, mn);
+    const int sh = 4 * (j & 1);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) un.q[i] = (int)(((w[i] >> sh) & 0x0f0f0f0fu) | (((qh[i] >> j) & 0x01010101u) << 4));
+    un.a0 = un.a1 = fp16_bits_to_f32(h[0]) * (float)sc;
+    un.m = fp16_bits_to_f32(h[0] >> 16) * (float)mn;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::iq4_xs>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 136 * (u >> 3);
+    const int j = u & 7;  // sub-block: qs[16j + l], low nibble value l, high nibble l + 16
+    uint32_t h[2], w[4];  // h: d | scales_h << 16, scales_l
+    lds_words<2>(sw, sb, h);
+    lds_words<4>(sw, sb + 8 + 16 * j, w);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        uint32_t lo, hi;
+        lut16x8(w[i], kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, lo, hi);
+        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
+    }
+    const int ls = (int)(((h[1] >> (4 * j)) & 0xfu) | (((h[0] >> (16 + 2 * j)) & 3u) << 4));
+    un.a0 = un.a1 = fp16_bits_to_f32(h[0]) * (float)(ls - 32);
+    un.m = 0.0f;
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q2_k>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 84 * (u >> 3);
+    const int j = u & 7, hh = j >> 2, k = j & 3;  // values 128hh + 32k + l: bits 2k of qs[32hh + l]
+    uint32_t w[8], dd[1];
+    lds_words<8>(sw, sb + 16 + 32 * hh, w);
+    lds_words<1>(sw, sb + 80, dd);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) un.q[i] = (int)((w[i] >> (2 * k)) & 0x03030303u);
+    const uint32_t sc = lds_u16(sw, sb + 2 * j);  // sub-blocks 2j (values 0..15) and 2j + 1
+    const float d = fp16_bits_to_f32(dd[0]), dmin = fp16_bits_to_f32(dd[0] >> 16);
+    un.a0 = d * (float)(sc & 0xfu);
+    un.a1 = d * (float)((sc >> 8) & 0xfu);
+    un.m = dmin * (float)((sc >> 4) & 0xfu);
+    un.m1 = dmin * (float)((sc >> 12) & 0xfu);
+}
+
+// Q3_K 6-bit scale of 16-value sub-block s (0..15), still offset by 32 (quant/q3_k.cpp sub_scale).
+__device__ __forceinline__ int q3_k_scale(const uint32_t (&sc)[3], int s) {
+    const uint32_t low = s < 8 ? (byte_of3(sc, s) & 0xfu) : (byte_of3(sc, s - 8) >> 4);
+    const uint32_t high = (byte_of3(sc, 8 + (s & 3)) >> (2 * (s >> 2))) & 3u;
+    return (int)(low | (high << 4));
+}
+
+template <>
+__device__ __forceinline__ void load_unit<QuantType::q3_k>(const uint32_t* sw, int base, int u, Unit& un) {
+    const int sb = base + 110 * (u >> 3);
+    const int j = u & 7, hh = j >> 2, k = j & 3;  // low bits: bits 2k of qs[32hh + l]; high: bit j of hmask[l]
+    uint32_t lo[8], hm[8], sc[3];
+    lds_words<8>(sw, sb + 32 + 32 * hh, lo);
+    lds_words<8>(sw, sb, hm);
+    lds_words<3>(sw, sb + 96, sc);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const uint32_t code = ((lo[i] >> (2 * k)) & 0x03030303u) | (((hm[i] >> j) & 0x01010101u) << 2);  // 0..7
+        un.q[i] = (int)__vsub4(code, 0x04040404u);                                                    // -4..3
+    }
+    const float d = fp16_bits_to_f32(lds_u16(sw, sb + 108));
+    un.a0 = d * (float)(q3_k_scale(sc, 2 * j) - 32);
+    un.a1 = d * (float)(q3_k_scale(sc, 2 * j + 1) - 32);
+    un.m = 0.0f;
+}
+
 // Per type: kUnits units per slot, rows per block, bytes per 64 units, the stage-local index of
 // unit i of slot p, and the decoder of a slot (row data starting at byte `base` of sw). kPair:
 // two units per slot where the type allows it (K-quants), one unit and four rows otherwise.
@@ -181,8 +425,7 @@ __device__ __forceinline__ void load_unit<QuantType::q6_k>(const uint32_t* sw, i
 // tokens, where activation loads dominate).
 template <QuantType kType, bool kPair> struct Slot {  // one unit per slot
     static constexpr int kUnits = 1, kRows = 4;
-    static constexpr int kGroupBytes = kType == QuantType::q8_0 ? 64 * 34 : kType == QuantType::q4_0 ? 64 * 18
-                                     : kType == QuantType::q4_k ? 8 * 144 : 8 * 210;
+    static constexpr int kGroupBytes = Fmt<kType>::kGroupBytes;
     static __device__ __forceinline__ int unit(int p, int) { return p; }
     static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[1]) {
         load_unit<kType>(sw, base, p, un[0]);
@@ -245,6 +488,78 @@ template <> struct Slot<QuantType::q6_k, true> {  // slot p: super-block p/4, q 
             un[i].a0 = d * (float)(int8_t)(sc[i] & 0xffu);
             un[i].a1 = d * (float)(int8_t)((sc[i] >> 8) & 0xffu);
             un[i].m = 0.0f;
+        }
+    }
+};
+
+template <> struct Slot<QuantType::q5_k, true> {  // slot p: super-block p/4, chunk c = p%4 = sub-blocks 2c, 2c+1
+    static constexpr int kUnits = 2, kRows = 2, kGroupBytes = 8 * 176;
+    static __device__ __forceinline__ int unit(int p, int i) { return 8 * (p >> 2) + 2 * (p & 3) + i; }
+    static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[2]) {
+        const int sb = base + 176 * (p >> 2), c = p & 3;
+        uint32_t h[4];   // d, dmin, scales[0..11]
+        uint32_t qh[8];  // qh[0..31]: bit 2c sub-block 2c, bit 2c + 1 sub-block 2c + 1
+        uint32_t w[8];   // qs[32c .. 32c + 31]: low nibbles sub-block 2c, high nibbles 2c + 1
+        if ((base & 15) == 0) {  // the row is 16-byte aligned (uniform over the block; 176 = 11 * 16)
+            const auto* sv = reinterpret_cast<const uint4*>(sw);
+            const uint4 hv = sv[sb >> 4], h0 = sv[(sb + 16) >> 4], h1 = sv[(sb + 32) >> 4];
+            const uint4 q0 = sv[(sb + 48 + 32 * c) >> 4], q1 = sv[(sb + 64 + 32 * c) >> 4];
+            h[0] = hv.x, h[1] = hv.y, h[2] = hv.z, h[3] = hv.w;
+            qh[0] = h0.x, qh[1] = h0.y, qh[2] = h0.z, qh[3] = h0.w, qh[4] = h1.x, qh[5] = h1.y, qh[6] = h1.z, qh[7] = h1.w;
+            w[0] = q0.x, w[1] = q0.y, w[2] = q0.z, w[3] = q0.w, w[4] = q1.x, w[5] = q1.y, w[6] = q1.z, w[7] = q1.w;
+        } else {
+            lds_words<4>(sw, sb, h);
+            lds_words<8>(sw, sb + 16, qh);
+            lds_words<8>(sw, sb + 48 + 32 * c, w);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t hb = qh[i] >> (2 * c);
+            un[0].q[i] = (int)((w[i] & 0x0f0f0f0fu) | ((hb & 0x01010101u) << 4));
+            un[1].q[i] = (int)(((w[i] >> 4) & 0x0f0f0f0fu) | ((hb & 0x02020202u) << 3));
+        }
+        const float d = fp16_bits_to_f32(h[0]), dmin = fp16_bits_to_f32(h[0] >> 16);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            uint32_t sc, mn;
+            q4_k_scale_min(2 * c + i, h[1], h[2], h[3], sc, mn);
+            un[i].a0 = un[i].a1 = d * (float)sc;
+            un[i].m = dmin * (float)mn;
+        }
+    }
+};
+
+template <> struct Slot<QuantType::iq4_xs, true> {  // slot p: super-block p/4, chunk c = p%4 = sub-blocks 2c, 2c+1
+    static constexpr int kUnits = 2, kRows = 2, kGroupBytes = 8 * 136;
+    static __device__ __forceinline__ int unit(int p, int i) { return 8 * (p >> 2) + 2 * (p & 3) + i; }
+    static __device__ __forceinline__ void load(const uint32_t* sw, int base, int p, Unit (&un)[2]) {
+        const int sb = base + 136 * (p >> 2), c = p & 3;
+        uint32_t h[2];  // d | scales_h << 16, scales_l
+        uint32_t w[8];  // qs[32c .. 32c + 31]: sub-block 2c in words 0..3, 2c + 1 in words 4..7
+        lds_words<2>(sw, sb, h);
+        if ((base & 7) == 0) {  // blocks are 8-byte aligned (136 = 17 * 8): the qs chunk is (sb + 8 + 32c)
+            const auto* sv = reinterpret_cast<const uint2*>(sw);
+            const int o = (sb + 8 + 32 * c) >> 3;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const uint2 v = sv[o + i];
+                w[2 * i] = v.x, w[2 * i + 1] = v.y;
+            }
+        } else {
+            lds_words<8>(sw, sb + 8 + 32 * c, w);
+        }
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                uint32_t lo, hi;
+                lut16x8(w[4 * k + i], kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, lo, hi);
+                un[k].q[i] = (int)lo, un[k].q[4 + i] = (int)hi;
+            }
+            const int j = 2 * c + k;
+            const int ls = (int)(((h[1] >> (4 * j)) & 0xfu) | (((h[0] >> (16 + 2 * j)) & 3u) << 4));
+            un[k].a0 = un[k].a1 = fp16_bits_to_f32(h[0]) * (float)(ls - 32);
+            un[k].m = 0.0f;
         }
     }
 };
@@ -400,13 +715,22 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
                         x0 = xp[0], x1 = xp[1];
                         ds = xds[(size_t)t * n_units + g];
                     }
+                    [[maybe_unused]] float sx0 = 0.0f, sx1 = 0.0f;  // the halves' activation sums (kAccTwoMin)
+                    if constexpr (kAcc<kType> == kAccTwoMin) {
+                        constexpr int kOnes = 0x01010101;
+                        sx0 = small_int_to_float(__dp4a(x0.w, kOnes, __dp4a(x0.z, kOnes, __dp4a(x0.y, kOnes, __dp4a(x0.x, kOnes, 0)))));
+                        sx1 = small_int_to_float(__dp4a(x1.w, kOnes, __dp4a(x1.z, kOnes, __dp4a(x1.y, kOnes, __dp4a(x1.x, kOnes, 0)))));
+                    }
 #pragma unroll
                     for (int r = 0; r < R; ++r) {
                         const Unit& u = un[r][i];
                         const int s0 = __dp4a(u.q[3], x0.w, __dp4a(u.q[2], x0.z, __dp4a(u.q[1], x0.y, __dp4a(u.q[0], x0.x, 0))));
                         const int s1 = __dp4a(u.q[7], x1.w, __dp4a(u.q[6], x1.z, __dp4a(u.q[5], x1.y, __dp4a(u.q[4], x1.x, 0))));
-                        if constexpr (kType == QuantType::q6_k) {
+                        if constexpr (kAcc<kType> == kAccTwo) {
                             acc[r][t] += ds.x * (u.a0 * small_int_to_float(s0) + u.a1 * small_int_to_float(s1));
+                        } else if constexpr (kAcc<kType> == kAccTwoMin) {
+                            acc[r][t] += ds.x * (u.a0 * small_int_to_float(s0) + u.a1 * small_int_to_float(s1) -
+                                                 (u.m * sx0 + u.m1 * sx1));
                         } else {
                             acc[r][t] += ds.x * (u.a0 * small_int_to_float(s0 + s1) - u.m * ds.y);
                         }
@@ -510,7 +834,14 @@ cudaError_t launch_type(const MvArgs& args, ActQ8 act, int n_in, int n_tokens, i
 }  // namespace
 
 bool has_matvec_q8(QuantType type) {
-    return type == QuantType::q8_0 || type == QuantType::q4_0 || type == QuantType::q4_k || type == QuantType::q6_k;
+    switch (type) {
+        case QuantType::q8_0: case QuantType::q4_0: case QuantType::q4_1: case QuantType::q5_0: case QuantType::q5_1:
+        case QuantType::q2_k: case QuantType::q3_k: case QuantType::q4_k: case QuantType::q5_k: case QuantType::q6_k:
+        case QuantType::iq4_nl: case QuantType::iq4_xs: case QuantType::mxfp4:
+            return true;
+        default:
+            return false;
+    }
 }
 
 cudaError_t matvec_q8(QuantType type, MvArgs args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl,
@@ -528,6 +859,15 @@ cudaError_t matvec_q8(QuantType type, MvArgs args, ActQ8 act, int n_in, int n_to
         case QuantType::q4_0: return launch_type<QuantType::q4_0>(args, act, n_in, n_tokens, n_sm, pdl, s);
         case QuantType::q4_k: return launch_type<QuantType::q4_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
         case QuantType::q6_k: return launch_type<QuantType::q6_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q4_1: return launch_type<QuantType::q4_1>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q5_0: return launch_type<QuantType::q5_0>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q5_1: return launch_type<QuantType::q5_1>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::iq4_nl: return launch_type<QuantType::iq4_nl>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::mxfp4: return launch_type<QuantType::mxfp4>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q5_k: return launch_type<QuantType::q5_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::iq4_xs: return launch_type<QuantType::iq4_xs>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q2_k: return launch_type<QuantType::q2_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
+        case QuantType::q3_k: return launch_type<QuantType::q3_k>(args, act, n_in, n_tokens, n_sm, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }
