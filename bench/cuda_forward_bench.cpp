@@ -13,6 +13,9 @@
 //    step: what the B x n_vocab logits cost). --profile brackets one measured step of each B
 //    with cudaProfilerStart/Stop (for ncu --profile-from-start off; scripts/gpu-check.sh).
 //    --pp 0 / --tg 0 skip those figures.
+// --num-gpu N loads the first N layers on the GPU and the rest on the CPU (partial offload,
+// model/cuda_decoder.h; --threads T CPU threads, default every hardware thread); the roofline
+// figures then still count every weight at GPU bandwidth.
 // median over --reps runs after a warm-up. Each figure is also given against the decode roofline
 // (device-to-device copy bandwidth measured in this run, read + write counted as in ANCHORS.md,
 // over the weight bytes one token reads) and against llama.cpp's figure for the same shape on
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
     std::string dir = "/tmp";
     int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32, batch_ctx = 512, batch_steps = 32;
     bool profile = false;
+    int num_gpu = -1, threads = 0;
     std::vector<int> batches;
     std::vector<std::string> specs;
     for (int i = 1; i < argc; ++i) {
@@ -137,6 +141,8 @@ int main(int argc, char** argv) {
         else if (a == "--batch-ctx") batch_ctx = std::max(1, std::atoi(next().c_str()));
         else if (a == "--batch-steps") batch_steps = std::max(1, std::atoi(next().c_str()));
         else if (a == "--profile") profile = true;
+        else if (a == "--num-gpu") num_gpu = std::atoi(next().c_str());
+        else if (a == "--threads") threads = std::max(0, std::atoi(next().c_str()));
         else specs.push_back(a);
     }
     if (specs.empty()) specs = {"llama3.2-1b:Q4_K_M", "llama3.1-8b:Q4_K_M"};
@@ -180,10 +186,12 @@ int main(int argc, char** argv) {
         for (const gguf::TensorInfo& t : file.value()->tensors)
             if (t.name != "token_embd.weight" || tied) weight_bytes += t.n_bytes;
         const double t_load = now_s();
-        auto m = model::load_model_cuda(file.value(), model::LoadOptions{1});
+        model::LoadOptions lo{num_gpu > 0 ? threads : 1};
+        lo.num_gpu = num_gpu;
+        auto m = model::load_model_cuda(file.value(), lo);
         if (!m.ok()) die(spec + " load", m.status());
-        std::printf("%s: loaded in %.1f s, %.2f GB of weights read per decode token\n", spec.c_str(), now_s() - t_load,
-                    weight_bytes / 1e9);
+        std::printf("%s: loaded in %.1f s, %.2f GB of weights read per decode token, on %s\n", spec.c_str(),
+                    now_s() - t_load, weight_bytes / 1e9, m.value()->device_name().c_str());
         model::Model& model = *m.value();
         const int block_size = 16;
         const int max_ctx = std::max({pp, tg, ctx > 0 ? ctx + tg_ctx : 0, 1});

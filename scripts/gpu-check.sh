@@ -11,10 +11,7 @@
 #
 # The CUDA decoder test (tests/model/cuda_decoder_test.cpp) needs the tiny models; ../shared is
 # not copied to the GPU machine, so copy them into the git-ignored build-testdata/ here first:
-#   mkdir -p build-testdata/models && for m in \
-#     llama3-tiny.{F16,BF16,Q8_0,Q6_K,Q5_K_M,Q5_1,Q5_0,Q4_K_M,Q4_1,Q4_0,IQ4_NL,IQ4_XS,Q3_K_M,Q2_K} \
-#     llama2-spm-tiny.F32 qwen3-tiny.{Q8_0,Q4_K_M} qwen2-tiny.F16 qwen3moe-tiny.Q8_0; do
-#     cp ../shared/testdata/models/$m.gguf build-testdata/models/; done
+#   mkdir -p build-testdata/models && cp ../shared/testdata/models/*.gguf build-testdata/models/   (30 MB)
 # Knobs: HEARTH_GPU_MATMUL_BENCH=0 skips cuda_matmul_bench (=decode: only its decode-batch
 # comparison of the int8 kernels, --decode); HEARTH_GPU_FORWARD_BENCH="preset:TYPE ..."
 # picks the models of cuda_forward_bench (default: Llama-3.2-1B and Llama-3.1-8B Q4_K_M, synthesized

@@ -659,7 +659,7 @@ void add_bench_command(CLI::App& app) {
     c->add_option("--kv-type", a->kv_type, "KV cache types, comma-separated: f16, q8_0, q4_0")->capture_default_str();
     c->add_option("--ubatch-size", a->ubatch, "Prompt tokens per forward pass in the pp tests")->capture_default_str();
 #ifdef HEARTH_HAVE_CUDA
-    c->add_option("--num-gpu", a->num_gpu, "Placement: -1 automatic, 0 the CPU only, > 0 the GPU (default: $HEARTH_NUM_GPU, else -1)");
+    c->add_option("--num-gpu", a->num_gpu, "Placement: -1 automatic, 0 the CPU only, N the first N layers on the GPU (default: $HEARTH_NUM_GPU, else -1)");
 #endif
     c->add_option("-o,--output", a->output, "Output format: md, json, jsonl or csv")->capture_default_str();
     c->add_flag("--no-warmup", a->no_warmup, "Skip the untimed warm-up run before each test");

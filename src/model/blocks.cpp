@@ -291,12 +291,13 @@ Status DecoderBase::load_embeddings(WeightLoader& w, bool output_required) {
     return {};
 }
 
-Status DecoderBase::begin(const Batch& batch, KvCache& kv) {
+Status DecoderBase::begin(const Batch& batch, KvCache& kv, const float* x) {
     HEARTH_TRY(validate(batch, kv));
     const int64_t n = batch.n_tokens(), d = hp_.n_embd;
     grow(x_, n * d), grow(h_, n * d), grow(proj_, n * d);
     idx_.set_causal(batch);
-    ops_.get_rows(tok_embd_, batch.tokens.data(), n, x_.data());
+    if (x != nullptr) std::copy_n(x, n * d, x_.data());
+    else ops_.get_rows(tok_embd_, batch.tokens.data(), n, x_.data());
     return {};
 }
 
@@ -349,6 +350,17 @@ Status Decoder::load_weights() {
 
 Status Decoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
     HEARTH_TRY(begin(batch, kv));
+    return run_layers(0, batch, kv, out);
+}
+
+Status Decoder::forward_from(int first_layer, const float* x, const Batch& batch, KvCache& kv, ForwardOutput& out) {
+    if (first_layer < 0 || first_layer > hp_.n_layer || x == nullptr)
+        return error(StatusCode::invalid_argument, strformat("forward_from layer %d of %d", first_layer, hp_.n_layer));
+    HEARTH_TRY(begin(batch, kv, x));
+    return run_layers(first_layer, batch, kv, out);
+}
+
+Status Decoder::run_layers(int first_layer, const Batch& batch, KvCache& kv, ForwardOutput& out) {
     const Hparams& hp = hp_;
     const int64_t n = batch.n_tokens(), d = hp.n_embd;
     const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
@@ -362,7 +374,7 @@ Status Decoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
     ms.norm_w = hp.expert_weights_norm;
     ms.sum_order = SumOrder::expert_id;
 
-    for (int l = 0; l < hp.n_layer; ++l) {
+    for (int l = first_layer; l < hp.n_layer; ++l) {
         const DecoderLayer& L = layers_[l];
         ops_.rms_norm(x_.data(), L.attn_norm.data(), h_.data(), d, n, hp.norm_eps);
         blocks::project_qkv(ops_, L.attn, h_.data(), q_.data(), k_.data(), v_.data(), n);

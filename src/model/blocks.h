@@ -155,8 +155,9 @@ public:
 protected:
     // token_embd, output_norm and output (tied to token_embd when absent, unless required).
     Status load_embeddings(WeightLoader& w, bool output_required = false);
-    // Validates, grows x_/h_/proj_ to [n][n_embd], embeds the tokens into x_, sets idx_ causal.
-    Status begin(const Batch& batch, KvCache& kv);
+    // Validates, grows x_/h_/proj_ to [n][n_embd], embeds the tokens into x_ (or copies the
+    // residual stream `x` [n][n_embd] there when given), sets idx_ causal.
+    Status begin(const Batch& batch, KvCache& kv, const float* x = nullptr);
     // logits [n_outputs][n_vocab] = output · rms_norm(x_ rows with output = 1) (uses h_).
     // Pooling models: embeddings [n_seqs][n_embd] = blocks::pool(rms_norm(every x_ row)), no
     // logits (llama.cpp's t_embd: the final norm's output, before the output projection).
@@ -195,8 +196,14 @@ public:
     // Loads the standard llama-family tensor names (token_embd, blk.N.attn_q, ...).
     Status load_weights();
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
+    // The rest of a forward pass whose layers [0, first_layer) ran elsewhere (partial GPU
+    // offload: model/cuda_decoder.cpp): x [n][n_embd] is the residual stream after them; layers
+    // [first_layer, n_layer) write their K/V into kv, then the final norm and the logits.
+    Status forward_from(int first_layer, const float* x, const Batch& batch, KvCache& kv, ForwardOutput& out);
 
 private:
+    Status run_layers(int first_layer, const Batch& batch, KvCache& kv, ForwardOutput& out);
+
     DecoderSpec spec_;
     std::vector<float> rope_freqs_;  // [n_rot/2] frequency divisors (llama 3.1), or empty
     std::vector<DecoderLayer> layers_;

@@ -26,6 +26,40 @@
 // the buffers the graph points into (activations, the int tables, the KV pool) drops it.
 #include "model/cuda_decoder.h"
 
+#include <cstdio>
+
+namespace hearth::model {
+
+int64_t cuda_working_bytes(const Hparams& hp) {
+    const int64_t act = 512 * (int64_t)(4 * hp.n_embd + 2 * hp.n_ff + 2 * hp.n_head * hp.head_dim_k) * 4 +
+                        64 * (int64_t)hp.n_vocab * 4;
+    return act + (1ll << 30);
+}
+
+GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const Hparams& hp, int64_t free_bytes, int64_t kv_positions) {
+    // Every tensor by where it goes: blk.L.* to layer L, output.weight to the output, the rest
+    // (token_embd, norms, rope_freqs) always uploaded. Each allocation padded as upload_matrix pads.
+    std::vector<int64_t> layer(hp.n_layer, 0);
+    int64_t fixed = 0, output = 0;
+    for (const gguf::TensorInfo& t : file.tensors) {
+        const int64_t bytes = (int64_t)((t.n_bytes + 15) & ~(uint64_t)15) + 16;
+        int l = -1, used = 0;
+        if (std::sscanf(t.name.c_str(), "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < hp.n_layer)
+            layer[l] += bytes;
+        else if (t.name == "output.weight") output += bytes;
+        else fixed += bytes;
+    }
+    const int64_t kv_per_layer = kv_positions * (int64_t)hp.n_head_kv * (hp.head_dim_k + hp.head_dim_v) * 2;
+    int64_t left = free_bytes - cuda_working_bytes(hp) - fixed;
+    GpuLayerPlan plan;
+    while (plan.n_layers < hp.n_layer && left >= layer[plan.n_layers] + kv_per_layer)
+        left -= layer[plan.n_layers++] + kv_per_layer;
+    plan.output = plan.n_layers == hp.n_layer && left >= output;
+    return plan;
+}
+
+}  // namespace hearth::model
+
 #ifdef HEARTH_HAVE_CUDA
 
 #include <algorithm>
@@ -34,11 +68,13 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <numeric>
 
 #include "backend/cuda/attention.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/graph.h"
 #include "backend/cuda/matmul.h"
+#include "backend/cuda/moe.h"
 #include "backend/cuda/ops.h"
 #include "model/blocks.h"
 
@@ -58,14 +94,21 @@ const ArchSpec kArchs[] = {
     {"llama", DecoderSpec{}, 1e-5f},
     {"qwen2", DecoderSpec{.qkv_bias = true, .rope_neox = true}, 1e-6f},
     {"qwen3", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
+    {"qwen3moe", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
 };
 
-// A weight matrix in device memory, rows as in the file.
+// A weight matrix in device memory, rows as in the file (a stack of experts: n_out rows each,
+// one after the other).
 struct DevMatrix {
     QuantType type = QuantType::f32;
     const std::byte* data = nullptr;
     size_t row_bytes = 0;
     int64_t n_in = 0, n_out = 0;
+    DevMatrix expert(int64_t e) const {
+        DevMatrix m = *this;
+        m.data = data + e * n_out * row_bytes;
+        return m;
+    }
 };
 
 struct DevLayer {
@@ -73,16 +116,24 @@ struct DevLayer {
     const float* ffn_norm = nullptr;   // [n_embd]
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // biases or null
     const float *q_norm = nullptr, *k_norm = nullptr;         // [head_dim_k] or null
-    DevMatrix wq, wk, wv, wo, gate, up, down;
+    DevMatrix wq, wk, wv, wo, gate, up, down;  // gate/up/down absent in MoE layers
+    const float* router = nullptr;              // MoE: [n_expert][n_embd] f32 (dequantized at load)
+    DevMatrix gate_exps, up_exps, down_exps;    // MoE: expert stacks
 };
 
 class CudaDecoder final : public DecoderBase {
 public:
+    // n_gpu_layers < hp.n_layer, or no output: the first part of a partial offload (Hybrid
+    // below): forward() runs layers [0, n_gpu_layers) and leaves the residual stream in
+    // residual() instead of logits.
     CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, DecoderSpec spec,
-                std::unique_ptr<cuda::Device> dev)
-        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_) {
+                std::unique_ptr<cuda::Device> dev, int n_gpu_layers, bool output)
+        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_),
+          n_gpu_layers_(n_gpu_layers), partial_(n_gpu_layers < hp_.n_layer || !output) {
         stream_.set_programmatic(pdl_on_ && dev_->info().cc_major >= 9);
     }
+    // After a partial forward(): [n][n_embd] the residual stream after layer n_gpu_layers - 1.
+    const float* residual() const { return host_residual_.data(); }
 
     Status load_weights();
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
@@ -93,9 +144,11 @@ public:
     // Total device memory less the weights, the activations of a 512-token step (~1 GiB for
     // an 8B model's logits and FFN) and 1 GiB for the CUDA context, scratch and graphs.
     int64_t device_kv_budget_bytes() const override {
-        const int64_t act = 512 * (int64_t)(4 * hp_.n_embd + 2 * hp_.n_ff + 2 * hp_.n_head * hp_.head_dim_k) * 4 +
-                            64 * (int64_t)hp_.n_vocab * 4;
-        return std::max<int64_t>(0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - act - (1ll << 30));
+        const int64_t left = std::max<int64_t>(
+            0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - cuda_working_bytes(hp_));
+        // A partial offload keeps the K/V of its first layers only: the budget, in bytes of a
+        // pool over every layer (what the Engine sizes), grows by n_layer / n_gpu_layers.
+        return partial_ && n_gpu_layers_ > 0 ? left / n_gpu_layers_ * hp_.n_layer : left;
     }
 
 private:
@@ -103,8 +156,15 @@ private:
     Result<const float*> upload_vec(const std::vector<float>& v);  // null for an empty vector
     Status ensure_kv(const KvCache& kv);
     Status reserve(int64_t n_tokens, int64_t n_outputs);
-    // The device part of a step over the tables prepared in ints_ (kernels only: capturable).
+    // The device part of a step over the tables prepared in ints_ (kernels only: capturable,
+    // unless the model has experts: see moe_ffn).
     void run_device(int64_t n, int64_t n_out, size_t stride);
+    // dproj_ = the mixture-of-experts block of layer L over dh_ (n tokens). The routing runs on
+    // the device; the chosen experts come back to the host (one synchronization per layer),
+    // which groups the tokens' slots by expert and runs each chosen expert once over its rows
+    // (its weights read once per step), then the weighted sum is formed on the device in
+    // expert-id order (MoeBlock's SumOrder::expert_id for this family).
+    void moe_ffn(const DevLayer& L, int64_t n);
     void linear(const DevMatrix& w, const float* x, float* y, int64_t n) {
         backend::matmul_cuda(stream_, w.type, w.data, w.row_bytes, x, y, w.n_in, w.n_out, n);
     }
@@ -135,6 +195,9 @@ private:
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
     std::unique_ptr<cuda::Device> dev_;
     cuda::Stream stream_;
+    int n_gpu_layers_;  // layers [0, n_gpu_layers_) run here
+    bool partial_;      // the rest (and the output) run on the CPU: forward() leaves the residual
+    std::pmr::vector<float> host_residual_{cuda::pinned_host_resource()};
     std::vector<cuda::DeviceBuffer> weights_;  // every uploaded tensor, owned
     int64_t weight_bytes_ = 0;                 // their sizes
     std::vector<DevLayer> layers_;
@@ -156,6 +219,16 @@ private:
     float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
     float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][n_ff]
     float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
+    // MoE scratch for cap_tokens_ tokens: f32 [n*k][n_embd] expert inputs, [n*k][n_ff_exp] x2,
+    // [n*k][n_embd] expert outputs, [n][n_expert] router probabilities, [n][k] weights; int32
+    // [n][k] chosen ids, then the host's tables: [n*k] token of each row (rows grouped by
+    // expert), [n][k] combine rows, [n][k] combine weights (as float bits).
+    cuda::DeviceBuffer moe_act_, moe_ints_;
+    float *dm_in_ = nullptr, *dm_gate_ = nullptr, *dm_up_ = nullptr, *dm_out_ = nullptr, *dm_logits_ = nullptr,
+          *dm_w_ = nullptr;
+    std::pmr::vector<int32_t> host_moe_sel_{cuda::pinned_host_resource()};  // ids [n*k], weights [n*k] (float bits)
+    std::pmr::vector<int32_t> host_moe_tab_{cuda::pinned_host_resource()};  // the tables uploaded to moe_ints_
+    std::vector<int32_t> moe_count_;  // [n_expert] rows routed to each expert
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
     bool fusable_ = false;        // every layer matrix has an int8 kernel and n_embd, n_ff % 32 == 0
     // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
@@ -237,7 +310,7 @@ Result<DevMatrix> CudaDecoder::upload_matrix(const std::string& name, const ops:
     if (!backend::can_matmul_cuda(w.type))
         return error(StatusCode::unsupported, strformat("tensor %s: type %s has no CUDA matmul kernel", name.c_str(),
                                                         quant::type_name(w.type)));
-    const size_t bytes = w.row_bytes * (size_t)w.n_out();
+    const size_t bytes = w.row_bytes * (size_t)w.n_out() * (size_t)w.ne[2] * (size_t)w.ne[3];
     // Padded: the int8 kernels read whole aligned 16-byte chunks (backend/cuda/matmul.h).
     HEARTH_ASSIGN(cuda::DeviceBuffer buf, cuda::DeviceBuffer::allocate(*dev_, ((bytes + 15) & ~(size_t)15) + 16));
     buf.upload(stream_, w.data, bytes);
@@ -281,19 +354,23 @@ Status CudaDecoder::load_weights() {
         }
         embd_on_device_ = backend::can_get_rows_cuda(tok_embd_.type);
     }
-    if (tied) {
+    if (partial_) {
+        // The output runs on the CPU.
+    } else if (tied) {
         output_dev_ = embd_;
     } else {
         HEARTH_ASSIGN(output_dev_, upload_matrix("output.weight", output_));
     }
-    HEARTH_ASSIGN(output_norm_dev_, upload_vec(output_norm_));
+    if (!partial_) {
+        HEARTH_ASSIGN(output_norm_dev_, upload_vec(output_norm_));
+    }
 
     AttnLoad al;
     al.biases_required = spec_.qkv_bias;
     al.qk_norm = spec_.qk_norm;
     al.refuse_fused_qkv = true;
-    layers_.resize(hp.n_layer);
-    for (int l = 0; l < hp.n_layer; ++l) {
+    layers_.resize(n_gpu_layers_);
+    for (int l = 0; l < n_gpu_layers_; ++l) {
         // Host views first (the CPU Decoder's loaders: same names, shapes and checks), then uploads.
         std::vector<float> attn_norm, ffn_norm;
         AttnWeights a;
@@ -301,7 +378,15 @@ Status CudaDecoder::load_weights() {
         HEARTH_TRY(w.vec(layer_tensor(l, "attn_norm"), hp.n_embd, attn_norm));
         HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
         HEARTH_TRY(w.vec(layer_tensor(l, "ffn_norm"), hp.n_embd, ffn_norm));
-        HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, f));
+        MoeWeights moe;
+        if (hp.n_expert == 0) {
+            HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, f));
+        } else {
+            if (!w.has(layer_tensor(l, "ffn_gate_exps")) && w.has(layer_tensor(l, "ffn_gate.0")))
+                return error(StatusCode::unsupported,
+                             "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
+            HEARTH_TRY(load_moe(w, hp, l, /*expert_biases=*/false, moe));
+        }
         DevLayer& L = layers_[l];
         HEARTH_ASSIGN(L.attn_norm, upload_vec(attn_norm));
         HEARTH_ASSIGN(L.ffn_norm, upload_vec(ffn_norm));
@@ -314,14 +399,27 @@ Status CudaDecoder::load_weights() {
         HEARTH_ASSIGN(L.wk, upload_matrix(layer_tensor(l, "attn_k"), a.wk));
         HEARTH_ASSIGN(L.wv, upload_matrix(layer_tensor(l, "attn_v"), a.wv));
         HEARTH_ASSIGN(L.wo, upload_matrix(layer_tensor(l, "attn_output"), a.wo));
-        HEARTH_ASSIGN(L.gate, upload_matrix(layer_tensor(l, "ffn_gate"), f.gate));
-        HEARTH_ASSIGN(L.up, upload_matrix(layer_tensor(l, "ffn_up"), f.up));
-        HEARTH_ASSIGN(L.down, upload_matrix(layer_tensor(l, "ffn_down"), f.down));
+        if (hp.n_expert == 0) {
+            HEARTH_ASSIGN(L.gate, upload_matrix(layer_tensor(l, "ffn_gate"), f.gate));
+            HEARTH_ASSIGN(L.up, upload_matrix(layer_tensor(l, "ffn_up"), f.up));
+            HEARTH_ASSIGN(L.down, upload_matrix(layer_tensor(l, "ffn_down"), f.down));
+            continue;
+        }
+        // The router is small (n_expert rows): dequantized to f32 once, whatever its file type.
+        std::vector<int32_t> all(hp.n_expert);
+        std::iota(all.begin(), all.end(), 0);
+        std::vector<float> router((size_t)hp.n_expert * hp.n_embd);
+        ops_.get_rows(moe.router, all.data(), hp.n_expert, router.data());
+        HEARTH_ASSIGN(L.router, upload_vec(router));
+        HEARTH_ASSIGN(L.gate_exps, upload_matrix(layer_tensor(l, "ffn_gate_exps"), moe.gate_exps));
+        HEARTH_ASSIGN(L.up_exps, upload_matrix(layer_tensor(l, "ffn_up_exps"), moe.up_exps));
+        HEARTH_ASSIGN(L.down_exps, upload_matrix(layer_tensor(l, "ffn_down_exps"), moe.down_exps));
     }
     fusable_ = hp.n_embd % 32 == 0 && hp.n_ff % 32 == 0;
     for (const DevLayer& L : layers_)
         for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
-            fusable_ = fusable_ && m->type != QuantType::f16;
+            if (m->data != nullptr)  // MoE layers have no dense FFN (their experts take matmul_cuda)
+                fusable_ = fusable_ && backend::can_matmul_cuda_q8(m->type);
     rope_in_matmul_ = fusable_ && !spec_.rope_neox && !spec_.qkv_bias && !spec_.qk_norm && !rope_.neox &&
                       rope_.n_rot > 0 && rope_.n_rot % 2 == 0 && rope_.n_rot <= hp.head_dim_k &&
                       hp.head_dim_k % 2 == 0;
@@ -338,7 +436,7 @@ Status CudaDecoder::ensure_kv(const KvCache& kv) {
     k_cache_.clear(), v_cache_.clear();
     kv_blocks_ = kv_block_size_ = 0;
     const size_t n_slots = (size_t)kv.n_blocks() * kv.block_size();
-    for (int l = 0; l < hp_.n_layer; ++l) {
+    for (int l = 0; l < n_gpu_layers_; ++l) {
         HEARTH_ASSIGN(cuda::DeviceBuffer k, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.k_width(l) * 2));
         HEARTH_ASSIGN(cuda::DeviceBuffer v, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.v_width(l) * 2));
         k_cache_.push_back(std::move(k));
@@ -366,6 +464,19 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     float* p = act_.as<float>();
     float** slots[] = {&dx_, &dh_, &dproj_, &dq_, &dk_, &dv_, &dattn_, &dgate_, &dup_, &dlogits_};
     for (size_t i = 0; i < std::size(sizes); ++i) *slots[i] = p, p += round(sizes[i]);
+    if (hp.n_expert > 0) {
+        const int64_t m = n * hp.n_expert_used;
+        const int64_t moe_sizes[] = {m * d, m * hp.n_ff_exp, m * hp.n_ff_exp, m * d, n * hp.n_expert, m};
+        int64_t moe_total = 0;
+        for (int64_t s : moe_sizes) moe_total += round(s);
+        moe_act_ = cuda::DeviceBuffer();
+        HEARTH_ASSIGN(moe_act_, cuda::DeviceBuffer::allocate(*dev_, (size_t)moe_total * sizeof(float)));
+        float* q = moe_act_.as<float>();
+        float** moe_slots[] = {&dm_in_, &dm_gate_, &dm_up_, &dm_out_, &dm_logits_, &dm_w_};
+        for (size_t i = 0; i < std::size(moe_sizes); ++i) *moe_slots[i] = q, q += round(moe_sizes[i]);
+        moe_ints_ = cuda::DeviceBuffer();
+        HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(*dev_, (size_t)4 * m * sizeof(int32_t)));
+    }
     xq_ = cuda::DeviceBuffer();
     const int64_t widest = std::max({d, ad, hp.n_ff});
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
@@ -427,7 +538,8 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
         act_.upload(stream_, host_embd_.data(), (size_t)n * d * sizeof(float),
                     (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
     }
-    const bool graphable = n <= kGraphMaxTokens && graphs_on_;
+    // A step of a MoE model synchronizes with the host once per layer (moe_ffn): no graph.
+    const bool graphable = n <= kGraphMaxTokens && graphs_on_ && hp.n_expert == 0;
     const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
     last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
@@ -458,6 +570,13 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
         std::destroy_at(&out.logits);
         std::construct_at(&out.logits, cuda::pinned_host_resource());
     }
+    if (partial_) {
+        out.logits.clear();
+        host_residual_.resize(n * d);
+        act_.download(stream_, host_residual_.data(), host_residual_.size() * sizeof(float),
+                      (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
+        return stream_.synchronize();
+    }
     out.logits.resize(n_out * hp.n_vocab);
     if (n_out > 0)
         act_.download(stream_, out.logits.data(), out.logits.size() * sizeof(float),
@@ -469,13 +588,75 @@ void CudaDecoder::linear_shared(const float* x, int64_t n,
                                 std::initializer_list<std::pair<const DevMatrix*, float*>> outs) {
     bool shared = n < backend::kMatmulGemmMinTokens;
     const int64_t n_in = outs.begin()->first->n_in;
-    for (const auto& [w, y] : outs) shared = shared && w->type != QuantType::f16 && w->n_in == n_in && n_in % 32 == 0;
+    for (const auto& [w, y] : outs) shared = shared && backend::can_matmul_cuda_q8(w->type) && w->n_in == n_in && n_in % 32 == 0;
     if (!shared) {
         for (const auto& [w, y] : outs) linear(*w, x, y, n);
         return;
     }
     backend::quantize_activations_cuda(stream_, x, xq_.data(), n_in, n);
     for (const auto& [w, y] : outs) linear_q8(*w, y, n);
+}
+
+void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n) {
+    const Hparams& hp = hp_;
+    const int n_exp = hp.n_expert, k = hp.n_expert_used;
+    const int64_t d = hp.n_embd, ff = hp.n_ff_exp, m = n * k;
+    auto* dids = moe_ints_.as<int32_t>();  // [m] chosen ids, then [m] rows' tokens, [m] combine rows, [m] weights
+    backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, n, n_exp, k, hp.expert_weights_norm,
+                                    dm_logits_, dids, dm_w_);
+    host_moe_sel_.resize(2 * m);
+    moe_ints_.download(stream_, host_moe_sel_.data(), m * sizeof(int32_t));
+    moe_act_.download(stream_, host_moe_sel_.data() + m, m * sizeof(float),
+                      (size_t)((std::byte*)dm_w_ - moe_act_.as<std::byte>()));
+    if (!stream_.synchronize().ok()) return;  // sticky: the step's synchronize reports it
+    const int32_t* ids = host_moe_sel_.data();
+    const auto* weights = reinterpret_cast<const float*>(host_moe_sel_.data() + m);
+
+    // Rows grouped by expert (ascending), each expert's slots in slot order.
+    moe_count_.assign(n_exp + 1, 0);
+    for (int64_t i = 0; i < m; ++i) ++moe_count_[ids[i] + 1];
+    for (int e = 0; e < n_exp; ++e) moe_count_[e + 1] += moe_count_[e];  // now: first row of each expert
+    host_moe_tab_.resize(3 * m);
+    int32_t* row_token = host_moe_tab_.data();
+    int32_t* comb_row = row_token + m;
+    auto* comb_w = reinterpret_cast<float*>(comb_row + m);
+    {
+        std::vector<int32_t> next(moe_count_.begin(), moe_count_.end() - 1);
+        for (int64_t i = 0; i < m; ++i) {
+            const int32_t r = next[ids[i]]++;
+            row_token[r] = (int32_t)(i / k);
+            comb_row[i] = r;
+        }
+    }
+    // Each token's terms in expert-id order (its k experts are distinct).
+    for (int64_t t = 0; t < n; ++t) {
+        int32_t js[backend::kMoeMaxUsed];
+        std::iota(js, js + k, 0);
+        std::sort(js, js + k, [&](int32_t a, int32_t b) { return ids[t * k + a] < ids[t * k + b]; });
+        int32_t rows[backend::kMoeMaxUsed];
+        float ws[backend::kMoeMaxUsed];
+        for (int j = 0; j < k; ++j) rows[j] = comb_row[t * k + js[j]], ws[j] = weights[t * k + js[j]];
+        std::copy_n(rows, k, comb_row + t * k);
+        std::copy_n(ws, k, comb_w + t * k);
+    }
+    moe_ints_.upload(stream_, host_moe_tab_.data(), 3 * m * sizeof(int32_t), m * sizeof(int32_t));
+    const int32_t* d_row_token = dids + m;
+    const int32_t* d_comb_row = dids + 2 * m;
+    const auto* d_comb_w = reinterpret_cast<const float*>(dids + 3 * m);
+
+    backend::gather_rows_cuda(stream_, dh_, d_row_token, m, d, dm_in_);
+    for (int e = 0; e < n_exp; ++e) {
+        const int64_t r0 = moe_count_[e], rows = moe_count_[e + 1] - r0;
+        if (rows == 0) continue;
+        linear(L.gate_exps.expert(e), dm_in_ + r0 * d, dm_gate_ + r0 * ff, rows);
+        linear(L.up_exps.expert(e), dm_in_ + r0 * d, dm_up_ + r0 * ff, rows);
+    }
+    backend::swiglu_cuda(stream_, dm_gate_, dm_up_, dm_gate_, m * ff);
+    for (int e = 0; e < n_exp; ++e) {
+        const int64_t r0 = moe_count_[e], rows = moe_count_[e + 1] - r0;
+        if (rows > 0) linear(L.down_exps.expert(e), dm_gate_ + r0 * ff, dm_out_ + r0 * d, rows);
+    }
+    backend::moe_combine_cuda(stream_, dm_out_, d_comb_row, d_comb_w, n, k, d, dproj_);
 }
 
 backend::AttentionParams CudaDecoder::attention_params() const {
@@ -510,7 +691,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     // The attention kernel writes the int8 input of the output projection itself.
     const bool attn_q8 = fuse && group_on_ && hp.head_dim_v % 32 == 0;
 
-    for (int l = 0; l < hp.n_layer; ++l) {
+    for (int l = 0; l < n_gpu_layers_; ++l) {
         const DevLayer& L = layers_[l];
         bool roped = false;  // rope and the KV write done by the Q/K/V launch
         if (fuse) {
@@ -556,7 +737,17 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         } else {
             linear(L.wo, dattn_, dproj_, n);
         }
-        if (fuse) {
+        if (L.router != nullptr) {
+            if (fuse) {  // the residual add and the norm in one kernel (its int8 output unused)
+                backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, dh_, xq_.data(), d, n, hp.norm_eps);
+            } else {
+                backend::add_cuda(stream_, dx_, dproj_, n * d);
+                backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
+            }
+            moe_ffn(L, n);
+            if (fuse) pending = true;
+            else backend::add_cuda(stream_, dx_, dproj_, n * d);
+        } else if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, nullptr, xq_.data(), d, n, hp.norm_eps);
             if (grouped) {
                 backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
@@ -577,10 +768,14 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         }
     }
 
+    if (partial_) {  // the residual stream goes to the CPU part
+        if (pending) backend::add_cuda(stream_, dx_, dproj_, n * d);
+        return;
+    }
     // Every token wants logits (single-stream decode): the output rows are the batch rows in
     // order, so the last residual add, the gather, the norm and the quantization are one kernel
     // (bit-identical to those four).
-    if (pending && n_out == n && group_on_ && output_dev_.type != QuantType::f16) {
+    if (pending && n_out == n && group_on_ && backend::can_matmul_cuda_q8(output_dev_.type)) {
         backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, output_norm_dev_, nullptr, xq_.data(), d, n, hp.norm_eps);
         linear_q8(output_dev_, dlogits_, n);
         return;
@@ -590,7 +785,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     if (n_out > 0) {
         backend::gather_rows_cuda(stream_, dx_, d_out, n_out, d, dh_);
         backend::rms_norm_cuda(stream_, dh_, output_norm_dev_, dh_, d, n_out, hp.norm_eps);
-        if (fuse && output_dev_.type != QuantType::f16) {
+        if (fuse && backend::can_matmul_cuda_q8(output_dev_.type)) {
             backend::quantize_activations_cuda(stream_, dh_, xq_.data(), d, n_out);
             linear_q8(output_dev_, dlogits_, n_out);
         } else {
@@ -599,6 +794,35 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     }
 }
 
+
+// Partial offload: layers [0, n_gpu) on the GPU (CudaDecoder, their K/V in its device pool),
+// the other layers, the final norm and the output on the CPU (Decoder::forward_from, their
+// K/V in the host KvCache's rows). Each step copies the residual stream ([n][n_embd] f32)
+// from the device to the host once. The KvCache is f16 (its GPU layers' rows live on the
+// device: kv_on_device(), so the Engine keeps f16 and no disk tier).
+class HybridDecoder final : public Model {
+public:
+    HybridDecoder(std::shared_ptr<const gguf::GgufFile> file, std::unique_ptr<CudaDecoder> gpu,
+                  std::unique_ptr<Model> cpu, int n_gpu)
+        : Model(std::move(file), cpu->hparams(), 1), gpu_(std::move(gpu)), cpu_(std::move(cpu)), n_gpu_(n_gpu) {}
+
+    KvLayout kv_layout() const override { return cpu_->kv_layout(); }
+    std::string device_name() const override {
+        return strformat("%s, %d of %d layers (the rest on the cpu)", gpu_->device_name().c_str(), n_gpu_, hp_.n_layer);
+    }
+    bool kv_on_device() const override { return true; }
+    int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
+    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
+        HEARTH_TRY(gpu_->forward(batch, kv, out));
+        // load_decoder builds a Decoder (load_model_cuda made it so).
+        return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, gpu_->residual(), batch, kv, out);
+    }
+
+private:
+    std::unique_ptr<CudaDecoder> gpu_;
+    std::unique_ptr<Model> cpu_;
+    int n_gpu_;
+};
 
 }  // namespace
 
@@ -613,7 +837,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
         if (arch == a.arch) spec = &a;
     if (spec == nullptr)
         return error(StatusCode::unsupported,
-                     "architecture " + arch + " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3)");
+                     "architecture " + arch + " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3, qwen3moe)");
     Hparams hp;
     hp.arch = arch;
     ArchKeys k(file->meta, hp.arch);
@@ -621,15 +845,46 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, spec->eps_default));
     HEARTH_TRY(read_decoder_pooling(k, opts, hp));
     HEARTH_TRY(read_vocab_size(*file, hp));
-    if (hp.n_expert > 0)
-        return error(StatusCode::unsupported, arch + ": mixture-of-experts models have no CUDA executor yet");
+    if (hp.n_expert > backend::kMoeMaxExperts || hp.n_expert_used > backend::kMoeMaxUsed)
+        return error(StatusCode::unsupported,
+                     strformat("%s: %d experts, %d used per token: the CUDA executor takes at most %d and %d",
+                               arch.c_str(), hp.n_expert, hp.n_expert_used, backend::kMoeMaxExperts,
+                               backend::kMoeMaxUsed));
     if (hp.pooling != Pooling::none)
         return error(StatusCode::unsupported, arch + ": pooled embeddings have no CUDA executor yet");
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
-    auto m = std::make_unique<CudaDecoder>(file, std::move(hp), spec->spec, std::move(dev));
+    // How many layers: num_gpu > 0 asks for that many (n_layer or more: the whole model),
+    // automatic (< 0) takes what fits in the memory free now.
+    GpuLayerPlan plan{hp.n_layer, true};
+    std::string note;
+    if (opts.num_gpu > 0 && opts.num_gpu < hp.n_layer) {
+        plan = GpuLayerPlan{opts.num_gpu, false};
+        note = strformat("num_gpu %d: layers %d-%d and the output run on the CPU", opts.num_gpu, opts.num_gpu,
+                         hp.n_layer - 1);
+    } else if (opts.num_gpu < 0) {
+        HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
+        plan = plan_gpu_layers(*file, hp, (int64_t)free_bytes);
+        if (plan.n_layers == 0)
+            return error(StatusCode::resource_exhausted,
+                         strformat("%.1f GiB free on %s: not one layer fits beside the working memory",
+                                   (double)free_bytes / (1 << 30), dev->info().name.c_str()));
+        if (plan.n_layers < hp.n_layer || !plan.output)
+            note = strformat("%.1f GiB free on the GPU: %d of %d layers there, the rest%s on the CPU",
+                             (double)free_bytes / (1 << 30), plan.n_layers, hp.n_layer,
+                             plan.n_layers < hp.n_layer ? " and the output" : " (the output)");
+    }
+    const int n_gpu = plan.n_layers;
+    auto m = std::make_unique<CudaDecoder>(file, hp, spec->spec, std::move(dev), n_gpu, plan.output);
     const Status st = m->load_weights();
     if (!st.ok()) return st.with_context(arch + " on CUDA");
-    return std::unique_ptr<Model>(std::move(m));
+    if (n_gpu == hp.n_layer && plan.output) return std::unique_ptr<Model>(std::move(m));
+    LoadOptions cpu_opts = opts;
+    cpu_opts.num_gpu = 0;
+    auto cpu = load_decoder(file, cpu_opts, spec->arch, spec->spec, spec->eps_default);
+    if (!cpu.ok()) return cpu.status().with_context(arch + " (the CPU part of a partial offload)");
+    auto hybrid = std::make_unique<HybridDecoder>(file, std::move(m), std::move(cpu).value(), n_gpu);
+    hybrid->set_placement_note(std::move(note));
+    return std::unique_ptr<Model>(std::move(hybrid));
 }
 
 }  // namespace hearth::model

@@ -1,4 +1,5 @@
-// The plain llama-style Decoder family (llama, qwen2, qwen3; dense only) run on one CUDA GPU:
+// The plain llama-style Decoder family (llama, qwen2, qwen3, and with experts mixtral-style
+// llama and qwen3moe) run on one CUDA GPU:
 // weights uploaded once at load, the KV cache on the device (f16), every op of a forward pass
 // on the device (backend/cuda), only the requested logits copied back. Same Model interface
 // and ForwardOutput as the CPU Decoder (model/blocks.h), so callers can pick either.
@@ -17,6 +18,10 @@
 // (prefill) the f16 tensor-core GEMM, which rounds activations to f16. Logits come back in
 // page-locked memory (ForwardOutput::logits).
 //
+// Mixture-of-experts layers route on the device (backend/cuda/moe.h), bring the chosen expert
+// ids back to the host (one synchronization per MoE layer, so their steps are not CUDA graphs)
+// and run each chosen expert once over the rows routed to it (matmul_cuda).
+//
 // load_model (model.h) picks it when LoadOptions::num_gpu allows the GPU; runtime::Engine then
 // keeps an f16 pool without the disk tier for it (Model::kv_on_device()).
 #pragma once
@@ -28,11 +33,32 @@
 namespace hearth::model {
 
 // Loads `file` for the GPU `device` (CUDA runtime ordinal). Errors, each leaving nothing
-// allocated on the device: unsupported for an architecture other than llama/qwen2/qwen3, for
-// experts, pooling, LoRA adapters (LoadOptions::adapters: applied on the CPU only), a KV-less
-// layout, or a weight type the CUDA matmul lacks (the message names
-// the tensor and type: the caller keeps the CPU path); not_found when there is no CUDA device
-// or hearth was built without CUDA; resource_exhausted when the weights do not fit.
+// allocated on the device: unsupported for an architecture other than llama/qwen2/qwen3/
+// qwen3moe, for more experts than backend::kMoeMaxExperts (or used than kMoeMaxUsed), pooling,
+// LoRA adapters (LoadOptions::adapters: applied on the CPU only), a KV-less layout, or a
+// weight type the CUDA matmul lacks (the message names the tensor and type: the caller keeps
+// the CPU path); not_found when there is no CUDA device or hearth was built without CUDA;
+// resource_exhausted when the weights do not fit.
+// Partial offload (LoadOptions::num_gpu: a count of layers, as Ollama's): the first layers
+// on the GPU, the rest, the final norm and the output on the CPU (the CPU Decoder continues
+// from the residual stream the GPU part hands over once per step). load_model_cuda takes
+// num_gpu layers when 0 < num_gpu < n_layer, the whole model when num_gpu >= n_layer, and
+// with num_gpu < 0 (automatic) what plan_gpu_layers finds room for in the memory free now.
+
+// Device memory the CUDA executor needs besides weights and KV: the activations of a
+// 512-token step, 64 rows of logits, and 1 GiB for the CUDA context, scratch and graphs.
+int64_t cuda_working_bytes(const Hparams& hp);
+
+struct GpuLayerPlan {
+    int n_layers = 0;     // layers [0, n_layers) on the GPU
+    bool output = false;  // the output matrix too (only when every layer is there)
+};
+// The most leading layers of `file` whose weights, with room for the K/V of kv_positions
+// positions each (f16), fit in free_bytes beside cuda_working_bytes and the tensors every
+// placement uploads (token embeddings, norms); then the output matrix if it also fits.
+GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const Hparams& hp, int64_t free_bytes,
+                             int64_t kv_positions = 4096);
+
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device = 0);
 

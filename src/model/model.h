@@ -41,12 +41,12 @@ struct LoadOptions {
     // load_decoder/load_family honour it; phi3 and deepseek2 do not read it yet (their models
     // then report is_embedding() false).
     std::optional<Pooling> pooling = {};
-    // Placement, Ollama's num_gpu: -1 automatic (the whole model on CUDA device 0 when hearth
-    // has a GPU executor for it and it fits, else the CPU), 0 the CPU only, > 0 the GPU. Only
-    // whole-model offload exists so far: any value != 0 means "the whole model on the GPU if it
-    // is supported and fits" (a count of layers is not honoured yet). When the GPU is asked for
+    // Placement, Ollama's num_gpu: -1 automatic (on CUDA device 0 when hearth has a GPU
+    // executor for the architecture: the whole model when it fits in the memory free now, else
+    // as many leading layers as fit, the rest on the CPU), 0 the CPU only, > 0 that many
+    // leading layers on the GPU (n_layer or more: the whole model). When the GPU is asked for
     // but cannot be used, load_model runs the model on the CPU and says why in
-    // Model::placement_note().
+    // Model::placement_note() (a partial offload says there how it was split).
     int num_gpu = -1;
     // LoRA adapter GGUF files (model/lora.h), applied in this order as low-rank deltas on the
     // weights they name; the base weights stay mapped and untouched. Each must be for the

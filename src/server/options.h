@@ -30,7 +30,7 @@ struct RequestOptions {
     std::optional<int64_t> num_ctx;     // load-time: positions per sequence
     std::optional<int64_t> num_batch;   // load-time: tokens per scheduler step
     std::optional<int64_t> num_thread;  // load-time: worker threads
-    std::optional<int64_t> num_gpu;     // load-time: 0 = CPU only, -1 = automatic, > 0 = on the GPU
+    std::optional<int64_t> num_gpu;     // load-time: 0 = CPU only, -1 = automatic, > 0 = layers on the GPU
     std::optional<bool> use_mlock;      // load-time: pin the mapped weights in RAM
     std::vector<std::string> ignored;   // unknown option names
 };

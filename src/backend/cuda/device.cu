@@ -117,6 +117,14 @@ void Device::fail(Status status) {
 
 bool Device::make_current() { return check(cudaSetDevice(info_.index), "cudaSetDevice"); }
 
+Result<size_t> Device::free_memory() {
+    if (!make_current()) return status();
+    size_t free_b = 0, total_b = 0;
+    const cudaError_t err = cudaMemGetInfo(&free_b, &total_b);
+    if (err != cudaSuccess) return error(StatusCode::internal, "cudaMemGetInfo: " + describe(err));
+    return free_b;
+}
+
 Stream::Stream(Device& device) : device_(&device) {
     if (!device.make_current()) return;
     cudaStream_t s = nullptr;

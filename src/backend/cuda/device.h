@@ -59,6 +59,9 @@ public:
     void fail(Status status);
     // Makes this the calling thread's current device; records failure.
     bool make_current();
+    // Device memory free now (cudaMemGetInfo: other processes' allocations count as used).
+    // A query failure is returned, not recorded.
+    Result<size_t> free_memory();
 
 private:
     explicit Device(DeviceInfo info) : info_(std::move(info)) {}
