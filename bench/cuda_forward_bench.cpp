@@ -13,7 +13,8 @@
 //    step: what the B x n_vocab logits cost). --profile brackets one measured step of each B
 //    with cudaProfilerStart/Stop (for ncu --profile-from-start off; scripts/gpu-check.sh).
 //    --pp 0 / --tg 0 skip those figures.
-// --num-gpu N loads the first N layers on the GPU and the rest on the CPU (partial offload,
+// --layers L synthesizes the presets with L layers only (a cut of a model too large to write in
+// the time at hand: per-layer costs, not the model's figures). --num-gpu N loads the first N layers on the GPU and the rest on the CPU (partial offload,
 // model/cuda_decoder.h; --threads T CPU threads, default every hardware thread); the roofline
 // figures then still count every weight at GPU bandwidth.
 // median over --reps runs after a warm-up. Each figure is also given against the decode roofline
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
     std::string dir = "/tmp";
     int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32, batch_ctx = 512, batch_steps = 32;
     bool profile = false;
-    int num_gpu = -1, threads = 0;
+    int num_gpu = -1, threads = 0, layers = 0;
     std::vector<int> batches;
     std::vector<std::string> specs;
     for (int i = 1; i < argc; ++i) {
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
         else if (a == "--profile") profile = true;
         else if (a == "--num-gpu") num_gpu = std::atoi(next().c_str());
         else if (a == "--threads") threads = std::max(0, std::atoi(next().c_str()));
+        else if (a == "--layers") layers = std::max(0, std::atoi(next().c_str()));
         else specs.push_back(a);
     }
     if (specs.empty()) specs = {"llama3.2-1b:Q4_K_M", "llama3.1-8b:Q4_K_M"};
@@ -159,7 +161,8 @@ int main(int argc, char** argv) {
     for (const std::string& spec : specs) {
         const size_t colon = spec.find(':');
         const std::string preset = spec.substr(0, colon), type = colon == std::string::npos ? "Q4_K_M" : spec.substr(colon + 1);
-        const std::string path = dir + "/" + preset + "-" + type + ".gguf";
+        const std::string path =
+            dir + "/" + preset + "-" + type + (layers > 0 ? "-L" + std::to_string(layers) : std::string()) + ".gguf";
         if (!std::filesystem::exists(path)) {
             const double t0 = now_s();
             auto cfg = model::find_synth_preset(preset, "");
@@ -168,6 +171,12 @@ int main(int argc, char** argv) {
             if (!st.ok()) die(spec, st.status());
             model::SynthOptions so;
             so.config = cfg.value();
+            if (layers > 0) {
+                model::SynthOverrides ov;
+                ov.n_layer = layers;
+                const Status ost = model::apply_synth_overrides(so.config, ov);
+                if (!ost.ok()) die(spec, ost);
+            }
             so.type = st.value();
             so.seed = 1;
             auto plan = model::plan_synth(so);
@@ -179,17 +188,24 @@ int main(int argc, char** argv) {
         }
         auto file = gguf::open_gguf(path);
         if (!file.ok()) die(path, file.status());
-        // Weight bytes one decode token reads: every tensor except the embedding table (one row),
-        // which a tied model reads whole as its output matrix.
-        const bool tied = file.value()->find_tensor("output.weight") == nullptr;
-        uint64_t weight_bytes = 0;
-        for (const gguf::TensorInfo& t : file.value()->tensors)
-            if (t.name != "token_embd.weight" || tied) weight_bytes += t.n_bytes;
         const double t_load = now_s();
         model::LoadOptions lo{num_gpu > 0 ? threads : 1};
         lo.num_gpu = num_gpu;
         auto m = model::load_model_cuda(file.value(), lo);
         if (!m.ok()) die(spec + " load", m.status());
+        // Weight bytes one decode token reads: every tensor except the embedding table (one row),
+        // which a tied model reads whole as its output matrix; of an expert stack (*_exps) only
+        // the n_expert_used experts a token picks.
+        const bool tied = file.value()->find_tensor("output.weight") == nullptr;
+        const model::Hparams& hpm = m.value()->hparams();
+        uint64_t weight_bytes = 0;
+        for (const gguf::TensorInfo& t : file.value()->tensors) {
+            if (t.name == "token_embd.weight" && !tied) continue;
+            if (hpm.n_expert > 0 && t.name.find("_exps.") != std::string::npos)
+                weight_bytes += t.n_bytes / (uint64_t)hpm.n_expert * (uint64_t)hpm.n_expert_used;
+            else
+                weight_bytes += t.n_bytes;
+        }
         std::printf("%s: loaded in %.1f s, %.2f GB of weights read per decode token, on %s\n", spec.c_str(),
                     now_s() - t_load, weight_bytes / 1e9, m.value()->device_name().c_str());
         model::Model& model = *m.value();

@@ -164,7 +164,10 @@ private:
     // which groups the tokens' slots by expert and runs each chosen expert once over its rows
     // (its weights read once per step), then the weighted sum is formed on the device in
     // expert-id order (MoeBlock's SumOrder::expert_id for this family).
-    void moe_ffn(const DevLayer& L, int64_t n);
+    // A single-token step (moe_on_device_) stays on the device instead: the expert kernels read
+    // the chosen ids from device memory (matmul_cuda_q8_experts), so the step is a CUDA graph.
+    // xq_ holds dh_ quantized when xq_ready.
+    void moe_ffn(const DevLayer& L, int64_t n, bool xq_ready);
     void linear(const DevMatrix& w, const float* x, float* y, int64_t n) {
         backend::matmul_cuda(stream_, w.type, w.data, w.row_bytes, x, y, w.n_in, w.n_out, n);
     }
@@ -224,6 +227,8 @@ private:
     // [n][k] chosen ids, then the host's tables: [n*k] token of each row (rows grouped by
     // expert), [n][k] combine rows, [n][k] combine weights (as float bits).
     cuda::DeviceBuffer moe_act_, moe_ints_;
+    cuda::DeviceBuffer moe_xq_;     // [k][n_ff_exp] int8: the experts' down inputs (single-token steps)
+    bool moe_on_device_ = false;    // every expert stack has an int8 kernel (set by load_weights)
     float *dm_in_ = nullptr, *dm_gate_ = nullptr, *dm_up_ = nullptr, *dm_out_ = nullptr, *dm_logits_ = nullptr,
           *dm_w_ = nullptr;
     std::pmr::vector<int32_t> host_moe_sel_{cuda::pinned_host_resource()};  // ids [n*k], weights [n*k] (float bits)
@@ -300,6 +305,11 @@ private:
         return e == nullptr || std::strcmp(e, "0") != 0;
     }();
     bool rope_in_matmul_ = false;  // llama-style layers: set by load_weights
+    // HEARTH_CUDA_MOE_HOST=1: single-token MoE steps take the host-routed path too (comparisons).
+    bool moe_device_on_ = [] {
+        const char* e = std::getenv("HEARTH_CUDA_MOE_HOST");
+        return e == nullptr || std::strcmp(e, "1") != 0;
+    }();
     // Tables and embedding rows copied to the device every step: page-locked, so the copies are
     // asynchronous DMA (the host writes them only after the previous step's synchronize).
     std::pmr::vector<int32_t> host_ints_{cuda::pinned_host_resource()};
@@ -420,6 +430,10 @@ Status CudaDecoder::load_weights() {
         for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
             if (m->data != nullptr)  // MoE layers have no dense FFN (their experts take matmul_cuda)
                 fusable_ = fusable_ && backend::can_matmul_cuda_q8(m->type);
+    moe_on_device_ = hp.n_expert > 0 && moe_device_on_ && hp.n_embd % 32 == 0 && hp.n_ff_exp % 32 == 0;
+    for (const DevLayer& L : layers_)
+        for (const DevMatrix* m : {&L.gate_exps, &L.up_exps, &L.down_exps})
+            moe_on_device_ = moe_on_device_ && backend::can_matmul_cuda_q8(m->type);
     rope_in_matmul_ = fusable_ && !spec_.rope_neox && !spec_.qkv_bias && !spec_.qk_norm && !rope_.neox &&
                       rope_.n_rot > 0 && rope_.n_rot % 2 == 0 && rope_.n_rot <= hp.head_dim_k &&
                       hp.head_dim_k % 2 == 0;
@@ -476,6 +490,9 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
         for (size_t i = 0; i < std::size(moe_sizes); ++i) *moe_slots[i] = q, q += round(moe_sizes[i]);
         moe_ints_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(*dev_, (size_t)4 * m * sizeof(int32_t)));
+        moe_xq_ = cuda::DeviceBuffer();
+        HEARTH_ASSIGN(moe_xq_, cuda::DeviceBuffer::allocate(
+                                   *dev_, backend::activation_q8_bytes(hp.n_ff_exp, hp.n_expert_used) + 256));
     }
     xq_ = cuda::DeviceBuffer();
     const int64_t widest = std::max({d, ad, hp.n_ff});
@@ -538,8 +555,9 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
         act_.upload(stream_, host_embd_.data(), (size_t)n * d * sizeof(float),
                     (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
     }
-    // A step of a MoE model synchronizes with the host once per layer (moe_ffn): no graph.
-    const bool graphable = n <= kGraphMaxTokens && graphs_on_ && hp.n_expert == 0;
+    // A step of a MoE model synchronizes with the host once per layer (moe_ffn), unless it is a
+    // single-token step on the device path: no graph then.
+    const bool graphable = n <= kGraphMaxTokens && graphs_on_ && (hp.n_expert == 0 || (n == 1 && moe_on_device_));
     const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
     last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
@@ -597,11 +615,25 @@ void CudaDecoder::linear_shared(const float* x, int64_t n,
     for (const auto& [w, y] : outs) linear_q8(*w, y, n);
 }
 
-void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n) {
+void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
     const Hparams& hp = hp_;
     const int n_exp = hp.n_expert, k = hp.n_expert_used;
     const int64_t d = hp.n_embd, ff = hp.n_ff_exp, m = n * k;
     auto* dids = moe_ints_.as<int32_t>();  // [m] chosen ids, then [m] rows' tokens, [m] combine rows, [m] weights
+    if (n == 1 && moe_on_device_) {
+        int32_t* comb_rows = dids + 2 * m;
+        auto* comb_w = reinterpret_cast<float*>(dids + 3 * m);
+        backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, 1, n_exp, k, hp.expert_weights_norm,
+                                        dm_logits_, dids, dm_w_, comb_rows, comb_w);
+        if (!xq_ready) backend::quantize_activations_cuda(stream_, dh_, xq_.data(), d, 1);
+        backend::matmul_cuda_q8_experts(stream_, xq_.data(), d, dids, k, /*per_expert_input=*/false,
+                                        {{q8_matrix(L.gate_exps), dm_gate_}, {q8_matrix(L.up_exps), dm_up_}});
+        backend::swiglu_q8_cuda(stream_, dm_gate_, dm_up_, moe_xq_.data(), ff, k);  // [k][ff]: each expert's input
+        backend::matmul_cuda_q8_experts(stream_, moe_xq_.data(), ff, dids, k, /*per_expert_input=*/true,
+                                        {{q8_matrix(L.down_exps), dm_out_}});
+        backend::moe_combine_cuda(stream_, dm_out_, comb_rows, comb_w, 1, k, d, dproj_);
+        return;
+    }
     backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, n, n_exp, k, hp.expert_weights_norm,
                                     dm_logits_, dids, dm_w_);
     host_moe_sel_.resize(2 * m);
@@ -744,7 +776,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                 backend::add_cuda(stream_, dx_, dproj_, n * d);
                 backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
             }
-            moe_ffn(L, n);
+            moe_ffn(L, n, fuse);
             if (fuse) pending = true;
             else backend::add_cuda(stream_, dx_, dproj_, n * d);
         } else if (fuse) {

@@ -517,6 +517,69 @@ TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
     }
 }
 
+// matmul_cuda_q8_experts gives each chosen expert the bits of its own single-token dp4a call:
+// gate and up (two stacks of one type, shared input) and down (each expert's own input token),
+// ids read from device memory, repeated and out-of-order ids, one and two stages per row.
+TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    stream.set_programmatic(true);
+    struct Case { QuantType type; int64_t n_in, rows; int n_expert; std::vector<int32_t> ids; };
+    const Case cases[] = {
+        {QuantType::q4_k, 2048, 96, 8, {5, 0, 7}},
+        {QuantType::q8_0, 1088, 64, 4, {3, 1}},
+        {QuantType::q6_k, 768, 40, 6, {2, 5, 0, 4}},
+        {QuantType::q5_k, 14336, 8, 3, {1, 2, 0}},
+        {QuantType::mxfp4, 1088, 36, 5, {4, 0}},
+        {QuantType::q4_0, 512, 132, 2, {1}},
+    };
+    uint32_t seed = 900;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(testing::Message() << quant::type_name(c.type) << " n_in " << c.n_in << " rows " << c.rows);
+        const int k = (int)c.ids.size();
+        // Two stacks (gate and up) of n_expert matrices each.
+        DevMatrix stacks[2] = {make_matrix(dev, stream, c.type, c.n_in, c.rows * c.n_expert, seed++),
+                               make_matrix(dev, stream, c.type, c.n_in, c.rows * c.n_expert, seed++)};
+        auto ids = cuda::DeviceBuffer::allocate(dev, c.ids.size() * 4).value();
+        ids.upload(stream, c.ids.data(), c.ids.size() * 4);
+        for (const bool per_expert : {false, true}) {
+            const int64_t n_act = per_expert ? k : 1;
+            const auto x = random_floats((size_t)c.n_in * n_act, seed++, 1.0f);
+            auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4).value();
+            auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(c.n_in, n_act)).value();
+            auto q1 = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(c.n_in, 1)).value();
+            xd.upload(stream, x.data(), x.size() * 4);
+            quantize_activations_cuda(stream, xd.as<float>(), qd.data(), c.n_in, n_act);
+            const std::vector<float> poison((size_t)c.rows * k, std::nanf(""));
+            std::vector<cuda::DeviceBuffer> got, want;
+            for (int i = 0; i < 4; ++i) {
+                auto& v = i < 2 ? got : want;
+                v.push_back(cuda::DeviceBuffer::allocate(dev, poison.size() * 4).value());
+                v.back().upload(stream, poison.data(), poison.size() * 4);
+            }
+            MatmulQ8Matrix m0 = stacks[0].m, m1 = stacks[1].m;
+            m0.n_out = m1.n_out = c.rows;  // rows per expert
+            matmul_cuda_q8_experts(stream, qd.data(), c.n_in, ids.as<int32_t>(), k, per_expert,
+                                   {{m0, got[0].as<float>()}, {m1, got[1].as<float>()}});
+            // Expert j alone: its matrix over its input token (quantized alone: the same codes).
+            for (int j = 0; j < k; ++j) {
+                quantize_activations_cuda(stream, xd.as<float>() + (per_expert ? j * c.n_in : 0), q1.data(), c.n_in, 1);
+                for (int st = 0; st < 2; ++st)
+                    matmul_cuda_q8(stream, c.type, stacks[st].m.w + (size_t)c.ids[j] * c.rows * stacks[st].m.row_bytes,
+                                   stacks[st].m.row_bytes, q1.data(), want[st].as<float>() + j * c.rows, c.n_in, c.rows, 1,
+                                   MatmulQ8Kernel::dp4a);
+            }
+            ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+            for (int st = 0; st < 2; ++st) {
+                const auto a = download<float>(stream, got[st], poison.size());
+                const auto b = download<float>(stream, want[st], poison.size());
+                for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(std::isfinite(a[i])) << "stack " << st << " output " << i;
+                ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "stack " << st << " per_expert " << per_expert;
+            }
+        }
+    }
+}
+
 // matmul_qkv_rope_cuda equals quantize-once dp4a matmuls of Q, K and V followed by
 // rope_kv_write_cuda, bit for bit: rotated q, and the K and V cache rows of the tokens' slots
 // (every other row keeps its poison). Partial rotary dims, freq factors, YaRN, Q4_K_M's mixed

@@ -113,6 +113,8 @@ TEST(CudaMoe, RouteMatchesTheReference) {
         auto dl = upload(dev, s, std::vector<float>((size_t)sh.n * sh.n_exp, std::nanf("")));
         auto di = upload(dev, s, std::vector<int32_t>((size_t)sh.n * sh.k, -1));
         auto dw = upload(dev, s, std::vector<float>((size_t)sh.n * sh.k, std::nanf("")));
+        auto dcr = upload(dev, s, std::vector<int32_t>((size_t)sh.n * sh.k, -1));
+        auto dcw = upload(dev, s, std::vector<float>((size_t)sh.n * sh.k, std::nanf("")));
         // The unaligned case starts x one float in (rows then miss the 16-byte loads).
         const float* xp = dx.as<float>();
         std::vector<float> x_used = x;
@@ -123,10 +125,26 @@ TEST(CudaMoe, RouteMatchesTheReference) {
             xp = dx.as<float>() + 1;
         }
         moe_route_softmax_cuda(s, xp, dr.as<float>(), sh.bias ? db.as<float>() : nullptr, sh.d, sh.n, sh.n_exp, sh.k,
-                               sh.norm_w, dl.as<float>(), di.as<int32_t>(), dw.as<float>());
+                               sh.norm_w, dl.as<float>(), di.as<int32_t>(), dw.as<float>(), dcr.as<int32_t>(),
+                               dcw.as<float>());
         const auto ids = download<int32_t>(s, di, (size_t)sh.n * sh.k);
         const auto w = download<float>(s, dw, (size_t)sh.n * sh.k);
         const auto p = download<float>(s, dl, (size_t)sh.n * sh.n_exp);
+        const auto comb_rows = download<int32_t>(s, dcr, (size_t)sh.n * sh.k);
+        const auto comb_w = download<float>(s, dcw, (size_t)sh.n * sh.k);
+        // The combine tables: each token's own k selections, by ascending expert id, with their
+        // weights (exactly: the same values moved).
+        for (int t = 0; t < sh.n; ++t) {
+            for (int j = 0; j < sh.k; ++j) {
+                const int32_t row = comb_rows[(size_t)t * sh.k + j];
+                ASSERT_GE(row, t * sh.k);
+                ASSERT_LT(row, (t + 1) * sh.k);
+                EXPECT_EQ(comb_w[(size_t)t * sh.k + j], w[row]);
+                if (j > 0) {
+                    EXPECT_LT(ids[comb_rows[(size_t)t * sh.k + j - 1]], ids[row]) << "token " << t;
+                }
+            }
+        }
         int compared = 0;
         for (int t = 0; t < sh.n; ++t) {
             const RouteRef r = route_ref(x_used.data() + (size_t)t * sh.d, router.data(), sh.bias ? bias.data() : nullptr,

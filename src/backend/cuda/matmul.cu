@@ -434,6 +434,44 @@ void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, 
     }
 }
 
+void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, const int32_t* ids, int k,
+                            bool per_expert_input, std::initializer_list<MatmulQ8Out> outs) {
+    cuda::Device& dev = stream.device();
+    if (dev.is_failed()) return;
+    bool ok = outs.size() >= 1 && outs.size() <= (size_t)cuda_kernels::kMvMaxSegs && is_aligned16(xq) &&
+              n_in % 32 == 0 && ids != nullptr && k >= 1;
+    for (const MatmulQ8Out& o : outs) ok = ok && o.m.n_out > 0 && o.m.n_out % 4 == 0 && o.m.n_out * k < INT_MAX;
+    if (!ok) {
+        dev.fail(error(StatusCode::invalid_argument,
+                       "matmul_cuda_q8_experts: 1..3 stacks of n_out % 4 == 0 rows, k >= 1, ids, xq 16-byte aligned"));
+        return;
+    }
+    const int64_t n_act = per_expert_input ? k : 1;
+    for (const MatmulQ8Out& o : outs)
+        if (!check_q8_matrix(dev, "matmul_cuda_q8_experts", o.m, n_in, n_act)) return;
+    if (n_in == 0 || !dev.make_current()) return;
+    auto* s = static_cast<cudaStream_t>(stream.handle());
+    const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_act);
+    bool done[cuda_kernels::kMvMaxSegs] = {};
+    const MatmulQ8Out* o = outs.begin();
+    for (size_t i = 0; i < outs.size(); ++i) {
+        if (done[i]) continue;
+        cuda_kernels::MvArgs args{};
+        for (size_t j = i; j < outs.size(); ++j) {
+            if (done[j] || o[j].m.type != o[i].m.type) continue;
+            cuda_kernels::MvSeg sg = plain_seg(o[j].m.w, o[j].m.row_bytes, o[j].m.n_out * k, o[j].y);
+            sg.ids = ids, sg.id_rows = (int)o[j].m.n_out, sg.act_per_id = per_expert_input;
+            args.seg[args.n_segs++] = sg;
+            done[j] = true;
+        }
+        // One token (its activations per expert with per_expert_input); not programmatic: the
+        // kernel reads ids before it would wait.
+        if (!dev.check(cuda_kernels::matvec_q8(o[i].m.type, args, act, (int)n_in, 1, dev.info().n_sm, /*pdl=*/false, s),
+                       "matmul_cuda_q8_experts launch"))
+            return;
+    }
+}
+
 void matmul_qkv_rope_cuda(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
                           const MatmulQ8Matrix& wq, const MatmulQ8Matrix& wk, const MatmulQ8Matrix& wv, float* q,
                           const QkvRopeCuda& r) {

@@ -121,6 +121,19 @@ struct MatmulQ8Out {
 void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
                             std::initializer_list<MatmulQ8Out> outs);
 
+// The expert matrices of a mixture-of-experts decode step, chosen on the device (no copy to
+// the host, so the step can be a CUDA graph). Each out.m is a stack of expert matrices of
+// out.m.n_out rows each (expert e's first row at e * n_out); for j < k:
+//   out.y[j * n_out + r] = row r of expert ids[j] · x_j,
+// with x_j token 0 of xq for every j (shared input: gate and up), or, with per_expert_input,
+// token j of xq (xq then holds k tokens: the down projection of each expert's own input).
+// ids: [k] int32 in device memory, written by earlier work on the stream (the launch is not a
+// programmatic dependent, so it waits for it). dp4a kernels; every output bit-identical to
+// matmul_cuda_q8(dp4a) of that expert's matrix over that token. n_out % 4 == 0, up to 3 stacks
+// (one launch per distinct type), k * n_out < 2^31.
+void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, const int32_t* ids, int k,
+                            bool per_expert_input, std::initializer_list<MatmulQ8Out> outs);
+
 // Where the Q/K/V projections of matmul_qkv_rope_cuda go.
 struct QkvRopeCuda {
     int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;

@@ -63,6 +63,15 @@ struct MvSeg {
     int kind;       // MvKind
     void* out;      // f32 [n_tokens][ld] or f16 cache rows (ld halves apart)
     int64_t ld;
+    // Experts chosen on the device (optional; kMvF32 only): w is a stack of matrices of id_rows
+    // rows each, and row l of the segment is row l % id_rows of matrix ids[l / id_rows] (ids in
+    // device memory, written by earlier work: such launches must not be programmatic). With
+    // act_per_id (n_tokens = 1) row l reads the activations of token l / id_rows of the
+    // activation buffer instead of token 0. id_rows must be a multiple of 4 (a row group never
+    // spans two ids), row_begin too.
+    const int32_t* ids = nullptr;
+    int id_rows = 0;
+    bool act_per_id = false;
 };
 struct MvArgs {
     MvSeg seg[kMvMaxSegs];

@@ -628,7 +628,9 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
     auto row_ptr = [&](int row) {
         row = min(row, n_out - 1);
         const MvSeg& sg = seg_at(a, seg_of(a, row));
-        return sg.w + (size_t)(row - sg.row_begin) * sg.row_bytes;
+        int local = row - sg.row_begin;
+        if (sg.ids != nullptr) local = sg.ids[local / sg.id_rows] * sg.id_rows + local % sg.id_rows;
+        return sg.w + (size_t)local * sg.row_bytes;
     };
     auto issue = [&](int item) {  // copies item `item` (if any) and commits a group either way
         if (item < n_items) {
@@ -690,6 +692,11 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
         const int row0 = ((int)blockIdx.x + item / n_stages * (int)gridDim.x) * R;
         const int stage = item % n_stages;
         const int gbase = stage * stage_units;
+        int tok = 0;  // act_per_id: the token whose activations this row group reads
+        if constexpr (kPre == 0 && T == 1) {
+            const MvSeg& sg = seg_at(a, seg_of(a, min(row0, n_out - 1)));
+            if (sg.act_per_id) tok = (min(row0, n_out - 1) - sg.row_begin) / sg.id_rows;
+        }
         const uint32_t* sw = reinterpret_cast<const uint32_t*>(smem) + item % kBufs * (buf_stride / 4);
         if (gbase + S::unit(tid, 0) < n_units) {  // slots hold whole super-blocks: all units in or out
             Unit un[R][U];
@@ -711,9 +718,9 @@ __global__ void __launch_bounds__(kMaxThreads, T > 4 ? 3 : 4)
                         ds = s1 ? xd[kP - 1][i] : xd[0][i];
                     } else {
                         const int g = gbase + S::unit(tid, i);
-                        const int4* xp = reinterpret_cast<const int4*>(xq + (size_t)t * n_in + 32 * (size_t)g);
+                        const int4* xp = reinterpret_cast<const int4*>(xq + (size_t)(t + tok) * n_in + 32 * (size_t)g);
                         x0 = xp[0], x1 = xp[1];
-                        ds = xds[(size_t)t * n_units + g];
+                        ds = xds[(size_t)(t + tok) * n_units + g];
                     }
                     [[maybe_unused]] float sx0 = 0.0f, sx1 = 0.0f;  // the halves' activation sums (kAccTwoMin)
                     if constexpr (kAcc<kType> == kAccTwoMin) {
@@ -810,7 +817,9 @@ cudaError_t launch(const MvArgs& args, ActQ8 act, int n_in, int n_sm, bool pdl, 
 
 template <QuantType kType>
 cudaError_t launch_type(const MvArgs& args, ActQ8 act, int n_in, int n_tokens, int n_sm, bool pdl, cudaStream_t s) {
-    if (n_tokens == 1) {  // the stage count of launch<kType, 1>'s thread choice
+    bool per_id = false;  // rows read per-expert activations: not preloaded (kPre)
+    for (int i = 0; i < args.n_segs; ++i) per_id = per_id || args.seg[i].act_per_id;
+    if (n_tokens == 1 && !per_id) {  // the stage count of launch<kType, 1>'s thread choice
         using S = Slot<kType, true>;
         const int n_units = n_in / 32;
         const int nth = n_units >= 128 * S::kUnits ? 128 : n_units >= 64 * S::kUnits ? 64 : 64 / S::kUnits;

@@ -63,7 +63,8 @@ __global__ void router_logits_kernel(const float* __restrict__ x, const float* _
 
 // One warp per token: softmax over logits[t] (in place: probabilities), top k, weights.
 __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, int k, bool norm_w,
-                                    int32_t* __restrict__ ids, float* __restrict__ weights) {
+                                    int32_t* __restrict__ ids, float* __restrict__ weights,
+                                    int32_t* __restrict__ comb_rows, float* __restrict__ comb_w) {
     __shared__ float p[kMoeMaxExperts];
     const int lane = threadIdx.x;
     const int t = blockIdx.x;
@@ -82,6 +83,7 @@ __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, in
     for (int e = lane; e < n_expert; e += 32) lt[e] = p[e] = (float)((double)p[e] / sum);
     __syncwarp();
     float w_sel = 0.0f;  // lane j keeps the weight of selection j
+    int id_sel = INT_MAX;  // and its expert
     for (int j = 0; j < k; ++j) {
         // The largest remaining probability, the lowest id among equals.
         float best = -1.0f;
@@ -94,7 +96,7 @@ __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, in
             const int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
             if (ob > best || (ob == best && oe < best_e)) best = ob, best_e = oe;
         }
-        if (lane == j) w_sel = best;
+        if (lane == j) w_sel = best, id_sel = best_e;
         if (lane == 0) {
             ids[(size_t)t * k + j] = best_e;
             p[best_e] = -2.0f;  // taken
@@ -108,6 +110,14 @@ __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, in
         w_sel = w_sel / wsum;
     }
     if (lane < k) weights[(size_t)t * k + lane] = w_sel;
+    if (comb_rows != nullptr) {  // the selections in expert-id order (the k ids are distinct)
+        int rank = 0;
+        for (int i = 0; i < k; ++i) rank += __shfl_sync(0xffffffffu, id_sel, i) < id_sel ? 1 : 0;
+        if (lane < k) {
+            comb_rows[(size_t)t * k + rank] = t * k + lane;
+            comb_w[(size_t)t * k + rank] = w_sel;
+        }
+    }
 }
 
 __global__ void combine_kernel(const float* __restrict__ ys, const int32_t* __restrict__ rows,
@@ -136,7 +146,7 @@ bool begin(cuda::Stream& stream, bool args_ok, const char* what, int64_t work) {
 
 void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* router, const float* bias,
                             int64_t n_embd, int64_t n, int n_expert, int k, bool norm_w, float* logits, int32_t* ids,
-                            float* weights) {
+                            float* weights, int32_t* comb_rows, float* comb_w) {
     const bool ok = n_embd > 0 && n_embd <= INT_MAX && n >= 0 && n <= 65535 && n_expert > 0 &&
                     n_expert <= kMoeMaxExperts && k >= 1 && k <= kMoeMaxUsed && k <= n_expert;
     if (!begin(stream, ok, "moe_route_softmax_cuda", n)) return;
@@ -145,7 +155,7 @@ void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* r
     router_logits_kernel<<<dim3((unsigned)((n_expert + kWarps - 1) / kWarps), (unsigned)n), kWarps * 32, 0, s>>>(
         x, router, bias, (int)n_embd, n_expert, logits);
     if (!dev.check(cudaGetLastError(), "moe_route_softmax_cuda logits launch")) return;
-    route_select_kernel<<<(unsigned)n, 32, 0, s>>>(logits, n_expert, k, norm_w, ids, weights);
+    route_select_kernel<<<(unsigned)n, 32, 0, s>>>(logits, n_expert, k, norm_w, ids, weights, comb_rows, comb_w);
     dev.check(cudaGetLastError(), "moe_route_softmax_cuda select launch");
 }
 
