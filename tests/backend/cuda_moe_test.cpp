@@ -2,7 +2,7 @@
 // written from the CPU block's definition (model/blocks.cpp MoeBlock::route, softmax gating):
 // f32 logits summed in f64 here (the exact-ish value), f32 exps of logit - max, a double sum,
 // each probability divided in double, the top k with ties to the lower id, the selected
-// weights renormalized by their f32 sum clamped to 2^-14. Outputs are poisoned (NaN / -1)
+// weights renormalized by their f32 sum clamped to 2^-14. Outputs are poisoned (NaN bytes)
 // first, so an unwritten element fails. Compiles without CUDA (then skips).
 //
 // Tolerances: the device's f32 logits differ from the f64 ones by ~n_embd * 2^-24 * sum|r x|
@@ -21,37 +21,13 @@
 #ifdef HEARTH_HAVE_CUDA
 #include "backend/cuda/device.h"
 #include "backend/cuda/moe.h"
+#include "backend/cuda_test_util.h"
 #endif
 
 namespace hearth::backend {
 namespace {
 
 #ifdef HEARTH_HAVE_CUDA
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
-template <class T>
-cuda::DeviceBuffer upload(cuda::Device& dev, cuda::Stream& s, const std::vector<T>& v) {
-    auto buf = cuda::DeviceBuffer::allocate(dev, std::max<size_t>(v.size(), 1) * sizeof(T));
-    EXPECT_TRUE(buf.ok());
-    buf->upload(s, v.data(), v.size() * sizeof(T));
-    return std::move(buf).value();
-}
-
-template <class T>
-std::vector<T> download(cuda::Stream& s, const cuda::DeviceBuffer& b, size_t n) {
-    std::vector<T> v(n);
-    b.download(s, v.data(), n * sizeof(T));
-    const Status st = s.synchronize();
-    EXPECT_TRUE(st.ok()) << st.message();
-    return v;
-}
 
 struct RouteRef {
     std::vector<float> p;       // [n_expert] probabilities
@@ -109,29 +85,31 @@ TEST(CudaMoe, RouteMatchesTheReference) {
         const std::vector<float> x = randn((size_t)sh.n * sh.d, seed++, 1.0f);
         const std::vector<float> router = randn((size_t)sh.n_exp * sh.d, seed++, 2.0f / std::sqrt((float)sh.d));
         const std::vector<float> bias = randn(sh.n_exp, seed++, 0.5f);
-        auto dx = upload(dev, s, x), dr = upload(dev, s, router), db = upload(dev, s, bias);
-        auto dl = upload(dev, s, std::vector<float>((size_t)sh.n * sh.n_exp, std::nanf("")));
-        auto di = upload(dev, s, std::vector<int32_t>((size_t)sh.n * sh.k, -1));
-        auto dw = upload(dev, s, std::vector<float>((size_t)sh.n * sh.k, std::nanf("")));
-        auto dcr = upload(dev, s, std::vector<int32_t>((size_t)sh.n * sh.k, -1));
-        auto dcw = upload(dev, s, std::vector<float>((size_t)sh.n * sh.k, std::nanf("")));
+        auto dx = to_device(dev, s, x.data(), x.size()), dr = to_device(dev, s, router.data(), router.size());
+        auto db = to_device(dev, s, bias.data(), bias.size());
+        // Outputs poisoned (NaN bytes: an unwritten id reads as an expert far out of range).
+        auto dl = to_device(dev, s, (const float*)nullptr, (size_t)sh.n * sh.n_exp);
+        auto di = to_device(dev, s, (const int32_t*)nullptr, (size_t)sh.n * sh.k);
+        auto dw = to_device(dev, s, (const float*)nullptr, (size_t)sh.n * sh.k);
+        auto dcr = to_device(dev, s, (const int32_t*)nullptr, (size_t)sh.n * sh.k);
+        auto dcw = to_device(dev, s, (const float*)nullptr, (size_t)sh.n * sh.k);
         // The unaligned case starts x one float in (rows then miss the 16-byte loads).
         const float* xp = dx.as<float>();
         std::vector<float> x_used = x;
         if (!sh.aligned) {
             std::vector<float> shifted(x.size() + 1, 0.0f);
             std::copy(x.begin(), x.end(), shifted.begin() + 1);
-            dx = upload(dev, s, shifted);
+            dx = to_device(dev, s, shifted.data(), shifted.size());
             xp = dx.as<float>() + 1;
         }
         moe_route_softmax_cuda(s, xp, dr.as<float>(), sh.bias ? db.as<float>() : nullptr, sh.d, sh.n, sh.n_exp, sh.k,
                                sh.norm_w, dl.as<float>(), di.as<int32_t>(), dw.as<float>(), dcr.as<int32_t>(),
                                dcw.as<float>());
-        const auto ids = download<int32_t>(s, di, (size_t)sh.n * sh.k);
-        const auto w = download<float>(s, dw, (size_t)sh.n * sh.k);
-        const auto p = download<float>(s, dl, (size_t)sh.n * sh.n_exp);
-        const auto comb_rows = download<int32_t>(s, dcr, (size_t)sh.n * sh.k);
-        const auto comb_w = download<float>(s, dcw, (size_t)sh.n * sh.k);
+        const auto ids = from_device<int32_t>(s, di, (size_t)sh.n * sh.k);
+        const auto w = from_device<float>(s, dw, (size_t)sh.n * sh.k);
+        const auto p = from_device<float>(s, dl, (size_t)sh.n * sh.n_exp);
+        const auto comb_rows = from_device<int32_t>(s, dcr, (size_t)sh.n * sh.k);
+        const auto comb_w = from_device<float>(s, dcw, (size_t)sh.n * sh.k);
         // The combine tables: each token's own k selections, by ascending expert id, with their
         // weights (exactly: the same values moved).
         for (int t = 0; t < sh.n; ++t) {
@@ -180,10 +158,11 @@ TEST(CudaMoe, CombineIsTheOrderedWeightedSum) {
     std::vector<int32_t> idx((size_t)n * k);
     std::mt19937 rng(13);
     for (auto& r : idx) r = (int32_t)(rng() % rows);
-    auto dy = upload(dev, s, ys), dw = upload(dev, s, w), di = upload(dev, s, idx);
-    auto dout = upload(dev, s, std::vector<float>((size_t)n * d, std::nanf("")));
+    auto dy = to_device(dev, s, ys.data(), ys.size()), dw = to_device(dev, s, w.data(), w.size());
+    auto di = to_device(dev, s, idx.data(), idx.size());
+    auto dout = to_device(dev, s, (const float*)nullptr, (size_t)n * d);
     moe_combine_cuda(s, dy.as<float>(), di.as<int32_t>(), dw.as<float>(), n, k, d, dout.as<float>());
-    const auto out = download<float>(s, dout, (size_t)n * d);
+    const auto out = from_device<float>(s, dout, (size_t)n * d);
     for (int t = 0; t < n; ++t)
         for (int c = 0; c < d; ++c) {
             volatile float acc = w[t * k] * ys[(size_t)idx[t * k] * d + c];  // volatile: no fma contraction

@@ -37,6 +37,7 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda_test_util.h"
 #endif
 
 namespace hearth::backend {
@@ -48,37 +49,6 @@ namespace {
     auto dev##_result = cuda::Device::open(0);                                                             \
     if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
     cuda::Device& dev = **dev##_result
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
-// A device copy of a host vector (poisoned with NaN bytes when `src` is null).
-template <class T>
-cuda::DeviceBuffer to_device(cuda::Device& dev, cuda::Stream& s, const T* src, size_t n) {
-    auto buf = cuda::DeviceBuffer::allocate(dev, std::max<size_t>(n, 1) * sizeof(T));
-    EXPECT_TRUE(buf.ok());
-    if (src) {
-        buf->upload(s, src, n * sizeof(T));
-    } else {
-        const std::vector<float> nan((n * sizeof(T) + 3) / 4, std::numeric_limits<float>::quiet_NaN());
-        buf->upload(s, nan.data(), n * sizeof(T));
-    }
-    EXPECT_TRUE(s.synchronize().ok());
-    return std::move(buf).value();
-}
-
-template <class T>
-std::vector<T> from_device(cuda::Stream& s, const cuda::DeviceBuffer& b, size_t n) {
-    std::vector<T> v(n);
-    b.download(s, v.data(), n * sizeof(T));
-    EXPECT_TRUE(s.synchronize().ok()) << s.synchronize().message();
-    return v;
-}
 
 TEST(CudaOps, RmsNormMatchesReference) {
     OPS_OPEN_DEVICE_OR_SKIP(dev);

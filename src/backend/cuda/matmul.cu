@@ -404,6 +404,24 @@ cuda_kernels::ActQ8 act_of(const void* xq, int64_t n_in, int64_t n_tokens) {
     return {q, reinterpret_cast<const float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens))};
 }
 
+// One launch(type, args) per distinct weight type of `outs`, in their order, args holding that
+// type's matrices as the segments make_seg(out) gives; stops when launch returns false.
+template <class MakeSeg, class Launch>
+void launch_per_type(std::initializer_list<MatmulQ8Out> outs, MakeSeg make_seg, Launch launch) {
+    bool done[cuda_kernels::kMvMaxSegs] = {};
+    const MatmulQ8Out* o = outs.begin();
+    for (size_t i = 0; i < outs.size(); ++i) {
+        if (done[i]) continue;
+        cuda_kernels::MvArgs args{};
+        for (size_t j = i; j < outs.size(); ++j) {
+            if (done[j] || o[j].m.type != o[i].m.type) continue;
+            args.seg[args.n_segs++] = make_seg(o[j]);
+            done[j] = true;
+        }
+        if (!launch(o[i].m.type, args)) return;
+    }
+}
+
 }  // namespace
 
 void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
@@ -419,19 +437,12 @@ void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, 
     if (n_tokens == 0 || n_in == 0 || !dev.make_current()) return;
     auto* s = static_cast<cudaStream_t>(stream.handle());
     const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_tokens);
-    // One launch per distinct type, matrices in their given order.
-    bool done[cuda_kernels::kMvMaxSegs] = {};
-    const MatmulQ8Out* o = outs.begin();
-    for (size_t i = 0; i < outs.size(); ++i) {
-        if (done[i]) continue;
-        cuda_kernels::MvArgs args{};
-        for (size_t j = i; j < outs.size(); ++j) {
-            if (done[j] || o[j].m.type != o[i].m.type) continue;
-            args.seg[args.n_segs++] = plain_seg(o[j].m.w, o[j].m.row_bytes, o[j].m.n_out, o[j].y);
-            done[j] = true;
-        }
-        matvec_q8_groups(dev, s, o[i].m.type, args, act, n_in, n_tokens);
-    }
+    launch_per_type(
+        outs, [](const MatmulQ8Out& o) { return plain_seg(o.m.w, o.m.row_bytes, o.m.n_out, o.y); },
+        [&](QuantType type, const cuda_kernels::MvArgs& args) {
+            matvec_q8_groups(dev, s, type, args, act, n_in, n_tokens);
+            return true;
+        });
 }
 
 void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, const int32_t* ids, int k,
@@ -452,24 +463,19 @@ void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, 
     if (n_in == 0 || !dev.make_current()) return;
     auto* s = static_cast<cudaStream_t>(stream.handle());
     const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_act);
-    bool done[cuda_kernels::kMvMaxSegs] = {};
-    const MatmulQ8Out* o = outs.begin();
-    for (size_t i = 0; i < outs.size(); ++i) {
-        if (done[i]) continue;
-        cuda_kernels::MvArgs args{};
-        for (size_t j = i; j < outs.size(); ++j) {
-            if (done[j] || o[j].m.type != o[i].m.type) continue;
-            cuda_kernels::MvSeg sg = plain_seg(o[j].m.w, o[j].m.row_bytes, o[j].m.n_out * k, o[j].y);
-            sg.ids = ids, sg.id_rows = (int)o[j].m.n_out, sg.act_per_id = per_expert_input;
-            args.seg[args.n_segs++] = sg;
-            done[j] = true;
-        }
+    launch_per_type(
+        outs,
+        [&](const MatmulQ8Out& o) {
+            cuda_kernels::MvSeg sg = plain_seg(o.m.w, o.m.row_bytes, o.m.n_out * k, o.y);
+            sg.ids = ids, sg.id_rows = (int)o.m.n_out, sg.act_per_id = per_expert_input;
+            return sg;
+        },
         // One token (its activations per expert with per_expert_input); not programmatic: the
         // kernel reads ids before it would wait.
-        if (!dev.check(cuda_kernels::matvec_q8(o[i].m.type, args, act, (int)n_in, 1, dev.info().n_sm, /*pdl=*/false, s),
-                       "matmul_cuda_q8_experts launch"))
-            return;
-    }
+        [&](QuantType type, const cuda_kernels::MvArgs& args) {
+            return dev.check(cuda_kernels::matvec_q8(type, args, act, (int)n_in, 1, dev.info().n_sm, /*pdl=*/false, s),
+                             "matmul_cuda_q8_experts launch");
+        });
 }
 
 void matmul_qkv_rope_cuda(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,

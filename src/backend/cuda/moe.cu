@@ -11,6 +11,7 @@
 #include <cfloat>
 #include <climits>
 
+#include "backend/cuda/op_check.h"
 #include "base/status.h"
 
 namespace hearth::backend {
@@ -132,16 +133,6 @@ __global__ void combine_kernel(const float* __restrict__ ys, const int32_t* __re
     out[i] = acc;
 }
 
-bool begin(cuda::Stream& stream, bool args_ok, const char* what, int64_t work) {
-    cuda::Device& dev = stream.device();
-    if (dev.is_failed()) return false;
-    if (!args_ok) {
-        dev.fail(error(StatusCode::invalid_argument, strformat("%s: bad arguments", what)));
-        return false;
-    }
-    return work > 0 && dev.make_current();
-}
-
 }  // namespace
 
 void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* router, const float* bias,
@@ -149,7 +140,7 @@ void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* r
                             float* weights, int32_t* comb_rows, float* comb_w) {
     const bool ok = n_embd > 0 && n_embd <= INT_MAX && n >= 0 && n <= 65535 && n_expert > 0 &&
                     n_expert <= kMoeMaxExperts && k >= 1 && k <= kMoeMaxUsed && k <= n_expert;
-    if (!begin(stream, ok, "moe_route_softmax_cuda", n)) return;
+    if (!cuda_kernels::begin_op(stream, ok, "moe_route_softmax_cuda", n)) return;
     auto* s = static_cast<cudaStream_t>(stream.handle());
     cuda::Device& dev = stream.device();
     router_logits_kernel<<<dim3((unsigned)((n_expert + kWarps - 1) / kWarps), (unsigned)n), kWarps * 32, 0, s>>>(
@@ -161,7 +152,7 @@ void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* r
 
 void moe_combine_cuda(cuda::Stream& stream, const float* ys, const int32_t* rows, const float* w, int64_t n, int k,
                       int64_t d, float* out) {
-    if (!begin(stream, n >= 0 && d >= 0 && k >= 1, "moe_combine_cuda", n * d)) return;
+    if (!cuda_kernels::begin_op(stream, n >= 0 && d >= 0 && k >= 1, "moe_combine_cuda", n * d)) return;
     constexpr int kThreads = 256;
     combine_kernel<<<(unsigned)((n * d + kThreads - 1) / kThreads), kThreads, 0,
                      static_cast<cudaStream_t>(stream.handle())>>>(ys, rows, w, n, k, d, out);

@@ -13,12 +13,14 @@
 
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
+#include "backend/cuda/op_check.h"
 #include "backend/cuda/rope.cuh"
 #include "quant/q8_0.h"
 
 namespace hearth::backend {
 namespace {
 
+using cuda_kernels::begin_op;
 using cuda_kernels::launch_kernel;
 using cuda_kernels::pdl_launch_dependents;
 using cuda_kernels::pdl_wait;
@@ -29,17 +31,6 @@ static_assert(sizeof(quant::BlockQ8_0) == 34 && offsetof(quant::BlockQ8_0, qs) =
 
 cudaStream_t raw(cuda::Stream& s) { return static_cast<cudaStream_t>(s.handle()); }
 
-// Common entry checks: false (nothing to launch) when the device already failed, the
-// arguments are bad (recorded as invalid_argument) or there is no work.
-bool begin_op(cuda::Stream& stream, bool args_ok, const char* what, int64_t work) {
-    cuda::Device& dev = stream.device();
-    if (dev.is_failed()) return false;
-    if (!args_ok) {
-        dev.fail(error(StatusCode::invalid_argument, strformat("%s: bad arguments", what)));
-        return false;
-    }
-    return work > 0 && dev.make_current();
-}
 
 unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
