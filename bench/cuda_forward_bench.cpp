@@ -211,7 +211,8 @@ int main(int argc, char** argv) {
         model::Model& model = *m.value();
         const int block_size = 16;
         const int max_ctx = std::max({pp, tg, ctx > 0 ? ctx + tg_ctx : 0, 1});
-        auto kv = model::KvCache::create(model.kv_layout(), (max_ctx + 64) / block_size + 1, block_size);
+        auto kv = model::KvCache::create(model.kv_layout(), (max_ctx + 64) / block_size + 1, block_size,
+                                         quant::QuantType::f16, model.kv_host_first_layer());
         if (!kv.ok()) die(spec + " kv", kv.status());
         std::vector<int32_t> table;
         if (auto st = kv->ensure_capacity(table, max_ctx + 16); !st.ok()) die(spec, st);
@@ -284,7 +285,7 @@ int main(int argc, char** argv) {
             // steps, 2 steps of the one-output shape (eager run, capture) and its measured steps.
             const int seq_len = batch_ctx + 4 + reps * (batch_steps + 2 + batch_steps / 2) + 16;
             auto bkv = model::KvCache::create(model.kv_layout(), n_seq * ((seq_len + block_size - 1) / block_size) + 1,
-                                              block_size);
+                                              block_size, quant::QuantType::f16, model.kv_host_first_layer());
             if (!bkv.ok()) die(spec + " batch kv", bkv.status());
             std::vector<std::vector<int32_t>> tables(n_seq);
             for (auto& t : tables)

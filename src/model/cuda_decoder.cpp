@@ -141,6 +141,7 @@ public:
         return strformat("cuda:%d (%s)", dev_->info().index, dev_->info().name.c_str());
     }
     bool kv_on_device() const override { return true; }
+    int64_t device_weight_bytes() const override { return weight_bytes_; }
     // Total device memory less the weights, the activations of a 512-token step (~1 GiB for
     // an 8B model's logits and FFN) and 1 GiB for the CUDA context, scratch and graphs.
     int64_t device_kv_budget_bytes() const override {
@@ -843,6 +844,8 @@ public:
         return strformat("%s, %d of %d layers (the rest on the cpu)", gpu_->device_name().c_str(), n_gpu_, hp_.n_layer);
     }
     bool kv_on_device() const override { return true; }
+    int kv_host_first_layer() const override { return n_gpu_; }  // the CPU layers' rows stay on the host
+    int64_t device_weight_bytes() const override { return gpu_->device_weight_bytes(); }
     int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
         HEARTH_TRY(gpu_->forward(batch, kv, out));

@@ -50,20 +50,26 @@ size_t KvCache::bytes_per_block(const KvLayout& layout, quant::QuantType type, i
     return row_bytes * (size_t)block_size;
 }
 
-Result<KvCache> KvCache::create(const KvLayout& layout, int n_blocks, int block_size, quant::QuantType type) {
+Result<KvCache> KvCache::create(const KvLayout& layout, int n_blocks, int block_size, quant::QuantType type,
+                                int first_host_layer) {
     if (n_blocks <= 0 || block_size <= 0)
         return error(StatusCode::invalid_argument, "KV cache needs at least one block of one position");
+    if (first_host_layer < 0 || first_host_layer > layout.n_layer)
+        return error(StatusCode::invalid_argument,
+                     strformat("KV cache: first host layer %d of %d", first_host_layer, layout.n_layer));
     HEARTH_TRY(check_type(layout, type));
     KvCache c;
     c.layout_ = layout;
     c.type_ = type;
     c.n_blocks_ = n_blocks;
     c.block_size_ = block_size;
+    c.first_host_layer_ = first_host_layer;
     c.k_.resize(layout.n_layer);
     c.v_.resize(layout.n_layer);
     for (int l = 0; l < layout.n_layer; ++l) {
         c.k_row_bytes_.push_back(quant::row_size(type, layout.k_width[l]));
         c.v_row_bytes_.push_back(quant::row_size(type, layout.v_width[l]));
+        if (l < first_host_layer) continue;  // rows on a device
         c.k_[l].assign((size_t)n_blocks * block_size * c.k_row_bytes_[l], std::byte{0});
         c.v_[l].assign((size_t)n_blocks * block_size * c.v_row_bytes_[l], std::byte{0});
     }
@@ -84,7 +90,11 @@ ops::PagedKvView KvCache::view(int layer) const {
     return {k_[layer].data(), v_[layer].data(), block_size_, type_, k_row_bytes_[layer], v_row_bytes_[layer]};
 }
 
-size_t KvCache::block_bytes() const { return bytes_per_block(layout_, type_, block_size_); }
+size_t KvCache::block_bytes() const {
+    size_t b = 0;
+    for (int l = first_host_layer_; l < layout_.n_layer; ++l) b += (k_row_bytes_[l] + v_row_bytes_[l]) * block_size_;
+    return b;
+}
 
 void KvCache::read_block(int32_t block, std::byte* dst) const {
     for (int l = 0; l < layout_.n_layer; ++l) {
@@ -107,6 +117,7 @@ void KvCache::write_block(int32_t block, const std::byte* src) {
 
 std::string KvCache::layout_key() const {
     std::string key = strformat("kv %s block %d layers %d", quant::type_name(type_), block_size_, layout_.n_layer);
+    if (first_host_layer_ > 0) key += strformat(" from %d", first_host_layer_);
     for (int l = 0; l < layout_.n_layer; ++l)
         key += strformat(" k%d/%d v%d/%d", layout_.k_width[l], head_dim(layout_.k_head_dim, layout_.k_width, l),
                          layout_.v_width[l], head_dim(layout_.v_head_dim, layout_.v_width, l));

@@ -29,8 +29,11 @@ public:
     // Allocates n_blocks * block_size positions for every layer, stored as `type`: f32, f16,
     // q8_0 or q4_0 (q8_0/q4_0 need every head dim divisible by 32). Other types, a head dim
     // that does not divide its width, or an empty pool are invalid_argument.
+    // first_host_layer > 0: layers [0, first_host_layer) get no rows here (a model keeps them
+    // in device memory: Model::kv_host_first_layer); the cache then only allocates their block
+    // ids, and view/write_k/write_v must not be called for them. n_layer: no rows at all.
     static Result<KvCache> create(const KvLayout& layout, int n_blocks, int block_size,
-                                  quant::QuantType type = quant::QuantType::f16);
+                                  quant::QuantType type = quant::QuantType::f16, int first_host_layer = 0);
     // OK when `type` can cache `layout`; otherwise the error create() would return.
     static Status check_type(const KvLayout& layout, quant::QuantType type);
     // Bytes one block takes (every layer, K and V), for a type check_type accepts: what a
@@ -41,7 +44,8 @@ public:
     int block_size() const { return block_size_; }
     int n_blocks() const { return n_blocks_; }
     int n_free() const { return (int)free_.size(); }
-    size_t bytes() const { return (size_t)n_blocks_ * block_bytes(); }
+    size_t bytes() const { return (size_t)n_blocks_ * block_bytes(); }  // the rows held here
+    int first_host_layer() const { return first_host_layer_; }
     int k_width(int layer) const { return layout_.k_width[layer]; }  // values per K row
     int v_width(int layer) const { return layout_.v_width[layer]; }
 
@@ -52,7 +56,7 @@ public:
     ops::PagedKvView view(int layer) const;
 
     // Block bytes, for moving a block to another tier (disk) and back: block_bytes() per block,
-    // every layer's K rows then its V rows. Bytes are only meaningful to a cache with the same
+    // every layer's K rows then its V rows (the layers that have rows here). Bytes are only meaningful to a cache with the same
     // layout_key(). read_block/write_block do not touch the free list.
     size_t block_bytes() const;
     void read_block(int32_t block, std::byte* dst) const;
@@ -80,6 +84,7 @@ private:
     KvLayout layout_;
     quant::QuantType type_ = quant::QuantType::f16;
     int n_blocks_ = 0, block_size_ = 0;
+    int first_host_layer_ = 0;
     std::vector<size_t> k_row_bytes_, v_row_bytes_;  // [n_layer] quant::row_size(type_, width)
     std::vector<std::vector<std::byte>> k_, v_;      // [n_layer][n_blocks * block_size * row bytes]
     std::vector<int32_t> free_;                      // free block ids (stack)

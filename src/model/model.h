@@ -76,6 +76,13 @@ public:
     // Device memory left for a KV pool once the weights and activations are resident, for
     // sizing an automatic pool; -1 when kv_on_device() is false.
     virtual int64_t device_kv_budget_bytes() const { return -1; }
+    // The layers whose K/V rows the host KvCache must hold: [kv_host_first_layer(), n_layer).
+    // A model that keeps its KV on a device keeps the rows of its device layers there (all of
+    // them for a whole-GPU model, the first N for a partial offload): the host cache then
+    // allocates only block ids for those layers (KvCache::create's first_host_layer).
+    virtual int kv_host_first_layer() const { return kv_on_device() ? hp_.n_layer : 0; }
+    // Bytes of weights the model holds in device memory (0 on the CPU), for /api/ps.
+    virtual int64_t device_weight_bytes() const { return 0; }
     // Why load_model ran this model on the CPU although LoadOptions::num_gpu allowed the GPU
     // (no CUDA device, an unsupported architecture or weight type, too little device memory):
     // one line for the load log; empty when it runs where it was asked to.

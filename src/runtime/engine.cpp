@@ -116,7 +116,10 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
     }
     HEARTH_ASSIGN(KvPlan plan, plan_kv(layout, o, mem_available));
     if (on_device) plan.note += " on " + model->device_name() + device_note;
-    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)plan.n_blocks, o.block_size, plan.type));
+    // A device model's own layers keep their rows in its device pool: the host cache holds
+    // only the rest (none for a whole-GPU model), not an unused copy of the device pool.
+    HEARTH_ASSIGN(model::KvCache kv, model::KvCache::create(layout, (int)plan.n_blocks, o.block_size, plan.type,
+                                                           on_device ? model->kv_host_first_layer() : 0));
     std::unique_ptr<PrefixStore> store;
     if (!o.spill_root.empty()) {
         if (o.model_key.empty())

@@ -173,7 +173,12 @@ public:
     PrefixStoreStats spill_stats() const { return store_ ? store_->stats() : PrefixStoreStats{}; }
     int n_parallel() const { return n_parallel_; }
     quant::QuantType kv_type() const { return kv_.type(); }
-    size_t kv_bytes() const { return kv_.bytes(); }
+    size_t kv_bytes() const { return kv_.bytes(); }  // the KV rows held in host memory
+    // The KV rows the model keeps in device memory for this pool (0 on the CPU).
+    size_t kv_device_bytes() const {
+        const size_t all = model::KvCache::bytes_per_block(model_->kv_layout(), kv_.type(), kv_.block_size());
+        return (size_t)kv_.n_blocks() * (all - kv_.block_bytes());
+    }
     // One line for the load log: the pool's type, size and what the type saves against f16/f32,
     // plus why a requested type was replaced, if it was.
     const std::string& kv_note() const { return kv_note_; }

@@ -488,6 +488,7 @@ std::vector<ModelStatus> ModelManager::list() const {
         m.name = name;
         m.config = s->config;
         m.bytes = s->bytes;
+        m.bytes_vram = s->model ? s->model->bytes_vram : 0;
         m.n_in_flight = s->n_leases;
         m.keep_alive = s->keep_alive;
         if (s->n_leases == 0) m.expires_at = s->expires_at;

@@ -109,6 +109,9 @@ struct LoadedModel {
     std::shared_ptr<Embedder> embedder;  // embedding models; null otherwise
     // Memory it holds: mapped weights + KV pool + scratch. <= 0: the manager keeps the estimate.
     int64_t bytes = 0;
+    // Of that, or besides it, what lives in device memory (weights and KV rows on a GPU), for
+    // /api/ps's size_vram; 0 on the CPU.
+    int64_t bytes_vram = 0;
 };
 
 // Loads `name` with `config`; runs without the manager's lock, possibly on several threads at
@@ -137,6 +140,7 @@ struct ModelStatus {
     std::string name;
     ModelConfig config;
     int64_t bytes = 0;
+    int64_t bytes_vram = 0;  // LoadedModel::bytes_vram
     int n_in_flight = 0;  // live leases
     Duration keep_alive{};  // of the last request; negative = forever
     // Idle: when it unloads. In flight: when it would if its requests ended now (what `ollama ps`

@@ -318,6 +318,7 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
         if (!e.ok()) return plan_error(e.status());
         lm->engine = std::move(e).value();
         lm->bytes += (int64_t)lm->engine->kv_bytes();
+        lm->bytes_vram = lm->model->device_weight_bytes() + (int64_t)lm->engine->kv_device_bytes();
         std::fprintf(stderr, "hearth serve: loaded %s (%s): %s\n", name.c_str(), cfg.to_string().c_str(),
                      lm->engine->kv_note().c_str());
         std::lock_guard lk(mu_);

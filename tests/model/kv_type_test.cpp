@@ -3,6 +3,8 @@
 // types and head dims a cache cannot hold. (Batch invariance per type: batch_test.cpp.)
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -210,6 +212,45 @@ TEST(KvCacheBlocks, BytesFollowTheType) {
         EXPECT_EQ(kv->type(), type);
         EXPECT_EQ(kv->bytes(), 5 * KvCache::bytes_per_block(l, type, 32));
     }
+}
+
+// A device model's layers keep their rows on the device: the host cache holds rows for
+// [first_host_layer, n_layer) only (none for a whole-GPU model) and still allocates block ids
+// for the whole pool; its block bytes round-trip the layers it has.
+TEST(KvCacheBlocks, DeviceLayersHaveNoHostRows) {
+    const KvLayout l{3, {128, 64, 64}, {128, 64, 32}, {64, 32, 32}, {64, 32, 32}};
+    const size_t all = KvCache::bytes_per_block(l, QuantType::f16, 16);
+    auto full = KvCache::create(l, 4, 16, QuantType::f16);
+    auto tail = KvCache::create(l, 4, 16, QuantType::f16, 1);
+    auto none = KvCache::create(l, 4, 16, QuantType::f16, 3);
+    ASSERT_TRUE(full.ok() && tail.ok() && none.ok());
+    EXPECT_EQ(full->bytes(), 4 * all);
+    EXPECT_EQ(tail->block_bytes(), (size_t)16 * 2 * (64 + 64 + 64 + 32));
+    EXPECT_EQ(tail->bytes(), 4 * tail->block_bytes());
+    EXPECT_EQ(none->bytes(), 0u);
+    EXPECT_EQ(tail->first_host_layer(), 1);
+    EXPECT_NE(tail->layout_key(), full->layout_key());
+    // Block ids for the whole pool either way.
+    std::vector<int32_t> table;
+    ASSERT_TRUE(none->ensure_capacity(table, 64).ok());
+    EXPECT_EQ(table.size(), 4u);
+    EXPECT_FALSE(none->ensure_capacity(table, 65).ok());
+    // The host layers work as in a full cache: a written row comes back through a block copy.
+    std::vector<float> row(64);
+    for (int i = 0; i < 64; ++i) row[i] = 0.25f * (float)i - 3.0f;
+    auto b = tail->alloc_block();
+    ASSERT_TRUE(b.ok());
+    tail->write_k(2, *b, 5, row.data());
+    std::vector<std::byte> bytes(tail->block_bytes());
+    tail->read_block(*b, bytes.data());
+    auto copy = KvCache::create(l, 4, 16, QuantType::f16, 1);
+    ASSERT_TRUE(copy.ok());
+    copy->write_block(*b, bytes.data());
+    const ops::PagedKvView v1 = tail->view(2), v2 = copy->view(2);
+    EXPECT_EQ(0, std::memcmp(v1.k + (*b * 16 + 5) * v1.k_row_bytes, v2.k + (*b * 16 + 5) * v2.k_row_bytes,
+                             v1.k_row_bytes));
+    EXPECT_EQ(KvCache::create(l, 4, 16, QuantType::f16, 4).status().code(), StatusCode::invalid_argument);
+    EXPECT_EQ(KvCache::create(l, 4, 16, QuantType::f16, -1).status().code(), StatusCode::invalid_argument);
 }
 
 TEST(KvCacheErrors, UnsupportedTypesAndHeadDimsAreClearErrors) {

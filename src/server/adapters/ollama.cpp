@@ -588,7 +588,9 @@ json ps_entry(const store::ModelRef& ref, const store::GgufInfo* info, const run
         j["expires_at"] = rfc3339_at((std::time_t)(now_ns / 1000000000) + (std::time_t)292 * 365 * 24 * 3600,
                                      now_ns % 1000000000);
     }
-    j["size_vram"] = 0;  // CPU only for now
+    // Ollama's PROCESSOR column is size_vram / size: the GPU's share of the model's memory. The
+    // whole-GPU model's size is its mapped file, which its device copy matches.
+    j["size_vram"] = std::min(st.bytes, st.bytes_vram);
     j["context_length"] = st.config.n_ctx;
     return j;
 }
