@@ -105,6 +105,7 @@ void run_fit(const FitArgs& a) {
         std::printf("  Other quantizations\n%s\n", render_table(rows, 4, "    ").c_str());
     }
     std::printf("%s\n", f.verdict.c_str());
+    if (!f.gpu.verdict.empty()) std::printf("GPU: %s\n", f.gpu.verdict.c_str());
     std::exit(f.fits ? 0 : 2);
 }
 

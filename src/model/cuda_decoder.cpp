@@ -30,31 +30,40 @@
 
 namespace hearth::model {
 
-int64_t cuda_working_bytes(const Hparams& hp) {
-    const int64_t act = 512 * (int64_t)(4 * hp.n_embd + 2 * hp.n_ff + 2 * hp.n_head * hp.head_dim_k) * 4 +
-                        64 * (int64_t)hp.n_vocab * 4;
+int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab) {
+    const int64_t act = 512 * (4 * n_embd + 2 * n_ff + 2 * q_dim) * 4 + 64 * n_vocab * 4;
     return act + (1ll << 30);
 }
 
-GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const Hparams& hp, int64_t free_bytes, int64_t kv_positions) {
+int64_t cuda_working_bytes(const Hparams& hp) {
+    return cuda_working_bytes(hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k, hp.n_vocab);
+}
+
+GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
+                             int64_t free_bytes, int64_t kv_positions) {
     // Every tensor by where it goes: blk.L.* to layer L, output.weight to the output, the rest
     // (token_embd, norms, rope_freqs) always uploaded. Each allocation padded as upload_matrix pads.
-    std::vector<int64_t> layer(hp.n_layer, 0);
+    const int n_layer = kv.n_layer;
+    std::vector<int64_t> layer(n_layer, 0);
     int64_t fixed = 0, output = 0;
     for (const gguf::TensorInfo& t : file.tensors) {
         const int64_t bytes = (int64_t)((t.n_bytes + 15) & ~(uint64_t)15) + 16;
         int l = -1, used = 0;
-        if (std::sscanf(t.name.c_str(), "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < hp.n_layer)
+        if (std::sscanf(t.name.c_str(), "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < n_layer)
             layer[l] += bytes;
         else if (t.name == "output.weight") output += bytes;
         else fixed += bytes;
     }
-    const int64_t kv_per_layer = kv_positions * (int64_t)hp.n_head_kv * (hp.head_dim_k + hp.head_dim_v) * 2;
-    int64_t left = free_bytes - cuda_working_bytes(hp) - fixed;
+    int64_t left = free_bytes - working_bytes - fixed;
     GpuLayerPlan plan;
-    while (plan.n_layers < hp.n_layer && left >= layer[plan.n_layers] + kv_per_layer)
-        left -= layer[plan.n_layers++] + kv_per_layer;
-    plan.output = plan.n_layers == hp.n_layer && left >= output;
+    while (plan.n_layers < n_layer) {
+        const int l = plan.n_layers;
+        const int64_t need = layer[l] + kv_positions * (int64_t)(kv.k_width[l] + kv.v_width[l]) * 2;
+        if (left < need) break;
+        left -= need;
+        ++plan.n_layers;
+    }
+    plan.output = plan.n_layers == n_layer && left >= output;
     return plan;
 }
 
@@ -861,6 +870,18 @@ private:
 
 }  // namespace
 
+bool cuda_runs_architecture(const std::string& arch) {
+    for (const ArchSpec& a : kArchs)
+        if (arch == a.arch) return true;
+    return false;
+}
+
+Result<GpuMemory> query_gpu_memory(int device) {
+    HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
+    HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
+    return GpuMemory{dev->info().name, (int64_t)free_bytes, (int64_t)dev->info().total_mem_bytes};
+}
+
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device) {
     const std::string arch = file->architecture();
@@ -898,7 +919,11 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                          hp.n_layer - 1);
     } else if (opts.num_gpu < 0) {
         HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
-        plan = plan_gpu_layers(*file, hp, (int64_t)free_bytes);
+        KvLayout kv;
+        kv.n_layer = hp.n_layer;
+        kv.k_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_k);
+        kv.v_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_v);
+        plan = plan_gpu_layers(*file, kv, cuda_working_bytes(hp), (int64_t)free_bytes);
         if (plan.n_layers == 0)
             return error(StatusCode::resource_exhausted,
                          strformat("%.1f GiB free on %s: not one layer fits beside the working memory",
@@ -931,6 +956,10 @@ namespace hearth::model {
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile>, const LoadOptions&, int) {
     return error(StatusCode::not_found, "hearth was built without CUDA");
 }
+
+bool cuda_runs_architecture(const std::string&) { return false; }
+
+Result<GpuMemory> query_gpu_memory(int) { return error(StatusCode::not_found, "hearth was built without CUDA"); }
 
 }  // namespace hearth::model
 

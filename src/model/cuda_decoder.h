@@ -46,7 +46,9 @@ namespace hearth::model {
 // with num_gpu < 0 (automatic) what plan_gpu_layers finds room for in the memory free now.
 
 // Device memory the CUDA executor needs besides weights and KV: the activations of a
-// 512-token step, 64 rows of logits, and 1 GiB for the CUDA context, scratch and graphs.
+// 512-token step (n_embd wide, n_ff-wide FFN, q_dim-wide attention), 64 rows of logits, and
+// 1 GiB for the CUDA context, scratch and graphs.
+int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab);
 int64_t cuda_working_bytes(const Hparams& hp);
 
 struct GpuLayerPlan {
@@ -54,10 +56,21 @@ struct GpuLayerPlan {
     bool output = false;  // the output matrix too (only when every layer is there)
 };
 // The most leading layers of `file` whose weights, with room for the K/V of kv_positions
-// positions each (f16), fit in free_bytes beside cuda_working_bytes and the tensors every
-// placement uploads (token embeddings, norms); then the output matrix if it also fits.
-GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const Hparams& hp, int64_t free_bytes,
-                             int64_t kv_positions = 4096);
+// positions each (f16, widths from `kv`), fit in free_bytes beside working_bytes and the
+// tensors every placement uploads (token embeddings, norms); then the output matrix if it also
+// fits. The loader (automatic num_gpu) and store::fit's GPU verdict both use it.
+GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
+                             int64_t free_bytes, int64_t kv_positions = 4096);
+
+// Whether load_model_cuda has an executor for this GGUF architecture (false without CUDA).
+bool cuda_runs_architecture(const std::string& arch);
+
+struct GpuMemory {
+    std::string name;  // "NVIDIA H100 80GB HBM3"
+    int64_t free_bytes = 0, total_bytes = 0;
+};
+// CUDA device `device`'s name and memory free now; not_found without CUDA or a device.
+Result<GpuMemory> query_gpu_memory(int device = 0);
 
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device = 0);

@@ -14,6 +14,7 @@
 #include "backend/cpu/membw.h"
 #include "base/sysinfo.h"
 #include "base/thread_pool.h"
+#include "model/cuda_decoder.h"
 #include "store/quantize.h"
 #include "store/store.h"
 
@@ -146,6 +147,44 @@ double machine_read_bandwidth() {
     return bw;
 }
 
+// The GPU part of the report (FitReport::gpu), from FitOptions' figure or device 0.
+static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
+    FitGpu g;
+    g.free_bytes = opt.gpu_free_bytes;
+    g.name = opt.gpu_name;
+    if (g.free_bytes < 0) {
+        auto mem = model::query_gpu_memory(0);
+        if (!mem.ok()) return FitGpu{};
+        g.free_bytes = mem->free_bytes;
+        g.name = mem->name;
+    }
+    if (g.free_bytes <= 0) return FitGpu{};
+    if (g.name.empty()) g.name = "the GPU";
+    const double gib = (double)g.free_bytes / (1 << 30);
+    g.n_layers_total = info.kv_layout.n_layer;
+    g.supported = model::cuda_runs_architecture(info.architecture) && !info.embedding;
+    if (!g.supported) {
+        g.verdict = "CPU only: hearth has no CUDA executor for " +
+                    (info.embedding ? "embedding models" : info.architecture) + " yet";
+        return g;
+    }
+    const int64_t q_dim = info.q_dim > 0 ? info.q_dim : info.n_embd;
+    const model::GpuLayerPlan plan =
+        model::plan_gpu_layers(*info.file, info.kv_layout, model::cuda_working_bytes(info.n_embd, info.n_ff, q_dim,
+                                                                                     info.n_vocab),
+                               g.free_bytes);
+    g.n_layers = plan.n_layers;
+    g.output = plan.output;
+    if (plan.output)
+        g.verdict = strformat("fits fully on the GPU (%s, %.1f GiB free)", g.name.c_str(), gib);
+    else if (plan.n_layers > 0)
+        g.verdict = strformat("partial offload: %d of %d layers on the GPU (%s, %.1f GiB free), the rest on the CPU",
+                              plan.n_layers, g.n_layers_total, g.name.c_str(), gib);
+    else
+        g.verdict = strformat("CPU only: not one layer fits in %.1f GiB free on %s", gib, g.name.c_str());
+    return g;
+}
+
 Result<FitReport> fit_info(const GgufInfo& info, const FitOptions& opt) {
     if (opt.num_ctx < 0 || opt.n_parallel < 0 || opt.step_tokens < 1)
         return error(StatusCode::invalid_argument, "num_ctx and parallel must not be negative, num_batch must be positive");
@@ -226,6 +265,7 @@ Result<FitReport> fit_info(const GgufInfo& info, const FitOptions& opt) {
         }
     }
     r.verdict = verdict_line(r, squeezed);
+    if (info.file && info.kv_layout.n_layer > 0) r.gpu = fit_gpu(info, opt);
     return r;
 }
 
@@ -328,6 +368,15 @@ nlohmann::ordered_json fit_report_json(const FitReport& r) {
             j["alternatives"][i]["expected_decode_tokens_per_second"] = r.alternatives[i].decode_tokens_per_second;
     }
     j["verdict"] = r.verdict;
+    if (!r.gpu.name.empty()) {
+        j["gpu"] = {{"name", r.gpu.name},
+                    {"free_bytes", r.gpu.free_bytes},
+                    {"supported", r.gpu.supported},
+                    {"layers", r.gpu.n_layers},
+                    {"layers_total", r.gpu.n_layers_total},
+                    {"output", r.gpu.output},
+                    {"verdict", r.gpu.verdict}};
+    }
     return j;
 }
 

@@ -72,6 +72,25 @@ struct FitOptions {
     // This machine's streaming read bandwidth in bytes/s (machine_read_bandwidth()); > 0 adds
     // the expected decode speed to the report. 0: no speed estimate.
     double read_bandwidth = 0;
+    // The GPU's free memory in bytes: < 0 asks CUDA device 0 (no GPU verdict when hearth has no
+    // CUDA or the machine no device), 0 means no GPU. gpu_name labels a given figure.
+    int64_t gpu_free_bytes = -1;
+    std::string gpu_name;
+};
+
+// Where the loader would put the model on the GPU (automatic num_gpu: model::plan_gpu_layers,
+// the same calculation), with the memory free now.
+struct FitGpu {
+    std::string name;         // the device; empty: no GPU, and the rest is unset
+    int64_t free_bytes = 0;
+    bool supported = false;   // hearth has a CUDA executor for the architecture
+    int n_layers = 0;         // leading layers on the GPU
+    int n_layers_total = 0;
+    bool output = false;      // the output matrix too: the whole model on the GPU
+    // "fits fully on the GPU (NVIDIA H100 80GB HBM3, 79.1 GiB free)", "partial offload: 20 of 32
+    // layers on the GPU (..., 9.5 GiB free), the rest on the CPU", "CPU only: not one layer fits
+    // in 0.8 GiB free on ...", or "CPU only: hearth has no CUDA executor for gemma3 yet".
+    std::string verdict;
 };
 
 // The CPU's streaming read bandwidth with every core (backend/cpu/membw.h), measured once per
@@ -114,6 +133,7 @@ struct FitReport {
     int64_t decode_bytes_per_token = 0;          // weights read per token
     double decode_tokens_per_second = 0;         // at an empty context
     double decode_tokens_per_second_full_ctx = 0;  // with num_ctx positions of K/V to read
+    FitGpu gpu;  // needs the tensor infos (info.file) and a GPU
     // One line: "fits with 12.3 GiB to spare" (or "... 300 MiB ..."), "fits" (less than 100 MiB to spare), or
     // "does not fit: needs 40.1 GiB, 30.2 GiB available — try num_ctx 2048 or a smaller
     // quantization (Q4_K_M would need 20.3 GiB)".

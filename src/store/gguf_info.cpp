@@ -99,6 +99,8 @@ Result<GgufInfo> read_gguf_info(const std::string& path) {
     const int64_t default_hd = n_head > 0 ? info.n_embd / n_head : 0;
     int64_t hd_k = meta_int(m, a + "attention.key_length", default_hd);
     int64_t hd_v = meta_int(m, a + "attention.value_length", hd_k);
+    info.n_ff = meta_int(m, a + "feed_forward_length", 0);
+    info.q_dim = n_head * hd_k;
     int64_t kv_heads = n_head_kv;
     if (m.has(a + "attention.kv_lora_rank")) {  // MLA: one latent row per position
         const int64_t lora = meta_int(m, a + "attention.kv_lora_rank", 0);

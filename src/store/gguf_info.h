@@ -20,6 +20,8 @@ struct GgufInfo {
     int64_t n_params = 0;          // elements of every tensor
     int64_t n_ctx_train = 0;       // {arch}.context_length; 0 when absent
     int64_t n_embd = 0;            // {arch}.embedding_length
+    int64_t n_ff = 0;              // {arch}.feed_forward_length (the largest, when per layer); 0 when absent
+    int64_t q_dim = 0;             // attention heads x key head dim (query width); 0 when unknown
     std::string parameter_size;    // general.size_label, else Ollama's HumanNumber of n_params ("8.0B")
     std::string quantization;      // "Q4_K_M", "F16", ... from general.file_type, else the commonest type
     std::string chat_template;     // tokenizer.chat_template; "" when absent

@@ -54,7 +54,8 @@ TEST(GpuPlan, TakesTheLayersThatFit) {
         {1ll << 50, 2, true},
     };
     for (const Want& w : cases) {
-        const GpuLayerPlan p = plan_gpu_layers(*file.value(), hp, w.free, positions);
+        const GpuLayerPlan p =
+            plan_gpu_layers(*file.value(), m.value()->kv_layout(), cuda_working_bytes(hp), w.free, positions);
         EXPECT_EQ(p.n_layers, w.n_layers) << "free " << w.free;
         EXPECT_EQ(p.output, w.output) << "free " << w.free;
     }

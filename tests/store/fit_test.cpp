@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "gguf/gguf_test_util.h"
+#include "model/cuda_decoder.h"
 #include "model/synth.h"
 #include "store/quantize.h"
 #include "store/store.h"
@@ -143,6 +144,52 @@ TEST(Fit, ExpectedDecodeSpeedFromBandwidth) {
     EXPECT_DOUBLE_EQ(j["expected_decode_tokens_per_second"].get<double>(), r->decode_tokens_per_second);
     EXPECT_EQ(j["read_bandwidth_bytes_per_second"].get<double>(), 20e9);
     EXPECT_TRUE(j["alternatives"][0].contains("expected_decode_tokens_per_second"));
+}
+
+// The GPU verdict, for a GPU the test describes (gpu_free_bytes): as free memory grows past the
+// CUDA executor's working memory, no layer, then the first layer, then the whole model fit —
+// the loader's own plan (model::plan_gpu_layers). No GPU: no verdict.
+TEST(Fit, GpuVerdictFollowsTheFreeDeviceMemory) {
+    if (!model::cuda_runs_architecture("llama")) GTEST_SKIP() << "built without CUDA: no GPU placement";
+    FitOptions o = machine(8 * kGiB, 16 * kGiB);
+    o.gpu_free_bytes = 0;
+    auto none = fit_file(model_path("llama3-tiny.Q8_0"), o);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none->gpu.name, "");
+    EXPECT_FALSE(fit_report_json(*none).contains("gpu"));
+
+    o.gpu_name = "Test GPU";
+    int last_layers = -1;
+    std::vector<std::string> kinds;  // verdict kinds in the order they appear
+    for (int64_t free = kGiB; free <= kGiB + 64 * kMiB; free += kMiB / 4) {
+        o.gpu_free_bytes = free;
+        auto r = fit_file(model_path("llama3-tiny.Q8_0"), o);
+        ASSERT_TRUE(r.ok());
+        EXPECT_EQ(r->gpu.name, "Test GPU");
+        EXPECT_EQ(r->gpu.n_layers_total, 2);
+        EXPECT_GE(r->gpu.n_layers, last_layers);
+        last_layers = r->gpu.n_layers;
+        const std::string kind = r->gpu.verdict.substr(0, r->gpu.verdict.find_first_of(":("));
+        if (kinds.empty() || kinds.back() != kind) kinds.push_back(kind);
+        if (r->gpu.n_layers == 1) {
+            EXPECT_NE(r->gpu.verdict.find("1 of 2 layers"), std::string::npos) << r->gpu.verdict;
+        }
+    }
+    EXPECT_EQ(kinds, (std::vector<std::string>{"CPU only", "partial offload", "fits fully on the GPU "}))
+        << testing::PrintToString(kinds);
+    o.gpu_free_bytes = 80 * kGiB;
+    auto full = fit_file(model_path("llama3-tiny.Q8_0"), o);
+    ASSERT_TRUE(full.ok());
+    EXPECT_TRUE(full->gpu.output);
+    EXPECT_EQ(full->gpu.verdict, "fits fully on the GPU (Test GPU, 80.0 GiB free)");
+    const auto j = fit_report_json(*full);
+    EXPECT_EQ(j["gpu"]["layers"].get<int>(), 2);
+    EXPECT_TRUE(j["gpu"]["output"].get<bool>());
+    // An architecture without a CUDA executor stays on the CPU, whatever the GPU has.
+    auto gemma = fit_file(model_path("gemma3-tiny.Q8_0"), o);
+    ASSERT_TRUE(gemma.ok());
+    EXPECT_FALSE(gemma->gpu.supported);
+    EXPECT_EQ(gemma->gpu.verdict, "CPU only: hearth has no CUDA executor for gemma3 yet");
 }
 
 TEST(Fit, DoesNotFitSuggestsAContextAndAQuantization) {
