@@ -4,6 +4,8 @@
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/norm.h"
+#include "backend/cpu/unary.h"
 #include "backend/ref/norm.h"
 #include "backend/ref/unary.h"
 #include "base/fp16.h"
@@ -53,9 +55,7 @@ void Ops::get_rows(const Weight& w, const int32_t* ids, int64_t n, float* out) {
 }
 
 void Ops::rms_norm(const float* x, const float* w, float* y, int64_t n, int64_t rows, float eps) {
-    pool_.parallel_for(rows, 8, [&](int64_t b, int64_t e) {
-        backend::rms_norm_ref(x + b * n, w, y + b * n, n, e - b, eps);
-    });
+    backend::rms_norm_cpu(pool_, x, w, y, n, rows, eps);
 }
 
 void Ops::layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t rows, float eps) {
@@ -73,10 +73,15 @@ void Ops::attention(const float* q, const PagedKvView& kv, const int32_t* const*
     backend::attention_cpu(pool_, q, kv, block_tables, positions, kv_end, n_tokens, p, out, attn_scratch_);
 }
 
-void Ops::swiglu(const float* gate, const float* up, float* y, int64_t n) { backend::swiglu_ref(gate, up, y, n); }
+void Ops::swiglu(const float* gate, const float* up, float* y, int64_t n) {
+    backend::swiglu_cpu(pool_, gate, up, y, n);
+}
 
 void Ops::swiglu_oai(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit) {
-    backend::swiglu_oai_ref(gate, up, y, n, alpha, limit);
+    // Element by element (libm's expf), so any split gives the reference's bytes.
+    pool_.parallel_for(n, 8192, [&](int64_t b, int64_t e) {
+        backend::swiglu_oai_ref(gate + b, up + b, y + b, e - b, alpha, limit);
+    });
 }
 
 void Ops::add_bias(float* y, const float* b, int64_t rows, int64_t n) { backend::add_bias_ref(y, b, rows, n); }

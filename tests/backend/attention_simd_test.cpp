@@ -3,7 +3,8 @@
 // every cache type (f32, f16, q8_0, q4_0), head dims with and without a fast path, GQA groups
 // of 1 to 8, sliding windows, sinks, soft-capping, block sizes 16 / 32 / 7, cells 1, 31, 33,
 // 257, queries scaled up so that softmax exponents reach the subnormal and zero ranges; each
-// token alone must give the same bytes as inside the batch. The vector exp of each level must
+// token alone must give the same bytes as inside the batch, and so must prompt batches (tiles
+// of several tokens per K/V read). The vector exp of each level must
 // equal ggml_vexp bit for bit. Levels the CPU lacks are skipped (and said so).
 #include <gtest/gtest.h>
 
@@ -191,6 +192,63 @@ TEST_P(AttentionSimdTest, EveryLevelMatchesRefBitForBit) {
                                  pos.data() + t, end.data() + t, 1, ap, one.data(), scratch);
                 ASSERT_EQ(std::memcmp(one.data(), ref.data() + t * out_per_tok, out_per_tok * sizeof(float)), 0)
                     << "token " << t << " alone, threads " << threads;
+            }
+        }
+    }
+}
+
+// Prompt batches (16 tokens and more: tiles of several tokens share each K and V read): a whole
+// causal prompt of one sequence (a partial last tile), then a batch that mixes two block tables
+// over one pool, out-of-order positions, a chunked prompt's second half (kv_end past a token's
+// position, as a non-causal batch has) and single tokens among runs. Every level must give the
+// reference's bytes, with 1 and 3 threads.
+TEST_P(AttentionSimdTest, PromptRunsMatchRefBitForBit) {
+    const QuantType type = GetParam().type;
+    const Shape s = GetParam().s;
+    std::mt19937 rng(23);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    const int n_pos = 203;
+    PagedSequence seq(type, s, n_pos, rng);
+    // A second sequence over the same pool: the same blocks in reverse order.
+    const std::vector<int32_t> table_b(seq.table.rbegin(), seq.table.rend());
+    std::vector<int32_t> pos, end;
+    std::vector<const int32_t*> tables;
+    auto add = [&](const int32_t* table, int32_t p, int32_t e) {
+        pos.push_back(p);
+        end.push_back(e);
+        tables.push_back(table);
+    };
+    for (int32_t p = 0; p < n_pos; ++p) add(seq.table.data(), p, p + 1);                   // causal prompt
+    for (int32_t p = 100; p < 140; ++p) add(p % 9 == 4 ? table_b.data() : seq.table.data(), p, p + 1);
+    for (int32_t p = 180; p > 150; p -= 3) add(seq.table.data(), p, p + 1);              // descending
+    for (int32_t p = 64; p < 96; ++p) add(table_b.data(), p, 96 + (p % 5 == 0 ? 107 : 0));  // ends past pos
+    add(seq.table.data(), 0, 1);
+    for (int32_t p = 40; p < 60; ++p) add(seq.table.data(), p, p + 1 + 80 * (p == 50));     // one far end
+
+    std::vector<float> sinks(s.n_head);
+    for (auto& x : sinks) x = dist(rng) * 2.0f;
+    const AttentionParams ap{s.n_head, s.n_head_kv, s.hd_k, s.hd_v, 1.0f / std::sqrt((float)s.hd_k), s.window,
+                             s.sinks ? sinks.data() : nullptr, s.softcap};
+    const int64_t n_tok = (int64_t)pos.size();
+    std::vector<float> q((size_t)n_tok * s.n_head * s.hd_k);
+    for (auto& x : q) x = dist(rng) * s.q_gain;
+    const size_t out_per_tok = (size_t)s.n_head * s.hd_v;
+    std::vector<float> ref((size_t)n_tok * out_per_tok);
+    attention_ref(q.data(), seq.view, tables.data(), pos.data(), end.data(), n_tok, ap, ref.data());
+    for (SimdLevel level : supported_levels()) {
+        SCOPED_TRACE(simd_level_name(level));
+        for (int threads : {1, 3}) {
+            ThreadPool pool(threads);
+            std::vector<AttentionScratch> scratch;
+            for (int64_t n : {n_tok, (int64_t)n_pos, (int64_t)16, (int64_t)17}) {
+                std::vector<float> got((size_t)n * out_per_tok, NAN);
+                attention_cpu_at(level, pool, q.data(), seq.view, tables.data(), pos.data(), end.data(), n, ap,
+                                 got.data(), scratch);
+                const int64_t d = first_diff(ref.data(), got.data(), (int64_t)got.size());
+                ASSERT_EQ(d, -1) << "threads " << threads << " batch " << n << ": token " << d / (int64_t)out_per_tok
+                                 << " (pos " << pos[std::max<int64_t>(d, 0) / (int64_t)out_per_tok] << ") head "
+                                 << d % (int64_t)out_per_tok / s.hd_v << " dim " << d % s.hd_v << ": ref "
+                                 << ref[std::max<int64_t>(d, 0)] << " got " << got[std::max<int64_t>(d, 0)];
             }
         }
     }

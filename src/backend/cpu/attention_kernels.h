@@ -1,9 +1,10 @@
 // SIMD kernels of the CPU attention (attention.h), one per SimdLevel (cpu_features.h), and the
 // entry point that runs a batch at a chosen level.
 //
-// A kernel computes one (token, GQA group) work item: the query heads of one token that share a
-// kv head (or a contiguous part of them), so each K and V row of that kv head is read once
-// while it is in cache and serves every head of the group. The result of every head is
+// A kernel computes one work item: the query heads that share a kv head (or a contiguous part
+// of them) of one token, or of a run of prompt tokens of one sequence, so each K and V row of
+// that kv head is read once while it is in cache and serves every head of the group for every
+// token of the run. The result of every head is
 // bit-identical to attention_head_ref (backend/ref/attention.h): the kernels keep the
 // reference's float operations one for one (ggml's lane order for K·q, ggml_vexp in the
 // softmax, the V·P lane accumulators and their reduction tree) and only reorganise which
@@ -14,9 +15,11 @@
 // caches need whole blocks of 32 anyway; a q8_0 K at most 512); GQA, sliding windows, sinks and
 // soft-capping. Other head dims run attention_head_ref, so every shape keeps the reference's bits.
 //
-// Work split (attention.cpp): one item per (token, kv head), taken by the pool's threads one at a
-// time, kv head by kv head and the longest tokens first; a decode step with fewer items than
-// twice the threads splits each GQA group into runs of heads.
+// Work split (attention.cpp): one item per (tile of up to kTileTokens consecutive tokens, kv
+// head), taken by the pool's threads one at a time, kv head by kv head and the longest tiles
+// first; an item runs its tile as runs of tokens of one sequence and one window start (a prompt:
+// the whole tile). Batches below 16 tokens (decode) use tiles of one token, and a step with fewer
+// items than twice the threads splits each GQA group into runs of heads.
 #pragma once
 
 #include <cstddef>
@@ -29,17 +32,24 @@
 
 namespace hearth::backend {
 
-// One work item. Heads head0 .. head0 + n_heads - 1 all read kv head `kv_head`.
+// One work item: heads head0 .. head0 + n_heads - 1 (which all read kv head `kv_head`) of
+// n_tokens query tokens that share one block table and one window start `lo`. Rows r =
+// i * n_heads + g (token i, head head0 + g) are scored chunk by chunk against each K chunk while
+// it is in cache, and the V pass accumulates up to 4 (avx2) or 8 (avx512) rows per V read.
 struct AttentionGroupArgs {
-    const float* q = nullptr;          // [n_heads][head_dim_k] the token's query heads
-    const std::byte* q_conv = nullptr; // [n_heads][q_conv_bytes] the heads as q8_0 (q8_0 / q4_0 caches)
+    const float* q = nullptr;          // head g of token i at q + i * q_token_stride + g * head_dim_k
+    int64_t q_token_stride = 0;        // floats
+    const std::byte* q_conv = nullptr; // [n_tokens * n_heads][q_conv_bytes] rows as q8_0 (q8_0 / q4_0 caches)
     size_t q_conv_bytes = 0;
     const int32_t* block_table = nullptr;
-    int32_t lo = 0, hi = 0;            // visible positions [lo, hi), hi > lo
+    int32_t lo = 0;                    // visible positions of token i: [lo, hi[i]), hi[i] > lo
+    const int32_t* hi = nullptr;       // [n_tokens]
+    int n_tokens = 1;
     int kv_head = 0, head0 = 0, n_heads = 0;
-    float* out = nullptr;              // [n_heads][head_dim_v]
-    // Scratch of the calling thread (sizes: attention_kernel_scratch below).
-    float* scores = nullptr;           // [n_heads][roundup16(hi)] scores, then probabilities
+    float* out = nullptr;              // head g of token i at out + i * out_token_stride + g * head_dim_v
+    int64_t out_token_stride = 0;      // floats
+    // Scratch of the calling thread (sizes: attention_cpu_at).
+    float* scores = nullptr;           // [n_tokens * n_heads][roundup16(max hi)] scores, then probabilities
     float* k_rows = nullptr;           // [16][head_dim_k] one chunk of K rows widened from f16
     float* lane_sums = nullptr;        // [kLaneSumFloats] V·P lane accumulators of one pass
 };

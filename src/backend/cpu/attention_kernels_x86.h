@@ -44,108 +44,21 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+// V16 (16 float lanes), hsum8 / v_hsum16 and v_exp (ggml_vexp).
+#define HEARTH_VEC16_AVX512 HEARTH_ATTN_AVX512
+#include "backend/cpu/vec16_x86.h"
+
 namespace hearth::backend {
 namespace {
 
 using quant::BlockQ4_0;
 using quant::BlockQ8_0;
 
-inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 inline int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 inline int32_t max_i32(int32_t a, int32_t b) { return a < b ? b : a; }
 
 // Bits first..last-1 set (0 <= first < last <= 16): the valid lanes of a chunk.
 inline unsigned lane_mask(int first, int last) { return ((1u << last) - 1u) & ~((1u << first) - 1u); }
-
-// ---------------------------------------------------------------------------------------------
-// 16 float lanes: one zmm (avx512) or two ymm (avx2; lo = lanes 0-7, hi = lanes 8-15).
-#if HEARTH_ATTN_AVX512
-struct V16 {
-    __m512 v;
-};
-inline V16 v_zero() { return {_mm512_setzero_ps()}; }
-inline V16 v_set1(float x) { return {_mm512_set1_ps(x)}; }
-inline V16 v_load(const float* p) { return {_mm512_loadu_ps(p)}; }
-inline V16 v_load_f16(const uint16_t* p) { return {_mm512_cvtph_ps(load256(p))}; }
-inline void v_store(float* p, V16 a) { _mm512_storeu_ps(p, a.v); }
-inline V16 v_add(V16 a, V16 b) { return {_mm512_add_ps(a.v, b.v)}; }
-inline V16 v_sub(V16 a, V16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
-inline V16 v_mul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
-inline V16 v_max(V16 a, V16 b) { return {_mm512_max_ps(a.v, b.v)}; }
-inline V16 v_fma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-// Lanes whose bit is set in `mask` from a, the others from b.
-inline V16 v_select(unsigned mask, V16 a, V16 b) { return {_mm512_mask_blend_ps((__mmask16)mask, b.v, a.v)}; }
-// 16 int8 -> float (exact).
-inline V16 v_from_i8(const int8_t* p) { return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(load128(p)))}; }
-// 16 4-bit codes (one per byte) minus 8 -> float (exact).
-inline V16 v_from_codes(__m128i codes) {
-    return {_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(8)))};
-}
-// int32 sums of 4 groups of 4 (lanes 0-3, 4-7, 8-11, 12-15) -> float (exact below 2^24).
-inline V16 v_from_i32x4(__m128i a, __m128i b, __m128i c, __m128i d) {
-    __m512i x = _mm512_castsi128_si512(a);
-    x = _mm512_inserti32x4(x, b, 1);
-    x = _mm512_inserti32x4(x, c, 2);
-    x = _mm512_inserti32x4(x, d, 3);
-    return {_mm512_cvtepi32_ps(x)};
-}
-inline V16 v_from_halves(__m256 lo, __m256 hi) {
-    return {_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))};
-}
-inline __m256 v_lo(V16 a) { return _mm512_castps512_ps256(a.v); }
-inline __m256 v_hi(V16 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)); }
-#else
-struct V16 {
-    __m256 lo, hi;
-};
-inline V16 v_zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
-inline V16 v_set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
-inline V16 v_load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
-inline V16 v_load_f16(const uint16_t* p) { return {_mm256_cvtph_ps(load128(p)), _mm256_cvtph_ps(load128(p + 8))}; }
-inline void v_store(float* p, V16 a) {
-    _mm256_storeu_ps(p, a.lo);
-    _mm256_storeu_ps(p + 8, a.hi);
-}
-inline V16 v_add(V16 a, V16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
-inline V16 v_sub(V16 a, V16 b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
-inline V16 v_mul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
-inline V16 v_max(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
-inline V16 v_fma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
-inline __m256 mask8(unsigned m) {
-    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bits), bits));
-}
-inline V16 v_select(unsigned mask, V16 a, V16 b) {
-    return {_mm256_blendv_ps(b.lo, a.lo, mask8(mask & 0xff)), _mm256_blendv_ps(b.hi, a.hi, mask8(mask >> 8))};
-}
-inline V16 v_from_i8(const int8_t* p) {
-    const __m128i x = load128(p);
-    return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)))};
-}
-inline V16 v_from_codes(__m128i codes) {
-    const __m256i eight = _mm256_set1_epi32(8);
-    return {_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), eight)),
-            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8)), eight))};
-}
-inline V16 v_from_i32x4(__m128i a, __m128i b, __m128i c, __m128i d) {
-    return {_mm256_cvtepi32_ps(_mm256_set_m128i(b, a)), _mm256_cvtepi32_ps(_mm256_set_m128i(d, c))};
-}
-inline V16 v_from_halves(__m256 lo, __m256 hi) { return {lo, hi}; }
-inline __m256 v_lo(V16 a) { return a.lo; }
-inline __m256 v_hi(V16 a) { return a.hi; }
-#endif
-
-// quant::detail::hsum8 / ggml's hsum_float_8: r[i] = a[i+4] + a[i], then (r0 + r2) + (r1 + r3).
-inline float hsum8(__m256 a) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-// hsum16 (backend/ref/unary.h): h[i] = a[i+8] + a[i], then hsum8(h).
-inline float v_hsum16(V16 a) { return hsum8(_mm256_add_ps(v_hi(a), v_lo(a))); }
 
 inline float v_hmax(V16 a) {
     __m256 m = _mm256_max_ps(v_hi(a), v_lo(a));
@@ -173,62 +86,6 @@ inline __m256 reduce8(const __m256 (&h)[8]) {
     return _mm256_add_ps(_mm256_shuffle_ps(u0, u1, 0x88), _mm256_shuffle_ps(u0, u1, 0xDD));
 }
 
-// ---------------------------------------------------------------------------------------------
-// ggml_vexp (backend/ref/unary.cpp) on 16 lanes: the same fmas; ldexp(j, n) for |n| <= 192,
-// 0 or inf beyond (by the sign of n).
-#if HEARTH_ATTN_AVX512
-inline V16 v_exp(V16 xv) {
-    const __m512 x = xv.v;
-    const __m512 r = _mm512_set1_ps(0x1.8p23f);
-    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
-    const __m512 n = _mm512_sub_ps(z, r);
-    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
-    const __m512 u = _mm512_mul_ps(b, b);
-    const __m512 j = _mm512_fmadd_ps(
-        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
-                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
-        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
-    const __m512 res = _mm512_scalef_ps(j, n);  // j * 2^n, rounded once (= ldexp)
-    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
-    if (!big) return {res};
-    const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
-    const __m512 alt = _mm512_mask_blend_ps(neg, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
-    return {_mm512_mask_blend_ps(big, res, alt)};
-}
-#else
-inline __m256 exp8(__m256 x) {
-    const __m256 r = _mm256_set1_ps(0x1.8p23f);
-    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
-    const __m256 n = _mm256_sub_ps(z, r);
-    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-    const __m256 u = _mm256_mul_ps(b, b);
-    const __m256 j = _mm256_fmadd_ps(
-        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
-                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
-        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
-    // ldexp(j, n) without scalef: j (in about [0.7, 1.5]) times 2^n1 is exact and normal for
-    // n1 in {-100, 0, 100}; times 2^n2 (n2 = n - n1 in [-126, 127], a normal power of two) rounds
-    // once, to ldexp's correctly rounded result, subnormal or not.
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i lo_n = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), ni);
-    const __m256i hi_n = _mm256_cmpgt_epi32(ni, _mm256_set1_epi32(127));
-    const __m256i n1 = _mm256_or_si256(_mm256_and_si256(lo_n, _mm256_set1_epi32(-100)),
-                                       _mm256_and_si256(hi_n, _mm256_set1_epi32(100)));
-    const __m256i n2 = _mm256_sub_epi32(ni, n1);
-    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-    const __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, p1), p2);
-    const __m256 abs_n = _mm256_and_ps(n, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
-    if (_mm256_testz_ps(big, big)) return res;
-    const __m256 neg = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ);
-    const __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(), neg);
-    return _mm256_blendv_ps(res, alt, big);
-}
-inline V16 v_exp(V16 x) { return {exp8(x.lo), exp8(x.hi)}; }
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // K·q, 16 cells at once. rows[l]: the K head of lane l (every lane points at a valid row; lanes
@@ -471,11 +328,20 @@ struct SlotWalker {
 };
 
 // ---------------------------------------------------------------------------------------------
-// V·P for heads g0 .. g0+GT-1 and output dims d0 .. d0 + 16 DT - 1: lane l holds cells j = l
-// (mod 16) in increasing j, in registers; then hsum16 of the 16 lanes, vertically.
+// V·P for rows r0 .. r0+GT-1 of the item (row r: token r / n_heads, head r % n_heads) and output
+// dims d0 .. d0 + 16 DT - 1: lane l holds cells j = l (mod 16) in increasing j, in registers;
+// then hsum16 of the 16 lanes, vertically. A row only takes the cells its token sees (j < its
+// hi): a run's rows share every cell below the smallest hi and split the last few.
 template <class C, int GT, int DT>
-void v_pass(const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, int hd_v, int stride, int g0, int d0) {
-    const int32_t lo = a.lo, hi = a.hi, base = lo & ~15;
+void v_pass(const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, int hd_v, int stride, int r0, int d0) {
+    const int32_t lo = a.lo, base = lo & ~15;
+    int32_t hi_row[GT];
+    int32_t hi_min = a.hi[r0 / a.n_heads], hi_max = hi_min;
+    for (int g = 0; g < GT; ++g) {
+        hi_row[g] = a.hi[(r0 + g) / a.n_heads];
+        hi_min = min_i32(hi_min, hi_row[g]);
+        hi_max = max_i32(hi_max, hi_row[g]);
+    }
     float* lanes = a.lane_sums;  // [16][GT][DT][16]
     for (int l = 0; l < 16; ++l) {
         V16 acc[GT][DT];
@@ -483,19 +349,27 @@ void v_pass(const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, in
             for (int t = 0; t < DT; ++t) acc[g][t] = v_zero();
         int32_t j = base + l;
         if (j < lo) j += 16;
-        if (j < hi) {
+        if (j < hi_max) {
             SlotWalker w(a.block_table, kv.block_size, j);
-            const float* probs = a.scores + (size_t)g0 * stride;  // probs[g * stride + j - base]
+            const float* probs = a.scores + (size_t)r0 * stride;  // probs[g * stride + j - base]
             for (;;) {
                 const std::byte* row = kv.v + w.slot() * (int64_t)kv.v_row_bytes + v_off;
                 V16 v[DT];
                 for (int t = 0; t < DT; ++t) v[t] = C::load_v(row, d0 + 16 * t);
-                for (int g = 0; g < GT; ++g) {
-                    const V16 p = v_set1(probs[(size_t)g * stride + (j - base)]);
-                    for (int t = 0; t < DT; ++t) acc[g][t] = v_fma(v[t], p, acc[g][t]);
+                if (j < hi_min) {
+                    for (int g = 0; g < GT; ++g) {
+                        const V16 p = v_set1(probs[(size_t)g * stride + (j - base)]);
+                        for (int t = 0; t < DT; ++t) acc[g][t] = v_fma(v[t], p, acc[g][t]);
+                    }
+                } else {
+                    for (int g = 0; g < GT; ++g) {
+                        if (j >= hi_row[g]) continue;
+                        const V16 p = v_set1(probs[(size_t)g * stride + (j - base)]);
+                        for (int t = 0; t < DT; ++t) acc[g][t] = v_fma(v[t], p, acc[g][t]);
+                    }
                 }
                 j += 16;
-                if (j >= hi) break;
+                if (j >= hi_max) break;
                 w.advance(16);
             }
         }
@@ -503,46 +377,63 @@ void v_pass(const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, in
             for (int t = 0; t < DT; ++t) v_store(lanes + ((l * GT + g) * DT + t) * 16, acc[g][t]);
     }
     for (int g = 0; g < GT; ++g) {
+        const int r = r0 + g;
+        float* out = a.out + (r / a.n_heads) * a.out_token_stride + (size_t)(r % a.n_heads) * hd_v + d0;
         for (int t = 0; t < DT; ++t) {
             auto lane = [&](int l) { return v_load(lanes + ((l * GT + g) * DT + t) * 16); };
             V16 h[8];
             for (int i = 0; i < 8; ++i) h[i] = v_add(lane(i + 8), lane(i));
             V16 q[4];
             for (int i = 0; i < 4; ++i) q[i] = v_add(h[i + 4], h[i]);
-            v_store(a.out + (size_t)(g0 + g) * hd_v + d0 + 16 * t, v_add(v_add(q[0], q[2]), v_add(q[1], q[3])));
+            v_store(out + 16 * t, v_add(v_add(q[0], q[2]), v_add(q[1], q[3])));
         }
     }
 }
 
-// Register budget of one V pass: GT x DT accumulators of 16 lanes.
+// Register budget of one V pass: GT x DT accumulators of 16 lanes. avx512: up to 16 zmm, as
+// 4 rows x 4 vectors (few rows: a decode step's group) or 8 rows x 2 vectors (a prompt run:
+// half the V bytes read per row); avx2: 8 ymm, 4 rows x 1 vector.
 #if HEARTH_ATTN_AVX512
-constexpr int kMaxGT = 4, kMaxDT = 4;  // 16 zmm accumulators
+constexpr int kMaxGT = 8;
+constexpr int max_dt(int gt) { return gt <= 4 ? 4 : 2; }
 #else
-constexpr int kMaxGT = 4, kMaxDT = 1;  // 8 ymm accumulators
+constexpr int kMaxGT = 4;
+constexpr int max_dt(int) { return 1; }
 #endif
-static_assert(16 * kMaxGT * kMaxDT * 16 <= kLaneSumFloats);
+static_assert(16 * 16 * 16 <= kLaneSumFloats);
 
 template <class C, int GT>
-void v_pass_dt(int dt, const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, int hd_v, int stride, int g0,
+void v_pass_dt(int dt, const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, int hd_v, int stride, int r0,
                int d0) {
     switch (dt) {
-        case 1: return v_pass<C, GT, 1>(kv, a, v_off, hd_v, stride, g0, d0);
+        case 1: return v_pass<C, GT, 1>(kv, a, v_off, hd_v, stride, r0, d0);
 #if HEARTH_ATTN_AVX512
-        case 2: return v_pass<C, GT, 2>(kv, a, v_off, hd_v, stride, g0, d0);
-        case 3: return v_pass<C, GT, 3>(kv, a, v_off, hd_v, stride, g0, d0);
-        case 4: return v_pass<C, GT, 4>(kv, a, v_off, hd_v, stride, g0, d0);
+        case 2: return v_pass<C, GT, 2>(kv, a, v_off, hd_v, stride, r0, d0);
+        // 3 and 4 vectors only with up to 4 rows (max_dt never asks for more: 16 accumulators).
+        case 3:
+            if constexpr (GT <= 4) return v_pass<C, GT, 3>(kv, a, v_off, hd_v, stride, r0, d0);
+            return;
+        case 4:
+            if constexpr (GT <= 4) return v_pass<C, GT, 4>(kv, a, v_off, hd_v, stride, r0, d0);
+            return;
 #endif
     }
 }
 
 template <class C>
 void v_pass_any(int gt, int dt, const PagedKvView& kv, const AttentionGroupArgs& a, size_t v_off, int hd_v, int stride,
-                int g0, int d0) {
+                int r0, int d0) {
     switch (gt) {
-        case 1: return v_pass_dt<C, 1>(dt, kv, a, v_off, hd_v, stride, g0, d0);
-        case 2: return v_pass_dt<C, 2>(dt, kv, a, v_off, hd_v, stride, g0, d0);
-        case 3: return v_pass_dt<C, 3>(dt, kv, a, v_off, hd_v, stride, g0, d0);
-        case 4: return v_pass_dt<C, 4>(dt, kv, a, v_off, hd_v, stride, g0, d0);
+        case 1: return v_pass_dt<C, 1>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 2: return v_pass_dt<C, 2>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 3: return v_pass_dt<C, 3>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 4: return v_pass_dt<C, 4>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+#if HEARTH_ATTN_AVX512
+        case 5: return v_pass_dt<C, 5>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 6: return v_pass_dt<C, 6>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 7: return v_pass_dt<C, 7>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+        case 8: return v_pass_dt<C, 8>(dt, kv, a, v_off, hd_v, stride, r0, d0);
+#endif
     }
 }
 
@@ -553,10 +444,12 @@ void attend_group(const PagedKvView& kv, const AttentionParams& p, const Attenti
     const int hd_k = p.head_dim_k, hd_v = p.head_dim_v;
     const size_t k_off = C::head_bytes((int64_t)a.kv_head * hd_k);
     const size_t v_off = C::head_bytes((int64_t)a.kv_head * hd_v);
-    const int32_t lo = a.lo, hi = a.hi, base = lo & ~15;
+    const int n_heads = a.n_heads, n_tokens = a.n_tokens, n_rows = n_tokens * n_heads;
+    const int32_t lo = a.lo, base = lo & ~15;
+    int32_t hi = a.hi[0];  // the largest hi of the run: K and V rows are read up to it
+    for (int i = 1; i < n_tokens; ++i) hi = max_i32(hi, a.hi[i]);
     const int n_chunks = (hi - base + 15) / 16;
-    const int stride = n_chunks * 16;  // scores of head g: a.scores[g * stride + (j - base)]
-    const int n_heads = a.n_heads;
+    const int stride = n_chunks * 16;  // scores of row r: a.scores[r * stride + (j - base)]
     const V16 scale = v_set1(p.scale);
     const size_t k_bytes = C::head_bytes(hd_k), v_bytes = C::head_bytes(hd_v);
     // The first chunks' rows: fetched before their turn like the others.
@@ -568,7 +461,7 @@ void attend_group(const PagedKvView& kv, const AttentionParams& p, const Attenti
         }
     }
 
-    // Scores, chunk by chunk (cells base + 16 c ..), every head of the group per K chunk.
+    // Scores, chunk by chunk (cells base + 16 c ..), every row that sees the chunk per K chunk.
     for (int c = 0; c < n_chunks; ++c) {
         const int32_t c0 = base + 16 * c;
         const int32_t j0 = max_i32(c0, lo), j1 = min_i32(c0 + 16, hi);
@@ -604,64 +497,81 @@ void attend_group(const PagedKvView& kv, const AttentionParams& p, const Attenti
                 for (int e = 0; e < hd_k; e += 16) v_store(dst + e, v_load_f16(src + e));
             }
         }
-        for (int g = 0; g < n_heads; ++g) {
-            V16 s;
-            const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a.q_conv + g * a.q_conv_bytes);
-            if constexpr (C::kKind == Kind::f32 || C::kKind == Kind::f16) {
-                const float* qg = a.q + (size_t)g * hd_k;
-                switch (hd_k / 64) {
-                    case 1: s = dots_f32<1>(f_rows, qg, hd_k); break;
-                    case 2: s = dots_f32<2>(f_rows, qg, hd_k); break;
-                    case 4: s = dots_f32<4>(f_rows, qg, hd_k); break;
-                    default: s = dots_f32<0>(f_rows, qg, hd_k); break;
+        for (int i = 0; i < n_tokens; ++i) {
+            const int32_t hi_i = a.hi[i];
+            if (hi_i <= c0) continue;  // past this token's cells
+            for (int g = 0; g < n_heads; ++g) {
+                const int r = i * n_heads + g;
+                V16 s;
+                const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a.q_conv + (size_t)r * a.q_conv_bytes);
+                if constexpr (C::kKind == Kind::f32 || C::kKind == Kind::f16) {
+                    const float* qg = a.q + i * a.q_token_stride + (size_t)g * hd_k;
+                    switch (hd_k / 64) {
+                        case 1: s = dots_f32<1>(f_rows, qg, hd_k); break;
+                        case 2: s = dots_f32<2>(f_rows, qg, hd_k); break;
+                        case 4: s = dots_f32<4>(f_rows, qg, hd_k); break;
+                        default: s = dots_f32<0>(f_rows, qg, hd_k); break;
+                    }
+                } else if constexpr (C::kKind == Kind::q8_0) {
+                    const BlockQ8_0* k_rows[16];
+                    for (int l = 0; l < 16; ++l) k_rows[l] = reinterpret_cast<const BlockQ8_0*>(row[l]);
+                    s = dots_q8_0(k_rows, y, hd_k);
+                } else {
+                    const BlockQ4_0* k_rows[16];
+                    for (int l = 0; l < 16; ++l) k_rows[l] = reinterpret_cast<const BlockQ4_0*>(row[l]);
+                    s = dots_q4_0(k_rows, y, hd_k);
                 }
-            } else if constexpr (C::kKind == Kind::q8_0) {
-                const BlockQ8_0* k_rows[16];
-                for (int l = 0; l < 16; ++l) k_rows[l] = reinterpret_cast<const BlockQ8_0*>(row[l]);
-                s = dots_q8_0(k_rows, y, hd_k);
-            } else {
-                const BlockQ4_0* k_rows[16];
-                for (int l = 0; l < 16; ++l) k_rows[l] = reinterpret_cast<const BlockQ4_0*>(row[l]);
-                s = dots_q4_0(k_rows, y, hd_k);
-            }
-            float* out = a.scores + (size_t)g * stride + 16 * c;
-            v_store(out, v_mul(s, scale));
-            if (p.softcap > 0.0f) {
-                for (int32_t j = j0; j < j1; ++j) out[j - c0] = p.softcap * tanhf(out[j - c0] / p.softcap);
+                // Lanes past this token's hi hold other cells' scores; the softmax masks them out.
+                float* out = a.scores + (size_t)r * stride + 16 * c;
+                v_store(out, v_mul(s, scale));
+                if (p.softcap > 0.0f) {
+                    for (int32_t j = j0, e = min_i32(j1, hi_i); j < e; ++j)
+                        out[j - c0] = p.softcap * tanhf(out[j - c0] / p.softcap);
+                }
             }
         }
     }
 
-    // Softmax of each head over its visible cells (ggml_vec_soft_max_f32 on the padded row).
-    const unsigned first_mask = lane_mask(lo - base, min_i32(16, hi - base));
-    const unsigned last_mask = lane_mask(n_chunks == 1 ? lo - base : 0, hi - (base + 16 * (n_chunks - 1)));
-    auto chunk_mask = [&](int c) { return c == 0 ? first_mask : c == n_chunks - 1 ? last_mask : 0xffffu; };
+    // Softmax of each row over its token's visible cells (ggml_vec_soft_max_f32 on the padded row).
     const V16 neg_inf = v_set1(-INFINITY);
-    for (int g = 0; g < n_heads; ++g) {
-        float* s = a.scores + (size_t)g * stride;
-        V16 m = neg_inf;
-        for (int c = 0; c < n_chunks; ++c) m = v_max(m, v_select(chunk_mask(c), v_load(s + 16 * c), neg_inf));
-        float max_s = v_hmax(m);
-        const float sink = p.sinks ? p.sinks[a.head0 + g] : -INFINITY;
-        if (max_s < sink) max_s = sink;  // std::max(max_s, sink)
-        const V16 mv = v_set1(max_s);
-        double sum = 0.0;
-        for (int c = 0; c < n_chunks; ++c) {
-            const V16 e = v_select(chunk_mask(c), v_exp(v_sub(v_load(s + 16 * c), mv)), v_zero());
-            v_store(s + 16 * c, e);
-            sum += v_hsum16(e);
+    for (int i = 0; i < n_tokens; ++i) {
+        const int32_t hi_r = a.hi[i];
+        const int n_chunks_r = (hi_r - base + 15) / 16;
+        const unsigned first_mask = lane_mask(lo - base, min_i32(16, hi_r - base));
+        const unsigned last_mask = lane_mask(n_chunks_r == 1 ? lo - base : 0, hi_r - (base + 16 * (n_chunks_r - 1)));
+        auto chunk_mask = [&](int c) { return c == 0 ? first_mask : c == n_chunks_r - 1 ? last_mask : 0xffffu; };
+        for (int g = 0; g < n_heads; ++g) {
+            const int r = i * n_heads + g;
+            float* s = a.scores + (size_t)r * stride;
+            V16 m = neg_inf;
+            for (int c = 0; c < n_chunks_r; ++c) m = v_max(m, v_select(chunk_mask(c), v_load(s + 16 * c), neg_inf));
+            float max_s = v_hmax(m);
+            const float sink = p.sinks ? p.sinks[a.head0 + g] : -INFINITY;
+            if (max_s < sink) max_s = sink;  // std::max(max_s, sink)
+            const V16 mv = v_set1(max_s);
+            double sum = 0.0;
+            for (int c = 0; c < n_chunks_r; ++c) {
+                const V16 e = v_select(chunk_mask(c), v_exp(v_sub(v_load(s + 16 * c), mv)), v_zero());
+                v_store(s + 16 * c, e);
+                sum += v_hsum16(e);
+            }
+            if (p.sinks) sum += expf(sink - max_s);
+            const V16 inv = v_set1(sum > 0.0 ? (float)(1.0 / sum) : 0.0f);
+            for (int c = 0; c < n_chunks_r; ++c) v_store(s + 16 * c, v_mul(v_load(s + 16 * c), inv));
         }
-        if (p.sinks) sum += expf(sink - max_s);
-        const V16 inv = v_set1(sum > 0.0 ? (float)(1.0 / sum) : 0.0f);
-        for (int c = 0; c < n_chunks; ++c) v_store(s + 16 * c, v_mul(v_load(s + 16 * c), inv));
     }
 
-    // V·P.
-    for (int g0 = 0; g0 < n_heads; g0 += kMaxGT) {
-        const int gt = min_i32(kMaxGT, n_heads - g0);
-        for (int d0 = 0; d0 < hd_v; d0 += 16 * kMaxDT) {
-            const int dt = min_i32(kMaxDT, (hd_v - d0) / 16);
-            v_pass_any<C>(gt, dt, kv, a, v_off, hd_v, stride, g0, d0);
+    // V·P, kMaxGT rows at a time (fewer rows: more output vectors per V read). The row groups
+    // of one slice of output dims run back to back: they read the same V lines, the later ones
+    // from L1. (Every group of rows but the last is full, so its slices are those of the first.)
+    const int gt_full = min_i32(kMaxGT, n_rows), dt_full = max_dt(gt_full);
+    for (int d0 = 0; d0 < hd_v; d0 += 16 * dt_full) {
+        const int d1 = min_i32(hd_v, d0 + 16 * dt_full);
+        for (int r0 = 0; r0 < n_rows; r0 += kMaxGT) {
+            const int gt = min_i32(kMaxGT, n_rows - r0);
+            const int dt_max = max_dt(gt);
+            for (int d = d0; d < d1; d += 16 * dt_max)
+                v_pass_any<C>(gt, min_i32(dt_max, (d1 - d) / 16), kv, a, v_off, hd_v, stride, r0, d);
         }
     }
 }

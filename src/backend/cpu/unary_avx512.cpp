@@ -1,0 +1,21 @@
+// The avx512 level of unary.h: AVX-512 F/BW/VL on 512-bit vectors (target flags: cmake/simd_flags.cmake);
+// called only where the CPU has them.
+#include "backend/cpu/unary.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && defined(__F16C__)
+
+#define HEARTH_VEC16_AVX512 1
+#define HEARTH_UNARY_SWIGLU 1
+#include "backend/cpu/unary_kernels_x86.h"
+
+namespace hearth::backend {
+SwigluChunksFn swiglu_kernel_avx512() { return &swiglu_chunks; }
+}  // namespace hearth::backend
+
+#else
+
+namespace hearth::backend {
+SwigluChunksFn swiglu_kernel_avx512() { return nullptr; }
+}  // namespace hearth::backend
+
+#endif
