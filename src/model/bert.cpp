@@ -94,7 +94,7 @@ public:
             blocks::linear(ops_, L.wq, L.bq, x.data(), q.data(), n);
             blocks::linear(ops_, L.wk, L.bk, x.data(), k.data(), n);
             blocks::linear(ops_, L.wv, L.bv, x.data(), v.data(), n);
-            blocks::write_kv(kv, l, batch, k.data(), d, v.data(), d);
+            blocks::write_kv(ops_, kv, l, batch, k.data(), d, v.data(), d);
             ops_.attention(q.data(), kv.view(l), tables.data(), batch.positions.data(), kv_end.data(), n, ap, a.data());
             blocks::linear(ops_, L.wo, L.bo, a.data(), h.data(), n);
             ops_.add(x.data(), h.data(), n * d);

@@ -58,15 +58,19 @@ void qk_norm(ops::Ops& ops, const Hparams& hp, const float* q_norm, const float*
     ops.rms_norm(k, k_norm, k, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
 }
 
-void write_kv(KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride, const float* v,
-              int64_t v_stride) {
+void write_kv(ops::Ops& ops, KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride,
+              const float* v, int64_t v_stride) {
     const int bs = kv.block_size();
-    for (int64_t t = 0; t < batch.n_tokens(); ++t) {
-        const int32_t pos = batch.positions[t];
-        const int32_t blk = batch.block_tables[batch.seq_ids[t]][pos / bs];
-        kv.write_k(layer, blk, pos % bs, k + t * k_stride);
-        kv.write_v(layer, blk, pos % bs, v + t * v_stride);
-    }
+    const quant::QuantType type = kv.type();
+    // Distinct tokens have distinct slots: the pieces write disjoint rows.
+    ops.pool().parallel_for(batch.n_tokens(), 32, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+            const int32_t pos = batch.positions[t];
+            const int32_t blk = batch.block_tables[batch.seq_ids[t]][pos / bs];
+            ops.quantize_row(type, k + t * k_stride, kv.k_row(layer, blk, pos % bs), kv.k_width(layer));
+            ops.quantize_row(type, v + t * v_stride, kv.v_row(layer, blk, pos % bs), kv.v_width(layer));
+        }
+    });
 }
 
 Status load_ffn(WeightLoader& w, int l, int64_t n_embd, int64_t n_ff, FfnWeights& f, const char* gate, const char* up,
@@ -382,7 +386,7 @@ Status Decoder::run_layers(int first_layer, const Batch& batch, KvCache& kv, For
             blocks::qk_norm(ops_, hp, L.attn.q_norm.data(), L.attn.k_norm.data(), q_.data(), k_.data(), n);
         ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, hp.head_dim_k, hp.rope);
         ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, hp.head_dim_k, hp.rope);
-        blocks::write_kv(kv, l, batch, k_.data(), k_dim, v_.data(), v_dim);
+        blocks::write_kv(ops_, kv, l, batch, k_.data(), k_dim, v_.data(), v_dim);
         ops_.attention(q_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n, ap,
                        attn_.data());
         ops_.matmul(L.attn.wo, attn_.data(), proj_.data(), n);

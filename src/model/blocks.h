@@ -92,8 +92,9 @@ void project_qkv(ops::Ops& ops, const AttnWeights& a, const float* h, float* q, 
 void qk_norm(ops::Ops& ops, const Hparams& hp, const float* q_norm, const float* k_norm, float* q, float* k, int64_t n);
 // K row t (k_stride floats apart) and V row t into the cache slots of the tokens' positions,
 // converted to the cache's type; the cache's layer widths give how many floats of each row are read.
-void write_kv(KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride, const float* v,
-              int64_t v_stride);
+// Tokens in parallel over ops' pool; rows converted by Ops::quantize_row.
+void write_kv(ops::Ops& ops, KvCache& kv, int layer, const Batch& batch, const float* k, int64_t k_stride,
+              const float* v, int64_t v_stride);
 
 // Loads ffn_gate/up/down (or the given names) with width n_ff.
 Status load_ffn(WeightLoader& w, int layer, int64_t n_embd, int64_t n_ff, FfnWeights& f, const char* gate = "ffn_gate",

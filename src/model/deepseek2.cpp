@@ -135,7 +135,7 @@ public:
             // Query per head in latent space: [q_nope · k_b | roped q_pe].
             per_head_matmul(L.wk_b, q_.data(), p_.n_embd_k_mla, qlat_.data(), kw, n);
             for (int64_t i = 0; i < n * nh; ++i) std::copy_n(qpe_.data() + i * rot, rot, qlat_.data() + i * kw + lat);
-            blocks::write_kv(kv, l, batch, kva_.data(), kw, kva_.data(), kw);
+            blocks::write_kv(ops_, kv, l, batch, kva_.data(), kw, kva_.data(), kw);
             ops_.attention(qlat_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n,
                            ap, att_.data());
             per_head_matmul(L.wv_b, att_.data(), lat, attv_.data(), p_.n_embd_v_mla, n);  // decompress V per head

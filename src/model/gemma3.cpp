@@ -104,7 +104,7 @@ public:
             ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, (int)hd, rc);
             ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, (int)hd, rc);
             for (int64_t i = 0; i < n * q_dim; ++i) q_[i] *= p_.attn_scale;
-            blocks::write_kv(kv, l, batch, k_.data(), kv_dim, v_.data(), v_dim);
+            blocks::write_kv(ops_, kv, l, batch, k_.data(), kv_dim, v_.data(), v_dim);
             ap.sliding_window = swa ? p_.n_swa : 0;
             ops_.attention(q_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n,
                            ap, attn_.data());

@@ -93,7 +93,7 @@ public:
             const ops::RopeConfig& rc = p_.is_swa[l] ? p_.rope_swa : hp.rope;
             ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, hp.head_dim_k, rc);
             ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, hp.head_dim_k, rc);
-            blocks::write_kv(kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
+            blocks::write_kv(ops_, kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
             ap.sliding_window = p_.is_swa[l] ? p_.n_swa : 0;
             ap.sinks = L.sinks.data();
             ops_.attention(q_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n,

@@ -53,6 +53,14 @@ public:
     // the cache's type with quant/'s reference quantizer.
     void write_k(int layer, int32_t block, int slot, const float* row);
     void write_v(int layer, int32_t block, int slot, const float* row);
+    // Where (block, slot)'s row of a host layer is stored (type(), k_width/v_width values), for
+    // writers that convert rows themselves (blocks::write_kv, in parallel).
+    std::byte* k_row(int layer, int32_t block, int slot) {
+        return k_[layer].data() + ((size_t)block * block_size_ + slot) * k_row_bytes_[layer];
+    }
+    std::byte* v_row(int layer, int32_t block, int slot) {
+        return v_[layer].data() + ((size_t)block * block_size_ + slot) * v_row_bytes_[layer];
+    }
     ops::PagedKvView view(int layer) const;
 
     // Block bytes, for moving a block to another tier (disk) and back: block_bytes() per block,
@@ -74,12 +82,6 @@ public:
     void release(std::vector<int32_t>& table);
 
 private:
-    std::byte* k_row(int layer, int32_t block, int slot) {
-        return k_[layer].data() + ((size_t)block * block_size_ + slot) * k_row_bytes_[layer];
-    }
-    std::byte* v_row(int layer, int32_t block, int slot) {
-        return v_[layer].data() + ((size_t)block * block_size_ + slot) * v_row_bytes_[layer];
-    }
 
     KvLayout layout_;
     quant::QuantType type_ = quant::QuantType::f16;

@@ -124,7 +124,7 @@ public:
                     for (int64_t i = 0; i < q_dim; ++i) q_[t * q_dim + i] *= s;
                 }
             }
-            blocks::write_kv(kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
+            blocks::write_kv(ops_, kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
             if (p_.is_chunked[l] && past_first_chunk) {
                 // The op only knows windows ending at the query: one call per token whose
                 // window reaches back exactly to its chunk start.

@@ -91,7 +91,7 @@ public:
             ops_.rope(q_.data(), batch.positions.data(), n, hp.n_head, hp.head_dim_k, rc);
             ops_.rope(k_.data(), batch.positions.data(), n, hp.n_head_kv, hp.head_dim_k, rc);
             for (int64_t i = 0; i < n * d; ++i) q_[i] *= q_scale;
-            blocks::write_kv(kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
+            blocks::write_kv(ops_, kv, l, batch, k_.data(), kv_dim, v_.data(), kv_dim);
             ops_.attention(q_.data(), kv.view(l), idx_.tables.data(), batch.positions.data(), idx_.kv_end.data(), n,
                            ap, attn_.data());
             ops_.matmul(L.attn.wo, attn_.data(), proj_.data(), n);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/convert.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/norm.h"
 #include "backend/cpu/unary.h"
@@ -95,6 +96,11 @@ void Ops::gelu(const float* x, float* y, int64_t n) {
         else if (v >= 10.0f) y[i] = v;
         else y[i] = round_fp16(backend::gelu(round_fp16(v)));
     }
+}
+
+void Ops::quantize_row(quant::QuantType type, const float* x, std::byte* y, int64_t n) const {
+    if (type == quant::QuantType::f16) backend::f32_to_f16_row(x, reinterpret_cast<uint16_t*>(y), n);
+    else quant::traits(type).quantize_row(x, y, n);
 }
 
 void Ops::add(float* x, const float* y, int64_t n) {

@@ -92,6 +92,9 @@ public:
     // GELU as ggml's CPU backend computes it (tanh form through an fp16 table).
     void gelu(const float* x, float* y, int64_t n);
     void add(float* x, const float* y, int64_t n);  // x += y
+    // y = x [n] f32 stored as `type` (a KV cache row: f32, f16, q8_0, q4_0), the bits of quant/'s
+    // quantize_row (f16 through the CPU's converter). Stateless: callable from pool workers.
+    void quantize_row(quant::QuantType type, const float* x, std::byte* y, int64_t n) const;
 
 private:
     ThreadPool pool_;
