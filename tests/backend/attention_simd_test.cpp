@@ -29,13 +29,6 @@ namespace {
 
 using quant::QuantType;
 
-std::vector<SimdLevel> supported_levels() {
-    std::vector<SimdLevel> out;
-    const int top = (int)max_simd_level(cpu_features());
-    for (int l = 0; l <= top; ++l) out.push_back((SimdLevel)l);
-    return out;
-}
-
 bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -63,7 +56,7 @@ TEST(AttentionSimd, VectorExpIsGgmlVexpBitForBit) {
     while (x.size() % 16) x.push_back(0.0f);
     std::vector<float> want(x.size()), got(x.size());
     for (size_t i = 0; i < x.size(); ++i) want[i] = ggml_vexp(x[i]);
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         const VexpFn fn = find_vexp_kernel(level);
         if (!fn) continue;
         fn(x.data(), got.data(), (int64_t)x.size());
@@ -169,7 +162,7 @@ TEST_P(AttentionSimdTest, EveryLevelMatchesRefBitForBit) {
     std::vector<float> ref;
     run_ref(ref);
 
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         SCOPED_TRACE(simd_level_name(level));
         for (int threads : {1, 3}) {
             ThreadPool pool(threads);
@@ -235,7 +228,7 @@ TEST_P(AttentionSimdTest, PromptRunsMatchRefBitForBit) {
     const size_t out_per_tok = (size_t)s.n_head * s.hd_v;
     std::vector<float> ref((size_t)n_tok * out_per_tok);
     attention_ref(q.data(), seq.view, tables.data(), pos.data(), end.data(), n_tok, ap, ref.data());
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         SCOPED_TRACE(simd_level_name(level));
         for (int threads : {1, 3}) {
             ThreadPool pool(threads);

@@ -18,13 +18,6 @@
 namespace hearth::backend {
 namespace {
 
-std::vector<SimdLevel> supported_levels() {
-    std::vector<SimdLevel> out;
-    const int top = (int)max_simd_level(cpu_features());
-    for (int l = 0; l <= top; ++l) out.push_back((SimdLevel)l);
-    return out;
-}
-
 float from_bits(uint32_t u) {
     float f;
     std::memcpy(&f, &u, 4);
@@ -34,7 +27,7 @@ float from_bits(uint32_t u) {
 void expect_reference_bits(const std::vector<float>& x, const char* what) {
     std::vector<uint16_t> want(x.size());
     quant::quantize_row_f16(x.data(), want.data(), (int64_t)x.size());
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         std::vector<uint16_t> got(x.size(), 0xdead);
         f32_to_f16_row_at(level, x.data(), got.data(), (int64_t)x.size());
         for (size_t i = 0; i < x.size(); ++i) {

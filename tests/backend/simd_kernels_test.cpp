@@ -37,13 +37,6 @@ namespace {
 
 using quant::QuantType;
 
-std::vector<SimdLevel> supported_levels() {
-    std::vector<SimdLevel> out;
-    const int top = (int)max_simd_level(cpu_features());
-    for (int l = 0; l <= top; ++l) out.push_back((SimdLevel)l);
-    return out;
-}
-
 uint32_t bits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
@@ -267,7 +260,7 @@ TEST(CpuFeatures, LevelsAndNames) {
 
 TEST(SimdKernels, EveryKernelMatchesReferenceBitForBit) {
     int n_checked = 0;
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         if (level == SimdLevel::scalar) continue;
         for (const auto& kc : kernel_cases()) {
             for (int64_t n : kc.sizes) {
@@ -301,7 +294,7 @@ TEST(SimdKernels, Q8_0ExtremeQuantsMatchReference) {
     const int64_t n = 9 * 32;
     const int8_t weight_patterns[][4] = {{-128, -128, -128, -128}, {127, 127, 127, 127}, {-128, 127, -127, 0},
                                          {-127, -127, 1, -1}};
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         const DotKernels* k = find_dot_kernels(level, QuantType::q8_0, n);
         if (!k) continue;
         for (int variant = 0; variant < 4; ++variant) {
@@ -384,7 +377,7 @@ TEST(SimdKernels, Q8_0ExtremeQuantsMatchReference) {
 // the sign of Q8_K's scale), values that round at exactly .5 steps.
 TEST(SimdKernels, ActivationQuantizersMatchReference) {
     int n_checked = 0;
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         for (QuantType type : {QuantType::q4_k, QuantType::q6_k, QuantType::q8_0, QuantType::q4_0, QuantType::q4_1,
                                QuantType::q5_1}) {
             const int64_t n = 33 * 256;
@@ -416,7 +409,7 @@ TEST(SimdKernels, ActivationQuantizersMatchReference) {
 // Float rows whose length is not a multiple of 16 sum in ggml_vec_dot's order, which has no
 // kernel yet: the table must say so, and matmul_cpu falls back to the reference.
 TEST(SimdKernels, FloatRowsOfOtherLengthsHaveNoKernel) {
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         for (QuantType t : {QuantType::f32, QuantType::f16, QuantType::bf16}) {
             EXPECT_EQ(find_dot_kernels(level, t, 40), nullptr) << simd_level_name(level);
         }
@@ -453,7 +446,7 @@ TEST(SimdKernels, MatmulEveryLevelEqualsReference) {
                 const auto x = random_floats((size_t)(n_in * n_tok), rng, Data::smooth);
                 std::vector<float> y_ref((size_t)(n_out * n_tok));
                 matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
-                for (SimdLevel level : supported_levels()) {
+                for (SimdLevel level : supported_simd_levels()) {
                     std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
                     matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, level);
                     for (size_t i = 0; i < y.size(); ++i) {
@@ -495,7 +488,7 @@ TEST(SimdKernels, MatmulAwkwardShapesEqualReference) {
                 const auto x = random_floats((size_t)(n_in * n_tok), rng, n_tok % 2 ? Data::smooth : Data::wide);
                 std::vector<float> y_ref((size_t)(n_out * n_tok));
                 matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
-                for (SimdLevel level : supported_levels()) {
+                for (SimdLevel level : supported_simd_levels()) {
                     std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
                     matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, level);
                     for (size_t i = 0; i < y.size(); ++i) {
@@ -527,7 +520,7 @@ TEST(SimdKernels, LargeMatmulEqualsReference) {
         const auto x = random_floats((size_t)(n_in * n_tok), rng, Data::smooth);
         std::vector<float> y_ref((size_t)(n_out * n_tok)), y((size_t)(n_out * n_tok));
         matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
-        for (SimdLevel level : supported_levels()) {
+        for (SimdLevel level : supported_simd_levels()) {
             if (level == SimdLevel::scalar) continue;  // MatmulEveryLevelEqualsReference covers it
             matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, level);
             ASSERT_EQ(y, y_ref) << tr.name << " at " << simd_level_name(level);

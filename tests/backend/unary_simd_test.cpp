@@ -21,13 +21,6 @@
 namespace hearth::backend {
 namespace {
 
-std::vector<SimdLevel> supported_levels() {
-    std::vector<SimdLevel> out;
-    const int top = (int)max_simd_level(cpu_features());
-    for (int l = 0; l <= top; ++l) out.push_back((SimdLevel)l);
-    return out;
-}
-
 // First index where a and b differ (bits, or NaN against a number), or -1.
 int64_t first_diff(const float* a, const float* b, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
@@ -52,7 +45,7 @@ std::vector<float> values(int64_t n, float scale, bool special, uint32_t seed) {
 
 TEST(SwigluCpu, EveryLevelMatchesRefBitForBit) {
     const int64_t lengths[] = {1, 5, 15, 16, 17, 31, 33, 64, 100, 1000, 3072, 8192 + 13, 3 * 16 * 512 + 16 * 7 + 9};
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         SCOPED_TRACE(simd_level_name(level));
         for (int threads : {1, 3}) {
             ThreadPool pool(threads);
@@ -90,7 +83,7 @@ TEST(SwigluCpu, MatchesAtEveryFloatExponent) {
     std::vector<float> up(n, 1.5f), want(n), got(n);
     swiglu_ref(gate.data(), up.data(), want.data(), n);
     ThreadPool pool(2);
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         swiglu_cpu_at(level, pool, gate.data(), up.data(), got.data(), n);
         const int64_t d = first_diff(want.data(), got.data(), n);
         EXPECT_EQ(d, -1) << simd_level_name(level) << ": gate " << (d >= 0 ? gate[d] : 0.0f);
@@ -103,7 +96,7 @@ TEST(RmsNormCpu, EveryLevelMatchesRefBitForBit) {
     };
     const Shape shapes[] = {{1, 3}, {7, 5}, {16, 4}, {63, 3}, {64, 9}, {65, 2}, {128, 97}, {200, 7},
                             {1024, 33}, {1536, 5}, {2048 + 5, 3}, {4096, 17}};
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         SCOPED_TRACE(simd_level_name(level));
         for (int threads : {1, 3}) {
             ThreadPool pool(threads);
@@ -152,7 +145,7 @@ TEST(RmsNormCpu, RoundingOfTheSequentialSumIsKept) {
     std::vector<float> want(n), got(n);
     rms_norm_ref(x.data(), nullptr, want.data(), n, 1, 0.0f);
     ThreadPool pool(1);
-    for (SimdLevel level : supported_levels()) {
+    for (SimdLevel level : supported_simd_levels()) {
         rms_norm_cpu_at(level, pool, x.data(), nullptr, got.data(), n, 1, 0.0f);
         EXPECT_EQ(first_diff(want.data(), got.data(), n), -1) << simd_level_name(level);
     }

@@ -91,4 +91,10 @@ std::optional<SimdLevel> parse_simd_level(std::string_view name) {
     return std::nullopt;
 }
 
+std::vector<SimdLevel> supported_simd_levels() {
+    std::vector<SimdLevel> out;
+    for (int l = 0; l <= (int)max_simd_level(cpu_features()); ++l) out.push_back((SimdLevel)l);
+    return out;
+}
+
 }  // namespace hearth::backend

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace hearth::backend {
 
@@ -26,6 +27,9 @@ struct CpuFeatures {
 const CpuFeatures& cpu_features();
 // Highest level `f` supports.
 SimdLevel max_simd_level(const CpuFeatures& f);
+// Every level from scalar up to max_simd_level(cpu_features()): what tests and benches run
+// each kernel at on this CPU.
+std::vector<SimdLevel> supported_simd_levels();
 // The level kernels use unless told otherwise: max_simd_level(cpu_features()), capped by the
 // environment variable HEARTH_CPU=scalar|avx2|avx512 (for tests and benchmarks; a level above
 // what the CPU supports is capped to it, an unknown value is ignored). Read once per process.
