@@ -157,6 +157,9 @@ static Status table_f32(WeightLoader& w, const std::string& name, int64_t cols, 
 Status load_moe(WeightLoader& w, const Hparams& hp, int l, bool expert_biases, MoeWeights& m) {
     auto name = [l](const char* n, const char* s = "weight") { return layer_tensor(l, n, s); };
     const int64_t d = hp.n_embd, ff = hp.n_ff_exp, n_exp = hp.n_expert;
+    if (!w.has(name("ffn_gate_exps")) && w.has(name("ffn_gate.0")))
+        return error(StatusCode::unsupported,
+                     "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
     HEARTH_TRY(w.matrix(name("ffn_gate_inp"), {d, n_exp}, m.router));
     if (expert_biases) HEARTH_TRY(w.vec(name("ffn_gate_inp", "bias"), n_exp, m.router_b));
     HEARTH_TRY(w.matrix(name("ffn_gate_exps"), {d, ff, n_exp}, m.gate_exps));
@@ -344,9 +347,6 @@ Status Decoder::load_weights() {
             HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, L.ffn));
             continue;
         }
-        if (!w.has(layer_tensor(l, "ffn_gate_exps")) && w.has(layer_tensor(l, "ffn_gate.0")))
-            return error(StatusCode::unsupported,
-                         "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
         HEARTH_TRY(load_moe(w, hp, l, /*expert_biases=*/false, L.moe));
     }
     return {};

@@ -120,7 +120,8 @@ void pool(Pooling pooling, const Batch& batch, const float* x, int64_t d, std::v
 // bidirectional decoder), which the decoders here cannot run.
 Status read_decoder_pooling(const ArchKeys& keys, const LoadOptions& opts, Hparams& hp);
 
-// Loads ffn_gate_inp, the expert stacks and (per spec/presence) their biases.
+// Loads ffn_gate_inp, the expert stacks and (per spec/presence) their biases. The old layout
+// of one tensor per expert (blk.N.ffn_gate.E) is an unsupported error saying so.
 Status load_moe(WeightLoader& w, const Hparams& hp, int layer, bool expert_biases, MoeWeights& m);
 
 // The mixture-of-experts block with its scratch (grown to the largest batch, then reused).

@@ -106,6 +106,18 @@ const ArchSpec kArchs[] = {
     {"qwen3moe", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
 };
 
+// The decoder's comparison switches (HEARTH_CUDA_*): whether variable `name` is set to `value`.
+bool env_is(const char* name, const char* value) {
+    const char* e = std::getenv(name);
+    return e != nullptr && std::strcmp(e, value) == 0;
+}
+
+const ArchSpec* find_arch(const std::string& arch) {
+    for (const ArchSpec& a : kArchs)
+        if (arch == a.arch) return &a;
+    return nullptr;
+}
+
 // A weight matrix in device memory, rows as in the file (a stack of experts: n_out rows each,
 // one after the other).
 struct DevMatrix {
@@ -243,7 +255,7 @@ private:
           *dm_w_ = nullptr;
     std::pmr::vector<int32_t> host_moe_sel_{cuda::pinned_host_resource()};  // ids [n*k], weights [n*k] (float bits)
     std::pmr::vector<int32_t> host_moe_tab_{cuda::pinned_host_resource()};  // the tables uploaded to moe_ints_
-    std::vector<int32_t> moe_count_;  // [n_expert] rows routed to each expert
+    std::vector<int32_t> moe_count_;  // [n_expert + 1] first row of each expert (and the end)
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
     bool fusable_ = false;        // every layer matrix has an int8 kernel and n_embd, n_ff % 32 == 0
     // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
@@ -271,10 +283,7 @@ private:
     // request) grows, i.e. moves, it, and the graph must then be captured again.
     const void* graph_scratch_ = nullptr;
     // HEARTH_CUDA_GRAPHS=0 runs every step eagerly (for comparing against the graph replays).
-    bool graphs_on_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_GRAPHS");
-        return e == nullptr || std::strcmp(e, "0") != 0;
-    }();
+    bool graphs_on_ = !env_is("HEARTH_CUDA_GRAPHS", "0");
     // The int8 matmul of a step: up to kDp4aMaxTokens tokens the dp4a matrix-vector kernels
     // (measured on the H100: 8B Q4_K_M, one token, 2.43 ms of matmuls against 3.51 ms for the
     // tensor-core kernel, whose few warps per SM cannot hide the latency of a single row;
@@ -287,39 +296,24 @@ private:
     // instead of giving ForwardOutput::logits page-locked memory.
     static constexpr int64_t kDp4aMaxTokens = 4;
     enum class Q8Choice { automatic, mma, dp4a };
-    Q8Choice q8_choice_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_MATVEC");
-        if (e != nullptr && std::strcmp(e, "dp4a") == 0) return Q8Choice::dp4a;
-        if (e != nullptr && std::strcmp(e, "mma") == 0) return Q8Choice::mma;
-        return Q8Choice::automatic;
-    }();
+    Q8Choice q8_choice_ = env_is("HEARTH_CUDA_MATVEC", "dp4a")  ? Q8Choice::dp4a
+                          : env_is("HEARTH_CUDA_MATVEC", "mma") ? Q8Choice::mma
+                                                                 : Q8Choice::automatic;
     backend::MatmulQ8Kernel q8_kernel(int64_t n) const {
         if (q8_choice_ == Q8Choice::dp4a || (q8_choice_ == Q8Choice::automatic && n <= kDp4aMaxTokens))
             return backend::MatmulQ8Kernel::dp4a;
         return backend::MatmulQ8Kernel::mma;
     }
-    bool pinned_logits_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_PINNED");
-        return e == nullptr || std::strcmp(e, "0") != 0;
-    }();
+    bool pinned_logits_ = !env_is("HEARTH_CUDA_PINNED", "0");
     // Programmatic dependent launches for the whole step (sm_90; HEARTH_CUDA_PDL=0: plain launches).
-    bool pdl_on_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_PDL");
-        return e == nullptr || std::strcmp(e, "0") != 0;
-    }();
+    bool pdl_on_ = !env_is("HEARTH_CUDA_PDL", "0");
     // Grouped Q/K/V and gate/up launches, rope + KV write in the Q/K/V epilogue, the attention
     // output quantized by attention, the last residual add in the output norm
     // (HEARTH_CUDA_GROUP=0: the separate kernels, the same bits).
-    bool group_on_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_GROUP");
-        return e == nullptr || std::strcmp(e, "0") != 0;
-    }();
+    bool group_on_ = !env_is("HEARTH_CUDA_GROUP", "0");
     bool rope_in_matmul_ = false;  // llama-style layers: set by load_weights
     // HEARTH_CUDA_MOE_HOST=1: single-token MoE steps take the host-routed path too (comparisons).
-    bool moe_device_on_ = [] {
-        const char* e = std::getenv("HEARTH_CUDA_MOE_HOST");
-        return e == nullptr || std::strcmp(e, "1") != 0;
-    }();
+    bool moe_device_on_ = !env_is("HEARTH_CUDA_MOE_HOST", "1");
     // Tables and embedding rows copied to the device every step: page-locked, so the copies are
     // asynchronous DMA (the host writes them only after the previous step's synchronize).
     std::pmr::vector<int32_t> host_ints_{cuda::pinned_host_resource()};
@@ -402,9 +396,6 @@ Status CudaDecoder::load_weights() {
         if (hp.n_expert == 0) {
             HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, f));
         } else {
-            if (!w.has(layer_tensor(l, "ffn_gate_exps")) && w.has(layer_tensor(l, "ffn_gate.0")))
-                return error(StatusCode::unsupported,
-                             "per-expert tensors (blk.N.ffn_gate.E.weight) are an old GGUF layout; re-convert the model");
             HEARTH_TRY(load_moe(w, hp, l, /*expert_biases=*/false, moe));
         }
         DevLayer& L = layers_[l];
@@ -870,11 +861,7 @@ private:
 
 }  // namespace
 
-bool cuda_runs_architecture(const std::string& arch) {
-    for (const ArchSpec& a : kArchs)
-        if (arch == a.arch) return true;
-    return false;
-}
+bool cuda_runs_architecture(const std::string& arch) { return find_arch(arch) != nullptr; }
 
 Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
@@ -888,9 +875,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     // The executor uploads plain weights; LoRA deltas (LoadOptions::adapters) run on the CPU.
     if (!opts.adapters.empty())
         return error(StatusCode::unsupported, "LoRA adapters have no CUDA executor yet (they run on the CPU)");
-    const ArchSpec* spec = nullptr;
-    for (const ArchSpec& a : kArchs)
-        if (arch == a.arch) spec = &a;
+    const ArchSpec* spec = find_arch(arch);
     if (spec == nullptr)
         return error(StatusCode::unsupported,
                      "architecture " + arch + " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3, qwen3moe)");
@@ -919,11 +904,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                          hp.n_layer - 1);
     } else if (opts.num_gpu < 0) {
         HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
-        KvLayout kv;
-        kv.n_layer = hp.n_layer;
-        kv.k_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_k);
-        kv.v_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_v);
-        plan = plan_gpu_layers(*file, kv, cuda_working_bytes(hp), (int64_t)free_bytes);
+        plan = plan_gpu_layers(*file, kv_layout_of(hp), cuda_working_bytes(hp), (int64_t)free_bytes);
         if (plan.n_layers == 0)
             return error(StatusCode::resource_exhausted,
                          strformat("%.1f GiB free on %s: not one layer fits beside the working memory",

@@ -6,15 +6,17 @@
 
 namespace hearth::model {
 
-KvLayout Model::kv_layout() const {
+KvLayout kv_layout_of(const Hparams& hp) {
     KvLayout l;
-    l.n_layer = hp_.n_layer;
-    l.k_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_k);
-    l.v_width.assign(hp_.n_layer, hp_.n_head_kv * hp_.head_dim_v);
-    l.k_head_dim.assign(hp_.n_layer, hp_.head_dim_k);
-    l.v_head_dim.assign(hp_.n_layer, hp_.head_dim_v);
+    l.n_layer = hp.n_layer;
+    l.k_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_k);
+    l.v_width.assign(hp.n_layer, hp.n_head_kv * hp.head_dim_v);
+    l.k_head_dim.assign(hp.n_layer, hp.head_dim_k);
+    l.v_head_dim.assign(hp.n_layer, hp.head_dim_v);
     return l;
 }
+
+KvLayout Model::kv_layout() const { return kv_layout_of(hp_); }
 
 Status Model::validate(const Batch& b, const KvCache& kv) const {
     const size_t n = b.tokens.size();

@@ -57,6 +57,10 @@ struct LoadOptions {
     std::vector<std::string> adapters = {};
 };
 
+// The KV layout of a model whose every layer has n_head_kv heads of head_dim_k / head_dim_v
+// (Model::kv_layout's default; families with other layouts override it).
+KvLayout kv_layout_of(const Hparams& hp);
+
 class LoraSet;
 
 class Model {
