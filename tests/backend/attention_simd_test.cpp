@@ -124,6 +124,20 @@ struct PagedSequence {
     }
 };
 
+// The attention parameters of shape s (random sinks when it has them) and random queries for
+// n_tok tokens, scaled by s.q_gain.
+struct Queries {
+    std::vector<float> sinks, q;
+    AttentionParams ap;
+    Queries(const Shape& s, int64_t n_tok, std::mt19937& rng, std::normal_distribution<float>& dist)
+        : sinks(s.n_head), q((size_t)n_tok * s.n_head * s.hd_k) {
+        for (auto& x : sinks) x = dist(rng) * 2.0f;
+        ap = AttentionParams{s.n_head, s.n_head_kv, s.hd_k, s.hd_v, 1.0f / std::sqrt((float)s.hd_k), s.window,
+                             s.sinks ? sinks.data() : nullptr, s.softcap};
+        for (auto& x : q) x = dist(rng) * s.q_gain;
+    }
+};
+
 class AttentionSimdTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(AttentionSimdTest, EveryLevelMatchesRefBitForBit) {
@@ -143,13 +157,10 @@ TEST_P(AttentionSimdTest, EveryLevelMatchesRefBitForBit) {
     for (int32_t p : positions_a) pos.push_back(p), end.push_back(p + 1), tables.push_back(seq_a.table.data());
     for (int32_t p : positions_b) pos.push_back(p), end.push_back(p + 1), tables.push_back(seq_b.table.data());
     // A call reads one pool, so seq_b's tokens run as a second call over its own pool.
-    std::vector<float> sinks(s.n_head);
-    for (auto& x : sinks) x = dist(rng) * 2.0f;
-    const AttentionParams ap{s.n_head, s.n_head_kv, s.hd_k, s.hd_v, 1.0f / std::sqrt((float)s.hd_k), s.window,
-                             s.sinks ? sinks.data() : nullptr, s.softcap};
     const int64_t n_tok = (int64_t)pos.size();
-    std::vector<float> q((size_t)n_tok * s.n_head * s.hd_k);
-    for (auto& x : q) x = dist(rng) * s.q_gain;
+    const Queries qs(s, n_tok, rng, dist);
+    const AttentionParams& ap = qs.ap;
+    const std::vector<float>& q = qs.q;
     const size_t out_per_tok = (size_t)s.n_head * s.hd_v;
 
     const int64_t na = (int64_t)positions_a.size(), nb = n_tok - na;
@@ -218,13 +229,10 @@ TEST_P(AttentionSimdTest, PromptRunsMatchRefBitForBit) {
     add(seq.table.data(), 0, 1);
     for (int32_t p = 40; p < 60; ++p) add(seq.table.data(), p, p + 1 + 80 * (p == 50));     // one far end
 
-    std::vector<float> sinks(s.n_head);
-    for (auto& x : sinks) x = dist(rng) * 2.0f;
-    const AttentionParams ap{s.n_head, s.n_head_kv, s.hd_k, s.hd_v, 1.0f / std::sqrt((float)s.hd_k), s.window,
-                             s.sinks ? sinks.data() : nullptr, s.softcap};
     const int64_t n_tok = (int64_t)pos.size();
-    std::vector<float> q((size_t)n_tok * s.n_head * s.hd_k);
-    for (auto& x : q) x = dist(rng) * s.q_gain;
+    const Queries qs(s, n_tok, rng, dist);
+    const AttentionParams& ap = qs.ap;
+    const std::vector<float>& q = qs.q;
     const size_t out_per_tok = (size_t)s.n_head * s.hd_v;
     std::vector<float> ref((size_t)n_tok * out_per_tok);
     attention_ref(q.data(), seq.view, tables.data(), pos.data(), end.data(), n_tok, ap, ref.data());

@@ -135,6 +135,32 @@ std::vector<float> make_activations(int64_t n_in, int64_t n_tokens, std::mt19937
     return x;
 }
 
+// Random weights and activations of one shape and the reference's outputs for them.
+struct Problem {
+    QuantType type;
+    int64_t n_in, n_out, n_tok;
+    size_t row_bytes;
+    std::vector<std::byte> w;
+    std::vector<float> x, y_ref;
+    Problem(QuantType t, int64_t in, int64_t out, int64_t tok, uint32_t seed)
+        : type(t), n_in(in), n_out(out), n_tok(tok), row_bytes(quant::row_size(t, in)) {
+        std::mt19937 rng(seed);
+        w = make_weights(type, n_in, n_out, rng);
+        x = make_activations(n_in, n_tok, rng);
+        y_ref.resize((size_t)(n_out * n_tok));
+        matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
+    }
+    // matmul_cpu at avx512 with `amx` on `threads` threads.
+    std::vector<float> run(int threads, AmxMode amx) const {
+        ThreadPool pool(threads);
+        std::vector<std::byte> scratch;
+        std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
+        matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, SimdLevel::avx512,
+                   amx);
+        return y;
+    }
+};
+
 class MatmulAmx : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -191,60 +217,30 @@ TEST_P(MatmulAmxTypes, EqualsReferenceAndAvx512Bitwise) {
 // The automatic choice (what the engine runs) gives the same bits on a prompt-sized batch of
 // Llama-3.2-1B's FFN width, several thread bands and a partial last token group.
 TEST_P(MatmulAmxTypes, AutomaticPromptBatchEqualsReference) {
-    const QuantType type = GetParam();
-    ThreadPool pool(2);
-    std::vector<std::byte> scratch;
-    const int64_t n_in = 2048, n_out = 72, n_tok = 203;
-    const size_t row_bytes = quant::row_size(type, n_in);
-    std::mt19937 rng(11);
-    const auto w = make_weights(type, n_in, n_out, rng);
-    const auto x = make_activations(n_in, n_tok, rng);
-    std::vector<float> y_ref((size_t)(n_out * n_tok)), y((size_t)(n_out * n_tok), -1.0f);
-    matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
-    matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, SimdLevel::avx512);
-    ASSERT_EQ(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)), 0);
+    const Problem p(GetParam(), 2048, 72, 203, 11);
+    const std::vector<float> y = p.run(2, AmxMode::automatic);
+    ASSERT_EQ(std::memcmp(y.data(), p.y_ref.data(), y.size() * sizeof(float)), 0);
 }
 
 // Q4_0 rows long enough that the packed activations of a prompt batch outgrow L2 go through the
 // matmul in chunks of blocks (amx.cpp: kChunkActBytes), continuing the accumulators in y: 257
 // blocks and 509 tokens (32 groups, the last one partial) take 4 uneven chunks.
 TEST_F(MatmulAmx, Q4_0LongRowsInChunksEqualReference) {
-    const QuantType type = QuantType::q4_0;
-    const int64_t n_in = 257 * 32, n_out = 33, n_tok = 509;
-    const size_t row_bytes = quant::row_size(type, n_in);
-    std::mt19937 rng(3);
-    const auto w = make_weights(type, n_in, n_out, rng);
-    const auto x = make_activations(n_in, n_tok, rng);
-    std::vector<float> y_ref((size_t)(n_out * n_tok)), y((size_t)(n_out * n_tok), -1.0f);
-    matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
-    ThreadPool pool(2);
-    std::vector<std::byte> scratch;
-    matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch, SimdLevel::avx512,
-               AmxMode::force);
+    const Problem p(QuantType::q4_0, 257 * 32, 33, 509, 3);
+    const std::vector<float> y = p.run(2, AmxMode::force);
     for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_EQ(f32_to_bits(y[i]), f32_to_bits(y_ref[i])) << "output " << i % n_out << " token " << i / n_out;
+        ASSERT_EQ(f32_to_bits(y[i]), f32_to_bits(p.y_ref[i])) << "output " << i % p.n_out << " token " << i / p.n_out;
     }
 }
 
 // Thread counts that split the bands unevenly (and one thread): each worker packs its own bands
 // into its own scratch; the outputs must not depend on who computed them.
 TEST_P(MatmulAmxTypes, ThreadCountsEqualReference) {
-    const QuantType type = GetParam();
-    const int64_t n_in = 512, n_out = 113, n_tok = 45;
-    const size_t row_bytes = quant::row_size(type, n_in);
-    std::mt19937 rng(5);
-    const auto w = make_weights(type, n_in, n_out, rng);
-    const auto x = make_activations(n_in, n_tok, rng);
-    std::vector<float> y_ref((size_t)(n_out * n_tok));
-    matmul_ref(type, w.data(), row_bytes, x.data(), y_ref.data(), n_in, n_out, n_tok);
+    const Problem p(GetParam(), 512, 113, 45, 5);
     for (int threads : {1, 3, 4}) {
-        ThreadPool pool(threads);
-        std::vector<std::byte> scratch;
-        std::vector<float> y((size_t)(n_out * n_tok), -1.0f);
-        matmul_cpu(pool, type, w.data(), row_bytes, x.data(), y.data(), n_in, n_out, n_tok, scratch,
-                   SimdLevel::avx512, AmxMode::force);
-        ASSERT_EQ(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)), 0)
-            << quant::type_name(type) << " with " << threads << " threads";
+        const std::vector<float> y = p.run(threads, AmxMode::force);
+        ASSERT_EQ(std::memcmp(y.data(), p.y_ref.data(), y.size() * sizeof(float)), 0)
+            << quant::type_name(p.type) << " with " << threads << " threads";
     }
 }
 
