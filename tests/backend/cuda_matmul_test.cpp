@@ -578,6 +578,25 @@ TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
             }
         }
     }
+    // Bad arguments are a recorded error, not a launch: experts of 6 rows (a row group would
+    // span two experts), no ids.
+    auto bad_dev = cuda::Device::open(0);
+    ASSERT_TRUE(bad_dev.ok());
+    cuda::Stream bad(**bad_dev);
+    DevMatrix m6 = make_matrix(**bad_dev, bad, QuantType::q8_0, 64, 12, 1);
+    m6.m.n_out = 6;
+    auto ids = cuda::DeviceBuffer::allocate(**bad_dev, 8).value();
+    auto xq = cuda::DeviceBuffer::allocate(**bad_dev, activation_q8_bytes(64, 1)).value();
+    auto y = cuda::DeviceBuffer::allocate(**bad_dev, 64).value();
+    matmul_cuda_q8_experts(bad, xq.data(), 64, ids.as<int32_t>(), 2, false, {{m6.m, y.as<float>()}});
+    EXPECT_EQ(bad.synchronize().code(), StatusCode::invalid_argument);
+    auto other_dev = cuda::Device::open(0);
+    ASSERT_TRUE(other_dev.ok());
+    cuda::Stream other(**other_dev);
+    DevMatrix m4 = make_matrix(**other_dev, other, QuantType::q8_0, 64, 8, 2);
+    m4.m.n_out = 4;
+    matmul_cuda_q8_experts(other, xq.data(), 64, nullptr, 2, false, {{m4.m, y.as<float>()}});
+    EXPECT_EQ(other.synchronize().code(), StatusCode::invalid_argument);
 }
 
 // matmul_qkv_rope_cuda equals quantize-once dp4a matmuls of Q, K and V followed by
