@@ -113,7 +113,11 @@ struct PagedSequence {
         vc.assign((size_t)n_blocks * s.block_size * (vb + 64), std::byte{0x7f});
         const auto& tr = quant::traits(type);
         std::vector<float> row(std::max(kw, vw));
-        for (int j = 0; j < n_pos; ++j) {
+        // Every cell of the used blocks is written: a second table over the same blocks in another
+        // order (PromptRunsMatchRefBitForBit) makes the cells past n_pos visible, and the 0x7f
+        // filler there is inf/NaN, whose sign in the output depends on how the compiler ordered
+        // commutative operations (not a property of the kernels).
+        for (int j = 0; j < used * s.block_size; ++j) {
             const size_t slot = (size_t)table[j / s.block_size] * s.block_size + j % s.block_size;
             for (int i = 0; i < kw; ++i) row[i] = dist(rng);
             tr.quantize_row(row.data(), kc.data() + slot * (kb + 64), kw);
