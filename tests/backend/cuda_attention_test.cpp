@@ -1,7 +1,8 @@
 // CUDA paged attention and KV write (backend/cuda/attention.h) against attention_ref over an f16
 // cache: several sequences with shuffled block tables, prefill runs and lone decode tokens in
 // one batch, GQA groups of 1 to 16 (more than one block's worth of warps), head dims 32..256
-// (K and V of different sizes), padded row strides, a sliding window, softcap and sinks.
+// (K and V of different sizes), padded row strides, a sliding window, softcap and sinks, and
+// chunked attention's per-token first visible position (AttnIndexCuda::kv_begin).
 // Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason.
 //
 // Tolerance, per (token, head), with S = scale * max over visible j of sum_i |q_i k_ji| and
@@ -49,11 +50,15 @@ struct Seq { int length, first; };
 
 // n_splits > 1: the sequence-split (flash-decoding) path, run twice on one workspace; the second
 // run must equal the first bit for bit (the counters were left at zero). q8: also the int8
-// output, on a stream with programmatic launches (launch.cuh).
-void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1, bool q8 = false) {
+// output, on a stream with programmatic launches (launch.cuh). chunked: a random kv_begin per
+// token (AttnIndexCuda), checked against attention_ref run per token with the sliding window
+// that starts at the same position (the reference has no kv_begin).
+void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1, bool q8 = false,
+              bool chunked = false) {
     SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
                                     << " block " << c.block_size << " window " << c.sliding_window << " softcap "
-                                    << c.softcap << " sinks " << c.sinks << " splits " << n_splits << " q8 " << q8);
+                                    << c.softcap << " sinks " << c.sinks << " splits " << n_splits << " q8 " << q8
+                                    << " chunked " << chunked);
     cuda::Stream s(dev);
     s.set_programmatic(q8);
     std::mt19937 rng(seed);
@@ -85,6 +90,25 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     for (int q = 0; q < n_seqs; ++q)
         for (int p = seqs[q].first; p < seqs[q].length; ++p) seq_of.push_back(q), pos.push_back(p), kv_end.push_back(p + 1);
     const int64_t n_tokens = (int64_t)pos.size();
+    // First visible position of each token: kv_begin when chunked (from its own generator, so the
+    // other cases keep their data), else the sliding window's start. kv_begin cycles through 0,
+    // the token itself, a start within 80 positions (inside or before a window of 50, mostly not
+    // on a block or 32-position chunk boundary) and a start anywhere in [0, pos].
+    std::vector<int32_t> kv_begin(n_tokens, 0), lo(n_tokens);
+    std::mt19937 begin_rng(seed * 7919u + 1u);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const int32_t window_lo = c.sliding_window > 0 ? std::max(0, pos[t] - c.sliding_window + 1) : 0;
+        if (chunked) {
+            switch (t % 4) {
+            case 0: kv_begin[t] = 0; break;
+            case 1: kv_begin[t] = pos[t]; break;
+            case 2: kv_begin[t] = std::uniform_int_distribution<int32_t>(std::max(0, pos[t] - 80), pos[t])(begin_rng);
+                    break;
+            default: kv_begin[t] = std::uniform_int_distribution<int32_t>(0, pos[t])(begin_rng); break;
+            }
+        }
+        lo[t] = std::max(window_lo, kv_begin[t]);
+    }
     // Cache rows (f16), every slot random.
     const int k_width = c.n_head_kv * c.hdk, v_width = c.n_head_kv * c.hdv;
     const int64_t k_stride = k_width + c.row_pad, v_stride = v_width + c.row_pad;
@@ -107,7 +131,16 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     std::vector<const int32_t*> tptr(n_tokens);
     for (int64_t t = 0; t < n_tokens; ++t) tptr[t] = tables[seq_of[t]].data();
     std::vector<float> want(n_tokens * c.n_head * c.hdv);
-    attention_ref(q.data(), view, tptr.data(), pos.data(), kv_end.data(), n_tokens, p, want.data());
+    if (!chunked) {
+        attention_ref(q.data(), view, tptr.data(), pos.data(), kv_end.data(), n_tokens, p, want.data());
+    } else {
+        for (int64_t t = 0; t < n_tokens; ++t) {
+            AttentionParams pt = p;
+            pt.sliding_window = pos[t] + 1 - lo[t];  // >= 1: the reference's window then starts at lo[t]
+            attention_ref(q.data() + t * c.n_head * c.hdk, view, tptr.data() + t, pos.data() + t, kv_end.data() + t, 1,
+                          pt, want.data() + t * c.n_head * c.hdv);
+        }
+    }
 
     auto up = [&](const void* src, size_t bytes) {
         auto b = cuda::DeviceBuffer::allocate(dev, std::max<size_t>(bytes, 4));
@@ -119,10 +152,12 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     auto dq = up(q.data(), q.size() * 4), dsinks = up(sinks.data(), sinks.size() * 4);
     auto dflat = up(flat.data(), flat.size() * 4), dseq = up(seq_of.data(), seq_of.size() * 4);
     auto dpos = up(pos.data(), pos.size() * 4), dend = up(kv_end.data(), kv_end.size() * 4);
+    auto dbegin = up(kv_begin.data(), kv_begin.size() * 4);
     const std::vector<float> nan(want.size(), std::numeric_limits<float>::quiet_NaN());
     auto dout = up(nan.data(), nan.size() * 4);
     PagedKvCuda kv{dk.data(), dv.data(), c.block_size, k_stride, v_stride};
     AttnIndexCuda idx{dflat.as<int32_t>(), max_blocks, dseq.as<int32_t>(), dpos.as<int32_t>(), dend.as<int32_t>()};
+    if (chunked) idx.kv_begin = dbegin.as<int32_t>();
     AttentionParams dp = p;
     dp.sinks = c.sinks ? dsinks.as<float>() : nullptr;
     const size_t ws_bytes = attention_split_bytes(n_tokens, dp, n_splits);
@@ -158,12 +193,11 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     const int group = c.n_head / c.n_head_kv;
     double worst = 0.0;
     for (int64_t t = 0; t < n_tokens; ++t) {
-        const int32_t lo = c.sliding_window > 0 ? std::max(0, pos[t] - c.sliding_window + 1) : 0;
         for (int h = 0; h < c.n_head; ++h) {
             const int kvh = h / group;
             const float* qh = q.data() + (t * c.n_head + h) * c.hdk;
             double S = 0.0, vmax = 0.0;
-            for (int32_t j = lo; j < kv_end[t]; ++j) {
+            for (int32_t j = lo[t]; j < kv_end[t]; ++j) {
                 const int64_t slot = (int64_t)tables[seq_of[t]][j / c.block_size] * c.block_size + j % c.block_size;
                 double sum = 0.0;
                 for (int i = 0; i < c.hdk; ++i) sum += std::fabs(qh[i] * fp16_to_f32(kc[slot * k_stride + kvh * c.hdk + i]));
@@ -174,14 +208,14 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
             for (int d = 0; d < c.hdv; ++d) {
                 const size_t i = (t * c.n_head + h) * c.hdv + d;
                 const double err = std::fabs((double)got[i] - want[i]);
-                ASSERT_LE(err, tol) << "token " << t << " (pos " << pos[t] << ") head " << h << " d " << d << " got "
-                                    << got[i] << " want " << want[i];
+                ASSERT_LE(err, tol) << "token " << t << " (pos " << pos[t] << ", first visible " << lo[t] << ") head "
+                                    << h << " d " << d << " got " << got[i] << " want " << want[i];
                 worst = std::max(worst, err / tol);
             }
         }
     }
-    std::printf("  attention heads %d/%d hd %d/%d splits %d: worst error %.3f of the bound\n", c.n_head, c.n_head_kv,
-                c.hdk, c.hdv, n_splits, worst);
+    std::printf("  attention heads %d/%d hd %d/%d splits %d%s: worst error %.3f of the bound\n", c.n_head,
+                c.n_head_kv, c.hdk, c.hdv, n_splits, chunked ? " chunked" : "", worst);
 }
 
 #define ATTN_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
@@ -238,6 +272,24 @@ TEST(CudaAttention, Int8OutputEqualsQuantizedOutput) {
     uint32_t seed = 300;
     for (const int n_splits : {1, 5})
         for (const Case& c : cases) run_case(dev, c, seed++, n_splits, /*q8=*/true);
+}
+
+// Chunked attention: a random kv_begin per token (0, the token itself, inside or before a sliding
+// window, mid-block), unsplit and split over the sequence (the parts are sized from [lo, kv_end)),
+// with a sliding window, an odd block size, softcap and sinks.
+TEST(CudaAttention, KvBeginMatchesReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {8, 2, 64, 64, 16},
+        {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
+        {6, 2, 32, 32, 7, 0, 0.0f, false, 2},  // odd block size, padded rows
+        {4, 2, 192, 128, 16},                  // K and V head dims differ (generic kernel)
+        {8, 4, 64, 64, 16, 50},                // sliding window: kv_begin inside and before it
+        {4, 2, 64, 64, 16, 0, 30.0f, true},    // softcap and sinks
+    };
+    uint32_t seed = 400;
+    for (const int n_splits : {1, 2, 5, 16})
+        for (const Case& c : cases) run_case(dev, c, seed++, n_splits, /*q8=*/false, /*chunked=*/true);
 }
 
 TEST(CudaAttention, KvWriteRoundsToF16) {

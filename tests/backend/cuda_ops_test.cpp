@@ -12,7 +12,20 @@
 //    input pair (mscale <= ~1.4 here).
 //  - swiglu: expf vs ggml_vexp (<= 3.5 ulp apart), then a division and a product:
 //    <= 2e-6 |y_ref| + 1e-30.
-//  - add, add_bias, get_rows (F32, F16, Q8_0), gather_rows: exact.
+//  - add, add_bias, get_rows (F32, F16, Q8_0), gather_rows, scale, scale_rows, copy_rows: exact
+//    (copy_rows also leaves y between its rows untouched).
+//  - layer_norm: mean and scale bit-identical but for a rare 1-ulp rounding of an f64 sum taken
+//    in another order, plus the host's possible fma in v * w + b: <= ~6e-7 of
+//    |w| * scale * (|x - mean| + |mean|) + |y_ref| (ops.h); checked at 2e-6 of it (+1e-30). The
+//    data have a mean of 2.5 so that a mistake in the mean shows.
+//  - gelu, geglu: tanhf vs glibc (<= 4 ulp together) plus the host's possible fma of the tanh
+//    argument: |y - y_ref| <= ~4e-7 |x| (geglu ~5e-7 |gate| |up|); checked at 1.5e-6 |x|
+//    (|gate| |up|) + 1e-30. Inputs up to |x| ~ 16, so tanh saturates on both sides.
+//  - swiglu_oai: expf vs glibc's expf (<= 2.5 ulp) through 1 + e, a division and a product:
+//    <= ~7e-7 |y_ref|; checked at 2e-6 |y_ref| + 1e-30 (the 1e-30 covers exp overflowing on one
+//    side only: x / inf = 0 vs ~1e-37). Gates and ups beyond +-limit test the clamps.
+//  - softcap: the same division, tanhf vs glibc, one product: <= ~6e-7 |y_ref|; checked at
+//    2e-6 |y_ref| + 1e-30.
 //  - the fused decode ops (add_rms_norm_q8, swiglu_q8, rope_kv_write): bit-identical to the
 //    unfused device ops they replace (every output: x, y, the int8 codes and block scales, q and
 //    the f16 cache rows); the normalized activations they quantize are also checked against
@@ -23,6 +36,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -343,6 +357,224 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
             EXPECT_EQ(av, bv);
             EXPECT_EQ(0, std::memcmp(k_after.data(), k.data(), k.size() * sizeof(float)));  // k is only read
         }
+    }
+}
+
+TEST(CudaOps, LayerNormMatchesReference) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    struct Case { int64_t n, rows; bool weight, bias; };
+    // The rms_norm layouts: one warp per row below 1024, one block per row from 1024 (1025: rows
+    // not 16-byte aligned; 20000: several chunks per thread of 1024). n 1: var 0.
+    for (const Case c : {Case{1, 3, true, true}, Case{37, 5, true, false}, Case{64, 259, false, true},
+                         Case{1023, 3, false, false}, Case{1024, 2, true, true}, Case{1025, 3, true, true},
+                         Case{4100, 1, false, true}, Case{20000, 2, true, false}}) {
+        SCOPED_TRACE(testing::Message() << "n " << c.n << " rows " << c.rows << " weight " << c.weight << " bias "
+                                        << c.bias);
+        const float eps = 1e-5f;
+        auto x = randn(c.n * c.rows, 41 + (uint32_t)c.n, 3.0f);
+        for (float& v : x) v += 2.5f;
+        const auto w = randn(c.n, 42 + (uint32_t)c.n), b = randn(c.n, 43 + (uint32_t)c.n);
+        const float* hw = c.weight ? w.data() : nullptr;
+        const float* hb = c.bias ? b.data() : nullptr;
+        std::vector<float> want(x.size());
+        layer_norm_ref(x.data(), hw, hb, want.data(), c.n, c.rows, eps);
+        auto dx = to_device(dev, s, x.data(), x.size());
+        auto dw = to_device(dev, s, w.data(), w.size());
+        auto db = to_device(dev, s, b.data(), b.size());
+        auto dy = to_device<float>(dev, s, nullptr, x.size());
+        const float* dwp = c.weight ? dw.as<float>() : nullptr;
+        const float* dbp = c.bias ? db.as<float>() : nullptr;
+        layer_norm_cuda(s, dx.as<float>(), dwp, dbp, dy.as<float>(), c.n, c.rows, eps);
+        const auto got = from_device<float>(s, dy, x.size());
+        for (int64_t r = 0; r < c.rows; ++r) {
+            // The reference's mean and scale (backend/ref/norm.cpp), for the bound.
+            const float* xr = x.data() + r * c.n;
+            double sum = 0.0, var = 0.0;
+            for (int64_t i = 0; i < c.n; ++i) sum += xr[i];
+            const float mean = (float)(sum / c.n);
+            for (int64_t i = 0; i < c.n; ++i) var += (double)(xr[i] - mean) * (xr[i] - mean);
+            const float scale = 1.0f / std::sqrt((float)(var / c.n) + eps);
+            for (int64_t i = 0; i < c.n; ++i) {
+                const size_t e = r * c.n + i;
+                const float wi = c.weight ? std::fabs(w[i]) : 1.0f;
+                const float mag = wi * scale * (std::fabs(xr[i] - mean) + std::fabs(mean)) + std::fabs(want[e]);
+                ASSERT_LE(std::fabs(got[e] - want[e]), 2e-6f * mag + 1e-30f)
+                    << "row " << r << " i " << i << " got " << got[e] << " want " << want[e];
+            }
+        }
+        // In place.
+        layer_norm_cuda(s, dx.as<float>(), dwp, dbp, dx.as<float>(), c.n, c.rows, eps);
+        const auto in_place = from_device<float>(s, dx, x.size());
+        EXPECT_EQ(0, std::memcmp(in_place.data(), got.data(), got.size() * sizeof(float)));
+    }
+}
+
+TEST(CudaOps, GeluAndGegluMatchReference) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    for (const int64_t n : {int64_t{1}, int64_t{17}, int64_t{4096 + 3}}) {
+        SCOPED_TRACE(testing::Message() << "n " << n);
+        const auto g = randn(n, 51 + (uint32_t)n, 4.0f), u = randn(n, 52 + (uint32_t)n);
+        std::vector<float> want_gelu(n), want_geglu(n);
+        gelu_ref(g.data(), want_gelu.data(), n);
+        geglu_ref(g.data(), u.data(), want_geglu.data(), n);
+        auto dg = to_device(dev, s, g.data(), g.size());
+        auto du = to_device(dev, s, u.data(), u.size());
+        auto dy = to_device<float>(dev, s, nullptr, n);
+        gelu_cuda(s, dg.as<float>(), dy.as<float>(), n);
+        const auto got_gelu = from_device<float>(s, dy, n);
+        for (int64_t i = 0; i < n; ++i)
+            ASSERT_LE(std::fabs(got_gelu[i] - want_gelu[i]), 1.5e-6f * std::fabs(g[i]) + 1e-30f)
+                << "gelu i " << i << " x " << g[i] << " got " << got_gelu[i] << " want " << want_gelu[i];
+        geglu_cuda(s, dg.as<float>(), du.as<float>(), dy.as<float>(), n);
+        const auto got_geglu = from_device<float>(s, dy, n);
+        for (int64_t i = 0; i < n; ++i)
+            ASSERT_LE(std::fabs(got_geglu[i] - want_geglu[i]), 1.5e-6f * std::fabs(g[i] * u[i]) + 1e-30f)
+                << "geglu i " << i << " gate " << g[i] << " got " << got_geglu[i] << " want " << want_geglu[i];
+        // In place: geglu into up, then into gate (the gate is still intact), then gelu of x into x.
+        auto du2 = to_device(dev, s, u.data(), u.size());
+        geglu_cuda(s, dg.as<float>(), du2.as<float>(), du2.as<float>(), n);
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, du2, n).data(), got_geglu.data(), n * sizeof(float)));
+        auto dg2 = to_device(dev, s, g.data(), g.size());
+        geglu_cuda(s, dg2.as<float>(), du.as<float>(), dg2.as<float>(), n);
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, dg2, n).data(), got_geglu.data(), n * sizeof(float)));
+        gelu_cuda(s, dg.as<float>(), dg.as<float>(), n);
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, dg, n).data(), got_gelu.data(), n * sizeof(float)));
+    }
+}
+
+TEST(CudaOps, SwigluOaiMatchesReference) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    const float alpha = 1.702f, limit = 7.0f;  // gpt-oss
+    for (const int64_t n : {int64_t{8}, int64_t{17}, int64_t{2880 + 5}}) {
+        SCOPED_TRACE(testing::Message() << "n " << n);
+        auto g = randn(n, 61 + (uint32_t)n, 6.0f), u = randn(n, 62 + (uint32_t)n, 6.0f);
+        // Edges: exp overflowing (x -60), the limit itself, gates and ups far beyond it.
+        g[0] = -60.0f, g[1] = limit, g[2] = 100.0f, g[3] = -limit;
+        u[4] = -100.0f, u[5] = 100.0f, u[6] = -limit, u[7] = -1.0f;
+        std::vector<float> want(n);
+        swiglu_oai_ref(g.data(), u.data(), want.data(), n, alpha, limit);
+        auto dg = to_device(dev, s, g.data(), g.size());
+        auto du = to_device(dev, s, u.data(), u.size());
+        auto dy = to_device<float>(dev, s, nullptr, n);
+        swiglu_oai_cuda(s, dg.as<float>(), du.as<float>(), dy.as<float>(), n, alpha, limit);
+        const auto got = from_device<float>(s, dy, n);
+        for (int64_t i = 0; i < n; ++i)
+            ASSERT_LE(std::fabs(got[i] - want[i]), 2e-6f * std::fabs(want[i]) + 1e-30f)
+                << "i " << i << " gate " << g[i] << " up " << u[i] << " got " << got[i] << " want " << want[i];
+        // In place, into up and into gate.
+        swiglu_oai_cuda(s, dg.as<float>(), du.as<float>(), du.as<float>(), n, alpha, limit);
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, du, n).data(), got.data(), n * sizeof(float)));
+        auto du2 = to_device(dev, s, u.data(), u.size());
+        swiglu_oai_cuda(s, dg.as<float>(), du2.as<float>(), dg.as<float>(), n, alpha, limit);
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, dg, n).data(), got.data(), n * sizeof(float)));
+    }
+}
+
+TEST(CudaOps, ScaleSoftcapAndCopyRows) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    const int64_t rows = 13, n = 333;
+    const auto x = randn(rows * n, 71, 40.0f), scales = randn(rows, 72);
+    // scale: exact.
+    auto dx = to_device(dev, s, x.data(), x.size());
+    scale_cuda(s, dx.as<float>(), 0.37f, rows * n);
+    std::vector<float> want(x);
+    for (float& v : want) v *= 0.37f;
+    EXPECT_EQ(0, std::memcmp(from_device<float>(s, dx, x.size()).data(), want.data(), want.size() * sizeof(float)));
+    // scale_rows: exact.
+    auto dx2 = to_device(dev, s, x.data(), x.size());
+    auto dscales = to_device(dev, s, scales.data(), scales.size());
+    scale_rows_cuda(s, dx2.as<float>(), dscales.as<float>(), rows, n);
+    want = x;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i) want[r * n + i] *= scales[r];
+    EXPECT_EQ(0, std::memcmp(from_device<float>(s, dx2, x.size()).data(), want.data(), want.size() * sizeof(float)));
+    // softcap (values from ~0 to ~5 caps: linear and saturated).
+    const float cap = 30.0f;
+    auto dx3 = to_device(dev, s, x.data(), x.size());
+    softcap_cuda(s, dx3.as<float>(), cap, rows * n);
+    const auto capped = from_device<float>(s, dx3, x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float w = std::tanh(x[i] / cap) * cap;
+        ASSERT_LE(std::fabs(capped[i] - w), 2e-6f * std::fabs(w) + 1e-30f)
+            << "i " << i << " x " << x[i] << " got " << capped[i] << " want " << w;
+    }
+    // copy_rows: exact, strided on both sides (and dense); y between rows keeps its poison.
+    for (const auto& [x_stride, y_stride] : {std::pair<int64_t, int64_t>{n + 5, n + 31}, {n, n}, {n + 1, n}}) {
+        SCOPED_TRACE(testing::Message() << "strides " << x_stride << " " << y_stride);
+        const int64_t cr = 7;  // rows copied
+        const auto src = randn(cr * x_stride, 73);
+        auto dsrc = to_device(dev, s, src.data(), src.size());
+        auto dy = to_device<float>(dev, s, nullptr, cr * y_stride);
+        copy_rows_cuda(s, dsrc.as<float>(), x_stride, dy.as<float>(), y_stride, cr, n);
+        std::vector<float> want_y(cr * y_stride, std::numeric_limits<float>::quiet_NaN());
+        for (int64_t r = 0; r < cr; ++r)
+            std::memcpy(want_y.data() + r * y_stride, src.data() + r * x_stride, n * sizeof(float));
+        EXPECT_EQ(0, std::memcmp(from_device<float>(s, dy, want_y.size()).data(), want_y.data(),
+                                 want_y.size() * sizeof(float)));
+    }
+}
+
+// Each bad call of the ops above records invalid_argument "<op>: bad arguments" and launches
+// nothing; calls with no work accept null pointers. The error is sticky, so each bad call gets
+// its own Device.
+TEST(CudaOps, NewOpsBadArgumentsAreStickyErrors) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    {
+        cuda::Stream s(dev);
+        gelu_cuda(s, nullptr, nullptr, 0);
+        geglu_cuda(s, nullptr, nullptr, nullptr, 0);
+        swiglu_oai_cuda(s, nullptr, nullptr, nullptr, 0, 1.702f, 7.0f);
+        layer_norm_cuda(s, nullptr, nullptr, nullptr, nullptr, 16, 0, 1e-5f);
+        scale_cuda(s, nullptr, 2.0f, 0);
+        scale_rows_cuda(s, nullptr, nullptr, 0, 5);
+        scale_rows_cuda(s, nullptr, nullptr, 5, 0);
+        softcap_cuda(s, nullptr, 30.0f, 0);
+        copy_rows_cuda(s, nullptr, 4, nullptr, 4, 0, 4);
+        const Status st = s.synchronize();
+        EXPECT_TRUE(st.ok()) << st.message();
+    }
+    auto buf = cuda::DeviceBuffer::allocate(dev, 64 * sizeof(float));  // a valid pointer, never written
+    ASSERT_TRUE(buf.ok());
+    float* p = buf->as<float>();
+    struct Bad {
+        const char* op;
+        std::function<void(cuda::Stream&)> call;
+    };
+    const Bad bad[] = {
+        {"gelu_cuda", [&](cuda::Stream& s) { gelu_cuda(s, p, p, -1); }},
+        {"gelu_cuda", [&](cuda::Stream& s) { gelu_cuda(s, nullptr, p, 4); }},
+        {"geglu_cuda", [&](cuda::Stream& s) { geglu_cuda(s, p, nullptr, p, 4); }},
+        {"swiglu_oai_cuda", [&](cuda::Stream& s) { swiglu_oai_cuda(s, p, p, p, -3, 1.702f, 7.0f); }},
+        {"swiglu_oai_cuda", [&](cuda::Stream& s) { swiglu_oai_cuda(s, p, p, nullptr, 4, 1.702f, 7.0f); }},
+        {"layer_norm_cuda", [&](cuda::Stream& s) { layer_norm_cuda(s, p, nullptr, nullptr, p, 0, 1, 1e-5f); }},
+        {"layer_norm_cuda", [&](cuda::Stream& s) { layer_norm_cuda(s, p, nullptr, nullptr, p, 8, -1, 1e-5f); }},
+        {"layer_norm_cuda", [&](cuda::Stream& s) { layer_norm_cuda(s, nullptr, p, p, p, 8, 2, 1e-5f); }},
+        {"scale_cuda", [&](cuda::Stream& s) { scale_cuda(s, nullptr, 2.0f, 4); }},
+        {"scale_rows_cuda", [&](cuda::Stream& s) { scale_rows_cuda(s, p, nullptr, 2, 4); }},
+        {"scale_rows_cuda", [&](cuda::Stream& s) { scale_rows_cuda(s, p, p, -2, 4); }},
+        {"softcap_cuda", [&](cuda::Stream& s) { softcap_cuda(s, p, 0.0f, 4); }},
+        {"softcap_cuda", [&](cuda::Stream& s) { softcap_cuda(s, p, -30.0f, 4); }},
+        {"softcap_cuda", [&](cuda::Stream& s) { softcap_cuda(s, nullptr, 30.0f, 4); }},
+        {"copy_rows_cuda", [&](cuda::Stream& s) { copy_rows_cuda(s, p, 3, p + 32, 8, 2, 4); }},  // x_stride < n
+        {"copy_rows_cuda", [&](cuda::Stream& s) { copy_rows_cuda(s, p, 4, p + 32, 3, 2, 4); }},  // y_stride < n
+        {"copy_rows_cuda", [&](cuda::Stream& s) { copy_rows_cuda(s, p, 4, nullptr, 4, 2, 4); }},
+        {"copy_rows_cuda", [&](cuda::Stream& s) { copy_rows_cuda(s, p, 4, p + 32, 4, 2, -1); }},
+    };
+    for (const Bad& b : bad) {
+        auto d = cuda::Device::open(0);
+        ASSERT_TRUE(d.ok());
+        cuda::Stream s(**d);
+        b.call(s);
+        const Status st = s.synchronize();
+        EXPECT_EQ(st.code(), StatusCode::invalid_argument) << b.op << ": " << st.message();
+        EXPECT_NE(st.message().find(std::string(b.op) + ": bad arguments"), std::string::npos) << st.message();
+        // Sticky: a good call afterwards does not clear it.
+        scale_cuda(s, p, 1.0f, 0);
+        EXPECT_FALSE(s.synchronize().ok()) << b.op;
     }
 }
 

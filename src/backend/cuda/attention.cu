@@ -98,8 +98,10 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     const int hk2 = hdk / 2, hv2 = hdv / 2;
 
     // The tables were uploaded before the step: readable before waiting for the kernels before.
+    // Visible positions [lo, end): lo is the later of the sliding window's start and kv_begin.
     const int32_t pos = idx.positions[t], end = idx.kv_end[t];
-    const int32_t lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
+    const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
+    const int32_t lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
     const int32_t* table = idx.block_tables + (int64_t)idx.seq_ids[t] * idx.table_stride;
     const float* qh = q + ((int64_t)t * c.n_head + head) * hdk;
     const float2* q2 = reinterpret_cast<const float2*>(s_q + warp * hdk);

@@ -3,6 +3,12 @@
 // window, softcap and sinks) for one query token or many (prefill), and the KV write that
 // fills the cache. The header includes no CUDA header.
 //
+// Visible positions of token t: [lo, kv_end[t]) with lo = max(window start, kv_begin[t]); the
+// window start is the reference's (positions[t] - sliding_window + 1, at least 0, when
+// sliding_window > 0; else 0) and kv_begin (AttnIndexCuda, optional) adds chunked attention's
+// lower bound. Without kv_begin this is exactly attention_ref's window; with it, it is
+// attention_ref's window for sliding_window = positions[t] + 1 - lo (kv_end = position + 1).
+//
 // Cache layout (as model/kv_cache.h lays out one layer): position `slot` (= block * block_size
 // + offset) has its K row at k + slot * k_row_stride halves: n_head_kv heads of head_dim_k f16
 // values; V likewise. Block tables are one flat device array [n_seqs][table_stride] of block
@@ -40,25 +46,29 @@ struct PagedKvCuda {
 };
 
 // Per-token indexing of a batch, all [n_tokens] int32 in device memory (block_tables:
-// [n_seqs][table_stride]).
+// [n_seqs][table_stride]). The kernel reads them before it waits for the kernel before it
+// (launch.cuh), so they are uploaded before the step, not written by its kernels.
 struct AttnIndexCuda {
     const int32_t* block_tables = nullptr;
     int table_stride = 0;
     const int32_t* seq_ids = nullptr;
     const int32_t* positions = nullptr;
     const int32_t* kv_end = nullptr;  // visible positions end (causal: position + 1)
+    // [n_tokens] first visible position per token (chunked attention), or null: 0
+    const int32_t* kv_begin = nullptr;
 };
 
 // Split over the sequence (flash-decoding), for decode: every (token, kv head) is computed by
-// n_splits thread blocks, each over one contiguous part of the visible positions (whole chunks
-// of 32; the parts are sized on the device from kv_end, so one graph serves every context
-// length); each writes its running max, sum and unnormalized V sums to `workspace`, and the
-// last block of the (token, kv head) to finish combines them (a counter per (token, kv head), no
-// second launch). Numerics: as above; the parts are merged with one more rescale by expf, so the
-// bound of the unsplit path holds. workspace: attention_split_bytes(n_tokens, p, n_splits) bytes
-// of device memory, 16-byte aligned, zeroed once before its first use (every call leaves its
-// counters at zero again); one workspace serves one attention call at a time (calls on one
-// stream run in order). n_splits 1 (or workspace null) is the unsplit path.
+// n_splits thread blocks, each over one contiguous part of the visible positions (whole chunks of
+// 32; the parts are sized on the device from the visible range [lo, kv_end), so one graph serves
+// every context length and chunk start); each writes its running max, sum and unnormalized V sums
+// to `workspace`, and the last block of the (token, kv head) to finish combines them (a counter per
+// (token, kv head), no second launch). Numerics: as above; the parts are merged with one more
+// rescale by expf, so the bound of the unsplit path holds. workspace:
+// attention_split_bytes(n_tokens, p, n_splits) bytes of device memory, 16-byte aligned, zeroed once
+// before its first use (every call leaves its counters at zero again); one workspace serves one
+// attention call at a time (calls on one stream run in order). n_splits 1 (or workspace null) is
+// the unsplit path.
 struct AttnSplitCuda {
     void* workspace = nullptr;
     int n_splits = 1;

@@ -166,6 +166,167 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* y, int6
     y[i] = __fmul_rn(__fdiv_rn(g, 1.0f + expf(-g)), up[i]);
 }
 
+// gelu(x) of backend/ref/unary.cpp, each operation rounded to f32 in the reference's order
+// (the _rn intrinsics keep nvcc from fusing them into multiply-adds).
+__device__ __forceinline__ float gelu_f32(float x) {
+    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+    constexpr float kCoef = 0.044715f;
+    const float inner = __fadd_rn(1.0f, __fmul_rn(__fmul_rn(kCoef, x), x));
+    const float t = tanhf(__fmul_rn(__fmul_rn(kSqrt2OverPi, x), inner));
+    return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, t));
+}
+
+__global__ void gelu_kernel(const float* x, float* y, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = gelu_f32(x[i]);
+}
+
+__global__ void geglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float u = up[i];
+    y[i] = __fmul_rn(gelu_f32(gate[i]), u);
+}
+
+// swiglu_oai_ref: std::min(g, limit) is (limit < g ? limit : g) and std::clamp(u, -limit, limit)
+// is (u < -limit ? -limit : limit < u ? limit : u), written out so NaNs pass through alike.
+__global__ void swiglu_oai_kernel(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = gate[i], u0 = up[i];
+    const float x = limit < g ? limit : g;
+    const float u = u0 < -limit ? -limit : (limit < u0 ? limit : u0);
+    const float e = expf(__fmul_rn(alpha, -x));
+    y[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, e)), __fadd_rn(u, 1.0f));
+}
+
+// ---- layer_norm: the rms_norm layouts (one warp per row below kWideMin, else one block of
+// wide_threads(n) threads), three passes over the row: the f64 sum of x, the f64 sum of
+// (x - mean)^2 with the f32 difference squared exactly in f64 (as the reference: a product of two
+// f32 values is exact in f64, so a fused multiply-add there changes nothing), then the output.
+// Every thread reads and writes only its own elements, so y may be x.
+__device__ __forceinline__ float layer_norm_out(float x, float mean, float scale, const float* w, const float* b,
+                                                int64_t i) {
+    float v = __fmul_rn(__fsub_rn(x, mean), scale);
+    if (w) v = __fmul_rn(v, w[i]);
+    if (b) v = __fadd_rn(v, b[i]);
+    return v;
+}
+
+__device__ __forceinline__ float layer_norm_mean(double sum, int64_t n) { return (float)(sum / (double)n); }
+
+// One row per block (n >= kWideMin), blockDim.x = wide_threads(n).
+__global__ void __launch_bounds__(kWideMaxThreads) layer_norm_wide_kernel(const float* x, const float* __restrict__ w,
+                                                                           const float* __restrict__ b, float* y,
+                                                                           int64_t n, float eps) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const float* xr = x + (int64_t)blockIdx.x * n;
+    float* yr = y + (int64_t)blockIdx.x * n;
+    const bool vec4 = reinterpret_cast<uintptr_t>(xr) % 16 == 0 && reinterpret_cast<uintptr_t>(yr) % 16 == 0;
+    const int64_t n_chunks = (n + 3) / 4;
+    double s = 0.0;
+    for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+        float v[4];
+        const int count = load_chunk(xr, n, c, vec4, v);
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (j < count) s += (double)v[j];
+    }
+    const float mean = layer_norm_mean(block_sum(s), n);
+    __syncthreads();  // block_sum's shared partials are read by every thread before the next call rewrites them
+    double var = 0.0;
+    for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+        float v[4];
+        const int count = load_chunk(xr, n, c, vec4, v);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (j < count) {
+                const double d = (double)__fsub_rn(v[j], mean);
+                var += d * d;
+            }
+        }
+    }
+    const float scale = rms_scale(block_sum(var), n, eps);
+    for (int64_t c = threadIdx.x; c < n_chunks; c += blockDim.x) {
+        float v[4];
+        const int count = load_chunk(xr, n, c, vec4, v);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = j < count ? layer_norm_out(v[j], mean, scale, w, b, 4 * c + j) : 0.0f;
+        if (vec4 && count == 4) {
+            *reinterpret_cast<float4*>(yr + 4 * c) = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                if (j < count) yr[4 * c + j] = v[j];
+        }
+    }
+}
+
+// One warp per row (n < kWideMin), 8 rows per block.
+__global__ void __launch_bounds__(256) layer_norm_kernel(const float* x, const float* __restrict__ w,
+                                                         const float* __restrict__ b, float* y, int64_t n,
+                                                         int64_t rows, float eps) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t row = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;  // whole warps
+    const float* xr = x + row * n;
+    double sum = 0.0;
+    for (int64_t i = lane; i < n; i += 32) sum += (double)xr[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float mean = layer_norm_mean(sum, n);
+    double var = 0.0;
+    for (int64_t i = lane; i < n; i += 32) {
+        const double d = (double)__fsub_rn(xr[i], mean);
+        var += d * d;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) var += __shfl_xor_sync(0xffffffffu, var, o);
+    const float scale = rms_scale(var, n, eps);
+    float* yr = y + row * n;
+    for (int64_t i = lane; i < n; i += 32) yr[i] = layer_norm_out(xr[i], mean, scale, w, b, i);
+}
+
+__global__ void scale_kernel(float* __restrict__ x, float s, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = __fmul_rn(x[i], s);
+}
+
+__global__ void scale_rows_kernel(float* __restrict__ x, const float* __restrict__ scales, int64_t rows, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * n) x[i] = __fmul_rn(x[i], scales[i / n]);
+}
+
+__global__ void softcap_kernel(float* __restrict__ x, float cap, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = __fmul_rn(tanhf(__fdiv_rn(x[i], cap)), cap);
+}
+
+__global__ void copy_rows_kernel(const float* __restrict__ x, int64_t x_stride, float* __restrict__ y,
+                                 int64_t y_stride, int64_t rows, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid >= rows * n) return;
+    const int64_t r = gid / n, i = gid % n;
+    y[r * y_stride + i] = x[r * x_stride + i];
+}
+
 float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_rotations, float base) {
     return n_rot * std::log(n_ctx_orig / (n_rotations * 2.0f * (float)M_PI)) / (2.0f * std::log(base));
 }
@@ -471,6 +632,61 @@ void add_bias_cuda(cuda::Stream& stream, float* y, const float* b, int64_t rows,
 void swiglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n) {
     if (!begin_op(stream, n >= 0, "swiglu_cuda", n)) return;
     launch(stream, "swiglu_cuda launch", swiglu_kernel, blocks_for(n, kThreads), (unsigned)kThreads, gate, up, y, n);
+}
+
+void gelu_cuda(cuda::Stream& stream, const float* x, float* y, int64_t n) {
+    if (!begin_op(stream, n >= 0 && (n == 0 || (x && y)), "gelu_cuda", n)) return;
+    launch(stream, "gelu_cuda launch", gelu_kernel, blocks_for(n, kThreads), (unsigned)kThreads, x, y, n);
+}
+
+void geglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n) {
+    if (!begin_op(stream, n >= 0 && (n == 0 || (gate && up && y)), "geglu_cuda", n)) return;
+    launch(stream, "geglu_cuda launch", geglu_kernel, blocks_for(n, kThreads), (unsigned)kThreads, gate, up, y, n);
+}
+
+void swiglu_oai_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n, float alpha,
+                     float limit) {
+    if (!begin_op(stream, n >= 0 && (n == 0 || (gate && up && y)), "swiglu_oai_cuda", n)) return;
+    launch(stream, "swiglu_oai_cuda launch", swiglu_oai_kernel, blocks_for(n, kThreads), (unsigned)kThreads, gate, up,
+           y, n, alpha, limit);
+}
+
+void layer_norm_cuda(cuda::Stream& stream, const float* x, const float* w, const float* b, float* y, int64_t n,
+                     int64_t rows, float eps) {
+    const bool args_ok = n > 0 && rows >= 0 && rows < INT_MAX && (rows == 0 || (x && y));
+    if (!begin_op(stream, args_ok, "layer_norm_cuda", rows)) return;
+    if (n >= kWideMin) {
+        launch(stream, "layer_norm_cuda launch", layer_norm_wide_kernel, (unsigned)rows, (unsigned)wide_threads(n), x,
+               w, b, y, n, eps);
+    } else {
+        launch(stream, "layer_norm_cuda launch", layer_norm_kernel, blocks_for(rows, 8), 256u, x, w, b, y, n, rows,
+               eps);
+    }
+}
+
+void scale_cuda(cuda::Stream& stream, float* x, float s, int64_t n) {
+    if (!begin_op(stream, n >= 0 && (n == 0 || x), "scale_cuda", n)) return;
+    launch(stream, "scale_cuda launch", scale_kernel, blocks_for(n, kThreads), (unsigned)kThreads, x, s, n);
+}
+
+void scale_rows_cuda(cuda::Stream& stream, float* x, const float* scales, int64_t rows, int64_t n) {
+    const bool args_ok = rows >= 0 && n >= 0 && (rows * n == 0 || (x && scales));
+    if (!begin_op(stream, args_ok, "scale_rows_cuda", rows * n)) return;
+    launch(stream, "scale_rows_cuda launch", scale_rows_kernel, blocks_for(rows * n, kThreads), (unsigned)kThreads, x,
+           scales, rows, n);
+}
+
+void softcap_cuda(cuda::Stream& stream, float* x, float cap, int64_t n) {
+    if (!begin_op(stream, cap > 0.0f && n >= 0 && (n == 0 || x), "softcap_cuda", n)) return;
+    launch(stream, "softcap_cuda launch", softcap_kernel, blocks_for(n, kThreads), (unsigned)kThreads, x, cap, n);
+}
+
+void copy_rows_cuda(cuda::Stream& stream, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
+                    int64_t n) {
+    const bool args_ok = rows >= 0 && n >= 0 && x_stride >= n && y_stride >= n && (rows * n == 0 || (x && y));
+    if (!begin_op(stream, args_ok, "copy_rows_cuda", rows * n)) return;
+    launch(stream, "copy_rows_cuda launch", copy_rows_kernel, blocks_for(rows * n, kThreads), (unsigned)kThreads, x,
+           x_stride, y, y_stride, rows, n);
 }
 
 namespace cuda_kernels {

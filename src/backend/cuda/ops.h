@@ -13,10 +13,26 @@
 //  - swiglu_cuda: silu with expf (<= 2 ulp) instead of ggml_vexp (~1.5 ulp): <= ~1e-6 relative.
 //  - add_cuda, add_bias_cuda, gather_rows_cuda, get_rows_cuda: exact (get_rows dequantizes
 //    F16/Q8_0 as quant/ does: d * q in f32, one rounding).
+//  - layer_norm_cuda: the reference's arithmetic step for step (x summed in f64, mean rounded to
+//    f32, squares of the f32 differences x - mean summed in f64, scale 1 / sqrtf(f32 var + eps),
+//    then (x - mean) * scale * w + b, each step rounded to f32); only the order of the two f64
+//    sums differs, and the host compiler may fuse the reference's v * w + b into one fma (GCC
+//    does at -O3 -march=native; the kernels never fuse). Mean and scale are bit-identical unless
+//    an f64 sum rounds across an f32 rounding boundary (rare; then 1 ulp), so
+//    |y - y_ref| <= ~6e-7 * (|w| * scale * (|x - mean| + |mean|) + |y_ref|).
+//  - gelu_cuda, geglu_cuda: the reference's expression, each operation rounded to f32; CUDA's
+//    tanhf (<= 2 ulp) instead of glibc's (<= 2 ulp), and the host may fuse 1 + c x * x (1 ulp
+//    of the tanh argument): tanh moves by <= ~3.5e-7, 1 + tanh by one more ulp (2^-23), so
+//    |y - y_ref| <= ~4e-7 * |x| (geglu: <= ~5e-7 * |gate| * |up|).
+//  - swiglu_oai_cuda: the same clamps and expression, expf (<= 2 ulp) instead of glibc's
+//    (< 1 ulp): <= ~7e-7 relative (plus ~1e-37 absolute where exp overflows).
+//  - softcap_cuda: the same exact IEEE division; tanhf (<= 2 ulp) vs glibc: <= ~6e-7 relative.
+//  - scale_cuda, scale_rows_cuda, copy_rows_cuda: exact.
 //
-// Failure semantics: bad arguments record invalid_argument / unsupported on the Device (sticky)
-// and launch nothing; launch errors are recorded likewise; outputs are then unspecified. Check
-// Stream::synchronize().
+// Failure semantics: bad arguments (negative sizes, the stated preconditions; for gelu_cuda ..
+// copy_rows_cuda also a null x / y / gate / up / scales where there is work) record
+// invalid_argument / unsupported on the Device (sticky) and launch nothing; launch errors are
+// recorded likewise; outputs are then unspecified. Check Stream::synchronize().
 #pragma once
 
 #include <cstddef>
@@ -39,6 +55,36 @@ void add_bias_cuda(cuda::Stream& stream, float* y, const float* b, int64_t rows,
 
 // y = silu(gate) * up, n values; y may equal gate or up.
 void swiglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n);
+
+// gelu_ref (backend/ref/unary.h, tanh approximation) over n values; y may equal x.
+void gelu_cuda(cuda::Stream& stream, const float* x, float* y, int64_t n);
+
+// y = gelu(gate) * up (geglu_ref), n values; y may equal gate or up.
+void geglu_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n);
+
+// swiglu_oai_ref (gpt-oss): x = min(gate, limit), u = clamp(up, -limit, limit),
+// y = x / (1 + exp(-alpha x)) * (u + 1), n values; y may equal gate or up.
+void swiglu_oai_cuda(cuda::Stream& stream, const float* gate, const float* up, float* y, int64_t n, float alpha,
+                     float limit);
+
+// y = (x - mean) / sqrt(var + eps) * w + b over [rows][n] f32 (layer_norm_ref); w [n] and b [n]
+// may each be null (no weight, no bias); y may be x. n > 0.
+void layer_norm_cuda(cuda::Stream& stream, const float* x, const float* w, const float* b, float* y, int64_t n,
+                     int64_t rows, float eps);
+
+// x[i] *= s, i < n.
+void scale_cuda(cuda::Stream& stream, float* x, float s, int64_t n);
+
+// x[r][i] *= scales[r] over [rows][n]; scales [rows] f32 in device memory.
+void scale_rows_cuda(cuda::Stream& stream, float* x, const float* scales, int64_t rows, int64_t n);
+
+// x[i] = tanh(x[i] / cap) * cap, i < n (logit / score soft-capping). cap > 0.
+void softcap_cuda(cuda::Stream& stream, float* x, float cap, int64_t n);
+
+// y[r * y_stride + i] = x[r * x_stride + i], i < n, r < rows; strides in floats, each >= n; x and
+// y do not overlap. Values between rows of y are left as they were.
+void copy_rows_cuda(cuda::Stream& stream, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
+                    int64_t n);
 
 // Rotary embedding in place over x [n_tokens][n_heads][head_dim] f32, the contract of
 // backend/ref/rope.h (norm and neox modes, freq factors, linear scaling, YaRN). positions:
