@@ -182,18 +182,16 @@ static void softmax_scaled(float* p, int n) {
     for (int e = 0; e < n; ++e) p[e] *= inv;
 }
 
-void MoeBlock::route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x,
-                     int64_t n) {
+void MoeSelector::select(const Hparams& hp, const MoeSpec& spec, const std::vector<float>& probs_b, float* logits,
+                         int64_t n, int32_t* chosen_all, float* weight_all) {
     const int n_exp = hp.n_expert, k = hp.n_expert_used;
     const int per_group = spec.n_groups > 1 ? n_exp / spec.n_groups : n_exp;
-    grow(logits_, n * n_exp);
-    blocks::linear(ops, w.router, w.router_b, x, logits_.data(), n);
-    chosen_.resize(n * k), weight_.resize(n * k), sel_.resize(n_exp), order_.resize(n_exp);
+    sel_.resize(n_exp), order_.resize(n_exp);
     group_score_.resize(std::max(spec.n_groups, 1));
     for (int64_t t = 0; t < n; ++t) {
-        float* p = logits_.data() + t * n_exp;
-        int32_t* chosen = chosen_.data() + t * k;
-        float* weight = weight_.data() + t * k;
+        float* p = logits + t * n_exp;
+        int32_t* chosen = chosen_all + t * k;
+        float* weight = weight_all + t * k;
         if (spec.gating == Gating::softmax_selected) {
             blocks::top_k(p, n_exp, k, order_.data());
             for (int j = 0; j < k; ++j) chosen[j] = order_[j], weight[j] = p[order_[j]];
@@ -207,7 +205,7 @@ void MoeBlock::route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, cons
                 for (int e = 0; e < n_exp; ++e) sum += (p[e] = std::exp(p[e] - mx));
                 for (int e = 0; e < n_exp; ++e) p[e] = (float)(p[e] / sum);
             }
-            for (int e = 0; e < n_exp; ++e) sel_[e] = p[e] + (w.probs_b.empty() ? 0.0f : w.probs_b[e]);
+            for (int e = 0; e < n_exp; ++e) sel_[e] = p[e] + (probs_b.empty() ? 0.0f : probs_b[e]);
             if (spec.n_groups > 1) {  // keep the groups with the best sum of their 2 best scores
                 for (int g = 0; g < spec.n_groups; ++g) {
                     blocks::top_k(sel_.data() + g * per_group, per_group, 2, order_.data());
@@ -229,6 +227,21 @@ void MoeBlock::route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, cons
         if (spec.scale_w != 0.0f && spec.scale_w != 1.0f)
             for (int j = 0; j < k; ++j) weight[j] *= spec.scale_w;
     }
+}
+
+void MoeSelector::sum_order(const MoeSpec& spec, const int32_t* chosen, int k, int32_t* slots) {
+    std::iota(slots, slots + k, 0);
+    if (spec.sum_order == SumOrder::expert_id)
+        std::sort(slots, slots + k, [&](int32_t a, int32_t b) { return chosen[a] < chosen[b]; });
+}
+
+void MoeBlock::route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x,
+                     int64_t n) {
+    const int k = hp.n_expert_used;
+    grow(logits_, n * hp.n_expert);
+    blocks::linear(ops, w.router, w.router_b, x, logits_.data(), n);
+    chosen_.resize(n * k), weight_.resize(n * k), order_.resize(hp.n_expert);
+    selector_.select(hp, spec, w.probs_b, logits_.data(), n, chosen_.data(), weight_.data());
 }
 
 void MoeBlock::forward(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x,
@@ -268,9 +281,7 @@ void MoeBlock::forward(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, co
     // Summed per token in selection order (as llama.cpp adds them) or in expert-id order.
     for (int64_t t = 0; t < n; ++t) {
         int32_t* slots = order_.data();  // [k] this token's slots in summation order
-        std::iota(slots, slots + k, 0);
-        if (spec.sum_order == SumOrder::expert_id)
-            std::sort(slots, slots + k, [&](int32_t a, int32_t b) { return chosen_[t * k + a] < chosen_[t * k + b]; });
+        MoeSelector::sum_order(spec, chosen_.data() + t * k, k, slots);
         float* dst = out + t * d;
         for (int j = 0; j < k; ++j) {
             const int64_t slot = t * k + slots[j];

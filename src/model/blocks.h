@@ -124,6 +124,23 @@ Status read_decoder_pooling(const ArchKeys& keys, const LoadOptions& opts, Hpara
 // of one tensor per expert (blk.N.ffn_gate.E) is an unsupported error saying so.
 Status load_moe(WeightLoader& w, const Hparams& hp, int layer, bool expert_biases, MoeWeights& m);
 
+// Expert selection from router logits, as llama.cpp's build_moe_ffn does it (spec.gating,
+// exp_probs_b, groups, norm_w, scale_w); shared by MoeBlock and the CUDA executor, which routes
+// on the host from logits computed on the device.
+class MoeSelector {
+public:
+    // logits [n][n_expert] (router bias already added; left holding the probabilities) ->
+    // chosen [n][k] expert ids in selection order and weight [n][k], k = hp.n_expert_used.
+    void select(const Hparams& hp, const MoeSpec& spec, const std::vector<float>& probs_b, float* logits, int64_t n,
+                int32_t* chosen, float* weight);
+    // slots[0, k) = the order a token's k terms are summed in (indices into its chosen row).
+    static void sum_order(const MoeSpec& spec, const int32_t* chosen, int k, int32_t* slots);
+
+private:
+    std::vector<float> sel_, group_score_;  // [n_expert] selection scores, [n_groups]
+    std::vector<int32_t> order_;            // [n_expert] sort scratch
+};
+
 // The mixture-of-experts block with its scratch (grown to the largest batch, then reused).
 class MoeBlock {
 public:
@@ -137,8 +154,8 @@ private:
     void route(ops::Ops& ops, const Hparams& hp, const MoeSpec& spec, const MoeWeights& w, const float* x, int64_t n);
 
     std::vector<float> logits_;          // [n][n_expert] router logits, then probabilities
-    std::vector<float> sel_, group_score_;  // [n_expert] selection scores, [n_groups]
-    std::vector<int32_t> order_;         // [n_expert] sort scratch
+    MoeSelector selector_;
+    std::vector<int32_t> order_;         // [k] summation order scratch
     std::vector<int32_t> chosen_;        // [n][k] selected experts, in selection order
     std::vector<float> weight_;          // [n][k] their weights
     std::vector<int64_t> rows_;          // slots (t * k + j) routed to the current expert

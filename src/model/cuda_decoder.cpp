@@ -86,6 +86,8 @@ GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int
 #include "backend/cuda/moe.h"
 #include "backend/cuda/ops.h"
 #include "model/blocks.h"
+#include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -118,6 +120,55 @@ const ArchSpec* find_arch(const std::string& arch) {
     return nullptr;
 }
 
+// The other families, each described by its own file (model/gpu_recipe.h).
+struct RecipeFamily {
+    const char* arch;
+    Result<GpuRecipe> (*recipe)(const gguf::GgufFile&, const LoadOptions&);
+};
+const RecipeFamily kRecipeFamilies[] = {
+    {"gemma3", gemma3_gpu_recipe},
+    {"phi3", phi3_gpu_recipe},
+    {"gpt-oss", gpt_oss_gpu_recipe},
+    {"llama4", llama4_gpu_recipe},
+};
+
+const RecipeFamily* find_recipe_family(const std::string& arch) {
+    for (const RecipeFamily& f : kRecipeFamilies)
+        if (arch == f.arch) return &f;
+    return nullptr;
+}
+
+// The recipe of a llama-style family, from the hparams its CPU loader (load_decoder) reads.
+Result<GpuRecipe> plain_recipe(const gguf::GgufFile& file, const LoadOptions& opts, const ArchSpec& a) {
+    GpuRecipe r;
+    Hparams& hp = r.hp;
+    hp.arch = a.arch;
+    ArchKeys k(file.meta, hp.arch);
+    HEARTH_TRY(read_common_hparams(k, hp));
+    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, a.eps_default));
+    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
+    HEARTH_TRY(read_vocab_size(file, hp));
+    hp.rope.neox = a.spec.rope_neox;
+    r.plain = true;
+    r.decoder = a.spec;
+    r.attn = AttnLoad{.biases_required = a.spec.qkv_bias, .qk_norm = a.spec.qk_norm, .refuse_fused_qkv = true};
+    r.attn_scale = a.spec.attn_scale;
+    r.moe = MoeSpec{.norm_w = hp.expert_weights_norm, .sum_order = SumOrder::expert_id};
+    r.layers.resize(hp.n_layer);
+    for (GpuLayerRecipe& l : r.layers) l.rope_cfg = hp.rope, l.moe = hp.n_expert > 0;
+    return r;
+}
+
+// Rows [r0, r0 + n) of a 2-D weight (one part of a fused projection).
+ops::Weight weight_rows(const ops::Weight& w, int64_t r0, int64_t n) {
+    ops::Weight v;
+    v.type = w.type;
+    v.data = w.data + r0 * w.row_bytes;
+    v.ne[0] = w.ne[0], v.ne[1] = n;
+    v.row_bytes = w.row_bytes;
+    return v;
+}
+
 // A weight matrix in device memory, rows as in the file (a stack of experts: n_out rows each,
 // one after the other).
 struct DevMatrix {
@@ -133,13 +184,20 @@ struct DevMatrix {
 };
 
 struct DevLayer {
+    const GpuLayerRecipe* recipe = nullptr;
     const float* attn_norm = nullptr;  // [n_embd]
     const float* ffn_norm = nullptr;   // [n_embd]
-    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // biases or null
+    const float *post_attn_norm = nullptr, *post_ffn_norm = nullptr;  // [n_embd] or null (GpuRecipe::post_norms)
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;  // biases or null
     const float *q_norm = nullptr, *k_norm = nullptr;         // [head_dim_k] or null
+    const float* sinks = nullptr;                             // [n_head] or null
     DevMatrix wq, wk, wv, wo, gate, up, down;  // gate/up/down absent in MoE layers
     const float* router = nullptr;              // MoE: [n_expert][n_embd] f32 (dequantized at load)
+    const float* router_b = nullptr;            // MoE: [n_expert] or null
+    std::vector<float> probs_b;                 // MoE: [n_expert] selection bias (host routing), or empty
     DevMatrix gate_exps, up_exps, down_exps;    // MoE: expert stacks
+    const float *gate_exps_b = nullptr, *up_exps_b = nullptr, *down_exps_b = nullptr;  // [n_expert][width] or null
+    DevMatrix shared_gate, shared_up, shared_down;  // MoE: the shared expert, or absent
 };
 
 class CudaDecoder final : public DecoderBase {
@@ -147,10 +205,11 @@ public:
     // n_gpu_layers < hp.n_layer, or no output: the first part of a partial offload (Hybrid
     // below): forward() runs layers [0, n_gpu_layers) and leaves the residual stream in
     // residual() instead of logits.
-    CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, DecoderSpec spec,
-                std::unique_ptr<cuda::Device> dev, int n_gpu_layers, bool output)
-        : DecoderBase(std::move(file), std::move(hp), 1), spec_(spec), dev_(std::move(dev)), stream_(*dev_),
-          n_gpu_layers_(n_gpu_layers), partial_(n_gpu_layers < hp_.n_layer || !output) {
+    CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, GpuRecipe recipe, std::unique_ptr<cuda::Device> dev,
+                int n_gpu_layers, bool output)
+        : DecoderBase(std::move(file), recipe.hp, 1), recipe_(std::move(recipe)), spec_(recipe_.decoder),
+          dev_(std::move(dev)), stream_(*dev_), n_gpu_layers_(n_gpu_layers),
+          partial_(n_gpu_layers < hp_.n_layer || !output) {
         stream_.set_programmatic(pdl_on_ && dev_->info().cc_major >= 9);
     }
     // After a partial forward(): [n][n_embd] the residual stream after layer n_gpu_layers - 1.
@@ -216,6 +275,7 @@ private:
                partial(kFuseMaxTokens) - partial(n);
     }
 
+    GpuRecipe recipe_;
     DecoderSpec spec_;
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
     std::unique_ptr<cuda::Device> dev_;
@@ -231,6 +291,7 @@ private:
     DevMatrix output_dev_;        // output (or the tied token_embd)
     const float* output_norm_dev_ = nullptr;
     backend::RopeConfig rope_;    // hp_.rope with freq_factors in device memory
+    const float *rope_short_ = nullptr, *rope_long_ = nullptr;  // GpuRecipe::long_rope's factor sets, or null
 
     // KV pool: per layer [kv_blocks_ * kv_block_size_][width] f16 rows.
     std::vector<cuda::DeviceBuffer> k_cache_, v_cache_;
@@ -242,7 +303,8 @@ private:
     float *dx_ = nullptr, *dh_ = nullptr, *dproj_ = nullptr;  // [n][n_embd]: residual, normed, block output
     float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;     // [n][n_head*hd_k], [n][n_kv*hd_k], [n][n_kv*hd_v]
     float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
-    float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][n_ff]
+    float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][max(n_ff, shared expert's n_ff_exp)]
+    float* dshared_ = nullptr;                                // [n][n_embd] shared expert output (or null)
     float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
     // MoE scratch for cap_tokens_ tokens: f32 [n*k][n_embd] expert inputs, [n*k][n_ff_exp] x2,
     // [n*k][n_embd] expert outputs, [n][n_expert] router probabilities, [n][k] weights; int32
@@ -256,6 +318,8 @@ private:
     std::pmr::vector<int32_t> host_moe_sel_{cuda::pinned_host_resource()};  // ids [n*k], weights [n*k] (float bits)
     std::pmr::vector<int32_t> host_moe_tab_{cuda::pinned_host_resource()};  // the tables uploaded to moe_ints_
     std::vector<int32_t> moe_count_;  // [n_expert + 1] first row of each expert (and the end)
+    std::pmr::vector<float> host_moe_logits_{cuda::pinned_host_resource()};  // [n][n_expert] (host routing)
+    MoeSelector moe_selector_;
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
     bool fusable_ = false;        // every layer matrix has an int8 kernel and n_embd, n_ff % 32 == 0
     // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
@@ -272,6 +336,7 @@ private:
     // changes every step is not captured in vain); its key is the shape, the stream scratch and
     // gen_, which counts reallocations of what the graph points into.
     static constexpr int64_t kFuseMaxTokens = 64;
+    static constexpr int64_t kIntsPerToken = 7;  // the per-token int tables (forward)
     static constexpr int64_t kGraphMaxTokens = 64;
     cuda::Graph graph_;
     int64_t graph_n_ = -1, graph_n_out_ = -1;
@@ -347,13 +412,21 @@ Result<const float*> CudaDecoder::upload_vec(const std::vector<float>& v) {
 Status CudaDecoder::load_weights() {
     const Hparams& hp = hp_;
     WeightLoader w(*file_);
-    HEARTH_TRY(load_embeddings(w));  // host views: tok_embd_, output_ (tied: = tok_embd_), output_norm_
-    std::vector<float> rope_freqs;
-    if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs));
-    rope_ = hp.rope;
-    rope_.neox = spec_.rope_neox;
-    HEARTH_ASSIGN(rope_.freq_factors, upload_vec(rope_freqs));
-    hp_.rope.neox = spec_.rope_neox;  // the host copy says what runs, as Decoder's does
+    // Host views: tok_embd_, output_ (tied: = tok_embd_), output_norm_.
+    HEARTH_TRY(load_embeddings(w, recipe_.output_required));
+    rope_ = hp.rope;  // neox as the family says (the recipe's hparams)
+    if (recipe_.long_rope) {  // phi3: both factor sets on the device, picked per step (forward)
+        std::vector<float> f_short, f_long;
+        HEARTH_TRY(w.vec("rope_factors_short.weight", hp.n_rot / 2, f_short, /*required=*/false));
+        HEARTH_TRY(w.vec("rope_factors_long.weight", hp.n_rot / 2, f_long, /*required=*/false));
+        HEARTH_ASSIGN(rope_short_, upload_vec(f_short));
+        HEARTH_ASSIGN(rope_long_, upload_vec(f_long));
+        rope_.freq_factors = rope_short_;
+    } else {
+        std::vector<float> rope_freqs;
+        if (w.has("rope_freqs.weight")) HEARTH_TRY(w.vec("rope_freqs.weight", hp.n_rot / 2, rope_freqs));
+        HEARTH_ASSIGN(rope_.freq_factors, upload_vec(rope_freqs));
+    }
 
     const bool tied = output_.data == tok_embd_.data;
     if (tied || backend::can_get_rows_cuda(tok_embd_.type)) {
@@ -379,62 +452,105 @@ Status CudaDecoder::load_weights() {
         HEARTH_ASSIGN(output_norm_dev_, upload_vec(output_norm_));
     }
 
-    AttnLoad al;
-    al.biases_required = spec_.qkv_bias;
-    al.qk_norm = spec_.qk_norm;
-    al.refuse_fused_qkv = true;
+    const AttnLoad& al = recipe_.attn;
+    const int64_t d = hp.n_embd, q_dim = (int64_t)hp.n_head * hp.head_dim_k;
+    const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
     layers_.resize(n_gpu_layers_);
     for (int l = 0; l < n_gpu_layers_; ++l) {
-        // Host views first (the CPU Decoder's loaders: same names, shapes and checks), then uploads.
-        std::vector<float> attn_norm, ffn_norm;
-        AttnWeights a;
-        FfnWeights f;
-        HEARTH_TRY(w.vec(layer_tensor(l, "attn_norm"), hp.n_embd, attn_norm));
-        HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
-        HEARTH_TRY(w.vec(layer_tensor(l, "ffn_norm"), hp.n_embd, ffn_norm));
-        MoeWeights moe;
-        if (hp.n_expert == 0) {
-            HEARTH_TRY(blocks::load_ffn(w, l, hp.n_embd, hp.n_ff, f));
-        } else {
-            HEARTH_TRY(load_moe(w, hp, l, /*expert_biases=*/false, moe));
-        }
+        // Host views first (the CPU families' loaders: same names, shapes and checks), then uploads.
+        auto name = [l](const char* n, const char* suffix = "weight") { return layer_tensor(l, n, suffix); };
+        const GpuLayerRecipe& lr = recipe_.layers[l];
         DevLayer& L = layers_[l];
-        HEARTH_ASSIGN(L.attn_norm, upload_vec(attn_norm));
-        HEARTH_ASSIGN(L.ffn_norm, upload_vec(ffn_norm));
+        L.recipe = &lr;
+        std::vector<float> v;
+        auto vec = [&](const std::string& tensor, int64_t n, const float*& dst, bool required = true) -> Status {
+            v.clear();
+            HEARTH_TRY(w.vec(tensor, n, v, required));
+            HEARTH_ASSIGN(dst, upload_vec(v));
+            return {};
+        };
+        HEARTH_TRY(vec(name("attn_norm"), d, L.attn_norm));
+        AttnWeights a;
+        if (!al.refuse_fused_qkv && w.has(name("attn_qkv"))) {  // [q | k | v] rows (phi3)
+            ops::Weight qkv;
+            HEARTH_TRY(w.matrix(name("attn_qkv"), {d, q_dim + k_dim + v_dim}, qkv));
+            a.wq = weight_rows(qkv, 0, q_dim), a.wk = weight_rows(qkv, q_dim, k_dim);
+            a.wv = weight_rows(qkv, q_dim + k_dim, v_dim);
+            std::vector<float> b;
+            HEARTH_TRY(w.vec(name("attn_qkv", "bias"), q_dim + k_dim + v_dim, b, /*required=*/false));
+            if (!b.empty()) {
+                a.bq.assign(b.begin(), b.begin() + q_dim);
+                a.bk.assign(b.begin() + q_dim, b.begin() + q_dim + k_dim);
+                a.bv.assign(b.begin() + q_dim + k_dim, b.end());
+            }
+            HEARTH_TRY(w.matrix(name("attn_output"), {(int64_t)hp.n_head * hp.head_dim_v, d}, a.wo));
+        } else {
+            HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
+        }
         HEARTH_ASSIGN(L.bq, upload_vec(a.bq));
         HEARTH_ASSIGN(L.bk, upload_vec(a.bk));
         HEARTH_ASSIGN(L.bv, upload_vec(a.bv));
+        HEARTH_ASSIGN(L.bo, upload_vec(a.bo));
         HEARTH_ASSIGN(L.q_norm, upload_vec(a.q_norm));
         HEARTH_ASSIGN(L.k_norm, upload_vec(a.k_norm));
-        HEARTH_ASSIGN(L.wq, upload_matrix(layer_tensor(l, "attn_q"), a.wq));
-        HEARTH_ASSIGN(L.wk, upload_matrix(layer_tensor(l, "attn_k"), a.wk));
-        HEARTH_ASSIGN(L.wv, upload_matrix(layer_tensor(l, "attn_v"), a.wv));
-        HEARTH_ASSIGN(L.wo, upload_matrix(layer_tensor(l, "attn_output"), a.wo));
-        if (hp.n_expert == 0) {
-            HEARTH_ASSIGN(L.gate, upload_matrix(layer_tensor(l, "ffn_gate"), f.gate));
-            HEARTH_ASSIGN(L.up, upload_matrix(layer_tensor(l, "ffn_up"), f.up));
-            HEARTH_ASSIGN(L.down, upload_matrix(layer_tensor(l, "ffn_down"), f.down));
+        HEARTH_ASSIGN(L.wq, upload_matrix(name("attn_q"), a.wq));
+        HEARTH_ASSIGN(L.wk, upload_matrix(name("attn_k"), a.wk));
+        HEARTH_ASSIGN(L.wv, upload_matrix(name("attn_v"), a.wv));
+        HEARTH_ASSIGN(L.wo, upload_matrix(name("attn_output"), a.wo));
+        if (recipe_.sinks) HEARTH_TRY(vec(name("attn_sinks"), hp.n_head, L.sinks));
+        if (recipe_.post_norms) HEARTH_TRY(vec(name("post_attention_norm"), d, L.post_attn_norm));
+        HEARTH_TRY(vec(name(recipe_.ffn_norm.c_str()), d, L.ffn_norm));
+        if (recipe_.post_norms) HEARTH_TRY(vec(name("post_ffw_norm"), d, L.post_ffn_norm));
+        if (!lr.moe) {
+            FfnWeights f;
+            if (recipe_.fused_up) {  // ffn_up rows [gate | up] (phi3)
+                ops::Weight up;
+                HEARTH_TRY(w.matrix(name("ffn_up"), {d, 2 * hp.n_ff}, up));
+                f.gate = weight_rows(up, 0, hp.n_ff), f.up = weight_rows(up, hp.n_ff, hp.n_ff);
+                HEARTH_TRY(w.matrix(name("ffn_down"), {hp.n_ff, d}, f.down));
+            } else {
+                HEARTH_TRY(blocks::load_ffn(w, l, d, hp.n_ff, f));
+            }
+            HEARTH_ASSIGN(L.gate, upload_matrix(name("ffn_gate"), f.gate));
+            HEARTH_ASSIGN(L.up, upload_matrix(name("ffn_up"), f.up));
+            HEARTH_ASSIGN(L.down, upload_matrix(name("ffn_down"), f.down));
             continue;
         }
+        MoeWeights moe;
+        HEARTH_TRY(load_moe(w, hp, l, recipe_.expert_biases, moe));
         // The router is small (n_expert rows): dequantized to f32 once, whatever its file type.
         std::vector<int32_t> all(hp.n_expert);
         std::iota(all.begin(), all.end(), 0);
         std::vector<float> router((size_t)hp.n_expert * hp.n_embd);
         ops_.get_rows(moe.router, all.data(), hp.n_expert, router.data());
         HEARTH_ASSIGN(L.router, upload_vec(router));
-        HEARTH_ASSIGN(L.gate_exps, upload_matrix(layer_tensor(l, "ffn_gate_exps"), moe.gate_exps));
-        HEARTH_ASSIGN(L.up_exps, upload_matrix(layer_tensor(l, "ffn_up_exps"), moe.up_exps));
-        HEARTH_ASSIGN(L.down_exps, upload_matrix(layer_tensor(l, "ffn_down_exps"), moe.down_exps));
+        HEARTH_ASSIGN(L.router_b, upload_vec(moe.router_b));
+        L.probs_b = moe.probs_b;
+        HEARTH_ASSIGN(L.gate_exps, upload_matrix(name("ffn_gate_exps"), moe.gate_exps));
+        HEARTH_ASSIGN(L.up_exps, upload_matrix(name("ffn_up_exps"), moe.up_exps));
+        HEARTH_ASSIGN(L.down_exps, upload_matrix(name("ffn_down_exps"), moe.down_exps));
+        HEARTH_ASSIGN(L.gate_exps_b, upload_vec(moe.gate_b));
+        HEARTH_ASSIGN(L.up_exps_b, upload_vec(moe.up_b));
+        HEARTH_ASSIGN(L.down_exps_b, upload_vec(moe.down_b));
+        if (recipe_.shared_expert) {
+            FfnWeights sh;
+            HEARTH_TRY(blocks::load_ffn(w, l, d, hp.n_ff_exp, sh, "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"));
+            HEARTH_ASSIGN(L.shared_gate, upload_matrix(name("ffn_gate_shexp"), sh.gate));
+            HEARTH_ASSIGN(L.shared_up, upload_matrix(name("ffn_up_shexp"), sh.up));
+            HEARTH_ASSIGN(L.shared_down, upload_matrix(name("ffn_down_shexp"), sh.down));
+        }
     }
-    fusable_ = hp.n_embd % 32 == 0 && hp.n_ff % 32 == 0;
+    // The fused decode kernels and the device routing compose the llama-style layer only.
+    fusable_ = recipe_.plain && hp.n_embd % 32 == 0 && hp.n_ff % 32 == 0;
     for (const DevLayer& L : layers_)
         for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
             if (m->data != nullptr)  // MoE layers have no dense FFN (their experts take matmul_cuda)
                 fusable_ = fusable_ && backend::can_matmul_cuda_q8(m->type);
-    moe_on_device_ = hp.n_expert > 0 && moe_device_on_ && hp.n_embd % 32 == 0 && hp.n_ff_exp % 32 == 0;
+    moe_on_device_ = recipe_.plain && hp.n_expert > 0 && moe_device_on_ && hp.n_embd % 32 == 0 &&
+                     hp.n_ff_exp % 32 == 0;
     for (const DevLayer& L : layers_)
         for (const DevMatrix* m : {&L.gate_exps, &L.up_exps, &L.down_exps})
-            moe_on_device_ = moe_on_device_ && backend::can_matmul_cuda_q8(m->type);
+            if (m->data != nullptr) moe_on_device_ = moe_on_device_ && backend::can_matmul_cuda_q8(m->type);
     rope_in_matmul_ = fusable_ && !spec_.rope_neox && !spec_.qkv_bias && !spec_.qk_norm && !rope_.neox &&
                       rope_.n_rot > 0 && rope_.n_rot % 2 == 0 && rope_.n_rot <= hp.head_dim_k &&
                       hp.head_dim_k % 2 == 0;
@@ -470,14 +586,15 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     const int64_t kd = (int64_t)hp.n_head_kv * hp.head_dim_k, vd = (int64_t)hp.n_head_kv * hp.head_dim_v;
     // Every piece rounded to 64 floats so each starts 256-byte aligned.
     auto round = [](int64_t x) { return (x + 63) & ~(int64_t)63; };
-    const int64_t sizes[] = {n * d, n * d, n * d, n * qd, n * kd, n * vd, n * ad, n * hp.n_ff, n * hp.n_ff,
-                             n_out * hp.n_vocab};
+    const int64_t ff = std::max(hp.n_ff, recipe_.shared_expert ? hp.n_ff_exp : 0);
+    const int64_t sizes[] = {n * d, n * d, n * d, n * qd, n * kd, n * vd, n * ad, n * ff, n * ff,
+                             n_out * hp.n_vocab, recipe_.shared_expert ? n * d : 0};
     int64_t total = 0;
     for (int64_t s : sizes) total += round(s);
     act_ = cuda::DeviceBuffer();
     HEARTH_ASSIGN(act_, cuda::DeviceBuffer::allocate(*dev_, (size_t)total * sizeof(float)));
     float* p = act_.as<float>();
-    float** slots[] = {&dx_, &dh_, &dproj_, &dq_, &dk_, &dv_, &dattn_, &dgate_, &dup_, &dlogits_};
+    float** slots[] = {&dx_, &dh_, &dproj_, &dq_, &dk_, &dv_, &dattn_, &dgate_, &dup_, &dlogits_, &dshared_};
     for (size_t i = 0; i < std::size(sizes); ++i) *slots[i] = p, p += round(sizes[i]);
     if (hp.n_expert > 0) {
         const int64_t m = n * hp.n_expert_used;
@@ -490,13 +607,13 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
         float** moe_slots[] = {&dm_in_, &dm_gate_, &dm_up_, &dm_out_, &dm_logits_, &dm_w_};
         for (size_t i = 0; i < std::size(moe_sizes); ++i) *moe_slots[i] = q, q += round(moe_sizes[i]);
         moe_ints_ = cuda::DeviceBuffer();
-        HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(*dev_, (size_t)4 * m * sizeof(int32_t)));
+        HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(*dev_, (size_t)5 * m * sizeof(int32_t)));
         moe_xq_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(moe_xq_, cuda::DeviceBuffer::allocate(
                                    *dev_, backend::activation_q8_bytes(hp.n_ff_exp, hp.n_expert_used) + 256));
     }
     xq_ = cuda::DeviceBuffer();
-    const int64_t widest = std::max({d, ad, hp.n_ff});
+    const int64_t widest = std::max({d, ad, ff});
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
                            *dev_, backend::activation_q8_bytes(widest, std::min(n, kFuseMaxTokens)) + 256));
     // Parts per (token, kv head) for decode attention: about two blocks per SM for one token
@@ -525,21 +642,32 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     for (int64_t t = 0; t < n; ++t) n_out += batch.output[t] ? 1 : 0;
     HEARTH_TRY(reserve(n, n_out));
 
-    // Int tables: tokens, positions, seq ids, kv ends, slots [n]; output rows [n_out];
-    // block tables [n_seqs][stride].
+    // Int tables: tokens, positions, seq ids, kv ends, slots, chunk starts (GpuRecipe::n_chunk),
+    // q scales (f32 bits: NoPE temperature) [n]; output rows [n_out]; block tables [n_seqs][stride].
     const int bs = kv.block_size();
     size_t stride = 1;
     for (const auto& t : batch.block_tables) stride = std::max(stride, t.size());
     const size_t n_seqs = batch.block_tables.size();
-    host_ints_.assign(5 * n + n_out + n_seqs * stride, 0);  // keeps its pinned block when it fits
+    host_ints_.assign(kIntsPerToken * n + n_out + n_seqs * stride, 0);  // keeps its pinned block when it fits
     int32_t* hi = host_ints_.data();
     int32_t *h_tok = hi, *h_pos = hi + n, *h_seq = hi + 2 * n, *h_end = hi + 3 * n, *h_slot = hi + 4 * n;
-    int32_t *h_out = hi + 5 * n, *h_tab = h_out + n_out;
+    int32_t *h_begin = hi + 5 * n, *h_qscale = hi + 6 * n;
+    int32_t *h_out = hi + kIntsPerToken * n, *h_tab = h_out + n_out;
     for (int64_t t = 0, o = 0; t < n; ++t) {
         const int32_t pos = batch.positions[t], seq = batch.seq_ids[t];
         h_tok[t] = batch.tokens[t], h_pos[t] = pos, h_seq[t] = seq, h_end[t] = pos + 1;
         h_slot[t] = batch.block_tables[seq][pos / bs] * bs + pos % bs;
+        h_begin[t] = recipe_.n_chunk > 0 ? pos / recipe_.n_chunk * recipe_.n_chunk : 0;
+        // As the CPU family computes it (llama4.cpp), in the same types.
+        const float qs = recipe_.temp_floor > 0 ? (float)(std::log(std::floor(((float)pos + 1.0f) / recipe_.temp_floor) + 1.0) *
+                                                                  recipe_.temp_scale + 1.0)
+                                                : 1.0f;
+        std::memcpy(&h_qscale[t], &qs, sizeof(float));
         if (batch.output[t]) h_out[o++] = (int32_t)t;
+    }
+    if (recipe_.long_rope) {  // as the CPU family picks the factors: by the KV pool's capacity
+        const float* f = (int64_t)kv.n_blocks() * kv.block_size() > hp.rope.n_ctx_orig ? rope_long_ : rope_short_;
+        if (f != rope_.freq_factors) rope_.freq_factors = f, ++gen_;
     }
     for (size_t s = 0; s < n_seqs; ++s)
         std::copy(batch.block_tables[s].begin(), batch.block_tables[s].end(), h_tab + s * stride);
@@ -618,9 +746,12 @@ void CudaDecoder::linear_shared(const float* x, int64_t n,
 
 void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
     const Hparams& hp = hp_;
+    const MoeSpec& spec = recipe_.moe;
     const int n_exp = hp.n_expert, k = hp.n_expert_used;
     const int64_t d = hp.n_embd, ff = hp.n_ff_exp, m = n * k;
-    auto* dids = moe_ints_.as<int32_t>();  // [m] chosen ids, then [m] rows' tokens, [m] combine rows, [m] weights
+    // [m] chosen ids, then the host's tables: [m] rows' tokens, [m] combine rows, [m] combine
+    // weights, [m] rows' input scales (the last two as float bits).
+    auto* dids = moe_ints_.as<int32_t>();
     if (n == 1 && moe_on_device_) {
         int32_t* comb_rows = dids + 2 * m;
         auto* comb_w = reinterpret_cast<float*>(dids + 3 * m);
@@ -635,13 +766,32 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
         backend::moe_combine_cuda(stream_, dm_out_, comb_rows, comb_w, 1, k, d, dproj_);
         return;
     }
-    backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, n, n_exp, k, hp.expert_weights_norm,
-                                    dm_logits_, dids, dm_w_);
     host_moe_sel_.resize(2 * m);
-    moe_ints_.download(stream_, host_moe_sel_.data(), m * sizeof(int32_t));
-    moe_act_.download(stream_, host_moe_sel_.data() + m, m * sizeof(float),
-                      (size_t)((std::byte*)dm_w_ - moe_act_.as<std::byte>()));
-    if (!stream_.synchronize().ok()) return;  // sticky: the step's synchronize reports it
+    if (recipe_.plain) {  // softmax routing on the device, the choices brought back
+        backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, n, n_exp, k, hp.expert_weights_norm,
+                                        dm_logits_, dids, dm_w_);
+        moe_ints_.download(stream_, host_moe_sel_.data(), m * sizeof(int32_t));
+        moe_act_.download(stream_, host_moe_sel_.data() + m, m * sizeof(float),
+                          (size_t)((std::byte*)dm_w_ - moe_act_.as<std::byte>()));
+        if (!stream_.synchronize().ok()) return;  // sticky: the step's synchronize reports it
+    } else {
+        // The router logits on the device in f32 (matmul_cuda's float path: below
+        // kMatmulGemmMinTokens tokens per call, so no f16 rounding), the selection on the host by
+        // the CPU block's code (every gating variant: model/blocks.h MoeSelector).
+        const DevMatrix router{QuantType::f32, reinterpret_cast<const std::byte*>(L.router), (size_t)d * sizeof(float),
+                               d, n_exp};
+        for (int64_t t0 = 0; t0 < n; t0 += backend::kMatmulGemmMinTokens - 1) {
+            const int64_t c = std::min<int64_t>(backend::kMatmulGemmMinTokens - 1, n - t0);
+            linear(router, dh_ + t0 * d, dm_logits_ + t0 * n_exp, c);
+        }
+        if (L.router_b) backend::add_bias_cuda(stream_, dm_logits_, L.router_b, n, n_exp);
+        host_moe_logits_.resize(n * n_exp);
+        moe_act_.download(stream_, host_moe_logits_.data(), host_moe_logits_.size() * sizeof(float),
+                          (size_t)((std::byte*)dm_logits_ - moe_act_.as<std::byte>()));
+        if (!stream_.synchronize().ok()) return;
+        moe_selector_.select(hp, spec, L.probs_b, host_moe_logits_.data(), n, host_moe_sel_.data(),
+                             reinterpret_cast<float*>(host_moe_sel_.data() + m));
+    }
     const int32_t* ids = host_moe_sel_.data();
     const auto* weights = reinterpret_cast<const float*>(host_moe_sel_.data() + m);
 
@@ -649,47 +799,65 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
     moe_count_.assign(n_exp + 1, 0);
     for (int64_t i = 0; i < m; ++i) ++moe_count_[ids[i] + 1];
     for (int e = 0; e < n_exp; ++e) moe_count_[e + 1] += moe_count_[e];  // now: first row of each expert
-    host_moe_tab_.resize(3 * m);
+    host_moe_tab_.resize(4 * m);
     int32_t* row_token = host_moe_tab_.data();
     int32_t* comb_row = row_token + m;
     auto* comb_w = reinterpret_cast<float*>(comb_row + m);
+    auto* row_w = reinterpret_cast<float*>(comb_row + 2 * m);
     {
         std::vector<int32_t> next(moe_count_.begin(), moe_count_.end() - 1);
         for (int64_t i = 0; i < m; ++i) {
             const int32_t r = next[ids[i]]++;
             row_token[r] = (int32_t)(i / k);
+            row_w[r] = weights[i];
             comb_row[i] = r;
         }
     }
-    // Each token's terms in expert-id order (its k experts are distinct).
+    // Each token's terms in the family's summation order; with weight_input the weight scales
+    // the expert's input row instead, and the terms are added with weight 1 (exactly y).
     for (int64_t t = 0; t < n; ++t) {
         int32_t js[backend::kMoeMaxUsed];
-        std::iota(js, js + k, 0);
-        std::sort(js, js + k, [&](int32_t a, int32_t b) { return ids[t * k + a] < ids[t * k + b]; });
+        MoeSelector::sum_order(spec, ids + t * k, k, js);
         int32_t rows[backend::kMoeMaxUsed];
         float ws[backend::kMoeMaxUsed];
-        for (int j = 0; j < k; ++j) rows[j] = comb_row[t * k + js[j]], ws[j] = weights[t * k + js[j]];
+        for (int j = 0; j < k; ++j)
+            rows[j] = comb_row[t * k + js[j]], ws[j] = spec.weight_input ? 1.0f : weights[t * k + js[j]];
         std::copy_n(rows, k, comb_row + t * k);
         std::copy_n(ws, k, comb_w + t * k);
     }
-    moe_ints_.upload(stream_, host_moe_tab_.data(), 3 * m * sizeof(int32_t), m * sizeof(int32_t));
+    moe_ints_.upload(stream_, host_moe_tab_.data(), 4 * m * sizeof(int32_t), m * sizeof(int32_t));
     const int32_t* d_row_token = dids + m;
     const int32_t* d_comb_row = dids + 2 * m;
     const auto* d_comb_w = reinterpret_cast<const float*>(dids + 3 * m);
+    const auto* d_row_w = reinterpret_cast<const float*>(dids + 4 * m);
 
     backend::gather_rows_cuda(stream_, dh_, d_row_token, m, d, dm_in_);
+    if (spec.weight_input) backend::scale_rows_cuda(stream_, dm_in_, d_row_w, m, d);
     for (int e = 0; e < n_exp; ++e) {
         const int64_t r0 = moe_count_[e], rows = moe_count_[e + 1] - r0;
         if (rows == 0) continue;
         linear(L.gate_exps.expert(e), dm_in_ + r0 * d, dm_gate_ + r0 * ff, rows);
         linear(L.up_exps.expert(e), dm_in_ + r0 * d, dm_up_ + r0 * ff, rows);
+        if (L.gate_exps_b) backend::add_bias_cuda(stream_, dm_gate_ + r0 * ff, L.gate_exps_b + e * ff, rows, ff);
+        if (L.up_exps_b) backend::add_bias_cuda(stream_, dm_up_ + r0 * ff, L.up_exps_b + e * ff, rows, ff);
     }
-    backend::swiglu_cuda(stream_, dm_gate_, dm_up_, dm_gate_, m * ff);
+    if (spec.act == Activation::swiglu_oai)
+        backend::swiglu_oai_cuda(stream_, dm_gate_, dm_up_, dm_gate_, m * ff, spec.oai_alpha, spec.oai_limit);
+    else
+        backend::swiglu_cuda(stream_, dm_gate_, dm_up_, dm_gate_, m * ff);
     for (int e = 0; e < n_exp; ++e) {
         const int64_t r0 = moe_count_[e], rows = moe_count_[e + 1] - r0;
-        if (rows > 0) linear(L.down_exps.expert(e), dm_gate_ + r0 * ff, dm_out_ + r0 * d, rows);
+        if (rows == 0) continue;
+        linear(L.down_exps.expert(e), dm_gate_ + r0 * ff, dm_out_ + r0 * d, rows);
+        if (L.down_exps_b) backend::add_bias_cuda(stream_, dm_out_ + r0 * d, L.down_exps_b + e * d, rows, d);
     }
     backend::moe_combine_cuda(stream_, dm_out_, d_comb_row, d_comb_w, n, k, d, dproj_);
+    if (L.shared_gate.data != nullptr) {  // the shared expert over every token, added to the routed sum
+        linear_shared(dh_, n, {{&L.shared_gate, dgate_}, {&L.shared_up, dup_}});
+        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * ff);
+        linear(L.shared_down, dgate_, dshared_, n);
+        backend::add_cuda(stream_, dproj_, dshared_, n * d);
+    }
 }
 
 backend::AttentionParams CudaDecoder::attention_params() const {
@@ -706,13 +874,15 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     const int bs = kv_block_size_;
     const int32_t* di = ints_.as<int32_t>();
     const int32_t *d_tok = di, *d_pos = di + n, *d_seq = di + 2 * n, *d_end = di + 3 * n, *d_slot = di + 4 * n;
-    const int32_t *d_out = di + 5 * n, *d_tab = d_out + n_out;
+    const int32_t *d_begin = di + 5 * n, *d_out = di + kIntsPerToken * n, *d_tab = d_out + n_out;
+    const auto* d_qscale = reinterpret_cast<const float*>(di + 6 * n);
 
     if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
+    if (recipe_.embd_scale > 0.0f) backend::scale_cuda(stream_, dx_, recipe_.embd_scale, n * d);
 
     const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
-    const backend::AttentionParams ap = attention_params();
-    const backend::AttnIndexCuda idx{d_tab, (int)stride, d_seq, d_pos, d_end};
+    backend::AttentionParams ap = attention_params();
+    backend::AttnIndexCuda idx{d_tab, (int)stride, d_seq, d_pos, d_end};
     // Decode-sized: fused norms/quantization (the block output waits in dproj_ and is added by
     // the next fused norm: `pending`) and the split attention.
     const bool fuse = fusable_ && n <= kFuseMaxTokens;
@@ -726,6 +896,9 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
 
     for (int l = 0; l < n_gpu_layers_; ++l) {
         const DevLayer& L = layers_[l];
+        const GpuLayerRecipe& lr = *L.recipe;
+        backend::RopeConfig rope = lr.rope_cfg;  // the layer's RoPE with the model's factors
+        rope.freq_factors = rope_.freq_factors;
         bool roped = false;  // rope and the KV write done by the Q/K/V launch
         if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, pending ? dproj_ : nullptr, L.attn_norm, nullptr, xq_.data(), d,
@@ -758,11 +931,27 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                 backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
                 backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
             }
-            backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
-                                        hp.head_dim_k, hp.head_dim_v, rope_, k_cache_[l].data(), k_dim,
-                                        v_cache_[l].data(), v_dim);
+            if (lr.rope && !recipe_.qk_l2_after_rope) {
+                backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
+                                            hp.head_dim_k, hp.head_dim_v, rope, k_cache_[l].data(), k_dim,
+                                            v_cache_[l].data(), v_dim);
+            } else {
+                if (lr.rope) {  // then the unweighted q/k norm (llama4)
+                    backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope);
+                    backend::rope_cuda(stream_, dk_, d_pos, n, hp.n_head_kv, hp.head_dim_k, rope);
+                    backend::rms_norm_cuda(stream_, dq_, nullptr, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+                    backend::rms_norm_cuda(stream_, dk_, nullptr, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+                } else if (recipe_.temp_floor > 0) {  // NoPE: the attention temperature
+                    backend::scale_rows_cuda(stream_, dq_, d_qscale, n, (int64_t)hp.n_head * hp.head_dim_k);
+                }
+                backend::kv_write_cuda(stream_, dk_, k_dim, dv_, v_dim, d_slot, n, (int)k_dim, (int)v_dim,
+                                       k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
+            }
         }
         const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
+        ap.sliding_window = lr.window;
+        ap.sinks = L.sinks;
+        idx.kv_begin = lr.chunked ? d_begin : nullptr;
         backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split, attn_q8 ? xq_.data() : nullptr);
         if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
             if (!attn_q8) backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
@@ -770,6 +959,8 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         } else {
             linear(L.wo, dattn_, dproj_, n);
         }
+        if (L.bo) backend::add_bias_cuda(stream_, dproj_, L.bo, n, d);
+        if (L.post_attn_norm) backend::rms_norm_cuda(stream_, dproj_, L.post_attn_norm, dproj_, d, n, hp.norm_eps);
         if (L.router != nullptr) {
             if (fuse) {  // the residual add and the norm in one kernel (its int8 output unused)
                 backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, dh_, xq_.data(), d, n, hp.norm_eps);
@@ -778,8 +969,12 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                 backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
             }
             moe_ffn(L, n, fuse);
-            if (fuse) pending = true;
-            else backend::add_cuda(stream_, dx_, dproj_, n * d);
+            if (fuse) {
+                pending = true;
+            } else {
+                if (L.post_ffn_norm) backend::rms_norm_cuda(stream_, dproj_, L.post_ffn_norm, dproj_, d, n, hp.norm_eps);
+                backend::add_cuda(stream_, dx_, dproj_, n * d);
+            }
         } else if (fuse) {
             backend::add_rms_norm_q8_cuda(stream_, dx_, dproj_, L.ffn_norm, nullptr, xq_.data(), d, n, hp.norm_eps);
             if (grouped) {
@@ -795,8 +990,10 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
             backend::add_cuda(stream_, dx_, dproj_, n * d);
             backend::rms_norm_cuda(stream_, dx_, L.ffn_norm, dh_, d, n, hp.norm_eps);
             linear_shared(dh_, n, {{&L.gate, dgate_}, {&L.up, dup_}});
-            backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
+            if (recipe_.act == FfnAct::geglu) backend::geglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
+            else backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * hp.n_ff);
             linear(L.down, dgate_, dproj_, n);
+            if (L.post_ffn_norm) backend::rms_norm_cuda(stream_, dproj_, L.post_ffn_norm, dproj_, d, n, hp.norm_eps);
             backend::add_cuda(stream_, dx_, dproj_, n * d);
         }
     }
@@ -824,6 +1021,8 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         } else {
             linear(output_dev_, dh_, dlogits_, n_out);
         }
+        if (recipe_.final_softcap > 0.0f)
+            backend::softcap_cuda(stream_, dlogits_, recipe_.final_softcap, n_out * hp.n_vocab);
     }
 }
 
@@ -861,7 +1060,9 @@ private:
 
 }  // namespace
 
-bool cuda_runs_architecture(const std::string& arch) { return find_arch(arch) != nullptr; }
+bool cuda_runs_architecture(const std::string& arch) {
+    return find_arch(arch) != nullptr || find_recipe_family(arch) != nullptr;
+}
 
 Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
@@ -876,16 +1077,14 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     if (!opts.adapters.empty())
         return error(StatusCode::unsupported, "LoRA adapters have no CUDA executor yet (they run on the CPU)");
     const ArchSpec* spec = find_arch(arch);
-    if (spec == nullptr)
-        return error(StatusCode::unsupported,
-                     "architecture " + arch + " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3, qwen3moe)");
-    Hparams hp;
-    hp.arch = arch;
-    ArchKeys k(file->meta, hp.arch);
-    HEARTH_TRY(read_common_hparams(k, hp));
-    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, spec->eps_default));
-    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
-    HEARTH_TRY(read_vocab_size(*file, hp));
+    const RecipeFamily* family = find_recipe_family(arch);
+    if (spec == nullptr && family == nullptr)
+        return error(StatusCode::unsupported, "architecture " + arch +
+                                                  " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3, qwen3moe, "
+                                                  "gemma3, phi3, gpt-oss, llama4)");
+    Result<GpuRecipe> recipe = spec != nullptr ? plain_recipe(*file, opts, *spec) : family->recipe(*file, opts);
+    if (!recipe.ok()) return recipe.status().with_context(arch);
+    const Hparams hp = recipe.value().hp;  // a copy: the recipe moves into the model below
     if (hp.n_expert > backend::kMoeMaxExperts || hp.n_expert_used > backend::kMoeMaxUsed)
         return error(StatusCode::unsupported,
                      strformat("%s: %d experts, %d used per token: the CUDA executor takes at most %d and %d",
@@ -914,8 +1113,13 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                              (double)free_bytes / (1 << 30), plan.n_layers, hp.n_layer,
                              plan.n_layers < hp.n_layer ? " and the output" : " (the output)");
     }
+    // The CPU part of a partial offload continues a Decoder (forward_from): llama-style only.
+    if ((plan.n_layers < hp.n_layer || !plan.output) && spec == nullptr)
+        return error(StatusCode::unsupported, strformat("%s: %d of %d layers would fit on the GPU; a partial offload "
+                                                        "runs llama-style families only",
+                                                        arch.c_str(), plan.n_layers, hp.n_layer));
     const int n_gpu = plan.n_layers;
-    auto m = std::make_unique<CudaDecoder>(file, hp, spec->spec, std::move(dev), n_gpu, plan.output);
+    auto m = std::make_unique<CudaDecoder>(file, std::move(recipe).value(), std::move(dev), n_gpu, plan.output);
     const Status st = m->load_weights();
     if (!st.ok()) return st.with_context(arch + " on CUDA");
     if (n_gpu == hp.n_layer && plan.output) return std::unique_ptr<Model>(std::move(m));

@@ -1,5 +1,8 @@
-// The plain llama-style Decoder family (llama, qwen2, qwen3, and with experts mixtral-style
-// llama and qwen3moe) run on one CUDA GPU:
+// Pre-norm decoders run on one CUDA GPU: the plain llama-style Decoder family (llama, qwen2,
+// qwen3, and with experts mixtral-style llama and qwen3moe), and the families a GpuRecipe
+// describes (model/gpu_recipe.h: gemma3, phi3, gpt-oss, llama4), whose layers add what the
+// recipe names (sandwich norms, GELU FFN, fused projections, sinks, sliding windows, chunked
+// attention, NoPE layers, other expert routings, shared experts) to the same op sequence:
 // weights uploaded once at load, the KV cache on the device (f16), every op of a forward pass
 // on the device (backend/cuda), only the requested logits copied back. Same Model interface
 // and ForwardOutput as the CPU Decoder (model/blocks.h), so callers can pick either.
@@ -18,9 +21,13 @@
 // (prefill) the f16 tensor-core GEMM, which rounds activations to f16. Logits come back in
 // page-locked memory (ForwardOutput::logits).
 //
-// Mixture-of-experts layers route on the device (backend/cuda/moe.h), bring the chosen expert
-// ids back to the host (one synchronization per MoE layer, so their steps are not CUDA graphs)
-// and run each chosen expert once over the rows routed to it (matmul_cuda).
+// Mixture-of-experts layers route on the device (backend/cuda/moe.h; the recipe families:
+// router logits on the device, the selection on the host by the CPU's MoeSelector), bring the
+// chosen expert ids back to the host (one synchronization per MoE layer, so their steps are not
+// CUDA graphs) and run each chosen expert once over the rows routed to it (matmul_cuda). The
+// fused decode kernels, the device routing of single-token steps and partial offload are the
+// llama-style family's only; the recipe families run the unfused kernels (CUDA graphs for the
+// dense ones).
 //
 // load_model (model.h) picks it when LoadOptions::num_gpu allows the GPU; runtime::Engine then
 // keeps an f16 pool without the disk tier for it (Model::kv_on_device()).
@@ -34,7 +41,7 @@ namespace hearth::model {
 
 // Loads `file` for the GPU `device` (CUDA runtime ordinal). Errors, each leaving nothing
 // allocated on the device: unsupported for an architecture other than llama/qwen2/qwen3/
-// qwen3moe, for more experts than backend::kMoeMaxExperts (or used than kMoeMaxUsed), pooling,
+// qwen3moe/gemma3/phi3/gpt-oss/llama4 (or a partial offload of one of the last four), for more experts than backend::kMoeMaxExperts (or used than kMoeMaxUsed), pooling,
 // LoRA adapters (LoadOptions::adapters: applied on the CPU only), a KV-less layout, or a
 // weight type the CUDA matmul lacks (the message names the tensor and type: the caller keeps
 // the CPU path); not_found when there is no CUDA device or hearth was built without CUDA;

@@ -8,6 +8,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -138,6 +139,31 @@ private:
 };
 
 }  // namespace
+
+Result<GpuRecipe> gemma3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    r.hp.arch = "gemma3";
+    const ArchKeys keys(file.meta, r.hp.arch);
+    HEARTH_ASSIGN(const Gemma3Params p, read_params(keys, r.hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
+    HEARTH_TRY(read_vocab_size(file, r.hp));
+    const Hparams& hp = r.hp;
+    r.attn = AttnLoad{.qk_norm = true};
+    r.attn_scale = p.attn_scale;  // the CPU scales q after RoPE; the GPU scales the scores
+    r.embd_scale = std::sqrt((float)hp.n_embd);
+    r.final_softcap = p.final_softcap;
+    r.post_norms = true;
+    r.act = FfnAct::geglu;
+    ops::RopeConfig rc_swa = hp.rope;  // as forward(): local layers have their own base, no scaling
+    rc_swa.freq_base = p.rope_base_swa;
+    rc_swa.freq_scale = 1.0f;
+    r.layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) {
+        r.layers[l].window = p.is_swa[l] ? p.n_swa : 0;
+        r.layers[l].rope_cfg = p.is_swa[l] ? rc_swa : hp.rope;
+    }
+    return r;
+}
 
 Result<std::unique_ptr<Model>> load_gemma3(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
     return load_family<Gemma3>(std::move(file), opts, "gemma3", read_params);

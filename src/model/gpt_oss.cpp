@@ -9,6 +9,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -119,6 +120,29 @@ private:
 };
 
 }  // namespace
+
+Result<GpuRecipe> gpt_oss_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    r.hp.arch = "gpt-oss";
+    const ArchKeys keys(file.meta, r.hp.arch);
+    HEARTH_ASSIGN(const GptOssParams p, read_params(keys, r.hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
+    HEARTH_TRY(read_vocab_size(file, r.hp));
+    const Hparams& hp = r.hp;
+    r.attn = AttnLoad{.out_bias = true, .out_bias_required = true, .refuse_fused_qkv = true};
+    r.sinks = true;
+    r.output_required = true;
+    r.ffn_norm = "post_attention_norm";
+    r.moe = MoeSpec{.gating = Gating::softmax_selected, .act = Activation::swiglu_oai, .sum_order = SumOrder::expert_id};
+    r.expert_biases = true;
+    r.layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) {
+        r.layers[l].window = p.is_swa[l] ? p.n_swa : 0;
+        r.layers[l].rope_cfg = p.is_swa[l] ? p.rope_swa : hp.rope;
+        r.layers[l].moe = true;
+    }
+    return r;
+}
 
 Result<std::unique_ptr<Model>> load_gpt_oss(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
     return load_family<GptOss>(std::move(file), opts, "gpt-oss", read_params);

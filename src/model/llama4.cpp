@@ -12,6 +12,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -161,6 +162,30 @@ private:
 };
 
 }  // namespace
+
+Result<GpuRecipe> llama4_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    r.hp.arch = "llama4";
+    const ArchKeys keys(file.meta, r.hp.arch);
+    HEARTH_ASSIGN(const Llama4Params p, read_params(keys, r.hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
+    HEARTH_TRY(read_vocab_size(file, r.hp));
+    const Hparams& hp = r.hp;
+    r.attn = AttnLoad{.out_bias = true, .refuse_fused_qkv = true};
+    r.qk_l2_after_rope = p.kq_norm;
+    r.temp_scale = p.temp_scale, r.temp_floor = p.temp_floor;
+    r.n_chunk = p.n_chunk;
+    r.moe = MoeSpec{.gating = Gating::sigmoid, .weight_input = true};
+    r.shared_expert = true;
+    r.layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) {
+        r.layers[l].chunked = p.is_chunked[l] && p.n_chunk > 0;
+        r.layers[l].rope = (l + 1) % p.no_rope_step != 0;
+        r.layers[l].rope_cfg = hp.rope;
+        r.layers[l].moe = p.is_moe(l);
+    }
+    return r;
+}
 
 Result<std::unique_ptr<Model>> load_llama4(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
     return load_family<Llama4>(std::move(file), opts, "llama4", read_params);

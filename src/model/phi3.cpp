@@ -8,6 +8,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -134,6 +135,21 @@ private:
 };
 
 }  // namespace
+
+Result<GpuRecipe> phi3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    r.hp.arch = "phi3";
+    const ArchKeys keys(file.meta, r.hp.arch);
+    HEARTH_TRY(read_params(keys, r.hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
+    HEARTH_TRY(read_vocab_size(file, r.hp));
+    r.attn = AttnLoad{};  // attn_qkv (with its optional bias) or separate projections
+    r.fused_up = true;
+    r.long_rope = true;
+    r.layers.resize(r.hp.n_layer);
+    for (GpuLayerRecipe& l : r.layers) l.rope_cfg = r.hp.rope;
+    return r;
+}
 
 Result<std::unique_ptr<Model>> load_phi3(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
     Hparams hp;
