@@ -1,7 +1,8 @@
 // CUDA paged attention and KV write (backend/cuda/attention.h) against attention_ref over an f16
 // cache: several sequences with shuffled block tables, prefill runs and lone decode tokens in
-// one batch, GQA groups of 1 to 16 (more than one block's worth of warps), head dims 32..256
-// (K and V of different sizes), padded row strides, a sliding window, softcap and sinks, and
+// one batch, GQA groups of 1 to 128 (more than one block's worth of warps), head dims 32..256
+// (K and V of different sizes) and the wide ones past 256 (K up to 576, V up to 512: MLA's
+// absorbed form, one kv head), padded row strides, a sliding window, softcap and sinks, and
 // chunked attention's per-token first visible position (AttnIndexCuda::kv_begin).
 // Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason.
 //
@@ -21,6 +22,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/ref/attention.h"
@@ -290,6 +292,94 @@ TEST(CudaAttention, KvBeginMatchesReference) {
     uint32_t seed = 400;
     for (const int n_splits : {1, 2, 5, 16})
         for (const Case& c : cases) run_case(dev, c, seed++, n_splits, /*q8=*/false, /*chunked=*/true);
+}
+
+// Head dims past 256 (the wide kernel instances): DeepSeek-V2/V3's multi-head latent attention in
+// its absorbed form (K = 512 latent + 64 rope dims, V = the 512 latent dims, one kv head shared by
+// all query heads; the 576/512 instance with compile-time sizes) and other widths through the
+// generic wide instance: V at 256 but K past it, V past 256 and not a multiple of 8 (the 4-byte
+// copy path), padded rows (also the 4-byte path), two kv heads and an odd block size, a sliding
+// window with softcap and sinks, and V alone past 256. Unsplit and split over the sequence.
+TEST(CudaAttention, WideHeadDimsMatchReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {16, 1, 576, 512, 16},                    // DeepSeek-V2-Lite's MLA: group 16, two blocks
+        {8, 1, 320, 256, 16},                     // generic wide instance, V at the common limit
+        {4, 1, 288, 258, 16},                     // V past 256, hdv % 8 != 0
+        {6, 2, 576, 512, 7, 0, 0.0f, false, 2},   // odd block size, padded rows, two kv heads
+        {8, 1, 320, 256, 16, 50, 30.0f, true},    // sliding window, softcap and sinks
+        {4, 2, 128, 384, 16},                     // only V past 256
+    };
+    uint32_t seed = 500;
+    for (const int n_splits : {1, 2, 5, 16})
+        for (const Case& c : cases) run_case(dev, c, seed++, n_splits);
+    // DeepSeek-V3's 128 query heads on one kv head: 16 blocks of 8 warps per (token, kv head).
+    for (const int n_splits : {1, 16}) run_case(dev, {128, 1, 576, 512, 16}, seed++, n_splits);
+}
+
+// The wide instances with the int8 output (V of 16, 8 and 15 blocks of 32: the last pair row of
+// 480 is half-empty) and with chunked attention's kv_begin.
+TEST(CudaAttention, WideHeadDimsInt8OutputAndKvBegin) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const Case q8_cases[] = {
+        {16, 1, 576, 512, 16},
+        {8, 1, 320, 256, 16},
+        {4, 1, 576, 480, 16},
+        {8, 1, 576, 512, 16, 0, 30.0f, true},  // softcap and sinks
+    };
+    uint32_t seed = 600;
+    for (const int n_splits : {1, 5})
+        for (const Case& c : q8_cases) run_case(dev, c, seed++, n_splits, /*q8=*/true);
+    const Case begin_cases[] = {
+        {16, 1, 576, 512, 16},
+        {4, 1, 288, 258, 16},
+        {8, 1, 320, 256, 16, 50},  // kv_begin inside and before a sliding window
+    };
+    for (const int n_splits : {1, 2, 5, 16})
+        for (const Case& c : begin_cases) run_case(dev, c, seed++, n_splits, /*q8=*/false, /*chunked=*/true);
+}
+
+// Head dims past the wide limits (K 578, V 514), odd ones and a non-multiple of 32 with the int8
+// output record invalid_argument naming attention_cuda and launch nothing (the error is sticky, so
+// each call gets its own Device); the limits themselves (576/512) are accepted.
+TEST(CudaAttention, BadHeadDimsAreStickyErrors) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    // Valid pointers for every argument, zeroed: even a launch by mistake would see kv_end 0 (an
+    // empty window) and write zeros within the buffer (16 heads of 514 f32 < 64 KiB).
+    auto buf = cuda::DeviceBuffer::allocate(dev, 64 * 1024);
+    ASSERT_TRUE(buf.ok());
+    {
+        cuda::Stream s(dev);
+        const std::vector<std::byte> zeros(64 * 1024);
+        buf->upload(s, zeros.data(), zeros.size());
+        ASSERT_TRUE(s.synchronize().ok());
+    }
+    const PagedKvCuda kv{buf->data(), buf->data(), 16, 576, 512};
+    const AttnIndexCuda idx{buf->as<int32_t>(), 1, buf->as<int32_t>(), buf->as<int32_t>(), buf->as<int32_t>()};
+    auto call = [&](cuda::Device& d, int hdk, int hdv, int64_t n_tokens, bool q8) {
+        cuda::Stream s(d);
+        AttentionParams p;
+        p.n_head = 16, p.n_head_kv = 1, p.head_dim_k = hdk, p.head_dim_v = hdv;
+        p.scale = 0.05f;
+        attention_cuda(s, buf->as<float>(), kv, idx, n_tokens, p, buf->as<float>(), {}, q8 ? buf->data() : nullptr);
+        return s.synchronize();
+    };
+    {
+        const Status st = call(dev, 576, 512, 0, /*q8=*/true);  // no tokens: checked, nothing launched
+        EXPECT_TRUE(st.ok()) << st.message();
+    }
+    struct Bad { int hdk, hdv; bool q8; };
+    const Bad bad[] = {{578, 512, false}, {576, 514, false}, {578, 514, false}, {575, 512, false},
+                       {576, 511, false}, {576, 496, true}};
+    for (const Bad& b : bad) {
+        SCOPED_TRACE(testing::Message() << "hd " << b.hdk << "/" << b.hdv << " q8 " << b.q8);
+        auto d = cuda::Device::open(0);
+        ASSERT_TRUE(d.ok());
+        const Status st = call(**d, b.hdk, b.hdv, 1, b.q8);
+        EXPECT_EQ(st.code(), StatusCode::invalid_argument) << st.message();
+        EXPECT_NE(st.message().find("attention_cuda"), std::string::npos) << st.message();
+        EXPECT_FALSE(call(**d, 576, 512, 0, false).ok());  // sticky
+    }
 }
 
 TEST(CudaAttention, KvWriteRoundsToF16) {

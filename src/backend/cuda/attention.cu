@@ -12,7 +12,10 @@
 // Cost: K/V bytes are read once per (token, kv head); for a prefill of n tokens that is ~n^2/2
 // head rows per kv head, mostly from L2. Decode splits the sequence over several blocks per
 // (token, kv head) (AttnSplitCuda, attention.h). Head dims 64/64 and 128/128 run instances with
-// compile-time sizes (attention_kernel<kHdk, kHdv>), other shapes the generic one. The kernel
+// compile-time sizes (attention_kernel<kHdk, kHdv, kMaxHdv>), other shapes up to 256 the generic
+// one. Head dims past 256 (K up to 576, V up to 512: MLA) run wide instances of their own, 576/512
+// with compile-time sizes, the rest generic: 8 V pairs per lane instead of 4, and up to 88320
+// bytes of shared memory (over the default 48 KiB, so raised per launch). The kernel
 // waits for the previous kernel only through griddepcontrol (programmatic launch, launch.cuh),
 // and can write the int8 input of the output projection itself (attention_cuda's out_q8).
 // Tried and dropped (H100, 2026-11-26): copying the K/V rows of earlier steps before the wait and
@@ -39,8 +42,27 @@ using cuda_kernels::pdl_wait;
 
 constexpr int kChunk = 32;        // positions per shared-memory chunk (one per lane)
 constexpr int kMaxWarps = 8;      // query heads per block
-constexpr int kMaxHeadDim = 256;  // V pairs per lane: kMaxHeadDim / 64
 constexpr int kVecLoads = 8;      // 16-byte K/V loads in flight per thread
+constexpr int kMaxHeadDim = 256;  // both head dims of the common instances (kMaxHdv = kMaxHeadDim)
+// The wide instances (kMaxHdv = kMaxHeadDimV), chosen only when a head dim exceeds kMaxHeadDim:
+// multi-head latent attention in its absorbed form (DeepSeek-V2/V3: K = 512 latent + 64 rope
+// dims, V = the 512 latent dims, one kv head). Separate instances so that the common ones keep
+// their accumulators (kMaxHdv / 64 pairs per lane) and registers.
+constexpr int kMaxHeadDimK = kAttnMaxHeadDimK;  // attention.h
+constexpr int kMaxHeadDimV = kAttnMaxHeadDimV;
+
+// Dynamic shared memory of a block (attention_kernel's layout): slots, q of each warp, K rows of
+// kw (hdk / 2 rounded up to odd) words, V rows; each term grows with the dims and the warps.
+constexpr size_t attention_smem_bytes(int n_warps, int hdk, int hdv) {
+    const int kw = hdk / 2 + ((hdk / 2) % 2 == 0 ? 1 : 0);
+    return sizeof(uint32_t) * (kChunk + (size_t)n_warps * hdk + (size_t)kChunk * kw + (size_t)kChunk * (hdv / 2));
+}
+// The common instances fit the default 48 KiB. The wide ones need up to 88320 bytes (576/512, 8
+// warps): every wide launch first raises its instance's limit to that largest need, always the
+// same value, so a launch captured in a graph earlier never meets a lower limit.
+static_assert(attention_smem_bytes(kMaxWarps, kMaxHeadDim, kMaxHeadDim) <= 48 * 1024);
+constexpr size_t kWideSmemBytes = attention_smem_bytes(kMaxWarps, kMaxHeadDimK, kMaxHeadDimV);
+static_assert(kWideSmemBytes == 88320);
 
 struct AttnConsts {
     int n_head, group, n_splits, hdk, hdv, kw;  // kw: K row words in shared memory (odd)
@@ -74,8 +96,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 // constant divisors (shifts) and the loops fixed trip counts. The kernel runs for a few
 // microseconds per decode step, and its generic form, with run-time divisions in every unrolled
 // copy step, is long enough that instruction fetch and index math showed in the step time (a
-// longer variant of it cost 8 us per layer on the H100).
-template <int kHdk, int kHdv>
+// longer variant of it cost 8 us per layer on the H100). kMaxHdv: the largest V head dim the
+// instance accepts; each lane accumulates kMaxHdv / 64 V pairs (pairs lane + 32 r) in registers.
+template <int kHdk, int kHdv, int kMaxHdv>
 __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* __restrict__ q, PagedKvCuda kv,
                                                                      AttnIndexCuda idx, AttnConsts c,
                                                                      float* __restrict__ out) {
@@ -119,7 +142,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         stop = min(end, start + span);
     }
     float m = -INFINITY, l = 0.0f;
-    float acc[kMaxHeadDim / 64][2] = {};
+    float acc[kMaxHdv / 64][2] = {};
     for (int i = lane; i < hdk; i += 32) s_q[warp * hdk + i] = qh[i];
     for (int32_t c0 = start; c0 < stop; c0 += kChunk) {
         __syncthreads();  // the previous chunk is consumed
@@ -190,13 +213,13 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         const float p = j < stop ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(p);
 #pragma unroll
-        for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
+        for (int r = 0; r < kMaxHdv / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
         const int n_pos = min(kChunk, stop - c0);
         for (int jj = 0; jj < n_pos; ++jj) {
             const float pj = __shfl_sync(0xffffffffu, p, jj);
             const uint32_t* vr = s_v + jj * hv2;
 #pragma unroll
-            for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+            for (int r = 0; r < kMaxHdv / 64; ++r) {
                 const int w = lane + 32 * r;
                 if (w < hv2) {
                     const float2 vf = __half22float2(*reinterpret_cast<const __half2*>(vr + w));
@@ -213,7 +236,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         if (valid) {
             if (lane == 0) mine[0] = m, mine[1] = l;
 #pragma unroll
-            for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+            for (int r = 0; r < kMaxHdv / 64; ++r) {
                 const int w = lane + 32 * r;
                 if (w < hv2) mine[2 + 2 * w] = acc[r][0], mine[3 + 2 * w] = acc[r][1];
             }
@@ -241,14 +264,14 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         for (int z = 0; z < n_used; ++z) m_all = fmaxf(m_all, __ldcg(all + z * (hdv + 2)));
         l = 0.0f;
 #pragma unroll
-        for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] = acc[r][1] = 0.0f;
+        for (int r = 0; r < kMaxHdv / 64; ++r) acc[r][0] = acc[r][1] = 0.0f;
         for (int z = 0; z < n_used; ++z) {
             const float* pz = all + z * (hdv + 2);
             const float mz = __ldcg(pz);
             const float wz = mz == -INFINITY ? 0.0f : expf(mz - m_all);  // empty parts weigh nothing
             l += __ldcg(pz + 1) * wz;
 #pragma unroll
-            for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+            for (int r = 0; r < kMaxHdv / 64; ++r) {
                 const int w = lane + 32 * r;
                 if (w < hv2) {
                     acc[r][0] = fmaf(wz, __ldcg(pz + 2 + 2 * w), acc[r][0]);
@@ -265,12 +288,12 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
         const float corr = expf(m - m_f);
         l = l * corr + expf(sink - m_f);
 #pragma unroll
-        for (int r = 0; r < kMaxHeadDim / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
+        for (int r = 0; r < kMaxHdv / 64; ++r) acc[r][0] *= corr, acc[r][1] *= corr;
     }
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)t * c.n_head + head) * hdv);
 #pragma unroll
-    for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+    for (int r = 0; r < kMaxHdv / 64; ++r) {
         const int w = lane + 32 * r;
         if (w < hv2) o2[w] = make_float2(acc[r][0] * inv, acc[r][1] * inv);
     }
@@ -281,7 +304,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     // integer sum are exact in any order, so the codes and {d, sum} are bit-identical.
     const int64_t e0 = ((int64_t)t * c.n_head + head) * hdv;
 #pragma unroll
-    for (int r = 0; r < kMaxHeadDim / 64; ++r) {
+    for (int r = 0; r < kMaxHdv / 64; ++r) {
         if (32 * r >= hv2) break;  // uniform over the warp
         const int w = lane + 32 * r;
         const bool in = w < hv2;
@@ -346,7 +369,7 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
     if (dev.is_failed()) return;
     const bool args_ok = p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim_k > 0 &&
                          p.head_dim_v > 0 && p.head_dim_k % 2 == 0 && p.head_dim_v % 2 == 0 &&
-                         p.head_dim_k <= kMaxHeadDim && p.head_dim_v <= kMaxHeadDim && kv.block_size > 0 &&
+                         p.head_dim_k <= kMaxHeadDimK && p.head_dim_v <= kMaxHeadDimV && kv.block_size > 0 &&
                          kv.k_row_stride % 2 == 0 && kv.v_row_stride % 2 == 0 && n_tokens >= 0 &&
                          n_tokens <= INT_MAX && split.n_splits >= 1 && split.n_splits <= kAttnMaxSplits &&
                          reinterpret_cast<uintptr_t>(split.workspace) % 16 == 0 &&
@@ -354,10 +377,10 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
                                                 n_tokens * p.n_head * p.head_dim_v <= INT_MAX));
     if (!args_ok) {
         dev.fail(error(StatusCode::invalid_argument,
-                       strformat("attention_cuda: n_head %d, n_head_kv %d, head dims %d/%d (even, <= %d; %% 32 with an "
-                                 "int8 output), block size %d, row strides %lld/%lld (even)",
-                                 p.n_head, p.n_head_kv, p.head_dim_k, p.head_dim_v, kMaxHeadDim, kv.block_size,
-                                 (long long)kv.k_row_stride, (long long)kv.v_row_stride)));
+                       strformat("attention_cuda: n_head %d, n_head_kv %d, head dims %d/%d (even, <= %d/%d; V %% 32 "
+                                 "with an int8 output), block size %d, row strides %lld/%lld (even)",
+                                 p.n_head, p.n_head_kv, p.head_dim_k, p.head_dim_v, kMaxHeadDimK, kMaxHeadDimV,
+                                 kv.block_size, (long long)kv.k_row_stride, (long long)kv.v_row_stride)));
         return;
     }
     if (n_tokens == 0 || !dev.make_current()) return;
@@ -383,12 +406,18 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
         c.q8_qs = static_cast<int8_t*>(out_q8);
         c.q8_ds = reinterpret_cast<float2*>(c.q8_qs + cuda_kernels::act_q8_ds_offset(n_in, n_tokens));
     }
-    const size_t smem_bytes = sizeof(uint32_t) * (kChunk + (size_t)n_warps * c.hdk + (size_t)kChunk * c.kw +
-                                                  (size_t)kChunk * (c.hdv / 2));
+    const size_t smem_bytes = attention_smem_bytes(n_warps, c.hdk, c.hdv);
     const dim3 grid((unsigned)n_tokens, (unsigned)(p.n_head_kv * c.n_splits), (unsigned)n_parts);
-    auto* kernel = p.head_dim_k == 128 && p.head_dim_v == 128 ? attention_kernel<128, 128>
-                   : p.head_dim_k == 64 && p.head_dim_v == 64   ? attention_kernel<64, 64>
-                                                                : attention_kernel<0, 0>;
+    const bool wide = p.head_dim_k > kMaxHeadDim || p.head_dim_v > kMaxHeadDim;
+    auto* kernel = wide ? (p.head_dim_k == 576 && p.head_dim_v == 512 ? attention_kernel<576, 512, kMaxHeadDimV>
+                                                                      : attention_kernel<0, 0, kMaxHeadDimV>)
+                   : p.head_dim_k == 128 && p.head_dim_v == 128 ? attention_kernel<128, 128, kMaxHeadDim>
+                   : p.head_dim_k == 64 && p.head_dim_v == 64   ? attention_kernel<64, 64, kMaxHeadDim>
+                                                                : attention_kernel<0, 0, kMaxHeadDim>;
+    if (wide && !dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                (int)kWideSmemBytes),
+                           "attention_cuda shared memory"))
+        return;
     dev.check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, grid, dim3(32 * n_warps), smem_bytes,
                                           static_cast<cudaStream_t>(stream.handle()), q, kv, idx, c, out),
               "attention_cuda launch");

@@ -21,9 +21,11 @@
 // combination of V values, and its error stays below ~1e-5 * max|V| plus ~1e-6 * max|V| per
 // unit of |score| (derived in tests/backend/cuda_attention_test.cpp, which checks it).
 //
-// Requirements: head dims even and <= 256; n_head a multiple of n_head_kv; K/V row strides
-// even; q and out rows as [n_tokens][n_head * head_dim] f32. sinks, when set, is a device
-// pointer to [n_head] f32. A token whose window is empty gets zeros (as the reference).
+// Requirements: head dims even, head_dim_k <= 576 and head_dim_v <= 512 (past 256 for MLA's
+// absorbed form, e.g. DeepSeek-V2/V3's 576/512 with one kv head); n_head a multiple of
+// n_head_kv; K/V row strides even; q and out rows as [n_tokens][n_head * head_dim] f32. sinks,
+// when set, is a device pointer to [n_head] f32. A token whose window is empty gets zeros (as
+// the reference).
 //
 // Failure semantics: bad arguments record invalid_argument on the Device (sticky) and launch
 // nothing; out is then unspecified.
@@ -74,6 +76,8 @@ struct AttnSplitCuda {
     int n_splits = 1;
 };
 constexpr int kAttnMaxSplits = 64;
+// The widest heads attention_cuda takes (see Requirements above).
+constexpr int kAttnMaxHeadDimK = 576, kAttnMaxHeadDimV = 512;
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits);
 
 // out_q8, when set, also receives out as int8 activations for the next matmul: the layout and
