@@ -4,6 +4,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -119,13 +120,12 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<Model>> load_bert(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
-    Hparams hp;
+static Status read_params(const gguf::GgufFile& file, const LoadOptions& opts, Hparams& hp) {
     hp.arch = "bert";
-    ArchKeys k(file->meta, hp.arch);
+    ArchKeys k(file.meta, hp.arch);
     HEARTH_TRY(read_common_hparams(k, hp));
     HEARTH_TRY(k.get_or("attention.layer_norm_epsilon", hp.norm_eps, 1e-12f));
-    HEARTH_TRY(read_vocab_size(*file, hp));
+    HEARTH_TRY(read_vocab_size(file, hp));
     bool causal = false;
     HEARTH_TRY(k.get_or("attention.causal", causal, false));
     hp.causal = causal;
@@ -136,6 +136,21 @@ Result<std::unique_ptr<Model>> load_bert(std::shared_ptr<const gguf::GgufFile> f
     if (opts.pooling == Pooling::none)
         return error(StatusCode::unsupported, "bert cannot run without pooling (no per-token embeddings)");
     if (opts.pooling) hp.pooling = *opts.pooling;
+    return {};
+}
+
+Result<GpuRecipe> bert_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    HEARTH_TRY(read_params(file, opts, r.hp));
+    r.encoder = true;
+    r.layers.resize(r.hp.n_layer);
+    for (GpuLayerRecipe& l : r.layers) l.rope = false;
+    return r;
+}
+
+Result<std::unique_ptr<Model>> load_bert(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {
+    Hparams hp;
+    HEARTH_TRY(read_params(*file, opts, hp));
     auto m = std::make_unique<Bert>(file, hp, opts.n_threads);
     HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());

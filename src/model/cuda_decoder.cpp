@@ -130,6 +130,8 @@ const RecipeFamily kRecipeFamilies[] = {
     {"phi3", phi3_gpu_recipe},
     {"gpt-oss", gpt_oss_gpu_recipe},
     {"llama4", llama4_gpu_recipe},
+    {"deepseek2", deepseek2_gpu_recipe},
+    {"bert", bert_gpu_recipe},
 };
 
 const RecipeFamily* find_recipe_family(const std::string& arch) {
@@ -198,6 +200,13 @@ struct DevLayer {
     DevMatrix gate_exps, up_exps, down_exps;    // MoE: expert stacks
     const float *gate_exps_b = nullptr, *up_exps_b = nullptr, *down_exps_b = nullptr;  // [n_expert][width] or null
     DevMatrix shared_gate, shared_up, shared_down;  // MoE: the shared expert, or absent
+    // MLA (GpuRecipe::mla): q via wq or the low-rank wq_a -> q_a_norm -> wq_b; wkv_a to the latent
+    // and k_pe; per-head stacks wk_b [n_head] x [nope -> kv_lora] and wv_b [n_head] x [kv_lora -> v].
+    const float *q_a_norm = nullptr, *kv_a_norm = nullptr;
+    DevMatrix wq_a, wq_b, wkv_a, wk_b, wv_b;
+    // Encoder (GpuRecipe::encoder): LayerNorm biases (attn_norm/ffn_norm hold attn_output_norm and
+    // layer_output_norm), the FFN's up/down (in up, down) biases.
+    const float *attn_norm_b = nullptr, *ffn_norm_b = nullptr, *up_b = nullptr, *down_b = nullptr;
 };
 
 class CudaDecoder final : public DecoderBase {
@@ -240,6 +249,10 @@ private:
     // The device part of a step over the tables prepared in ints_ (kernels only: capturable,
     // unless the model has experts: see moe_ffn).
     void run_device(int64_t n, int64_t n_out, size_t stride);
+    Status load_encoder_weights();
+    // The encoder's layers over dx_ (embedded and normed by run_device), in place.
+    void run_encoder(int64_t n, const int32_t* d_slot, const backend::AttnIndexCuda& idx,
+                     const backend::AttnSplitCuda& split);
     // dproj_ = the mixture-of-experts block of layer L over dh_ (n tokens). The routing runs on
     // the device; the chosen experts come back to the host (one synchronization per layer),
     // which groups the tokens' slots by expert and runs each chosen expert once over its rows
@@ -249,6 +262,10 @@ private:
     // the chosen ids from device memory (matmul_cuda_q8_experts), so the step is a CUDA graph.
     // xq_ holds dh_ quantized when xq_ready.
     void moe_ffn(const DevLayer& L, int64_t n, bool xq_ready);
+    // dproj_ = the MLA block of layer l over dh_ (n tokens), as model/deepseek2.cpp runs it in the
+    // absorbed form: K/V rows of the shared latent written to the cache, attention with one kv head.
+    void mla_attention(const DevLayer& L, int l, int64_t n, const backend::RopeConfig& rope, const int32_t* d_pos,
+                       const int32_t* d_slot, const backend::AttnIndexCuda& idx, const backend::AttnSplitCuda& split);
     void linear(const DevMatrix& w, const float* x, float* y, int64_t n) {
         backend::matmul_cuda(stream_, w.type, w.data, w.row_bytes, x, y, w.n_in, w.n_out, n);
     }
@@ -292,6 +309,10 @@ private:
     const float* output_norm_dev_ = nullptr;
     backend::RopeConfig rope_;    // hp_.rope with freq_factors in device memory
     const float *rope_short_ = nullptr, *rope_long_ = nullptr;  // GpuRecipe::long_rope's factor sets, or null
+    // Encoder: position embeddings, the token type 0 row (or null), the embedding LayerNorm.
+    DevMatrix pos_embd_;
+    const float *type_row_ = nullptr, *embd_norm_w_ = nullptr, *embd_norm_b_ = nullptr;
+    std::vector<float> host_x_;  // encoder: [n][n_embd] final hidden states, pooled on the host
 
     // KV pool: per layer [kv_blocks_ * kv_block_size_][width] f16 rows.
     std::vector<cuda::DeviceBuffer> k_cache_, v_cache_;
@@ -305,6 +326,12 @@ private:
     float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
     float *dgate_ = nullptr, *dup_ = nullptr;                 // [n][max(n_ff, shared expert's n_ff_exp)]
     float* dshared_ = nullptr;                                // [n][n_embd] shared expert output (or null)
+    // MLA scratch (GpuRecipe::mla): [n][lora_q], [n][n_head * k_mla], [n * n_head][rot], [n][rot],
+    // [n][max(nope, kv_lora)], [n][max(kv_lora, v)], [n][n_head * v]. dq_ holds the latent-space
+    // queries, dk_/dv_ the cache rows, dattn_ the latent attention output.
+    cuda::DeviceBuffer mla_act_;
+    float *dm_qa_ = nullptr, *dm_q_ = nullptr, *dm_qpe_ = nullptr, *dm_kpe_ = nullptr, *dm_head_in_ = nullptr,
+          *dm_head_out_ = nullptr, *dm_attv_ = nullptr;
     float* dlogits_ = nullptr;                                // [n_outputs][n_vocab]
     // MoE scratch for cap_tokens_ tokens: f32 [n*k][n_embd] expert inputs, [n*k][n_ff_exp] x2,
     // [n*k][n_embd] expert outputs, [n][n_expert] router probabilities, [n][k] weights; int32
@@ -318,6 +345,7 @@ private:
     std::pmr::vector<int32_t> host_moe_sel_{cuda::pinned_host_resource()};  // ids [n*k], weights [n*k] (float bits)
     std::pmr::vector<int32_t> host_moe_tab_{cuda::pinned_host_resource()};  // the tables uploaded to moe_ints_
     std::vector<int32_t> moe_count_;  // [n_expert + 1] first row of each expert (and the end)
+    std::vector<int32_t> seq_len_;    // encoder: [n_seqs] positions of each sequence in the batch
     std::pmr::vector<float> host_moe_logits_{cuda::pinned_host_resource()};  // [n][n_expert] (host routing)
     MoeSelector moe_selector_;
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
@@ -409,7 +437,96 @@ Result<const float*> CudaDecoder::upload_vec(const std::vector<float>& v) {
     return p;
 }
 
+Status CudaDecoder::load_encoder_weights() {
+    const Hparams& hp = hp_;
+    const int64_t d = hp.n_embd;
+    WeightLoader w(*file_);
+    // The CPU family's names and shapes (model/bert.cpp).
+    HEARTH_TRY(w.matrix("token_embd.weight", {d, hp.n_vocab}, tok_embd_));
+    if (backend::can_get_rows_cuda(tok_embd_.type)) {
+        HEARTH_ASSIGN(embd_, upload_matrix("token_embd.weight", tok_embd_));
+        embd_on_device_ = true;
+    }
+    ops::Weight pos;
+    HEARTH_TRY(w.matrix("position_embd.weight", {d, hp.n_ctx_train}, pos));
+    if (!backend::can_get_rows_cuda(pos.type))
+        return error(StatusCode::unsupported, strformat("position_embd.weight: type %s has no CUDA row lookup",
+                                                        quant::type_name(pos.type)));
+    HEARTH_ASSIGN(pos_embd_, upload_matrix("position_embd.weight", pos));
+    if (const gguf::TensorInfo* tt = file_->find_tensor("token_types.weight")) {
+        ops::Weight types;
+        HEARTH_TRY(w.matrix("token_types.weight", {d, tt->ne[1]}, types));
+        std::vector<float> row(d);  // every token is of type 0: one row, added as a bias
+        const int32_t zero = 0;
+        ops_.get_rows(types, &zero, 1, row.data());
+        HEARTH_ASSIGN(type_row_, upload_vec(row));
+    }
+    std::vector<float> v;
+    auto vec = [&](const std::string& tensor, int64_t n, const float*& dst) -> Status {
+        v.clear();
+        HEARTH_TRY(w.vec(tensor, n, v));
+        HEARTH_ASSIGN(dst, upload_vec(v));
+        return {};
+    };
+    HEARTH_TRY(vec("token_embd_norm.weight", d, embd_norm_w_));
+    HEARTH_TRY(vec("token_embd_norm.bias", d, embd_norm_b_));
+    layers_.resize(n_gpu_layers_);
+    for (int l = 0; l < n_gpu_layers_; ++l) {
+        auto name = [l](const char* n, const char* suffix = "weight") { return layer_tensor(l, n, suffix); };
+        DevLayer& L = layers_[l];
+        L.recipe = &recipe_.layers[l];
+        struct M {
+            const char* name;
+            int64_t n_in, n_out;
+            DevMatrix* dst;
+            const float** bias;
+        };
+        for (const M& m : {M{"attn_q", d, d, &L.wq, &L.bq}, M{"attn_k", d, d, &L.wk, &L.bk}, M{"attn_v", d, d, &L.wv, &L.bv},
+                           M{"attn_output", d, d, &L.wo, &L.bo}, M{"ffn_up", d, hp.n_ff, &L.up, &L.up_b},
+                           M{"ffn_down", hp.n_ff, d, &L.down, &L.down_b}}) {
+            ops::Weight t;
+            HEARTH_TRY(w.matrix(name(m.name), {m.n_in, m.n_out}, t));
+            HEARTH_ASSIGN(*m.dst, upload_matrix(name(m.name), t));
+            HEARTH_TRY(vec(name(m.name, "bias"), m.n_out, *m.bias));
+        }
+        HEARTH_TRY(vec(name("attn_output_norm"), d, L.attn_norm));
+        HEARTH_TRY(vec(name("attn_output_norm", "bias"), d, L.attn_norm_b));
+        HEARTH_TRY(vec(name("layer_output_norm"), d, L.ffn_norm));
+        HEARTH_TRY(vec(name("layer_output_norm", "bias"), d, L.ffn_norm_b));
+    }
+    return stream_.synchronize();  // uploads read the mapped file: finish before returning
+}
+
+void CudaDecoder::run_encoder(int64_t n, const int32_t* d_slot, const backend::AttnIndexCuda& idx,
+                              const backend::AttnSplitCuda& split) {
+    const Hparams& hp = hp_;
+    const int64_t d = hp.n_embd;
+    for (int l = 0; l < n_gpu_layers_; ++l) {
+        const DevLayer& L = layers_[l];
+        linear_shared(dx_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
+        backend::add_bias_cuda(stream_, dq_, L.bq, n, d);
+        backend::add_bias_cuda(stream_, dk_, L.bk, n, d);
+        backend::add_bias_cuda(stream_, dv_, L.bv, n, d);
+        backend::kv_write_cuda(stream_, dk_, d, dv_, d, d_slot, n, (int)d, (int)d, k_cache_[l].data(), d,
+                               v_cache_[l].data(), d);
+        const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), kv_block_size_, d, d};
+        backend::attention_cuda(stream_, dq_, kvd, idx, n, attention_params(), dattn_, split);
+        linear(L.wo, dattn_, dproj_, n);
+        backend::add_bias_cuda(stream_, dproj_, L.bo, n, d);
+        backend::add_cuda(stream_, dx_, dproj_, n * d);
+        backend::layer_norm_cuda(stream_, dx_, L.attn_norm, L.attn_norm_b, dx_, d, n, hp.norm_eps);
+        linear(L.up, dx_, dgate_, n);
+        backend::add_bias_cuda(stream_, dgate_, L.up_b, n, hp.n_ff);
+        backend::gelu_cuda(stream_, dgate_, dgate_, n * hp.n_ff);
+        linear(L.down, dgate_, dproj_, n);
+        backend::add_bias_cuda(stream_, dproj_, L.down_b, n, d);
+        backend::add_cuda(stream_, dx_, dproj_, n * d);
+        backend::layer_norm_cuda(stream_, dx_, L.ffn_norm, L.ffn_norm_b, dx_, d, n, hp.norm_eps);
+    }
+}
+
 Status CudaDecoder::load_weights() {
+    if (recipe_.encoder) return load_encoder_weights();
     const Hparams& hp = hp_;
     WeightLoader w(*file_);
     // Host views: tok_embd_, output_ (tied: = tok_embd_), output_norm_.
@@ -470,33 +587,58 @@ Status CudaDecoder::load_weights() {
             return {};
         };
         HEARTH_TRY(vec(name("attn_norm"), d, L.attn_norm));
-        AttnWeights a;
-        if (!al.refuse_fused_qkv && w.has(name("attn_qkv"))) {  // [q | k | v] rows (phi3)
-            ops::Weight qkv;
-            HEARTH_TRY(w.matrix(name("attn_qkv"), {d, q_dim + k_dim + v_dim}, qkv));
-            a.wq = weight_rows(qkv, 0, q_dim), a.wk = weight_rows(qkv, q_dim, k_dim);
-            a.wv = weight_rows(qkv, q_dim + k_dim, v_dim);
-            std::vector<float> b;
-            HEARTH_TRY(w.vec(name("attn_qkv", "bias"), q_dim + k_dim + v_dim, b, /*required=*/false));
-            if (!b.empty()) {
-                a.bq.assign(b.begin(), b.begin() + q_dim);
-                a.bk.assign(b.begin() + q_dim, b.begin() + q_dim + k_dim);
-                a.bv.assign(b.begin() + q_dim + k_dim, b.end());
+        if (recipe_.mla) {  // the CPU family's names and shapes (model/deepseek2.cpp)
+            const MlaRecipe& ml = recipe_.mla_dims;
+            const int64_t nh = hp.n_head, q_mla = nh * ml.n_embd_k_mla;
+            ops::Weight t;
+            if (ml.n_lora_q > 0) {
+                HEARTH_TRY(vec(name("attn_q_a_norm"), ml.n_lora_q, L.q_a_norm));
+                HEARTH_TRY(w.matrix(name("attn_q_a"), {d, ml.n_lora_q}, t));
+                HEARTH_ASSIGN(L.wq_a, upload_matrix(name("attn_q_a"), t));
+                HEARTH_TRY(w.matrix(name("attn_q_b"), {ml.n_lora_q, q_mla}, t));
+                HEARTH_ASSIGN(L.wq_b, upload_matrix(name("attn_q_b"), t));
+            } else {
+                HEARTH_TRY(w.matrix(name("attn_q"), {d, q_mla}, t));
+                HEARTH_ASSIGN(L.wq, upload_matrix(name("attn_q"), t));
             }
-            HEARTH_TRY(w.matrix(name("attn_output"), {(int64_t)hp.n_head * hp.head_dim_v, d}, a.wo));
+            HEARTH_TRY(vec(name("attn_kv_a_norm"), ml.n_lora_kv, L.kv_a_norm));
+            HEARTH_TRY(w.matrix(name("attn_kv_a_mqa"), {d, ml.n_lora_kv + hp.n_rot}, t));
+            HEARTH_ASSIGN(L.wkv_a, upload_matrix(name("attn_kv_a_mqa"), t));
+            HEARTH_TRY(w.matrix(name("attn_k_b"), {ml.n_nope, ml.n_lora_kv, nh}, t));
+            HEARTH_ASSIGN(L.wk_b, upload_matrix(name("attn_k_b"), t));
+            HEARTH_TRY(w.matrix(name("attn_v_b"), {ml.n_lora_kv, ml.n_embd_v_mla, nh}, t));
+            HEARTH_ASSIGN(L.wv_b, upload_matrix(name("attn_v_b"), t));
+            HEARTH_TRY(w.matrix(name("attn_output"), {nh * ml.n_embd_v_mla, d}, t));
+            HEARTH_ASSIGN(L.wo, upload_matrix(name("attn_output"), t));
         } else {
-            HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
+            AttnWeights a;
+            if (!al.refuse_fused_qkv && w.has(name("attn_qkv"))) {  // [q | k | v] rows (phi3)
+                ops::Weight qkv;
+                HEARTH_TRY(w.matrix(name("attn_qkv"), {d, q_dim + k_dim + v_dim}, qkv));
+                a.wq = weight_rows(qkv, 0, q_dim), a.wk = weight_rows(qkv, q_dim, k_dim);
+                a.wv = weight_rows(qkv, q_dim + k_dim, v_dim);
+                std::vector<float> b;
+                HEARTH_TRY(w.vec(name("attn_qkv", "bias"), q_dim + k_dim + v_dim, b, /*required=*/false));
+                if (!b.empty()) {
+                    a.bq.assign(b.begin(), b.begin() + q_dim);
+                    a.bk.assign(b.begin() + q_dim, b.begin() + q_dim + k_dim);
+                    a.bv.assign(b.begin() + q_dim + k_dim, b.end());
+                }
+                HEARTH_TRY(w.matrix(name("attn_output"), {(int64_t)hp.n_head * hp.head_dim_v, d}, a.wo));
+            } else {
+                HEARTH_TRY(blocks::load_attention(w, hp, l, al, a));
+            }
+            HEARTH_ASSIGN(L.bq, upload_vec(a.bq));
+            HEARTH_ASSIGN(L.bk, upload_vec(a.bk));
+            HEARTH_ASSIGN(L.bv, upload_vec(a.bv));
+            HEARTH_ASSIGN(L.bo, upload_vec(a.bo));
+            HEARTH_ASSIGN(L.q_norm, upload_vec(a.q_norm));
+            HEARTH_ASSIGN(L.k_norm, upload_vec(a.k_norm));
+            HEARTH_ASSIGN(L.wq, upload_matrix(name("attn_q"), a.wq));
+            HEARTH_ASSIGN(L.wk, upload_matrix(name("attn_k"), a.wk));
+            HEARTH_ASSIGN(L.wv, upload_matrix(name("attn_v"), a.wv));
+            HEARTH_ASSIGN(L.wo, upload_matrix(name("attn_output"), a.wo));
         }
-        HEARTH_ASSIGN(L.bq, upload_vec(a.bq));
-        HEARTH_ASSIGN(L.bk, upload_vec(a.bk));
-        HEARTH_ASSIGN(L.bv, upload_vec(a.bv));
-        HEARTH_ASSIGN(L.bo, upload_vec(a.bo));
-        HEARTH_ASSIGN(L.q_norm, upload_vec(a.q_norm));
-        HEARTH_ASSIGN(L.k_norm, upload_vec(a.k_norm));
-        HEARTH_ASSIGN(L.wq, upload_matrix(name("attn_q"), a.wq));
-        HEARTH_ASSIGN(L.wk, upload_matrix(name("attn_k"), a.wk));
-        HEARTH_ASSIGN(L.wv, upload_matrix(name("attn_v"), a.wv));
-        HEARTH_ASSIGN(L.wo, upload_matrix(name("attn_output"), a.wo));
         if (recipe_.sinks) HEARTH_TRY(vec(name("attn_sinks"), hp.n_head, L.sinks));
         if (recipe_.post_norms) HEARTH_TRY(vec(name("post_attention_norm"), d, L.post_attn_norm));
         HEARTH_TRY(vec(name(recipe_.ffn_norm.c_str()), d, L.ffn_norm));
@@ -525,6 +667,8 @@ Status CudaDecoder::load_weights() {
         ops_.get_rows(moe.router, all.data(), hp.n_expert, router.data());
         HEARTH_ASSIGN(L.router, upload_vec(router));
         HEARTH_ASSIGN(L.router_b, upload_vec(moe.router_b));
+        if (recipe_.probs_bias)
+            HEARTH_TRY(w.vec(name("exp_probs_b", "bias"), hp.n_expert, moe.probs_b, /*required=*/false));
         L.probs_b = moe.probs_b;
         HEARTH_ASSIGN(L.gate_exps, upload_matrix(name("ffn_gate_exps"), moe.gate_exps));
         HEARTH_ASSIGN(L.up_exps, upload_matrix(name("ffn_up_exps"), moe.up_exps));
@@ -534,7 +678,8 @@ Status CudaDecoder::load_weights() {
         HEARTH_ASSIGN(L.down_exps_b, upload_vec(moe.down_b));
         if (recipe_.shared_expert) {
             FfnWeights sh;
-            HEARTH_TRY(blocks::load_ffn(w, l, d, hp.n_ff_exp, sh, "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"));
+            HEARTH_TRY(
+                blocks::load_ffn(w, l, d, recipe_.shared_ff, sh, "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"));
             HEARTH_ASSIGN(L.shared_gate, upload_matrix(name("ffn_gate_shexp"), sh.gate));
             HEARTH_ASSIGN(L.shared_up, upload_matrix(name("ffn_up_shexp"), sh.up));
             HEARTH_ASSIGN(L.shared_down, upload_matrix(name("ffn_down_shexp"), sh.down));
@@ -586,7 +731,7 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     const int64_t kd = (int64_t)hp.n_head_kv * hp.head_dim_k, vd = (int64_t)hp.n_head_kv * hp.head_dim_v;
     // Every piece rounded to 64 floats so each starts 256-byte aligned.
     auto round = [](int64_t x) { return (x + 63) & ~(int64_t)63; };
-    const int64_t ff = std::max(hp.n_ff, recipe_.shared_expert ? hp.n_ff_exp : 0);
+    const int64_t ff = std::max(hp.n_ff, recipe_.shared_expert ? recipe_.shared_ff : 0);
     const int64_t sizes[] = {n * d, n * d, n * d, n * qd, n * kd, n * vd, n * ad, n * ff, n * ff,
                              n_out * hp.n_vocab, recipe_.shared_expert ? n * d : 0};
     int64_t total = 0;
@@ -611,6 +756,19 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
         moe_xq_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(moe_xq_, cuda::DeviceBuffer::allocate(
                                    *dev_, backend::activation_q8_bytes(hp.n_ff_exp, hp.n_expert_used) + 256));
+    }
+    if (recipe_.mla) {
+        const MlaRecipe& ml = recipe_.mla_dims;
+        const int64_t nh = hp.n_head, rot = hp.n_rot, lat = ml.n_lora_kv, vw = ml.n_embd_v_mla;
+        const int64_t mla_sizes[] = {n * ml.n_lora_q, n * nh * ml.n_embd_k_mla, n * nh * rot, n * rot,
+                                     n * std::max<int64_t>(ml.n_nope, lat), n * std::max(lat, vw), n * nh * vw};
+        int64_t mla_total = 0;
+        for (int64_t s : mla_sizes) mla_total += round(s);
+        mla_act_ = cuda::DeviceBuffer();
+        HEARTH_ASSIGN(mla_act_, cuda::DeviceBuffer::allocate(*dev_, (size_t)mla_total * sizeof(float)));
+        float* q = mla_act_.as<float>();
+        float** mla_slots[] = {&dm_qa_, &dm_q_, &dm_qpe_, &dm_kpe_, &dm_head_in_, &dm_head_out_, &dm_attv_};
+        for (size_t i = 0; i < std::size(mla_sizes); ++i) *mla_slots[i] = q, q += round(mla_sizes[i]);
     }
     xq_ = cuda::DeviceBuffer();
     const int64_t widest = std::max({d, ad, ff});
@@ -653,9 +811,19 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     int32_t *h_tok = hi, *h_pos = hi + n, *h_seq = hi + 2 * n, *h_end = hi + 3 * n, *h_slot = hi + 4 * n;
     int32_t *h_begin = hi + 5 * n, *h_qscale = hi + 6 * n;
     int32_t *h_out = hi + kIntsPerToken * n, *h_tab = h_out + n_out;
+    if (recipe_.encoder) {  // bidirectional: every token sees its sequence's positions in the batch
+        for (int64_t t = 0; t < n; ++t)
+            if (batch.positions[t] >= hp.n_ctx_train)
+                return error(StatusCode::out_of_range, strformat("position %d is beyond the model's %lld positions",
+                                                                 batch.positions[t], (long long)hp.n_ctx_train));
+        seq_len_.assign(n_seqs, 0);
+        for (int64_t t = 0; t < n; ++t)
+            seq_len_[batch.seq_ids[t]] = std::max(seq_len_[batch.seq_ids[t]], batch.positions[t] + 1);
+    }
     for (int64_t t = 0, o = 0; t < n; ++t) {
         const int32_t pos = batch.positions[t], seq = batch.seq_ids[t];
-        h_tok[t] = batch.tokens[t], h_pos[t] = pos, h_seq[t] = seq, h_end[t] = pos + 1;
+        h_tok[t] = batch.tokens[t], h_pos[t] = pos, h_seq[t] = seq;
+        h_end[t] = recipe_.encoder ? seq_len_[seq] : pos + 1;
         h_slot[t] = batch.block_tables[seq][pos / bs] * bs + pos % bs;
         h_begin[t] = recipe_.n_chunk > 0 ? pos / recipe_.n_chunk * recipe_.n_chunk : 0;
         // As the CPU family computes it (llama4.cpp), in the same types.
@@ -686,7 +854,8 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     }
     // A step of a MoE model synchronizes with the host once per layer (moe_ffn), unless it is a
     // single-token step on the device path: no graph then.
-    const bool graphable = n <= kGraphMaxTokens && graphs_on_ && (hp.n_expert == 0 || (n == 1 && moe_on_device_));
+    const bool graphable = n <= kGraphMaxTokens && graphs_on_ && !recipe_.encoder &&
+                           (hp.n_expert == 0 || (n == 1 && moe_on_device_));
     const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
     last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
@@ -716,6 +885,15 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
     if (pinned_logits_ && out.logits.get_allocator().resource() != cuda::pinned_host_resource()) {
         std::destroy_at(&out.logits);
         std::construct_at(&out.logits, cuda::pinned_host_resource());
+    }
+    if (recipe_.encoder) {  // pooled on the host, as the CPU family pools (blocks::pool)
+        out.logits.clear();
+        host_x_.resize(n * d);
+        act_.download(stream_, host_x_.data(), host_x_.size() * sizeof(float),
+                      (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
+        HEARTH_TRY(stream_.synchronize());
+        blocks::pool(hp.pooling, batch, host_x_.data(), d, out.embeddings);
+        return {};
     }
     if (partial_) {
         out.logits.clear();
@@ -854,17 +1032,61 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
     backend::moe_combine_cuda(stream_, dm_out_, d_comb_row, d_comb_w, n, k, d, dproj_);
     if (L.shared_gate.data != nullptr) {  // the shared expert over every token, added to the routed sum
         linear_shared(dh_, n, {{&L.shared_gate, dgate_}, {&L.shared_up, dup_}});
-        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * ff);
+        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * L.shared_gate.n_out);
         linear(L.shared_down, dgate_, dshared_, n);
         backend::add_cuda(stream_, dproj_, dshared_, n * d);
     }
+}
+
+void CudaDecoder::mla_attention(const DevLayer& L, int l, int64_t n, const backend::RopeConfig& rope,
+                                const int32_t* d_pos, const int32_t* d_slot, const backend::AttnIndexCuda& idx,
+                                const backend::AttnSplitCuda& split) {
+    const Hparams& hp = hp_;
+    const MlaRecipe& ml = recipe_.mla_dims;
+    const int64_t nh = hp.n_head, rot = hp.n_rot, lat = ml.n_lora_kv, kw = lat + rot, kq = ml.n_embd_k_mla;
+    const int64_t vw = ml.n_embd_v_mla, nope = ml.n_nope;
+    if (L.wq_a.data != nullptr) {
+        linear(L.wq_a, dh_, dm_qa_, n);
+        backend::rms_norm_cuda(stream_, dm_qa_, L.q_a_norm, dm_qa_, ml.n_lora_q, n, hp.norm_eps);
+        linear(L.wq_b, dm_qa_, dm_q_, n);  // [n][nh][nope | rot]
+    } else {
+        linear(L.wq, dh_, dm_q_, n);
+    }
+    linear(L.wkv_a, dh_, dk_, n);  // [n][lat | rot]
+    backend::copy_rows_cuda(stream_, dm_q_ + nope, kq, dm_qpe_, rot, n * nh, rot);
+    backend::rope_cuda(stream_, dm_qpe_, d_pos, n, (int)nh, (int)rot, rope);
+    backend::copy_rows_cuda(stream_, dk_ + lat, kw, dm_kpe_, rot, n, rot);
+    backend::rope_cuda(stream_, dm_kpe_, d_pos, n, 1, (int)rot, rope);
+    // V rows = the normed latent; K rows = [normed latent | roped k_pe].
+    backend::copy_rows_cuda(stream_, dk_, kw, dv_, lat, n, lat);
+    backend::rms_norm_cuda(stream_, dv_, L.kv_a_norm, dv_, lat, n, hp.norm_eps);
+    backend::copy_rows_cuda(stream_, dv_, lat, dk_, kw, n, lat);
+    backend::copy_rows_cuda(stream_, dm_kpe_, rot, dk_ + lat, kw, n, rot);
+    // Each head's query in latent space: [q_nope · k_b | roped q_pe].
+    for (int64_t h = 0; h < nh; ++h) {
+        backend::copy_rows_cuda(stream_, dm_q_ + h * kq, nh * kq, dm_head_in_, nope, n, nope);
+        linear(L.wk_b.expert(h), dm_head_in_, dm_head_out_, n);
+        backend::copy_rows_cuda(stream_, dm_head_out_, lat, dq_ + h * kw, nh * kw, n, lat);
+    }
+    backend::copy_rows_cuda(stream_, dm_qpe_, rot, dq_ + lat, kw, n * nh, rot);
+    backend::kv_write_cuda(stream_, dk_, kw, dv_, lat, d_slot, n, (int)kw, (int)lat, k_cache_[l].data(), kw,
+                           v_cache_[l].data(), lat);
+    const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), kv_block_size_, kw, lat};
+    backend::attention_cuda(stream_, dq_, kvd, idx, n, attention_params(), dattn_, split);  // [n][nh][lat]
+    // Each head's output decompressed from the latent.
+    for (int64_t h = 0; h < nh; ++h) {
+        backend::copy_rows_cuda(stream_, dattn_ + h * lat, nh * lat, dm_head_in_, lat, n, lat);
+        linear(L.wv_b.expert(h), dm_head_in_, dm_head_out_, n);
+        backend::copy_rows_cuda(stream_, dm_head_out_, vw, dm_attv_ + h * vw, nh * vw, n, vw);
+    }
+    linear(L.wo, dm_attv_, dproj_, n);
 }
 
 backend::AttentionParams CudaDecoder::attention_params() const {
     const Hparams& hp = hp_;
     backend::AttentionParams ap;
     ap.n_head = hp.n_head, ap.n_head_kv = hp.n_head_kv, ap.head_dim_k = hp.head_dim_k, ap.head_dim_v = hp.head_dim_v;
-    ap.scale = spec_.attn_scale > 0.0f ? spec_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
+    ap.scale = recipe_.attn_scale > 0.0f ? recipe_.attn_scale : 1.0f / std::sqrt((float)hp.head_dim_k);
     return ap;
 }
 
@@ -879,6 +1101,16 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
 
     if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
     if (recipe_.embd_scale > 0.0f) backend::scale_cuda(stream_, dx_, recipe_.embd_scale, n * d);
+    if (recipe_.encoder) {  // + position and token-type embeddings, LayerNorm, the layers
+        backend::get_rows_cuda(stream_, pos_embd_.type, pos_embd_.data, pos_embd_.row_bytes, d_pos, n, d, dh_);
+        backend::add_cuda(stream_, dx_, dh_, n * d);
+        if (type_row_) backend::add_bias_cuda(stream_, dx_, type_row_, n, d);
+        backend::layer_norm_cuda(stream_, dx_, embd_norm_w_, embd_norm_b_, dx_, d, n, hp_.norm_eps);
+        run_encoder(n, d_slot, backend::AttnIndexCuda{d_tab, (int)stride, d_seq, d_pos, d_end},
+                    n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_}
+                                        : backend::AttnSplitCuda{});
+        return;
+    }
 
     const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
     backend::AttentionParams ap = attention_params();
@@ -899,65 +1131,70 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         const GpuLayerRecipe& lr = *L.recipe;
         backend::RopeConfig rope = lr.rope_cfg;  // the layer's RoPE with the model's factors
         rope.freq_factors = rope_.freq_factors;
-        bool roped = false;  // rope and the KV write done by the Q/K/V launch
-        if (fuse) {
-            backend::add_rms_norm_q8_cuda(stream_, dx_, pending ? dproj_ : nullptr, L.attn_norm, nullptr, xq_.data(), d,
-                                          n, hp.norm_eps);
-            if (grouped && rope_in_matmul_) {
-                backend::QkvRopeCuda r;
-                r.n_head = hp.n_head, r.n_head_kv = hp.n_head_kv, r.head_dim_k = hp.head_dim_k,
-                r.head_dim_v = hp.head_dim_v;
-                r.rope = rope_, r.positions = d_pos, r.slots = d_slot;
-                r.k_cache = k_cache_[l].data(), r.k_row_stride = k_dim;
-                r.v_cache = v_cache_[l].data(), r.v_row_stride = v_dim;
-                backend::matmul_qkv_rope_cuda(stream_, xq_.data(), d, n, q8_matrix(L.wq), q8_matrix(L.wk),
-                                              q8_matrix(L.wv), dq_, r);
-                roped = true;
-            } else if (grouped) {
-                backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
-                                                {{q8_matrix(L.wq), dq_}, {q8_matrix(L.wk), dk_}, {q8_matrix(L.wv), dv_}});
-            } else {
-                linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
-            }
-        } else {
+        if (recipe_.mla) {  // DeepSeek multi-head latent attention (no fused kernels: fuse is off)
             backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
-            linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
-        }
-        if (!roped) {
-            if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
-            if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
-            if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
-            if (L.q_norm) {
-                backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
-                backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
-            }
-            if (lr.rope && !recipe_.qk_l2_after_rope) {
-                backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
-                                            hp.head_dim_k, hp.head_dim_v, rope, k_cache_[l].data(), k_dim,
-                                            v_cache_[l].data(), v_dim);
-            } else {
-                if (lr.rope) {  // then the unweighted q/k norm (llama4)
-                    backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope);
-                    backend::rope_cuda(stream_, dk_, d_pos, n, hp.n_head_kv, hp.head_dim_k, rope);
-                    backend::rms_norm_cuda(stream_, dq_, nullptr, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
-                    backend::rms_norm_cuda(stream_, dk_, nullptr, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
-                } else if (recipe_.temp_floor > 0) {  // NoPE: the attention temperature
-                    backend::scale_rows_cuda(stream_, dq_, d_qscale, n, (int64_t)hp.n_head * hp.head_dim_k);
-                }
-                backend::kv_write_cuda(stream_, dk_, k_dim, dv_, v_dim, d_slot, n, (int)k_dim, (int)v_dim,
-                                       k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
-            }
-        }
-        const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
-        ap.sliding_window = lr.window;
-        ap.sinks = L.sinks;
-        idx.kv_begin = lr.chunked ? d_begin : nullptr;
-        backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split, attn_q8 ? xq_.data() : nullptr);
-        if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
-            if (!attn_q8) backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
-            linear_q8(L.wo, dproj_, n);
+            mla_attention(L, l, n, rope, d_pos, d_slot, idx, split);
         } else {
-            linear(L.wo, dattn_, dproj_, n);
+            bool roped = false;  // rope and the KV write done by the Q/K/V launch
+            if (fuse) {
+                backend::add_rms_norm_q8_cuda(stream_, dx_, pending ? dproj_ : nullptr, L.attn_norm, nullptr, xq_.data(), d,
+                                              n, hp.norm_eps);
+                if (grouped && rope_in_matmul_) {
+                    backend::QkvRopeCuda r;
+                    r.n_head = hp.n_head, r.n_head_kv = hp.n_head_kv, r.head_dim_k = hp.head_dim_k,
+                    r.head_dim_v = hp.head_dim_v;
+                    r.rope = rope_, r.positions = d_pos, r.slots = d_slot;
+                    r.k_cache = k_cache_[l].data(), r.k_row_stride = k_dim;
+                    r.v_cache = v_cache_[l].data(), r.v_row_stride = v_dim;
+                    backend::matmul_qkv_rope_cuda(stream_, xq_.data(), d, n, q8_matrix(L.wq), q8_matrix(L.wk),
+                                                  q8_matrix(L.wv), dq_, r);
+                    roped = true;
+                } else if (grouped) {
+                    backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
+                                                    {{q8_matrix(L.wq), dq_}, {q8_matrix(L.wk), dk_}, {q8_matrix(L.wv), dv_}});
+                } else {
+                    linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
+                }
+            } else {
+                backend::rms_norm_cuda(stream_, dx_, L.attn_norm, dh_, d, n, hp.norm_eps);
+                linear_shared(dh_, n, {{&L.wq, dq_}, {&L.wk, dk_}, {&L.wv, dv_}});
+            }
+            if (!roped) {
+                if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
+                if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
+                if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
+                if (L.q_norm) {
+                    backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+                    backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+                }
+                if (lr.rope && !recipe_.qk_l2_after_rope) {
+                    backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
+                                                hp.head_dim_k, hp.head_dim_v, rope, k_cache_[l].data(), k_dim,
+                                                v_cache_[l].data(), v_dim);
+                } else {
+                    if (lr.rope) {  // then the unweighted q/k norm (llama4)
+                        backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope);
+                        backend::rope_cuda(stream_, dk_, d_pos, n, hp.n_head_kv, hp.head_dim_k, rope);
+                        backend::rms_norm_cuda(stream_, dq_, nullptr, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
+                        backend::rms_norm_cuda(stream_, dk_, nullptr, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
+                    } else if (recipe_.temp_floor > 0) {  // NoPE: the attention temperature
+                        backend::scale_rows_cuda(stream_, dq_, d_qscale, n, (int64_t)hp.n_head * hp.head_dim_k);
+                    }
+                    backend::kv_write_cuda(stream_, dk_, k_dim, dv_, v_dim, d_slot, n, (int)k_dim, (int)v_dim,
+                                           k_cache_[l].data(), k_dim, v_cache_[l].data(), v_dim);
+                }
+            }
+            const backend::PagedKvCuda kvd{k_cache_[l].data(), v_cache_[l].data(), bs, k_dim, v_dim};
+            ap.sliding_window = lr.window;
+            ap.sinks = L.sinks;
+            idx.kv_begin = lr.chunked ? d_begin : nullptr;
+            backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split, attn_q8 ? xq_.data() : nullptr);
+            if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
+                if (!attn_q8) backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
+                linear_q8(L.wo, dproj_, n);
+            } else {
+                linear(L.wo, dattn_, dproj_, n);
+            }
         }
         if (L.bo) backend::add_bias_cuda(stream_, dproj_, L.bo, n, d);
         if (L.post_attn_norm) backend::rms_norm_cuda(stream_, dproj_, L.post_attn_norm, dproj_, d, n, hp.norm_eps);
@@ -1090,8 +1327,14 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                      strformat("%s: %d experts, %d used per token: the CUDA executor takes at most %d and %d",
                                arch.c_str(), hp.n_expert, hp.n_expert_used, backend::kMoeMaxExperts,
                                backend::kMoeMaxUsed));
-    if (hp.pooling != Pooling::none)
-        return error(StatusCode::unsupported, arch + ": pooled embeddings have no CUDA executor yet");
+    if (hp.head_dim_k > backend::kAttnMaxHeadDimK || hp.head_dim_v > backend::kAttnMaxHeadDimV ||
+        hp.head_dim_k % 2 != 0 || hp.head_dim_v % 2 != 0)
+        return error(StatusCode::unsupported,
+                     strformat("%s: attention heads of %d/%d values; the CUDA attention takes even widths up to %d/%d",
+                               arch.c_str(), hp.head_dim_k, hp.head_dim_v, backend::kAttnMaxHeadDimK,
+                               backend::kAttnMaxHeadDimV));
+    if (hp.pooling != Pooling::none && !recipe.value().encoder)
+        return error(StatusCode::unsupported, arch + ": pooled embeddings of a decoder have no CUDA executor yet");
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
     // How many layers: num_gpu > 0 asks for that many (n_layer or more: the whole model),
     // automatic (< 0) takes what fits in the memory free now.

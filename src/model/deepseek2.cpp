@@ -15,6 +15,7 @@
 
 #include "model/blocks.h"
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 namespace {
@@ -276,6 +277,25 @@ static Status read_params(const gguf::GgufFile& file, Hparams& hp, Ds2Params& p)
     const float mscale = hp.rope.attn_factor * (1.0f + 0.1f * std::log(scale)) * (1.0f + 0.1f * log_mul * std::log(scale));
     p.kq_scale = mscale * mscale / std::sqrt((float)p.n_embd_k_mla);
     return {};
+}
+
+Result<GpuRecipe> deepseek2_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
+    GpuRecipe r;
+    r.hp.arch = "deepseek2";
+    Ds2Params p;
+    HEARTH_TRY(read_params(file, r.hp, p));
+    HEARTH_TRY(read_decoder_pooling(ArchKeys(file.meta, r.hp.arch), opts, r.hp));
+    const Hparams& hp = r.hp;
+    r.mla = true;
+    r.mla_dims = MlaRecipe{p.n_lora_q, p.n_lora_kv, p.n_embd_k_mla, p.n_embd_v_mla, p.n_nope};
+    r.attn_scale = p.kq_scale;
+    r.moe = p.moe;
+    r.probs_bias = true;
+    r.shared_expert = p.n_expert_shared > 0;
+    r.shared_ff = hp.n_ff_exp * p.n_expert_shared;
+    r.layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) r.layers[l].rope_cfg = hp.rope, r.layers[l].moe = l >= p.n_dense_lead;
+    return r;
 }
 
 Result<std::unique_ptr<Model>> load_deepseek2(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts) {

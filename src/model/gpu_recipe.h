@@ -23,6 +23,12 @@ struct GpuLayerRecipe {
     bool moe = false;       // mixture-of-experts FFN (else dense, n_ff wide)
 };
 
+// DeepSeek multi-head latent attention (model/deepseek2.cpp): widths of the low-rank query, the
+// cached latent, the per-head q/k (nope + rope) and v.
+struct MlaRecipe {
+    int n_lora_q = 0, n_lora_kv = 0, n_embd_k_mla = 0, n_embd_v_mla = 0, n_nope = 0;
+};
+
 struct GpuRecipe {
     Hparams hp;
     AttnLoad attn;                   // biases, q/k norms (weighted, before RoPE), fused attn_qkv
@@ -45,7 +51,15 @@ struct GpuRecipe {
     int n_chunk = 0;                 // chunked attention's chunk (GpuLayerRecipe::chunked)
     MoeSpec moe;                     // routing, activation, summation order of MoE layers
     bool expert_biases = false;      // ffn_{gate,up,down}_exps.bias (gpt-oss)
-    bool shared_expert = false;      // ffn_{gate,up,down}_shexp, n_ff_exp wide, added to the routed sum
+    bool shared_expert = false;      // ffn_{gate,up,down}_shexp, shared_ff wide, added to the routed sum
+    int64_t shared_ff = 0;
+    bool probs_bias = false;         // exp_probs_b.bias: expert selection bias (deepseek2), optional
+    // A BERT encoder (model/bert.cpp): absolute position and token-type embeddings, LayerNorms
+    // with biases after each block, bidirectional attention, a GELU FFN with biases, pooled
+    // embeddings instead of logits.
+    bool encoder = false;
+    bool mla = false;                // attention is MLA (hp: one kv head of the latent, as the CPU family's)
+    MlaRecipe mla_dims;
     std::vector<GpuLayerRecipe> layers;  // [n_layer]
     // The llama-style families (llama, qwen2, qwen3, qwen3moe): fused decode kernels, device
     // routing of single-token MoE steps, and a partial offload whose CPU part is a Decoder of
@@ -60,5 +74,7 @@ Result<GpuRecipe> gemma3_gpu_recipe(const gguf::GgufFile& file, const LoadOption
 Result<GpuRecipe> phi3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 Result<GpuRecipe> gpt_oss_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 Result<GpuRecipe> llama4_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
+Result<GpuRecipe> deepseek2_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
+Result<GpuRecipe> bert_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 
 }  // namespace hearth::model

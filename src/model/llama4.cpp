@@ -177,6 +177,7 @@ Result<GpuRecipe> llama4_gpu_recipe(const gguf::GgufFile& file, const LoadOption
     r.n_chunk = p.n_chunk;
     r.moe = MoeSpec{.gating = Gating::sigmoid, .weight_input = true};
     r.shared_expert = true;
+    r.shared_ff = r.hp.n_ff_exp;
     r.layers.resize(hp.n_layer);
     for (int l = 0; l < hp.n_layer; ++l) {
         r.layers[l].chunked = p.is_chunked[l] && p.n_chunk > 0;

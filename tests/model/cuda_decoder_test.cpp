@@ -190,6 +190,8 @@ TEST(CudaDecoder, MatchesCpuOnTinyModels) {
         {"llama3-tiny.Q4_0", 0.6, 0.1, 0.85},    {"llama3-tiny.Q4_1", 0.6, 0.1, 0.85},
         {"llama3-tiny.Q5_0", 0.6, 0.1, 0.85},    {"llama3-tiny.Q5_1", 0.6, 0.1, 0.85},
         {"llama3-tiny.Q5_K_M", 0.6, 0.1, 0.85},  {"llama3-tiny.Q6_K", 0.6, 0.1, 0.85},
+        // The trained stories260K (F32; n_ff 172 is not a multiple of 32: the unfused kernels).
+        {"stories260K", 0.05, 0.01, 1.0},
     };
     for (const Case& c : cases) check_model(c);
 }
@@ -288,6 +290,20 @@ Result<std::shared_ptr<gguf::GgufFile>> open_with_q8_k_weight() {
     return gguf::open_gguf(path);
 }
 
+// llama3-tiny.Q8_0 with general.architecture set to `arch` (one the executor does not have).
+Result<std::shared_ptr<gguf::GgufFile>> open_renamed_architecture(const std::string& arch) {
+    auto src = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q8_0.gguf"));
+    if (!src.ok()) return src.status();
+    gguf::GgufWriter w;
+    for (const auto& [k, v] : src.value()->meta.entries()) w.set(k, v);
+    w.set("general.architecture", gguf::Value::make_string(arch));
+    for (const gguf::TensorInfo& t : src.value()->tensors)
+        HEARTH_TRY(w.add_tensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), std::span(t.data, t.n_bytes)));
+    const std::string path = testing::TempDir() + "cuda_decoder_test." + arch + ".gguf";
+    HEARTH_TRY(w.write_file(path));
+    return gguf::open_gguf(path);
+}
+
 TEST(CudaDecoder, UnsupportedTypeIsAnErrorNamingIt) {
     DECODER_OPEN_DEVICE_OR_SKIP();
     auto file = open_with_q8_k_weight();
@@ -359,7 +375,9 @@ TEST(CudaDecoder, PartialOffloadMatchesCpu) {
 // phi3 (fused QKV and gate|up, LongRoPE factors), gpt-oss (biases, sinks, sliding window,
 // top-k-then-softmax routing, biased experts, SwiGLU-OAI) and llama4 (NoPE layers, the
 // unweighted q/k norm after RoPE, sigmoid routing of the expert input, shared expert,
-// interleaved dense layers). Tolerances as for the other files of their types.
+// interleaved dense layers), deepseek2 (multi-head latent attention in the absorbed form, grouped
+// sigmoid/softmax routing with a selection bias, shared experts after leading dense layers).
+// Tolerances as for the other files of their types.
 TEST(CudaDecoder, MatchesCpuOnOtherFamilies) {
     DECODER_OPEN_DEVICE_OR_SKIP();
     const Case cases[] = {
@@ -367,8 +385,98 @@ TEST(CudaDecoder, MatchesCpuOnOtherFamilies) {
         {"phi3-tiny.F16", 0.05, 0.01, 1.0},     {"phi3-tiny.Q4_K_M", 0.6, 0.1, 0.85},
         {"gpt-oss-tiny.F16", 0.05, 0.01, 1.0},  {"gpt-oss-tiny.MXFP4_MOE", 3.0, 0.1, 0.85, 0.6},
         {"llama4-tiny.F16", 0.05, 0.01, 1.0},   {"llama4-tiny.Q8_0", 3.0, 0.1, 0.85, 0.6},
+        // deepseek2 routes with a sigmoid over 2-way groups: its F16 prefill (the f16 tensor-core
+        // GEMM rounds the router's input) flips a router near-tie as quantized files do (measured
+        // on the H100: max-abs 2.18 in a few rows, mean-abs 0.013, every top-1 the same, decode
+        // steps within 0.007), so it is judged by mean-abs and top-1 with the F16 near-tie margin.
+        {"deepseek2-tiny.F16", 3.0, 0.03, 1.0, 0.05}, {"deepseek2-tiny.Q8_0", 3.0, 0.1, 0.85, 0.6},
     };
     for (const Case& c : cases) check_model(c);
+}
+
+// llama4 past its first attention chunk (8192 positions): chunked layers see only their chunk
+// (per-token kv_begin) and NoPE layers scale q by the attention temperature 1 + 0.1 ln 2 there.
+// An 8,200-token prompt and 4 greedy steps, the last 16 prompt rows and every step compared.
+TEST(CudaDecoder, Llama4PastTheFirstChunk) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama4-tiny.F16.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    LoadOptions cpu_opts{4};
+    cpu_opts.num_gpu = 0;
+    auto cpu_model = load_model(file.value(), cpu_opts);
+    auto gpu_model = load_model_cuda(file.value(), LoadOptions{1});
+    ASSERT_TRUE(cpu_model.ok() && gpu_model.ok());
+    const KvLayout layout = cpu_model.value()->kv_layout();
+    auto kv_cpu = KvCache::create(layout, 528, 16);
+    auto kv_gpu = KvCache::create(layout, 528, 16);
+    ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+    Runner cpu{std::move(cpu_model).value(), std::move(kv_cpu).value()};
+    Runner gpu{std::move(gpu_model).value(), std::move(kv_gpu).value()};
+    const int64_t n_vocab = cpu.model->hparams().n_vocab, n = 8200;
+    std::vector<int32_t> prompt(n);
+    for (int64_t i = 0; i < n; ++i) prompt[i] = (int32_t)((kLlamaPrompt[i % kLlamaPrompt.size()] + i / 53) % n_vocab);
+    ASSERT_TRUE(cpu.prefill(prompt).ok());
+    const Status st = gpu.prefill(prompt);
+    ASSERT_TRUE(st.ok()) << st.message();
+    const int64_t tail = 16;
+    const LogitsDiff pre = diff_logits(gpu.out.logits.data() + (n - tail) * n_vocab,
+                                       cpu.out.logits.data() + (n - tail) * n_vocab, tail, n_vocab);
+    std::printf("  llama4-tiny.F16      prefill %lld tokens, last %lld rows: max-abs %.4f mean-abs %.5f top-1 %d/%lld\n",
+                (long long)n, (long long)tail, pre.max_abs, pre.mean_abs, pre.top1_same, (long long)tail);
+    EXPECT_LE(pre.max_abs, 0.05);
+    EXPECT_LE(pre.mean_abs, 0.01);
+    int32_t tok = argmax(cpu.out.logits.data() + (n - 1) * n_vocab, n_vocab);
+    for (int s = 0; s < 4; ++s) {
+        ASSERT_TRUE(cpu.step(tok, (int32_t)(n + s)).ok());
+        ASSERT_TRUE(gpu.step(tok, (int32_t)(n + s)).ok());  // both fed the CPU's pick
+        const LogitsDiff dd = diff_logits(gpu.out.logits.data(), cpu.out.logits.data(), 1, n_vocab);
+        EXPECT_LE(dd.max_abs, 0.05) << "decode step " << s;
+        tok = argmax(cpu.out.logits.data(), n_vocab);
+    }
+}
+
+// BERT (the encoder recipe): pooled embeddings of one sequence and of two sequences in one batch
+// against the CPU model. F16 weights: the tolerance of F16 logits (testdata/README.md §4), on
+// embeddings of LayerNorm-scaled values.
+TEST(CudaDecoder, BertEmbeddingsMatchCpu) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/bert-bge-tiny.F16.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    LoadOptions cpu_opts{2};
+    cpu_opts.num_gpu = 0;
+    auto cpu = load_model(file.value(), cpu_opts);
+    auto gpu = load_model_cuda(file.value(), LoadOptions{1});
+    ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+    ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+    const KvLayout layout = cpu.value()->kv_layout();
+    auto kv_cpu = KvCache::create(layout, 8, 16);
+    auto kv_gpu = KvCache::create(layout, 8, 16);
+    ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+    for (const std::vector<int>& lengths : {std::vector<int>{20}, std::vector<int>{7, 12}, std::vector<int>{1}}) {
+        SCOPED_TRACE(testing::Message() << lengths.size() << " sequences");
+        std::vector<std::vector<int32_t>> tables(lengths.size()), gpu_tables(lengths.size());
+        for (auto& t : tables) ASSERT_TRUE(kv_cpu.value().ensure_capacity(t, 32).ok());
+        for (auto& t : gpu_tables) ASSERT_TRUE(kv_gpu.value().ensure_capacity(t, 32).ok());
+        ASSERT_EQ(tables, gpu_tables);  // two fresh pools of one geometry hand out the same blocks
+        Batch b;
+        b.block_tables = tables;
+        for (size_t s = 0; s < lengths.size(); ++s)
+            for (int i = 0; i < lengths[s]; ++i) b.add(kLlamaPrompt[(s * 13 + i) % kLlamaPrompt.size()] + 1000, i, (int32_t)s, true);
+        ForwardOutput oc, og;
+        ASSERT_TRUE(cpu.value()->forward(b, kv_cpu.value(), oc).ok());
+        const Status st = gpu.value()->forward(b, kv_gpu.value(), og);
+        ASSERT_TRUE(st.ok()) << st.message();
+        ASSERT_EQ(og.embeddings.size(), oc.embeddings.size());
+        ASSERT_EQ(oc.embeddings.size(), lengths.size() * (size_t)cpu.value()->hparams().n_embd);
+        EXPECT_TRUE(og.logits.empty());
+        const LogitsDiff diff = diff_logits(og.embeddings.data(), oc.embeddings.data(), 1, (int64_t)oc.embeddings.size());
+        std::printf("  bert-bge-tiny.F16    %zu sequence(s): embeddings max-abs %.5f mean-abs %.6f\n", lengths.size(),
+                    diff.max_abs, diff.mean_abs);
+        EXPECT_LE(diff.max_abs, 0.05);
+        EXPECT_LE(diff.mean_abs, 0.01);
+        for (auto& t : tables) kv_cpu.value().release(t);
+        for (auto& t : gpu_tables) kv_gpu.value().release(t);
+    }
 }
 
 // An architecture the executor does not have is an unsupported error naming it (load_model
@@ -376,12 +484,12 @@ TEST(CudaDecoder, MatchesCpuOnOtherFamilies) {
 // continue from a residual stream (only the llama-style Decoder can).
 TEST(CudaDecoder, UnsupportedArchitectureIsAnError) {
     DECODER_OPEN_DEVICE_OR_SKIP();
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/deepseek2-tiny.F16.gguf"));
+    auto file = open_renamed_architecture("falcon");
     ASSERT_TRUE(file.ok()) << file.status().message();
     auto m = load_model_cuda(file.value(), LoadOptions{1});
     ASSERT_FALSE(m.ok());
     EXPECT_EQ(m.status().code(), StatusCode::unsupported) << m.status().message();
-    EXPECT_NE(m.status().message().find("deepseek2"), std::string::npos) << m.status().message();
+    EXPECT_NE(m.status().message().find("falcon"), std::string::npos) << m.status().message();
 
     auto gemma = gguf::open_gguf(hearth::test::testdata_path("models/gemma3-tiny.F16.gguf"));
     ASSERT_TRUE(gemma.ok()) << gemma.status().message();
