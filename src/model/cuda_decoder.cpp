@@ -1301,6 +1301,8 @@ bool cuda_runs_architecture(const std::string& arch) {
     return find_arch(arch) != nullptr || find_recipe_family(arch) != nullptr;
 }
 
+bool cuda_offloads_partially(const std::string& arch) { return find_arch(arch) != nullptr; }
+
 Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
     HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
@@ -1386,6 +1388,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
 }
 
 bool cuda_runs_architecture(const std::string&) { return false; }
+bool cuda_offloads_partially(const std::string&) { return false; }
 
 Result<GpuMemory> query_gpu_memory(int) { return error(StatusCode::not_found, "hearth was built without CUDA"); }
 

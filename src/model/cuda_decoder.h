@@ -69,8 +69,10 @@ struct GpuLayerPlan {
 GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
                              int64_t free_bytes, int64_t kv_positions = 4096);
 
-// Whether load_model_cuda has an executor for this GGUF architecture (false without CUDA).
+// Whether load_model_cuda has an executor for this GGUF architecture (false without CUDA), and
+// whether it can split one between the GPU and the CPU (partial offload: llama-style only).
 bool cuda_runs_architecture(const std::string& arch);
+bool cuda_offloads_partially(const std::string& arch);
 
 struct GpuMemory {
     std::string name;  // "NVIDIA H100 80GB HBM3"

@@ -162,10 +162,9 @@ static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
     if (g.name.empty()) g.name = "the GPU";
     const double gib = (double)g.free_bytes / (1 << 30);
     g.n_layers_total = info.kv_layout.n_layer;
-    g.supported = model::cuda_runs_architecture(info.architecture) && !info.embedding;
+    g.supported = model::cuda_runs_architecture(info.architecture);
     if (!g.supported) {
-        g.verdict = "CPU only: hearth has no CUDA executor for " +
-                    (info.embedding ? "embedding models" : info.architecture) + " yet";
+        g.verdict = "CPU only: hearth has no CUDA executor for " + info.architecture + " yet";
         return g;
     }
     const int64_t q_dim = info.q_dim > 0 ? info.q_dim : info.n_embd;
@@ -175,6 +174,13 @@ static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
                                g.free_bytes);
     g.n_layers = plan.n_layers;
     g.output = plan.output;
+    if (!plan.output && plan.n_layers > 0 && !model::cuda_offloads_partially(info.architecture)) {
+        g.n_layers = 0;  // the loader keeps the whole model on the CPU (load_model_cuda)
+        g.verdict = strformat("CPU only: %d of %d layers would fit on %s (%.1f GiB free), and a partial offload "
+                              "runs llama-style families only",
+                              plan.n_layers, g.n_layers_total, g.name.c_str(), gib);
+        return g;
+    }
     if (plan.output)
         g.verdict = strformat("fits fully on the GPU (%s, %.1f GiB free)", g.name.c_str(), gib);
     else if (plan.n_layers > 0)

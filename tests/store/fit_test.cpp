@@ -185,11 +185,24 @@ TEST(Fit, GpuVerdictFollowsTheFreeDeviceMemory) {
     const auto j = fit_report_json(*full);
     EXPECT_EQ(j["gpu"]["layers"].get<int>(), 2);
     EXPECT_TRUE(j["gpu"]["output"].get<bool>());
-    // An architecture without a CUDA executor stays on the CPU, whatever the GPU has.
+    // gemma3 runs on the GPU whole but is not split (partial offload is llama-style only): where
+    // only some of its layers fit, the loader keeps it on the CPU, and the verdict says so.
     auto gemma = fit_file(model_path("gemma3-tiny.Q8_0"), o);
     ASSERT_TRUE(gemma.ok());
-    EXPECT_FALSE(gemma->gpu.supported);
-    EXPECT_EQ(gemma->gpu.verdict, "CPU only: hearth has no CUDA executor for gemma3 yet");
+    EXPECT_TRUE(gemma->gpu.supported);
+    EXPECT_TRUE(gemma->gpu.output) << gemma->gpu.verdict;
+    bool split_refused = false;
+    for (int64_t free = kGiB; free <= kGiB + 64 * kMiB && !split_refused; free += kMiB / 4) {
+        o.gpu_free_bytes = free;
+        auto r = fit_file(model_path("gemma3-tiny.Q8_0"), o);
+        ASSERT_TRUE(r.ok());
+        EXPECT_EQ(r->gpu.verdict.find("partial offload:"), std::string::npos) << r->gpu.verdict;
+        if (r->gpu.verdict.find("llama-style families only") == std::string::npos) continue;
+        split_refused = true;
+        EXPECT_EQ(r->gpu.n_layers, 0);
+        EXPECT_FALSE(r->gpu.output);
+    }
+    EXPECT_TRUE(split_refused);
 }
 
 TEST(Fit, DoesNotFitSuggestsAContextAndAQuantization) {
