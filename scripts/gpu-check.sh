@@ -51,8 +51,11 @@ set -e
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=ON -DHEARTH_CUDA=ON \
       -DHEARTH_NATIVE=OFF ${HEARTH_GPU_CMAKE_ARGS:-} 2>&1 | tee "$OUT/configure.log" | grep -E "hearth:|Error" || true
 # The whole log in build_full.log; compiler errors and the last lines on stdout and in build.log.
-time cmake --build "$BUILD_DIR" -j "$(nproc)" --target backend_tests cuda_matmul_bench model_tests cuda_forward_bench \
-      runtime_tests concurrency_bench > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
+# HEARTH_GPU_TARGETS builds only these targets (e.g. "cuda_forward_bench" for a profiling run with
+# HEARTH_GPU_TESTS=0, HEARTH_GPU_MATMUL_BENCH=0 and HEARTH_GPU_CONCURRENCY=0).
+# shellcheck disable=SC2086
+time cmake --build "$BUILD_DIR" -j "$(nproc)" --target ${HEARTH_GPU_TARGETS:-backend_tests cuda_matmul_bench model_tests \
+      cuda_forward_bench runtime_tests concurrency_bench} > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
 tail -n 5 "$OUT/build_full.log" | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
@@ -137,18 +140,21 @@ done
 # HEARTH_GPU_NCU_COUNT choose the launches (defaults: past the prefill warm-up, ~2 tokens).
 # HEARTH_GPU_NCU_BATCH=B profiles one decode step of B sequences instead (cuda_forward_bench
 # --batch B --profile, after a 512-token prefill of each; ncu --profile-from-start off).
+# HEARTH_GPU_NCU_ARGS adds cuda_forward_bench arguments to either form (later ones win), e.g.
+# "--layers 4" (a cut of a large model) or, with HEARTH_GPU_NCU_SKIP=0, "--pp 10000 --tg 0" (a prefill).
 if [ -n "${HEARTH_GPU_NCU:-}" ] && command -v ncu >/dev/null; then
   ncu_metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size
+  # shellcheck disable=SC2086
   if [ -n "${HEARTH_GPU_NCU_BATCH:-}" ]; then
     ncu --clock-control none --csv --page raw --print-units base --profile-from-start off --metrics "$ncu_metrics" \
         "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 0 --tg 0 --ctx 0 \
-        --reps 1 --batch-steps 1 --batch "$HEARTH_GPU_NCU_BATCH" --profile "$HEARTH_GPU_NCU" \
+        --reps 1 --batch-steps 1 --batch "$HEARTH_GPU_NCU_BATCH" --profile ${HEARTH_GPU_NCU_ARGS:-} "$HEARTH_GPU_NCU" \
         > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
   else
     ncu --clock-control none --csv --page raw --print-units base --launch-skip "${HEARTH_GPU_NCU_SKIP:-1400}" \
         --launch-count "${HEARTH_GPU_NCU_COUNT:-900}" --metrics "$ncu_metrics" \
         "$BUILD_DIR/bench/cuda_forward_bench" --dir "${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}" --pp 16 --tg 4 --ctx 0 \
-        --reps 1 "$HEARTH_GPU_NCU" > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
+        --reps 1 ${HEARTH_GPU_NCU_ARGS:-} "$HEARTH_GPU_NCU" > "$OUT/ncu.csv" 2> "$OUT/ncu.err" || echo "ncu FAILED (see ncu.err)"
   fi
   python3 - "$OUT/ncu.csv" <<'PY' | tee "$OUT/ncu_summary.txt"
 import csv, sys, collections
