@@ -1,7 +1,7 @@
 // CUDA matmul (contract and numerics: matmul.h): the dispatch between the paths, the F16, BF16
 // and F32 matrix-vector kernels (f32 activations) and the activation conversion kernels. The dp4a
-// kernels are in matmul_vec.cu, the tensor-core GEMM in matmul_gemm.cu. Block layouts come
-// from quant/*.h; nothing here redefines them.
+// kernels are in matmul_vec.cu, the tensor-core GEMM in matmul_gemm.cu, the cuBLAS path in
+// matmul_blas.cu. Block layouts come from quant/*.h; nothing here redefines them.
 #include "backend/cuda/matmul.h"
 
 #include <cuda_fp16.h>
@@ -324,11 +324,30 @@ int matmul_cuda_q8_chains(const cuda::Device& dev, int64_t n_in, int64_t n_out) 
 
 size_t activation_q8_bytes(int64_t n_in, int64_t n_tokens) { return cuda_kernels::act_q8_bytes(n_in, n_tokens); }
 
+bool matmul_cuda_uses_blas(const cuda::Device& dev, QuantType type, int64_t n_out, int64_t n_tokens) {
+    if (n_tokens < kMatmulGemmMinTokens || !cuda_kernels::has_gemm(type)) return false;
+    switch (cuda_kernels::blas_mode()) {
+        case cuda_kernels::BlasMode::off: return false;
+        case cuda_kernels::BlasMode::always: return true;
+        case cuda_kernels::BlasMode::shape_rule: break;
+    }
+    // The hand-written GEMM fills the device with one 128-token tile of X per weight tile (more
+    // than half the SMs' worth of tiles, split over K in two) and needs no f16 copy of W.
+    const bool gemm_full_wave = type != QuantType::f16 && n_tokens <= kMatmulGemmOnlyMaxTokens &&
+                                (n_out + 127) / 128 > dev.info().n_sm / 2;
+    return !gemm_full_wave;
+}
+
 size_t matmul_cuda_scratch_bytes(QuantType type, int64_t n_in, int64_t n_tokens) {
     size_t bytes = 0;
     if (cuda_kernels::has_matvec_q8(type)) bytes = activation_q8_bytes(n_in, n_tokens);
     if (n_tokens >= kMatmulGemmMinTokens && cuda_kernels::has_gemm(type)) {
         bytes = std::max(bytes, (size_t)n_in * n_tokens * sizeof(__half));
+    }
+    // n_out is not known here: whenever some shape may take the cuBLAS path.
+    if (n_tokens >= kMatmulGemmMinTokens && cuda_kernels::has_gemm(type) &&
+        cuda_kernels::blas_mode() != cuda_kernels::BlasMode::off) {
+        bytes = std::max(bytes, cuda_kernels::blas_scratch_bytes(type, n_in, n_tokens));
     }
     return bytes;
 }
@@ -539,8 +558,14 @@ void matmul_cuda(cuda::Stream& stream, QuantType type, const std::byte* w, size_
     }
     const bool w_aligned16 = row_bytes % 16 == 0 && is_aligned16(w);
 
-    // Prefill: tensor-core GEMM on f16 copies of X.
+    // Prefill: cuBLAS on f16 copies of W and X (which declines only in graph capture on a stream
+    // without a handle yet), or the tensor-core GEMM on f16 copies of X (matmul.h says where).
     if (n_tokens >= kMatmulGemmMinTokens && cuda_kernels::has_gemm(type) && w_aligned16 && n_in % 64 == 0) {
+        if (matmul_cuda_uses_blas(dev, type, n_out, n_tokens)) {
+            void* scratch = stream.scratch(cuda_kernels::blas_scratch_bytes(type, n_in, n_tokens));
+            if (scratch == nullptr) return;
+            if (cuda_kernels::matmul_blas(dev, s, scratch, type, w, row_bytes, x, y, n_in, n_out, n_tokens)) return;
+        }
         auto* xh = static_cast<__half*>(stream.scratch((size_t)n_in * n_tokens * sizeof(__half)));
         if (xh == nullptr) return;
         if (!dev.check(cuda_kernels::convert_f16(x, xh, n_in * n_tokens, s), "matmul_cuda convert launch")) return;

@@ -29,12 +29,25 @@
 //    is rounded to f16 (so |X| must stay below 65504). Error: each product
 //    is off by at most ~2^-10 relative (both operands rounded to f16), |y - y_exact| <~
 //    1e-3 * sum|w*x|.
+//    Mostly (matmul_cuda_uses_blas) the same product goes through cuBLAS (matmul_blas.cu): W is
+//    dequantized to f16 into the stream scratch by the GEMM's own tile code (bit-identical f16
+//    weights; F16 weights are read in place), X is rounded to f16 the same way, and
+//    cublasGemmEx (CUBLAS_COMPUTE_32F) accumulates in f32 and writes f32 Y. So the operands and
+//    the error bound are the GEMM's; only the f32 summation order differs (cuBLAS's choice of
+//    kernel, fixed for a shape, cuBLAS version and GPU: repeated calls give the same bits, but
+//    the bits are not the hand-written GEMM's). f16 rather than bf16 operands: bf16 keeps 8
+//    significant bits against f16's 11, which would loosen the bound ~8x for no gain in range
+//    that the GEMM path (f16) already requires.
 //  - F16, BF16 and F32 weights, n_tokens < kMatmulGemmMinTokens: f32 activations, f32
 //    accumulation (~1e-6).
 //
 // Scratch: the activations are converted into Stream::scratch (matmul_cuda_scratch_bytes);
-// reserve it before graph capture. The GEMM needs W and row_bytes 16-byte aligned and
-// n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the int8
+// reserve it before graph capture. The cuBLAS path also keeps its 32 MiB workspace and up to
+// 64 M f16 weights there (~160 MiB for any call of >= kMatmulGemmMinTokens tokens, since the
+// size cannot depend on n_out; larger matrices go in chunks of rows), and needs the stream's
+// cuBLAS handle, made at its first call outside capture: a stream captured before any such call
+// takes the hand-written GEMM instead (same operands and bound). Both GEMM paths need W and
+// row_bytes 16-byte aligned and n_in % 64 == 0 (GGUF rows of the usual shapes are); otherwise prefill takes the int8
 // kernel in groups of 64 tokens (F16/BF16/F32: the matrix-vector kernel). The int8 kernels take
 // any even alignment (MXFP4, whose blocks are 17 bytes: any alignment).
 //
@@ -64,6 +77,17 @@ namespace hearth::backend {
 // Token count from which matmul_cuda uses the f16 tensor-core GEMM (below: int8 activations
 // and the batch-invariant integer tensor-core kernel).
 constexpr int64_t kMatmulGemmMinTokens = 16;
+// Prefill (n_tokens >= kMatmulGemmMinTokens, the GEMM's alignment) takes the cuBLAS path
+// (matmul_blas.cu: W dequantized to f16 in memory, cublasGemmEx) except where the hand-written
+// GEMM measured faster (cuda_matmul_bench --prefill, H100): weights other than F16, at most
+// kMatmulGemmOnlyMaxTokens tokens (one 128-token tile of X), and more than n_sm / 2 tiles of 128
+// rows (on 132 SMs n_out > 8448: the 14336-row FFN matrices of an 8B model, Q4_K 73-79 us
+// against 100-104 us at 16-128 tokens), where the GEMM fills the device in one wave and writing
+// an f16 copy of W first costs more than the product. Elsewhere cuBLAS is 1.3-5x faster (Q4_K
+// 4096 x 4096 at 512 tokens: 45.5 us against 80.9 us; 14336 x 4096: 151.8 against 294.3).
+// HEARTH_CUDA_BLAS=0 keeps the hand-written GEMM everywhere (comparisons); HEARTH_CUDA_BLAS=all
+// takes cuBLAS for every prefill call. Read at every call.
+constexpr int64_t kMatmulGemmOnlyMaxTokens = 128;
 
 // Types with a CUDA matmul kernel: F32, F16, BF16 and every can_matmul_cuda_q8 type.
 bool can_matmul_cuda(quant::QuantType type);
@@ -71,6 +95,10 @@ bool can_matmul_cuda(quant::QuantType type);
 // grouped/fused launches below): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
 // IQ4_NL, IQ4_XS, MXFP4. Float weights (F32, F16, BF16) are multiplied with f32 activations.
 bool can_matmul_cuda_q8(quant::QuantType type);
+
+// Whether matmul_cuda takes the cuBLAS path for this shape on `dev` (when W meets the GEMM's
+// alignment conditions), under the current HEARTH_CUDA_BLAS (see kMatmulGemmOnlyMaxTokens).
+bool matmul_cuda_uses_blas(const cuda::Device& dev, quant::QuantType type, int64_t n_out, int64_t n_tokens);
 
 // Stream scratch bytes matmul_cuda needs for this shape (0 for float weights with few tokens).
 size_t matmul_cuda_scratch_bytes(quant::QuantType type, int64_t n_in, int64_t n_tokens);

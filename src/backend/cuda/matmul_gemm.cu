@@ -17,6 +17,8 @@
 // Block order: the token tiles of one weight tile are adjacent in the grid, so W is read from
 // HBM about once and from L2 by the other token tiles. Shared rows are padded to 40 halves
 // (80 bytes) so the 8 row addresses of each ldmatrix land in distinct bank groups.
+// dequant_f16 (the cuBLAS path's weights, matmul_blas.cu) writes whole matrices with the same
+// Tile code, so both prefill paths multiply bit-identical f16 weights.
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
@@ -662,7 +664,82 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, const __half* xh, float
     return cudaGetLastError();
 }
 
+// W rows [0, n_rows) as f16, row r at out + r * n_in: thread (r, kt) makes the 32 values of
+// unit kt of row r with Tile<kType>, so every value is the one the GEMM's shared-memory tile gets
+// (the cuBLAS path's weights, matmul_blas.cu). Unit u = r * n_in/32 + kt goes to out + 32 * u, so
+// a warp's 32 consecutive units are 2 KiB of contiguous output; it is staged in shared memory and
+// written as 4 fully coalesced 512-byte rows. (Each thread storing its own 64 bytes, so that every
+// store instruction writes half sectors, took ~100 us for Q4_K 14336 x 4096, ~1.5 TB/s of
+// traffic; staged, ~58 us, ~2.6 TB/s against the 3.0 TB/s copy rate, H100.) Staging index i is stored at i ^ ((i >> 3) & 7): both the 64-byte-strided
+// writes and the linear reads then hit 8 distinct 16-byte bank groups per phase.
+template <QuantType kType>
+__global__ void __launch_bounds__(256) dequant_f16_kernel(const std::byte* __restrict__ w, size_t row_bytes,
+                                                          __half* __restrict__ out, int n_in, int64_t n_units) {
+    __shared__ uint4 stage[8][128];  // per warp: 32 units x 4 chunks of 16 bytes
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    auto slot = [](int i) { return i ^ ((i >> 3) & 7); };
+    if (gid < n_units) {
+        const int units_per_row = n_in / 32;
+        const int64_t r = gid / units_per_row;
+        const int kt = (int)(gid - r * units_per_row);
+        const std::byte* row = w + (size_t)r * row_bytes;
+        typename Tile<kType>::Raw raw[2];
+        Tile<kType>::load(row, kt, 0, raw[0]);
+        Tile<kType>::load(row, kt, 1, raw[1]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            uint4 deq[2];
+            Tile<kType>::dequant(raw[h], kt, h, deq);
+            stage[warp][slot(4 * lane + 2 * h)] = deq[0];
+            stage[warp][slot(4 * lane + 2 * h + 1)] = deq[1];
+        }
+    }
+    __syncwarp();
+    const int64_t chunk0 = 4 * (gid - lane);  // the warp's first 16-byte chunk of out
+    const int64_t n_chunks = 4 * n_units;
+    uint4* dst = reinterpret_cast<uint4*>(out) + chunk0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int c = 32 * j + lane;
+        if (chunk0 + c < n_chunks) dst[c] = stage[warp][slot(c)];
+    }
+}
+
+template <QuantType kType>
+cudaError_t launch_dequant(const std::byte* w, size_t row_bytes, __half* out, int n_in, int n_rows, cudaStream_t s) {
+    const int64_t n_units = (int64_t)n_rows * (n_in / 32);
+    const int threads = 256;
+    const unsigned grid = (unsigned)((n_units + threads - 1) / threads);
+    if (grid == 0) return cudaSuccess;
+    dequant_f16_kernel<kType><<<grid, threads, 0, s>>>(w, row_bytes, out, n_in, n_units);
+    return cudaGetLastError();
+}
+
 }  // namespace
+
+cudaError_t dequant_f16(QuantType type, const std::byte* w, size_t row_bytes, __half* out, int n_in, int n_rows,
+                        cudaStream_t s) {
+    switch (type) {
+        case QuantType::f16: return launch_dequant<QuantType::f16>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q8_0: return launch_dequant<QuantType::q8_0>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q4_0: return launch_dequant<QuantType::q4_0>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q4_k: return launch_dequant<QuantType::q4_k>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q6_k: return launch_dequant<QuantType::q6_k>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::f32: return launch_dequant<QuantType::f32>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::bf16: return launch_dequant<QuantType::bf16>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q4_1: return launch_dequant<QuantType::q4_1>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q5_0: return launch_dequant<QuantType::q5_0>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q5_1: return launch_dequant<QuantType::q5_1>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::iq4_nl: return launch_dequant<QuantType::iq4_nl>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::mxfp4: return launch_dequant<QuantType::mxfp4>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q5_k: return launch_dequant<QuantType::q5_k>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::iq4_xs: return launch_dequant<QuantType::iq4_xs>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q2_k: return launch_dequant<QuantType::q2_k>(w, row_bytes, out, n_in, n_rows, s);
+        case QuantType::q3_k: return launch_dequant<QuantType::q3_k>(w, row_bytes, out, n_in, n_rows, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
 
 bool has_gemm(QuantType type) { return type == QuantType::f32 || type == QuantType::f16 || type == QuantType::bf16 || has_matvec_q8(type); }
 

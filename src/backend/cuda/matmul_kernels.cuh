@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cuda/device.h"
 #include "backend/cuda/rope.cuh"
 #include "quant/iq4_nl.h"
 #include "quant/mxfp4.h"
@@ -107,6 +108,33 @@ cudaError_t matmul_q8_mma(quant::QuantType type, const std::byte* w, size_t row_
 bool has_gemm(quant::QuantType type);
 cudaError_t gemm_f16(quant::QuantType type, const std::byte* w, size_t row_bytes, const __half* xh, float* y, int n_in,
                      int n_out, int n_tokens, int n_sm, cudaStream_t s);
+// Rows [0, n_rows) of W (a has_gemm type, gemm_f16's alignment) as f16 into out [n_rows][n_in]
+// (16-byte aligned), each value bit-identical to the one gemm_f16 puts in its shared-memory tile
+// (F32 and BF16 weights rounded to f16). n_in % 32 == 0.
+cudaError_t dequant_f16(quant::QuantType type, const std::byte* w, size_t row_bytes, __half* out, int n_in, int n_rows,
+                        cudaStream_t s);
+
+// ---- The cuBLAS prefill path (matmul_blas.cu): W dequantized to f16 into the stream scratch in
+// chunks of rows, X converted to f16, cublasGemmEx with f32 accumulation and f32 output.
+
+// Where matmul_cuda takes it (matmul_cuda_uses_blas), per HEARTH_CUDA_BLAS, read at every call
+// so a bench may change it between calls: "0" never (the hand-written GEMM everywhere, for
+// comparisons), "all" for every GEMM-eligible call (the bench's crossover figures), otherwise
+// (unset) the shape rule of matmul.h.
+enum class BlasMode { off, shape_rule, always };
+BlasMode blas_mode();
+// Rows of W dequantized per cuBLAS call for rows of n_in values (a multiple of 128; at least
+// 128). HEARTH_CUDA_BLAS_CHUNK_ROWS overrides it (tests: small chunks), never upwards.
+int64_t blas_chunk_rows(int64_t n_in);
+// Scratch bytes of the path: X as f16, the cuBLAS workspace and one chunk of f16 weights (none
+// for F16 weights, which cuBLAS reads in place).
+size_t blas_scratch_bytes(quant::QuantType type, int64_t n_in, int64_t n_tokens);
+// Y = W X^T through cuBLAS, with the arguments matmul_cuda checked (gemm_f16's conditions).
+// `scratch`: blas_scratch_bytes, 256-byte aligned. Returns false, having queued nothing, when the
+// stream is being captured and has no cuBLAS handle yet (creating one is not capture-safe): the
+// caller then takes gemm_f16. Failures are recorded on `dev` (true is returned then).
+bool matmul_blas(cuda::Device& dev, cudaStream_t s, void* scratch, quant::QuantType type, const std::byte* w,
+                 size_t row_bytes, const float* x, float* y, int64_t n_in, int64_t n_out, int64_t n_tokens);
 
 // ---- device helpers shared by the kernels
 
