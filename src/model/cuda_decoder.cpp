@@ -1163,14 +1163,19 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                 if (L.bq) backend::add_bias_cuda(stream_, dq_, L.bq, n, L.wq.n_out);
                 if (L.bk) backend::add_bias_cuda(stream_, dk_, L.bk, n, L.wk.n_out);
                 if (L.bv) backend::add_bias_cuda(stream_, dv_, L.bv, n, L.wv.n_out);
-                if (L.q_norm) {
+                // The q/k norms go into the rope + KV write kernel (same bits) unless the separate
+                // launches are asked for (HEARTH_CUDA_GROUP=0) or the layer has no rope there.
+                const bool norm_in_rope = L.q_norm && group_on_ && lr.rope && !recipe_.qk_l2_after_rope;
+                if (L.q_norm && !norm_in_rope) {
                     backend::rms_norm_cuda(stream_, dq_, L.q_norm, dq_, hp.head_dim_k, n * hp.n_head, hp.norm_eps);
                     backend::rms_norm_cuda(stream_, dk_, L.k_norm, dk_, hp.head_dim_k, n * hp.n_head_kv, hp.norm_eps);
                 }
                 if (lr.rope && !recipe_.qk_l2_after_rope) {
                     backend::rope_kv_write_cuda(stream_, dq_, dk_, dv_, d_pos, d_slot, n, hp.n_head, hp.n_head_kv,
                                                 hp.head_dim_k, hp.head_dim_v, rope, k_cache_[l].data(), k_dim,
-                                                v_cache_[l].data(), v_dim);
+                                                v_cache_[l].data(), v_dim,
+                                                norm_in_rope ? backend::QkNorm{L.q_norm, L.k_norm, hp.norm_eps}
+                                                             : backend::QkNorm{});
                 } else {
                     if (lr.rope) {  // then the unweighted q/k norm (llama4)
                         backend::rope_cuda(stream_, dq_, d_pos, n, hp.n_head, hp.head_dim_k, rope);

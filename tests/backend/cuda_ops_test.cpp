@@ -301,7 +301,8 @@ TEST(CudaOps, FusedSwigluQuantizeEqualsUnfused) {
 }
 
 // rope_kv_write_cuda equals rope_cuda on q and k followed by kv_write_cuda, bit for bit (q and
-// every cache row; untouched cache rows keep their poison).
+// every cache row; untouched cache rows keep their poison); with QkNorm, rms_norm_cuda of q and
+// k per head first (k left normalized, as the separate ops leave it).
 TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
     OPS_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
@@ -315,9 +316,11 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
     const std::vector<int32_t> slots = {3, 0, 11, 12, 7, 1, 2};
     const int64_t n_slots = 16;
     for (const Case& c : cases) {
-        for (const int64_t n_tokens : {int64_t{1}, int64_t{7}}) {
+        for (const int64_t n_tokens : {int64_t{1}, int64_t{7}})
+        for (const bool with_norm : {false, true}) {
             SCOPED_TRACE(testing::Message() << "hd " << c.hdk << "/" << c.hdv << " n_rot " << c.n_rot << " neox "
-                                            << c.neox << " yarn " << c.yarn << " tokens " << n_tokens);
+                                            << c.neox << " yarn " << c.yarn << " tokens " << n_tokens << " norm "
+                                            << with_norm);
             s.set_programmatic(n_tokens == 7);
             RopeConfig cfg;
             cfg.n_rot = c.n_rot, cfg.neox = c.neox, cfg.freq_base = 500000.0f;
@@ -332,10 +335,21 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
             auto dslot = to_device(dev, s, slots.data(), n_tokens);
             cfg.freq_factors = c.freq_factors ? dff.as<float>() : nullptr;
             auto dk = to_device(dev, s, k.data(), k.size()), dv = to_device(dev, s, v.data(), v.size());
+            const auto qn_w = randn(c.hdk, 34), kn_w = randn(c.hdk, 35);
+            auto dqn = to_device(dev, s, qn_w.data(), qn_w.size()), dkn = to_device(dev, s, kn_w.data(), kn_w.size());
+            const float eps = 1e-6f;
+            QkNorm norm;
+            if (with_norm) norm = QkNorm{dqn.as<float>(), dkn.as<float>(), eps};
             // Unfused.
             auto uq = to_device(dev, s, q.data(), q.size()), uk = to_device(dev, s, k.data(), k.size());
+            auto nk = to_device(dev, s, k.data(), k.size());  // k as the fused op leaves it
             auto ukc = to_device<uint16_t>(dev, s, nullptr, n_slots * k_row);
             auto uvc = to_device<uint16_t>(dev, s, nullptr, n_slots * v_row);
+            if (with_norm) {
+                rms_norm_cuda(s, uq.as<float>(), dqn.as<float>(), uq.as<float>(), c.hdk, n_tokens * c.n_head, eps);
+                rms_norm_cuda(s, uk.as<float>(), dkn.as<float>(), uk.as<float>(), c.hdk, n_tokens * c.n_head_kv, eps);
+                rms_norm_cuda(s, nk.as<float>(), dkn.as<float>(), nk.as<float>(), c.hdk, n_tokens * c.n_head_kv, eps);
+            }
             rope_cuda(s, uq.as<float>(), dpos.as<int32_t>(), n_tokens, c.n_head, c.hdk, cfg);
             rope_cuda(s, uk.as<float>(), dpos.as<int32_t>(), n_tokens, c.n_head_kv, c.hdk, cfg);
             kv_write_cuda(s, uk.as<float>(), kw, dv.as<float>(), vw, dslot.as<int32_t>(), n_tokens, (int)kw, (int)vw,
@@ -346,16 +360,17 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
             auto fvc = to_device<uint16_t>(dev, s, nullptr, n_slots * v_row);
             rope_kv_write_cuda(s, fq.as<float>(), dk.as<float>(), dv.as<float>(), dpos.as<int32_t>(),
                                dslot.as<int32_t>(), n_tokens, c.n_head, c.n_head_kv, c.hdk, c.hdv, cfg, fkc.data(),
-                               k_row, fvc.data(), v_row);
+                               k_row, fvc.data(), v_row, norm);
             const auto a = from_device<float>(s, uq, q.size()), b = from_device<float>(s, fq, q.size());
             const auto ak = from_device<uint16_t>(s, ukc, n_slots * k_row), bk = from_device<uint16_t>(s, fkc, n_slots * k_row);
             const auto av = from_device<uint16_t>(s, uvc, n_slots * v_row), bv = from_device<uint16_t>(s, fvc, n_slots * v_row);
-            const auto k_after = from_device<float>(s, dk, k.size());
+            const auto k_after = from_device<float>(s, dk, k.size()), k_want = from_device<float>(s, nk, k.size());
             ASSERT_TRUE(s.synchronize().ok());
             EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
             EXPECT_EQ(ak, bk);
             EXPECT_EQ(av, bv);
-            EXPECT_EQ(0, std::memcmp(k_after.data(), k.data(), k.size() * sizeof(float)));  // k is only read
+            // Without norm k is only read; with it, left normalized.
+            EXPECT_EQ(0, std::memcmp(k_after.data(), k_want.data(), k.size() * sizeof(float)));
         }
     }
 }

@@ -3,7 +3,9 @@
 // Routing is two kernels: the router logits, one warp per (token, expert) row so that a
 // single decode token spreads the router's n_expert x n_embd floats over n_expert / 8 blocks
 // (one block per token would read them through one SM), then one warp per token for the
-// softmax, the top k and the renormalization.
+// softmax, the top k and the renormalization. All three kernels keep launch.cuh's programmatic
+// launch contract, so inside a decode step's chain the next kernel is scheduled while they run;
+// the router rows (weights nothing on the stream writes) are prefetched into L2 before the wait.
 #include "backend/cuda/moe.h"
 
 #include <cuda_runtime.h>
@@ -11,11 +13,15 @@
 #include <cfloat>
 #include <climits>
 
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/op_check.h"
 #include "base/status.h"
 
 namespace hearth::backend {
 namespace {
+
+using cuda_kernels::pdl_launch_dependents;
+using cuda_kernels::pdl_wait;
 
 constexpr int kWarps = 8;  // router rows per block
 
@@ -41,11 +47,15 @@ __device__ __forceinline__ float warp_max(float v) {
 __global__ void router_logits_kernel(const float* __restrict__ x, const float* __restrict__ router,
                                      const float* __restrict__ bias, int n_embd, int n_expert,
                                      float* __restrict__ logits) {
+    pdl_launch_dependents();
     const int lane = threadIdx.x & 31;
     const int e = blockIdx.x * kWarps + (threadIdx.x >> 5);
     const int t = blockIdx.y;
+    const float* r = router + (size_t)(e < n_expert ? e : 0) * n_embd;
+    if (e < n_expert)  // the row's 128-byte lines into L2 while the kernel before finishes
+        for (int i = lane * 32; i < n_embd; i += 32 * 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(r + i));
+    pdl_wait();
     if (e >= n_expert) return;
-    const float* r = router + (size_t)e * n_embd;
     const float* xt = x + (size_t)t * n_embd;
     float s = 0.0f;
     if (n_embd % 4 == 0 && ((reinterpret_cast<uintptr_t>(r) | reinterpret_cast<uintptr_t>(xt)) & 15) == 0) {
@@ -67,6 +77,8 @@ __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, in
                                     int32_t* __restrict__ ids, float* __restrict__ weights,
                                     int32_t* __restrict__ comb_rows, float* __restrict__ comb_w) {
     __shared__ float p[kMoeMaxExperts];
+    pdl_launch_dependents();
+    pdl_wait();
     const int lane = threadIdx.x;
     const int t = blockIdx.x;
     float* lt = logits + (size_t)t * n_expert;
@@ -123,6 +135,8 @@ __global__ void route_select_kernel(float* __restrict__ logits, int n_expert, in
 
 __global__ void combine_kernel(const float* __restrict__ ys, const int32_t* __restrict__ rows,
                                const float* __restrict__ w, int64_t n, int k, int64_t d, float* __restrict__ out) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n * d) return;
     const int64_t t = i / d, c = i % d;
@@ -143,20 +157,28 @@ void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* r
     if (!cuda_kernels::begin_op(stream, ok, "moe_route_softmax_cuda", n)) return;
     auto* s = static_cast<cudaStream_t>(stream.handle());
     cuda::Device& dev = stream.device();
-    router_logits_kernel<<<dim3((unsigned)((n_expert + kWarps - 1) / kWarps), (unsigned)n), kWarps * 32, 0, s>>>(
-        x, router, bias, (int)n_embd, n_expert, logits);
-    if (!dev.check(cudaGetLastError(), "moe_route_softmax_cuda logits launch")) return;
-    route_select_kernel<<<(unsigned)n, 32, 0, s>>>(logits, n_expert, k, norm_w, ids, weights, comb_rows, comb_w);
-    dev.check(cudaGetLastError(), "moe_route_softmax_cuda select launch");
+    if (n == 0) return;
+    const bool pdl = stream.programmatic();
+    if (!dev.check(cuda_kernels::launch_kernel(pdl, router_logits_kernel,
+                                               dim3((unsigned)((n_expert + kWarps - 1) / kWarps), (unsigned)n),
+                                               dim3(kWarps * 32), 0, s, x, router, bias, (int)n_embd, n_expert, logits),
+                   "moe_route_softmax_cuda logits launch"))
+        return;
+    dev.check(cuda_kernels::launch_kernel(pdl, route_select_kernel, dim3((unsigned)n), dim3(32), 0, s, logits, n_expert,
+                                          k, norm_w, ids, weights, comb_rows, comb_w),
+              "moe_route_softmax_cuda select launch");
 }
 
 void moe_combine_cuda(cuda::Stream& stream, const float* ys, const int32_t* rows, const float* w, int64_t n, int k,
                       int64_t d, float* out) {
     if (!cuda_kernels::begin_op(stream, n >= 0 && d >= 0 && k >= 1, "moe_combine_cuda", n * d)) return;
     constexpr int kThreads = 256;
-    combine_kernel<<<(unsigned)((n * d + kThreads - 1) / kThreads), kThreads, 0,
-                     static_cast<cudaStream_t>(stream.handle())>>>(ys, rows, w, n, k, d, out);
-    stream.device().check(cudaGetLastError(), "moe_combine_cuda launch");
+    if (n * d == 0) return;
+    stream.device().check(cuda_kernels::launch_kernel(stream.programmatic(), combine_kernel,
+                                                      dim3((unsigned)((n * d + kThreads - 1) / kThreads)),
+                                                      dim3(kThreads), 0, static_cast<cudaStream_t>(stream.handle()),
+                                                      ys, rows, w, n, k, d, out),
+                          "moe_combine_cuda launch");
 }
 
 }  // namespace hearth::backend

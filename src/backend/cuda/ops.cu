@@ -406,6 +406,58 @@ __global__ void rope_kv_write_kernel(float* __restrict__ q, const float* __restr
     dst.v_cache[slot * dst.v_row_stride + j] = __float2half_rn(v[t * v_width + j]);
 }
 
+// The same with the per-head RMS norms of q and k first (ops.h): one warp per head (q heads, then
+// k heads; blockIdx.x the token, 8 heads per block, so a single-token step spreads over
+// (n_head + n_head_kv) / 8 blocks): the warp's sum of squares is rms_norm_kernel's (lane-strided
+// f64 sum, the same xor tree), the normed head is stored back (q and k in place, as rms_norm_cuda
+// leaves them), then the warp's lanes rotate its pairs; the token's blocks write V between them.
+__global__ void __launch_bounds__(256) qk_norm_rope_kv_write_kernel(
+    float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ q_norm,
+    const float* __restrict__ k_norm, float eps, const int32_t* __restrict__ positions,
+    const int32_t* __restrict__ slots, RopeConsts c, KvDst dst) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t t = blockIdx.x;
+    const int lane = threadIdx.x % 32;
+    const int32_t pos = positions[t];
+    const int64_t slot = slots[t];
+    const int hd = c.head_dim, n_pairs = c.n_rot / 2;
+    const int v_width = dst.n_head_kv * dst.head_dim_v;
+    for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < v_width; j += gridDim.y * blockDim.x)
+        dst.v_cache[slot * dst.v_row_stride + j] = __float2half_rn(v[t * v_width + j]);
+    const int h = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
+    if (h < c.n_heads + dst.n_head_kv) {
+        const bool is_q = h < c.n_heads;
+        const int kh = h - c.n_heads;
+        float* row = is_q ? q + (t * c.n_heads + h) * hd : k + (t * dst.n_head_kv + kh) * hd;
+        const float* w = is_q ? q_norm : k_norm;
+        double sum = 0.0;
+        for (int i = lane; i < hd; i += 32) {
+            const float x = row[i];
+            sum += (double)__fmul_rn(x, x);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        const float scale = rms_scale(sum, hd, eps);
+        for (int i = lane; i < hd; i += 32) {
+            const float x = __fmul_rn(row[i], scale);
+            row[i] = w ? __fmul_rn(x, w[i]) : x;
+        }
+        __syncwarp();
+        if (is_q) {
+            for (int i = lane; i < n_pairs; i += 32)
+                rope_pair(row, pos, i, c, [row](int a, int b, float ya, float yb) { row[a] = ya, row[b] = yb; });
+        } else {
+            __half* out = dst.k_cache + slot * dst.k_row_stride + (int64_t)kh * hd;
+            for (int i = lane; i < n_pairs; i += 32)
+                rope_pair(row, pos, i, c, [out](int a, int b, float ya, float yb) {
+                    out[a] = __float2half_rn(ya), out[b] = __float2half_rn(yb);
+                });
+            for (int e = c.n_rot + lane; e < hd; e += 32) out[e] = __float2half_rn(row[e]);
+        }
+    }
+}
+
 // ---- Fused add + rms_norm + activation quantization (ops.h). Phase 1 adds delta and sums the
 // squares in exactly rms_norm_cuda's order for the same n (so the scale is bit-identical);
 // phase 2 normalizes and quantizes with 8 lanes per block of 32 values, as quantize_q8_kernel.
@@ -599,9 +651,9 @@ constexpr int kThreads = 256;
 // Queues kernel<<<grid, block>>>(args...) on the stream, as a programmatic dependent when the
 // stream asks for it (every kernel of this file keeps launch.cuh's contract); records errors.
 template <class... KArgs, class... Args>
-void launch(cuda::Stream& stream, const char* what, void (*kernel)(KArgs...), unsigned grid, unsigned block,
+void launch(cuda::Stream& stream, const char* what, void (*kernel)(KArgs...), dim3 grid, unsigned block,
             Args&&... args) {
-    stream.device().check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, dim3(grid), dim3(block), 0,
+    stream.device().check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, grid, dim3(block), 0,
                                                       raw(stream), std::forward<Args>(args)...),
                           what);
 }
@@ -734,16 +786,24 @@ void rope_cuda(cuda::Stream& stream, float* x, const int32_t* positions, int64_t
            n_tokens, c);
 }
 
-void rope_kv_write_cuda(cuda::Stream& stream, float* q, const float* k, const float* v, const int32_t* positions,
+void rope_kv_write_cuda(cuda::Stream& stream, float* q, float* k, const float* v, const int32_t* positions,
                         const int32_t* slots, int64_t n_tokens, int n_head, int n_head_kv, int head_dim_k,
                         int head_dim_v, const RopeConfig& cfg, void* k_cache, int64_t k_row_stride, void* v_cache,
-                        int64_t v_row_stride) {
+                        int64_t v_row_stride, const QkNorm& norm) {
     const bool args_ok = cfg.n_rot > 0 && cfg.n_rot % 2 == 0 && cfg.n_rot <= head_dim_k && n_head > 0 &&
-                         n_head_kv > 0 && head_dim_v >= 0 && n_tokens >= 0 && n_tokens < INT_MAX;
+                         n_head_kv > 0 && head_dim_v >= 0 && n_tokens >= 0 && n_tokens < INT_MAX &&
+                         (norm.q_norm == nullptr) == (norm.k_norm == nullptr) && head_dim_k < kWideMin &&
+                         (int64_t)n_head + n_head_kv < 65535 * 8;
     if (!begin_op(stream, args_ok, "rope_kv_write_cuda", n_tokens)) return;
     const RopeConsts c = make_rope_consts(cfg, n_head, head_dim_k);
     const KvDst dst{static_cast<__half*>(k_cache), static_cast<__half*>(v_cache), k_row_stride, v_row_stride, n_head_kv,
                     head_dim_v};
+    if (norm.q_norm != nullptr) {
+        const dim3 grid((unsigned)n_tokens, (unsigned)((n_head + n_head_kv + 7) / 8));
+        launch(stream, "rope_kv_write_cuda launch", qk_norm_rope_kv_write_kernel, grid, 256u, q, k, v, norm.q_norm,
+               norm.k_norm, norm.eps, positions, slots, c, dst);
+        return;
+    }
     const int n_pairs = cfg.n_rot / 2;
     const int64_t per_token = (int64_t)n_head * n_pairs + (int64_t)n_head_kv * (n_pairs + head_dim_k - cfg.n_rot) +
                               (int64_t)n_head_kv * head_dim_v;

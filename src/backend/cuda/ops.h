@@ -114,10 +114,20 @@ void swiglu_q8_cuda(cuda::Stream& stream, const float* gate, const float* up, vo
 // written to the f16 cache only (k itself is left unrotated). q [n_tokens][n_head][head_dim_k],
 // k [n_tokens][n_head_kv][head_dim_k], v [n_tokens][n_head_kv][head_dim_v] f32; caches and their
 // row strides in halves as kv_write_cuda's; distinct tokens have distinct slots.
-void rope_kv_write_cuda(cuda::Stream& stream, float* q, const float* k, const float* v, const int32_t* positions,
+// With `norm` (q_norm and k_norm both set, device [head_dim_k] f32 each): first
+// rms_norm_cuda(q, q_norm, q, head_dim_k, n_tokens * n_head, eps) and rms_norm_cuda(k, k_norm, k,
+// head_dim_k, n_tokens * n_head_kv, eps) (qwen3-style q/k norms), in the same kernel and with
+// their bits; q and k are then left normalized (q also rotated), as the separate ops leave them.
+// k is not written without `norm`. head_dim_k < 1024.
+struct QkNorm {
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+    float eps = 0.0f;
+};
+void rope_kv_write_cuda(cuda::Stream& stream, float* q, float* k, const float* v, const int32_t* positions,
                         const int32_t* slots, int64_t n_tokens, int n_head, int n_head_kv, int head_dim_k,
                         int head_dim_v, const RopeConfig& cfg, void* k_cache, int64_t k_row_stride, void* v_cache,
-                        int64_t v_row_stride);
+                        int64_t v_row_stride, const QkNorm& norm = {});
 
 // Types get_rows_cuda reads directly: F32, F16, Q8_0.
 bool can_get_rows_cuda(quant::QuantType type);
