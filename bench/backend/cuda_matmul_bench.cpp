@@ -18,6 +18,12 @@
 // by the reference quantizer, tiled over the matrix (speed does not depend on the values; none
 // are zero). Run: build/bench/cuda_matmul_bench [--quick | --decode]
 //
+// --prefill: the two prefill paths of matmul_cuda per shape and token count, on the same weights
+// and activations in the same process: the hand-written GEMM (HEARTH_CUDA_BLAS=0) against the
+// cuBLAS path (HEARTH_CUDA_BLAS=all: dequantize W to f16, cublasGemmEx), both including their
+// conversions, on Llama-3.1-8B's shapes; then Llama-3.1-8B Q4_K_M's 512-token prompt as the sum
+// of its matmuls with each path and with matmul_cuda's own choice (matmul_cuda_uses_blas).
+//
 // --profile TYPE:N_OUT:N_IN:TOKENS[:dp4a] ...: runs each matmul_cuda_q8 three times (no graph)
 // between cudaProfilerStart and Stop, for ncu --profile-from-start off (scripts/gpu-check.sh,
 // HEARTH_GPU_NCU_MATMUL).
@@ -33,6 +39,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -287,9 +294,83 @@ int profile_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, int
     return 0;
 }
 
+// --prefill: hand-written GEMM vs cuBLAS (see the top of the file).
+int prefill_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream) {
+    const auto& info = dev.info();
+    const int64_t kTokens[] = {16, 32, 64, 96, 128, 192, 256, 384, 512, 1024};
+    struct Mat { QuantType type; int64_t n_out, n_in; };
+    const Mat mats[] = {{QuantType::q4_k, 4096, 4096},   {QuantType::q4_k, 1024, 4096},  {QuantType::q4_k, 14336, 4096},
+                        {QuantType::q4_k, 4096, 14336},  {QuantType::q6_k, 1024, 4096},  {QuantType::q6_k, 4096, 14336},
+                        {QuantType::q8_0, 4096, 4096},   {QuantType::q8_0, 14336, 4096}, {QuantType::q8_0, 4096, 14336},
+                        {QuantType::f16, 4096, 4096},    {QuantType::f16, 14336, 4096},  {QuantType::q4_0, 14336, 4096},
+                        {QuantType::q5_k, 14336, 4096},  {QuantType::q6_k, 128256, 4096}};
+    std::mt19937 rng(17);
+    std::map<std::string, std::pair<double, double>> us_of;  // key -> (gemm us, cublas us)
+    std::printf("| type | W [n_out x n_in] | tokens | GEMM us | TFLOP/s | cuBLAS us | TFLOP/s | cuBLAS speed-up (taken: matmul_cuda's choice) |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const Mat& m : mats) {
+        Weights wt = make_weights(dev, stream, m.type, m.n_out, m.n_in, info.l2_bytes, rng);
+        const int n_copies = (int)wt.copies.size();
+        for (int64_t nt : kTokens) {
+            if (m.n_out == 128256 && nt != 512) continue;  // all-token logits: one figure
+            std::normal_distribution<float> dist(0.0f, 1.0f);
+            std::vector<float> x(m.n_in * nt);
+            for (auto& v : x) v = dist(rng);
+            auto xd = backend::cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+            auto yd = backend::cuda::DeviceBuffer::allocate(dev, (size_t)m.n_out * nt * 4);
+            check(xd.status());
+            check(yd.status());
+            xd->upload(stream, x.data(), x.size() * 4);
+            const int calls = std::max(n_copies, 10) / n_copies * n_copies;
+            double us[2];
+            for (int k = 0; k < 2; ++k) {
+                setenv("HEARTH_CUDA_BLAS", k == 0 ? "0" : "all", 1);
+                stream.scratch(backend::matmul_cuda_scratch_bytes(m.type, m.n_in, nt));  // reserve before capture
+                us[k] = time_graph(stream, calls, [&](int i) {
+                    backend::matmul_cuda(stream, m.type, wt.copies[i % n_copies].as<std::byte>(), wt.row_bytes,
+                                         xd->as<float>(), yd->as<float>(), m.n_in, m.n_out, nt);
+                });
+            }
+            unsetenv("HEARTH_CUDA_BLAS");
+            us_of[key(m.type, m.n_out, m.n_in, nt)] = {us[0], us[1]};
+            const double flop = 2.0 * m.n_out * m.n_in * nt;
+            std::printf("| %s | %lld x %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.2fx%s |\n", quant::type_name(m.type),
+                        (long long)m.n_out, (long long)m.n_in, (long long)nt, us[0], flop / (us[0] * 1e-6) / 1e12, us[1],
+                        flop / (us[1] * 1e-6) / 1e12, us[0] / us[1],
+                        backend::matmul_cuda_uses_blas(dev, m.type, m.n_out, nt) ? " (taken)" : "");
+            std::fflush(stdout);
+        }
+    }
+    // Llama-3.1-8B Q4_K_M, one prompt of nt tokens: the sum of its layers' matmuls (attn_v and
+    // ffn_down Q6_K where use_more_bits, as in the main table's estimate).
+    std::printf("\n## Llama-3.1-8B Q4_K_M: the matmuls of one prompt (32 layers, no output matrix)\n\n");
+    std::printf("| tokens | GEMM ms | cuBLAS ms | default (matmul_cuda's choice) ms | matmul-only t/s: GEMM | cuBLAS | default |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int64_t nt : kTokens) {
+        double g = 0, b = 0, d = 0;
+        auto add = [&](QuantType t, int64_t n_out, int64_t n_in, int count) {
+            const auto& p = us_of.at(key(t, n_out, n_in, nt));
+            g += count * p.first, b += count * p.second;
+            d += count * (backend::matmul_cuda_uses_blas(dev, t, n_out, nt) ? p.second : p.first);
+        };
+        for (int i = 0; i < 32; ++i) {
+            const bool more = i < 4 || i >= 28 || (i - 4) % 3 == 2;
+            add(QuantType::q4_k, 4096, 4096, 2);
+            add(QuantType::q4_k, 1024, 4096, 1);
+            add(more ? QuantType::q6_k : QuantType::q4_k, 1024, 4096, 1);
+            add(QuantType::q4_k, 14336, 4096, 2);
+            add(more ? QuantType::q6_k : QuantType::q4_k, 4096, 14336, 1);
+        }
+        std::printf("| %lld | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f |\n", (long long)nt, g / 1e3, b / 1e3, d / 1e3,
+                    nt / (g * 1e-6), nt / (b * 1e-6), nt / (d * 1e-6));
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
     const bool decode = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
+    const bool prefill = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
     const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
     auto dev_r = backend::cuda::Device::open(0);
     if (!dev_r.ok()) {
@@ -310,6 +391,7 @@ int main(int argc, char** argv) {
     std::printf("device-to-device copy: %.0f GB/s (1 GiB, read + write, median of 10)\n\n", copy);
     if (decode) return decode_bench(dev, stream, copy);
     if (profile) return profile_bench(dev, stream, argc, argv);
+    if (prefill) return prefill_bench(dev, stream);
 
     const QuantType types[] = {QuantType::f16, QuantType::q8_0, QuantType::q4_0, QuantType::q4_k, QuantType::q6_k};
     // {n_out, n_in}: Llama-3.1-8B (q/o, k/v, gate/up, down, output) and Llama-3.2-1B.

@@ -45,6 +45,7 @@
 
 #ifdef HEARTH_HAVE_CUDA
 #include "backend/cuda/device.h"
+#include "backend/cuda/graph.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/ops.h"
 #endif
@@ -240,22 +241,85 @@ TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
         shapes.push_back({1000, 8, 20, 0, 0});   // n_in % 32 != 0: no GEMM
     }
     uint32_t seed = 1;
-    for (const Shape& sh : shapes) {
+    auto run = [&](const std::vector<Shape>& list, const char* mode) {
+    for (const Shape& sh : list) {
         if (sh.n_in % bs != 0) continue;
         SCOPED_TRACE(testing::Message() << quant::type_name(type) << " n_in " << sh.n_in << " n_out " << sh.n_out
                                         << " n_tokens " << sh.n_tokens << " pad " << sh.row_pad << " offset "
-                                        << sh.w_offset);
+                                        << sh.w_offset << " HEARTH_CUDA_BLAS " << mode);
         const Worst wst = check_shape(dev, stream, type, sh, seed);
         seed += 2;
         if (HasFailure()) return;
         const size_t row_bytes = quant::row_size(type, sh.n_in) + sh.row_pad;
         const char* path = path_of(type, sh, row_bytes) == Path::gemm ? "gemm" :
                            path_of(type, sh, row_bytes) == Path::dp4a ? "dp4a" : "f16";
-        std::printf("[ info ] %-4s %-4s %5lld x %5lld x %3lld: worst err/tol vs model %.3f, vs ref bound %.3f "
-                    "(|err|/sum|w*x| %.1e)\n",
+        std::printf("[ info ] %-4s %-4s %5lld x %5lld x %3lld (BLAS %s): worst err/tol vs model %.3f, vs ref bound "
+                    "%.3f (|err|/sum|w*x| %.1e)\n",
                     quant::type_name(type), path, (long long)sh.n_in, (long long)sh.n_out, (long long)sh.n_tokens,
-                    wst.model, wst.ref, wst.ref_abs);
+                    mode, wst.model, wst.ref, wst.ref_abs);
     }
+    };
+    run(shapes, "default");
+    // The prefill shapes on each path matmul_cuda can take, whatever its shape rule picks
+    // (HEARTH_CUDA_BLAS=0: the hand-written GEMM; all: cuBLAS on f16 weights dequantized by the
+    // GEMM's tile code), with longer prompts, padded rows, and cuBLAS with W cut into chunks of
+    // 128 rows (HEARTH_CUDA_BLAS_CHUNK_ROWS). Both paths multiply f16 weights and f16 activations
+    // with f32 sums: the same model and tolerance.
+    const std::vector<Shape> prefill = {{k, 130, 16, 0, 0},    {2048, 200, 40, 0, 0},   {1024, 129, 130, 0, 0},
+                                        {1024, 129, 165, 0, 0}, {k * 2, 40, 129, 16, 0}, {512, 300, 256, 0, 0}};
+    for (const char* mode : {"0", "all"}) {
+        setenv("HEARTH_CUDA_BLAS", mode, 1);
+        run(prefill, mode);
+        unsetenv("HEARTH_CUDA_BLAS");
+        if (HasFailure()) return;
+    }
+    setenv("HEARTH_CUDA_BLAS", "all", 1);
+    setenv("HEARTH_CUDA_BLAS_CHUNK_ROWS", "128", 1);
+    run({{1024, 300, 130, 0, 0}}, "all, chunks of 128 rows");
+    unsetenv("HEARTH_CUDA_BLAS_CHUNK_ROWS");
+    unsetenv("HEARTH_CUDA_BLAS");
+}
+
+// A prefill matmul on the cuBLAS path captured into a CUDA graph (after one eager call, which
+// creates the stream's handle) replays with the eager call's bits.
+TEST(CudaMatmul, BlasPathReplaysFromAGraph) {
+    OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    const QuantType type = QuantType::q4_k;
+    const int64_t n_in = 1024, n_out = 384, n_tokens = 200;
+    setenv("HEARTH_CUDA_BLAS", "all", 1);
+    const size_t row_bytes = quant::row_size(type, n_in);
+    const auto wf = random_floats((size_t)n_in * n_out, 91, 0.05f);
+    std::vector<std::byte> w(row_bytes * n_out);
+    for (int64_t o = 0; o < n_out; ++o) quant::traits(type).quantize_row(wf.data() + o * n_in, w.data() + o * row_bytes, n_in);
+    const auto x = random_floats((size_t)n_in * n_tokens, 92, 1.0f);
+    auto wd = cuda::DeviceBuffer::allocate(dev, w.size() + 16);
+    auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+    auto yd = cuda::DeviceBuffer::allocate(dev, n_out * n_tokens * 4);
+    ASSERT_TRUE(wd.ok() && xd.ok() && yd.ok());
+    wd->upload(stream, w.data(), w.size());
+    xd->upload(stream, x.data(), x.size() * 4);
+    stream.scratch(matmul_cuda_scratch_bytes(type, n_in, n_tokens));  // reserved before capture
+    auto call = [&] {
+        matmul_cuda(stream, type, wd->as<std::byte>(), row_bytes, xd->as<float>(), yd->as<float>(), n_in, n_out, n_tokens);
+    };
+    call();
+    std::vector<float> eager(n_out * n_tokens), replay(n_out * n_tokens);
+    yd->download(stream, eager.data(), eager.size() * 4);
+    ASSERT_TRUE(stream.synchronize().ok());
+    const std::vector<float> poison(n_out * n_tokens, std::nanf(""));
+    yd->upload(stream, poison.data(), poison.size() * 4);
+    ASSERT_TRUE(stream.synchronize().ok());
+    cuda::Graph g;
+    ASSERT_TRUE(g.begin_capture(stream));
+    call();
+    ASSERT_TRUE(g.end_capture(stream));
+    ASSERT_TRUE(g.launch(stream));
+    yd->download(stream, replay.data(), replay.size() * 4);
+    const Status st = stream.synchronize();
+    unsetenv("HEARTH_CUDA_BLAS");
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(0, std::memcmp(eager.data(), replay.data(), eager.size() * 4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulTest,
