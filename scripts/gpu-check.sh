@@ -63,19 +63,27 @@ if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-
 # HEARTH_GPU_TESTS=0 skips the tests (benchmark iterations only; the verdict then says so).
 if [ "${HEARTH_GPU_TESTS:-1}" != 0 ]; then
 # Every backend test; the CUDA ones must run, not skip.
-"$BUILD_DIR/tests/backend_tests" --gtest_brief=0 2>&1 | tee "$OUT/backend_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure" | head -n 60
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "backend_tests FAILED"; status=1; }
+# (Each log is written whole before it is summarized: a summary cut short by head must not
+# stop tee, and with it the log, before the tests end.)
+"$BUILD_DIR/tests/backend_tests" --gtest_brief=0 > "$OUT/backend_tests.log" 2>&1
+rc=$?
+grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure" "$OUT/backend_tests.log" | head -n 60
+[ "$rc" -eq 0 ] || { echo "backend_tests FAILED"; status=1; }
 if grep -q "SKIPPED.*Cuda" "$OUT/backend_tests.log"; then echo "CUDA tests SKIPPED on the GPU machine"; status=1; fi
 tail -n 3 "$OUT/backend_tests.log"
 
 # The CUDA decoder against the CPU model on the tiny test models (must run, not skip).
-"$BUILD_DIR/tests/model_tests" --gtest_filter='CudaDecoder*' 2>&1 | tee "$OUT/model_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-z]" | head -n 60
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "model_tests (CudaDecoder) FAILED"; status=1; }
+"$BUILD_DIR/tests/model_tests" --gtest_filter='CudaDecoder*' > "$OUT/model_tests.log" 2>&1
+rc=$?
+grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-z]" "$OUT/model_tests.log" | head -n 120
+[ "$rc" -eq 0 ] || { echo "model_tests (CudaDecoder) FAILED"; status=1; }
 if grep -q "SKIPPED.*CudaDecoder" "$OUT/model_tests.log"; then echo "CudaDecoder tests SKIPPED on the GPU machine"; status=1; fi
 
 # runtime::Engine on the GPU model (tests/runtime/engine_gpu_test.cpp; must run, not skip).
-"$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' 2>&1 | tee "$OUT/runtime_tests.log" | grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-zA-Z]" | head -n 60
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "runtime_tests (EngineGpu) FAILED"; status=1; }
+"$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests.log" 2>&1
+rc=$?
+grep -E "^\[ *(FAILED|SKIPPED|PASSED) *\]|Failure|^  [a-zA-Z]" "$OUT/runtime_tests.log" | head -n 60
+[ "$rc" -eq 0 ] || { echo "runtime_tests (EngineGpu) FAILED"; status=1; }
 if grep -q "SKIPPED.*EngineGpu" "$OUT/runtime_tests.log"; then echo "EngineGpu tests SKIPPED on the GPU machine"; status=1; fi
 # The same with every step run eagerly (no CUDA graph replays), for comparison only.
 HEARTH_CUDA_GRAPHS=0 "$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests_nographs.log" 2>&1
