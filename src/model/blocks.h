@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "model/families.h"
@@ -234,17 +235,27 @@ private:
     std::vector<float> gate_, up_;  // [n][n_ff]
 };
 
-// Builds a family model of class Family(file, hp, params, n_threads): params from
-// read_params(ArchKeys, Hparams&) -> Result<Params>, the vocabulary size, then load_weights().
+// A family's hyper-parameters into hp: hp.arch = arch, read_params(ArchKeys, Hparams&) ->
+// Result<Params> (returned), the pooling and the vocabulary size. load_family and the families'
+// GPU recipes (model/gpu_recipe.h) read them this one way.
+template <class ReadParams>
+auto read_family(const gguf::GgufFile& file, const LoadOptions& opts, const char* arch, Hparams& hp,
+                 ReadParams read_params) -> decltype(read_params(std::declval<const ArchKeys&>(), hp)) {
+    hp.arch = arch;
+    const ArchKeys keys(file.meta, hp.arch);
+    HEARTH_ASSIGN(auto p, read_params(keys, hp));
+    HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
+    HEARTH_TRY(read_vocab_size(file, hp));
+    return p;
+}
+
+// Builds a family model of class Family(file, hp, params, n_threads): params and hparams from
+// read_family, then load_weights().
 template <class Family, class ReadParams>
 Result<std::unique_ptr<Model>> load_family(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                            const char* arch, ReadParams read_params) {
     Hparams hp;
-    hp.arch = arch;
-    const ArchKeys keys(file->meta, hp.arch);
-    HEARTH_ASSIGN(auto p, read_params(keys, hp));
-    HEARTH_TRY(read_decoder_pooling(keys, opts, hp));
-    HEARTH_TRY(read_vocab_size(*file, hp));
+    HEARTH_ASSIGN(auto p, read_family(*file, opts, arch, hp, read_params));
     auto m = std::make_unique<Family>(file, std::move(hp), std::move(p), opts.n_threads);
     HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());

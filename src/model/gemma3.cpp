@@ -142,11 +142,7 @@ private:
 
 Result<GpuRecipe> gemma3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
     GpuRecipe r;
-    r.hp.arch = "gemma3";
-    const ArchKeys keys(file.meta, r.hp.arch);
-    HEARTH_ASSIGN(const Gemma3Params p, read_params(keys, r.hp));
-    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
-    HEARTH_TRY(read_vocab_size(file, r.hp));
+    HEARTH_ASSIGN(const Gemma3Params p, read_family(file, opts, "gemma3", r.hp, read_params));
     const Hparams& hp = r.hp;
     r.attn = AttnLoad{.qk_norm = true};
     r.attn_scale = p.attn_scale;  // the CPU scales q after RoPE; the GPU scales the scores

@@ -123,11 +123,7 @@ private:
 
 Result<GpuRecipe> gpt_oss_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
     GpuRecipe r;
-    r.hp.arch = "gpt-oss";
-    const ArchKeys keys(file.meta, r.hp.arch);
-    HEARTH_ASSIGN(const GptOssParams p, read_params(keys, r.hp));
-    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
-    HEARTH_TRY(read_vocab_size(file, r.hp));
+    HEARTH_ASSIGN(const GptOssParams p, read_family(file, opts, "gpt-oss", r.hp, read_params));
     const Hparams& hp = r.hp;
     r.attn = AttnLoad{.out_bias = true, .out_bias_required = true, .refuse_fused_qkv = true};
     r.sinks = true;

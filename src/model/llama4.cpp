@@ -165,11 +165,7 @@ private:
 
 Result<GpuRecipe> llama4_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts) {
     GpuRecipe r;
-    r.hp.arch = "llama4";
-    const ArchKeys keys(file.meta, r.hp.arch);
-    HEARTH_ASSIGN(const Llama4Params p, read_params(keys, r.hp));
-    HEARTH_TRY(read_decoder_pooling(keys, opts, r.hp));
-    HEARTH_TRY(read_vocab_size(file, r.hp));
+    HEARTH_ASSIGN(const Llama4Params p, read_family(file, opts, "llama4", r.hp, read_params));
     const Hparams& hp = r.hp;
     r.attn = AttnLoad{.out_bias = true, .refuse_fused_qkv = true};
     r.qk_l2_after_rope = p.kq_norm;
