@@ -128,6 +128,38 @@ template <> struct Tile<QuantType::f16> {
     }
 };
 
+// 16 codes, the bytes of four words u, each as the exact float byte - kOffset (byte_to_float),
+// mapped by f (the type's dequantization, its roundings as the reference makes them) and packed
+// into f16 pairs: the one decoding loop of every byte-coded tile.
+template <int kOffset, class F>
+__device__ __forceinline__ void map_bytes16(const uint32_t (&u)[4], F f, uint4 (&out)[2]) {
+    constexpr float kBias = 8388608.0f + kOffset;
+    uint32_t o[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        o[2 * i] = pack_half2(f(byte_to_float<0>(u[i], kBias)), f(byte_to_float<1>(u[i], kBias)));
+        o[2 * i + 1] = pack_half2(f(byte_to_float<2>(u[i], kBias)), f(byte_to_float<3>(u[i], kBias)));
+    }
+    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+}
+
+// 16 int8 values (the bytes of v), each times `d` (one rounding: d * value as the reference).
+__device__ __forceinline__ void scale_i8x16(const uint32_t (&v)[4], float d, uint4 (&out)[2]) {
+    const uint32_t u[4] = {v[0] ^ 0x80808080u, v[1] ^ 0x80808080u, v[2] ^ 0x80808080u, v[3] ^ 0x80808080u};
+    map_bytes16<128>(u, [d](float c) { return __fmul_rn(c, d); }, out);
+}
+
+// 16 codes (bytes of v, 0..255) as code * d + m, rounded twice like Q4_1/Q5_1's reference.
+__device__ __forceinline__ void affine_u8x16(const uint32_t (&v)[4], float d, float m, uint4 (&out)[2]) {
+    map_bytes16<0>(v, [d, m](float c) { return __fadd_rn(__fmul_rn(c, d), m); }, out);
+}
+
+// 16 codes (bytes of v, 0..255) as dl * code - ml, rounded twice like the K-quant references.
+__device__ __forceinline__ void scale_min_u8x16(const uint32_t (&v)[4], float dl, float ml, uint4 (&out)[2]) {
+    map_bytes16<0>(v, [dl, ml](float c) { return __fsub_rn(__fmul_rn(dl, c), ml); }, out);
+}
+
 template <> struct Tile<QuantType::q8_0> {  // block kt, quants 16h..16h+15
     struct Raw {
         Raw16 q;
@@ -139,17 +171,8 @@ template <> struct Tile<QuantType::q8_0> {  // block kt, quants 16h..16h+15
         load16_a2(blk + 2 + 16 * h, r.q);
     }
     static __device__ __forceinline__ void dequant(const Raw& r, int, int, uint4 (&out)[2]) {
-        const float d = fp16_bits_to_f32(r.d);
-        uint32_t o[8];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t u = word16(r.q, i) ^ 0x80808080u;  // int8 + 128 as bytes
-            constexpr float kBias = 8388608.0f + 128.0f;
-            o[2 * i] = pack_half2(byte_to_float<0>(u, kBias) * d, byte_to_float<1>(u, kBias) * d);
-            o[2 * i + 1] = pack_half2(byte_to_float<2>(u, kBias) * d, byte_to_float<3>(u, kBias) * d);
-        }
-        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+        const uint32_t v[4] = {word16(r.q, 0), word16(r.q, 1), word16(r.q, 2), word16(r.q, 3)};
+        scale_i8x16(v, fp16_bits_to_f32(r.d), out);
     }
 };
 
@@ -165,16 +188,10 @@ template <> struct Tile<QuantType::q4_0> {  // block kt; values 16h.. are nibble
     }
     static __device__ __forceinline__ void dequant(const Raw& r, int, int h, uint4 (&out)[2]) {
         const float d = fp16_bits_to_f32(r.d);
-        uint32_t o[8];
+        uint32_t u[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t u = (word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu;
-            constexpr float kBias = 8388608.0f + 8.0f;  // code - 8
-            o[2 * i] = pack_half2(byte_to_float<0>(u, kBias) * d, byte_to_float<1>(u, kBias) * d);
-            o[2 * i + 1] = pack_half2(byte_to_float<2>(u, kBias) * d, byte_to_float<3>(u, kBias) * d);
-        }
-        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+        for (int i = 0; i < 4; ++i) u[i] = (word16(r.q, i) >> (4 * h)) & 0x0f0f0f0fu;
+        map_bytes16<8>(u, [d](float c) { return __fmul_rn(c, d); }, out);  // (code - 8) * d
     }
 };
 
@@ -204,23 +221,10 @@ template <> struct Tile<QuantType::q4_k> {  // super-block kt/8, sub-block j = k
         }
         const float dl = fp16_bits_to_f32(r.hdr.x) * (float)sc;
         const float ml = fp16_bits_to_f32(r.hdr.x >> 16) * (float)mn;
-        const uint32_t words[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w};
         const int sh = 4 * (j & 1);
-        uint32_t o[8];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t u = (words[i] >> sh) & 0x0f0f0f0fu;
-            constexpr float kBias = 8388608.0f;
-            // dl * q - ml, rounded twice like the reference dequantize (no fused multiply-add)
-            const float v0 = __fsub_rn(__fmul_rn(dl, byte_to_float<0>(u, kBias)), ml);
-            const float v1 = __fsub_rn(__fmul_rn(dl, byte_to_float<1>(u, kBias)), ml);
-            const float v2 = __fsub_rn(__fmul_rn(dl, byte_to_float<2>(u, kBias)), ml);
-            const float v3 = __fsub_rn(__fmul_rn(dl, byte_to_float<3>(u, kBias)), ml);
-            o[2 * i] = pack_half2(v0, v1);
-            o[2 * i + 1] = pack_half2(v2, v3);
-        }
-        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+        const uint32_t u[4] = {(r.qs.x >> sh) & 0x0f0f0f0fu, (r.qs.y >> sh) & 0x0f0f0f0fu, (r.qs.z >> sh) & 0x0f0f0f0fu,
+                               (r.qs.w >> sh) & 0x0f0f0f0fu};
+        scale_min_u8x16(u, dl, ml, out);  // dl * q - ml, rounded twice like the reference
     }
 };
 
@@ -241,63 +245,14 @@ template <> struct Tile<QuantType::q6_k> {  // super-block kt/8; values e = 32*(
     static __device__ __forceinline__ void dequant(const Raw& r, int kt, int, uint4 (&out)[2]) {
         const int k = kt & 3;
         const float dsc = fp16_bits_to_f32(r.d) * (float)r.sc;  // exact
-        uint32_t o[8];
+        uint32_t u[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t u = ((word16(r.lo, i) >> (4 * (k >> 1))) & 0x0f0f0f0fu) |
-                               (((word16(r.hi, i) >> (2 * k)) & 0x03030303u) << 4);  // codes 0..63
-            constexpr float kBias = 8388608.0f + 32.0f;                              // code - 32
-            o[2 * i] = pack_half2(__fmul_rn(dsc, byte_to_float<0>(u, kBias)), __fmul_rn(dsc, byte_to_float<1>(u, kBias)));
-            o[2 * i + 1] =
-                pack_half2(__fmul_rn(dsc, byte_to_float<2>(u, kBias)), __fmul_rn(dsc, byte_to_float<3>(u, kBias)));
-        }
-        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+        for (int i = 0; i < 4; ++i)
+            u[i] = ((word16(r.lo, i) >> (4 * (k >> 1))) & 0x0f0f0f0fu) |
+                   (((word16(r.hi, i) >> (2 * k)) & 0x03030303u) << 4);  // codes 0..63
+        map_bytes16<32>(u, [dsc](float c) { return __fmul_rn(dsc, c); }, out);  // dsc * (code - 32)
     }
 };
-
-// 16 values from four words of int8 values (u: the words xor 0x80808080, so bytes are value +
-// 128), each times `d` (one rounding: d * value as the reference computes it).
-__device__ __forceinline__ void scale_i8x16(const uint32_t (&v)[4], float d, uint4 (&out)[2]) {
-    uint32_t o[8];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const uint32_t u = v[i] ^ 0x80808080u;
-        constexpr float kBias = 8388608.0f + 128.0f;
-        o[2 * i] = pack_half2(__fmul_rn(byte_to_float<0>(u, kBias), d), __fmul_rn(byte_to_float<1>(u, kBias), d));
-        o[2 * i + 1] = pack_half2(__fmul_rn(byte_to_float<2>(u, kBias), d), __fmul_rn(byte_to_float<3>(u, kBias), d));
-    }
-    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
-}
-
-// 16 codes (bytes of v, 0..255) as code * d + m, rounded twice like Q4_1/Q5_1's reference.
-__device__ __forceinline__ void affine_u8x16(const uint32_t (&v)[4], float d, float m, uint4 (&out)[2]) {
-    uint32_t o[8];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        constexpr float kBias = 8388608.0f;
-        auto f = [&](float c) { return __fadd_rn(__fmul_rn(c, d), m); };
-        o[2 * i] = pack_half2(f(byte_to_float<0>(v[i], kBias)), f(byte_to_float<1>(v[i], kBias)));
-        o[2 * i + 1] = pack_half2(f(byte_to_float<2>(v[i], kBias)), f(byte_to_float<3>(v[i], kBias)));
-    }
-    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
-}
-
-// 16 codes (bytes of v, 0..255) as dl * code - ml, rounded twice like the K-quant references.
-__device__ __forceinline__ void scale_min_u8x16(const uint32_t (&v)[4], float dl, float ml, uint4 (&out)[2]) {
-    uint32_t o[8];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        constexpr float kBias = 8388608.0f;
-        auto f = [&](float c) { return __fsub_rn(__fmul_rn(dl, c), ml); };
-        o[2 * i] = pack_half2(f(byte_to_float<0>(v[i], kBias)), f(byte_to_float<1>(v[i], kBias)));
-        o[2 * i + 1] = pack_half2(f(byte_to_float<2>(v[i], kBias)), f(byte_to_float<3>(v[i], kBias)));
-    }
-    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
-}
 
 template <> struct Tile<QuantType::bf16> {  // bf16 -> f32 is exact; then f16 rounding
     struct Raw {
