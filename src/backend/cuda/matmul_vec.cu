@@ -19,7 +19,7 @@
 // with one header (Q5_K the same plus the shared qh bytes), Q6_K k and k + 2 of a 128-value half
 // (the same ql and qh bytes), IQ4_XS two adjacent sub-blocks (32 consecutive qs bytes, one
 // header). One load of a unit's activations serves all R rows.
-// MXFP4 blocks are 17 bytes: its units are read at any byte offset (lds_words_b), so its rows
+// MXFP4 blocks are 17 bytes: its units are read at any byte offset (lds_words<N, true>), so its rows
 // need no alignment at all. The non-linear codes (IQ4_NL, IQ4_XS, MXFP4) become int8 values with
 // byte permutes (lut16x8: 12 instructions per 8 codes), so the dot products stay dp4a.
 // Measured (H200, copy 4205 GB/s, 14336 x 4096, 1 token, kernel alone; cuda_matmul_bench
@@ -143,11 +143,13 @@ struct Unit {
     float a0, a1, m, m1;  // m1: the second half's min (kAccTwoMin only)
 };
 
-// N words from a 2-byte-aligned byte offset of a 16-byte-aligned shared buffer (reads N + 1 words).
-template <int N>
+// N words from a byte offset of a 16-byte-aligned shared buffer (reads N + 1 words): 2-byte
+// aligned offsets (kAnyByte false: every type but MXFP4), or any byte offset (MXFP4's 17-byte
+// blocks).
+template <int N, bool kAnyByte = false>
 __device__ __forceinline__ void lds_words(const uint32_t* sw, int byte_off, uint32_t (&out)[N]) {
     const uint32_t* p = sw + (byte_off >> 2);
-    const int sh = (byte_off & 2) * 8;  // 0 or 16
+    const int sh = (byte_off & (kAnyByte ? 3 : 2)) * 8;
     uint32_t prev = p[0];
 #pragma unroll
     for (int i = 0; i < N; ++i) {
@@ -159,20 +161,6 @@ __device__ __forceinline__ void lds_words(const uint32_t* sw, int byte_off, uint
 
 __device__ __forceinline__ uint32_t lds_u16(const uint32_t* sw, int byte_off) {
     return (sw[byte_off >> 2] >> ((byte_off & 2) * 8)) & 0xffffu;
-}
-
-// As lds_words from any byte offset (MXFP4's 17-byte blocks).
-template <int N>
-__device__ __forceinline__ void lds_words_b(const uint32_t* sw, int byte_off, uint32_t (&out)[N]) {
-    const uint32_t* p = sw + (byte_off >> 2);
-    const int sh = (byte_off & 3) * 8;
-    uint32_t prev = p[0];
-#pragma unroll
-    for (int i = 0; i < N; ++i) {
-        const uint32_t next = p[i + 1];
-        out[i] = __funnelshift_r(prev, next, sh);
-        prev = next;
-    }
 }
 
 __device__ __forceinline__ uint32_t lds_u8(const uint32_t* sw, int byte_off) {
@@ -328,7 +316,7 @@ template <>
 __device__ __forceinline__ void load_unit<QuantType::mxfp4>(const uint32_t* sw, int base, int u, Unit& un) {
     const int b = base + 17 * u;  // any byte offset
     uint32_t w[4];
-    lds_words_b<4>(sw, b + 1, w);
+    lds_words<4, true>(sw, b + 1, w);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {  // E2M1 values times 2
         uint32_t lo, hi;
