@@ -38,6 +38,7 @@ inline V16 v_mul(V16 a, V16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V16 v_div(V16 a, V16 b) { return {_mm512_div_ps(a.v, b.v)}; }
 inline V16 v_max(V16 a, V16 b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline V16 v_fma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline V16 v_fnma(V16 a, V16 b, V16 c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; }  // c - a * b, one rounding
 // Lanes whose bit is set in `mask` from a, the others from b.
 inline V16 v_select(unsigned mask, V16 a, V16 b) { return {_mm512_mask_blend_ps((__mmask16)mask, b.v, a.v)}; }
 // 16 int8 -> float (exact).
@@ -77,6 +78,9 @@ inline V16 v_mul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_p
 inline V16 v_div(V16 a, V16 b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
 inline V16 v_max(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
 inline V16 v_fma(V16 a, V16 b, V16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+inline V16 v_fnma(V16 a, V16 b, V16 c) {
+    return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
+}
 inline __m256 mask8(unsigned m) {
     const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bits), bits));
@@ -113,21 +117,23 @@ inline float v_hsum16(V16 a) { return hsum8(_mm256_add_ps(v_hi(a), v_lo(a))); }
 
 // ---------------------------------------------------------------------------------------------
 // ggml_vexp (backend/ref/unary.cpp) on 16 lanes: the same fmas; ldexp(j, n) for |n| <= 192,
-// 0 or inf beyond (by the sign of n).
+// 0 or inf beyond (by the sign of n). The polynomial once over V16; ldexp per instruction set.
+inline void exp_poly(V16 x, V16& n, V16& j) {
+    const V16 r = v_set1(0x1.8p23f);
+    n = v_sub(v_fma(x, v_set1(0x1.715476p+0f), r), r);
+    const V16 b = v_fnma(n, v_set1(0x1.7f7d1cp-20f), v_fnma(n, v_set1(0x1.62e4p-1f), x));
+    const V16 u = v_mul(b, b);
+    j = v_fma(v_fma(v_fma(v_set1(0x1.0e4020p-7f), b, v_set1(0x1.573e2ep-5f)), u,
+                    v_fma(v_set1(0x1.555e66p-3f), b, v_set1(0x1.fffdb6p-2f))),
+              u, v_fma(v_set1(0x1.ffffecp-1f), b, v_set1(1.0f)));
+}
+
 #if HEARTH_VEC16_AVX512
-inline V16 v_exp(V16 xv) {
-    const __m512 x = xv.v;
-    const __m512 r = _mm512_set1_ps(0x1.8p23f);
-    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
-    const __m512 n = _mm512_sub_ps(z, r);
-    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
-    const __m512 u = _mm512_mul_ps(b, b);
-    const __m512 j = _mm512_fmadd_ps(
-        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
-                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
-        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
-    const __m512 res = _mm512_scalef_ps(j, n);  // j * 2^n, rounded once (= ldexp)
+inline V16 v_exp(V16 x) {
+    V16 nv, jv;
+    exp_poly(x, nv, jv);
+    const __m512 n = nv.v;
+    const __m512 res = _mm512_scalef_ps(jv.v, n);  // j * 2^n, rounded once (= ldexp)
     const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
     if (!big) return {res};
     const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
@@ -135,20 +141,10 @@ inline V16 v_exp(V16 xv) {
     return {_mm512_mask_blend_ps(big, res, alt)};
 }
 #else
-inline __m256 exp8(__m256 x) {
-    const __m256 r = _mm256_set1_ps(0x1.8p23f);
-    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
-    const __m256 n = _mm256_sub_ps(z, r);
-    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-    const __m256 u = _mm256_mul_ps(b, b);
-    const __m256 j = _mm256_fmadd_ps(
-        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
-                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
-        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
-    // ldexp(j, n) without scalef: j (in about [0.7, 1.5]) times 2^n1 is exact and normal for
-    // n1 in {-100, 0, 100}; times 2^n2 (n2 = n - n1 in [-126, 127], a normal power of two) rounds
-    // once, to ldexp's correctly rounded result, subnormal or not.
+// ldexp(j, n) without scalef: j (in about [0.7, 1.5]) times 2^n1 is exact and normal for n1 in
+// {-100, 0, 100}; times 2^n2 (n2 = n - n1 in [-126, 127], a normal power of two) rounds once, to
+// ldexp's correctly rounded result, subnormal or not.
+inline __m256 ldexp8(__m256 j, __m256 n) {
     const __m256i ni = _mm256_cvtps_epi32(n);
     const __m256i lo_n = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), ni);
     const __m256i hi_n = _mm256_cmpgt_epi32(ni, _mm256_set1_epi32(127));
@@ -165,7 +161,11 @@ inline __m256 exp8(__m256 x) {
     const __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(), neg);
     return _mm256_blendv_ps(res, alt, big);
 }
-inline V16 v_exp(V16 x) { return {exp8(x.lo), exp8(x.hi)}; }
+inline V16 v_exp(V16 x) {
+    V16 n, j;
+    exp_poly(x, n, j);
+    return {ldexp8(j.lo, n.lo), ldexp8(j.hi, n.hi)};
+}
 #endif
 
 }  // namespace
