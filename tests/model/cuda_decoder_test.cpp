@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "model/cuda_decoder.h"
@@ -77,14 +78,17 @@ struct Runner {
     }
 };
 
-// num_gpu as LoadOptions::num_gpu: -1 (automatic: the whole tiny model) or a layer count (a
-// partial offload: the other layers and the output on the CPU).
-void check_model(const Case& c, int num_gpu = -1) {
-    SCOPED_TRACE(testing::Message() << c.model << " num_gpu " << num_gpu);
-    const double tie = c.tie > 0.0 ? c.tie : c.max_abs;
-    auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + c.model + ".gguf"));
+// The CPU reference (num_gpu 0, cpu_threads threads) and load_model_cuda's model of one test
+// file (LoadOptions::num_gpu = num_gpu), each with a KV pool of n_blocks x block_size in the CPU
+// model's layout. Fails the test (out left empty) when either does not load.
+struct ModelPair {
+    Runner cpu, gpu;
+};
+void open_pair(const std::string& model, int num_gpu, int cpu_threads, int n_blocks, int block_size,
+               std::optional<ModelPair>& out) {
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/" + model + ".gguf"));
     ASSERT_TRUE(file.ok()) << file.status().message();
-    LoadOptions cpu_opts{2};
+    LoadOptions cpu_opts{cpu_threads};
     cpu_opts.num_gpu = 0;  // the CPU reference, whatever the machine has
     auto cpu_model = load_model(file.value(), cpu_opts);
     ASSERT_TRUE(cpu_model.ok()) << cpu_model.status().message();
@@ -94,19 +98,30 @@ void check_model(const Case& c, int num_gpu = -1) {
     auto gpu_model = load_model_cuda(file.value(), gpu_opts);
     ASSERT_TRUE(gpu_model.ok()) << gpu_model.status().message();
     ASSERT_TRUE(gpu_model.value()->kv_on_device());
-    if (num_gpu > 0 && num_gpu < cpu_model.value()->hparams().n_layer) {
-        EXPECT_NE(gpu_model.value()->device_name().find(strformat("%d of %d layers", num_gpu,
-                                                                  cpu_model.value()->hparams().n_layer)),
-                  std::string::npos)
-            << gpu_model.value()->device_name();
-        EXPECT_NE(gpu_model.value()->placement_note(), "");
-    }
     const KvLayout layout = cpu_model.value()->kv_layout();
-    auto kv_cpu = KvCache::create(layout, 8, 16);
-    auto kv_gpu = KvCache::create(layout, 8, 16);
+    auto kv_cpu = KvCache::create(layout, n_blocks, block_size);
+    auto kv_gpu = KvCache::create(layout, n_blocks, block_size);
     ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
-    Runner cpu{std::move(cpu_model).value(), std::move(kv_cpu).value()};
-    Runner gpu{std::move(gpu_model).value(), std::move(kv_gpu).value()};
+    out.emplace(ModelPair{Runner{std::move(cpu_model).value(), std::move(kv_cpu).value()},
+                          Runner{std::move(gpu_model).value(), std::move(kv_gpu).value()}});
+}
+
+// num_gpu as LoadOptions::num_gpu: -1 (automatic: the whole tiny model) or a layer count (a
+// partial offload: the other layers and the output on the CPU).
+void check_model(const Case& c, int num_gpu = -1) {
+    SCOPED_TRACE(testing::Message() << c.model << " num_gpu " << num_gpu);
+    const double tie = c.tie > 0.0 ? c.tie : c.max_abs;
+    std::optional<ModelPair> pair;
+    open_pair(c.model, num_gpu, 2, 8, 16, pair);
+    if (!pair) return;
+    Runner& cpu = pair->cpu;
+    Runner& gpu = pair->gpu;
+    const int n_layer = cpu.model->hparams().n_layer;
+    if (num_gpu > 0 && num_gpu < n_layer) {
+        EXPECT_NE(gpu.model->device_name().find(strformat("%d of %d layers", num_gpu, n_layer)), std::string::npos)
+            << gpu.model->device_name();
+        EXPECT_NE(gpu.model->placement_note(), "");
+    }
     const int64_t n_vocab = cpu.model->hparams().n_vocab;
 
     std::vector<int32_t> prompt = kLlamaPrompt;
@@ -399,19 +414,11 @@ TEST(CudaDecoder, MatchesCpuOnOtherFamilies) {
 // An 8,200-token prompt and 4 greedy steps, the last 16 prompt rows and every step compared.
 TEST(CudaDecoder, Llama4PastTheFirstChunk) {
     DECODER_OPEN_DEVICE_OR_SKIP();
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama4-tiny.F16.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    LoadOptions cpu_opts{4};
-    cpu_opts.num_gpu = 0;
-    auto cpu_model = load_model(file.value(), cpu_opts);
-    auto gpu_model = load_model_cuda(file.value(), LoadOptions{1});
-    ASSERT_TRUE(cpu_model.ok() && gpu_model.ok());
-    const KvLayout layout = cpu_model.value()->kv_layout();
-    auto kv_cpu = KvCache::create(layout, 528, 16);
-    auto kv_gpu = KvCache::create(layout, 528, 16);
-    ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
-    Runner cpu{std::move(cpu_model).value(), std::move(kv_cpu).value()};
-    Runner gpu{std::move(gpu_model).value(), std::move(kv_gpu).value()};
+    std::optional<ModelPair> pair;
+    open_pair("llama4-tiny.F16", -1, 4, 528, 16, pair);
+    if (!pair) return;
+    Runner& cpu = pair->cpu;
+    Runner& gpu = pair->gpu;
     const int64_t n_vocab = cpu.model->hparams().n_vocab, n = 8200;
     std::vector<int32_t> prompt(n);
     for (int64_t i = 0; i < n; ++i) prompt[i] = (int32_t)((kLlamaPrompt[i % kLlamaPrompt.size()] + i / 53) % n_vocab);
@@ -440,42 +447,37 @@ TEST(CudaDecoder, Llama4PastTheFirstChunk) {
 // embeddings of LayerNorm-scaled values.
 TEST(CudaDecoder, BertEmbeddingsMatchCpu) {
     DECODER_OPEN_DEVICE_OR_SKIP();
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/bert-bge-tiny.F16.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    LoadOptions cpu_opts{2};
-    cpu_opts.num_gpu = 0;
-    auto cpu = load_model(file.value(), cpu_opts);
-    auto gpu = load_model_cuda(file.value(), LoadOptions{1});
-    ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-    ASSERT_TRUE(gpu.ok()) << gpu.status().message();
-    const KvLayout layout = cpu.value()->kv_layout();
-    auto kv_cpu = KvCache::create(layout, 8, 16);
-    auto kv_gpu = KvCache::create(layout, 8, 16);
-    ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+    std::optional<ModelPair> pair;
+    open_pair("bert-bge-tiny.F16", -1, 2, 8, 16, pair);
+    if (!pair) return;
+    Model& cpu = *pair->cpu.model;
+    Model& gpu = *pair->gpu.model;
+    KvCache& kv_cpu = pair->cpu.kv;
+    KvCache& kv_gpu = pair->gpu.kv;
     for (const std::vector<int>& lengths : {std::vector<int>{20}, std::vector<int>{7, 12}, std::vector<int>{1}}) {
         SCOPED_TRACE(testing::Message() << lengths.size() << " sequences");
         std::vector<std::vector<int32_t>> tables(lengths.size()), gpu_tables(lengths.size());
-        for (auto& t : tables) ASSERT_TRUE(kv_cpu.value().ensure_capacity(t, 32).ok());
-        for (auto& t : gpu_tables) ASSERT_TRUE(kv_gpu.value().ensure_capacity(t, 32).ok());
+        for (auto& t : tables) ASSERT_TRUE(kv_cpu.ensure_capacity(t, 32).ok());
+        for (auto& t : gpu_tables) ASSERT_TRUE(kv_gpu.ensure_capacity(t, 32).ok());
         ASSERT_EQ(tables, gpu_tables);  // two fresh pools of one geometry hand out the same blocks
         Batch b;
         b.block_tables = tables;
         for (size_t s = 0; s < lengths.size(); ++s)
             for (int i = 0; i < lengths[s]; ++i) b.add(kLlamaPrompt[(s * 13 + i) % kLlamaPrompt.size()] + 1000, i, (int32_t)s, true);
         ForwardOutput oc, og;
-        ASSERT_TRUE(cpu.value()->forward(b, kv_cpu.value(), oc).ok());
-        const Status st = gpu.value()->forward(b, kv_gpu.value(), og);
+        ASSERT_TRUE(cpu.forward(b, kv_cpu, oc).ok());
+        const Status st = gpu.forward(b, kv_gpu, og);
         ASSERT_TRUE(st.ok()) << st.message();
         ASSERT_EQ(og.embeddings.size(), oc.embeddings.size());
-        ASSERT_EQ(oc.embeddings.size(), lengths.size() * (size_t)cpu.value()->hparams().n_embd);
+        ASSERT_EQ(oc.embeddings.size(), lengths.size() * (size_t)cpu.hparams().n_embd);
         EXPECT_TRUE(og.logits.empty());
         const LogitsDiff diff = diff_logits(og.embeddings.data(), oc.embeddings.data(), 1, (int64_t)oc.embeddings.size());
         std::printf("  bert-bge-tiny.F16    %zu sequence(s): embeddings max-abs %.5f mean-abs %.6f\n", lengths.size(),
                     diff.max_abs, diff.mean_abs);
         EXPECT_LE(diff.max_abs, 0.05);
         EXPECT_LE(diff.mean_abs, 0.01);
-        for (auto& t : tables) kv_cpu.value().release(t);
-        for (auto& t : gpu_tables) kv_gpu.value().release(t);
+        for (auto& t : tables) kv_cpu.release(t);
+        for (auto& t : gpu_tables) kv_gpu.release(t);
     }
 }
 
