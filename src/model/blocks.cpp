@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "model/families.h"
+#include "model/gpu_recipe.h"
 
 namespace hearth::model {
 
@@ -411,15 +412,38 @@ Status Decoder::run_layers(int first_layer, const Batch& batch, KvCache& kv, For
     return {};
 }
 
+// A Decoder family's hparams: the common keys, the RMS eps (eps_default when absent), pooling
+// and vocabulary (read_family).
+static Status read_decoder_hparams(const gguf::GgufFile& file, const LoadOptions& opts, const char* arch,
+                                   float eps_default, Hparams& hp) {
+    auto read = [eps_default](const ArchKeys& k, Hparams& h) -> Result<bool> {
+        HEARTH_TRY(read_common_hparams(k, h));
+        HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", h.norm_eps, eps_default));
+        return true;
+    };
+    return read_family(file, opts, arch, hp, read).status();
+}
+
+Result<GpuRecipe> decoder_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts, const char* arch,
+                                     const DecoderSpec& spec, float eps_default) {
+    GpuRecipe r;
+    HEARTH_TRY(read_decoder_hparams(file, opts, arch, eps_default, r.hp));
+    Hparams& hp = r.hp;
+    hp.rope.neox = spec.rope_neox;  // as Decoder runs it
+    r.plain = true;
+    r.decoder = spec;
+    r.attn = AttnLoad{.biases_required = spec.qkv_bias, .qk_norm = spec.qk_norm, .refuse_fused_qkv = true};
+    r.attn_scale = spec.attn_scale;
+    r.moe = MoeSpec{.norm_w = hp.expert_weights_norm, .sum_order = SumOrder::expert_id};
+    r.layers.resize(hp.n_layer);
+    for (GpuLayerRecipe& l : r.layers) l.rope_cfg = hp.rope, l.moe = hp.n_expert > 0;
+    return r;
+}
+
 Result<std::unique_ptr<Model>> load_decoder(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                             const char* arch, const DecoderSpec& spec, float eps_default) {
     Hparams hp;
-    hp.arch = arch;
-    ArchKeys k(file->meta, hp.arch);
-    HEARTH_TRY(read_common_hparams(k, hp));
-    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, eps_default));
-    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
-    HEARTH_TRY(read_vocab_size(*file, hp));
+    HEARTH_TRY(read_decoder_hparams(*file, opts, arch, eps_default, hp));
     auto m = std::make_unique<Decoder>(file, hp, spec, opts.n_threads);
     HEARTH_TRY(m->open_adapters(opts));
     HEARTH_TRY(m->load_weights());

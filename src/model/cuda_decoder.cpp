@@ -95,70 +95,32 @@ namespace {
 namespace cuda = backend::cuda;
 using quant::QuantType;
 
-// The families this executor runs, as their loaders (llama.cpp, qwen.cpp) configure Decoder.
-struct ArchSpec {
-    const char* arch;
-    DecoderSpec spec;
-    float eps_default;
-};
-const ArchSpec kArchs[] = {
-    {"llama", DecoderSpec{}, 1e-5f},
-    {"qwen2", DecoderSpec{.qkv_bias = true, .rope_neox = true}, 1e-6f},
-    {"qwen3", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
-    {"qwen3moe", DecoderSpec{.qk_norm = true, .rope_neox = true}, 1e-6f},
-};
-
 // The decoder's comparison switches (HEARTH_CUDA_*): whether variable `name` is set to `value`.
 bool env_is(const char* name, const char* value) {
     const char* e = std::getenv(name);
     return e != nullptr && std::strcmp(e, value) == 0;
 }
 
-const ArchSpec* find_arch(const std::string& arch) {
-    for (const ArchSpec& a : kArchs)
-        if (arch == a.arch) return &a;
-    return nullptr;
-}
-
-// The other families, each described by its own file (model/gpu_recipe.h).
+// Every family the executor runs, each described by its own file (model/gpu_recipe.h).
+// `partial`: llama-style (the recipe's `plain`), whose partial offload continues on the CPU
+// Decoder; said here too because store::fit asks by architecture name, without a file.
 struct RecipeFamily {
     const char* arch;
     Result<GpuRecipe> (*recipe)(const gguf::GgufFile&, const LoadOptions&);
+    bool partial;
 };
-const RecipeFamily kRecipeFamilies[] = {
-    {"gemma3", gemma3_gpu_recipe},
-    {"phi3", phi3_gpu_recipe},
-    {"gpt-oss", gpt_oss_gpu_recipe},
-    {"llama4", llama4_gpu_recipe},
-    {"deepseek2", deepseek2_gpu_recipe},
-    {"bert", bert_gpu_recipe},
+const RecipeFamily kFamilies[] = {
+    {"llama", llama_gpu_recipe, true},    {"qwen2", qwen2_gpu_recipe, true},
+    {"qwen3", qwen3_gpu_recipe, true},    {"qwen3moe", qwen3moe_gpu_recipe, true},
+    {"gemma3", gemma3_gpu_recipe, false}, {"phi3", phi3_gpu_recipe, false},
+    {"gpt-oss", gpt_oss_gpu_recipe, false}, {"llama4", llama4_gpu_recipe, false},
+    {"deepseek2", deepseek2_gpu_recipe, false}, {"bert", bert_gpu_recipe, false},
 };
 
-const RecipeFamily* find_recipe_family(const std::string& arch) {
-    for (const RecipeFamily& f : kRecipeFamilies)
+const RecipeFamily* find_family(const std::string& arch) {
+    for (const RecipeFamily& f : kFamilies)
         if (arch == f.arch) return &f;
     return nullptr;
-}
-
-// The recipe of a llama-style family, from the hparams its CPU loader (load_decoder) reads.
-Result<GpuRecipe> plain_recipe(const gguf::GgufFile& file, const LoadOptions& opts, const ArchSpec& a) {
-    GpuRecipe r;
-    Hparams& hp = r.hp;
-    hp.arch = a.arch;
-    ArchKeys k(file.meta, hp.arch);
-    HEARTH_TRY(read_common_hparams(k, hp));
-    HEARTH_TRY(k.get_or("attention.layer_norm_rms_epsilon", hp.norm_eps, a.eps_default));
-    HEARTH_TRY(read_decoder_pooling(k, opts, hp));
-    HEARTH_TRY(read_vocab_size(file, hp));
-    hp.rope.neox = a.spec.rope_neox;
-    r.plain = true;
-    r.decoder = a.spec;
-    r.attn = AttnLoad{.biases_required = a.spec.qkv_bias, .qk_norm = a.spec.qk_norm, .refuse_fused_qkv = true};
-    r.attn_scale = a.spec.attn_scale;
-    r.moe = MoeSpec{.norm_w = hp.expert_weights_norm, .sum_order = SumOrder::expert_id};
-    r.layers.resize(hp.n_layer);
-    for (GpuLayerRecipe& l : r.layers) l.rope_cfg = hp.rope, l.moe = hp.n_expert > 0;
-    return r;
 }
 
 // Rows [r0, r0 + n) of a 2-D weight (one part of a fused projection).
@@ -216,9 +178,8 @@ public:
     // residual() instead of logits.
     CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, GpuRecipe recipe, std::unique_ptr<cuda::Device> dev,
                 int n_gpu_layers, bool output)
-        : DecoderBase(std::move(file), recipe.hp, 1), recipe_(std::move(recipe)), spec_(recipe_.decoder),
-          dev_(std::move(dev)), stream_(*dev_), n_gpu_layers_(n_gpu_layers),
-          partial_(n_gpu_layers < hp_.n_layer || !output) {
+        : DecoderBase(std::move(file), recipe.hp, 1), recipe_(std::move(recipe)), dev_(std::move(dev)),
+          stream_(*dev_), n_gpu_layers_(n_gpu_layers), partial_(n_gpu_layers < hp_.n_layer || !output) {
         stream_.set_programmatic(pdl_on_ && dev_->info().cc_major >= 9);
     }
     // After a partial forward(): [n][n_embd] the residual stream after layer n_gpu_layers - 1.
@@ -293,7 +254,6 @@ private:
     }
 
     GpuRecipe recipe_;
-    DecoderSpec spec_;
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
     std::unique_ptr<cuda::Device> dev_;
     cuda::Stream stream_;
@@ -696,7 +656,8 @@ Status CudaDecoder::load_weights() {
     for (const DevLayer& L : layers_)
         for (const DevMatrix* m : {&L.gate_exps, &L.up_exps, &L.down_exps})
             if (m->data != nullptr) moe_on_device_ = moe_on_device_ && backend::can_matmul_cuda_q8(m->type);
-    rope_in_matmul_ = fusable_ && !spec_.rope_neox && !spec_.qkv_bias && !spec_.qk_norm && !rope_.neox &&
+    const DecoderSpec& spec = recipe_.decoder;
+    rope_in_matmul_ = fusable_ && !spec.rope_neox && !spec.qkv_bias && !spec.qk_norm && !rope_.neox &&
                       rope_.n_rot > 0 && rope_.n_rot % 2 == 0 && rope_.n_rot <= hp.head_dim_k &&
                       hp.head_dim_k % 2 == 0;
     for (const DevLayer& L : layers_)
@@ -1290,7 +1251,7 @@ public:
     int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
     Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
         HEARTH_TRY(gpu_->forward(batch, kv, out));
-        // load_decoder builds a Decoder (load_model_cuda made it so).
+        // The family loaders of plain recipes build a Decoder (load_model_cuda offloads partially only those).
         return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, gpu_->residual(), batch, kv, out);
     }
 
@@ -1302,11 +1263,12 @@ private:
 
 }  // namespace
 
-bool cuda_runs_architecture(const std::string& arch) {
-    return find_arch(arch) != nullptr || find_recipe_family(arch) != nullptr;
-}
+bool cuda_runs_architecture(const std::string& arch) { return find_family(arch) != nullptr; }
 
-bool cuda_offloads_partially(const std::string& arch) { return find_arch(arch) != nullptr; }
+bool cuda_offloads_partially(const std::string& arch) {
+    const RecipeFamily* f = find_family(arch);
+    return f != nullptr && f->partial;
+}
 
 Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
@@ -1320,13 +1282,14 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     // The executor uploads plain weights; LoRA deltas (LoadOptions::adapters) run on the CPU.
     if (!opts.adapters.empty())
         return error(StatusCode::unsupported, "LoRA adapters have no CUDA executor yet (they run on the CPU)");
-    const ArchSpec* spec = find_arch(arch);
-    const RecipeFamily* family = find_recipe_family(arch);
-    if (spec == nullptr && family == nullptr)
-        return error(StatusCode::unsupported, "architecture " + arch +
-                                                  " has no CUDA executor yet (CUDA runs llama, qwen2, qwen3, qwen3moe, "
-                                                  "gemma3, phi3, gpt-oss, llama4)");
-    Result<GpuRecipe> recipe = spec != nullptr ? plain_recipe(*file, opts, *spec) : family->recipe(*file, opts);
+    const RecipeFamily* family = find_family(arch);
+    if (family == nullptr) {
+        std::string list;
+        for (const RecipeFamily& f : kFamilies) list += (list.empty() ? "" : ", ") + std::string(f.arch);
+        return error(StatusCode::unsupported,
+                     "architecture " + arch + " has no CUDA executor yet (CUDA runs " + list + ")");
+    }
+    Result<GpuRecipe> recipe = family->recipe(*file, opts);
     if (!recipe.ok()) return recipe.status().with_context(arch);
     const Hparams hp = recipe.value().hp;  // a copy: the recipe moves into the model below
     if (hp.n_expert > backend::kMoeMaxExperts || hp.n_expert_used > backend::kMoeMaxUsed)
@@ -1364,7 +1327,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                              plan.n_layers < hp.n_layer ? " and the output" : " (the output)");
     }
     // The CPU part of a partial offload continues a Decoder (forward_from): llama-style only.
-    if ((plan.n_layers < hp.n_layer || !plan.output) && spec == nullptr)
+    if ((plan.n_layers < hp.n_layer || !plan.output) && !recipe.value().plain)
         return error(StatusCode::unsupported, strformat("%s: %d of %d layers would fit on the GPU; a partial offload "
                                                         "runs llama-style families only",
                                                         arch.c_str(), plan.n_layers, hp.n_layer));
@@ -1375,7 +1338,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     if (n_gpu == hp.n_layer && plan.output) return std::unique_ptr<Model>(std::move(m));
     LoadOptions cpu_opts = opts;
     cpu_opts.num_gpu = 0;
-    auto cpu = load_decoder(file, cpu_opts, spec->arch, spec->spec, spec->eps_default);
+    auto cpu = load_model(file, cpu_opts);  // the family's own loader: a Decoder (plain recipes only)
     if (!cpu.ok()) return cpu.status().with_context(arch + " (the CPU part of a partial offload)");
     auto hybrid = std::make_unique<HybridDecoder>(file, std::move(m), std::move(cpu).value(), n_gpu);
     hybrid->set_placement_note(std::move(note));

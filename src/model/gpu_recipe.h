@@ -68,8 +68,17 @@ struct GpuRecipe {
     DecoderSpec decoder;
 };
 
-// The recipes of the families beside Decoder (each in its family's file). Errors as the
-// family's CPU loader reports them for the same metadata.
+// A llama-style family's recipe (plain: Decoder with `spec`), from the hparams load_decoder
+// reads (model/blocks.cpp).
+Result<GpuRecipe> decoder_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts, const char* arch,
+                                     const DecoderSpec& spec, float eps_default);
+
+// Every family's recipe (each in its family's file). Errors as the family's CPU loader reports
+// them for the same metadata.
+Result<GpuRecipe> llama_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
+Result<GpuRecipe> qwen2_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
+Result<GpuRecipe> qwen3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
+Result<GpuRecipe> qwen3moe_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 Result<GpuRecipe> gemma3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 Result<GpuRecipe> phi3_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
 Result<GpuRecipe> gpt_oss_gpu_recipe(const gguf::GgufFile& file, const LoadOptions& opts);
