@@ -64,7 +64,8 @@ struct Broken {
     std::optional<StatusCode> code = {};   // the error code, when the test pins it
 };
 
-inline Status load_broken(const Broken& b) {
+// The broken copy itself, parsed from memory.
+inline Result<std::shared_ptr<gguf::GgufFile>> broken_file(const Broken& b) {
     auto src = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + b.model + ".gguf"));
     if (!src.ok()) return src.status();
     gguf::GgufWriter w;
@@ -79,7 +80,12 @@ inline Status load_broken(const Broken& b) {
     }
     HEARTH_ASSIGN(std::vector<std::byte> bytes, w.serialize());
     HEARTH_ASSIGN(gguf::GgufFile parsed, gguf::parse_gguf(bytes));
-    return load_model(std::make_shared<gguf::GgufFile>(std::move(parsed)), LoadOptions{1}).status();
+    return std::make_shared<gguf::GgufFile>(std::move(parsed));
+}
+
+inline Status load_broken(const Broken& b) {
+    HEARTH_ASSIGN(std::shared_ptr<gguf::GgufFile> file, broken_file(b));
+    return load_model(std::move(file), LoadOptions{1}).status();
 }
 
 // Every broken copy fails to load with a message naming what is wrong.
