@@ -604,6 +604,21 @@ TEST(CudaOps, BadArgumentsAreStickyErrors) {
     EXPECT_NE(st.message().find("rope_cuda"), std::string::npos) << st.message();
 }
 
+// rope_kv_write_cuda's q/k norms come in pairs: a q norm without a k norm is a recorded error
+// that launches nothing.
+TEST(CudaOps, QkNormWithoutKNormIsAnError) {
+    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream s(dev);
+    RopeConfig cfg;
+    cfg.n_rot = 64;
+    auto w = to_device<float>(dev, s, nullptr, 64);
+    rope_kv_write_cuda(s, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, 1, 64, 64, cfg, nullptr, 64, nullptr, 64,
+                       QkNorm{w.as<float>(), nullptr, 1e-6f});
+    const Status st = s.synchronize();
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("rope_kv_write_cuda"), std::string::npos) << st.message();
+}
+
 #else
 
 TEST(CudaOps, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA"; }
