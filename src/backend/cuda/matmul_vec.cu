@@ -173,6 +173,18 @@ __device__ __forceinline__ uint32_t byte_of3(const uint32_t (&w)[3], int k) {
     return (word >> (8 * (k & 3))) & 0xffu;
 }
 
+// A unit's 32 4-bit codes (low nibbles of w: values 0..15, high nibbles: 16..31) through a
+// 16-entry int8 table (t0..t3: IQ4_NL's and IQ4_XS's values, MXFP4's E2M1) into un.q.
+__device__ __forceinline__ void lut_unit(const uint32_t (&w)[4], uint32_t t0, uint32_t t1, uint32_t t2, uint32_t t3,
+                                         Unit& un) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        uint32_t lo, hi;
+        lut16x8(w[i], t0, t1, t2, t3, lo, hi);
+        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
+    }
+}
+
 // Unit u of a stage whose first byte (of this row) is at byte `base` of sw.
 template <QuantType kType>
 __device__ __forceinline__ void load_unit(const uint32_t* sw, int base, int u, Unit& un);
@@ -302,12 +314,7 @@ __device__ __forceinline__ void load_unit<QuantType::iq4_nl>(const uint32_t* sw,
     const int b = base + 18 * u;
     uint32_t w[4];
     lds_words<4>(sw, b + 2, w);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        uint32_t lo, hi;
-        lut16x8(w[i], kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, lo, hi);
-        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
-    }
+    lut_unit(w, kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, un);
     un.a0 = un.a1 = fp16_bits_to_f32(lds_u16(sw, b));
     un.m = 0.0f;
 }
@@ -317,12 +324,7 @@ __device__ __forceinline__ void load_unit<QuantType::mxfp4>(const uint32_t* sw, 
     const int b = base + 17 * u;  // any byte offset
     uint32_t w[4];
     lds_words<4, true>(sw, b + 1, w);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {  // E2M1 values times 2
-        uint32_t lo, hi;
-        lut16x8(w[i], kMxLut0, kMxLut1, kMxLut2, kMxLut3, lo, hi);
-        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
-    }
+    lut_unit(w, kMxLut0, kMxLut1, kMxLut2, kMxLut3, un);  // E2M1 values times 2
     un.a0 = un.a1 = e8m0_half(lds_u8(sw, b));
     un.m = 0.0f;
 }
@@ -351,12 +353,7 @@ __device__ __forceinline__ void load_unit<QuantType::iq4_xs>(const uint32_t* sw,
     uint32_t h[2], w[4];  // h: d | scales_h << 16, scales_l
     lds_words<2>(sw, sb, h);
     lds_words<4>(sw, sb + 8 + 16 * j, w);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        uint32_t lo, hi;
-        lut16x8(w[i], kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, lo, hi);
-        un.q[i] = (int)lo, un.q[4 + i] = (int)hi;
-    }
+    lut_unit(w, kIq4Lut0, kIq4Lut1, kIq4Lut2, kIq4Lut3, un);
     const int ls = (int)(((h[1] >> (4 * j)) & 0xfu) | (((h[0] >> (16 + 2 * j)) & 3u) << 4));
     un.a0 = un.a1 = fp16_bits_to_f32(h[0]) * (float)(ls - 32);
     un.m = 0.0f;
