@@ -12,12 +12,15 @@
 // 2-4 ulp apart (expf vs ggml_vexp), then a convex combination of V rows:
 //   |out - ref| <= V * (1e-5 + hd_k * 1.2e-7 * S)
 // (a wrong slot, head or position moves an output by O(0.1 V) for this data). Outputs are
-// poisoned with NaN first. The optional int8 output (out_q8) must equal
+// poisoned with NaN first. The flash kernel (prefill) adds its f16 roundings to the bound
+// (attention.h; derived where the test adds them). The optional int8 output (out_q8) must equal
 // quantize_activations_cuda of the f32 output bit for bit (codes and block scales).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -55,8 +58,33 @@ struct Seq { int length, first; };
 // output, on a stream with programmatic launches (launch.cuh). chunked: a random kv_begin per
 // token (AttnIndexCuda), checked against attention_ref run per token with the sliding window
 // that starts at the same position (the reference has no kv_begin).
+// The default batch: the last sequence has 2 tokens at a 700-position context, so the split path
+// merges many non-empty parts of several chunks each; a 16-token flash tile mixes sequences.
+const std::vector<Seq> kDefaultSeqs = {{70, 0}, {1, 0}, {133, 132}, {45, 40}, {700, 698}};
+
+// Sets an environment variable for the scope (attention.cu reads HEARTH_CUDA_FLASH at every call).
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+        setenv(name, value, 1);
+    }
+    ~ScopedEnv() { had_ ? (void)setenv(name_, old_.c_str(), 1) : (void)unsetenv(name_); }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    const char* name_;
+    std::string old_;
+    bool had_ = false;
+};
+
+// expect_flash: 1 the call must take the flash kernel, 0 must not, -1 either. skip: the batch
+// leaves out its first `skip` tokens (the data of the others is as without skip). result: the
+// output, for bitwise comparisons between calls.
 void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1, bool q8 = false,
-              bool chunked = false) {
+              bool chunked = false, const std::vector<Seq>& seqs = kDefaultSeqs, int expect_flash = -1,
+              int skip = 0, std::vector<float>* result = nullptr) {
     SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
                                     << " block " << c.block_size << " window " << c.sliding_window << " softcap "
                                     << c.softcap << " sinks " << c.sinks << " splits " << n_splits << " q8 " << q8
@@ -65,9 +93,6 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     s.set_programmatic(q8);
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    // The last: 2 tokens at a 700-position context, so the split path merges many non-empty
-    // parts of several chunks each.
-    const std::vector<Seq> seqs = {{70, 0}, {1, 0}, {133, 132}, {45, 40}, {700, 698}};
     const int n_seqs = (int)seqs.size();
     int max_blocks = 0, total_blocks = 0;
     for (const Seq& q : seqs) {
@@ -91,7 +116,7 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     std::vector<int32_t> seq_of, pos, kv_end;
     for (int q = 0; q < n_seqs; ++q)
         for (int p = seqs[q].first; p < seqs[q].length; ++p) seq_of.push_back(q), pos.push_back(p), kv_end.push_back(p + 1);
-    const int64_t n_tokens = (int64_t)pos.size();
+    int64_t n_tokens = (int64_t)pos.size();
     // First visible position of each token: kv_begin when chunked (from its own generator, so the
     // other cases keep their data), else the sliding window's start. kv_begin cycles through 0,
     // the token itself, a start within 80 positions (inside or before a window of 50, mostly not
@@ -121,6 +146,11 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     std::vector<float> q(n_tokens * c.n_head * c.hdk), sinks(c.n_head);
     for (auto& x : q) x = nd(rng);
     for (auto& x : sinks) x = nd(rng);
+    if (skip > 0) {
+        for (auto* v : {&seq_of, &pos, &kv_end, &kv_begin, &lo}) v->erase(v->begin(), v->begin() + skip);
+        q.erase(q.begin(), q.begin() + (int64_t)skip * c.n_head * c.hdk);
+        n_tokens -= skip;
+    }
 
     AttentionParams p;
     p.n_head = c.n_head, p.n_head_kv = c.n_head_kv, p.head_dim_k = c.hdk, p.head_dim_v = c.hdv;
@@ -170,6 +200,10 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     const size_t q8_bytes = activation_q8_bytes(n_in, n_tokens);
     const std::vector<std::byte> q8_poison(q8_bytes, std::byte{0x7f});
     auto dq8 = up(q8_poison.data(), q8_bytes), dq8_ref = up(q8_poison.data(), q8_bytes);
+    const bool flash = attention_cuda_uses_flash(dp, kv, n_tokens, split, q8 ? dq8.data() : nullptr);
+    if (expect_flash >= 0) {
+        ASSERT_EQ(flash, expect_flash == 1) << "flash kernel choice";
+    }
     attention_cuda(s, dq.as<float>(), kv, idx, n_tokens, dp, dout.as<float>(), split, q8 ? dq8.data() : nullptr);
     if (q8) quantize_activations_cuda(s, dout.as<float>(), dq8_ref.data(), n_in, n_tokens);
     std::vector<float> got(want.size());
@@ -206,7 +240,13 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
                 S = std::max(S, sum * p.scale);
                 for (int i = 0; i < c.hdv; ++i) vmax = std::max<double>(vmax, std::fabs(fp16_to_f32(vc[slot * v_stride + kvh * c.hdv + i])));
             }
-            const double tol = vmax * (1e-5 + c.hdk * 1.2e-7 * S) + 1e-30;
+            double tol = vmax * (1e-5 + c.hdk * 1.2e-7 * S) + 1e-30;
+            // The flash kernel's f16 query (scores off by <= 2^-11 S: the weights e^s move by a
+            // factor within e^(+-2^-10 S), so their convex combination by <= ~2.2 * 2^-11 S of V)
+            // and f16 probabilities (each off by 2^-11 relative, or 2^-25 absolute when subnormal,
+            // against a normalizer >= 1 that sums the same rounded values: twice that).
+            if (flash)
+                tol += vmax * (2.2 * std::ldexp(S, -11) + std::ldexp(1.0, -10) + (kv_end[t] - lo[t]) * std::ldexp(1.0, -24));
             for (int d = 0; d < c.hdv; ++d) {
                 const size_t i = (t * c.n_head + h) * c.hdv + d;
                 const double err = std::fabs((double)got[i] - want[i]);
@@ -216,8 +256,9 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
             }
         }
     }
-    std::printf("  attention heads %d/%d hd %d/%d splits %d%s: worst error %.3f of the bound\n", c.n_head,
-                c.n_head_kv, c.hdk, c.hdv, n_splits, chunked ? " chunked" : "", worst);
+    if (result) *result = got;
+    std::printf("  attention heads %d/%d hd %d/%d splits %d%s%s: worst error %.3f of the bound\n", c.n_head,
+                c.n_head_kv, c.hdk, c.hdv, n_splits, chunked ? " chunked" : "", flash ? " flash" : "", worst);
 }
 
 #define ATTN_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
@@ -240,6 +281,68 @@ TEST(CudaAttention, MatchesReference) {
     };
     uint32_t seed = 100;
     for (const Case& c : cases) run_case(dev, c, seed++);
+}
+
+// The same cases through the per-token kernel where the flash kernel would take them.
+TEST(CudaAttention, RowKernelMatchesReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const ScopedEnv off("HEARTH_CUDA_FLASH", "0");
+    const Case cases[] = {
+        {8, 2, 64, 64, 16},
+        {32, 8, 128, 128, 16},
+        {4, 1, 96, 96, 16},
+        {8, 4, 64, 64, 16, 50},
+        {4, 2, 64, 64, 16, 0, 30.0f, true},
+    };
+    uint32_t seed = 150;
+    for (const Case& c : cases) run_case(dev, c, seed++, 1, false, false, kDefaultSeqs, /*expect_flash=*/0);
+}
+
+// The flash kernel: long prompts (many 64-position tiles, a prompt continued from position 250,
+// a short one), tiles of 16 tokens that straddle sequences (the default batch), GQA groups of 1,
+// 4, 7 (9 tokens per tile, one row unused), 8 and 128 (two head chunks of 64 per kv head), head
+// dims 64, 96 and 128, a sliding window, softcap and sinks, chunked attention's kv_begin; and
+// a call long enough for the 32-position tiles.
+TEST(CudaAttention, FlashPrefillMatchesReference) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const std::vector<Seq> long_seqs = {{600, 0}, {330, 250}, {90, 0}};
+    const Case cases[] = {
+        {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
+        {32, 8, 64, 64, 32},                   // Llama-3.2-1B's heads
+        {4, 4, 128, 128, 32},                  // group 1: 64 tokens per tile
+        {28, 4, 128, 128, 16},                 // group 7
+        {128, 1, 64, 64, 16},                  // group 128: two head chunks
+        {8, 1, 96, 96, 16},                    // group 8, head dim 96
+        {8, 4, 128, 128, 16, 100},             // sliding window
+        {8, 2, 128, 128, 16, 0, 30.0f, true},  // softcap and sinks
+    };
+    uint32_t seed = 700;
+    for (const Case& c : cases) {
+        run_case(dev, c, seed++, 1, false, false, long_seqs, /*expect_flash=*/1);
+        run_case(dev, c, seed++, 1, false, false, kDefaultSeqs, 1);
+        run_case(dev, c, seed++, 1, false, /*chunked=*/true, long_seqs, 1);
+    }
+    // Calls of >= 4096 tokens (attention.cu's kFlashLongTokens) take 32-position K/V tiles.
+    const std::vector<Seq> longer_seqs = {{4000, 0}, {300, 200}};
+    run_case(dev, {4, 1, 64, 64, 16}, seed++, 1, false, false, longer_seqs, 1);
+    run_case(dev, {2, 2, 128, 128, 32, 0, 30.0f, true}, seed++, 1, false, /*chunked=*/true, longer_seqs, 1);
+}
+
+// A token's flash result does not depend on the tile it shares: the batch without its first 5
+// tokens (every tile then holds other tokens and straddles the sequences elsewhere) gives the
+// remaining tokens the same bits.
+TEST(CudaAttention, FlashResultIndependentOfTile) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const std::vector<Seq> seqs = {{200, 0}, {330, 250}, {90, 0}};
+    for (const Case& c : {Case{32, 8, 128, 128, 16}, Case{28, 4, 128, 128, 16, 100}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}}) {
+        std::vector<float> all, part;
+        run_case(dev, c, 800, 1, false, false, seqs, 1, 0, &all);
+        run_case(dev, c, 800, 1, false, false, seqs, 1, 5, &part);
+        const size_t off = (size_t)5 * c.n_head * c.hdv;
+        ASSERT_EQ(all.size(), part.size() + off);
+        ASSERT_EQ(0, std::memcmp(all.data() + off, part.data(), part.size() * sizeof(float)))
+            << "a token's flash output depends on its tile";
+    }
 }
 
 // Flash-decoding: the same cases split over the sequence into 2, 5 and 16 parts (parts of whole

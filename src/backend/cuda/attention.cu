@@ -29,10 +29,14 @@
 
 #include <climits>
 #include <cmath>
+#include <algorithm>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/matmul_kernels.cuh"
+#include "backend/cuda/mma.cuh"
 
 namespace hearth::backend {
 namespace {
@@ -325,6 +329,273 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
     }
 }
 
+// ---- Flash attention (prefill): tensor cores over tiles of queries and positions ----
+//
+// One block of kFaWarps warps per (tile of query rows, kv head[, chunk of its query heads]). A
+// tile's 64 rows are `tt` consecutive tokens x `hg` query heads of the kv head (row r: token
+// r / hg, head r % hg of the chunk; GQA rows share every K/V tile), 16 rows per warp. The block
+// walks the visible positions in tiles of kFaChunk: their K and V head rows (f16) are copied into
+// shared memory with cp.async, double-buffered (the next tile's copy overlaps this one's math);
+// S = Q K^T and O += P V are mma.sync m16n8k16 with f32 accumulation, the softmax is online per
+// row in the registers of the C fragments (the four lanes of a quad hold one row). The tokens of
+// a tile may belong to several sequences: each run of consecutive tokens of one sequence is
+// walked over its own range of positions through its block table, and the rows of other runs
+// see those positions masked.
+// Position tiles start at multiples of kFaChunk, whatever the tile's tokens, so a row's
+// arithmetic (the order of its chunks and of the terms within them) is the same whichever tokens
+// share its tile: a chunk with none of a row's positions leaves that row's state bitwise unchanged
+// (its scale factor is exp2(0) = 1 and its probabilities 0), and so does a masked position.
+constexpr int kFaWarps = 4;
+constexpr int kFaRows = 16 * kFaWarps;  // query rows per block
+constexpr int kFaThreads = 32 * kFaWarps;
+// Calls of at least this many tokens take 32-position K/V tiles, shorter ones 64. Measured on the
+// H100 (8B Q4_K_M, one forward; 2026-11-26), pp512 / pp10000 t/s: 64-position tiles with 2 blocks
+// per SM (the register-bound default, 172 registers) 18,770 / 18,901; 64 with 3 blocks per SM
+// 18,562 / 19,537; 32 with 3 blocks 17,133 / 20,152; 32 with 4 (spilling) 17,248 / 19,279. ncu of
+// the first form at 10,000 tokens: 5.92 ms per layer, 2 warps per scheduler, 0.41 eligible, issue
+// slots 32 % busy, L2 hit rate 98 %: latency-bound, hence more blocks per SM. The threshold lies
+// between the two measured sizes.
+constexpr int64_t kFlashLongTokens = 4096;
+
+// Dynamic shared memory: K and V tiles, two buffers each, rows of D + 8 halves (the 16-byte pad
+// puts the 8 rows an ldmatrix reads in 8 distinct bank groups). Q is staged in the second K
+// buffer before the first tile.
+constexpr size_t flash_smem_bytes(int d, int chunk) { return (size_t)4 * chunk * (d + 8) * sizeof(__half); }
+
+struct FlashConsts {
+    int n_tokens, n_head, group;
+    int hg, tt, n_hchunks;  // query heads per tile (hg <= kFaRows), tokens per tile, head chunks per kv head
+    int sliding_window;
+    float scale, softcap;
+    const float* sinks;
+};
+
+// D: head dim; kFaChunk: positions per K/V tile; kMinBlocks: blocks per SM the registers must allow.
+template <int D, int kFaChunk, int kMinBlocks>
+__global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel(const float* __restrict__ q, PagedKvCuda kv,
+                                                                      AttnIndexCuda idx, FlashConsts c,
+                                                                      float* __restrict__ out) {
+    using namespace cuda_mma;
+    pdl_launch_dependents();
+    pdl_wait();
+    constexpr int kLd = D + 8;
+    constexpr float kLog2e = 1.4426950408889634f;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __half* s_k = reinterpret_cast<__half*>(fa_smem);  // [2][kFaChunk][kLd]
+    __half* s_v = s_k + 2 * kFaChunk * kLd;            // [2][kFaChunk][kLd]
+    __half* s_q = s_k;                                 // [kFaRows][kLd], before the first tile only
+    static_assert(2 * kFaChunk >= kFaRows, "Q is staged in the two K buffers");
+    __shared__ int s_seq[kFaRows], s_lo[kFaRows], s_end[kFaRows];
+
+    // Blocks are dispatched in index order (x fastest): per kv head, the tiles with the most
+    // positions first, so that the last blocks to start are short ones. One kv head's K/V at a
+    // time stays in L2 (dispatching every kv head of a tile together measured 3-5 % slower at
+    // 10,000 tokens, whose K/V of a layer, 41 MB, about fill the 50 MB L2).
+    const int tile = gridDim.x - 1 - blockIdx.x;
+    const int kvh = blockIdx.y / c.n_hchunks, h0 = (blockIdx.y % c.n_hchunks) * c.hg;
+    const int t0 = tile * c.tt;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    // The tile's tokens: sequence (-1: none) and visible positions [lo, end), as attention_kernel.
+    if (threadIdx.x < kFaRows) {
+        const int t = t0 + threadIdx.x;
+        int seq = -1, lo = 0, end = 0;
+        if (threadIdx.x < c.tt && t < c.n_tokens) {
+            const int32_t pos = idx.positions[t];
+            end = idx.kv_end[t];
+            const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
+            lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
+            seq = idx.seq_ids[t];
+        }
+        s_seq[threadIdx.x] = seq, s_lo[threadIdx.x] = lo, s_end[threadIdx.x] = end;
+    }
+    // Q rows, scaled, as f16 (zeros for rows past the tokens or the group).
+    for (int e = threadIdx.x; e < kFaRows * D / 2; e += kFaThreads) {
+        const int r = e / (D / 2), w = e % (D / 2);
+        const int tk = r / c.hg, hi = h0 + r % c.hg;
+        float2 v = make_float2(0.0f, 0.0f);
+        if (tk < c.tt && t0 + tk < c.n_tokens && hi < c.group)
+            v = reinterpret_cast<const float2*>(q + ((int64_t)(t0 + tk) * c.n_head + kvh * c.group + hi) * D)[w];
+        reinterpret_cast<uint32_t*>(s_q + r * kLd)[w] = pack_half2(v.x * c.scale, v.y * c.scale);
+    }
+    __syncthreads();
+    uint32_t qf[D / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], &s_q[(warp * 16 + (lane & 15)) * kLd + ks * 16 + (lane >> 4) * 8]);
+    __syncthreads();  // s_q (the second K buffer) is free
+
+    // This thread's two rows (g and g + 8 of its warp's 16).
+    int row_tk[2];
+    bool row_ok[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const int r = warp * 16 + lane / 4 + 8 * i;
+        row_tk[i] = r / c.hg;
+        row_ok[i] = row_tk[i] < c.tt && h0 + r % c.hg < c.group;
+    }
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[D / 8][4] = {};
+
+    const uint32_t* kwords = static_cast<const uint32_t*>(kv.k);
+    const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
+    // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
+    // of its K and V head rows (D / 8 pieces each).
+    constexpr int kCpThreads = kFaThreads / kFaChunk;  // threads per position
+    const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
+
+    for (int ta = 0; ta < c.tt;) {
+        // The next run: consecutive tokens of one sequence.
+        const int seq = s_seq[ta];
+        int tb = ta + 1;
+        while (tb < c.tt && s_seq[tb] == seq) ++tb;
+        if (seq < 0) {
+            ta = tb;
+            continue;
+        }
+        // The run's positions [run_lo, run_end); [full_lo, full_end): visible to all its tokens.
+        int run_lo = INT_MAX, run_end = 0, full_lo = 0, full_end = INT_MAX;
+        for (int t = ta; t < tb; ++t) {
+            run_lo = min(run_lo, s_lo[t]), run_end = max(run_end, s_end[t]);
+            full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
+        }
+        // Whether this run holds every token of the tile: the rows of other tokens (none) need no
+        // mask, and those past the tokens or the group have zero queries and are never written.
+        bool whole_tile = ta == 0;
+        for (int t = tb; t < c.tt; ++t) whole_tile = whole_tile && s_seq[t] < 0;
+        int rlo[2], rend[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const bool in = row_ok[i] && row_tk[i] >= ta && row_tk[i] < tb;
+            rlo[i] = in ? s_lo[row_tk[i]] : INT_MAX;
+            rend[i] = in ? s_end[row_tk[i]] : 0;
+        }
+        const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
+        auto load_tile = [&](int c0, int buf) {
+            const int j = c0 + cp_pos;
+            const bool vis = j >= run_lo && j < run_end;
+            const int64_t slot = vis ? (int64_t)table[j / kv.block_size] * kv.block_size + j % kv.block_size : 0;
+            const uint32_t* krow = kwords + slot * kv.k_row_stride / 2 + (int64_t)kvh * D / 2;
+            const uint32_t* vrow = vwords + slot * kv.v_row_stride / 2 + (int64_t)kvh * D / 2;
+            __half* kd = s_k + (buf * kFaChunk + cp_pos) * kLd;
+            __half* vd = s_v + (buf * kFaChunk + cp_pos) * kLd;
+#pragma unroll
+            for (int u = cp_part; u < D / 8; u += kCpThreads) {
+                cp_async16(kd + 8 * u, krow + 4 * u, vis ? 16 : 0);
+                cp_async16(vd + 8 * u, vrow + 4 * u, vis ? 16 : 0);
+            }
+            cp_async_commit();
+        };
+        const int c_first = run_lo / kFaChunk * kFaChunk;
+        if (run_end > run_lo) load_tile(c_first, 0);
+        int buf = 0;
+        for (int c0 = c_first; c0 < run_end; c0 += kFaChunk, buf ^= 1) {
+            if (c0 + kFaChunk < run_end) {
+                load_tile(c0 + kFaChunk, buf ^ 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();  // tile c0 is in s_k/s_v[buf] for every warp
+
+            // S = Q K^T for this warp's 16 rows and the 64 positions.
+            float sc[kFaChunk / 8][4] = {};
+            const __half* kt = s_k + buf * kFaChunk * kLd;
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ++ks) {
+#pragma unroll
+                for (int nj = 0; nj < kFaChunk / 16; ++nj) {
+                    uint32_t b[4];
+                    ldmatrix_x4(b, &kt[(nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks * 16 + ((lane >> 3) & 1) * 8]);
+                    mma_16816(sc[2 * nj], qf[ks], b[0], b[1]);
+                    mma_16816(sc[2 * nj + 1], qf[ks], b[2], b[3]);
+                }
+            }
+            // Soft-cap, to log2 units, the mask (not needed where the tile is visible to every
+            // row: most tiles of a long prompt); the rows' new maxima.
+            float mx[2] = {-INFINITY, -INFINITY};
+            const bool masked = !(whole_tile && c0 >= full_lo && c0 + kFaChunk <= full_end);
+#pragma unroll
+            for (int ni = 0; ni < kFaChunk / 8; ++ni) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int i = e / 2, j = c0 + ni * 8 + 2 * (lane & 3) + (e & 1);
+                    float x = sc[ni][e];
+                    if (c.softcap > 0.0f) x = c.softcap * tanhf(x / c.softcap);
+                    x *= kLog2e;
+                    if (masked && !(j >= rlo[i] && j < rend[i])) x = -INFINITY;
+                    sc[ni][e] = x;
+                    mx[i] = fmaxf(mx[i], x);
+                }
+            }
+            float corr[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+                const float m_new = fmaxf(m[i], mx[i]);
+                // Nothing visible yet (m_new = -inf): the state stays as it is.
+                corr[i] = m_new == -INFINITY ? 1.0f : exp2f(m[i] - m_new);
+                m[i] = m_new;
+            }
+            // P = exp2(S - m), rounded to f16 as the PV product takes it; l sums the rounded values
+            // so that the output is a convex combination of V rows.
+            uint32_t pf[kFaChunk / 8][2];
+            float ls[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int ni = 0; ni < kFaChunk / 8; ++ni) {
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    const float p0 = m[i] == -INFINITY ? 0.0f : exp2f(sc[ni][2 * i] - m[i]);
+                    const float p1 = m[i] == -INFINITY ? 0.0f : exp2f(sc[ni][2 * i + 1] - m[i]);
+                    pf[ni][i] = pack_half2(p0, p1);
+                    const float2 r = __half22float2(*reinterpret_cast<const __half2*>(&pf[ni][i]));
+                    ls[i] += r.x + r.y;
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i) l[i] = l[i] * corr[i] + ls[i];
+#pragma unroll
+            for (int nd = 0; nd < D / 8; ++nd) o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
+            // O += P V.
+            const __half* vt = s_v + buf * kFaChunk * kLd;
+#pragma unroll
+            for (int kk = 0; kk < kFaChunk / 16; ++kk) {
+                const uint32_t a[4] = {pf[2 * kk][0], pf[2 * kk][1], pf[2 * kk + 1][0], pf[2 * kk + 1][1]};
+#pragma unroll
+                for (int dn = 0; dn < D / 16; ++dn) {
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, &vt[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kLd + dn * 16 + (lane >> 4) * 8]);
+                    mma_16816(o[2 * dn], a, b[0], b[1]);
+                    mma_16816(o[2 * dn + 1], a, b[2], b[3]);
+                }
+            }
+            __syncthreads();  // every warp is done with buffer buf before it is refilled
+        }
+        ta = tb;
+    }
+
+    // The quad's partial sums, the sinks, the normalized rows.
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+        if (!row_ok[i] || t0 + row_tk[i] >= c.n_tokens) continue;
+        const int r = warp * 16 + lane / 4 + 8 * i;
+        const int head = kvh * c.group + h0 + r % c.hg;
+        float scale = 1.0f;
+        if (c.sinks) {
+            const float sink = c.sinks[head] * kLog2e;
+            const float m_f = fmaxf(m[i], sink);
+            scale = exp2f(m[i] - m_f);  // 0 when nothing was visible
+            l[i] = l[i] * scale + exp2f(sink - m_f);
+        }
+        const float inv = l[i] > 0.0f ? scale / l[i] : 0.0f;
+        float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)(t0 + row_tk[i]) * c.n_head + head) * D);
+#pragma unroll
+        for (int nd = 0; nd < D / 8; ++nd) o2[nd * 4 + (lane & 3)] = make_float2(o[nd][2 * i] * inv, o[nd][2 * i + 1] * inv);
+    }
+}
+
 __global__ void kv_write_kernel(const float* __restrict__ k, int64_t k_stride, const float* __restrict__ v,
                                 int64_t v_stride, const int32_t* __restrict__ slots, int64_t n_tokens, int k_width,
                                 int v_width, __half* __restrict__ k_cache, int64_t k_row_stride,
@@ -357,6 +628,17 @@ size_t attention_partial_bytes(int64_t n_tokens, const AttentionParams& p, int n
 
 }  // namespace
 
+bool attention_cuda_uses_flash(const AttentionParams& p, const PagedKvCuda& kv, int64_t n_tokens,
+                               const AttnSplitCuda& split, const void* out_q8) {
+    const int d = p.head_dim_k;
+    const char* env = std::getenv("HEARTH_CUDA_FLASH");
+    return !(env != nullptr && std::strcmp(env, "0") == 0) && n_tokens >= kAttnFlashMinTokens && out_q8 == nullptr &&
+           split.workspace == nullptr && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 &&
+           p.head_dim_v == d && (d == 64 || d == 96 || d == 128) && kv.k_row_stride % 8 == 0 &&
+           kv.v_row_stride % 8 == 0 && reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
+           reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
+}
+
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits) {
     if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 || n_splits < 1) return 0;
     return attention_partial_bytes(n_tokens, p, n_splits) +
@@ -384,6 +666,36 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
         return;
     }
     if (n_tokens == 0 || !dev.make_current()) return;
+    if (attention_cuda_uses_flash(p, kv, n_tokens, split, out_q8)) {
+        FlashConsts fc{};
+        fc.n_tokens = (int)n_tokens, fc.n_head = p.n_head, fc.group = p.n_head / p.n_head_kv;
+        fc.hg = std::min(fc.group, kFaRows);
+        fc.n_hchunks = (fc.group + fc.hg - 1) / fc.hg;
+        fc.tt = kFaRows / fc.hg;
+        fc.sliding_window = p.sliding_window;
+        fc.scale = p.scale, fc.softcap = p.softcap, fc.sinks = p.sinks;
+        const int d = p.head_dim_k;
+        // Tiles of 64 positions, or 32 for long calls (kFlashLongTokens); 3 blocks per SM either way.
+        const bool long_call = n_tokens >= kFlashLongTokens;
+        auto pick = [&](auto k64, auto k96, auto k128) { return d == 64 ? k64 : d == 96 ? k96 : k128; };
+        auto* kernel = long_call ? pick(flash_attention_kernel<64, 32, 3>, flash_attention_kernel<96, 32, 3>,
+                                        flash_attention_kernel<128, 32, 3>)
+                                 : pick(flash_attention_kernel<64, 64, 3>, flash_attention_kernel<96, 64, 3>,
+                                        flash_attention_kernel<128, 64, 3>);
+        const size_t smem = flash_smem_bytes(d, long_call ? 32 : 64);
+        if (!dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                       "attention_cuda shared memory") ||
+            !dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                            (int)cudaSharedmemCarveoutMaxShared),
+                       "attention_cuda shared memory carveout"))
+            return;
+        // y <= 65535: n_head_kv * head chunks (at most n_head / 64 + n_head_kv) fits any model.
+        const dim3 grid((unsigned)((n_tokens + fc.tt - 1) / fc.tt), (unsigned)(p.n_head_kv * fc.n_hchunks));
+        dev.check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, grid, dim3(kFaThreads), smem,
+                                              static_cast<cudaStream_t>(stream.handle()), q, kv, idx, fc, out),
+                  "attention_cuda launch");
+        return;
+    }
     AttnConsts c{};
     c.n_head = p.n_head;
     c.group = p.n_head / p.n_head_kv;

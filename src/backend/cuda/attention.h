@@ -80,6 +80,26 @@ constexpr int kAttnMaxSplits = 64;
 constexpr int kAttnMaxHeadDimK = 576, kAttnMaxHeadDimV = 512;
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits);
 
+// Prefill takes a tensor-core flash-attention kernel (attention.cu) when
+// attention_cuda_uses_flash says so: at least kAttnFlashMinTokens tokens, no split workspace
+// (decode-sized calls pass one, even for n_splits 1: tokens of many sequences, one each, would
+// leave most rows of a flash tile empty), no out_q8, K and V head dims equal and 64, 96 or
+// 128, K/V rows and bases 16-byte aligned (row strides multiples of 8 halves), and the
+// environment variable HEARTH_CUDA_FLASH not "0" (read at every call). Its numerics differ from
+// the contract above in two roundings: the query is scaled and rounded to f16, and the softmax
+// probabilities are rounded to f16 for the P.V product (the normalizer sums the same rounded
+// values, so each output is still a convex combination of V rows); scores and V sums accumulate
+// in f32 (mma.sync). With S = scale * max over visible j of sum_i |q_i k_ji| and n the visible
+// positions, the output moves by at most ~max|V| * (2.2 * 2^-11 * S + 2^-10 + n * 2^-24) more
+// than the bound above (derived in tests/backend/cuda_attention_test.cpp, which checks it).
+// Everything else (windows, kv_begin, GQA, softcap, sinks, empty windows, several sequences in
+// one call) is as above. A token's result does not depend on which other tokens share the call,
+// only on whether the call has at least 4096 tokens (attention.cu's kFlashLongTokens: such calls
+// walk the positions in tiles of 32 instead of 64, which orders the online softmax differently).
+constexpr int64_t kAttnFlashMinTokens = 16;
+bool attention_cuda_uses_flash(const AttentionParams& p, const PagedKvCuda& kv, int64_t n_tokens,
+                               const AttnSplitCuda& split, const void* out_q8);
+
 // out_q8, when set, also receives out as int8 activations for the next matmul: the layout and
 // the bits of quantize_activations_cuda(out, out_q8, n_head * head_dim_v, n_tokens)
 // (backend/cuda/matmul.h; activation_q8_bytes of that shape, 16-byte aligned), without the

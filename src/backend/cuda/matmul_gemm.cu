@@ -22,6 +22,7 @@
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
+#include "backend/cuda/mma.cuh"
 #include "quant/iq4_nl.h"
 #include "quant/iq4_xs.h"
 #include "quant/mxfp4.h"
@@ -54,33 +55,11 @@ constexpr int kThreads = 256;
 constexpr int kLd = kBK + 8;  // shared row stride in halves (144 bytes = 9 bank groups: ldmatrix rows spread)
 constexpr size_t kSmemBytes = 2 * (size_t)(kBM + kBN) * kLd * sizeof(__half);  // 73,728: dynamic
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {  // src_bytes 0: zero fill
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p))
-                 : "memory");
-}
-
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-}
+using cuda_mma::cp_async16;
+using cuda_mma::cp_async_commit;
+using cuda_mma::ldmatrix_x4;
+using cuda_mma::mma_16816;
+using cuda_mma::pack_half2;
 
 __device__ __forceinline__ uint4 ldg16(const std::byte* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 __device__ __forceinline__ uint32_t ldg_u32(const std::byte* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
@@ -552,7 +531,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const std::byte* __re
             dst[2 * h] = deq[0];
             dst[2 * h + 1] = deq[1];
         }
-        cp_async_wait_all();
+        cuda_mma::cp_async_wait<0>();
         __syncthreads();  // sA[buf] and sB[buf] complete; every warp is done with step kt - 1
         if (kt + 1 < kt1) {
             load_a(kt + 1);

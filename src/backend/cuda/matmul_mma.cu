@@ -44,6 +44,7 @@
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
+#include "backend/cuda/mma.cuh"
 #include "quant/q4_0.h"
 #include "quant/q4_k.h"
 #include "quant/q6_k.h"
@@ -103,7 +104,9 @@ __host__ __device__ constexpr int stage_bytes(int super_bytes, int tp) {
     return kRows * row_stride_of(super_bytes) + 8 * tp * 32 + tp / 2 * kDsPairStride;  // weights, quants, {d, sum}
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+using cuda_mma::cp_async_commit;
+using cuda_mma::cp_async_wait;
+using cuda_mma::smem_u32;
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
 }
@@ -114,9 +117,6 @@ __device__ __forceinline__ void cp_async8(void* dst, const void* src) {
 __device__ __forceinline__ void cp_async16_ca(void* dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // 4 bytes at a 2-byte-aligned byte offset of a 16-byte-aligned shared buffer.
 __device__ __forceinline__ uint32_t ld_u32(const uint32_t* sw, int off) {
