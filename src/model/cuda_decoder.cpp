@@ -246,11 +246,25 @@ private:
     // repeats attention.cu's attention_partial_bytes (16-byte rounded).
     void* attn_workspace(int64_t n) const {
         const backend::AttentionParams ap = attention_params();
-        auto partial = [&](int64_t t) {
-            return ((size_t)t * ap.n_head * attn_splits_ * (ap.head_dim_v + 2) * sizeof(float) + 15) & ~(size_t)15;
+        auto partial = [&](int64_t t, int splits) {
+            return ((size_t)t * ap.n_head * splits * (ap.head_dim_v + 2) * sizeof(float) + 15) & ~(size_t)15;
         };
-        return static_cast<std::byte*>(attn_ws_.data()) +
-               partial(kFuseMaxTokens) - partial(n);
+        return static_cast<std::byte*>(attn_ws_.data()) + partial(kFuseMaxTokens, attn_splits_) -
+               partial(n, attn_splits_for(n));
+    }
+    // Parts per (token, kv head) of an n-token decode-sized call: attn_splits_ for one token,
+    // fewer as the tokens fill the device themselves, so that the call has about
+    // attn_target_blocks_ blocks (each part then walks more 32-position chunks instead of many
+    // near-empty parts each paying the merge). n * parts never exceeds kFuseMaxTokens *
+    // attn_splits_, so every call's partial sums fit before the fixed counters.
+    int attn_splits_for(int64_t n) const {
+        const int64_t blocks = n * hp_.n_head_kv * ((hp_.n_head / hp_.n_head_kv + 7) / 8);
+        return (int)std::clamp<int64_t>((attn_target_blocks_ + blocks - 1) / std::max<int64_t>(1, blocks), 1,
+                                        attn_splits_);
+    }
+    backend::AttnSplitCuda attn_split(int64_t n) const {
+        return n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_for(n)}
+                                   : backend::AttnSplitCuda{};
     }
 
     GpuRecipe recipe_;
@@ -316,6 +330,7 @@ private:
     // kernel leaves it so); attn_splits_ parts per (token, kv head).
     cuda::DeviceBuffer attn_ws_;
     int attn_splits_ = 1;
+    int64_t attn_target_blocks_ = 0;  // HEARTH_CUDA_ATTN_BLOCKS, default 8 per SM (attn_splits_for)
     // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
     cuda::DeviceBuffer ints_;
     // Decode-sized batches (<= kFuseMaxTokens tokens: one token of each of many sequences
@@ -751,6 +766,11 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     const backend::AttentionParams ap = attention_params();
     const int group_blocks = (hp.n_head / hp.n_head_kv + 7) / 8;
     attn_splits_ = std::clamp(2 * dev_->info().n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
+    const char* blocks_env = std::getenv("HEARTH_CUDA_ATTN_BLOCKS");
+    // 8 blocks per SM: 8B Q4_K_M decode steps of 16 / 32 tokens 7.81 / 12.30 ms with attn_splits_
+    // at every size, 7.66 / 11.79 ms with this; 4 or 2 per SM lost at 4 tokens (H100, 2026-11-26).
+    attn_target_blocks_ = blocks_env != nullptr ? std::atoll(blocks_env) : 8 * (int64_t)dev_->info().n_sm;
+    if (attn_target_blocks_ <= 0) attn_target_blocks_ = INT64_MAX / 2;  // 0: attn_splits_ at every size
     attn_ws_ = cuda::DeviceBuffer();
     const size_t ws_bytes = backend::attention_split_bytes(kFuseMaxTokens, ap, attn_splits_);
     HEARTH_ASSIGN(attn_ws_, cuda::DeviceBuffer::allocate(*dev_, ws_bytes));
@@ -1080,8 +1100,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
         if (type_row_) backend::add_bias_cuda(stream_, dx_, type_row_, n, d);
         backend::layer_norm_cuda(stream_, dx_, embd_norm_w_, embd_norm_b_, dx_, d, n, hp_.norm_eps);
         run_encoder(n, d_slot, backend::AttnIndexCuda{d_tab, (int)stride, d_seq, d_pos, d_end},
-                    n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_}
-                                        : backend::AttnSplitCuda{});
+                    attn_split(n));
         return;
     }
 
@@ -1091,8 +1110,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     // Decode-sized: fused norms/quantization (the block output waits in dproj_ and is added by
     // the next fused norm: `pending`) and the split attention.
     const bool fuse = fusable_ && n <= kFuseMaxTokens;
-    const backend::AttnSplitCuda split =
-        n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_} : backend::AttnSplitCuda{};
+    const backend::AttnSplitCuda split = attn_split(n);
     bool pending = false;
     // Single-stream steps (dp4a kernels): grouped launches, rope in the Q/K/V epilogue.
     const bool grouped = fuse && group_on_ && q8_kernel(n) == backend::MatmulQ8Kernel::dp4a;
