@@ -6,6 +6,10 @@
 
 namespace hearth::model {
 
+// The largest Batch::output_top_k: enough for any sampler whose top_k fits (Ollama's default
+// is 40), small enough that the device selection keeps its candidates in one block.
+constexpr int32_t kMaxOutputTopK = 128;
+
 struct Batch {
     std::vector<int32_t> tokens;     // [n_tokens] token ids
     std::vector<int32_t> positions;  // [n_tokens] position of each token in its sequence
@@ -14,6 +18,10 @@ struct Batch {
     // [n_seqs] KV block ids of each sequence: position p lives in block_tables[s][p / block_size].
     // Must cover every position up to the largest one of that sequence in this batch.
     std::vector<std::vector<int32_t>> block_tables;
+    // 0: ForwardOutput::logits holds the full rows. k > 0 (<= kMaxOutputTopK and <= n_vocab):
+    // only each output row's k best candidates come back (ForwardOutput::top_ids/top_logits),
+    // so a GPU model copies k ids and logits per row instead of the vocabulary.
+    int32_t output_top_k = 0;
 
     int64_t n_tokens() const { return (int64_t)tokens.size(); }
     void clear() {

@@ -364,7 +364,7 @@ Status Decoder::load_weights() {
     return {};
 }
 
-Status Decoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
+Status Decoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
     HEARTH_TRY(begin(batch, kv));
     return run_layers(0, batch, kv, out);
 }

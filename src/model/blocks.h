@@ -215,7 +215,7 @@ public:
 
     // Loads the standard llama-family tensor names (token_embd, blk.N.attn_q, ...).
     Status load_weights();
-    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
+    Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
     // The rest of a forward pass whose layers [0, first_layer) ran elsewhere (partial GPU
     // offload: model/cuda_decoder.cpp): x [n][n_embd] is the residual stream after them; layers
     // [first_layer, n_layer) write their K/V into kv, then the final norm and the logits.

@@ -85,6 +85,7 @@ GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/moe.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/sample.h"
 #include "model/blocks.h"
 #include "model/families.h"
 #include "model/gpu_recipe.h"
@@ -186,7 +187,7 @@ public:
     const float* residual() const { return host_residual_.data(); }
 
     Status load_weights();
-    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
+    Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
     std::string device_name() const override {
         return strformat("cuda:%d (%s)", dev_->info().index, dev_->info().name.c_str());
     }
@@ -375,6 +376,17 @@ private:
         return backend::MatmulQ8Kernel::mma;
     }
     bool pinned_logits_ = !env_is("HEARTH_CUDA_PINNED", "0");
+    // Batch::output_top_k: the candidates selected on the device (backend/cuda/sample.h) at the
+    // end of the step, inside its graph (k is part of the graph's key), and only they copied
+    // back. topk_buf_: int32 ids [cap][kMaxOutputTopK], f32 logits [cap][kMaxOutputTopK], then
+    // the selection's workspace, for topk_cap_ output rows.
+    cuda::DeviceBuffer topk_buf_;
+    int64_t topk_cap_ = 0;
+    int32_t graph_top_k_ = -1;
+    bool device_topk_ = env_is("HEARTH_CUDA_TOPK", "1");
+    Status ensure_topk_buffer(int64_t n_out);
+    size_t topk_vals_offset() const { return (size_t)topk_cap_ * kMaxOutputTopK * sizeof(int32_t); }
+    size_t topk_ws_offset() const { return (2 * topk_vals_offset() + 255) & ~(size_t)255; }
     // Programmatic dependent launches for the whole step (sm_90; HEARTH_CUDA_PDL=0: plain launches).
     bool pdl_on_ = !env_is("HEARTH_CUDA_PDL", "0");
     // Grouped Q/K/V and gate/up launches, rope + KV write in the Q/K/V epilogue, the attention
@@ -782,7 +794,7 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     return {};
 }
 
-Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
+Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
     HEARTH_TRY(dev_->status());  // a failed device stays failed (sticky errors)
     HEARTH_TRY(validate(batch, kv));
     HEARTH_TRY(ensure_kv(kv));
@@ -850,19 +862,35 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
                            (hp.n_expert == 0 || (n == 1 && moe_on_device_));
     const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
     last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
+    // Top-k candidates on the device, only with HEARTH_CUDA_TOPK=1 for now: the selection matches
+    // the host's bit for bit (tests/backend/cuda_sample_test.cpp), but the Engine's tokens from it
+    // differed from its full-row tokens in CUDA graph replays on the H100 (2026-11-26, with the
+    // kernels launched as programmatic dependents; plain launches since, not yet run on a GPU).
+    // Otherwise, and for a partial offload (whose logits come from the CPU part), the full rows
+    // come back and Model::forward selects on the host.
+    const int32_t top_k = partial_ || !device_topk_ ? 0 : batch.output_top_k;
+    if (top_k > 0) HEARTH_TRY(ensure_topk_buffer(n_out));
+    auto run_step = [&] {
+        run_device(n, n_out, stride);
+        if (top_k > 0 && n_out > 0)
+            backend::topk_rows_cuda(stream_, dlogits_, n_out, hp.n_vocab, top_k, topk_buf_.as<int32_t>(),
+                                    reinterpret_cast<float*>(topk_buf_.as<std::byte>() + topk_vals_offset()),
+                                    topk_buf_.as<std::byte>() + topk_ws_offset());
+    };
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
-        graph_gen_ == gen_ && graph_scratch_ == stream_.scratch(1)) {
+        graph_top_k_ == top_k && graph_gen_ == gen_ && graph_scratch_ == stream_.scratch(1)) {
         graph_.launch(stream_);
     } else {
-        run_device(n, n_out, stride);
+        run_step();
         // Capture this shape for the next steps (recorded, not run).
         if (graphable && (repeated || n <= kFuseMaxTokens)) {
             graph_.reset();
             HEARTH_TRY(stream_.synchronize());
             if (graph_.begin_capture(stream_)) {
-                run_device(n, n_out, stride);
+                run_step();
                 if (graph_.end_capture(stream_)) {
                     graph_n_ = n, graph_n_out_ = n_out, graph_stride_ = stride, graph_gen_ = gen_;
+                    graph_top_k_ = top_k;
                     graph_scratch_ = stream_.scratch(1);
                 }
             }
@@ -894,11 +922,35 @@ Status CudaDecoder::forward(const Batch& batch, KvCache& kv, ForwardOutput& out)
                       (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
         return stream_.synchronize();
     }
+    if (top_k > 0) {  // k ids and logits per row instead of the rows
+        out.logits.clear();
+        out.top_ids.resize(n_out * top_k);
+        out.top_logits.resize(n_out * top_k);
+        if (n_out > 0) {
+            topk_buf_.download(stream_, out.top_ids.data(), out.top_ids.size() * sizeof(int32_t));
+            topk_buf_.download(stream_, out.top_logits.data(), out.top_logits.size() * sizeof(float),
+                               topk_vals_offset());
+        }
+        return stream_.synchronize();
+    }
     out.logits.resize(n_out * hp.n_vocab);
     if (n_out > 0)
         act_.download(stream_, out.logits.data(), out.logits.size() * sizeof(float),
                       (size_t)((std::byte*)dlogits_ - act_.as<std::byte>()));
     return stream_.synchronize();
+}
+
+static_assert(kMaxOutputTopK <= backend::kTopKMax, "the device selection takes every valid output_top_k");
+
+Status CudaDecoder::ensure_topk_buffer(int64_t n_out) {
+    if (n_out <= topk_cap_ && topk_buf_.data() != nullptr) return {};
+    const int64_t cap = std::max(n_out, cap_outputs_);
+    topk_buf_ = cuda::DeviceBuffer();
+    topk_cap_ = cap;
+    const size_t bytes = topk_ws_offset() + backend::topk_rows_workspace_bytes(cap, hp_.n_vocab, kMaxOutputTopK);
+    HEARTH_ASSIGN(topk_buf_, cuda::DeviceBuffer::allocate(*dev_, bytes));
+    ++gen_;  // a graph that selects points into the old buffer
+    return {};
 }
 
 void CudaDecoder::linear_shared(const float* x, int64_t n,
@@ -1279,7 +1331,7 @@ public:
     int kv_host_first_layer() const override { return n_gpu_; }  // the CPU layers' rows stay on the host
     int64_t device_weight_bytes() const override { return gpu_->device_weight_bytes(); }
     int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
-    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
+    Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
         HEARTH_TRY(gpu_->forward(batch, kv, out));
         // The family loaders of plain recipes build a Decoder (load_model_cuda offloads partially only those).
         return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, gpu_->residual(), batch, kv, out);

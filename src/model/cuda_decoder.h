@@ -19,7 +19,9 @@
 // matrix-vector kernels (fastest for one stream), 5..64 through the integer tensor-core matmul,
 // which reads the weights once per step and is batch-invariant within that range; larger ones
 // (prefill) the f16 tensor-core GEMM, which rounds activations to f16. Logits come back in
-// page-locked memory (ForwardOutput::logits).
+// page-locked memory (ForwardOutput::logits); with Batch::output_top_k the step (and its CUDA
+// graph) ends by selecting each row's best candidates on the device (backend/cuda/sample.h),
+// and only those ids and logits come back (a partial offload selects on the host).
 //
 // Mixture-of-experts layers route on the device (backend/cuda/moe.h; the recipe families:
 // router logits on the device, the selection on the host by the CPU's MoeSelector), bring the

@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/lora.h"
 
@@ -40,7 +41,46 @@ Status Model::validate(const Batch& b, const KvCache& kv) const {
             if (table[j] < 0 || table[j] >= kv.n_blocks())
                 return error(StatusCode::invalid_argument, "block table names a block outside the KV pool");
     }
+    if (b.output_top_k < 0 || b.output_top_k > kMaxOutputTopK || b.output_top_k > hp_.n_vocab)
+        return error(StatusCode::invalid_argument,
+                     strformat("output_top_k %d is outside 0..%d (the vocabulary has %lld tokens)", b.output_top_k,
+                               (int)std::min<int64_t>(kMaxOutputTopK, hp_.n_vocab), (long long)hp_.n_vocab));
+    if (b.output_top_k > 0 && is_embedding())
+        return error(StatusCode::invalid_argument, "output_top_k asks for logits, but this model pools embeddings");
     return {};
+}
+
+Status Model::forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
+    out.top_ids.clear();
+    out.top_logits.clear();
+    HEARTH_TRY(run_forward(batch, kv, out));
+    const int k = batch.output_top_k;
+    if (k == 0 || out.logits.empty()) return {};  // full rows asked for, or selected by the model
+    const int64_t n_rows = (int64_t)out.logits.size() / hp_.n_vocab;
+    out.top_ids.resize(n_rows * k);
+    out.top_logits.resize(n_rows * k);
+    select_top_k(out.logits.data(), n_rows, hp_.n_vocab, k, out.top_ids.data(), out.top_logits.data(), top_scratch_);
+    out.logits.clear();
+    return {};
+}
+
+void select_top_k(const float* logits, int64_t n_rows, int64_t n_cols, int k, int32_t* ids, float* vals,
+                  std::vector<std::pair<float, int32_t>>& scratch) {
+    scratch.resize((size_t)k);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* row = logits + r * n_cols;
+        // scratch[0, n) holds the best so far, best first. Ids arrive ascending and only a
+        // strictly greater logit moves past another, so equal logits keep the lower id first.
+        int n = 0;
+        for (int64_t i = 0; i < n_cols; ++i) {
+            const float x = std::isnan(row[i]) ? -INFINITY : row[i];
+            if (n == k && !(x > scratch[(size_t)k - 1].first)) continue;
+            int j = n < k ? n++ : k - 1;
+            for (; j > 0 && scratch[(size_t)j - 1].first < x; --j) scratch[(size_t)j] = scratch[(size_t)j - 1];
+            scratch[(size_t)j] = {x, (int32_t)i};
+        }
+        for (int j = 0; j < k; ++j) ids[r * k + j] = scratch[(size_t)j].second, vals[r * k + j] = scratch[(size_t)j].first;
+    }
 }
 
 std::string layer_tensor(int layer, const char* name, const char* suffix) {

@@ -7,6 +7,7 @@
 #include <memory_resource>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -22,7 +23,15 @@ struct ForwardOutput {
     // [n_outputs][n_vocab]: one row per batch token with output = 1, in batch order. Empty
     // when the model pools (is_embedding()). A polymorphic vector so that a GPU model can give
     // it page-locked memory to copy into (model/cuda_decoder.cpp); callers see a plain vector.
+    // Empty when the batch asked for top-k candidates (Batch::output_top_k > 0).
     std::pmr::vector<float> logits;
+    // Batch::output_top_k = k > 0: [n_outputs][k] the k best token ids of each output row and
+    // their logits, best first in the sampler's order (higher logit first, ties by lower id:
+    // runtime/sampler.h's by_logit_desc), a NaN logit counted and reported as -inf. Rows of
+    // the full logits the model would have produced, selected exactly: the same ids and bits.
+    // Empty when output_top_k is 0.
+    std::vector<int32_t> top_ids;
+    std::vector<float> top_logits;
     // Models that pool: [n_seqs][n_embd], row s pooled over the tokens of sequence s in this
     // batch only (every token, whatever its output flag), raw (not normalized). A sequence is
     // pooled from what this one pass holds, so an input must be evaluated in a single forward
@@ -95,8 +104,11 @@ public:
 
     // Runs every token of the batch through the model, writing its K/V into `kv` at the
     // positions' slots and filling `out`. On error nothing in `out` is meaningful; the KV
-    // slots of this batch's positions may have been written.
-    virtual Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) = 0;
+    // slots of this batch's positions may have been written. With batch.output_top_k > 0 the
+    // rows come back as top-k candidates: selected on the device by a model that can (the CUDA
+    // decoder), else here, on the host, from the full rows run_forward produced; either way
+    // the same candidates.
+    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out);
 
     // Opens opts.adapters (checked against this model's architecture) for the WeightLoader of
     // load_weights; a family's loader calls it before loading weights. Nothing to do without
@@ -111,7 +123,12 @@ public:
 protected:
     Model(std::shared_ptr<const gguf::GgufFile> file, Hparams hp, int n_threads)
         : hp_(std::move(hp)), file_(std::move(file)), ops_(n_threads) {}
-    // Checks batch shape, sequence ids, block tables and token ids.
+    // The family's forward pass (the contract of forward()). It may fill out.top_ids and
+    // out.top_logits itself for batch.output_top_k > 0 and leave out.logits empty; when it
+    // leaves full rows in out.logits instead, forward() selects the candidates from them.
+    virtual Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) = 0;
+    // Checks batch shape, sequence ids, block tables, token ids and output_top_k (0..
+    // kMaxOutputTopK, at most n_vocab, 0 for a pooling model).
     Status validate(const Batch& batch, const KvCache& kv) const;
 
     Hparams hp_;
@@ -121,7 +138,17 @@ protected:
     // The adapter files and factors the weights' deltas point into (it lives as long as the
     // model, so the deltas stay valid); null without adapters.
     std::shared_ptr<LoraSet> lora_;
+
+private:
+    std::vector<std::pair<float, int32_t>> top_scratch_;  // [k] one row's best so far (select_top_k)
 };
+
+// The k best candidates of each of n_rows rows of n_cols logits (ForwardOutput::top_ids'
+// order and NaN rule), into ids/vals [n_rows][k]. Preconditions: 0 < k <= n_cols; scratch is
+// resized to k. The host selection forward() makes; the CUDA kernel (backend/cuda/sample.h)
+// must agree with it.
+void select_top_k(const float* logits, int64_t n_rows, int64_t n_cols, int k, int32_t* ids, float* vals,
+                  std::vector<std::pair<float, int32_t>>& scratch);
 
 // Looks tensors up by name, checks shape and type, and hands out views.
 // With a LoraSet, every matrix it hands out carries the adapters' deltas for its name.

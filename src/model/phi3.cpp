@@ -65,7 +65,7 @@ public:
         return {};
     }
 
-    Status forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
+    Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
         HEARTH_TRY(begin(batch, kv));
         const Hparams& hp = hp_;
         const int64_t n = batch.n_tokens(), d = hp.n_embd, n_ff = hp.n_ff;

@@ -116,17 +116,42 @@ void Decoding::release(size_t n_bytes, bool stopped, std::vector<TokenLogprob>& 
     if (stopped) waiting_.clear();
 }
 
-Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int32_t> history) {
-    Step s;
+bool Decoding::ends_before_sampling(Step& s) const {
     if (num_predict_ == 0) {
         s.done = true;
         s.reason = DoneReason::length;
-        return s;
+        return true;
     }
     if (mask_ && mask_->complete()) {
         s.done = true;
+        return true;
+    }
+    return false;
+}
+
+int32_t Decoding::top_candidates_needed(int64_t row_size) const {
+    if (mask_ || logprobs_) return 0;
+    return sampler_.top_candidates_needed(row_size);
+}
+
+Decoding::Step Decoding::next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size) {
+    Step s;
+    if (ends_before_sampling(s)) return s;
+    const int32_t need = top_candidates_needed(row_size);
+    if (need == 0 || std::min(ids.size(), logits.size()) < (size_t)need) {
+        s.done = true;
+        s.status = error(StatusCode::internal, strformat("sampling got %zu best candidates of a row, but needs %s",
+                                                         std::min(ids.size(), logits.size()),
+                                                         need == 0 ? "the whole row" : std::to_string(need).c_str()));
         return s;
     }
+    take(sampler_.sample_top(ids, logits), {}, s);
+    return s;
+}
+
+Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int32_t> history) {
+    Step s;
+    if (ends_before_sampling(s)) return s;
     const std::span<const float> raw = logits;  // logprobs are of the model's own distribution
     if (mask_) {
         masked_.assign(logits.begin(), logits.end());
@@ -138,10 +163,14 @@ Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int
         }
         logits = masked_;
     }
-    const int32_t id = sampler_.sample(logits, history);
+    take(sampler_.sample(logits, history), raw, s);
+    return s;
+}
+
+void Decoding::take(int32_t id, std::span<const float> raw, Step& s) {
     if (!ignore_eos_ && tok_.is_eog(id)) {
         s.done = true;
-        return s;
+        return;
     }
     s.token = id;
     ++n_generated_;
@@ -165,7 +194,6 @@ Decoding::Step Decoding::next(std::span<const float> logits, std::span<const int
         s.done = true;
         s.reason = DoneReason::length;
     }
-    return s;
 }
 
 Decoding::Tail Decoding::finish() {

@@ -63,6 +63,17 @@ public:
     // window reads its tail).
     Step next(std::span<const float> logits, std::span<const int32_t> history);
 
+    // How many best candidates of a row of row_size logits next_top() needs to decide exactly
+    // as next() would on the whole row (Sampler::top_candidates_needed), or 0 when this
+    // sequence needs the whole row: a logits mask (grammar, JSON schema, tool calls) or
+    // log-probabilities (their normalizer is over the whole row).
+    int32_t top_candidates_needed(int64_t row_size) const;
+    // next() from the best candidates of a row of row_size logits: ids and logits [n] best
+    // first (model::ForwardOutput::top_ids). Needs n >= top_candidates_needed(row_size) > 0;
+    // otherwise the step fails (Step::status, internal: the caller's bug) instead of sampling
+    // from too little.
+    Step next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size);
+
     struct Tail {
         std::string text;
         std::vector<TokenLogprob> logprobs;  // every token still waiting (empty after a stop)
@@ -83,6 +94,12 @@ private:
         int64_t end = -1;     // decoder output length once all its bytes came out; -1: not yet
     };
     TokenLogprob make_entry(std::span<const float> logits, int32_t id);
+    // The part of next() before sampling: true (with s filled) when the sequence ends without
+    // sampling (num_predict 0, a completed mask).
+    bool ends_before_sampling(Step& s) const;
+    // The part after: the sampled id through end-of-generation, the mask, the decoder, the
+    // logprobs (of `raw`, the unmasked row; unread without logprobs) and the stop strings.
+    void take(int32_t id, std::span<const float> raw, Step& s);
     std::string_view piece_of(int32_t id) const;
     // After the decoder took a token or was flushed: gives `end` to the waiting tokens whose
     // bytes all came out.

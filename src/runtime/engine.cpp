@@ -1,6 +1,8 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "base/sysinfo.h"
 #include "base/timer.h"
@@ -98,6 +100,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
     // hand blocks to the disk tier (KvCache::read_block sees none of them).
     const bool on_device = model->kv_on_device();
     EngineOptions o = opt;
+    if (const char* v = std::getenv("HEARTH_SAMPLE_TOPK"); v && std::strcmp(v, "0") == 0) o.sample_top_k = false;
     std::string device_note;
     if (on_device) {
         if (o.kv_type != quant::QuantType::f16)
@@ -320,13 +323,26 @@ void Engine::publish_full_blocks(Sequence& s) {
     }
 }
 
-void Engine::sample(Sequence& s, std::span<const float> logits) {
+int32_t Engine::output_top_k() const {
+    if (!opt_.sample_top_k || out_seq_.empty()) return 0;
+    const int64_t n_vocab = model_->hparams().n_vocab;
+    int32_t k = 0;
+    for (const Sequence* s : out_seq_) {
+        const int32_t need = s->decoding.top_candidates_needed(n_vocab);
+        if (need == 0 || need > model::kMaxOutputTopK) return 0;
+        k = std::max(k, need);
+    }
+    return k;
+}
+
+void Engine::sample(Sequence& s, std::span<const float> logits, std::span<const int32_t> top_ids) {
     const int64_t t = now_ns();
     if (!s.first_token_ns) {
         s.first_token_ns = t;
         s.st.prompt_ns = t - s.admit_ns;
     }
-    Decoding::Step step = s.decoding.next(logits, s.tokens);
+    Decoding::Step step = top_ids.empty() ? s.decoding.next(logits, s.tokens)
+                                          : s.decoding.next_top(top_ids, logits, model_->hparams().n_vocab);
     if (!step.status.ok()) return fail(s, std::move(step.status));
     if (step.token >= 0) {
         s.tokens.push_back(step.token);
@@ -409,6 +425,7 @@ bool Engine::step() {
         batch_.block_tables.resize(in_batch_.size());
         for (size_t i = 0; i < in_batch_.size(); ++i) batch_.block_tables[i].assign(in_batch_[i]->table.begin(),
                                                                                   in_batch_[i]->table.end());
+        batch_.output_top_k = output_top_k();
         Status st = model_->forward(batch_, kv_, out_);
         if (!st.ok()) {
             // Only this batch's sequences fail; the K/V they wrote is in private blocks, which
@@ -421,8 +438,14 @@ bool Engine::step() {
                 publish_full_blocks(*s);
             }
             const int64_t n_vocab = model_->hparams().n_vocab;
-            for (size_t k = 0; k < out_seq_.size(); ++k)
-                sample(*out_seq_[k], std::span<const float>(out_.logits.data() + (int64_t)k * n_vocab, (size_t)n_vocab));
+            const size_t top_k = (size_t)batch_.output_top_k;
+            for (size_t i = 0; i < out_seq_.size(); ++i) {
+                if (top_k > 0)
+                    sample(*out_seq_[i], std::span<const float>(out_.top_logits).subspan(i * top_k, top_k),
+                           std::span<const int32_t>(out_.top_ids).subspan(i * top_k, top_k));
+                else
+                    sample(*out_seq_[i], std::span<const float>(out_.logits.data() + (int64_t)i * n_vocab, (size_t)n_vocab));
+            }
         }
     }
     std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });

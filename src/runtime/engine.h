@@ -9,7 +9,9 @@
 // then prefills, shortest remaining prompt first (a prefill passed over four steps in a row
 // goes first), so a long prompt never stalls running decodes and short prompts do not wait
 // behind it. When decodes alone exceed the budget they take turns. Every
-// sequence whose computed count reaches its target gets logits and samples one token.
+// sequence whose computed count reaches its target gets logits and samples one token (from
+// its row's best candidates only when every such sequence of the step can sample exactly from
+// them: EngineOptions::sample_top_k).
 //
 // Admission is FIFO. A request is admitted when a sequence slot is free and the pool can
 // promise every block it may ever need (prompt plus num_predict, capped at n_ctx, minus the
@@ -92,6 +94,13 @@ struct EngineOptions {
     std::string spill_root;
     std::string model_key;
     int64_t spill_bytes = 8ll << 30;  // disk budget; least recently used blocks go first
+    // Steps whose every sampling sequence can be sampled exactly from its best candidates
+    // (Decoding::top_candidates_needed: greedy, or top_k without penalties, logits masks or
+    // logprobs) ask the model for only those (Batch::output_top_k: the largest any of them
+    // needs), so a GPU model copies k ids and logits per row back instead of the vocabulary,
+    // and the sampler sorts k candidates instead of the row. The tokens are the same bits
+    // either way. HEARTH_SAMPLE_TOPK=0 in the environment turns it off (comparisons).
+    bool sample_top_k = true;
 };
 
 constexpr int kMaxAutoParallel = 32;
@@ -205,7 +214,11 @@ private:
     void release_blocks(Sequence& s);
     void publish_full_blocks(Sequence& s);
     void load_spilled(Sequence& s, int max_blocks);
-    void sample(Sequence& s, std::span<const float> logits);
+    // Samples s's next token from its logits row, or, when top_ids is not empty, from the
+    // row's best candidates: top_ids and their logits (Batch::output_top_k).
+    void sample(Sequence& s, std::span<const float> logits, std::span<const int32_t> top_ids = {});
+    // This step's Batch::output_top_k: what the sequences in out_seq_ need (0: full rows).
+    int32_t output_top_k() const;
     void flush_done();
     void publish_stats();
 

@@ -368,6 +368,10 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     if (!window.empty())
         apply_penalties(c, window, options_.repeat_penalty, options_.frequency_penalty,
                         options_.presence_penalty, std::span<int32_t>(counts_).first(n));
+    return sample_list(c);
+}
+
+int32_t Sampler::sample_list(CandidateList& c) {
     apply_top_k(c, options_.top_k);
     apply_typical(c, options_.typical_p);
     apply_top_p(c, options_.top_p);
@@ -375,6 +379,26 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     apply_temperature(c, options_.temperature);
     softmax(c);
     return draw(c, unit_double(rng_()));
+}
+
+int32_t Sampler::top_candidates_needed(int64_t row_size) const {
+    if (row_size <= 0 || row_size > n_vocab_) return 0;
+    if (has_penalties() && options_.repeat_last_n != 0) return 0;
+    if (options_.temperature <= 0.0f) return 1;
+    // apply_top_k with k >= the row keeps the whole row unsorted: no candidate list matches it.
+    return options_.top_k > 0 && options_.top_k < row_size ? options_.top_k : 0;
+}
+
+int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float> logits) {
+    const size_t n = std::min(ids.size(), logits.size());
+    if (n == 0) return -1;
+    // The best candidate is argmax's pick: the highest logit, lowest id on ties.
+    if (options_.temperature <= 0.0f) return ids[0];
+    const size_t m = std::min(n, candidates_.size());
+    for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], std::isnan(logits[i]) ? -kInf : logits[i], 0.0f};
+    // The state apply_top_k leaves a full row in: these ids in this order, sorted.
+    CandidateList c{std::span<TokenData>(candidates_).first(m), true};
+    return sample_list(c);
 }
 
 // Greedy skips the candidate list: top_k, top_p and min_p always keep the best token, and

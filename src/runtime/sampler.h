@@ -151,6 +151,21 @@ public:
     // n_vocab; a shorter one makes only its own ids candidates. Returns -1 for an empty row.
     int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
 
+    // How many of a row's best candidates (best first in by_logit_desc order, NaN as -inf:
+    // model::ForwardOutput::top_ids) sample_top() needs to pick exactly the token sample()
+    // picks from that whole row of row_size logits, with the same randomness: 1 for greedy,
+    // top_k when 0 < top_k < row_size (the later stages only see the top_k list). 0 when only
+    // the whole row will do: penalties that change logits (a repeat_last_n of 0 changes
+    // none), top_k off or not below row_size, or a row longer than n_vocab (a padded output
+    // matrix: its best candidates may lie past the vocabulary). Greedy's one caveat: a row
+    // with no logit above -inf gives candidate 0 the lowest id among its -inf and NaN entries,
+    // where argmax skips NaN; such a row samples nothing meaningful either way.
+    int32_t top_candidates_needed(int64_t row_size) const;
+    // sample() from a row's best candidates: ids and logits [n], best first as above, n >=
+    // top_candidates_needed(row_size) > 0 for the row they came from (else the result is not
+    // sample()'s). Allocates nothing. Returns -1 for no candidates.
+    int32_t sample_top(std::span<const int32_t> ids, std::span<const float> logits);
+
     // Index of the largest value, lowest index on ties; NaN never wins. -1 for an empty span,
     // 0 when every value is NaN.
     static int32_t argmax(std::span<const float> logits);
@@ -165,6 +180,9 @@ private:
     // True when some penalty changes a logit: repeat != 1, frequency != 0 or presence != 0.
     bool has_penalties() const;
     int32_t sample_greedy(std::span<const float> logits, std::span<const int32_t> window);
+    // The stages after the penalties, top_k to the draw, over c (the full row in id order, or
+    // a row's best candidates sorted: apply_top_k leaves both in the same state).
+    int32_t sample_list(CandidateList& c);
 
     SamplingOptions options_;
     int32_t n_vocab_;

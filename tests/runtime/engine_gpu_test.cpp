@@ -1,6 +1,7 @@
 // runtime::Engine on the CUDA decoder (load_model with LoadOptions::num_gpu): concurrent greedy
-// requests against each one alone, prefix-cache hits, cancellation, and the pool's f16 / no-disk
-// fallbacks. Skips where load_model does not place the model on a GPU (no CUDA build, no device);
+// requests against each one alone, prefix-cache hits, cancellation, the pool's f16 / no-disk
+// fallbacks, and top-k candidates selected on the device (Batch::output_top_k: the best of the
+// full rows, and the same tokens as sampling from full rows). Skips where load_model does not place the model on a GPU (no CUDA build, no device);
 // scripts/gpu-check.sh runs it on a GPU machine.
 //
 // Batch invariance does not hold bitwise on the GPU, so "the same as alone" is checked with a
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -202,6 +204,77 @@ TEST_F(EngineGpuTest, ConcurrentRequestsMatchEachAloneWithinTolerance) {
         const PoolStats p = e->pool_stats();
         EXPECT_EQ(p.n_used, 0);
         EXPECT_EQ(p.n_running, 0);
+    }
+}
+
+TEST_F(EngineGpuTest, TopKOutputOnTheDeviceIsTheBestOfTheFullRows) {
+    // Batch::output_top_k through the CUDA decoder: each step run with full rows, then twice
+    // with k (an eager run that captures the step's graph with the selection in it, then a
+    // replay), rewriting the same K/V each time. The candidates must be the k best of the full
+    // rows, ids and logit bits (the same kernels computed both).
+    const int64_t nv = model_->hparams().n_vocab;
+    auto kv = model::KvCache::create(model_->kv_layout(), 16, 16, quant::QuantType::f16, model_->kv_host_first_layer());
+    ASSERT_TRUE(kv.ok()) << kv.status().message();
+    model::Batch b;
+    b.block_tables.resize(4);
+    for (auto& t : b.block_tables) ASSERT_TRUE(kv->ensure_capacity(t, 48).ok());
+    model::ForwardOutput full, top;
+    std::vector<std::pair<float, int32_t>> scratch;
+    int n_checked = 0;
+    for (int step = 0; step < 6; ++step) {
+        b.clear();
+        if (step == 0) {  // a prefill of 4 x 9 tokens, the last of each (and one more) with output
+            for (int32_t s = 0; s < 4; ++s)
+                for (int32_t p = 0; p < 9; ++p) b.add((s * 31 + p * 7 + 3) % (int32_t)nv, p, s, p == 8 || (s == 1 && p == 4));
+        } else {  // decode steps of the 4 sequences
+            for (int32_t s = 0; s < 4; ++s) b.add((s * 13 + step * 5 + 1) % (int32_t)nv, 8 + step, s, true);
+        }
+        const int k = step < 3 ? 40 : (step == 3 ? 1 : (int)std::min<int64_t>(model::kMaxOutputTopK, nv));
+        b.output_top_k = 0;
+        ASSERT_TRUE(model_->forward(b, kv.value(), full).ok());
+        const int64_t n_rows = (int64_t)full.logits.size() / nv;
+        std::vector<int32_t> want_ids((size_t)(n_rows * k));
+        std::vector<float> want_vals((size_t)(n_rows * k));
+        model::select_top_k(full.logits.data(), n_rows, nv, k, want_ids.data(), want_vals.data(), scratch);
+        b.output_top_k = k;
+        for (int rep = 0; rep < 2; ++rep) {
+            ASSERT_TRUE(model_->forward(b, kv.value(), top).ok());
+            EXPECT_TRUE(top.logits.empty());
+            ASSERT_EQ(top.top_ids, want_ids) << "step " << step << " k " << k << " run " << rep;
+            ASSERT_EQ(0, std::memcmp(top.top_logits.data(), want_vals.data(), want_vals.size() * sizeof(float)))
+                << "step " << step << " run " << rep;
+            ++n_checked;
+        }
+    }
+    EXPECT_EQ(n_checked, 12);
+}
+
+TEST_F(EngineGpuTest, TopKSamplingGivesTheSameTokensAsFullRows) {
+    // Each request alone (one sequence: the same batches, and so the same bits, every run) with
+    // the top-k candidate path on and off: the same tokens. Greedy and seeded top_k sampling;
+    // no logprobs (those need full rows).
+    std::mt19937 rng(21);
+    for (int i = 0; i < 6; ++i) {
+        Request r;
+        r.prompt = random_prompt(rng, 5 + (int)(rng() % 60));
+        r.num_predict = 24;
+        r.ignore_eos = true;
+        r.sampling.seed = 500 + i;
+        if (i % 2 == 0) r.sampling.temperature = 0.0f;
+        std::vector<int32_t> tokens[2];
+        for (int on = 0; on < 2; ++on) {
+            EngineOptions o;
+            o.n_ctx = 256;
+            o.n_parallel = 1;
+            o.sample_top_k = on == 1;
+            auto e = make_engine(o);
+            ASSERT_TRUE(e);
+            const Outcome run = run_all(*e, {r})[0];
+            ASSERT_TRUE(run.ended && run.error.ok()) << run.error.message();
+            tokens[on] = run.stats.tokens;
+        }
+        EXPECT_EQ(tokens[0].size(), 24u);
+        EXPECT_EQ(tokens[0], tokens[1]) << "request " << i;
     }
 }
 

@@ -347,6 +347,102 @@ TEST_F(EngineTest, TruncationAndLogitsMask) {
     expect_pool_idle(*engine);
 }
 
+// Forwards to a real model and records every batch's output_top_k (the scheduler thread writes,
+// the test reads after the requests ended).
+class TopKSpy : public model::Model {
+public:
+    TopKSpy(std::shared_ptr<const gguf::GgufFile> file, std::shared_ptr<model::Model> inner)
+        : Model(std::move(file), inner->hparams(), 1), inner_(std::move(inner)) {}
+    model::KvLayout kv_layout() const override { return inner_->kv_layout(); }
+    std::vector<int32_t> top_ks() {
+        std::lock_guard<std::mutex> lk(mu_);
+        return ks_;
+    }
+
+protected:
+    Status run_forward(const model::Batch& batch, model::KvCache& kv, model::ForwardOutput& out) override {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            ks_.push_back(batch.output_top_k);
+        }
+        return inner_->forward(batch, kv, out);
+    }
+
+private:
+    std::shared_ptr<model::Model> inner_;
+    std::mutex mu_;
+    std::vector<int32_t> ks_;
+};
+
+TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
+    for (const char* name : {"stories260K.gguf", "qwen3moe-tiny.Q8_0.gguf"}) {
+        load(name);
+        auto file = gguf::open_gguf(test::testdata_path(std::string("models/") + name));
+        ASSERT_TRUE(file.ok());
+        std::mt19937 rng(77);
+        // Greedy, Ollama's defaults, and top_k with every later stage, each with its own seed.
+        std::vector<Request> plain, full_only;
+        for (int i = 0; i < 12; ++i) {
+            Request r = greedy(random_prompt(rng, 5 + (int)(rng() % 60)), 24);
+            r.sampling = SamplingOptions{};
+            r.sampling.seed = 100 + i;
+            if (i % 4 == 0) r.sampling.temperature = 0.0f;
+            if (i % 4 == 2) r.sampling.top_k = 5, r.sampling.typical_p = 0.9f, r.sampling.min_p = 0.05f, r.sampling.temperature = 1.2f;
+            if (i % 4 == 3) r.sampling.top_k = 128, r.sampling.top_p = 0.95f, r.sampling.temperature = 1.0f;
+            plain.push_back(r);
+            // The same, each needing the whole row: penalties, a logits mask, logprobs, top_k off.
+            if (i % 4 == 0) r.sampling.repeat_penalty = 1.1f;
+            if (i % 4 == 1) r.logprobs = true;
+            if (i % 4 == 2) r.sampling.top_k = 0;
+            if (i % 4 == 3) {
+                struct AllowAll : LogitsMask {
+                    void apply(std::span<float>) override {}
+                    void accept(int32_t) override {}
+                };
+                r.mask = std::make_shared<AllowAll>();
+            }
+            full_only.push_back(r);
+        }
+        auto run = [&](const std::vector<Request>& reqs, bool top_k, std::vector<int32_t>& ks) {
+            auto spy = std::make_shared<TopKSpy>(file.value(), model_);
+            EngineOptions o;
+            o.n_ctx = 128;
+            o.n_parallel = 12;
+            o.step_tokens = 64;
+            o.sample_top_k = top_k;
+            auto e = Engine::create(spy, tok_, o);
+            EXPECT_TRUE(e.ok()) << e.status().message();
+            Collector c(reqs.size());
+            if (e.ok())
+                for (size_t i = 0; i < reqs.size(); ++i) e.value()->submit(reqs[i], c.callback(i));
+            c.wait();
+            ks = spy->top_ks();
+            return c.out_;
+        };
+        std::vector<int32_t> ks_on, ks_off, ks_full;
+        const std::vector<Outcome> on = run(plain, true, ks_on), off = run(plain, false, ks_off);
+        for (size_t i = 0; i < plain.size(); ++i) {
+            expect_same(on[i], off[i], std::string(name) + " request " + std::to_string(i));
+            EXPECT_GT(on[i].stats.generated_tokens, 0);
+        }
+        // The candidate path ran (128: the most any request needs), and only when asked for.
+        EXPECT_EQ(*std::max_element(ks_on.begin(), ks_on.end()), 128) << name;
+        EXPECT_GT(std::count(ks_on.begin(), ks_on.end(), 128), 10) << name;
+        EXPECT_EQ(std::count(ks_off.begin(), ks_off.end(), 0), (std::ptrdiff_t)ks_off.size()) << name;
+        // Requests that need the whole row get full rows.
+        const std::vector<Outcome> full = run(full_only, true, ks_full);
+        for (size_t i = 0; i < full.size(); ++i) EXPECT_TRUE(full[i].error.ok()) << full[i].error.message();
+        EXPECT_EQ(std::count(ks_full.begin(), ks_full.end(), 0), (std::ptrdiff_t)ks_full.size()) << name;
+        // The environment switch turns it off.
+        ::setenv("HEARTH_SAMPLE_TOPK", "0", 1);
+        std::vector<int32_t> ks_env;
+        const std::vector<Outcome> env_off = run(plain, true, ks_env);
+        ::unsetenv("HEARTH_SAMPLE_TOPK");
+        EXPECT_EQ(std::count(ks_env.begin(), ks_env.end(), 0), (std::ptrdiff_t)ks_env.size()) << name;
+        for (size_t i = 0; i < plain.size(); ++i) expect_same(env_off[i], off[i], std::string(name) + " env off");
+    }
+}
+
 TEST_F(EngineTest, DiskPrefixCacheSurvivesARestartAndDistrustsDamagedFiles) {
     // A 2,000-token prompt with the disk tier on; a new engine (a restart) over the same folder
     // reads it back instead of prefilling it, with identical output; a truncated and a

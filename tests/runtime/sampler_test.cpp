@@ -636,5 +636,77 @@ TEST(Sampler, LargeVocabStaysInTheKeptSet) {
     }
 }
 
+// The k best of a row, as model::ForwardOutput::top_ids gives them: (logit desc, id asc), NaN
+// as -inf.
+void best_candidates(const std::vector<float>& row, int k, std::vector<int32_t>& ids, std::vector<float>& vals) {
+    std::vector<TokenData> all(row.size());
+    for (size_t i = 0; i < row.size(); ++i) all[i] = {(int32_t)i, std::isnan(row[i]) ? -kInf : row[i], 0.0f};
+    std::partial_sort(all.begin(), all.begin() + k, all.end(), by_logit_desc);
+    ids.clear(), vals.clear();
+    for (int j = 0; j < k; ++j) ids.push_back(all[(size_t)j].id), vals.push_back(row[(size_t)all[(size_t)j].id]);
+}
+
+TEST(Sampler, TopCandidatesNeeded) {
+    SamplingOptions o;  // Ollama's defaults: top_k 40, no penalties
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 40);
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(900), 40);   // a row shorter than the vocabulary
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1001), 0);   // padded past it
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(40), 0);     // top_k keeps the whole row
+    o.top_k = 0;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);   // top_k off: the whole row
+    o.temperature = 0.0f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 1);   // greedy
+    o.repeat_penalty = 1.1f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);   // penalties change logits
+    o.repeat_last_n = 0;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 1);   // ... unless the window is empty
+    o = SamplingOptions{};
+    o.presence_penalty = 0.5f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);
+    o.presence_penalty = 0.0f;
+    o.frequency_penalty = -0.5f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);
+}
+
+TEST(Sampler, SampleTopMatchesSampleOnTheWholeRow) {
+    // Rows with ties (values on a coarse grid), -inf and NaN, through every stage after top_k,
+    // greedy included: the same seed gives the same token stream from k candidates as from the
+    // full row, draw after draw.
+    std::mt19937 rng(11);
+    const int32_t n_vocab = 3000;
+    struct Case { float temperature; int32_t top_k; float top_p, min_p, typical_p; };
+    const Case cases[] = {{0.0f, 40, 0.9f, 0.0f, 1.0f},  {0.8f, 40, 0.9f, 0.0f, 1.0f},  {1.0f, 1, 1.0f, 0.0f, 1.0f},
+                          {1.5f, 128, 1.0f, 0.0f, 1.0f}, {0.7f, 64, 0.95f, 0.05f, 1.0f}, {1.0f, 20, 1.0f, 0.0f, 0.8f},
+                          {2.0f, 100, 0.5f, 0.1f, 0.9f}, {0.3f, 7, 1.0f, 0.3f, 1.0f}};
+    int n_checked = 0;
+    for (const Case& c : cases) {
+        SamplingOptions o;
+        o.temperature = c.temperature, o.top_k = c.top_k, o.top_p = c.top_p, o.min_p = c.min_p;
+        o.typical_p = c.typical_p, o.seed = 99;
+        Sampler full(o, n_vocab), top(o, n_vocab);
+        const int32_t need = full.top_candidates_needed(n_vocab);
+        ASSERT_EQ(need, c.temperature == 0.0f ? 1 : c.top_k);
+        std::vector<int32_t> ids;
+        std::vector<float> vals;
+        for (int step = 0; step < 200; ++step) {
+            std::vector<float> row(n_vocab);
+            const float grid = step % 3 == 0 ? 0.5f : 0.01f;
+            std::normal_distribution<float> logit(0.0f, 3.0f);
+            for (float& x : row) x = std::round(logit(rng) / grid) * grid;
+            if (step % 5 == 0) row[(size_t)rng() % n_vocab] = kNaN;
+            if (step % 7 == 0)
+                for (int i = 0; i < 50; ++i) row[(size_t)rng() % n_vocab] = -kInf;
+            // Sometimes more candidates than needed, as when another sequence of the step needs more.
+            best_candidates(row, step % 2 ? need : std::min(need + 17, n_vocab), ids, vals);
+            const int32_t want = full.sample(row, {});
+            ASSERT_EQ(top.sample_top(ids, vals), want) << "case top_k " << c.top_k << " step " << step;
+            ++n_checked;
+        }
+    }
+    EXPECT_EQ(n_checked, 8 * 200);
+    SamplingOptions o;
+    EXPECT_EQ(Sampler(o, 10).sample_top({}, {}), -1);
+}
+
 }  // namespace
 }  // namespace hearth::runtime
