@@ -17,6 +17,7 @@
 # picks the models of cuda_forward_bench (default: Llama-3.2-1B and Llama-3.1-8B Q4_K_M, synthesized
 # on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it;
 # HEARTH_GPU_FORWARD_ARGS adds arguments to it (e.g. "--batch 32": decode steps of 32 sequences).
+# HEARTH_GPU_TTFT="preset:TYPE ..." also times one forward of a 10,000-token prompt per model (TTFT).
 # HEARTH_GPU_CMAKE_ARGS adds configure arguments.
 # HEARTH_GPU_VARIANTS="name:VAR=V,VAR=V ..." repeats the concurrency bench (unless
 # HEARTH_GPU_CONCURRENCY=0) and, with HEARTH_GPU_VARIANT_FORWARD_ARGS set (" " for none), the
@@ -88,6 +89,10 @@ if grep -q "SKIPPED.*EngineGpu" "$OUT/runtime_tests.log"; then echo "EngineGpu t
 # The same with every step run eagerly (no CUDA graph replays), for comparison only.
 HEARTH_CUDA_GRAPHS=0 "$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests_nographs.log" 2>&1
 echo "EngineGpu without CUDA graphs (informational): exit $?"; grep -E "^\[ *(FAILED|PASSED) *\]|^  N=|^  cold" "$OUT/runtime_tests_nographs.log" | head -n 12
+# The same with the top-k candidates selected on the device (opt-in, HEARTH_CUDA_TOPK=1, until
+# TopKSamplingGivesTheSameTokensAsFullRows passes with it: model/cuda_decoder.cpp).
+HEARTH_CUDA_TOPK=1 "$BUILD_DIR/tests/runtime_tests" --gtest_filter='EngineGpu*' > "$OUT/runtime_tests_topk.log" 2>&1
+echo "EngineGpu with HEARTH_CUDA_TOPK=1 (informational): exit $?"; grep -E "^\[ *(FAILED|PASSED) *\]|Failure" "$OUT/runtime_tests_topk.log" | head -n 12
 fi
 
 # Full per-row figures in the file; the summary tables (the end of the output) also on stdout.
@@ -101,13 +106,21 @@ fi
 
 # Whole-model pp512 / tg128 on synthesized models (written outside $OUT: they are GBs).
 forward_models=${HEARTH_GPU_FORWARD_BENCH:-llama3.2-1b:Q4_K_M llama3.1-8b:Q4_K_M}
+synth_dir=${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}
 if [ "$forward_models" != 0 ]; then
-  synth_dir=${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}
   mkdir -p "$synth_dir"
   # shellcheck disable=SC2086
   "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" ${HEARTH_GPU_FORWARD_ARGS:-} $forward_models \
     > "$OUT/cuda_forward_bench.txt" 2>&1 || { echo "cuda_forward_bench FAILED"; status=1; }
   cat "$OUT/cuda_forward_bench.txt"
+fi
+# Time to first token of one 10,000-token prompt (one forward), for HEARTH_GPU_TTFT="preset:TYPE ...".
+if [ -n "${HEARTH_GPU_TTFT:-}" ]; then
+  mkdir -p "$synth_dir"
+  # shellcheck disable=SC2086
+  "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" --pp 10000 --tg 0 --ctx 0 --reps 3 $HEARTH_GPU_TTFT \
+    > "$OUT/ttft.txt" 2>&1 || { echo "cuda_forward_bench (TTFT) FAILED"; status=1; }
+  grep -E "^\||device:" "$OUT/ttft.txt"
 fi
 
 # Concurrent streams through runtime::Engine on the synthesized models the forward bench wrote

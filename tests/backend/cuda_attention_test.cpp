@@ -305,7 +305,7 @@ TEST(CudaAttention, RowKernelMatchesReference) {
 // a call long enough for the 32-position tiles.
 TEST(CudaAttention, FlashPrefillMatchesReference) {
     ATTN_OPEN_DEVICE_OR_SKIP(dev);
-    const std::vector<Seq> long_seqs = {{600, 0}, {330, 250}, {90, 0}};
+    const std::vector<Seq> long_seqs = {{400, 0}, {260, 200}, {90, 0}};
     const Case cases[] = {
         {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
         {32, 8, 64, 64, 32},                   // Llama-3.2-1B's heads
@@ -322,10 +322,13 @@ TEST(CudaAttention, FlashPrefillMatchesReference) {
         run_case(dev, c, seed++, 1, false, false, kDefaultSeqs, 1);
         run_case(dev, c, seed++, 1, false, /*chunked=*/true, long_seqs, 1);
     }
-    // Calls of >= 4096 tokens (attention.cu's kFlashLongTokens) take 32-position K/V tiles.
-    const std::vector<Seq> longer_seqs = {{4000, 0}, {300, 200}};
-    run_case(dev, {4, 1, 64, 64, 16}, seed++, 1, false, false, longer_seqs, 1);
-    run_case(dev, {2, 2, 128, 128, 32, 0, 30.0f, true}, seed++, 1, false, /*chunked=*/true, longer_seqs, 1);
+    // Calls of >= 4096 tokens (attention.cu's kFlashLongTokens) take 32-position K/V tiles: 61
+    // short prompts and a longer one (the CPU reference stays cheap: its cost grows with the
+    // square of each prompt, not of the call).
+    std::vector<Seq> many_seqs(61, Seq{64, 0});
+    many_seqs.push_back({500, 0});
+    run_case(dev, {32, 8, 128, 128, 16}, seed++, 1, false, false, many_seqs, 1);
+    run_case(dev, {4, 2, 64, 64, 32, 0, 30.0f, true}, seed++, 1, false, /*chunked=*/true, many_seqs, 1);
 }
 
 // A token's flash result does not depend on the tile it shares: the batch without its first 5
