@@ -234,6 +234,12 @@ private:
     // y_i = W_i x for matrices sharing the input x: decode-sized batches of int8-path types quantize x
     // once (into xq_) instead of once per matrix.
     void linear_shared(const float* x, int64_t n, std::initializer_list<std::pair<const DevMatrix*, float*>> outs);
+    // Attention of the n tokens' queries in dq_ into dattn_: the first row_tokens_ tokens (runs of
+    // fewer than kAttnFlashMinTokens tokens of one sequence: the step's decodes, which the Engine
+    // puts first) by the per-token kernel, the rest in a call of their own, where a prefill
+    // takes the flash kernel. One call when split (decode-sized: the row kernel anyway).
+    void attend(const backend::PagedKvCuda& kv, const backend::AttnIndexCuda& idx, int64_t n,
+                const backend::AttentionParams& ap, const backend::AttnSplitCuda& split, void* out_q8);
     void linear_q8(const DevMatrix& w, float* y, int64_t n) {
         backend::matmul_cuda_q8(stream_, w.type, w.data, w.row_bytes, xq_.data(), y, w.n_in, w.n_out, n, q8_kernel(n));
     }
@@ -383,6 +389,8 @@ private:
     cuda::DeviceBuffer topk_buf_;
     int64_t topk_cap_ = 0;
     int32_t graph_top_k_ = -1;
+    // Leading tokens of this step in short runs (attend); a graph's calls are cut there.
+    int64_t row_tokens_ = 0, graph_row_tokens_ = -1;
     bool device_topk_ = env_is("HEARTH_CUDA_TOPK", "1");
     Status ensure_topk_buffer(int64_t n_out);
     size_t topk_vals_offset() const { return (size_t)topk_cap_ * kMaxOutputTopK * sizeof(int32_t); }
@@ -843,6 +851,13 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
     }
     for (size_t s = 0; s < n_seqs; ++s)
         std::copy(batch.block_tables[s].begin(), batch.block_tables[s].end(), h_tab + s * stride);
+    row_tokens_ = 0;
+    while (row_tokens_ < n) {
+        int64_t end = row_tokens_ + 1;
+        while (end < n && batch.seq_ids[end] == batch.seq_ids[row_tokens_]) ++end;
+        if (end - row_tokens_ >= backend::kAttnFlashMinTokens) break;
+        row_tokens_ = end;
+    }
     if (ints_.size_bytes() < host_ints_.size() * sizeof(int32_t)) {
         ints_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(ints_, cuda::DeviceBuffer::allocate(*dev_, std::max<size_t>(host_ints_.size() * 2, 1024) * 4));
@@ -878,7 +893,8 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
                                     topk_buf_.as<std::byte>() + topk_ws_offset());
     };
     if (graphable && graph_.is_ready() && graph_n_ == n && graph_n_out_ == n_out && graph_stride_ == stride &&
-        graph_top_k_ == top_k && graph_gen_ == gen_ && graph_scratch_ == stream_.scratch(1)) {
+        graph_top_k_ == top_k && graph_row_tokens_ == row_tokens_ && graph_gen_ == gen_ &&
+        graph_scratch_ == stream_.scratch(1)) {
         graph_.launch(stream_);
     } else {
         run_step();
@@ -890,7 +906,7 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
                 run_step();
                 if (graph_.end_capture(stream_)) {
                     graph_n_ = n, graph_n_out_ = n_out, graph_stride_ = stride, graph_gen_ = gen_;
-                    graph_top_k_ = top_k;
+                    graph_top_k_ = top_k, graph_row_tokens_ = row_tokens_;
                     graph_scratch_ = stream_.scratch(1);
                 }
             }
@@ -951,6 +967,22 @@ Status CudaDecoder::ensure_topk_buffer(int64_t n_out) {
     HEARTH_ASSIGN(topk_buf_, cuda::DeviceBuffer::allocate(*dev_, bytes));
     ++gen_;  // a graph that selects points into the old buffer
     return {};
+}
+
+void CudaDecoder::attend(const backend::PagedKvCuda& kv, const backend::AttnIndexCuda& idx, int64_t n,
+                         const backend::AttentionParams& ap, const backend::AttnSplitCuda& split, void* out_q8) {
+    const int64_t r = split.workspace != nullptr ? 0 : std::min(row_tokens_, n);
+    if (r > 0) {
+        backend::AttnSplitCuda rows;
+        rows.rows_only = true;
+        backend::attention_cuda(stream_, dq_, kv, idx, r, ap, dattn_, rows);
+    }
+    if (r == n) return;
+    backend::AttnIndexCuda rest = idx;
+    rest.seq_ids += r, rest.positions += r, rest.kv_end += r;
+    if (rest.kv_begin != nullptr) rest.kv_begin += r;
+    backend::attention_cuda(stream_, dq_ + r * ap.n_head * ap.head_dim_k, kv, rest, n - r, ap,
+                            dattn_ + r * ap.n_head * ap.head_dim_v, split, r == 0 ? out_q8 : nullptr);
 }
 
 void CudaDecoder::linear_shared(const float* x, int64_t n,
@@ -1236,7 +1268,7 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
             ap.sliding_window = lr.window;
             ap.sinks = L.sinks;
             idx.kv_begin = lr.chunked ? d_begin : nullptr;
-            backend::attention_cuda(stream_, dq_, kvd, idx, n, ap, dattn_, split, attn_q8 ? xq_.data() : nullptr);
+            attend(kvd, idx, n, ap, split, attn_q8 ? xq_.data() : nullptr);
             if (fuse) {  // the int8 path whatever n (matmul_cuda would take the GEMM from 16 tokens)
                 if (!attn_q8) backend::quantize_activations_cuda(stream_, dattn_, xq_.data(), L.wo.n_in, n);
                 linear_q8(L.wo, dproj_, n);

@@ -633,7 +633,7 @@ bool attention_cuda_uses_flash(const AttentionParams& p, const PagedKvCuda& kv, 
     const int d = p.head_dim_k;
     const char* env = std::getenv("HEARTH_CUDA_FLASH");
     return !(env != nullptr && std::strcmp(env, "0") == 0) && n_tokens >= kAttnFlashMinTokens && out_q8 == nullptr &&
-           split.workspace == nullptr && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 &&
+           split.workspace == nullptr && !split.rows_only && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 &&
            p.head_dim_v == d && (d == 64 || d == 96 || d == 128) && kv.k_row_stride % 8 == 0 &&
            kv.v_row_stride % 8 == 0 && reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;

@@ -74,6 +74,9 @@ struct AttnIndexCuda {
 struct AttnSplitCuda {
     void* workspace = nullptr;
     int n_splits = 1;
+    // The per-token kernel even where the flash kernel could run (below): for tokens that are
+    // each (nearly) alone in their sequence, e.g. a step's decodes batched with a prefill.
+    bool rows_only = false;
 };
 constexpr int kAttnMaxSplits = 64;
 // The widest heads attention_cuda takes (see Requirements above).
@@ -82,8 +85,9 @@ size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_s
 
 // Prefill takes a tensor-core flash-attention kernel (attention.cu) when
 // attention_cuda_uses_flash says so: at least kAttnFlashMinTokens tokens, no split workspace
-// (decode-sized calls pass one, even for n_splits 1: tokens of many sequences, one each, would
-// leave most rows of a flash tile empty), no out_q8, K and V head dims equal and 64, 96 or
+// and not rows_only (decode-sized calls pass a workspace, even for n_splits 1; tokens of many
+// sequences, one each, would leave most rows of a flash tile empty and walk each sequence's
+// positions once per token), no out_q8, K and V head dims equal and 64, 96 or
 // 128, K/V rows and bases 16-byte aligned (row strides multiples of 8 halves), and the
 // environment variable HEARTH_CUDA_FLASH not "0" (read at every call). Its numerics differ from
 // the contract above in two roundings: the query is scaled and rounded to f16, and the softmax
