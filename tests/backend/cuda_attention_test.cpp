@@ -81,10 +81,11 @@ private:
 
 // expect_flash: 1 the call must take the flash kernel, 0 must not, -1 either. skip: the batch
 // leaves out its first `skip` tokens (the data of the others is as without skip). result: the
-// output, for bitwise comparisons between calls.
+// output, for bitwise comparisons between calls. empty_seq >= 0: that sequence's tokens (and
+// every 7th other token) see no position.
 void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1, bool q8 = false,
               bool chunked = false, const std::vector<Seq>& seqs = kDefaultSeqs, int expect_flash = -1,
-              int skip = 0, std::vector<float>* result = nullptr) {
+              int skip = 0, std::vector<float>* result = nullptr, int empty_seq = -1) {
     SCOPED_TRACE(testing::Message() << "heads " << c.n_head << "/" << c.n_head_kv << " hd " << c.hdk << "/" << c.hdv
                                     << " block " << c.block_size << " window " << c.sliding_window << " softcap "
                                     << c.softcap << " sinks " << c.sinks << " splits " << n_splits << " q8 " << q8
@@ -135,6 +136,9 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
             }
         }
         lo[t] = std::max(window_lo, kv_begin[t]);
+        // Empty windows (the contract gives zeros): every token of sequence empty_seq, and every
+        // 7th token of the others in that case.
+        if (empty_seq >= 0 && (seq_of[t] == empty_seq || t % 7 == 3)) kv_end[t] = lo[t];
     }
     // Cache rows (f16), every slot random.
     const int k_width = c.n_head_kv * c.hdk, v_width = c.n_head_kv * c.hdv;
@@ -329,6 +333,15 @@ TEST(CudaAttention, FlashPrefillMatchesReference) {
     many_seqs.push_back({500, 0});
     run_case(dev, {32, 8, 128, 128, 16}, seed++, 1, false, false, many_seqs, 1);
     run_case(dev, {4, 2, 64, 64, 32, 0, 30.0f, true}, seed++, 1, false, /*chunked=*/true, many_seqs, 1);
+}
+
+// Tokens whose window is empty get zeros from the flash kernel, also when a whole run of a tile
+// (the second sequence, 60 tokens) has nothing to see, before and between runs that do.
+TEST(CudaAttention, FlashEmptyWindowsGiveZeros) {
+    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    const std::vector<Seq> seqs = {{100, 30}, {90, 30}, {120, 0}};
+    for (const Case& c : {Case{32, 8, 128, 128, 16}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}})
+        run_case(dev, c, 900, 1, false, false, seqs, 1, 0, nullptr, /*empty_seq=*/1);
 }
 
 // A token's flash result does not depend on the tile it shares: the batch without its first 5

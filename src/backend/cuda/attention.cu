@@ -458,6 +458,12 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
             run_lo = min(run_lo, s_lo[t]), run_end = max(run_end, s_end[t]);
             full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
         }
+        // No visible position (every window of the run empty): no tile at all, not even a partial
+        // one (its buffers would hold stale values, and 0 x NaN is NaN).
+        if (run_end <= run_lo) {
+            ta = tb;
+            continue;
+        }
         // Whether this run holds every token of the tile: the rows of other tokens (none) need no
         // mask, and those past the tokens or the group have zero queries and are never written.
         bool whole_tile = ta == 0;
@@ -486,7 +492,7 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
             cp_async_commit();
         };
         const int c_first = run_lo / kFaChunk * kFaChunk;
-        if (run_end > run_lo) load_tile(c_first, 0);
+        load_tile(c_first, 0);
         int buf = 0;
         for (int c0 = c_first; c0 < run_end; c0 += kFaChunk, buf ^= 1) {
             if (c0 + kFaChunk < run_end) {
