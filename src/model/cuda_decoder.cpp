@@ -851,8 +851,9 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
     }
     for (size_t s = 0; s < n_seqs; ++s)
         std::copy(batch.block_tables[s].begin(), batch.block_tables[s].end(), h_tab + s * stride);
+    // (Decode-sized steps take the row kernel whole: no cut, so no graph key that varies.)
     row_tokens_ = 0;
-    while (row_tokens_ < n) {
+    while (n > kFuseMaxTokens && row_tokens_ < n) {
         int64_t end = row_tokens_ + 1;
         while (end < n && batch.seq_ids[end] == batch.seq_ids[row_tokens_]) ++end;
         if (end - row_tokens_ >= backend::kAttnFlashMinTokens) break;
