@@ -320,8 +320,6 @@ private:
     // expert), [n][k] combine rows, [n][k] combine weights (as float bits).
     cuda::DeviceBuffer moe_act_, moe_ints_;
     cuda::DeviceBuffer moe_xq_;     // [k][n_ff_exp] int8: the experts' down inputs (single-token steps)
-    // [4] uint32, zero between launches: the single-token route's ticket (moe_route_softmax_cuda)
-    cuda::DeviceBuffer moe_counter_;
     bool moe_on_device_ = false;    // every expert stack has an int8 kernel (set by load_weights)
     float *dm_in_ = nullptr, *dm_gate_ = nullptr, *dm_up_ = nullptr, *dm_out_ = nullptr, *dm_logits_ = nullptr,
           *dm_w_ = nullptr;
@@ -404,10 +402,6 @@ private:
     bool rope_in_matmul_ = false;  // llama-style layers: set by load_weights
     // HEARTH_CUDA_MOE_HOST=1: single-token MoE steps take the host-routed path too (comparisons).
     bool moe_device_on_ = !env_is("HEARTH_CUDA_MOE_HOST", "1");
-    // Single-token MoE routing as one launch: the router logits, then the selection by the last
-    // router block to finish (moe_route_softmax_cuda with counters; the same bits;
-    // HEARTH_CUDA_MOE_FUSE=0: the two launches, for comparisons).
-    bool moe_fuse_ = !env_is("HEARTH_CUDA_MOE_FUSE", "0");
     // Tables and embedding rows copied to the device every step: page-locked, so the copies are
     // asynchronous DMA (the host writes them only after the previous step's synchronize).
     std::pmr::vector<int32_t> host_ints_{cuda::pinned_host_resource()};
@@ -758,11 +752,6 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
         moe_xq_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(moe_xq_, cuda::DeviceBuffer::allocate(
                                    *dev_, backend::activation_q8_bytes(hp.n_ff_exp, hp.n_expert_used) + 256));
-        if (moe_counter_.data() == nullptr) {
-            static constexpr uint32_t kZeros[4] = {};
-            HEARTH_ASSIGN(moe_counter_, cuda::DeviceBuffer::allocate(*dev_, sizeof(kZeros)));
-            moe_counter_.upload(stream_, kZeros, sizeof(kZeros));
-        }
     }
     if (recipe_.mla) {
         const MlaRecipe& ml = recipe_.mla_dims;
@@ -1011,8 +1000,7 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
         int32_t* comb_rows = dids + 2 * m;
         auto* comb_w = reinterpret_cast<float*>(dids + 3 * m);
         backend::moe_route_softmax_cuda(stream_, dh_, L.router, nullptr, d, 1, n_exp, k, hp.expert_weights_norm,
-                                        dm_logits_, dids, dm_w_, comb_rows, comb_w,
-                                        moe_fuse_ ? moe_counter_.as<unsigned>() : nullptr);
+                                        dm_logits_, dids, dm_w_, comb_rows, comb_w);
         if (!xq_ready) backend::quantize_activations_cuda(stream_, dh_, xq_.data(), d, 1);
         backend::matmul_cuda_q8_experts(stream_, xq_.data(), d, dids, k, /*per_expert_input=*/false,
                                         {{q8_matrix(L.gate_exps), dm_gate_}, {q8_matrix(L.up_exps), dm_up_}});

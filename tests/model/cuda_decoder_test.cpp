@@ -219,23 +219,15 @@ TEST(CudaDecoder, MatchesCpuOnTinyModels) {
 // row, and 4 steps of both sequences at once (dp4a kernels for 2 tokens).
 TEST(CudaDecoder, FusedDecodeGivesTheSameBits) {
     DECODER_OPEN_DEVICE_OR_SKIP();
-    // The MoE model: the single-token routing in one launch against its two launches
-    // (HEARTH_CUDA_MOE_FUSE=0), the other fusions on in both.
-    for (const char* name :
-         {"llama3-tiny.Q4_K_M", "llama3-tiny.Q8_0", "qwen3-tiny.Q4_K_M", "qwen2-tiny.F16", "qwen3moe-tiny.Q8_0"}) {
+    for (const char* name : {"llama3-tiny.Q4_K_M", "llama3-tiny.Q8_0", "qwen3-tiny.Q4_K_M", "qwen2-tiny.F16"}) {
         SCOPED_TRACE(name);
         auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + name + ".gguf"));
         ASSERT_TRUE(file.ok()) << file.status().message();
-        const bool moe = std::string(name).find("moe") != std::string::npos;
-        const char* plain_env[] = {"HEARTH_CUDA_GROUP", "HEARTH_CUDA_PDL"};
-        if (moe) {
-            setenv("HEARTH_CUDA_MOE_FUSE", "0", 1);
-        } else {
-            for (const char* e : plain_env) setenv(e, "0", 1);
-        }
+        setenv("HEARTH_CUDA_GROUP", "0", 1);
+        setenv("HEARTH_CUDA_PDL", "0", 1);
         auto plain = load_model_cuda(file.value(), LoadOptions{1});
-        unsetenv("HEARTH_CUDA_MOE_FUSE");
-        for (const char* e : plain_env) unsetenv(e);
+        unsetenv("HEARTH_CUDA_GROUP");
+        unsetenv("HEARTH_CUDA_PDL");
         auto fused = load_model_cuda(file.value(), LoadOptions{1});
         ASSERT_TRUE(plain.ok() && fused.ok());
         Model* models[2] = {plain.value().get(), fused.value().get()};

@@ -3,8 +3,7 @@
 // Routing is two kernels: the router logits, one warp per (token, expert) row so that a
 // single decode token spreads the router's n_expert x n_embd floats over n_expert / 8 blocks
 // (one block per token would read them through one SM), then one warp per token for the
-// softmax, the top k and the renormalization; or, given counters, one kernel whose last block
-// per token does that warp's work. All three kernels keep launch.cuh's programmatic
+// softmax, the top k and the renormalization. All three kernels keep launch.cuh's programmatic
 // launch contract, so inside a decode step's chain the next kernel is scheduled while they run;
 // the router rows (weights nothing on the stream writes) are prefetched into L2 before the wait.
 #include "backend/cuda/moe.h"
@@ -44,21 +43,51 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// One warp (lane = threadIdx.x % 32) per token t: softmax over logits[t] (in place:
-// probabilities, through the shared p), top k, weights. logits are read through L2 (__ldcg):
-// in the fused kernel other blocks wrote them during this launch.
-__device__ __forceinline__ void select_token(float* __restrict__ logits, float* __restrict__ p, int t, int n_expert,
-                                             int k, bool norm_w, int32_t* __restrict__ ids,
-                                             float* __restrict__ weights, int32_t* __restrict__ comb_rows,
-                                             float* __restrict__ comb_w) {
-    const int lane = threadIdx.x % 32;
+// logits[t][e] = router[e] · x[t] (+ bias[e]); grid (ceil(n_expert / kWarps), n).
+__global__ void router_logits_kernel(const float* __restrict__ x, const float* __restrict__ router,
+                                     const float* __restrict__ bias, int n_embd, int n_expert,
+                                     float* __restrict__ logits) {
+    pdl_launch_dependents();
+    const int lane = threadIdx.x & 31;
+    const int e = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const int t = blockIdx.y;
+    const float* r = router + (size_t)(e < n_expert ? e : 0) * n_embd;
+    if (e < n_expert)  // the row's 128-byte lines into L2 while the kernel before finishes
+        for (int i = lane * 32; i < n_embd; i += 32 * 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(r + i));
+    pdl_wait();
+    if (e >= n_expert) return;
+    const float* xt = x + (size_t)t * n_embd;
+    float s = 0.0f;
+    if (n_embd % 4 == 0 && ((reinterpret_cast<uintptr_t>(r) | reinterpret_cast<uintptr_t>(xt)) & 15) == 0) {
+        const float4* r4 = reinterpret_cast<const float4*>(r);
+        const float4* x4 = reinterpret_cast<const float4*>(xt);
+        for (int i = lane; i < n_embd / 4; i += 32) {
+            const float4 a = r4[i], b = x4[i];
+            s = fmaf(a.x, b.x, s), s = fmaf(a.y, b.y, s), s = fmaf(a.z, b.z, s), s = fmaf(a.w, b.w, s);
+        }
+    } else {
+        for (int i = lane; i < n_embd; i += 32) s = fmaf(r[i], xt[i], s);
+    }
+    s = warp_sum(s);
+    if (lane == 0) logits[(size_t)t * n_expert + e] = bias != nullptr ? s + bias[e] : s;
+}
+
+// One warp per token: softmax over logits[t] (in place: probabilities), top k, weights.
+__global__ void route_select_kernel(float* __restrict__ logits, int n_expert, int k, bool norm_w,
+                                    int32_t* __restrict__ ids, float* __restrict__ weights,
+                                    int32_t* __restrict__ comb_rows, float* __restrict__ comb_w) {
+    __shared__ float p[kMoeMaxExperts];
+    pdl_launch_dependents();
+    pdl_wait();
+    const int lane = threadIdx.x;
+    const int t = blockIdx.x;
     float* lt = logits + (size_t)t * n_expert;
     float mx = -FLT_MAX;
-    for (int e = lane; e < n_expert; e += 32) mx = fmaxf(mx, __ldcg(lt + e));
+    for (int e = lane; e < n_expert; e += 32) mx = fmaxf(mx, lt[e]);
     mx = warp_max(mx);
     double sum = 0.0;
     for (int e = lane; e < n_expert; e += 32) {
-        const float v = expf(__ldcg(lt + e) - mx);
+        const float v = expf(lt[e] - mx);
         p[e] = v;
         sum += v;
     }
@@ -104,63 +133,6 @@ __device__ __forceinline__ void select_token(float* __restrict__ logits, float* 
     }
 }
 
-// logits[t][e] = router[e] · x[t] (+ bias[e]); grid (ceil(n_expert / kWarps), n). With
-// `counters` (one per token, zero on entry), the last of token t's blocks to finish its logits
-// (an atomic ticket after a fence, as in attention.cu's split merge) then runs select_token for
-// t with its first warp and sets the counter back to zero: routing in one launch, with the
-// select kernel's arithmetic (the same bits).
-__global__ void __launch_bounds__(kWarps * 32) router_logits_kernel(
-    const float* __restrict__ x, const float* __restrict__ router, const float* __restrict__ bias, int n_embd,
-    int n_expert, float* __restrict__ logits, unsigned* __restrict__ counters, int k, bool norm_w,
-    int32_t* __restrict__ ids, float* __restrict__ weights, int32_t* __restrict__ comb_rows,
-    float* __restrict__ comb_w) {
-    __shared__ float p[kMoeMaxExperts];  // select_token's probabilities (fused launches only)
-    __shared__ bool is_last;
-    pdl_launch_dependents();
-    const int lane = threadIdx.x & 31;
-    const int e = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    const int t = blockIdx.y;
-    const float* r = router + (size_t)(e < n_expert ? e : 0) * n_embd;
-    if (e < n_expert)  // the row's 128-byte lines into L2 while the kernel before finishes
-        for (int i = lane * 32; i < n_embd; i += 32 * 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(r + i));
-    pdl_wait();
-    if (e < n_expert) {
-        const float* xt = x + (size_t)t * n_embd;
-        float s = 0.0f;
-        if (n_embd % 4 == 0 && ((reinterpret_cast<uintptr_t>(r) | reinterpret_cast<uintptr_t>(xt)) & 15) == 0) {
-            const float4* r4 = reinterpret_cast<const float4*>(r);
-            const float4* x4 = reinterpret_cast<const float4*>(xt);
-            for (int i = lane; i < n_embd / 4; i += 32) {
-                const float4 a = r4[i], b = x4[i];
-                s = fmaf(a.x, b.x, s), s = fmaf(a.y, b.y, s), s = fmaf(a.z, b.z, s), s = fmaf(a.w, b.w, s);
-            }
-        } else {
-            for (int i = lane; i < n_embd; i += 32) s = fmaf(r[i], xt[i], s);
-        }
-        s = warp_sum(s);
-        if (lane == 0) logits[(size_t)t * n_expert + e] = bias != nullptr ? s + bias[e] : s;
-    }
-    if (counters == nullptr) return;
-    __threadfence();  // this block's logits visible before its ticket
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(counters + t, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();  // every other block's logits (their tickets came first)
-    if (threadIdx.x == 0) counters[t] = 0;  // ready for the next launch (no other block touches it now)
-    if (threadIdx.x < 32) select_token(logits, p, t, n_expert, k, norm_w, ids, weights, comb_rows, comb_w);
-}
-
-// One warp per token (the unfused route: counters null in the logits launch).
-__global__ void route_select_kernel(float* __restrict__ logits, int n_expert, int k, bool norm_w,
-                                    int32_t* __restrict__ ids, float* __restrict__ weights,
-                                    int32_t* __restrict__ comb_rows, float* __restrict__ comb_w) {
-    __shared__ float p[kMoeMaxExperts];
-    pdl_launch_dependents();
-    pdl_wait();
-    select_token(logits, p, blockIdx.x, n_expert, k, norm_w, ids, weights, comb_rows, comb_w);
-}
-
 __global__ void combine_kernel(const float* __restrict__ ys, const int32_t* __restrict__ rows,
                                const float* __restrict__ w, int64_t n, int k, int64_t d, float* __restrict__ out) {
     pdl_launch_dependents();
@@ -179,7 +151,7 @@ __global__ void combine_kernel(const float* __restrict__ ys, const int32_t* __re
 
 void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* router, const float* bias,
                             int64_t n_embd, int64_t n, int n_expert, int k, bool norm_w, float* logits, int32_t* ids,
-                            float* weights, int32_t* comb_rows, float* comb_w, unsigned* counters) {
+                            float* weights, int32_t* comb_rows, float* comb_w) {
     const bool ok = n_embd > 0 && n_embd <= INT_MAX && n >= 0 && n <= 65535 && n_expert > 0 &&
                     n_expert <= kMoeMaxExperts && k >= 1 && k <= kMoeMaxUsed && k <= n_expert;
     if (!cuda_kernels::begin_op(stream, ok, "moe_route_softmax_cuda", n)) return;
@@ -189,11 +161,9 @@ void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* r
     const bool pdl = stream.programmatic();
     if (!dev.check(cuda_kernels::launch_kernel(pdl, router_logits_kernel,
                                                dim3((unsigned)((n_expert + kWarps - 1) / kWarps), (unsigned)n),
-                                               dim3(kWarps * 32), 0, s, x, router, bias, (int)n_embd, n_expert, logits,
-                                               counters, k, norm_w, ids, weights, comb_rows, comb_w),
+                                               dim3(kWarps * 32), 0, s, x, router, bias, (int)n_embd, n_expert, logits),
                    "moe_route_softmax_cuda logits launch"))
         return;
-    if (counters != nullptr) return;  // the logits launch selected
     dev.check(cuda_kernels::launch_kernel(pdl, route_select_kernel, dim3((unsigned)n), dim3(32), 0, s, logits, n_expert,
                                           k, norm_w, ids, weights, comb_rows, comb_w),
               "moe_route_softmax_cuda select launch");

@@ -34,13 +34,9 @@ constexpr int kMoeMaxUsed = 32;
 // ids [n][k] int32; weights [n][k] f32. When comb_rows is not null, also the combine tables of
 // moe_combine_cuda for outputs stored per selection (row t * k + j): comb_rows [n][k] int32 =
 // those rows of each token in expert-id order, comb_w [n][k] f32 their weights.
-// counters: null (two launches: logits, then the selection), or [n] uint32 device memory, zero
-// on entry and left zero (the caller keeps them for the next call; not shared by calls that may
-// run concurrently): one launch, whose last router block per token selects. The same bits.
 void moe_route_softmax_cuda(cuda::Stream& stream, const float* x, const float* router, const float* bias,
                             int64_t n_embd, int64_t n, int n_expert, int k, bool norm_w, float* logits, int32_t* ids,
-                            float* weights, int32_t* comb_rows = nullptr, float* comb_w = nullptr,
-                            unsigned* counters = nullptr);
+                            float* weights, int32_t* comb_rows = nullptr, float* comb_w = nullptr);
 
 // out[t][c] = sum over j < k, in order, of w[t][j] * ys[rows[t][j]][c] (the first term
 // assigned, the others added), c < d. rows [n][k] int32 (row indices of ys), w [n][k] f32,
