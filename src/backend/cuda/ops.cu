@@ -84,6 +84,25 @@ __device__ __forceinline__ float rms_scale(double sum, int64_t n, float eps) {
     return 1.0f / sqrtf((float)(sum / (double)n) + eps);
 }
 
+// One warp's RMS norm of a row of n values (lane = this thread's lane): the lane-strided f64
+// sum of the squares, an xor tree, then x * scale (* w when w is set). y may be x. Shared by
+// rms_norm_kernel and the q/k norms of the rope + KV write kernel, which must give its bits.
+__device__ __forceinline__ void warp_rms_norm_row(const float* x, const float* __restrict__ w, float* y, int64_t n,
+                                                  int lane, float eps) {
+    double sum = 0.0;
+    for (int64_t i = lane; i < n; i += 32) {
+        const float v = x[i];
+        sum += (double)__fmul_rn(v, v);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float scale = rms_scale(sum, n, eps);
+    for (int64_t i = lane; i < n; i += 32) {
+        const float v = __fmul_rn(x[i], scale);
+        y[i] = w ? __fmul_rn(v, w[i]) : v;
+    }
+}
+
 // One row per block (n >= kWideMin), blockDim.x = wide_threads(n). y may be x (each thread
 // rewrites only the chunks it read).
 __global__ void __launch_bounds__(kWideMaxThreads) rms_norm_wide_kernel(const float* x, const float* __restrict__ w,
@@ -127,20 +146,7 @@ __global__ void __launch_bounds__(256) rms_norm_kernel(const float* x, const flo
     const int64_t row = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= rows) return;  // whole warps
-    const float* xr = x + row * n;
-    double sum = 0.0;
-    for (int64_t i = lane; i < n; i += 32) {
-        const float v = xr[i];
-        sum += (double)__fmul_rn(v, v);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const float scale = rms_scale(sum, n, eps);
-    float* yr = y + row * n;
-    for (int64_t i = lane; i < n; i += 32) {
-        const float v = __fmul_rn(xr[i], scale);
-        yr[i] = w ? __fmul_rn(v, w[i]) : v;
-    }
+    warp_rms_norm_row(x + row * n, w, y + row * n, n, lane, eps);
 }
 
 __global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
@@ -408,8 +414,7 @@ __global__ void rope_kv_write_kernel(float* __restrict__ q, const float* __restr
 
 // The same with the per-head RMS norms of q and k first (ops.h): one warp per head (q heads, then
 // k heads; blockIdx.x the token, 8 heads per block, so a single-token step spreads over
-// (n_head + n_head_kv) / 8 blocks): the warp's sum of squares is rms_norm_kernel's (lane-strided
-// f64 sum, the same xor tree), the normed head is stored back (q and k in place, as rms_norm_cuda
+// (n_head + n_head_kv) / 8 blocks): rms_norm_kernel's warp_rms_norm_row, the normed head stored back (q and k in place, as rms_norm_cuda
 // leaves them), then the warp's lanes rotate its pairs; the token's blocks write V between them.
 __global__ void __launch_bounds__(256) qk_norm_rope_kv_write_kernel(
     float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ q_norm,
@@ -430,19 +435,7 @@ __global__ void __launch_bounds__(256) qk_norm_rope_kv_write_kernel(
         const bool is_q = h < c.n_heads;
         const int kh = h - c.n_heads;
         float* row = is_q ? q + (t * c.n_heads + h) * hd : k + (t * dst.n_head_kv + kh) * hd;
-        const float* w = is_q ? q_norm : k_norm;
-        double sum = 0.0;
-        for (int i = lane; i < hd; i += 32) {
-            const float x = row[i];
-            sum += (double)__fmul_rn(x, x);
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        const float scale = rms_scale(sum, hd, eps);
-        for (int i = lane; i < hd; i += 32) {
-            const float x = __fmul_rn(row[i], scale);
-            row[i] = w ? __fmul_rn(x, w[i]) : x;
-        }
+        warp_rms_norm_row(row, is_q ? q_norm : k_norm, row, hd, lane, eps);
         __syncwarp();
         if (is_q) {
             for (int i = lane; i < n_pairs; i += 32)
