@@ -1353,7 +1353,9 @@ public:
     int64_t device_weight_bytes() const override { return gpu_->device_weight_bytes(); }
     int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
     Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
-        HEARTH_TRY(gpu_->forward(batch, kv, out));
+        // The GPU layers' own pass (run_forward, not forward: that would select candidates
+        // from whatever rows out still holds; this model's forward selects once, at the end).
+        HEARTH_TRY(gpu_->run_forward(batch, kv, out));
         // The family loaders of plain recipes build a Decoder (load_model_cuda offloads partially only those).
         return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, gpu_->residual(), batch, kv, out);
     }
