@@ -35,6 +35,7 @@
 #include "backend/cuda/attention.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/matmul.h"
+#include "backend/cuda_test_util.h"
 #endif
 
 namespace hearth::backend {
@@ -265,13 +266,8 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
                 c.n_head_kv, c.hdk, c.hdv, n_splits, chunked ? " chunked" : "", flash ? " flash" : "", worst);
 }
 
-#define ATTN_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
-    auto dev##_result = cuda::Device::open(0);                                                             \
-    if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
-    cuda::Device& dev = **dev##_result
-
 TEST(CudaAttention, MatchesReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {
         {8, 2, 64, 64, 16},
         {4, 4, 128, 128, 32},
@@ -289,7 +285,7 @@ TEST(CudaAttention, MatchesReference) {
 
 // The same cases through the per-token kernel where the flash kernel would take them.
 TEST(CudaAttention, RowKernelMatchesReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const ScopedEnv off("HEARTH_CUDA_FLASH", "0");
     const Case cases[] = {
         {8, 2, 64, 64, 16},
@@ -308,7 +304,7 @@ TEST(CudaAttention, RowKernelMatchesReference) {
 // dims 64, 96 and 128, a sliding window, softcap and sinks, chunked attention's kv_begin; and
 // a call long enough for the 32-position tiles.
 TEST(CudaAttention, FlashPrefillMatchesReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const std::vector<Seq> long_seqs = {{400, 0}, {260, 200}, {90, 0}};
     const Case cases[] = {
         {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
@@ -338,7 +334,7 @@ TEST(CudaAttention, FlashPrefillMatchesReference) {
 // Tokens whose window is empty get zeros from the flash kernel, also when a whole run of a tile
 // (the second sequence, 60 tokens) has nothing to see, before and between runs that do.
 TEST(CudaAttention, FlashEmptyWindowsGiveZeros) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const std::vector<Seq> seqs = {{100, 30}, {90, 30}, {120, 0}};
     for (const Case& c : {Case{32, 8, 128, 128, 16}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}})
         run_case(dev, c, 900, 1, false, false, seqs, 1, 0, nullptr, /*empty_seq=*/1);
@@ -348,7 +344,7 @@ TEST(CudaAttention, FlashEmptyWindowsGiveZeros) {
 // tokens (every tile then holds other tokens and straddles the sequences elsewhere) gives the
 // remaining tokens the same bits.
 TEST(CudaAttention, FlashResultIndependentOfTile) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const std::vector<Seq> seqs = {{200, 0}, {330, 250}, {90, 0}};
     for (const Case& c : {Case{32, 8, 128, 128, 16}, Case{28, 4, 128, 128, 16, 100}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}}) {
         std::vector<float> all, part;
@@ -364,7 +360,7 @@ TEST(CudaAttention, FlashResultIndependentOfTile) {
 // Flash-decoding: the same cases split over the sequence into 2, 5 and 16 parts (parts of whole
 // 32-position chunks; with these sequences some parts are empty).
 TEST(CudaAttention, SplitOverSequenceMatchesReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {
         {32, 8, 128, 128, 16},                // Llama-3.1-8B's heads
         {32, 2, 128, 128, 16},                // group 16: two blocks of 8 warps per kv head
@@ -381,7 +377,7 @@ TEST(CudaAttention, SplitOverSequenceMatchesReference) {
 // The int8 output (out_q8) equals quantize_activations_cuda of the f32 output, split or not,
 // for head dims of one, two, three (a half-warp row) and four blocks of 32 per lane group.
 TEST(CudaAttention, Int8OutputEqualsQuantizedOutput) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {
         {32, 8, 128, 128, 16},               // Llama-3.1-8B's heads
         {32, 8, 64, 64, 16},                 // Llama-3.2-1B's heads
@@ -399,7 +395,7 @@ TEST(CudaAttention, Int8OutputEqualsQuantizedOutput) {
 // window, mid-block), unsplit and split over the sequence (the parts are sized from [lo, kv_end)),
 // with a sliding window, an odd block size, softcap and sinks.
 TEST(CudaAttention, KvBeginMatchesReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {
         {8, 2, 64, 64, 16},
         {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
@@ -420,7 +416,7 @@ TEST(CudaAttention, KvBeginMatchesReference) {
 // copy path), padded rows (also the 4-byte path), two kv heads and an odd block size, a sliding
 // window with softcap and sinks, and V alone past 256. Unsplit and split over the sequence.
 TEST(CudaAttention, WideHeadDimsMatchReference) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {
         {16, 1, 576, 512, 16},                    // DeepSeek-V2-Lite's MLA: group 16, two blocks
         {8, 1, 320, 256, 16},                     // generic wide instance, V at the common limit
@@ -439,7 +435,7 @@ TEST(CudaAttention, WideHeadDimsMatchReference) {
 // The wide instances with the int8 output (V of 16, 8 and 15 blocks of 32: the last pair row of
 // 480 is half-empty) and with chunked attention's kv_begin.
 TEST(CudaAttention, WideHeadDimsInt8OutputAndKvBegin) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case q8_cases[] = {
         {16, 1, 576, 512, 16},
         {8, 1, 320, 256, 16},
@@ -462,7 +458,7 @@ TEST(CudaAttention, WideHeadDimsInt8OutputAndKvBegin) {
 // output record invalid_argument naming attention_cuda and launch nothing (the error is sticky, so
 // each call gets its own Device); the limits themselves (576/512) are accepted.
 TEST(CudaAttention, BadHeadDimsAreStickyErrors) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     // Valid pointers for every argument, zeroed: even a launch by mistake would see kv_end 0 (an
     // empty window) and write zeros within the buffer (16 heads of 514 f32 < 64 KiB).
     auto buf = cuda::DeviceBuffer::allocate(dev, 64 * 1024);
@@ -502,7 +498,7 @@ TEST(CudaAttention, BadHeadDimsAreStickyErrors) {
 }
 
 TEST(CudaAttention, KvWriteRoundsToF16) {
-    ATTN_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     const int64_t n_tokens = 5, n_slots = 40;
     const int k_width = 96, v_width = 64;

@@ -47,6 +47,7 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/graph.h"
 #include "backend/cuda/matmul.h"
+#include "backend/cuda_test_util.h"
 #include "backend/cuda/ops.h"
 #endif
 
@@ -66,11 +67,6 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float scale) {
 }
 
 // Opens device 0 or skips the test with the reason.
-#define OPEN_DEVICE_OR_SKIP(dev)                                                             \
-    auto dev##_result = cuda::Device::open(0);                                               \
-    if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
-    cuda::Device& dev = **dev##_result
-
 // The device's activation quantizer (matmul_kernels.cuh: quantize_q8), value by value: x -> d * q.
 std::vector<float> device_q8_activations(const std::vector<float>& x, int64_t n_in) {
     std::vector<float> out(x.size());
@@ -210,7 +206,7 @@ Worst check_shape(cuda::Device& dev, cuda::Stream& stream, QuantType type, const
 class CudaMatmulTest : public ::testing::TestWithParam<QuantType> {};
 
 TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     const QuantType type = GetParam();
     const int64_t bs = quant::block_size(type);
@@ -283,7 +279,7 @@ TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
 // A prefill matmul on the cuBLAS path captured into a CUDA graph (after one eager call, which
 // creates the stream's handle) replays with the eager call's bits.
 TEST(CudaMatmul, BlasPathReplaysFromAGraph) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     const QuantType type = QuantType::q4_k;
     const int64_t n_in = 1024, n_out = 384, n_tokens = 200;
@@ -331,7 +327,7 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulTest,
 
 // The two-step form (quantize once, multiply several matrices) gives the same bits as matmul_cuda.
 TEST(CudaMatmulQ8, TwoStepEqualsOneStep) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     const int64_t n_in = 4096, n_out = 300, n_tokens = 11;
     for (QuantType type : {QuantType::q4_k, QuantType::q6_k}) {
@@ -367,7 +363,7 @@ TEST(CudaMatmulQ8, TwoStepEqualsOneStep) {
 class CudaMatmulBatchTest : public ::testing::TestWithParam<QuantType> {};
 
 TEST_P(CudaMatmulBatchTest, TokenResultDoesNotDependOnTheBatch) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     const QuantType type = GetParam();
     const auto& tr = quant::traits(type);
@@ -436,7 +432,7 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatmulBatchTest,
 // model as the tensor-core kernel up to f32 rounding: |a - b| <= 2e-4 * sum |w_i xg_i|. 14336
 // inputs: one token's rows in two stages (activations kept in registers for both).
 TEST(CudaMatmulQ8, Dp4aKernelsAgreeWithTensorCoreKernel) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     const int64_t n_out = 70;
     for (const int64_t n_in : {int64_t{2048}, int64_t{14336}})
@@ -515,7 +511,7 @@ std::vector<T> download(cuda::Stream& stream, const cuda::DeviceBuffer& b, size_
 // in one call (one launch per type), every token count of the kernel and a second group of 8;
 // on a stream with programmatic launches.
 TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     stream.set_programmatic(true);
     struct Group { QuantType types[3]; int64_t rows[3]; int n; int64_t n_in; size_t offset1; };
@@ -585,7 +581,7 @@ TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
 // gate and up (two stacks of one type, shared input) and down (each expert's own input token),
 // ids read from device memory, repeated and out-of-order ids, one and two stages per row.
 TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     stream.set_programmatic(true);
     struct Case { QuantType type; int64_t n_in, rows; int n_expert; std::vector<int32_t> ids; };
@@ -668,7 +664,7 @@ TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
 // (every other row keeps its poison). Partial rotary dims, freq factors, YaRN, Q4_K_M's mixed
 // V type, and two token groups of the kernel.
 TEST(CudaMatmulQ8, QkvRopeEqualsMatmulThenRopeKvWrite) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     stream.set_programmatic(true);
     struct Case { int n_head, n_head_kv, hdk, hdv, n_rot; QuantType qk, v; int64_t n_in; bool freq_factors, yarn; };
@@ -750,7 +746,7 @@ TEST(CudaMatmulQ8, QkvRopeEqualsMatmulThenRopeKvWrite) {
 }
 
 TEST(CudaDevice, StreamScratchGrowsAndIsReused) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     void* a = stream.scratch(1000);
     ASSERT_NE(a, nullptr);
@@ -763,7 +759,7 @@ TEST(CudaDevice, StreamScratchGrowsAndIsReused) {
 }
 
 TEST(CudaDevice, ErrorsAreStickyAndSurfaceAtSync) {
-    OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream stream(dev);
     ASSERT_TRUE(stream.synchronize().ok());
     EXPECT_FALSE(dev.info().name.empty());

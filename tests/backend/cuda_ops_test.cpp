@@ -59,13 +59,8 @@ namespace {
 
 #ifdef HEARTH_HAVE_CUDA
 
-#define OPS_OPEN_DEVICE_OR_SKIP(dev)                                                                       \
-    auto dev##_result = cuda::Device::open(0);                                                             \
-    if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
-    cuda::Device& dev = **dev##_result
-
 TEST(CudaOps, RmsNormMatchesReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int64_t n, rows; bool weight; };
     // Below 1024 one warp per row; from 1024 one block per row (1024: exactly one 4-value chunk
@@ -94,7 +89,7 @@ TEST(CudaOps, RmsNormMatchesReference) {
 }
 
 TEST(CudaOps, AddAndBiasAreExact) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     const int64_t rows = 13, n = 333;
     const auto x = randn(rows * n, 3), y = randn(rows * n, 4), b = randn(n, 5);
@@ -111,7 +106,7 @@ TEST(CudaOps, AddAndBiasAreExact) {
 }
 
 TEST(CudaOps, SwigluMatchesReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     for (const int64_t n : {int64_t{1}, int64_t{15}, int64_t{17}, int64_t{14336 + 5}}) {
         const auto g = randn(n, 6 + (uint32_t)n, 4.0f), u = randn(n, 7 + (uint32_t)n);
@@ -127,7 +122,7 @@ TEST(CudaOps, SwigluMatchesReference) {
 }
 
 TEST(CudaOps, RopeMatchesReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int head_dim, n_rot, n_heads; bool neox, freq_factors, yarn; };
     const Case cases[] = {
@@ -179,7 +174,7 @@ TEST(CudaOps, RopeMatchesReference) {
 }
 
 TEST(CudaOps, GetRowsAndGatherAreExact) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     const int64_t n_rows = 37, n_cols = 96;
     const std::vector<int32_t> ids = {0, 36, 5, 5, 17, 1, 36};
@@ -214,7 +209,7 @@ TEST(CudaOps, GetRowsAndGatherAreExact) {
 // x, y and the quantized activations of add_rms_norm_q8_cuda equal add_cuda + rms_norm_cuda +
 // quantize_activations_cuda bit for bit, and dequantize to rms_norm_ref within half a step.
 TEST(CudaOps, FusedAddRmsNormQuantizeEqualsUnfused) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int64_t n, rows; bool delta, weight, y; };
     // From 1024 one block per row; 17408: more chunks per thread than stay in registers.
@@ -278,7 +273,7 @@ TEST(CudaOps, FusedAddRmsNormQuantizeEqualsUnfused) {
 }
 
 TEST(CudaOps, FusedSwigluQuantizeEqualsUnfused) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     for (const bool pdl : {false, true})
     for (const auto& [n, rows] : {std::pair<int64_t, int64_t>{32, 1}, {8192, 1}, {14336, 3}, {96, 8}}) {
@@ -304,7 +299,7 @@ TEST(CudaOps, FusedSwigluQuantizeEqualsUnfused) {
 // every cache row; untouched cache rows keep their poison); with QkNorm, rms_norm_cuda of q and
 // k per head first (k left normalized, as the separate ops leave it).
 TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int hdk, hdv, n_rot, n_head, n_head_kv; bool neox, freq_factors, yarn; };
     const Case cases[] = {
@@ -376,7 +371,7 @@ TEST(CudaOps, FusedRopeKvWriteEqualsUnfused) {
 }
 
 TEST(CudaOps, LayerNormMatchesReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     struct Case { int64_t n, rows; bool weight, bias; };
     // The rms_norm layouts: one warp per row below 1024, one block per row from 1024 (1025: rows
@@ -426,7 +421,7 @@ TEST(CudaOps, LayerNormMatchesReference) {
 }
 
 TEST(CudaOps, GeluAndGegluMatchReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     for (const int64_t n : {int64_t{1}, int64_t{17}, int64_t{4096 + 3}}) {
         SCOPED_TRACE(testing::Message() << "n " << n);
@@ -460,7 +455,7 @@ TEST(CudaOps, GeluAndGegluMatchReference) {
 }
 
 TEST(CudaOps, SwigluOaiMatchesReference) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     const float alpha = 1.702f, limit = 7.0f;  // gpt-oss
     for (const int64_t n : {int64_t{8}, int64_t{17}, int64_t{2880 + 5}}) {
@@ -489,7 +484,7 @@ TEST(CudaOps, SwigluOaiMatchesReference) {
 }
 
 TEST(CudaOps, ScaleSoftcapAndCopyRows) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     const int64_t rows = 13, n = 333;
     const auto x = randn(rows * n, 71, 40.0f), scales = randn(rows, 72);
@@ -537,7 +532,7 @@ TEST(CudaOps, ScaleSoftcapAndCopyRows) {
 // nothing; calls with no work accept null pointers. The error is sticky, so each bad call gets
 // its own Device.
 TEST(CudaOps, NewOpsBadArgumentsAreStickyErrors) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     {
         cuda::Stream s(dev);
         gelu_cuda(s, nullptr, nullptr, 0);
@@ -594,7 +589,7 @@ TEST(CudaOps, NewOpsBadArgumentsAreStickyErrors) {
 }
 
 TEST(CudaOps, BadArgumentsAreStickyErrors) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     RopeConfig cfg;
     cfg.n_rot = 3;  // odd
@@ -607,7 +602,7 @@ TEST(CudaOps, BadArgumentsAreStickyErrors) {
 // rope_kv_write_cuda's q/k norms come in pairs: a q norm without a k norm is a recorded error
 // that launches nothing.
 TEST(CudaOps, QkNormWithoutKNormIsAnError) {
-    OPS_OPEN_DEVICE_OR_SKIP(dev);
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
     cuda::Stream s(dev);
     RopeConfig cfg;
     cfg.n_rot = 64;

@@ -12,6 +12,12 @@
 
 #include "backend/cuda/device.h"
 
+// Opens CUDA device 0 as `dev` (a cuda::Device&), or skips the test with the reason.
+#define CUDA_OPEN_DEVICE_OR_SKIP(dev)                                                                      \
+    auto dev##_result = ::hearth::backend::cuda::Device::open(0);                                        \
+    if (!dev##_result.ok()) GTEST_SKIP() << "no CUDA device, CUDA tests skipped: " << dev##_result.status().message(); \
+    ::hearth::backend::cuda::Device& dev = **dev##_result
+
 namespace hearth::backend {
 
 inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
