@@ -28,7 +28,8 @@
 # Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
 # runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
 # cuda_matmul_bench.txt (per-row figures and summary tables), cuda_forward_bench.txt (pp512 /
-# tg128), sass.txt.gz (the kernels' machine code), sanitizer.log.
+# tg128), cuda_sample_bench.txt (device top-k per call), ttft.txt (HEARTH_GPU_TTFT), sass.txt.gz
+# (the kernels' machine code), sanitizer.log.
 # Fails if there is no GPU, if any backend or CUDA decoder test fails, or if a CUDA test was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +58,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=O
 # HEARTH_GPU_TESTS=0, HEARTH_GPU_MATMUL_BENCH=0 and HEARTH_GPU_CONCURRENCY=0).
 # shellcheck disable=SC2086
 time cmake --build "$BUILD_DIR" -j "$(nproc)" --target ${HEARTH_GPU_TARGETS:-backend_tests cuda_matmul_bench model_tests \
-      cuda_forward_bench runtime_tests concurrency_bench} > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
+      cuda_forward_bench runtime_tests concurrency_bench cuda_sample_bench} > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
 tail -n 5 "$OUT/build_full.log" | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
@@ -103,6 +104,12 @@ if [ "${HEARTH_GPU_MATMUL_BENCH:-1}" = decode ]; then
 elif [ "${HEARTH_GPU_MATMUL_BENCH:-1}" != 0 ]; then
   "$BUILD_DIR/bench/cuda_matmul_bench" > "$OUT/cuda_matmul_bench.txt" 2>&1 || { echo "cuda_matmul_bench FAILED"; status=1; }
   sed -n '1,2p;/^## /,$p' "$OUT/cuda_matmul_bench.txt"
+fi
+
+# The device top-k selection's time per call (32 rows of a 128k vocabulary), into the log.
+if [ "${HEARTH_GPU_TESTS:-1}" != 0 ] && [ -x "$BUILD_DIR/bench/cuda_sample_bench" ]; then
+  "$BUILD_DIR/bench/cuda_sample_bench" > "$OUT/cuda_sample_bench.txt" 2>&1 || { echo "cuda_sample_bench FAILED"; status=1; }
+  cat "$OUT/cuda_sample_bench.txt"
 fi
 
 # Whole-model pp512 / tg128 on synthesized models (written outside $OUT: they are GBs).

@@ -19,7 +19,7 @@
 // writes its k (key, id) pairs; the same kernel reduces a row's chunk candidates (2048 per
 // block) until one chunk is left, whose k are sorted (bitonic) and written. A 128k vocabulary
 // takes two launches, 262,144 three; no atomics, no host sync, so the call can be captured into
-// a CUDA graph. Measured on the H100 (tests/backend/cuda_sample_test.cpp, wall clock per call
+// a CUDA graph. Measured on the H100 (bench/backend/cuda_sample_bench.cpp, wall clock per call
 // with the launches): 32 rows x 128,256, k 40: 39 us; k 128: 53 us.
 //
 // Failure semantics: bad arguments (k outside 1..kTopKMax or above n_cols, a null pointer where
