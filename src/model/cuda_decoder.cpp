@@ -389,7 +389,7 @@ private:
     int32_t graph_top_k_ = -1;
     // Leading tokens of this step in short runs (attend); a graph's calls are cut there.
     int64_t row_tokens_ = 0, graph_row_tokens_ = -1;
-    bool device_topk_ = env_is("HEARTH_CUDA_TOPK", "1");
+    bool device_topk_ = !env_is("HEARTH_CUDA_TOPK", "0");
     Status ensure_topk_buffer(int64_t n_out);
     size_t topk_vals_offset() const { return (size_t)topk_cap_ * kMaxOutputTopK * sizeof(int32_t); }
     size_t topk_ws_offset() const { return (2 * topk_vals_offset() + 255) & ~(size_t)255; }
@@ -867,12 +867,12 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
                            (hp.n_expert == 0 || (n == 1 && moe_on_device_));
     const bool repeated = n == last_n_ && n_out == last_n_out_ && stride == last_stride_;
     last_n_ = n, last_n_out_ = n_out, last_stride_ = stride;
-    // Top-k candidates on the device, only with HEARTH_CUDA_TOPK=1 for now: the selection matches
-    // the host's bit for bit (tests/backend/cuda_sample_test.cpp), but the Engine's tokens from it
-    // differed from its full-row tokens in CUDA graph replays on the H100 (2026-11-26, with the
-    // kernels launched as programmatic dependents; plain launches since, not yet run on a GPU).
-    // Otherwise, and for a partial offload (whose logits come from the CPU part), the full rows
-    // come back and Model::forward selects on the host.
+    // Top-k candidates on the device (HEARTH_CUDA_TOPK=0: full rows). The selection matches the
+    // host's bit for bit (tests/backend/cuda_sample_test.cpp) and the Engine's tokens from it equal
+    // its full-row tokens in graph replays (EngineGpu TopKSampling..., H100 2026-11-26; the kernels
+    // are plain launches: as programmatic dependents their tokens lagged one step in replays).
+    // For a partial offload (whose logits come from the CPU part) the full rows come back and
+    // Model::forward selects on the host.
     const int32_t top_k = partial_ || !device_topk_ ? 0 : batch.output_top_k;
     if (top_k > 0) HEARTH_TRY(ensure_topk_buffer(n_out));
     auto run_step = [&] {
