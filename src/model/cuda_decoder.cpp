@@ -30,13 +30,35 @@
 
 namespace hearth::model {
 
-int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab) {
-    const int64_t act = 512 * (4 * n_embd + 2 * n_ff + 2 * q_dim) * 4 + 64 * n_vocab * 4;
-    return act + (1ll << 30);
+namespace {
+// cuda_working_bytes' activations of one token (and CudaDecoder::reserve's, about).
+int64_t act_bytes_per_token(int64_t n_embd, int64_t n_ff, int64_t q_dim) {
+    return (4 * n_embd + 2 * n_ff + 2 * q_dim) * 4;
+}
+}  // namespace
+
+int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab, int64_t step_tokens) {
+    return step_tokens * act_bytes_per_token(n_embd, n_ff, q_dim) + 64 * n_vocab * 4 + (1ll << 30);
 }
 
-int64_t cuda_working_bytes(const Hparams& hp) {
-    return cuda_working_bytes(hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k, hp.n_vocab);
+int64_t cuda_working_bytes(const Hparams& hp, int64_t step_tokens) {
+    return cuda_working_bytes(hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k, hp.n_vocab, step_tokens);
+}
+
+int64_t cuda_prefill_tokens(int64_t n_embd, int64_t n_ff, int64_t q_dim) {
+    const int64_t per = std::max<int64_t>(1, act_bytes_per_token(n_embd, n_ff, q_dim));
+    return std::clamp<int64_t>((768ll << 20) / per / 512 * 512, 512, 8192);
+}
+
+GpuLayerPlan plan_gpu_placement(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
+                                int64_t q_dim, int64_t n_vocab, int64_t free_bytes) {
+    const int64_t big = cuda_prefill_tokens(n_embd, n_ff, q_dim);
+    GpuLayerPlan p = plan_gpu_layers(file, kv, cuda_working_bytes(n_embd, n_ff, q_dim, n_vocab, big), free_bytes);
+    if (p.n_layers == kv.n_layer && p.output) {
+        p.step_tokens = big;
+        return p;
+    }
+    return plan_gpu_layers(file, kv, cuda_working_bytes(n_embd, n_ff, q_dim, n_vocab), free_bytes);
 }
 
 GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
@@ -193,14 +215,23 @@ public:
     }
     bool kv_on_device() const override { return true; }
     int64_t device_weight_bytes() const override { return weight_bytes_; }
-    // Total device memory less the weights, the activations of a 512-token step (~1 GiB for
-    // an 8B model's logits and FFN) and 1 GiB for the CUDA context, scratch and graphs.
+    // Total device memory less the weights, the activations of a prefill_tokens_-token step and
+    // 1 GiB for the CUDA context, scratch and graphs (cuda_working_bytes).
     int64_t device_kv_budget_bytes() const override {
         const int64_t left = std::max<int64_t>(
-            0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - cuda_working_bytes(hp_));
+            0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - cuda_working_bytes(hp_, prefill_tokens_));
         // A partial offload keeps the K/V of its first layers only: the budget, in bytes of a
         // pool over every layer (what the Engine sizes), grows by n_layer / n_gpu_layers.
         return partial_ && n_gpu_layers_ > 0 ? left / n_gpu_layers_ * hp_.n_layer : left;
+    }
+
+    int64_t prefill_step_tokens() const override { return partial_ ? 0 : prefill_tokens_; }
+    // After load_weights: holds the activations of a `tokens`-token step (GpuLayerPlan::step_tokens),
+    // so that the Engine's prompt steps of that size cannot run out of device memory later.
+    // If they do not fit now, the model keeps 512-token steps.
+    void reserve_prefill(int64_t tokens) {
+        if (tokens <= 512 || partial_) return;
+        if (reserve(tokens, 1).ok()) prefill_tokens_ = tokens;
     }
 
 private:
@@ -302,6 +333,7 @@ private:
     // Activations for up to cap_tokens_ tokens / cap_outputs_ output rows, carved from act_.
     cuda::DeviceBuffer act_;
     int64_t cap_tokens_ = 0, cap_outputs_ = 0;
+    int64_t prefill_tokens_ = 512;  // the prompt step budgeted for (reserve_prefill)
     float *dx_ = nullptr, *dh_ = nullptr, *dproj_ = nullptr;  // [n][n_embd]: residual, normed, block output
     float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;     // [n][n_head*hd_k], [n][n_kv*hd_k], [n][n_kv*hd_v]
     float* dattn_ = nullptr;                                  // [n][n_head*hd_v]
@@ -1411,9 +1443,10 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     if (hp.pooling != Pooling::none && !recipe.value().encoder)
         return error(StatusCode::unsupported, arch + ": pooled embeddings of a decoder have no CUDA executor yet");
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
-    // How many layers: num_gpu > 0 asks for that many (n_layer or more: the whole model),
-    // automatic (< 0) takes what fits in the memory free now.
-    GpuLayerPlan plan{hp.n_layer, true};
+    // How many layers: num_gpu > 0 asks for that many (n_layer or more: the whole model, with
+    // the larger prompt steps if their activations can be allocated), automatic (< 0) takes what
+    // fits in the memory free now.
+    GpuLayerPlan plan{hp.n_layer, true, cuda_prefill_tokens(hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k)};
     std::string note;
     if (opts.num_gpu > 0 && opts.num_gpu < hp.n_layer) {
         plan = GpuLayerPlan{opts.num_gpu, false};
@@ -1421,7 +1454,8 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                          hp.n_layer - 1);
     } else if (opts.num_gpu < 0) {
         HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
-        plan = plan_gpu_layers(*file, kv_layout_of(hp), cuda_working_bytes(hp), (int64_t)free_bytes);
+        plan = plan_gpu_placement(*file, kv_layout_of(hp), hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k,
+                                  hp.n_vocab, (int64_t)free_bytes);
         if (plan.n_layers == 0)
             return error(StatusCode::resource_exhausted,
                          strformat("%.1f GiB free on %s: not one layer fits beside the working memory",
@@ -1440,6 +1474,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     auto m = std::make_unique<CudaDecoder>(file, std::move(recipe).value(), std::move(dev), n_gpu, plan.output);
     const Status st = m->load_weights();
     if (!st.ok()) return st.with_context(arch + " on CUDA");
+    m->reserve_prefill(plan.step_tokens);
     if (n_gpu == hp.n_layer && plan.output) return std::unique_ptr<Model>(std::move(m));
     LoadOptions cpu_opts = opts;
     cpu_opts.num_gpu = 0;

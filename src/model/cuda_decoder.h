@@ -54,15 +54,21 @@ namespace hearth::model {
 // num_gpu layers when 0 < num_gpu < n_layer, the whole model when num_gpu >= n_layer, and
 // with num_gpu < 0 (automatic) what plan_gpu_layers finds room for in the memory free now.
 
-// Device memory the CUDA executor needs besides weights and KV: the activations of a
-// 512-token step (n_embd wide, n_ff-wide FFN, q_dim-wide attention), 64 rows of logits, and
+// Device memory the CUDA executor needs besides weights and KV: the activations of a step of
+// step_tokens tokens (n_embd wide, n_ff-wide FFN, q_dim-wide attention), 64 rows of logits, and
 // 1 GiB for the CUDA context, scratch and graphs.
-int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab);
-int64_t cuda_working_bytes(const Hparams& hp);
+int64_t cuda_working_bytes(int64_t n_embd, int64_t n_ff, int64_t q_dim, int64_t n_vocab, int64_t step_tokens = 512);
+int64_t cuda_working_bytes(const Hparams& hp, int64_t step_tokens = 512);
+// The prompt step a whole-GPU model budgets its activations for (Model::prefill_step_tokens):
+// the most tokens, a multiple of 512 from 512 to 8192, whose activations take at most 768 MiB
+// (Llama-3.1-8B: 3,584; 1B: 6,656; 70B: 1,536). Through the Engine, a 10,000-token prompt of the
+// 8B took 0.85 s in 512-token steps, 0.58-0.59 s in 2,048- or 4,096-token steps (H100, 2026-11-26).
+int64_t cuda_prefill_tokens(int64_t n_embd, int64_t n_ff, int64_t q_dim);
 
 struct GpuLayerPlan {
     int n_layers = 0;     // layers [0, n_layers) on the GPU
     bool output = false;  // the output matrix too (only when every layer is there)
+    int64_t step_tokens = 512;  // the largest step its working memory was planned for
 };
 // The most leading layers of `file` whose weights, with room for the K/V of kv_positions
 // positions each (f16, widths from `kv`), fit in free_bytes beside working_bytes and the
@@ -70,6 +76,11 @@ struct GpuLayerPlan {
 // fits. The loader (automatic num_gpu) and store::fit's GPU verdict both use it.
 GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
                              int64_t free_bytes, int64_t kv_positions = 4096);
+
+// The automatic placement: plan_gpu_layers with the working memory of cuda_prefill_tokens-token
+// steps when the whole model fits with it (step_tokens is then that), else of 512-token steps.
+GpuLayerPlan plan_gpu_placement(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
+                                int64_t q_dim, int64_t n_vocab, int64_t free_bytes);
 
 // Whether load_model_cuda has an executor for this GGUF architecture (false without CUDA), and
 // whether it can split one between the GPU and the CPU (partial offload: llama-style only).

@@ -94,6 +94,10 @@ public:
     // them for a whole-GPU model, the first N for a partial offload): the host cache then
     // allocates only block ids for those layers (KvCache::create's first_host_layer).
     virtual int kv_host_first_layer() const { return kv_on_device() ? hp_.n_layer : 0; }
+    // Tokens per forward this model prefills best when nothing else waits (its activations
+    // are budgeted for that many: the CUDA decoder), 0 for no preference. The Engine's
+    // EngineOptions::solo_step_tokens takes it by default.
+    virtual int64_t prefill_step_tokens() const { return 0; }
     // Bytes of weights the model holds in device memory (0 on the CPU), for /api/ps.
     virtual int64_t device_weight_bytes() const { return 0; }
     // Why load_model ran this model on the CPU although LoadOptions::num_gpu allowed the GPU

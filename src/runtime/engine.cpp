@@ -101,6 +101,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
     const bool on_device = model->kv_on_device();
     EngineOptions o = opt;
     if (const char* v = std::getenv("HEARTH_SAMPLE_TOPK"); v && std::strcmp(v, "0") == 0) o.sample_top_k = false;
+    if (o.solo_step_tokens < 1) o.solo_step_tokens = std::max(o.step_tokens, model->prefill_step_tokens());
     std::string device_note;
     if (on_device) {
         if (o.kv_type != quant::QuantType::f16)
@@ -366,7 +367,7 @@ bool Engine::step() {
     batch_.clear();
     in_batch_.clear();
     out_seq_.clear();
-    int64_t budget = opt_.step_tokens;
+    int64_t budget = opt_.step_tokens;  // opt_.solo_step_tokens once no decode is scheduled (below)
     // Decodes first (sequences one token from their target), then prefills, shortest remaining
     // prompt first (ties: admission order; starved ones before all), each cut to what the budget
     // leaves. Shortest-first keeps a short request from waiting behind a long prefill: it
@@ -398,6 +399,7 @@ bool Engine::step() {
         if (pending > 1) prefills_.push_back(sp.get());
         else if (pending == 1) decodes_.push_back(sp.get());
     }
+    if (decodes_.empty()) budget = opt_.solo_step_tokens;
     // More decodes than budget (a budget below n_parallel): start where the last step stopped,
     // so every sequence gets its turn.
     const size_t n_dec = decodes_.size();

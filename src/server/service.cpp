@@ -36,6 +36,8 @@ runtime::EngineOptions engine_options(const runtime::ModelConfig& cfg) {
     eo.n_ctx = cfg.n_ctx;
     eo.n_parallel = cfg.n_parallel;
     eo.step_tokens = cfg.n_batch > 0 ? cfg.n_batch : kDefaultStepTokens;
+    // num_batch bounds every step; without it, prompt-only steps take the model's preference.
+    if (cfg.n_batch > 0) eo.solo_step_tokens = cfg.n_batch;
     if (auto t = quant::parse_type_name(cfg.kv_cache_type)) eo.kv_type = *t;
     return eo;
 }

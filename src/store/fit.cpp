@@ -168,10 +168,8 @@ static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
         return g;
     }
     const int64_t q_dim = info.q_dim > 0 ? info.q_dim : info.n_embd;
-    const model::GpuLayerPlan plan =
-        model::plan_gpu_layers(*info.file, info.kv_layout, model::cuda_working_bytes(info.n_embd, info.n_ff, q_dim,
-                                                                                     info.n_vocab),
-                               g.free_bytes);
+    const model::GpuLayerPlan plan = model::plan_gpu_placement(*info.file, info.kv_layout, info.n_embd, info.n_ff,
+                                                               q_dim, info.n_vocab, g.free_bytes);
     g.n_layers = plan.n_layers;
     g.output = plan.output;
     if (!plan.output && plan.n_layers > 0 && !model::cuda_offloads_partially(info.architecture)) {

@@ -78,7 +78,7 @@ struct FitOptions {
     std::string gpu_name;
 };
 
-// Where the loader would put the model on the GPU (automatic num_gpu: model::plan_gpu_layers,
+// Where the loader would put the model on the GPU (automatic num_gpu: model::plan_gpu_placement,
 // the same calculation), with the memory free now.
 struct FitGpu {
     std::string name;         // the device; empty: no GPU, and the rest is unset

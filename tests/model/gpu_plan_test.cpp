@@ -61,5 +61,53 @@ TEST(GpuPlan, TakesTheLayersThatFit) {
     }
 }
 
+TEST(GpuPlan, PromptStepsAsLargeAsTheirActivationsAllow) {
+    // 768 MiB of activations, in multiples of 512 tokens from 512 to 8192.
+    EXPECT_EQ(cuda_prefill_tokens(4096, 14336, 4096), 3584);  // Llama-3.1-8B
+    EXPECT_EQ(cuda_prefill_tokens(2048, 8192, 2048), 6656);   // Llama-3.2-1B
+    EXPECT_EQ(cuda_prefill_tokens(8192, 28672, 8192), 1536);  // Llama-3.1-70B
+    EXPECT_EQ(cuda_prefill_tokens(64, 256, 64), 8192);
+    EXPECT_EQ(cuda_prefill_tokens(16384, 65536, 16384), 512);
+    EXPECT_GT(cuda_working_bytes(4096, 14336, 4096, 128256, 3584), cuda_working_bytes(4096, 14336, 4096, 128256));
+
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    LoadOptions o{1};
+    o.num_gpu = 0;
+    auto m = load_model(file.value(), o);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    const Hparams& hp = m.value()->hparams();
+    const KvLayout kv = m.value()->kv_layout();
+    const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
+    const int64_t big = cuda_prefill_tokens(hp.n_embd, hp.n_ff, q_dim);
+    ASSERT_GT(big, 512);
+    auto place = [&](int64_t free) {
+        return plan_gpu_placement(*file.value(), kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
+    };
+    // The smallest memory the whole model fits in with each step's working memory.
+    auto least_full = [&](int64_t step) {
+        const int64_t w = cuda_working_bytes(hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, step);
+        int64_t lo = 0, hi = 1ll << 40;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            const GpuLayerPlan p = plan_gpu_layers(*file.value(), kv, w, mid);
+            if (p.n_layers == hp.n_layer && p.output) hi = mid;
+            else lo = mid + 1;
+        }
+        return lo;
+    };
+    const int64_t full_small = least_full(512), full_big = least_full(big);
+    ASSERT_LT(full_small, full_big);
+    // Room for the larger steps: they are planned; room only for 512-token steps: the whole
+    // model still goes on the GPU, with those; less: the partial plan of 512-token steps.
+    EXPECT_EQ(place(full_big).step_tokens, big);
+    EXPECT_TRUE(place(full_big).output);
+    EXPECT_EQ(place(full_big - 1).step_tokens, 512);
+    EXPECT_TRUE(place(full_big - 1).output);
+    EXPECT_EQ(place(full_small).n_layers, hp.n_layer);
+    EXPECT_FALSE(place(full_small - 1).output);
+    EXPECT_EQ(place(full_small - 1).step_tokens, 512);
+}
+
 }  // namespace
 }  // namespace hearth::model::test

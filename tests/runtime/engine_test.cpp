@@ -443,6 +443,101 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
     }
 }
 
+// Forwards to a real model, prefers `prefill` tokens per prompt step
+// (Model::prefill_step_tokens) and records each batch's {tokens, sequences}.
+class StepSpy : public model::Model {
+public:
+    StepSpy(std::shared_ptr<const gguf::GgufFile> file, std::shared_ptr<model::Model> inner, int64_t prefill)
+        : Model(std::move(file), inner->hparams(), 1), inner_(std::move(inner)), prefill_(prefill) {}
+    model::KvLayout kv_layout() const override { return inner_->kv_layout(); }
+    int64_t prefill_step_tokens() const override { return prefill_; }
+    std::vector<std::pair<int64_t, size_t>> steps() {
+        std::lock_guard<std::mutex> lk(mu_);
+        return steps_;
+    }
+
+protected:
+    Status run_forward(const model::Batch& batch, model::KvCache& kv, model::ForwardOutput& out) override {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            steps_.emplace_back(batch.n_tokens(), batch.block_tables.size());
+        }
+        return inner_->forward(batch, kv, out);
+    }
+
+private:
+    std::shared_ptr<model::Model> inner_;
+    int64_t prefill_;
+    std::mutex mu_;
+    std::vector<std::pair<int64_t, size_t>> steps_;
+};
+
+TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
+    // A model that prefers 256-token prompt steps (a GPU model's activations budget): a lone
+    // prompt goes in steps of 256, not step_tokens (64), with the same output; while another
+    // sequence decodes, every step stays within step_tokens; an explicit solo_step_tokens wins.
+    load("stories260K.gguf");
+    auto file = gguf::open_gguf(test::testdata_path("models/stories260K.gguf"));
+    ASSERT_TRUE(file.ok());
+    std::mt19937 rng(31);
+    const Request lone = greedy(random_prompt(rng, 600), 3);
+    const Outcome want = alone(lone, 1024);
+    auto run = [&](int64_t solo, std::vector<std::pair<int64_t, size_t>>& steps) {
+        auto spy = std::make_shared<StepSpy>(file.value(), model_, 256);
+        EngineOptions o;
+        o.n_ctx = 1024;
+        o.n_parallel = 2;
+        o.step_tokens = 64;
+        o.solo_step_tokens = solo;
+        auto e = Engine::create(spy, tok_, o);
+        EXPECT_TRUE(e.ok()) << e.status().message();
+        Collector c(1);
+        if (e.ok()) e.value()->submit(lone, c.callback(0));
+        c.wait();
+        steps = spy->steps();
+        return c.out_[0];
+    };
+    std::vector<std::pair<int64_t, size_t>> steps;
+    expect_same(run(0, steps), want, "model's prompt steps");
+    ASSERT_GE(steps.size(), 3u);
+    EXPECT_EQ(steps[0].first, 256);
+    EXPECT_EQ(steps[1].first, 256);
+    EXPECT_EQ(steps[2].first, 600 - 512);
+    expect_same(run(100, steps), want, "explicit prompt steps");
+    EXPECT_EQ(steps[0].first, 100);
+
+    // A long prompt arriving while another sequence decodes: chunks of step_tokens beside it.
+    auto spy = std::make_shared<StepSpy>(file.value(), model_, 256);
+    EngineOptions o;
+    o.n_ctx = 1024;
+    o.n_parallel = 2;
+    o.step_tokens = 64;
+    auto engine = Engine::create(spy, tok_, o);
+    ASSERT_TRUE(engine.ok()) << engine.status().message();
+    Request decoding = greedy(random_prompt(rng, 8), 300);
+    decoding.ignore_eos = true;
+    std::atomic<int> pieces{0};
+    Collector c(2);
+    auto cb = c.callback(0);
+    engine.value()->submit(decoding, [&pieces, cb](const Event& e) {
+        if (e.kind == Event::Kind::text) ++pieces;
+        cb(e);
+    });
+    while (pieces.load() < 2 && !c.has_ended(0)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    engine.value()->submit(lone, c.callback(1));
+    c.wait();
+    EXPECT_TRUE(c.out_[0].error.ok()) << c.out_[0].error.message();
+    expect_same(c.out_[1], want, "beside a decode");
+    ASSERT_EQ(c.order_.front(), 1u) << "the decoding request ended before the long prompt's";
+    int64_t beside = 0;
+    for (const auto& [tokens, seqs] : spy->steps()) {
+        if (seqs == 1) continue;
+        EXPECT_LE(tokens, 64);
+        beside += tokens;
+    }
+    EXPECT_GE(beside, 600 - 1);  // the whole prompt went in steps beside the decode
+}
+
 TEST_F(EngineTest, DiskPrefixCacheSurvivesARestartAndDistrustsDamagedFiles) {
     // A 2,000-token prompt with the disk tier on; a new engine (a restart) over the same folder
     // reads it back instead of prefilling it, with identical output; a truncated and a
