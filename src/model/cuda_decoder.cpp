@@ -26,7 +26,10 @@
 // the buffers the graph points into (activations, the int tables, the KV pool) drops it.
 #include "model/cuda_decoder.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <vector>
 
 namespace hearth::model {
 
@@ -61,32 +64,53 @@ GpuLayerPlan plan_gpu_placement(const gguf::GgufFile& file, const KvLayout& kv, 
     return plan_gpu_layers(file, kv, cuda_working_bytes(n_embd, n_ff, q_dim, n_vocab), free_bytes);
 }
 
-GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
-                             int64_t free_bytes, int64_t kv_positions) {
+LayerBytes layer_bytes(const gguf::GgufFile& file, int n_layer) {
     // Every tensor by where it goes: blk.L.* to layer L, output.weight to the output, the rest
     // (token_embd, norms, rope_freqs) always uploaded. Each allocation padded as upload_matrix pads.
-    const int n_layer = kv.n_layer;
-    std::vector<int64_t> layer(n_layer, 0);
-    int64_t fixed = 0, output = 0;
+    LayerBytes b;
+    b.layer.assign(n_layer, 0);
     for (const gguf::TensorInfo& t : file.tensors) {
         const int64_t bytes = (int64_t)((t.n_bytes + 15) & ~(uint64_t)15) + 16;
         int l = -1, used = 0;
         if (std::sscanf(t.name.c_str(), "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < n_layer)
-            layer[l] += bytes;
-        else if (t.name == "output.weight") output += bytes;
-        else fixed += bytes;
+            b.layer[l] += bytes;
+        else if (t.name == "output.weight") b.output += bytes;
+        else b.fixed += bytes;
     }
-    int64_t left = free_bytes - working_bytes - fixed;
+    return b;
+}
+
+GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
+                             int64_t free_bytes, int64_t kv_positions) {
+    const int n_layer = kv.n_layer;
+    const LayerBytes b = layer_bytes(file, n_layer);
+    int64_t left = free_bytes - working_bytes - b.fixed;
     GpuLayerPlan plan;
     while (plan.n_layers < n_layer) {
         const int l = plan.n_layers;
-        const int64_t need = layer[l] + kv_positions * (int64_t)(kv.k_width[l] + kv.v_width[l]) * 2;
+        const int64_t need = b.layer[l] + kv_positions * (int64_t)(kv.k_width[l] + kv.v_width[l]) * 2;
         if (left < need) break;
         left -= need;
         ++plan.n_layers;
     }
-    plan.output = plan.n_layers == n_layer && left >= output;
+    plan.output = plan.n_layers == n_layer && left >= b.output;
     return plan;
+}
+
+std::vector<int> split_layers(int n_layer, const std::vector<double>& shares) {
+    double total = 0;
+    for (double x : shares) total += std::max(0.0, x);
+    std::vector<int> counts(shares.size(), 0);
+    if (total <= 0 || shares.empty()) return counts;
+    double cum = 0;
+    int given = 0;
+    for (size_t i = 0; i < shares.size(); ++i) {
+        cum += std::max(0.0, shares[i]);
+        const int upto = i + 1 == shares.size() ? n_layer : (int)std::lround(cum / total * n_layer);
+        counts[i] = std::max(0, upto - given);
+        given += counts[i];
+    }
+    return counts;
 }
 
 }  // namespace hearth::model
@@ -196,17 +220,23 @@ struct DevLayer {
 
 class CudaDecoder final : public DecoderBase {
 public:
-    // n_gpu_layers < hp.n_layer, or no output: the first part of a partial offload (Hybrid
-    // below): forward() runs layers [0, n_gpu_layers) and leaves the residual stream in
-    // residual() instead of logits.
+    // Layers [first_layer, first_layer + n_gpu_layers) run here. Without the output: a part of
+    // a split model (ChainDecoder below): forward() leaves the residual stream in residual()
+    // instead of logits. first_layer > 0: forward() starts from the residual stream set by
+    // set_input (the previous part's) instead of the token embeddings.
     CudaDecoder(std::shared_ptr<const gguf::GgufFile> file, GpuRecipe recipe, std::unique_ptr<cuda::Device> dev,
-                int n_gpu_layers, bool output)
+                int first_layer, int n_gpu_layers, bool output)
         : DecoderBase(std::move(file), recipe.hp, 1), recipe_(std::move(recipe)), dev_(std::move(dev)),
-          stream_(*dev_), n_gpu_layers_(n_gpu_layers), partial_(n_gpu_layers < hp_.n_layer || !output) {
+          stream_(*dev_), first_layer_(first_layer), n_gpu_layers_(n_gpu_layers), partial_(!output) {
         stream_.set_programmatic(pdl_on_ && dev_->info().cc_major >= 9);
     }
-    // After a partial forward(): [n][n_embd] the residual stream after layer n_gpu_layers - 1.
+    // After a forward() without the output: [n][n_embd] the residual stream after this part's last layer.
     const float* residual() const { return host_residual_.data(); }
+    // For the next forward() of a part with first_layer > 0: the residual stream [n][n_embd]
+    // entering its first layer (host memory, valid until that forward returns).
+    void set_input(const float* residual) { input_ = residual; }
+    int first_layer() const { return first_layer_; }
+    int n_layers() const { return n_gpu_layers_; }
 
     Status load_weights();
     Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override;
@@ -220,17 +250,17 @@ public:
     int64_t device_kv_budget_bytes() const override {
         const int64_t left = std::max<int64_t>(
             0, (int64_t)dev_->info().total_mem_bytes - weight_bytes_ - cuda_working_bytes(hp_, prefill_tokens_));
-        // A partial offload keeps the K/V of its first layers only: the budget, in bytes of a
-        // pool over every layer (what the Engine sizes), grows by n_layer / n_gpu_layers.
-        return partial_ && n_gpu_layers_ > 0 ? left / n_gpu_layers_ * hp_.n_layer : left;
+        // A part keeps the K/V of its own layers only: the budget, in bytes of a pool over every
+        // layer (what the Engine sizes), grows by n_layer / n_gpu_layers.
+        return n_gpu_layers_ > 0 && n_gpu_layers_ < hp_.n_layer ? left / n_gpu_layers_ * hp_.n_layer : left;
     }
 
-    int64_t prefill_step_tokens() const override { return partial_ ? 0 : prefill_tokens_; }
+    int64_t prefill_step_tokens() const override { return partial_ || first_layer_ > 0 ? 0 : prefill_tokens_; }
     // After load_weights: holds the activations of a `tokens`-token step (GpuLayerPlan::step_tokens),
     // so that the Engine's prompt steps of that size cannot run out of device memory later.
     // If they do not fit now, the model keeps 512-token steps.
     void reserve_prefill(int64_t tokens) {
-        if (tokens <= 512 || partial_) return;
+        if (tokens <= 512 || partial_ || first_layer_ > 0) return;
         if (reserve(tokens, 1).ok()) prefill_tokens_ = tokens;
     }
 
@@ -309,8 +339,10 @@ private:
     // Declared first so it outlives every buffer and the stream (members die in reverse order).
     std::unique_ptr<cuda::Device> dev_;
     cuda::Stream stream_;
-    int n_gpu_layers_;  // layers [0, n_gpu_layers_) run here
-    bool partial_;      // the rest (and the output) run on the CPU: forward() leaves the residual
+    int first_layer_;   // layers [first_layer_, first_layer_ + n_gpu_layers_) run here; layers_,
+    int n_gpu_layers_;  // k_cache_ and v_cache_ are indexed from first_layer_
+    bool partial_;      // the output runs elsewhere (the next part, or the CPU): forward() leaves the residual
+    const float* input_ = nullptr;  // set_input
     std::pmr::vector<float> host_residual_{cuda::pinned_host_resource()};
     std::vector<cuda::DeviceBuffer> weights_;  // every uploaded tensor, owned
     int64_t weight_bytes_ = 0;                 // their sizes
@@ -573,7 +605,9 @@ Status CudaDecoder::load_weights() {
     }
 
     const bool tied = output_.data == tok_embd_.data;
-    if (tied || backend::can_get_rows_cuda(tok_embd_.type)) {
+    // A later part of a split model looks up no tokens: it needs the matrix only as its output.
+    const bool lookups = first_layer_ == 0;
+    if ((lookups || (tied && !partial_)) && (tied || backend::can_get_rows_cuda(tok_embd_.type))) {
         if (tied) {
             HEARTH_ASSIGN(embd_, upload_matrix("token_embd.weight", tok_embd_));
         } else {
@@ -583,7 +617,7 @@ Status CudaDecoder::load_weights() {
             weight_bytes_ += (int64_t)buf.size_bytes();
             weights_.push_back(std::move(buf));
         }
-        embd_on_device_ = backend::can_get_rows_cuda(tok_embd_.type);
+        embd_on_device_ = lookups && backend::can_get_rows_cuda(tok_embd_.type);
     }
     if (partial_) {
         // The output runs on the CPU.
@@ -600,11 +634,12 @@ Status CudaDecoder::load_weights() {
     const int64_t d = hp.n_embd, q_dim = (int64_t)hp.n_head * hp.head_dim_k;
     const int64_t k_dim = (int64_t)hp.n_head_kv * hp.head_dim_k, v_dim = (int64_t)hp.n_head_kv * hp.head_dim_v;
     layers_.resize(n_gpu_layers_);
-    for (int l = 0; l < n_gpu_layers_; ++l) {
+    for (int i = 0; i < n_gpu_layers_; ++i) {
+        const int l = first_layer_ + i;  // the file's layer
         // Host views first (the CPU families' loaders: same names, shapes and checks), then uploads.
         auto name = [l](const char* n, const char* suffix = "weight") { return layer_tensor(l, n, suffix); };
         const GpuLayerRecipe& lr = recipe_.layers[l];
-        DevLayer& L = layers_[l];
+        DevLayer& L = layers_[i];
         L.recipe = &lr;
         std::vector<float> v;
         auto vec = [&](const std::string& tensor, int64_t n, const float*& dst, bool required = true) -> Status {
@@ -741,8 +776,9 @@ Status CudaDecoder::ensure_kv(const KvCache& kv) {
     kv_blocks_ = kv_block_size_ = 0;
     const size_t n_slots = (size_t)kv.n_blocks() * kv.block_size();
     for (int l = 0; l < n_gpu_layers_; ++l) {
-        HEARTH_ASSIGN(cuda::DeviceBuffer k, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.k_width(l) * 2));
-        HEARTH_ASSIGN(cuda::DeviceBuffer v, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.v_width(l) * 2));
+        const int fl = first_layer_ + l;  // the cache's layer
+        HEARTH_ASSIGN(cuda::DeviceBuffer k, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.k_width(fl) * 2));
+        HEARTH_ASSIGN(cuda::DeviceBuffer v, cuda::DeviceBuffer::allocate(*dev_, n_slots * kv.v_width(fl) * 2));
         k_cache_.push_back(std::move(k));
         v_cache_.push_back(std::move(v));
     }
@@ -825,6 +861,8 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
 
 Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) {
     HEARTH_TRY(dev_->status());  // a failed device stays failed (sticky errors)
+    // This thread's current device is this part's (a split model's parts run on several).
+    if (!dev_->make_current()) return dev_->status();
     HEARTH_TRY(validate(batch, kv));
     HEARTH_TRY(ensure_kv(kv));
     const Hparams& hp = hp_;
@@ -886,7 +924,10 @@ Status CudaDecoder::run_forward(const Batch& batch, KvCache& kv, ForwardOutput& 
         ++gen_;
     }
     ints_.upload(stream_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
-    if (!embd_on_device_) {
+    if (first_layer_ > 0) {  // the previous part's residual stream (set_input)
+        if (input_ == nullptr) return error(StatusCode::internal, "a later part of a split model ran without its input");
+        act_.upload(stream_, input_, (size_t)n * d * sizeof(float), (size_t)((std::byte*)dx_ - act_.as<std::byte>()));
+    } else if (!embd_on_device_) {
         if ((int64_t)host_embd_.size() < n * d) host_embd_.resize(n * d);
         ops_.get_rows(tok_embd_, batch.tokens.data(), n, host_embd_.data());
         // Through act_'s buffer at dx_'s offset (DeviceBuffer::upload works on whole buffers).
@@ -1197,8 +1238,10 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     const int32_t *d_begin = di + 5 * n, *d_out = di + kIntsPerToken * n, *d_tab = d_out + n_out;
     const auto* d_qscale = reinterpret_cast<const float*>(di + 6 * n);
 
-    if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
-    if (recipe_.embd_scale > 0.0f) backend::scale_cuda(stream_, dx_, recipe_.embd_scale, n * d);
+    if (first_layer_ == 0) {  // else dx_ holds the previous part's residual stream (run_forward)
+        if (embd_on_device_) backend::get_rows_cuda(stream_, embd_.type, embd_.data, embd_.row_bytes, d_tok, n, d, dx_);
+        if (recipe_.embd_scale > 0.0f) backend::scale_cuda(stream_, dx_, recipe_.embd_scale, n * d);
+    }
     if (recipe_.encoder) {  // + position and token-type embeddings, LayerNorm, the layers
         backend::get_rows_cuda(stream_, pos_embd_.type, pos_embd_.data, pos_embd_.row_bytes, d_pos, n, d, dh_);
         backend::add_cuda(stream_, dx_, dh_, n * d);
@@ -1365,37 +1408,59 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
 }
 
 
-// Partial offload: layers [0, n_gpu) on the GPU (CudaDecoder, their K/V in its device pool),
-// the other layers, the final norm and the output on the CPU (Decoder::forward_from, their
-// K/V in the host KvCache's rows). Each step copies the residual stream ([n][n_embd] f32)
-// from the device to the host once. The KvCache is f16 (its GPU layers' rows live on the
-// device: kv_on_device(), so the Engine keeps f16 and no disk tier).
-class HybridDecoder final : public Model {
+// A model split by layers: consecutive parts on CUDA devices (CudaDecoder, each part's K/V in
+// its own device pool), then optionally the remaining layers, the final norm and the output on
+// the CPU (partial offload: Decoder::forward_from, their K/V in the host KvCache's rows). Each
+// step hands the residual stream ([n][n_embd] f32) from part to part through pinned host
+// memory, once per boundary: bit for bit what one device computes, since every part runs the
+// same kernels on the same inputs. The KvCache is f16 (the GPU layers' rows live on the
+// devices: kv_on_device(), so the Engine keeps f16 and no disk tier).
+class ChainDecoder final : public Model {
 public:
-    HybridDecoder(std::shared_ptr<const gguf::GgufFile> file, std::unique_ptr<CudaDecoder> gpu,
-                  std::unique_ptr<Model> cpu, int n_gpu)
-        : Model(std::move(file), cpu->hparams(), 1), gpu_(std::move(gpu)), cpu_(std::move(cpu)), n_gpu_(n_gpu) {}
+    ChainDecoder(std::shared_ptr<const gguf::GgufFile> file, std::vector<std::unique_ptr<CudaDecoder>> parts,
+                 std::unique_ptr<Model> cpu)
+        : Model(std::move(file), parts.front()->hparams(), 1), parts_(std::move(parts)), cpu_(std::move(cpu)) {
+        n_gpu_ = parts_.back()->first_layer() + parts_.back()->n_layers();
+    }
 
-    KvLayout kv_layout() const override { return cpu_->kv_layout(); }
+    KvLayout kv_layout() const override { return cpu_ ? cpu_->kv_layout() : parts_.front()->kv_layout(); }
     std::string device_name() const override {
-        return strformat("%s, %d of %d layers (the rest on the cpu)", gpu_->device_name().c_str(), n_gpu_, hp_.n_layer);
+        std::string s;
+        for (const auto& p : parts_)
+            s += strformat("%s%s layers %d-%d", s.empty() ? "" : ", ", p->device_name().c_str(), p->first_layer(),
+                           p->first_layer() + p->n_layers() - 1);
+        if (cpu_) s += strformat(", cpu layers %d-%d", n_gpu_, hp_.n_layer - 1);
+        return s;
     }
     bool kv_on_device() const override { return true; }
     int kv_host_first_layer() const override { return n_gpu_; }  // the CPU layers' rows stay on the host
-    int64_t device_weight_bytes() const override { return gpu_->device_weight_bytes(); }
-    int64_t device_kv_budget_bytes() const override { return gpu_->device_kv_budget_bytes(); }
+    int64_t device_weight_bytes() const override {
+        int64_t b = 0;
+        for (const auto& p : parts_) b += p->device_weight_bytes();
+        return b;
+    }
+    // The pool every part can hold its layers' share of.
+    int64_t device_kv_budget_bytes() const override {
+        int64_t b = INT64_MAX;
+        for (const auto& p : parts_) b = std::min(b, p->device_kv_budget_bytes());
+        return b;
+    }
     Status run_forward(const Batch& batch, KvCache& kv, ForwardOutput& out) override {
-        // The GPU layers' own pass (run_forward, not forward: that would select candidates
-        // from whatever rows out still holds; this model's forward selects once, at the end).
-        HEARTH_TRY(gpu_->run_forward(batch, kv, out));
+        // Each part's own pass (run_forward, not forward: that would select candidates from
+        // whatever rows out still holds; this model's forward selects once, at the end).
+        for (size_t i = 0; i < parts_.size(); ++i) {
+            if (i > 0) parts_[i]->set_input(parts_[i - 1]->residual());
+            HEARTH_TRY(parts_[i]->run_forward(batch, kv, out));
+        }
+        if (!cpu_) return {};
         // The family loaders of plain recipes build a Decoder (load_model_cuda offloads partially only those).
-        return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, gpu_->residual(), batch, kv, out);
+        return static_cast<Decoder&>(*cpu_).forward_from(n_gpu_, parts_.back()->residual(), batch, kv, out);
     }
 
 private:
-    std::unique_ptr<CudaDecoder> gpu_;
-    std::unique_ptr<Model> cpu_;
-    int n_gpu_;
+    std::vector<std::unique_ptr<CudaDecoder>> parts_;
+    std::unique_ptr<Model> cpu_;  // null: the last part has the output
+    int n_gpu_ = 0;               // layers on the devices: [0, n_gpu_)
 };
 
 }  // namespace
@@ -1412,6 +1477,79 @@ Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
     return GpuMemory{dev->info().name, (int64_t)free_bytes, (int64_t)dev->info().total_mem_bytes};
 }
+
+namespace {
+
+struct SplitPart {
+    int device = 0;
+    int first = 0, count = 0;  // layers [first, first + count)
+};
+
+// The devices a model goes on, by layers, when it is split (empty: one device, load_model_cuda's
+// single-device plan). LoadOptions::tensor_split as given; automatic (num_gpu < 0, no split
+// given, several visible devices) only when the whole model does not fit on device 0 but fits
+// on all of them, in proportion to what each has left beside its working memory.
+Result<std::vector<SplitPart>> plan_split(const gguf::GgufFile& file, const Hparams& hp, bool encoder,
+                                          const LoadOptions& opts) {
+    const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
+    std::vector<int> devices = opts.split_devices;
+    std::vector<double> shares(opts.tensor_split.begin(), opts.tensor_split.end());
+    const bool given = !shares.empty();
+    if (given) {
+        if (opts.num_gpu > 0 && opts.num_gpu < hp.n_layer)
+            return error(StatusCode::invalid_argument,
+                         "tensor_split places every layer on the GPUs: num_gpu must be automatic or at least the layer count");
+        if (devices.empty())
+            for (int i = 0; i < (int)shares.size(); ++i) devices.push_back(i);
+        if (devices.size() != shares.size())
+            return error(StatusCode::invalid_argument,
+                         strformat("tensor_split has %zu entries for %zu devices", shares.size(), devices.size()));
+        for (double x : shares)
+            if (!(x >= 0.0) || !std::isfinite(x))
+                return error(StatusCode::invalid_argument, "tensor_split entries must be finite and not negative");
+        if (encoder && shares.size() > 1)
+            return error(StatusCode::unsupported, "an encoder model runs on one GPU (no tensor_split)");
+    } else {
+        const int n_dev = cuda::device_count();
+        if (opts.num_gpu >= 0 || n_dev < 2 || encoder) return std::vector<SplitPart>{};
+        const KvLayout kv = kv_layout_of(hp);
+        std::vector<int64_t> free(n_dev, 0);
+        for (int i = 0; i < n_dev; ++i) {
+            HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(i));
+            HEARTH_ASSIGN(const size_t f, dev->free_memory());
+            free[i] = (int64_t)f;
+        }
+        const GpuLayerPlan one = plan_gpu_placement(file, kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free[0]);
+        if (one.n_layers == hp.n_layer && one.output) return std::vector<SplitPart>{};
+        const LayerBytes b = layer_bytes(file, hp.n_layer);
+        const int64_t working = cuda_working_bytes(hp.n_embd, hp.n_ff, q_dim, hp.n_vocab);
+        for (int i = 0; i < n_dev; ++i) {
+            devices.push_back(i);
+            shares.push_back((double)std::max<int64_t>(0, free[i] - working - b.fixed - (i + 1 == n_dev ? b.output : 0)));
+        }
+        // Each device's range must fit with room for 4096 positions of K/V (plan_gpu_layers'
+        // default), else the single-device plan (device 0 and the CPU) stands.
+        const std::vector<int> counts = split_layers(hp.n_layer, shares);
+        int first = 0;
+        for (int i = 0; i < n_dev; ++i) {
+            int64_t need = working + b.fixed + (i + 1 == n_dev ? b.output : 0);
+            for (int l = first; l < first + counts[i]; ++l) need += b.layer[l] + 4096ll * (kv.k_width[l] + kv.v_width[l]) * 2;
+            if (need > free[i]) return std::vector<SplitPart>{};
+            first += counts[i];
+        }
+    }
+    const std::vector<int> counts = split_layers(hp.n_layer, shares);
+    std::vector<SplitPart> parts;
+    int first = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+        if (counts[i] > 0) parts.push_back(SplitPart{devices[i], first, counts[i]});
+        first += counts[i];
+    }
+    if (parts.empty()) return error(StatusCode::invalid_argument, "tensor_split gives no device a share");
+    return parts;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device) {
@@ -1442,6 +1580,28 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                                backend::kAttnMaxHeadDimV));
     if (hp.pooling != Pooling::none && !recipe.value().encoder)
         return error(StatusCode::unsupported, arch + ": pooled embeddings of a decoder have no CUDA executor yet");
+    // Several devices (LoadOptions::tensor_split, or automatic when the model needs them).
+    HEARTH_ASSIGN(const std::vector<SplitPart> split, plan_split(*file, hp, recipe.value().encoder, opts));
+    if (!split.empty()) {
+        std::vector<std::unique_ptr<CudaDecoder>> parts;
+        std::string note;
+        for (size_t i = 0; i < split.size(); ++i) {
+            const SplitPart& sp = split[i];
+            HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(sp.device));
+            auto part = std::make_unique<CudaDecoder>(file, recipe.value(), std::move(dev), sp.first, sp.count,
+                                                      i + 1 == split.size());
+            const Status st = part->load_weights();
+            if (!st.ok()) return st.with_context(strformat("%s on CUDA device %d", arch.c_str(), sp.device));
+            parts.push_back(std::move(part));
+        }
+        if (parts.size() == 1) {
+            parts.front()->reserve_prefill(cuda_prefill_tokens(hp.n_embd, hp.n_ff, (int64_t)hp.n_head * hp.head_dim_k));
+            return std::unique_ptr<Model>(std::move(parts.front()));
+        }
+        auto chain = std::make_unique<ChainDecoder>(file, std::move(parts), nullptr);
+        chain->set_placement_note(strformat("split by layers over %zu GPUs: %s", split.size(), chain->device_name().c_str()));
+        return std::unique_ptr<Model>(std::move(chain));
+    }
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
     // How many layers: num_gpu > 0 asks for that many (n_layer or more: the whole model, with
     // the larger prompt steps if their activations can be allocated), automatic (< 0) takes what
@@ -1471,7 +1631,7 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
                                                         "runs llama-style families only",
                                                         arch.c_str(), plan.n_layers, hp.n_layer));
     const int n_gpu = plan.n_layers;
-    auto m = std::make_unique<CudaDecoder>(file, std::move(recipe).value(), std::move(dev), n_gpu, plan.output);
+    auto m = std::make_unique<CudaDecoder>(file, std::move(recipe).value(), std::move(dev), 0, n_gpu, plan.output);
     const Status st = m->load_weights();
     if (!st.ok()) return st.with_context(arch + " on CUDA");
     m->reserve_prefill(plan.step_tokens);
@@ -1480,7 +1640,9 @@ Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufF
     cpu_opts.num_gpu = 0;
     auto cpu = load_model(file, cpu_opts);  // the family's own loader: a Decoder (plain recipes only)
     if (!cpu.ok()) return cpu.status().with_context(arch + " (the CPU part of a partial offload)");
-    auto hybrid = std::make_unique<HybridDecoder>(file, std::move(m), std::move(cpu).value(), n_gpu);
+    std::vector<std::unique_ptr<CudaDecoder>> parts;
+    parts.push_back(std::move(m));
+    auto hybrid = std::make_unique<ChainDecoder>(file, std::move(parts), std::move(cpu).value());
     hybrid->set_placement_note(std::move(note));
     return std::unique_ptr<Model>(std::move(hybrid));
 }

@@ -36,6 +36,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "model/model.h"
 
@@ -76,6 +77,18 @@ struct GpuLayerPlan {
 // fits. The loader (automatic num_gpu) and store::fit's GPU verdict both use it.
 GpuLayerPlan plan_gpu_layers(const gguf::GgufFile& file, const KvLayout& kv, int64_t working_bytes,
                              int64_t free_bytes, int64_t kv_positions = 4096);
+
+// The device memory of a file's tensors by where they go: layer[l] (blk.l.*), the output matrix,
+// and the rest (embeddings, norms), each padded as the CUDA executor allocates it.
+struct LayerBytes {
+    std::vector<int64_t> layer;
+    int64_t output = 0, fixed = 0;
+};
+LayerBytes layer_bytes(const gguf::GgufFile& file, int n_layer);
+
+// Layers per device for a split in these proportions (LoadOptions::tensor_split): consecutive
+// ranges by cumulative rounding, the last device taking what is left; all 0 without a positive share.
+std::vector<int> split_layers(int n_layer, const std::vector<double>& shares);
 
 // The automatic placement: plan_gpu_layers with the working memory of cuda_prefill_tokens-token
 // steps when the whole model fits with it (step_tokens is then that), else of 512-token steps.

@@ -57,6 +57,16 @@ struct LoadOptions {
     // but cannot be used, load_model runs the model on the CPU and says why in
     // Model::placement_note() (a partial offload says there how it was split).
     int num_gpu = -1;
+    // Several CUDA devices (CUDA_VISIBLE_DEVICES chooses which ones the process sees): each
+    // device's share of the layers, as llama.cpp's --tensor-split (proportions: {3, 1} puts three
+    // quarters of the layers on device 0, the rest and the output on device 1). Empty:
+    // automatic: the whole model on device 0 when it fits there, else the visible devices in
+    // proportion to their free memory when the model fits on them together, else device 0 and
+    // the CPU (num_gpu above). Only with num_gpu < 0 or >= n_layer.
+    std::vector<float> tensor_split = {};
+    // The devices tensor_split's entries are for (default 0, 1, ...). One device may appear more
+    // than once: the split path on one GPU (tests).
+    std::vector<int> split_devices = {};
     // LoRA adapter GGUF files (model/lora.h), applied in this order as low-rank deltas on the
     // weights they name; the base weights stay mapped and untouched. Each must be for the
     // model's architecture and every one of its tensor pairs must adapt a weight the model

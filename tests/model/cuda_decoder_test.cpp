@@ -217,6 +217,54 @@ TEST(CudaDecoder, MatchesCpuOnTinyModels) {
 // (HEARTH_CUDA_GROUP=0 HEARTH_CUDA_PDL=0): every logit of a 53-token prefill (the tensor-core
 // int8 path), 8 single-token steps (graph replays), a second sequence's prefill with one output
 // row, and 4 steps of both sequences at once (dp4a kernels for 2 tokens).
+// Runs models a and b (models[0], models[1]) through the same batches: a 53-token prompt, 8
+// decode steps, a second sequence's 20-token prompt, 4 steps of both; a's greedy picks feed both.
+// Every logit must be bitwise equal. Returns the number of batches compared.
+int expect_same_bits(Model* const (&models)[2]) {
+    const KvLayout layout = models[0]->kv_layout();
+    std::vector<KvCache> caches;
+    std::vector<std::vector<std::vector<int32_t>>> tables(2, std::vector<std::vector<int32_t>>(2));
+    for (int m = 0; m < 2; ++m) {
+        auto kv = KvCache::create(layout, 16, 16);
+        EXPECT_TRUE(kv.ok());
+        if (!kv.ok()) return 0;
+        caches.push_back(std::move(kv).value());
+        for (auto& t : tables[m]) EXPECT_TRUE(caches[m].ensure_capacity(t, 100).ok());
+    }
+    const int64_t n_vocab = models[0]->hparams().n_vocab;
+    std::vector<int32_t> prompt = kLlamaPrompt;  // 53 tokens
+    ForwardOutput out[2];
+    int32_t next_tok[2] = {0, 0};  // a's greedy picks, fed to both
+    int32_t pos[2] = {0, 0};
+    int step = 0;
+    auto run = [&](const std::vector<std::pair<int, std::vector<int32_t>>>& seq_tokens, bool all_outputs) {
+        SCOPED_TRACE(testing::Message() << "batch " << step++);
+        for (int m = 0; m < 2; ++m) {
+            Batch b;
+            b.block_tables = tables[m];
+            int32_t p[2] = {pos[0], pos[1]};
+            for (const auto& [sq, toks] : seq_tokens)
+                for (size_t i = 0; i < toks.size(); ++i) b.add(toks[i], p[sq]++, sq, all_outputs || i + 1 == toks.size());
+            const Status st = models[m]->forward(b, caches[m], out[m]);
+            ASSERT_TRUE(st.ok()) << st.message();
+        }
+        for (const auto& [sq, toks] : seq_tokens) pos[sq] += (int32_t)toks.size();
+        ASSERT_EQ(out[0].logits.size(), out[1].logits.size());
+        ASSERT_EQ(0, std::memcmp(out[0].logits.data(), out[1].logits.data(), out[0].logits.size() * sizeof(float)))
+            << "logits differ";
+        const int64_t rows = (int64_t)out[0].logits.size() / n_vocab;
+        for (size_t k = 0; k < seq_tokens.size(); ++k)
+            next_tok[seq_tokens[k].first] =
+                argmax(out[0].logits.data() + (rows - (int64_t)seq_tokens.size() + (int64_t)k) * n_vocab, n_vocab);
+    };
+    const bool failed = ::testing::Test::HasFailure();
+    run({{0, prompt}}, true);
+    for (int s = 0; s < 8 && ::testing::Test::HasFailure() == failed; ++s) run({{0, {next_tok[0]}}}, true);
+    run({{1, std::vector<int32_t>(prompt.begin() + 3, prompt.begin() + 23)}}, false);
+    for (int s = 0; s < 4 && ::testing::Test::HasFailure() == failed; ++s) run({{0, {next_tok[0]}}, {1, {next_tok[1]}}}, true);
+    return step;
+}
+
 TEST(CudaDecoder, FusedDecodeGivesTheSameBits) {
     DECODER_OPEN_DEVICE_OR_SKIP();
     for (const char* name : {"llama3-tiny.Q4_K_M", "llama3-tiny.Q8_0", "qwen3-tiny.Q4_K_M", "qwen2-tiny.F16"}) {
@@ -230,50 +278,59 @@ TEST(CudaDecoder, FusedDecodeGivesTheSameBits) {
         unsetenv("HEARTH_CUDA_PDL");
         auto fused = load_model_cuda(file.value(), LoadOptions{1});
         ASSERT_TRUE(plain.ok() && fused.ok());
-        Model* models[2] = {plain.value().get(), fused.value().get()};
-        const KvLayout layout = models[0]->kv_layout();
-        std::vector<KvCache> caches;
-        std::vector<std::vector<std::vector<int32_t>>> tables(2, std::vector<std::vector<int32_t>>(2));
-        for (int m = 0; m < 2; ++m) {
-            auto kv = KvCache::create(layout, 16, 16);
-            ASSERT_TRUE(kv.ok());
-            caches.push_back(std::move(kv).value());
-            for (auto& t : tables[m]) ASSERT_TRUE(caches[m].ensure_capacity(t, 100).ok());
-        }
-        const int64_t n_vocab = models[0]->hparams().n_vocab;
-        std::vector<int32_t> prompt = kLlamaPrompt;  // 53 tokens
-        ForwardOutput out[2];
-        int32_t next_tok[2] = {0, 0};  // the plain model's greedy picks, fed to both
-        int32_t pos[2] = {0, 0};
-        int step = 0;
-        auto run = [&](const std::vector<std::pair<int, std::vector<int32_t>>>& seq_tokens, bool all_outputs) {
-            SCOPED_TRACE(testing::Message() << "batch " << step++);
-            for (int m = 0; m < 2; ++m) {
-                Batch b;
-                b.block_tables = tables[m];
-                int32_t p[2] = {pos[0], pos[1]};
-                for (const auto& [sq, toks] : seq_tokens)
-                    for (size_t i = 0; i < toks.size(); ++i)
-                        b.add(toks[i], p[sq]++, sq, all_outputs || i + 1 == toks.size());
-                const Status st = models[m]->forward(b, caches[m], out[m]);
-                ASSERT_TRUE(st.ok()) << st.message();
-            }
-            for (const auto& [sq, toks] : seq_tokens) pos[sq] += (int32_t)toks.size();
-            ASSERT_EQ(out[0].logits.size(), out[1].logits.size());
-            ASSERT_EQ(0, std::memcmp(out[0].logits.data(), out[1].logits.data(), out[0].logits.size() * sizeof(float)))
-                << "logits differ";
-            const int64_t rows = (int64_t)out[0].logits.size() / n_vocab;
-            for (size_t k = 0; k < seq_tokens.size(); ++k)
-                next_tok[seq_tokens[k].first] =
-                    argmax(out[0].logits.data() + (rows - (int64_t)seq_tokens.size() + (int64_t)k) * n_vocab, n_vocab);
-        };
-        run({{0, prompt}}, true);
-        for (int s = 0; s < 8 && !HasFailure(); ++s) run({{0, {next_tok[0]}}}, true);
-        run({{1, std::vector<int32_t>(prompt.begin() + 3, prompt.begin() + 23)}}, false);
-        for (int s = 0; s < 4 && !HasFailure(); ++s) run({{0, {next_tok[0]}}, {1, {next_tok[1]}}}, true);
+        const int steps = expect_same_bits({plain.value().get(), fused.value().get()});
         if (HasFailure()) return;
-        std::printf("  %-20s fused and plain decode: %d batches bit-identical\n", name, step);
+        std::printf("  %-20s fused and plain decode: %d batches bit-identical\n", name, steps);
     }
+}
+
+// A model split by layers (LoadOptions::tensor_split) hands the residual stream from part to
+// part: every logit is what the whole model on one device gives. Two parts on device 0 (the
+// path on any GPU machine), then on devices 0 and 1 when there are two.
+TEST(CudaDecoder, SplitByLayersGivesTheSameBits) {
+    DECODER_OPEN_DEVICE_OR_SKIP();
+    std::vector<std::vector<int>> device_sets = {{0, 0}};
+    if (backend::cuda::device_count() >= 2) device_sets.push_back({0, 1});
+    for (const auto& devices : device_sets) {
+        for (const char* name : {"llama3-tiny.Q4_K_M", "qwen3moe-tiny.Q8_0", "gemma3-tiny.Q8_0", "deepseek2-tiny.F16",
+                                 "gpt-oss-tiny.MXFP4_MOE"}) {
+            SCOPED_TRACE(testing::Message() << name << " on devices " << devices[0] << "," << devices[1]);
+            auto file = gguf::open_gguf(hearth::test::testdata_path(std::string("models/") + name + ".gguf"));
+            ASSERT_TRUE(file.ok()) << file.status().message();
+            auto whole = load_model_cuda(file.value(), LoadOptions{1});
+            LoadOptions o{1};
+            o.tensor_split = {1.0f, 1.0f};
+            o.split_devices = devices;
+            auto split = load_model_cuda(file.value(), o);
+            ASSERT_TRUE(whole.ok()) << whole.status().message();
+            ASSERT_TRUE(split.ok()) << split.status().message();
+            const int n_layer = whole.value()->hparams().n_layer;
+            ASSERT_GE(n_layer, 2);
+            EXPECT_NE(split.value()->device_name().find(strformat("layers %d-%d", n_layer / 2, n_layer - 1)),
+                      std::string::npos)
+                << split.value()->device_name();
+            EXPECT_NE(split.value()->placement_note().find("split by layers over 2 GPUs"), std::string::npos)
+                << split.value()->placement_note();
+            EXPECT_EQ(split.value()->kv_host_first_layer(), n_layer);
+            EXPECT_EQ(split.value()->device_weight_bytes() > 0, true);
+            const int steps = expect_same_bits({whole.value().get(), split.value().get()});
+            if (HasFailure()) return;
+            std::printf("  %-20s split over devices %d,%d: %d batches bit-identical\n", name, devices[0], devices[1],
+                        steps);
+        }
+    }
+    // Bad splits are errors.
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
+    ASSERT_TRUE(file.ok());
+    LoadOptions o{1};
+    o.tensor_split = {1.0f, -1.0f};
+    EXPECT_FALSE(load_model_cuda(file.value(), o).ok());
+    o.tensor_split = {1.0f, 1.0f};
+    o.split_devices = {0};
+    EXPECT_FALSE(load_model_cuda(file.value(), o).ok());
+    o.split_devices = {0, 0};
+    o.num_gpu = 1;
+    EXPECT_FALSE(load_model_cuda(file.value(), o).ok());
 }
 
 // Every weight type of the shared test models has a CUDA kernel, so the unsupported case is

@@ -109,5 +109,21 @@ TEST(GpuPlan, PromptStepsAsLargeAsTheirActivationsAllow) {
     EXPECT_EQ(place(full_small - 1).step_tokens, 512);
 }
 
+TEST(GpuPlan, SplitLayersInProportion) {
+    EXPECT_EQ(split_layers(32, {1, 1}), (std::vector<int>{16, 16}));
+    EXPECT_EQ(split_layers(32, {3, 1}), (std::vector<int>{24, 8}));
+    EXPECT_EQ(split_layers(2, {1, 1}), (std::vector<int>{1, 1}));
+    EXPECT_EQ(split_layers(5, {1, 1, 1}), (std::vector<int>{2, 1, 2}));  // cumulative rounding: 1.67, 3.33, 5
+    EXPECT_EQ(split_layers(32, {0, 1}), (std::vector<int>{0, 32}));
+    EXPECT_EQ(split_layers(32, {1, 0}), (std::vector<int>{32, 0}));
+    EXPECT_EQ(split_layers(32, {0, 0}), (std::vector<int>{0, 0}));
+    EXPECT_EQ(split_layers(32, {-1, 2}), (std::vector<int>{0, 32}));
+    EXPECT_EQ(split_layers(48, {80e9, 80e9, 24e9}), (std::vector<int>{21, 21, 6}));
+    for (int n : {1, 7, 61}) {
+        const std::vector<int> c = split_layers(n, {0.3, 0.5, 0.2});
+        EXPECT_EQ(c[0] + c[1] + c[2], n);
+    }
+}
+
 }  // namespace
 }  // namespace hearth::model::test
