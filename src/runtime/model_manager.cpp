@@ -145,10 +145,22 @@ Result<Duration> keep_alive_from_seconds(double seconds) {
     return to_duration(static_cast<long double>(std::fabs(seconds)) * 1e9L, seconds < 0);
 }
 
+namespace {
+std::string split_text(const std::vector<float>& split) {
+    if (split.empty()) return {};
+    std::string s = " tensor_split=";
+    for (size_t i = 0; i < split.size(); ++i) {
+        if (i > 0) s += ',';
+        s += strformat("%g", split[i]);
+    }
+    return s;
+}
+}  // namespace
+
 std::string ModelConfig::to_string() const {
     auto num = [](int64_t v, int64_t automatic) { return v == automatic ? std::string("auto") : std::to_string(v); };
     return "num_ctx=" + num(n_ctx, 0) + " num_parallel=" + num(n_parallel, 0) + " num_batch=" + num(n_batch, 0) +
-           " num_gpu=" + num(n_gpu_layers, -1) + " num_thread=" + num(n_threads, 0) +
+           " num_gpu=" + num(n_gpu_layers, -1) + split_text(tensor_split) + " num_thread=" + num(n_threads, 0) +
            " kv_cache_type=" + (kv_cache_type.empty() ? std::string("default") : kv_cache_type) +
            (use_mlock ? " use_mlock=true" : "");
 }

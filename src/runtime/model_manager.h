@@ -89,6 +89,7 @@ struct ModelConfig {
     int n_parallel = 0;         // sequences at once (HEARTH_NUM_PARALLEL)
     int64_t n_batch = 0;        // num_batch: tokens per scheduler step
     int n_gpu_layers = -1;      // num_gpu: layers offloaded; -1 = automatic
+    std::vector<float> tensor_split;  // layers per CUDA device in proportion (HEARTH_TENSOR_SPLIT); empty = automatic
     int n_threads = 0;          // num_thread
     std::string kv_cache_type;  // "f16", "q8_0", "q4_0" (HEARTH_KV_CACHE_TYPE)
     bool use_mlock = false;     // use_mlock: pin the mapped weights in RAM

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -121,6 +122,21 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
     if (auto v = env("HEARTH_NUM_GPU")) {
         HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_NUM_GPU", *v, -1, 1 << 20));
         c.num_gpu = (int)n;
+    }
+    if (auto v = env("HEARTH_TENSOR_SPLIT")) {
+        size_t start = 0;
+        while (start < v->size()) {
+            size_t comma = v->find(',', start);
+            if (comma == std::string::npos) comma = v->size();
+            const std::string part = v->substr(start, comma - start);
+            char* end = nullptr;
+            const float x = std::strtof(part.c_str(), &end);
+            if (part.empty() || end != part.c_str() + part.size() || !(x >= 0.0f) || !std::isfinite(x))
+                return error(StatusCode::invalid_argument,
+                             "HEARTH_TENSOR_SPLIT=\"" + *v + "\": use proportions per GPU, e.g. 3,1");
+            c.tensor_split.push_back(x);
+            start = comma + 1;
+        }
     }
     if (auto v = env("HEARTH_KV_DISK_CACHE")) {
         HEARTH_ASSIGN(c.kv_disk_bytes, parse_size("HEARTH_KV_DISK_CACHE", *v));

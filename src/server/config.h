@@ -26,6 +26,9 @@ struct ServerConfig {
     int num_gpu = -1;                // HEARTH_NUM_GPU: 0 = CPU only, -1 = the GPU when present and the
                                      // model is supported there (as many layers as fit), > 0 = that
                                      // many leading layers on the GPU (the rest on the CPU)
+    // HEARTH_TENSOR_SPLIT: "3,1": the layers over CUDA devices 0, 1, ... in these proportions
+    // (model::LoadOptions::tensor_split); empty = automatic (one GPU when the model fits there).
+    std::vector<float> tensor_split;
     int64_t context_length = 0;      // HEARTH_CONTEXT_LENGTH: default num_ctx; 0 = 4096 (capped by the model)
     std::string kv_cache_type = "f16";  // HEARTH_KV_CACHE_TYPE: f16, q8_0, q4_0
     // HEARTH_KV_DISK_CACHE: disk budget of the persistent prefix cache (KV blocks of prompts seen

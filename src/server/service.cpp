@@ -253,6 +253,7 @@ Result<runtime::ModelConfig> Service::model_config(const store::GgufInfo& info, 
     c.n_parallel = config_.num_parallel;
     c.n_batch = o.num_batch.value_or(0);
     c.n_gpu_layers = (int)o.num_gpu.value_or(config_.num_gpu);
+    c.tensor_split = config_.tensor_split;
     c.kv_cache_type = config_.kv_cache_type;
     c.use_mlock = o.use_mlock.value_or(false);
     return c;
@@ -276,6 +277,7 @@ Result<std::shared_ptr<runtime::LoadedModel>> Service::load(const std::string& n
     if (!tok.ok()) return tok.status().with_context("tokenizer");
     model::LoadOptions lo{cfg.n_threads};
     lo.num_gpu = cfg.n_gpu_layers;
+    lo.tensor_split = cfg.tensor_split;
     lo.adapters = ref.adapter_paths;  // the manifest's LoRA layers, applied at load (CPU)
     auto m = model::load_model(*file, lo);
     if (!m.ok()) return m.status();

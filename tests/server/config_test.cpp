@@ -45,6 +45,21 @@ TEST(ServerConfig, DiskCacheSizes) {
     }
 }
 
+TEST(ServerConfig, TensorSplit) {
+    EXPECT_TRUE(from({})->tensor_split.empty());
+    auto c = from({{"HEARTH_TENSOR_SPLIT", "3,1"}});
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(c->tensor_split, (std::vector<float>{3.0f, 1.0f}));
+    c = from({{"HEARTH_TENSOR_SPLIT", "0.5,0.25,0.25"}});
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(c->tensor_split.size(), 3u);
+    for (const char* bad : {"3,,1", "a,b", "1,-1", "nan,1", "1x", ","}) {
+        auto b = from({{"HEARTH_TENSOR_SPLIT", bad}});
+        ASSERT_FALSE(b.ok()) << bad;
+        EXPECT_NE(b.status().message().find("HEARTH_TENSOR_SPLIT"), std::string::npos);
+    }
+}
+
 TEST(ServerConfig, HostForms) {
     struct Case {
         const char* in;
