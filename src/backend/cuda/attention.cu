@@ -348,13 +348,17 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
 constexpr int kFaWarps = 4;
 constexpr int kFaRows = 16 * kFaWarps;  // query rows per block
 constexpr int kFaThreads = 32 * kFaWarps;
-// Calls of at least this many tokens take 32-position K/V tiles, shorter ones 64. Measured on the
-// H100 (8B Q4_K_M, one forward; 2026-11-26), pp512 / pp10000 t/s: 64-position tiles with 2 blocks
-// per SM (the register-bound default, 172 registers) 18,770 / 18,901; 64 with 3 blocks per SM
-// 18,562 / 19,537; 32 with 3 blocks 17,133 / 20,152; 32 with 4 (spilling) 17,248 / 19,279. ncu of
-// the first form at 10,000 tokens: 5.92 ms per layer, 2 warps per scheduler, 0.41 eligible, issue
-// slots 32 % busy, L2 hit rate 98 %: latency-bound, hence more blocks per SM. The threshold lies
-// between the two measured sizes.
+// Calls of at least this many tokens take flash_attention_long_kernel (below), shorter ones this
+// kernel with 64-position tiles and 3 blocks per SM. Measured on the H100 (8B Q4_K_M, one
+// forward; 2026-11-26), pp512 / pp10000 t/s: this kernel with 64-position tiles and 2 blocks per
+// SM (the register-bound default, 172 registers) 18,770 / 18,901; 64 with 3 blocks per SM 18,562
+// / 19,537; 32 with 3 blocks 17,133 / 20,152; 32 with 4 (spilling) 17,248 / 19,279. ncu of the
+// first form at 10,000 tokens: 5.92 ms per layer, 2 warps per scheduler, 0.41 eligible, issue
+// slots 32 % busy, L2 hit rate 98 %: latency-bound. In one later run: this kernel (64 positions
+// below 4096 tokens, 32 from there, 3 blocks per SM) 18,480 / 19,839; the long kernel for every
+// call 16,775 / 20,152: at 512 tokens the forward lost 9 % though the attention call alone did not
+// (cuda_attention_bench: 0.045 ms against 0.048; unexplained, see the long kernel), so short calls
+// stay here. The threshold lies between the two measured sizes.
 constexpr int64_t kFlashLongTokens = 4096;
 
 // Dynamic shared memory: K and V tiles, two buffers each, rows of D + 8 halves (the 16-byte pad
@@ -364,7 +368,7 @@ constexpr size_t flash_smem_bytes(int d, int chunk) { return (size_t)4 * chunk *
 
 struct FlashConsts {
     int n_tokens, n_head, group;
-    int hg, tt, n_hchunks;  // query heads per tile (hg <= kFaRows), tokens per tile, head chunks per kv head
+    int hg, tt, n_hchunks;  // query heads per tile (hg <= the kernel's rows), tokens per tile, head chunks per kv head
     int sliding_window;
     float scale, softcap;
     const float* sinks;
@@ -602,6 +606,328 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
     }
 }
 
+// ---- Flash attention for long calls (>= kFlashLongTokens tokens) ----
+//
+// The same walk as flash_attention_kernel (runs of one sequence, position tiles at multiples of
+// the tile size, the same masking; numerics within the same bound), with 128-row tiles (`tt`
+// tokens x `hg` heads as there, 32 tokens for Llama's GQA groups of 4): each warp owns 32 rows as
+// two m-tiles of 16, so every K or V fragment it reads from shared memory (ldmatrix) feeds two
+// mma: shared-memory reads per mma are what bound a 16-row warp. Q, scaled and rounded to f16,
+// stays in shared memory and is re-read per K tile, leaving the registers to the two O
+// accumulators (128 per thread; 243 registers in all at D = 128, 2 blocks per SM). K/V tiles of
+// 32 positions are double-buffered with one barrier per tile (tile i + 1 is copied from just
+// after the barrier that ends every warp's use of tile i - 1, its buffer, while tile i is
+// computed). log2(e) is folded into the query's scale, and 2^x is one MUFU op (exp2_ftz). The
+// mask is applied only on tiles that some row does not wholly see, and O is rescaled only when
+// some row of the warp has a new maximum (a factor of exactly 1 otherwise): both skips change no
+// bit, so a row's result still does not depend on the other rows of its tile.
+//
+// Measured on the H100 (2026-11-26, cuda_attention_bench: one layer, Llama-3.1-8B's heads, one
+// causal prompt; ms at 512 / 10,000 tokens), against flash_attention_kernel as it was used before
+// (64-position tiles below 4096 tokens, 32 from there, 3 blocks per SM: 0.049 / 4.633; in a later
+// run 0.048 / 4.592 against this kernel's 0.045 / 3.324): these 32-row warps, 4 per block, 2 blocks per SM (243 registers)
+// 0.046 / 3.333; the same with 64-position tiles 0.044 / 3.378 (253 registers, 8 bytes spilled);
+// 8 such warps, 1 block per SM 0.060 / 3.600; 16-row warps with Q re-read from shared memory, 4
+// warps x 4 blocks per SM (128 registers) 0.042 / 3.860, 8 warps x 2 blocks 0.041 / 3.428; 16-row
+// warps with Q in registers, 4 warps x 3 blocks 0.040 / 3.832 (64-position tiles: 0.042 / 4.391).
+// In the forward (8B Q4_K_M, pp10000, same run as the figures at kFlashLongTokens) the gain was
+// much smaller than this call's alone: 20,152 t/s against 19,839, where 1.27 ms less per layer
+// would give ~21,700. Not yet explained (no profile of the forward was taken).
+constexpr int kFaMTiles = 2;                           // m-tiles of 16 rows per warp
+constexpr int kFaLongRows = 16 * kFaMTiles * kFaWarps;  // query rows per block
+constexpr int kFaLongChunk = 32;                       // positions per K/V tile
+constexpr int kFaLongBlocksPerSm = 2;                  // what the registers must allow (__launch_bounds__)
+
+// Dynamic shared memory: Q [kFaLongRows][D + 8] halves, then the K and V tiles, two buffers each,
+// of kFaLongChunk rows of D + 8 halves. 69,632 bytes at D = 128.
+constexpr size_t flash_long_smem_bytes(int d) {
+    return (size_t)(kFaLongRows + 4 * kFaLongChunk) * (d + 8) * sizeof(__half);
+}
+
+// 2^x as one MUFU op (ex2.approx.ftz; exp2f adds a subnormal path). Results below 2^-126 flush
+// to 0, which the probabilities' f16 rounding (smallest f16 subnormal 2^-24) does anyway.
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// D: head dim (64, 96 or 128).
+template <int D>
+__global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
+    flash_attention_long_kernel(const float* __restrict__ q, PagedKvCuda kv, AttnIndexCuda idx, FlashConsts c,
+                                float* __restrict__ out) {
+    using namespace cuda_mma;
+    pdl_launch_dependents();
+    pdl_wait();
+    constexpr int kLd = D + 8;
+    constexpr float kLog2e = 1.4426950408889634f;
+    static_assert(kFaLongRows <= kFaThreads, "one thread per row writes the row's token info");
+    static_assert(kFaThreads % kFaLongChunk == 0, "whole threads per copied position");
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __half* s_q = reinterpret_cast<__half*>(fa_smem);  // [kFaLongRows][kLd]
+    __half* s_k = s_q + kFaLongRows * kLd;                 // [2][kFaLongChunk][kLd]
+    __half* s_v = s_k + 2 * kFaLongChunk * kLd;            // [2][kFaLongChunk][kLd]
+    __shared__ int s_seq[kFaLongRows], s_lo[kFaLongRows], s_end[kFaLongRows];
+
+    // Per kv head, the tiles with the most positions first (as flash_attention_kernel).
+    const int tile = gridDim.x - 1 - blockIdx.x;
+    const int kvh = blockIdx.y / c.n_hchunks, h0 = (blockIdx.y % c.n_hchunks) * c.hg;
+    const int t0 = tile * c.tt;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    // The tile's tokens: sequence (-1: none) and visible positions [lo, end), as attention_kernel.
+    if (threadIdx.x < kFaLongRows) {
+        const int t = t0 + threadIdx.x;
+        int seq = -1, lo = 0, end = 0;
+        if (threadIdx.x < c.tt && t < c.n_tokens) {
+            const int32_t pos = idx.positions[t];
+            end = idx.kv_end[t];
+            const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
+            lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
+            seq = idx.seq_ids[t];
+        }
+        s_seq[threadIdx.x] = seq, s_lo[threadIdx.x] = lo, s_end[threadIdx.x] = end;
+    }
+    // Q rows scaled by scale * log2(e) (scores come out in log2 units), as f16 (zeros for rows past
+    // the tokens or the group).
+    const float q_scale = c.scale * kLog2e;
+    for (int e = threadIdx.x; e < kFaLongRows * D / 2; e += kFaThreads) {
+        const int r = e / (D / 2), w = e % (D / 2);
+        const int tk = r / c.hg, hi = h0 + r % c.hg;
+        float2 v = make_float2(0.0f, 0.0f);
+        if (tk < c.tt && t0 + tk < c.n_tokens && hi < c.group)
+            v = reinterpret_cast<const float2*>(q + ((int64_t)(t0 + tk) * c.n_head + kvh * c.group + hi) * D)[w];
+        reinterpret_cast<uint32_t*>(s_q + r * kLd)[w] = pack_half2(v.x * q_scale, v.y * q_scale);
+    }
+    __syncthreads();
+
+    // This thread's rows: g and g + 8 of each of its warp's m-tiles.
+    int row_tk[kFaMTiles][2];
+    bool row_ok[kFaMTiles][2];
+#pragma unroll
+    for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int r = (warp * kFaMTiles + mt) * 16 + lane / 4 + 8 * i;
+            row_tk[mt][i] = r / c.hg;
+            row_ok[mt][i] = row_tk[mt][i] < c.tt && h0 + r % c.hg < c.group;
+        }
+    float m[kFaMTiles][2], l[kFaMTiles][2];
+    float o[kFaMTiles][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < kFaMTiles; ++mt) {
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+        for (int nd = 0; nd < D / 8; ++nd) o[mt][nd][0] = o[mt][nd][1] = o[mt][nd][2] = o[mt][nd][3] = 0.0f;
+    }
+    const float cap = c.softcap * kLog2e;  // the soft-cap in log2 units
+
+    const uint32_t* kwords = static_cast<const uint32_t*>(kv.k);
+    const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
+    // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
+    // of its K and V head rows (D / 8 pieces each).
+    constexpr int kCpThreads = kFaThreads / kFaLongChunk;
+    const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
+
+    for (int ta = 0; ta < c.tt;) {
+        // The next run: consecutive tokens of one sequence.
+        const int seq = s_seq[ta];
+        int tb = ta + 1;
+        while (tb < c.tt && s_seq[tb] == seq) ++tb;
+        if (seq < 0) {
+            ta = tb;
+            continue;
+        }
+        // The run's positions [run_lo, run_end); [full_lo, full_end): visible to all its tokens.
+        int run_lo = INT_MAX, run_end = 0, full_lo = 0, full_end = INT_MAX;
+        for (int t = ta; t < tb; ++t) {
+            run_lo = min(run_lo, s_lo[t]), run_end = max(run_end, s_end[t]);
+            full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
+        }
+        // No visible position (every window of the run empty): no tile at all, not even a partial
+        // one (its buffers would hold stale values, and 0 x NaN is NaN).
+        if (run_end <= run_lo) {
+            ta = tb;
+            continue;
+        }
+        // Whether this run holds every token of the tile: the rows of other tokens (none) need no
+        // mask, and those past the tokens or the group have zero queries and are never written.
+        bool whole_tile = ta == 0;
+        for (int t = tb; t < c.tt; ++t) whole_tile = whole_tile && s_seq[t] < 0;
+        int rlo[kFaMTiles][2], rend[kFaMTiles][2];
+#pragma unroll
+        for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const bool in = row_ok[mt][i] && row_tk[mt][i] >= ta && row_tk[mt][i] < tb;
+                rlo[mt][i] = in ? s_lo[row_tk[mt][i]] : INT_MAX;
+                rend[mt][i] = in ? s_end[row_tk[mt][i]] : 0;
+            }
+        const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
+        auto load_tile = [&](int c0, int buf) {
+            const int j = c0 + cp_pos;
+            const bool vis = j >= run_lo && j < run_end;
+            const int64_t slot = vis ? (int64_t)table[j / kv.block_size] * kv.block_size + j % kv.block_size : 0;
+            const uint32_t* krow = kwords + slot * kv.k_row_stride / 2 + (int64_t)kvh * D / 2;
+            const uint32_t* vrow = vwords + slot * kv.v_row_stride / 2 + (int64_t)kvh * D / 2;
+            __half* kd = s_k + (buf * kFaLongChunk + cp_pos) * kLd;
+            __half* vd = s_v + (buf * kFaLongChunk + cp_pos) * kLd;
+#pragma unroll
+            for (int u = cp_part; u < D / 8; u += kCpThreads) {
+                cp_async16(kd + 8 * u, krow + 4 * u, vis ? 16 : 0);
+                cp_async16(vd + 8 * u, vrow + 4 * u, vis ? 16 : 0);
+            }
+            cp_async_commit();
+        };
+        const int c_first = run_lo / kFaLongChunk * kFaLongChunk;
+        load_tile(c_first, 0);
+        int buf = 0;
+        for (int c0 = c_first; c0 < run_end; c0 += kFaLongChunk, buf ^= 1) {
+            cp_async_wait<0>();
+            __syncthreads();  // tile c0 is in buffer buf for every warp; every warp is done with buf ^ 1
+            if (c0 + kFaLongChunk < run_end) load_tile(c0 + kFaLongChunk, buf ^ 1);
+
+            // S = Q K^T for this warp's rows and the kFaLongChunk positions.
+            float sc[kFaMTiles][kFaLongChunk / 8][4];
+#pragma unroll
+            for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                for (int ni = 0; ni < kFaLongChunk / 8; ++ni) sc[mt][ni][0] = sc[mt][ni][1] = sc[mt][ni][2] = sc[mt][ni][3] = 0.0f;
+            const __half* kt = s_k + buf * kFaLongChunk * kLd;
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ++ks) {
+                uint32_t qa[kFaMTiles][4];
+#pragma unroll
+                for (int mt = 0; mt < kFaMTiles; ++mt)
+                    ldmatrix_x4(qa[mt], &s_q[((warp * kFaMTiles + mt) * 16 + (lane & 15)) * kLd + ks * 16 + (lane >> 4) * 8]);
+#pragma unroll
+                for (int nj = 0; nj < kFaLongChunk / 16; ++nj) {
+                    uint32_t b[4];
+                    ldmatrix_x4(b, &kt[(nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks * 16 + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+                    for (int mt = 0; mt < kFaMTiles; ++mt) {
+                        mma_16816(sc[mt][2 * nj], qa[mt], b[0], b[1]);
+                        mma_16816(sc[mt][2 * nj + 1], qa[mt], b[2], b[3]);
+                    }
+                }
+            }
+            if (c.softcap > 0.0f) {
+#pragma unroll
+                for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) sc[mt][ni][e] = cap * tanhf(sc[mt][ni][e] / cap);
+            }
+            // The mask, only where some row of the tile does not see every position of the tile
+            // (most tiles of a long prompt need none).
+            if (!(whole_tile && c0 >= full_lo && c0 + kFaLongChunk <= full_end)) {
+#pragma unroll
+                for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int i = e / 2, j = c0 + ni * 8 + 2 * (lane & 3) + (e & 1);
+                            if (!(j >= rlo[mt][i] && j < rend[mt][i])) sc[mt][ni][e] = -INFINITY;
+                        }
+            }
+            // The rows' new maxima and the factors that rescale their old state.
+            float corr[kFaMTiles][2];
+            bool rescale = false;
+#pragma unroll
+            for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    float mx = m[mt][i];
+#pragma unroll
+                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni) mx = fmaxf(mx, fmaxf(sc[mt][ni][2 * i], sc[mt][ni][2 * i + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    // Nothing visible yet (mx = -inf): the state stays as it is.
+                    corr[mt][i] = mx == -INFINITY ? 1.0f : exp2_ftz(m[mt][i] - mx);
+                    rescale = rescale || corr[mt][i] != 1.0f;
+                    m[mt][i] = mx;
+                }
+            // P = 2^(S - m), rounded to f16 as the PV product takes it; l sums the rounded values so
+            // that the output is a convex combination of V rows.
+            uint32_t pf[kFaMTiles][kFaLongChunk / 8][2];
+#pragma unroll
+            for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    const float mu = m[mt][i] == -INFINITY ? 0.0f : m[mt][i];  // 2^(-inf - 0) = 0
+                    float ls = 0.0f;
+#pragma unroll
+                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni) {
+                        pf[mt][ni][i] = pack_half2(exp2_ftz(sc[mt][ni][2 * i] - mu), exp2_ftz(sc[mt][ni][2 * i + 1] - mu));
+                        const float2 r = __half22float2(*reinterpret_cast<const __half2*>(&pf[mt][ni][i]));
+                        ls += r.x + r.y;
+                    }
+                    l[mt][i] = l[mt][i] * corr[mt][i] + ls;
+                }
+            // Rescale O only where some row's maximum moved (x 1 is exact: skipping it changes no bit).
+            if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+                for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+                    for (int nd = 0; nd < D / 8; ++nd) {
+                        o[mt][nd][0] *= corr[mt][0], o[mt][nd][1] *= corr[mt][0];
+                        o[mt][nd][2] *= corr[mt][1], o[mt][nd][3] *= corr[mt][1];
+                    }
+            }
+            // O += P V.
+            const __half* vt = s_v + buf * kFaLongChunk * kLd;
+#pragma unroll
+            for (int kk = 0; kk < kFaLongChunk / 16; ++kk) {
+                uint32_t a[kFaMTiles][4];
+#pragma unroll
+                for (int mt = 0; mt < kFaMTiles; ++mt)
+                    a[mt][0] = pf[mt][2 * kk][0], a[mt][1] = pf[mt][2 * kk][1], a[mt][2] = pf[mt][2 * kk + 1][0],
+                    a[mt][3] = pf[mt][2 * kk + 1][1];
+#pragma unroll
+                for (int dn = 0; dn < D / 16; ++dn) {
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, &vt[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kLd + dn * 16 + (lane >> 4) * 8]);
+#pragma unroll
+                    for (int mt = 0; mt < kFaMTiles; ++mt) {
+                        mma_16816(o[mt][2 * dn], a[mt], b[0], b[1]);
+                        mma_16816(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with both buffers before the next run fills them
+        ta = tb;
+    }
+
+    // The quad's partial sums, the sinks, the normalized rows.
+#pragma unroll
+    for (int mt = 0; mt < kFaMTiles; ++mt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float li = l[mt][i];
+            li += __shfl_xor_sync(0xffffffffu, li, 1);
+            li += __shfl_xor_sync(0xffffffffu, li, 2);
+            if (!row_ok[mt][i] || t0 + row_tk[mt][i] >= c.n_tokens) continue;
+            const int r = (warp * kFaMTiles + mt) * 16 + lane / 4 + 8 * i;
+            const int head = kvh * c.group + h0 + r % c.hg;
+            float scale = 1.0f;
+            if (c.sinks) {
+                const float sink = c.sinks[head] * kLog2e;
+                const float m_f = fmaxf(m[mt][i], sink);
+                scale = exp2f(m[mt][i] - m_f);  // 0 when nothing was visible
+                li = li * scale + exp2f(sink - m_f);
+            }
+            const float inv = li > 0.0f ? scale / li : 0.0f;
+            float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)(t0 + row_tk[mt][i]) * c.n_head + head) * D);
+#pragma unroll
+            for (int nd = 0; nd < D / 8; ++nd)
+                o2[nd * 4 + (lane & 3)] = make_float2(o[mt][nd][2 * i] * inv, o[mt][nd][2 * i + 1] * inv);
+        }
+}
+
 __global__ void kv_write_kernel(const float* __restrict__ k, int64_t k_stride, const float* __restrict__ v,
                                 int64_t v_stride, const int32_t* __restrict__ slots, int64_t n_tokens, int k_width,
                                 int v_width, __half* __restrict__ k_cache, int64_t k_row_stride,
@@ -673,22 +999,24 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
     }
     if (n_tokens == 0 || !dev.make_current()) return;
     if (attention_cuda_uses_flash(p, kv, n_tokens, split, out_q8)) {
+        // Calls of kFlashLongTokens or more take the long kernel (128-row tiles, 32-position K/V
+        // tiles, 2 blocks per SM), shorter ones 64-row tiles with 64-position K/V tiles, 3 blocks
+        // per SM.
+        const bool long_call = n_tokens >= kFlashLongTokens;
+        const int d = p.head_dim_k, rows = long_call ? kFaLongRows : kFaRows;
         FlashConsts fc{};
         fc.n_tokens = (int)n_tokens, fc.n_head = p.n_head, fc.group = p.n_head / p.n_head_kv;
-        fc.hg = std::min(fc.group, kFaRows);
+        fc.hg = std::min(fc.group, rows);
         fc.n_hchunks = (fc.group + fc.hg - 1) / fc.hg;
-        fc.tt = kFaRows / fc.hg;
+        fc.tt = rows / fc.hg;
         fc.sliding_window = p.sliding_window;
         fc.scale = p.scale, fc.softcap = p.softcap, fc.sinks = p.sinks;
-        const int d = p.head_dim_k;
-        // Tiles of 64 positions, or 32 for long calls (kFlashLongTokens); 3 blocks per SM either way.
-        const bool long_call = n_tokens >= kFlashLongTokens;
         auto pick = [&](auto k64, auto k96, auto k128) { return d == 64 ? k64 : d == 96 ? k96 : k128; };
-        auto* kernel = long_call ? pick(flash_attention_kernel<64, 32, 3>, flash_attention_kernel<96, 32, 3>,
-                                        flash_attention_kernel<128, 32, 3>)
+        auto* kernel = long_call ? pick(flash_attention_long_kernel<64>, flash_attention_long_kernel<96>,
+                                        flash_attention_long_kernel<128>)
                                  : pick(flash_attention_kernel<64, 64, 3>, flash_attention_kernel<96, 64, 3>,
                                         flash_attention_kernel<128, 64, 3>);
-        const size_t smem = flash_smem_bytes(d, long_call ? 32 : 64);
+        const size_t smem = long_call ? flash_long_smem_bytes(d) : flash_smem_bytes(d, 64);
         if (!dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                        "attention_cuda shared memory") ||
             !dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
