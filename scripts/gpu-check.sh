@@ -17,7 +17,8 @@
 # picks the models of cuda_forward_bench (default: Llama-3.2-1B and Llama-3.1-8B Q4_K_M, synthesized
 # on the GPU machine into $HEARTH_SYNTH_DIR, default /tmp/hearth-synth, never into $OUT), 0 skips it;
 # HEARTH_GPU_FORWARD_ARGS adds arguments to it (e.g. "--batch 32": decode steps of 32 sequences).
-# HEARTH_GPU_TTFT="preset:TYPE ..." also times one forward of a 10,000-token prompt per model (TTFT).
+# HEARTH_GPU_TTFT="preset:TYPE ..." also times one forward of a 10,000-token prompt per model (TTFT),
+# and the same prompt through runtime::Engine (concurrency_bench).
 # HEARTH_GPU_CMAKE_ARGS adds configure arguments; HEARTH_GPU_CUDA_ARCH the CUDA architectures
 # (default 90: the H100/H200 machines; the project's default builds 80;86;89;90, 4x the nvcc time).
 # HEARTH_GPU_VARIANTS="name:VAR=V,VAR=V ..." repeats the concurrency bench (unless
@@ -28,7 +29,8 @@
 # Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
 # runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
 # cuda_matmul_bench.txt (per-row figures and summary tables), cuda_forward_bench.txt (pp512 /
-# tg128), cuda_sample_bench.txt (device top-k per call), ttft.txt (HEARTH_GPU_TTFT), sass.txt.gz
+# tg128), cuda_sample_bench.txt (device top-k per call), cuda_attention_bench.txt (one layer of
+# prompt attention), ttft.txt (HEARTH_GPU_TTFT), sass.txt.gz
 # (the kernels' machine code), sanitizer.log.
 # Fails if there is no GPU, if any backend or CUDA decoder test fails, or if a CUDA test was skipped.
 set -uo pipefail
@@ -58,7 +60,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_WERROR=O
 # HEARTH_GPU_TESTS=0, HEARTH_GPU_MATMUL_BENCH=0 and HEARTH_GPU_CONCURRENCY=0).
 # shellcheck disable=SC2086
 time cmake --build "$BUILD_DIR" -j "$(nproc)" --target ${HEARTH_GPU_TARGETS:-backend_tests cuda_matmul_bench model_tests \
-      cuda_forward_bench runtime_tests concurrency_bench cuda_sample_bench} > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
+      cuda_forward_bench runtime_tests concurrency_bench cuda_sample_bench cuda_attention_bench} > "$OUT/build_full.log" 2>&1 || { grep -E -A3 "error|FAILED" "$OUT/build_full.log" | head -n 40; false; }
 tail -n 5 "$OUT/build_full.log" | tee "$OUT/build.log"
 set +e
 if [ -d build-testdata/models ]; then export HEARTH_TESTDATA=${HEARTH_TESTDATA:-$PWD/build-testdata}; fi
@@ -112,6 +114,12 @@ if [ "${HEARTH_GPU_TESTS:-1}" != 0 ] && [ -x "$BUILD_DIR/bench/cuda_sample_bench
   cat "$OUT/cuda_sample_bench.txt"
 fi
 
+# One layer of prompt attention (8B heads) at 512 and 10,000 tokens, into the log.
+if [ "${HEARTH_GPU_TESTS:-1}" != 0 ] && [ -x "$BUILD_DIR/bench/cuda_attention_bench" ]; then
+  "$BUILD_DIR/bench/cuda_attention_bench" > "$OUT/cuda_attention_bench.txt" 2>&1 || { echo "cuda_attention_bench FAILED"; status=1; }
+  cat "$OUT/cuda_attention_bench.txt"
+fi
+
 # Whole-model pp512 / tg128 on synthesized models (written outside $OUT: they are GBs).
 forward_models=${HEARTH_GPU_FORWARD_BENCH:-llama3.2-1b:Q4_K_M llama3.1-8b:Q4_K_M}
 synth_dir=${HEARTH_SYNTH_DIR:-/tmp/hearth-synth}
@@ -129,6 +137,13 @@ if [ -n "${HEARTH_GPU_TTFT:-}" ]; then
   "$BUILD_DIR/bench/cuda_forward_bench" --dir "$synth_dir" --pp 10000 --tg 0 --ctx 0 --reps 3 $HEARTH_GPU_TTFT \
     > "$OUT/ttft.txt" 2>&1 || { echo "cuda_forward_bench (TTFT) FAILED"; status=1; }
   grep -E "^\||device:" "$OUT/ttft.txt"
+  # The same prompt through runtime::Engine (its default step budgets: prompt-only steps as large
+  # as the model's prefill_step_tokens), three times: first token after submit.
+  for m in $HEARTH_GPU_TTFT; do
+    "$BUILD_DIR/bench/concurrency_bench" "$synth_dir/${m%%:*}-${m##*:}.gguf" -p 10000 -n 1 -c 10240 -s 1,1,1 -L 0 \
+        >> "$OUT/ttft.txt" 2>&1 || { echo "concurrency_bench (TTFT) FAILED"; status=1; }
+  done
+  grep -E "^streams|budget" "$OUT/ttft.txt"
 fi
 
 # Concurrent streams through runtime::Engine on the synthesized models the forward bench wrote
