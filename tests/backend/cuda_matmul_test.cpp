@@ -359,7 +359,9 @@ TEST(CudaMatmulQ8, TwoStepEqualsOneStep) {
 // Batch invariance of the int8 path (matmul_cuda_q8, every token count): a token's outputs are
 // bitwise the same as when it is multiplied alone, for every batch size 1..64 and at any
 // position in the batch. Shapes cover one chain per row (odd tails) and sums split over 2
-// (misaligned rows), 4 and 8 chains (thread-block clusters).
+// (misaligned rows), 4 and 8 chains (thread-block clusters); 30000 x 256 has more 64-row
+// blocks than fit on the device at once, where the kernel changes with the token count (Q4_0,
+// Q4_K: the lean kernel up to 32 tokens, 128-row blocks from 33 on).
 class CudaMatmulBatchTest : public ::testing::TestWithParam<QuantType> {};
 
 TEST_P(CudaMatmulBatchTest, TokenResultDoesNotDependOnTheBatch) {
@@ -368,7 +370,8 @@ TEST_P(CudaMatmulBatchTest, TokenResultDoesNotDependOnTheBatch) {
     const QuantType type = GetParam();
     const auto& tr = quant::traits(type);
     struct BShape { int64_t n_in, n_out; size_t w_offset; };
-    const BShape shapes[] = {{4096, 1024, 0}, {2048, 300, 0}, {768, 77, 2}, {4096, 200, 0}, {96, 33, 0}, {2048, 4500, 0}};
+    const BShape shapes[] = {{4096, 1024, 0}, {2048, 300, 0}, {768, 77, 2}, {4096, 200, 0}, {96, 33, 0},
+                             {2048, 4500, 0}, {256, 30000, 0}};
     constexpr int64_t kTok = 64;
     uint32_t seed = 100;
     for (const BShape& sh : shapes) {

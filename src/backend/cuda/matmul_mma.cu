@@ -15,32 +15,46 @@
 // contiguous ranges of super-units (8 units: a K-quant super-block, or 8 blocks of Q4_0/Q8_0),
 // chain c = super-units [c * n_super / L, (c + 1) * n_super / L); each chain is summed in unit
 // order, p = fma(dx, u, p) from p = 0, and y = ((p_0 + p_1) + p_2) + ... + p_{L-1}. L depends only
-// on the matrix shape (mma_chains), never on the token count, so a token's bits are the same in
-// any batch and at any position in it; matmul_cuda_q8 uses this kernel for every token count.
+// on the matrix shape (mma_chains, which counts tiles of 64 rows whatever the blocks' size),
+// never on the token count, so a token's bits are the same in any batch and at any position in
+// it; matmul_cuda_q8 uses these kernels for every token count.
 //
-// Work: a thread block (4 warps) owns a tile of 64 rows and one chain; the L blocks of a tile
-// form a thread-block cluster and add their partial sums through distributed shared memory in
-// chain order at the end. Each warp owns 16 rows and every token tile of 8 tokens (NT tiles,
-// accumulators in registers). Per stage (one super-unit) the block copies the 64 rows' weight
-// bytes and the 8 units' activations of every token into shared memory with cp.async (two
-// stages in flight for one token tile, one from two tiles on: less shared memory per block,
-// so that the large matrices' blocks all fit on the device at once). Each warp then decodes
-// the per-unit scales of its 16 rows (a0, -a0 * 1.5 * 2^23, ...) into its own small table and
-// its weight fragments straight from the staged bytes: Q4_K with ldmatrix (one x4 load gives
-// the fragments of two sub-blocks, low and high nibbles), the others with 32-bit loads (Q6_K
-// two units per load of the shared ql/qh bytes; Q6_K's 6-bit codes made signed with a byte
+// Work: a thread block owns a tile of rows (64, or 128 for large grids) and one chain, one warp
+// per 16 rows; the L blocks of a tile form a thread-block cluster and add their partial sums
+// through distributed shared memory in chain order at the end. Each warp computes every token
+// tile of 8 tokens (NT tiles, accumulators in registers). Per stage (one super-unit) the block
+// copies the rows' weight bytes and the 8 units' activations of every token into shared memory
+// with cp.async. Activations are staged token-major, 256 bytes a token, 16-byte chunk c of
+// token t at chunk c ^ (t & 7), so that both the copies and the reads of 8 tokens hit all 32
+// banks; one ldmatrix.x4 gives the B fragments of two token tiles. Each warp decodes the
+// per-unit scales of its 16 rows (a0, -a0 * 1.5 * 2^23, ...) into its own small table and its
+// weight fragments straight from the staged bytes: Q4_K with ldmatrix (one x4 load gives the
+// fragments of two sub-blocks, low and high nibbles), the others with 32-bit loads (Q6_K two
+// units per load of the shared ql/qh bytes; Q6_K's 6-bit codes made signed with a byte
 // subtract). The accumulator of each mma starts at the integer 0x4B400000, so the int32 result
 // read as a float is 1.5 * 2^23 + S exactly (|S| < 2^22 for every type here) and a0 * S is one
 // fma: fma(a0, that, -a0 * 1.5 * 2^23), where a0 * 1.5 * 2^23 is exact (a0 has at most 19
 // significant bits).
+// Two pipelines over that same per-stage work (launch_nt picks one; they give the same bits):
+//  - matmul_mma_kernel: weights two stages ahead of the one computed (one from 5 token tiles
+//    on), activations one; rows whose super-units start 16-byte aligned staged at the
+//    super-unit's size. 64-row blocks; 128-row blocks from 5 token tiles on where the 64-row
+//    grid would not fit on the device at once.
+//  - matmul_mma_lean_kernel: weights and activations in one buffer per stage, one stage ahead
+//    (two for one token tile), 4 blocks of 64 rows per SM: the grids that would not fit at once
+//    otherwise, up to 4 token tiles (128-row blocks of the other kernel were slower there:
+//    14336 x 4096 at 32 tokens 41.0 against 38.1 us, at one token 25.3 against 20.2 us).
 //
-// Measured (H100, cuda_matmul_bench --decode, Llama-3.1-8B Q4_K_M's matrices, kernel alone):
-// a 32-token step's matmuls 8.3 ms against 18.2 ms for the dp4a kernels; one token 3.5 ms
-// against 2.4 ms (the dp4a kernels' single-token path is better tuned: latency-bound blocks
-// with few stages are what is left to improve here).
+// Measured (H100, cuda_matmul_bench --decode, Llama-3.1-8B Q4_K_M's matrices, kernel alone,
+// against the earlier single kernel in the same run): a decode step's matmuls 6.93 ms at 32
+// tokens (was 8.37), 11.31 at 64 (15.51), 4.74 at 16 (5.36), 3.91 at 8 (4.06), 3.46 at one
+// (3.51). Warps owning two 16-row tiles each (one B fragment load feeding two mmas, half the
+// warps) were no faster at 32 tokens (7.38 ms): the kernel is bound by latency, not by
+// shared-memory bandwidth.
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
@@ -64,12 +78,13 @@ static_assert(sizeof(quant::BlockQ6_K) == 210 && offsetof(quant::BlockQ6_K, ql) 
               offsetof(quant::BlockQ6_K, qh) == 128 && offsetof(quant::BlockQ6_K, scales) == 192 &&
               offsetof(quant::BlockQ6_K, d) == 208);
 
-constexpr int kRows = 64;                 // rows per tile (block)
+constexpr int kRows = 64;                 // rows per tile: mma_chains' unit, and the lean kernel's block
 constexpr int kWarps = kRows / 16;        // 16 rows per warp
 constexpr int kThreads = 32 * kWarps;
-// Stage buffers: kBufs - 1 stages in flight while one is computed. Three for one token tile;
-// two from 2 tiles on, so that the blocks of the large matrices (448 for 14336 x 4096) fit on
-// the device at once (4 per SM at 32 tokens) instead of running a second, mostly idle wave.
+// Lean kernel stage buffers: kBufs - 1 stages in flight while one is computed. Three for one
+// token tile; two from 2 tiles on, so that the blocks of the large matrices (448 for 14336 x
+// 4096) fit on the device at once (4 per SM at 32 tokens) instead of running a second, mostly
+// idle wave.
 __host__ __device__ constexpr int bufs_of(int nt) { return nt >= 2 ? 2 : 3; }
 constexpr int kMaxChains = 8;             // cluster size limit (portable)
 // mma_chains doubles L while a matrix has fewer than kMinBlocks tiles * L blocks (about two per
@@ -99,10 +114,6 @@ __host__ __device__ constexpr int row_stride_of(int super_bytes) {
 // Activation {d, sum} of a pair of tokens (2p, 2p + 1): 8 float4 {d0, sum0, d1, sum1}, one per
 // unit, padded to 9 so that the 4 pairs a warp's lanes read at once (tig) fall in different banks.
 constexpr int kDsPairStride = 9 * 16;
-
-__host__ __device__ constexpr int stage_bytes(int super_bytes, int tp) {
-    return kRows * row_stride_of(super_bytes) + 8 * tp * 32 + tp / 2 * kDsPairStride;  // weights, quants, {d, sum}
-}
 
 using cuda_mma::cp_async_commit;
 using cuda_mma::cp_async_wait;
@@ -227,23 +238,210 @@ __device__ __forceinline__ void ldmatrix_x4(const void* p, uint32_t (&x)[4]) {
                  : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3])
                  : "r"(smem_u32(p)));
 }
+__device__ __forceinline__ void ldmatrix_x2(const void* p, uint32_t& x0, uint32_t& x1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(x0), "=r"(x1) : "r"(smem_u32(p)));
+}
+
+// One stage (super-unit) of a warp's 16 rows of a tile against every token tile, shared by both
+// kernels: the warp's scale table (scl), the A fragments of each unit from the staged weights
+// (buf, rows rs bytes apart, row r's super-unit at byte mis(r) of its row), the B fragments by
+// ldmatrix from the stage's swizzled token-major quants (act; {d, sum} after kTp * 256 bytes),
+// and the unit sums into acc. units_left: the units of the row from this stage on (Q4_0 / Q8_0
+// tails). kUnrollHalves: unroll the Q6_K halves and Q4_K pairs (the lean kernel keeps them
+// rolled, for its 4 blocks per SM of registers).
+template <QuantType kType, int NT, bool kSingle, bool kUnrollHalves, class Mis>
+__device__ __forceinline__ void mma_stage(const std::byte* buf, int rs, Mis mis, const std::byte* act, float4* scl,
+                                          bool al16, int units_left, float (&acc)[NT][4]) {
+    constexpr int kTp = 8 * NT;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+    const int r0 = 16 * warp + gq, r1 = r0 + 8;  // this lane's rows in the tile
+    // ldmatrix B addresses: lane l gives row l % 8 (token) of matrix l / 8: (tile + l / 16, half (l / 8) % 2).
+    const int b_tok = 8 * (lane >> 4) + (lane & 7);
+    const int b_xor = 16 * (((lane >> 3) & 1) ^ (lane & 7));  // chunk 2j + half, swizzled: (32 j) ^ b_xor
+    const uint32_t* sw = reinterpret_cast<const uint32_t*>(buf);
+    {  // this warp's scale table: lane -> row lane % 16, units 4 (lane / 16) .. + 3
+        const int r = 16 * warp + (lane & 15);
+        float4 e[4];
+        unit_scales4<kType>(sw, r * rs + mis(r), lane >> 4, e);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) scl[(lane & 15) * kSclStride + 4 * (lane >> 4) + i] = e[i];
+    }
+    __syncwarp();
+    const std::byte* aq = act + 256 * b_tok;
+    const std::byte* ad = act + kTp * 256 + tig * kDsPairStride;
+    auto unit = [&](int j, const uint32_t (&a)[4]) {
+        const float4 e0 = scl[gq * kSclStride + j], e1 = scl[(gq + 8) * kSclStride + j];
+        const std::byte* bj = aq + ((32 * j) ^ b_xor);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt += 2) {
+            uint32_t b[4];
+            if (nt + 1 < NT) {
+                ldmatrix_x4(bj + 2048 * nt, b);
+            } else {
+                ldmatrix_x2(bj + 2048 * nt, b[0], b[1]);
+                b[2] = b[3] = 0;
+            }
+#pragma unroll
+            for (int q = 0; q < 2 && nt + q < NT; ++q) {
+                const float4 dd = *reinterpret_cast<const float4*>(ad + 4 * (nt + q) * kDsPairStride + 16 * j);
+                const float2 d0 = make_float2(dd.x, dd.y), d1 = make_float2(dd.z, dd.w);
+                const uint32_t b0 = b[2 * q], b1 = b[2 * q + 1];
+                float (&c)[4] = acc[nt + q];
+                uint32_t d[4];
+                if constexpr (kType == QuantType::q6_k) {
+                    uint32_t h[4];
+                    mma_k16(a[0], a[1], b0, d);
+                    mma_k16(a[2], a[3], b1, h);
+                    auto u = [&](uint32_t s0, uint32_t s1, const float4& e) {
+                        return __fadd_rn(__fmaf_rn(e.x, __uint_as_float(s0), e.y), __fmaf_rn(e.z, __uint_as_float(s1), e.w));
+                    };
+                    c[0] = __fmaf_rn(d0.x, u(d[0], h[0], e0), c[0]);
+                    c[2] = __fmaf_rn(d0.x, u(d[2], h[2], e1), c[2]);
+                    if constexpr (!kSingle) {
+                        c[1] = __fmaf_rn(d1.x, u(d[1], h[1], e0), c[1]);
+                        c[3] = __fmaf_rn(d1.x, u(d[3], h[3], e1), c[3]);
+                    }
+                } else if constexpr (kType == QuantType::q4_k) {
+                    mma_k32(a, b0, b1, d);
+                    auto u = [&](uint32_t s, const float4& e, float sy) {
+                        return __fmaf_rn(e.z, sy, __fmaf_rn(e.x, __uint_as_float(s), e.y));
+                    };
+                    c[0] = __fmaf_rn(d0.x, u(d[0], e0, d0.y), c[0]);
+                    c[2] = __fmaf_rn(d0.x, u(d[2], e1, d0.y), c[2]);
+                    if constexpr (!kSingle) {
+                        c[1] = __fmaf_rn(d1.x, u(d[1], e0, d1.y), c[1]);
+                        c[3] = __fmaf_rn(d1.x, u(d[3], e1, d1.y), c[3]);
+                    }
+                } else {
+                    mma_k32(a, b0, b1, d);
+                    auto u = [&](uint32_t s, const float4& e) { return __fmaf_rn(e.x, __uint_as_float(s), e.y); };
+                    c[0] = __fmaf_rn(d0.x, u(d[0], e0), c[0]);
+                    c[2] = __fmaf_rn(d0.x, u(d[2], e1), c[2]);
+                    if constexpr (!kSingle) {
+                        c[1] = __fmaf_rn(d1.x, u(d[1], e0), c[1]);
+                        c[3] = __fmaf_rn(d1.x, u(d[3], e1), c[3]);
+                    }
+                }
+            }
+        }
+    };
+    if constexpr (kType == QuantType::q6_k) {
+        const int o0 = r0 * rs + mis(r0), o1 = r1 * rs + mis(r1);
+#pragma unroll(kUnrollHalves ? 2 : 1)
+        for (int hh = 0; hh < 2; ++hh) {
+            const int qh = 128 + 32 * hh + 4 * tig;
+            const uint32_t h[4] = {ld_u32(sw, o0 + qh), ld_u32(sw, o1 + qh), ld_u32(sw, o0 + qh + 16), ld_u32(sw, o1 + qh + 16)};
+            uint32_t held[4];
+#pragma unroll
+            for (int kp = 0; kp < 2; ++kp) {
+                const int ql = 64 * hh + 32 * kp + 4 * tig;
+                const uint32_t l[4] = {ld_u32(sw, o0 + ql), ld_u32(sw, o1 + ql), ld_u32(sw, o0 + ql + 16), ld_u32(sw, o1 + ql + 16)};
+                uint32_t lo[4], hi[4];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    lo[i] = __vsub4((l[i] & 0x0f0f0f0fu) | (((h[i] >> (2 * kp)) & 0x03030303u) << 4), 0x20202020u);
+                    hi[i] = __vsub4(((l[i] >> 4) & 0x0f0f0f0fu) | (((h[i] >> (2 * kp + 4)) & 0x03030303u) << 4), 0x20202020u);
+                }
+                unit(4 * hh + kp, lo);
+                if (kp == 0) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) held[i] = hi[i];
+                } else {
+                    unit(4 * hh + 2, held);
+                    unit(4 * hh + 3, hi);
+                }
+            }
+        }
+    } else if (kType == QuantType::q4_k && al16) {
+        const std::byte* rowp = buf + (16 * warp + (lane & 15)) * rs + 16 + 16 * (lane >> 4);
+#pragma unroll(kUnrollHalves ? 4 : 1)
+        for (int p = 0; p < 4; ++p) {
+            uint32_t x[4], a[4];
+            ldmatrix_x4(rowp + 32 * p, x);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = x[i] & 0x0f0f0f0fu;
+            unit(2 * p, a);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = (x[i] >> 4) & 0x0f0f0f0fu;
+            unit(2 * p + 1, a);
+        }
+    } else {
+        const int o0 = r0 * rs + mis(r0), o1 = r1 * rs + mis(r1);
+        const int n_j = min(8, units_left);
+#pragma unroll 2
+        for (int j = 0; j < n_j; ++j) {
+            uint32_t a[4];
+            load_a<kType>(sw, o0, o1, j, tig, a);
+            unit(j, a);
+        }
+    }
+}
+
+// The end of a tile: this lane's accumulators (rows r0 / r0 + 8 of warp warp, tokens 8 nt + 2 tig
+// (+ 1)) stored, or, with several chains, written to shared memory (smem, whose stage buffers are
+// idle now) and added across the cluster's blocks in chain order (kRowsB rows, kThreadsB threads).
+template <int NT, bool kSingle, int kRowsB, int kThreadsB>
+__device__ __forceinline__ void store_tile(const float (&acc)[NT][4], uint4* smem, float* __restrict__ y, int row0,
+                                           int chain, int n_chains, int n_out, int n_tokens) {
+    constexpr int kTp = 8 * NT;
+    const int tid = threadIdx.x, lane = tid & 31, tig = lane & 3;
+    const int r0 = 16 * (tid >> 5) + (lane >> 2), r1 = r0 + 8;
+    if (n_chains == 1) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (kSingle && (i & 1)) continue;
+                const int r = row0 + (i < 2 ? r0 : r1), t = 8 * nt + 2 * tig + (i & 1);
+                if (r < n_out && t < n_tokens) y[(size_t)t * n_out + r] = acc[nt][i];
+            }
+        }
+        return;
+    }
+    __syncthreads();
+    float* part = reinterpret_cast<float*>(smem);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) part[(i < 2 ? r0 : r1) * kTp + 8 * nt + 2 * tig + (i & 1)] = acc[nt][i];
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    const int n_valid = min(kRowsB, n_out - row0);
+    for (int idx = chain * kThreadsB + tid; idx < kRowsB * n_tokens; idx += n_chains * kThreadsB) {
+        const int r = idx % kRowsB, t = idx / kRowsB;
+        if (r >= n_valid) continue;
+        float v = cluster.map_shared_rank(part, 0)[r * kTp + t];
+        for (int c = 1; c < n_chains; ++c) v = __fadd_rn(v, cluster.map_shared_rank(part, c)[r * kTp + t]);
+        y[(size_t)t * n_out + row0 + r] = v;
+    }
+    cluster.sync();
+#endif
+}
+
+// ---- matmul_mma_lean_kernel: one buffer per stage (weights, quants, {d, sum}), kBufs of them.
+__host__ __device__ constexpr int lean_stage_bytes(int super_bytes, int tp) {
+    return kRows * row_stride_of(super_bytes) + tp * 256 + tp / 2 * kDsPairStride;  // weights, quants, {d, sum}
+}
 
 // kSingle: the one-token form of NT = 1 (only the accumulators of token 0 are computed).
 template <QuantType kType, int NT, bool kSingle>
-__global__ void __launch_bounds__(kThreads) matmul_mma_kernel(const std::byte* __restrict__ w, size_t row_bytes,
-                                                              int data_bytes, const int8_t* __restrict__ xq,
-                                                              const float2* __restrict__ xds, float* __restrict__ y,
-                                                              int n_in, int n_out, int n_tokens, int n_chains) {
+__global__ void __launch_bounds__(kThreads, 4) matmul_mma_lean_kernel(
+    const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
+    const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out, int n_tokens, int n_chains) {
+    constexpr int kTp = 8 * NT;  // token slots per stage buffer
     constexpr int kSuper = Mq<kType>::kSuperBytes;
     constexpr int kRs = row_stride_of(kSuper);
     constexpr int kChunks = (kSuper + 15 + 15) / 16;  // 16-byte chunks a row's super-unit can touch
-    constexpr int kTp = 8 * NT;                       // token slots per stage buffer
-    constexpr int kStage = stage_bytes(kSuper, kTp);
+    constexpr int kStage = lean_stage_bytes(kSuper, kTp);
     constexpr int kBufs = bufs_of(NT);
     extern __shared__ uint4 smem[];  // [kBufs][stage], then the scale tables [kWarps][16 rows][kSclStride] float4
     auto* sbytes = reinterpret_cast<std::byte*>(smem);
 
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tig = lane & 3;
+    const int tid = threadIdx.x, warp = tid >> 5;
     const int chain = (int)blockIdx.x % n_chains, tile = (int)blockIdx.x / n_chains;
     const int row0 = tile * kRows;
     const int n_units = n_in / 32, n_super = (n_units + 7) / 8;
@@ -260,32 +458,44 @@ __global__ void __launch_bounds__(kThreads) matmul_mma_kernel(const std::byte* _
         const int sb = (su0 + k) * kSuper;
         const int bytes = min(kSuper, data_bytes - sb);
         std::byte* dst = sbytes + (k % kBufs) * kStage;
-        for (int i = tid; i < kRows * kChunks; i += kThreads) {
-            const int r = i / kChunks, v = i % kChunks;
+        constexpr int kSlots = (kRows * kChunks + kThreads - 1) / kThreads;
+#pragma unroll 1
+        for (int i = 0; i < kSlots; ++i) {
+            const int idx = tid + kThreads * i;
+            if (kRows * kChunks % kThreads != 0 && idx >= kRows * kChunks) break;
+            const int r = idx / kChunks, v = idx - r * kChunks;
             const uintptr_t start = (uintptr_t)(row_ptr(r) + sb);
             const int nv = (int)(((start & 15) + bytes + 15) >> 4);
             if (v < nv) cp_async16(dst + r * kRs + 16 * v, reinterpret_cast<const void*>((start & ~(uintptr_t)15) + 16 * (uintptr_t)v));
         }
     };
-    // Stage k's activations: the 8 units of each of the n_tokens tokens (the slots of tokens
-    // n_tokens .. kTp - 1 are left as they are: their products land in outputs never stored).
+    // Stage k's activations of the n_tokens tokens (the slots of tokens n_tokens .. kTp - 1 are
+    // left as they are: their products land in outputs never stored).
     auto issue_acts = [&](int k) {
         if (k >= n_stages) return;
         const int u0 = (su0 + k) * 8;
         std::byte* dq = sbytes + (k % kBufs) * kStage + kRows * kRs;
-        std::byte* dd = dq + 8 * kTp * 32;
-        for (int i = tid; i < 8 * n_tokens; i += kThreads) {  // one unit of one token per i: 2 x 16 bytes
-            const int j = i / n_tokens, t = i - j * n_tokens;  // consecutive lanes: consecutive smem slots
-            if (u0 + j >= n_units) continue;
-            const int8_t* src = xq + (size_t)t * n_in + 32 * (size_t)(u0 + j);
-            // Halves swapped for tokens with bit 2 set: the B-fragment reads of 8 tokens then hit 32 banks.
-            const int sw = (t >> 2) & 1;
-            cp_async16_ca(dq + (j * kTp + t) * 32 + 16 * sw, src);
-            cp_async16_ca(dq + (j * kTp + t) * 32 + 16 * (sw ^ 1), src + 16);
+        std::byte* dd = dq + kTp * 256;
+        {  // quants: chunk c = tid % 16 (unit c / 2, half c % 2) of tokens tid / 16 + (kThreads / 16) i
+            const int c = tid & 15;
+            if (u0 + (c >> 1) < n_units) {
+                const int8_t* src = xq + 32 * (size_t)u0 + 16 * c;
+#pragma unroll
+                for (int i = 0; i < kTp * 16 / kThreads; ++i) {
+                    const int t = (tid >> 4) + (kThreads / 16) * i;
+                    if (t < n_tokens) cp_async16_ca(dq + t * 256 + 16 * (c ^ (t & 7)), src + (size_t)t * n_in);
+                }
+            }
         }
-        for (int i = tid; i < 8 * n_tokens; i += kThreads) {  // {d, sum} of one unit of one token per i
-            const int t = i >> 3, j = i & 7;
-            if (u0 + j < n_units) cp_async8(dd + (t >> 1) * kDsPairStride + 16 * j + 8 * (t & 1), xds + (size_t)t * n_units + u0 + j);
+        {  // {d, sum}: unit j = tid % 8 of tokens tid / 8 + (kThreads / 8) i
+            const int j = tid & 7;
+            if (u0 + j < n_units) {
+#pragma unroll
+                for (int i = 0; i < (kTp * 8 + kThreads - 1) / kThreads; ++i) {
+                    const int t = (tid >> 3) + (kThreads / 8) * i;
+                    if (t < n_tokens) cp_async8(dd + (t >> 1) * kDsPairStride + 16 * j + 8 * (t & 1), xds + (size_t)t * n_units + u0 + j);
+                }
+            }
         }
     };
 
@@ -310,7 +520,6 @@ __global__ void __launch_bounds__(kThreads) matmul_mma_kernel(const std::byte* _
 #pragma unroll
         for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
     }
-    const int r0 = 16 * warp + gq, r1 = r0 + 8;  // this lane's rows in the tile
     for (int k = 0; k < n_stages; ++k) {
         cp_async_wait<kBufs - 2>();  // this thread's copies of stage k landed
         __syncthreads();             // everyone's did, and every warp is done with stage k - 1
@@ -318,176 +527,142 @@ __global__ void __launch_bounds__(kThreads) matmul_mma_kernel(const std::byte* _
         issue_acts(k + kBufs - 1);
         cp_async_commit();
         const std::byte* buf = sbytes + (k % kBufs) * kStage;
-        const uint32_t* sw = reinterpret_cast<const uint32_t*>(buf);
         const int sb = (su0 + k) * kSuper;
         auto mis = [&](int r) { return (int)((uintptr_t)(row_ptr(r) + sb) & 15); };
-        {  // this warp's scale table: lane -> row lane % 16, units 4 (lane / 16) .. + 3
-            const int r = 16 * warp + (lane & 15);
-            float4 e[4];
-            unit_scales4<kType>(sw, r * kRs + mis(r), lane >> 4, e);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) scl[(lane & 15) * kSclStride + 4 * (lane >> 4) + i] = e[i];
-        }
-        __syncwarp();
-        const uint32_t* aq = reinterpret_cast<const uint32_t*>(buf + kRows * kRs);
-        const std::byte* ad = buf + kRows * kRs + 8 * kTp * 32;
-        auto unit = [&](int j, const uint32_t (&a)[4]) {
-            const float4 e0 = scl[gq * kSclStride + j], e1 = scl[(gq + 8) * kSclStride + j];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                const int t = 8 * nt + gq;
-                const int qw = (j * kTp + t) * 8 + tig;  // word of half 0 (before the swap)
-                const int swp = 4 * ((t >> 2) & 1);
-                const uint32_t b0 = aq[qw + swp], b1 = aq[qw + (swp ^ 4)];
-                const float4 dd = *reinterpret_cast<const float4*>(ad + (4 * nt + tig) * kDsPairStride + 16 * j);
-                const float2 d0 = make_float2(dd.x, dd.y), d1 = make_float2(dd.z, dd.w);  // tokens 8nt + 2tig, + 1
-                uint32_t d[4];
-                if constexpr (kType == QuantType::q6_k) {
-                    uint32_t h[4];
-                    mma_k16(a[0], a[1], b0, d);
-                    mma_k16(a[2], a[3], b1, h);
-                    auto u = [&](uint32_t s0, uint32_t s1, const float4& e) {
-                        return __fadd_rn(__fmaf_rn(e.x, __uint_as_float(s0), e.y), __fmaf_rn(e.z, __uint_as_float(s1), e.w));
-                    };
-                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], h[0], e0), acc[nt][0]);
-                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], h[2], e1), acc[nt][2]);
-                    if constexpr (!kSingle) {
-                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], h[1], e0), acc[nt][1]);
-                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], h[3], e1), acc[nt][3]);
-                    }
-                } else if constexpr (kType == QuantType::q4_k) {
-                    mma_k32(a, b0, b1, d);
-                    auto u = [&](uint32_t s, const float4& e, float sy) {
-                        return __fmaf_rn(e.z, sy, __fmaf_rn(e.x, __uint_as_float(s), e.y));
-                    };
-                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], e0, d0.y), acc[nt][0]);
-                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], e1, d0.y), acc[nt][2]);
-                    if constexpr (!kSingle) {
-                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], e0, d1.y), acc[nt][1]);
-                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], e1, d1.y), acc[nt][3]);
-                    }
-                } else {
-                    mma_k32(a, b0, b1, d);
-                    auto u = [&](uint32_t s, const float4& e) { return __fmaf_rn(e.x, __uint_as_float(s), e.y); };
-                    acc[nt][0] = __fmaf_rn(d0.x, u(d[0], e0), acc[nt][0]);
-                    acc[nt][2] = __fmaf_rn(d0.x, u(d[2], e1), acc[nt][2]);
-                    if constexpr (!kSingle) {
-                        acc[nt][1] = __fmaf_rn(d1.x, u(d[1], e0), acc[nt][1]);
-                        acc[nt][3] = __fmaf_rn(d1.x, u(d[3], e1), acc[nt][3]);
-                    }
-                }
-            }
-        };
-        if constexpr (kType == QuantType::q6_k) {
-            // Units k and k + 2 of a half share their ql bytes (low / high nibble) and all four
-            // share the qh bytes: decode two units per load, still adding them in unit order.
-            const int o0 = r0 * kRs + mis(r0), o1 = r1 * kRs + mis(r1);
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                const int qh = 128 + 32 * hh + 4 * tig;
-                const uint32_t h[4] = {ld_u32(sw, o0 + qh), ld_u32(sw, o1 + qh), ld_u32(sw, o0 + qh + 16), ld_u32(sw, o1 + qh + 16)};
-                uint32_t held[4];  // unit k = 2 while unit 1 is added
-#pragma unroll
-                for (int kp = 0; kp < 2; ++kp) {
-                    const int ql = 64 * hh + 32 * kp + 4 * tig;
-                    const uint32_t l[4] = {ld_u32(sw, o0 + ql), ld_u32(sw, o1 + ql), ld_u32(sw, o0 + ql + 16), ld_u32(sw, o1 + ql + 16)};
-                    uint32_t lo[4], hi[4];
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        lo[i] = __vsub4((l[i] & 0x0f0f0f0fu) | (((h[i] >> (2 * kp)) & 0x03030303u) << 4), 0x20202020u);
-                        hi[i] = __vsub4(((l[i] >> 4) & 0x0f0f0f0fu) | (((h[i] >> (2 * kp + 4)) & 0x03030303u) << 4), 0x20202020u);
-                    }
-                    unit(4 * hh + kp, lo);  // k = kp
-                    if (kp == 0) {
-#pragma unroll
-                        for (int i = 0; i < 4; ++i) held[i] = hi[i];
-                    } else {
-                        unit(4 * hh + 2, held);  // k = 2
-                        unit(4 * hh + 3, hi);    // k = 3
-                    }
-                }
-            }
-        } else if (kType == QuantType::q4_k && al16) {
-            // Sub-blocks 2p and 2p + 1 are the low and high nibbles of the same 32 bytes: one
-            // ldmatrix.x4 gives both fragments (matrix m: rows 8 (m & 1) .. + 7, bytes 16 (m >> 1) .. + 15).
-            const std::byte* rowp = buf + (16 * warp + (lane & 15)) * kRs + 16 + 16 * (lane >> 4);
-#pragma unroll
-            for (int p = 0; p < 4; ++p) {
-                uint32_t x[4], a[4];
-                ldmatrix_x4(rowp + 32 * p, x);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) a[i] = x[i] & 0x0f0f0f0fu;
-                unit(2 * p, a);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) a[i] = (x[i] >> 4) & 0x0f0f0f0fu;
-                unit(2 * p + 1, a);
-            }
-        } else {
-            const int o0 = r0 * kRs + mis(r0), o1 = r1 * kRs + mis(r1);
-            const int n_j = min(8, n_units - (su0 + k) * 8);
-#pragma unroll 2
-            for (int j = 0; j < n_j; ++j) {
-                uint32_t a[4];
-                load_a<kType>(sw, o0, o1, j, tig, a);
-                unit(j, a);
-            }
-        }
+        mma_stage<kType, NT, kSingle, false>(buf, kRs, mis, buf + kRows * kRs, scl, al16,
+                                            n_units - (su0 + k) * 8, acc);
     }
-    cp_async_wait<0>();  // nothing useful is left in flight; drain before reusing the buffers
+    cp_async_wait<0>();
 
-    if (n_chains == 1) {
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (kSingle && (i & 1)) continue;
-                const int r = row0 + (i < 2 ? r0 : r1), t = 8 * nt + 2 * tig + (i & 1);
-                if (r < n_out && t < n_tokens) y[(size_t)t * n_out + r] = acc[nt][i];
+    store_tile<NT, kSingle, kRows, kThreads>(acc, smem, y, row0, chain, n_chains, n_out, n_tokens);
+}
+
+// ---- matmul_mma_kernel: kRB rows, one warp per 16; kWB weight buffers (kWB - 1 stages in
+// flight while one is computed: two up to 4 token tiles, then one, for shared memory) and two
+// activation buffers (quants and {d, sum}, one stage in flight).
+__host__ __device__ constexpr int wbufs_of(int nt) { return nt <= 4 ? 3 : 2; }
+__host__ __device__ constexpr int act_bytes(int tp) { return tp * 256 + tp / 2 * kDsPairStride; }
+// Row stride for rows whose super-units all start 16-byte aligned: an odd number of chunks.
+__host__ __device__ constexpr int row_stride_al(int super_bytes) {
+    return super_bytes % 16 != 0 ? row_stride_of(super_bytes)
+                                 : (super_bytes / 16 % 2 == 1 ? super_bytes : super_bytes + 16);
+}
+// Weight buffers, activation buffers, scale tables.
+__host__ __device__ constexpr size_t smem_bytes(int rb, int nt, int rs) {
+    return (size_t)wbufs_of(nt) * rb * rs + 2 * (size_t)act_bytes(8 * nt) + (size_t)rb * kSclStride * 16;
+}
+
+// Registers for 3 blocks of 64 rows or 2 of 128 per SM (shared memory allows about as many).
+template <QuantType kType, int NT, bool kSingle, int kRB>
+__global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
+    const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
+    const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out, int n_tokens, int n_chains) {
+    constexpr int kThr = 2 * kRB;                     // one warp per 16 rows
+    constexpr int kTp = 8 * NT;
+    constexpr int kSuper = Mq<kType>::kSuperBytes;
+    constexpr int kChunks = (kSuper + 15 + 15) / 16;
+    constexpr int kWB = wbufs_of(NT);
+    constexpr int kAct = act_bytes(kTp);
+    extern __shared__ uint4 smem[];
+    auto* sbytes = reinterpret_cast<std::byte*>(smem);
+
+    const int tid = threadIdx.x, warp = tid >> 5;
+    const int chain = (int)blockIdx.x % n_chains, tile = (int)blockIdx.x / n_chains;
+    const int row0 = tile * kRB;
+    const int n_units = n_in / 32, n_super = (n_units + 7) / 8;
+    const int su0 = (int)((int64_t)chain * n_super / n_chains), su1 = (int)((int64_t)(chain + 1) * n_super / n_chains);
+    const int n_stages = su1 - su0;
+    const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
+    const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);  // staged row stride
+    std::byte* const wbase = sbytes;
+    std::byte* const abase = sbytes + kWB * kRB * rs;
+    float4* scl = reinterpret_cast<float4*>(abase + 2 * kAct) + warp * 16 * kSclStride;  // this warp's rows
+
+    // Rows past n_out read row n_out - 1 (valid memory) and are never stored.
+    auto row_ptr = [&](int r) { return w + (size_t)min(row0 + r, n_out - 1) * row_bytes; };
+    auto issue_weights = [&](int k) {  // stage k's weights: consecutive lanes copy consecutive chunks of a row
+        if (k >= n_stages) return;
+        const int sb = (su0 + k) * kSuper;
+        const int bytes = min(kSuper, data_bytes - sb);
+        std::byte* dst = wbase + (k % kWB) * kRB * rs;
+        for (int i = tid; i < kRB * kChunks; i += kThr) {
+            const int r = i / kChunks, v = i - r * kChunks;
+            const uintptr_t start = (uintptr_t)(row_ptr(r) + sb);
+            const int nv = (int)(((start & 15) + bytes + 15) >> 4);
+            if (v < nv) cp_async16(dst + r * rs + 16 * v, reinterpret_cast<const void*>((start & ~(uintptr_t)15) + 16 * (uintptr_t)v));
+        }
+    };
+    auto issue_acts = [&](int k) {
+        if (k >= n_stages) return;
+        const int u0 = (su0 + k) * 8;
+        std::byte* dq = abase + (k & 1) * kAct;
+        std::byte* dd = dq + kTp * 256;
+        {  // quants: chunk c = tid % 16 (unit c / 2, half c % 2) of tokens tid / 16 + (kThr / 16) i
+            const int c = tid & 15;
+            if (u0 + (c >> 1) < n_units) {
+                const int8_t* src = xq + 32 * (size_t)u0 + 16 * c;
+                for (int t = tid >> 4; t < n_tokens; t += kThr / 16)
+                    cp_async16_ca(dq + t * 256 + 16 * (c ^ (t & 7)), src + (size_t)t * n_in);
             }
         }
-        return;
-    }
-    // Partial sums of this chain: [kRows][kTp] f32 over the (now idle) stage buffers; the
-    // cluster's blocks then add them in chain order, each block storing a share of the outputs.
-    __syncthreads();
-    float* part = reinterpret_cast<float*>(smem);
+        {  // {d, sum}: unit j = tid % 8 of tokens tid / 8 + (kThr / 8) i
+            const int j = tid & 7;
+            if (u0 + j < n_units) {
+                for (int t = tid >> 3; t < n_tokens; t += kThr / 8)
+                    cp_async8(dd + (t >> 1) * kDsPairStride + 16 * j + 8 * (t & 1), xds + (size_t)t * n_units + u0 + j);
+            }
+        }
+    };
+
+    // Groups: the prologue's (weights of stages 0 .. kWB - 2, activations of stage 0), kWB - 2
+    // empty ones; then per stage k: activations of k + 1, then weights of k + kWB - 1. At the top
+    // of stage k all but the newest kWB - 2 groups have landed: activations k and weights k.
+#pragma unroll
+    for (int k = 0; k < kWB - 1; ++k) issue_weights(k);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    issue_acts(0);
+    cp_async_commit();
+#pragma unroll
+    for (int k = 0; k < kWB - 2; ++k) cp_async_commit();
+
+    float acc[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) part[(i < 2 ? r0 : r1) * kTp + 8 * nt + 2 * tig + (i & 1)] = acc[nt][i];
+        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-    __trap();  // clusters need sm_90: launch() uses one chain below it
-#else
-    cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
-    const int n_valid = min(kRows, n_out - row0);
-    for (int idx = chain * kThreads + tid; idx < kRows * n_tokens; idx += n_chains * kThreads) {
-        const int r = idx % kRows, t = idx / kRows;
-        if (r >= n_valid) continue;
-        float v = cluster.map_shared_rank(part, 0)[r * kTp + t];
-        for (int c = 1; c < n_chains; ++c) v = __fadd_rn(v, cluster.map_shared_rank(part, c)[r * kTp + t]);
-        y[(size_t)t * n_out + row0 + r] = v;
+    for (int k = 0; k < n_stages; ++k) {
+        cp_async_wait<kWB - 2>();
+        __syncthreads();
+        issue_acts(k + 1);
+        cp_async_commit();
+        issue_weights(k + kWB - 1);
+        cp_async_commit();
+        const std::byte* buf = wbase + (k % kWB) * kRB * rs;
+        const std::byte* act = abase + (k & 1) * kAct;
+        const int sb = (su0 + k) * kSuper;
+        auto mis = [&](int r) { return (int)((uintptr_t)(row_ptr(r) + sb) & 15); };
+        mma_stage<kType, NT, kSingle, true>(buf, rs, mis, act, scl, al16, n_units - (su0 + k) * 8, acc);
     }
-    cluster.sync();  // every block's partial sums stay in place until all are read
-#endif
+    cp_async_wait<0>();
+
+    store_tile<NT, kSingle, kRB, kThr>(acc, smem, y, row0, chain, n_chains, n_out, n_tokens);
 }
 
-template <QuantType kType, int NT, bool kSingle = false>
-cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
-                   bool clusters, bool pdl, cudaStream_t s) {
-    const int n_chains = clusters ? mma_chains(n_in, n_out) : 1;
-    const int tiles = (n_out + kRows - 1) / kRows;
-    const size_t smem =
-        (size_t)bufs_of(NT) * stage_bytes(Mq<kType>::kSuperBytes, 8 * NT) + kRows * kSclStride * sizeof(float4);
-    auto kernel = matmul_mma_kernel<kType, NT, kSingle>;
+// Launches `kernel` over tiles of `rows` rows (times n_chains: a cluster per tile).
+template <typename Kernel>
+cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, const std::byte* w, size_t row_bytes,
+                          int data_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens, int n_chains,
+                          bool pdl, cudaStream_t s) {
     if (smem > 48 * 1024) {
         const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (err != cudaSuccess) return err;
     }
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)(tiles * n_chains));
-    cfg.blockDim = dim3((unsigned)kThreads);
+    cfg.gridDim = dim3((unsigned)((n_out + rows - 1) / rows * n_chains));
+    cfg.blockDim = dim3((unsigned)threads);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[2];
@@ -506,23 +681,80 @@ cudaError_t launch(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, in
     }
     cfg.attrs = attr;
     cfg.numAttrs = n_attr;
-    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, (int)quant::row_size(kType, n_in), act.qs, act.ds, y, n_in,
-                              n_out, n_tokens, n_chains);
+    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, data_bytes, act.qs, act.ds, y, n_in, n_out, n_tokens, n_chains);
+}
+
+// The device's SM count and shared memory per SM (bytes).
+int device_attribute(cudaDeviceAttr attr, int fallback) {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, attr, dev) != cudaSuccess) return fallback;
+    return n;
+}
+
+// Blocks of `kernel` that fit on an SM at once (registers and shared memory), asked once and
+// kept in `cached` (-1: not asked yet).
+template <typename Kernel>
+int blocks_per_sm(Kernel kernel, int threads, size_t smem, std::atomic<int>& cached) {
+    int n = cached.load(std::memory_order_relaxed);
+    if (n >= 0) return n;
+    if (smem > 48 * 1024 &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+        return 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess) return 0;
+    cached.store(n, std::memory_order_relaxed);
+    return n;
+}
+
+// The kernel for one shape and token count; which one runs changes the speed only (each output
+// is summed the same way). matmul_mma_kernel with 64-row blocks where its grid fits on the device
+// at once. Past that, where two of its 128-row blocks fit in an SM's shared memory (rows staged
+// at 144 bytes: Q4_K, Q4_0): those from 5 token tiles on, and the lean kernel up to 4 (H100,
+// 14336 x 4096: 128-row blocks 61.3 against 81.5 us at 64 tokens, 41.0 against 38.1 at 32).
+// Otherwise (Q6_K, Q8_0 rows) 64-row blocks in several waves (Q6_K 128256 x 4096 at 32 tokens:
+// 314.9 us against 334.9 for the lean kernel).
+template <QuantType kType, int NT, bool kSingle>
+cudaError_t launch_nt(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
+                      bool clusters, bool pdl, cudaStream_t s) {
+    constexpr int kSuper = Mq<kType>::kSuperBytes;
+    const int n_chains = clusters ? mma_chains(n_in, n_out) : 1;
+    const int data_bytes = (int)quant::row_size(kType, n_in);
+    const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
+    const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);
+    const size_t smem64 = smem_bytes(64, NT, rs), smem128 = smem_bytes(128, NT, rs);
+    auto kernel64 = matmul_mma_kernel<kType, NT, kSingle, 64>;
+    static std::atomic<int> fit64[2] = {-1, -1};  // per row stride (al16)
+    const int64_t blocks64 = (int64_t)(n_out + 63) / 64 * n_chains;
+    const int64_t at_once64 = (int64_t)device_attribute(cudaDevAttrMultiProcessorCount, 132) *
+                              blocks_per_sm(kernel64, 128, smem64, fit64[al16]);
+    constexpr size_t kReserved = 1024;  // shared memory the runtime keeps per block
+    const size_t smem_sm = (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 228 * 1024);
+    if (blocks64 > at_once64 && 2 * (smem128 + kReserved) <= smem_sm) {
+        if constexpr (NT >= 5) {
+            return launch_kernel(matmul_mma_kernel<kType, NT, kSingle, 128>, 128, 256, smem128, w, row_bytes, data_bytes,
+                                 act, y, n_in, n_out, n_tokens, n_chains, pdl, s);
+        } else {
+            const size_t smem = (size_t)bufs_of(NT) * lean_stage_bytes(kSuper, 8 * NT) + kRows * kSclStride * sizeof(float4);
+            return launch_kernel(matmul_mma_lean_kernel<kType, NT, kSingle>, kRows, kThreads, smem, w, row_bytes,
+                                 data_bytes, act, y, n_in, n_out, n_tokens, n_chains, pdl, s);
+        }
+    }
+    return launch_kernel(kernel64, 64, 128, smem64, w, row_bytes, data_bytes, act, y, n_in, n_out, n_tokens, n_chains,
+                         pdl, s);
 }
 
 template <QuantType kType>
 cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
                         bool clusters, bool pdl, cudaStream_t s) {
-    if (n_tokens == 1) return launch<kType, 1, true>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+    if (n_tokens == 1) return launch_nt<kType, 1, true>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
     switch ((n_tokens + 7) / 8) {
-        case 1: return launch<kType, 1>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 2: return launch<kType, 2>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 3: return launch<kType, 3>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 4: return launch<kType, 4>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 5: return launch<kType, 5>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 6: return launch<kType, 6>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 7: return launch<kType, 7>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 8: return launch<kType, 8>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 1: return launch_nt<kType, 1, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 2: return launch_nt<kType, 2, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 3: return launch_nt<kType, 3, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 4: return launch_nt<kType, 4, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 5: return launch_nt<kType, 5, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 6: return launch_nt<kType, 6, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 7: return launch_nt<kType, 7, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 8: return launch_nt<kType, 8, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }
