@@ -1424,12 +1424,16 @@ public:
     }
 
     KvLayout kv_layout() const override { return cpu_ ? cpu_->kv_layout() : parts_.front()->kv_layout(); }
+    // "cuda:0 (NVIDIA H100 80GB HBM3), 20 of 32 layers (the rest on the cpu)", or per device:
+    // "cuda:0 (...) layers 0-15, cuda:1 (...) layers 16-31".
     std::string device_name() const override {
+        if (cpu_)
+            return strformat("%s, %d of %d layers (the rest on the cpu)", parts_.front()->device_name().c_str(), n_gpu_,
+                             hp_.n_layer);
         std::string s;
         for (const auto& p : parts_)
             s += strformat("%s%s layers %d-%d", s.empty() ? "" : ", ", p->device_name().c_str(), p->first_layer(),
                            p->first_layer() + p->n_layers() - 1);
-        if (cpu_) s += strformat(", cpu layers %d-%d", n_gpu_, hp_.n_layer - 1);
         return s;
     }
     bool kv_on_device() const override { return true; }
