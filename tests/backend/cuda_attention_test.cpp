@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/ref/attention.h"
@@ -168,15 +170,24 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     std::vector<const int32_t*> tptr(n_tokens);
     for (int64_t t = 0; t < n_tokens; ++t) tptr[t] = tables[seq_of[t]].data();
     std::vector<float> want(n_tokens * c.n_head * c.hdv);
-    if (!chunked) {
-        attention_ref(q.data(), view, tptr.data(), pos.data(), kv_end.data(), n_tokens, p, want.data());
-    } else {
-        for (int64_t t = 0; t < n_tokens; ++t) {
-            AttentionParams pt = p;
-            pt.sliding_window = pos[t] + 1 - lo[t];  // >= 1: the reference's window then starts at lo[t]
-            attention_ref(q.data() + t * c.n_head * c.hdk, view, tptr.data() + t, pos.data() + t, kv_end.data() + t, 1,
-                          pt, want.data() + t * c.n_head * c.hdv);
-        }
+    // The reference per token (each token's result depends on its own rows only), on every core:
+    // the long calls' reference is most of these tests' time on a GPU machine.
+    auto reference = [&](int64_t t) {
+        AttentionParams pt = p;
+        if (chunked) pt.sliding_window = pos[t] + 1 - lo[t];  // >= 1: the reference's window then starts at lo[t]
+        attention_ref(q.data() + t * c.n_head * c.hdk, view, tptr.data() + t, pos.data() + t, kv_end.data() + t, 1, pt,
+                      want.data() + t * c.n_head * c.hdv);
+    };
+    {
+        const int64_t n_threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 32);
+        std::atomic<int64_t> next{0};
+        std::vector<std::thread> pool;
+        for (int64_t i = 0; i < n_threads; ++i)
+            pool.emplace_back([&] {
+                for (int64_t t; (t = next.fetch_add(16)) < n_tokens;)
+                    for (int64_t u = t; u < std::min(t + 16, n_tokens); ++u) reference(u);
+            });
+        for (auto& th : pool) th.join();
     }
 
     auto up = [&](const void* src, size_t bytes) {
