@@ -53,6 +53,28 @@ int64_t cuda_prefill_tokens(int64_t n_embd, int64_t n_ff, int64_t q_dim) {
     return std::clamp<int64_t>((768ll << 20) / per / 512 * 512, 512, 8192);
 }
 
+std::vector<int> plan_gpu_split(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
+                                int64_t q_dim, int64_t n_vocab, const std::vector<int64_t>& free_bytes) {
+    const int n_dev = (int)free_bytes.size();
+    if (n_dev < 2) return {};
+    const LayerBytes b = layer_bytes(file, kv.n_layer);
+    const int64_t working = cuda_working_bytes(n_embd, n_ff, q_dim, n_vocab);
+    std::vector<double> shares;
+    for (int i = 0; i < n_dev; ++i)
+        shares.push_back((double)std::max<int64_t>(0, free_bytes[i] - working - b.fixed - (i + 1 == n_dev ? b.output : 0)));
+    const std::vector<int> counts = split_layers(kv.n_layer, shares);
+    int first = 0;
+    for (int i = 0; i < n_dev; ++i) {
+        int64_t need = working + b.fixed + (i + 1 == n_dev ? b.output : 0);
+        for (int l = first; l < first + counts[i]; ++l)
+            need += b.layer[l] + 4096ll * (kv.k_width[l] + kv.v_width[l]) * 2;
+        if (counts[i] > 0 && need > free_bytes[i]) return {};
+        if (counts[i] == 0 && i + 1 == n_dev) return {};  // the last device holds the output
+        first += counts[i];
+    }
+    return counts;
+}
+
 GpuLayerPlan plan_gpu_placement(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
                                 int64_t q_dim, int64_t n_vocab, int64_t free_bytes) {
     const int64_t big = cuda_prefill_tokens(n_embd, n_ff, q_dim);
@@ -1476,6 +1498,8 @@ bool cuda_offloads_partially(const std::string& arch) {
     return f != nullptr && f->partial;
 }
 
+int cuda_device_count() { return cuda::device_count(); }
+
 Result<GpuMemory> query_gpu_memory(int device) {
     HEARTH_ASSIGN(std::unique_ptr<cuda::Device> dev, cuda::Device::open(device));
     HEARTH_ASSIGN(const size_t free_bytes, dev->free_memory());
@@ -1525,22 +1549,9 @@ Result<std::vector<SplitPart>> plan_split(const gguf::GgufFile& file, const Hpar
         }
         const GpuLayerPlan one = plan_gpu_placement(file, kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free[0]);
         if (one.n_layers == hp.n_layer && one.output) return std::vector<SplitPart>{};
-        const LayerBytes b = layer_bytes(file, hp.n_layer);
-        const int64_t working = cuda_working_bytes(hp.n_embd, hp.n_ff, q_dim, hp.n_vocab);
-        for (int i = 0; i < n_dev; ++i) {
-            devices.push_back(i);
-            shares.push_back((double)std::max<int64_t>(0, free[i] - working - b.fixed - (i + 1 == n_dev ? b.output : 0)));
-        }
-        // Each device's range must fit with room for 4096 positions of K/V (plan_gpu_layers'
-        // default), else the single-device plan (device 0 and the CPU) stands.
-        const std::vector<int> counts = split_layers(hp.n_layer, shares);
-        int first = 0;
-        for (int i = 0; i < n_dev; ++i) {
-            int64_t need = working + b.fixed + (i + 1 == n_dev ? b.output : 0);
-            for (int l = first; l < first + counts[i]; ++l) need += b.layer[l] + 4096ll * (kv.k_width[l] + kv.v_width[l]) * 2;
-            if (need > free[i]) return std::vector<SplitPart>{};
-            first += counts[i];
-        }
+        const std::vector<int> auto_counts = plan_gpu_split(file, kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
+        if (auto_counts.empty()) return std::vector<SplitPart>{};  // the single-device plan (device 0 and the CPU)
+        for (int i = 0; i < n_dev; ++i) devices.push_back(i), shares.push_back(auto_counts[i]);
     }
     const std::vector<int> counts = split_layers(hp.n_layer, shares);
     std::vector<SplitPart> parts;
@@ -1665,6 +1676,7 @@ bool cuda_runs_architecture(const std::string&) { return false; }
 bool cuda_offloads_partially(const std::string&) { return false; }
 
 Result<GpuMemory> query_gpu_memory(int) { return error(StatusCode::not_found, "hearth was built without CUDA"); }
+int cuda_device_count() { return 0; }
 
 }  // namespace hearth::model
 

@@ -90,6 +90,14 @@ LayerBytes layer_bytes(const gguf::GgufFile& file, int n_layer);
 // ranges by cumulative rounding, the last device taking what is left; all 0 without a positive share.
 std::vector<int> split_layers(int n_layer, const std::vector<double>& shares);
 
+// The automatic split over several devices (LoadOptions::tensor_split empty, num_gpu < 0), for
+// free_bytes[i] free on device i: layers per device in proportion to what each has left beside
+// its working memory (512-token steps) and the tensors every part uploads (the last one also the
+// output), when every device's share fits with room for 4096 positions of K/V per layer. Empty
+// when it does not, or for fewer than two devices. The loader and store::fit both use it.
+std::vector<int> plan_gpu_split(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
+                                int64_t q_dim, int64_t n_vocab, const std::vector<int64_t>& free_bytes);
+
 // The automatic placement: plan_gpu_layers with the working memory of cuda_prefill_tokens-token
 // steps when the whole model fits with it (step_tokens is then that), else of 512-token steps.
 GpuLayerPlan plan_gpu_placement(const gguf::GgufFile& file, const KvLayout& kv, int64_t n_embd, int64_t n_ff,
@@ -106,6 +114,8 @@ struct GpuMemory {
 };
 // CUDA device `device`'s name and memory free now; not_found without CUDA or a device.
 Result<GpuMemory> query_gpu_memory(int device = 0);
+// CUDA devices this process sees (CUDA_VISIBLE_DEVICES applies); 0 without CUDA.
+int cuda_device_count();
 
 Result<std::unique_ptr<Model>> load_model_cuda(std::shared_ptr<const gguf::GgufFile> file, const LoadOptions& opts,
                                                int device = 0);

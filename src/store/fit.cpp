@@ -152,11 +152,17 @@ static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
     FitGpu g;
     g.free_bytes = opt.gpu_free_bytes;
     g.name = opt.gpu_name;
+    std::vector<int64_t> others = opt.other_gpus_free_bytes;
     if (g.free_bytes < 0) {
         auto mem = model::query_gpu_memory(0);
         if (!mem.ok()) return FitGpu{};
         g.free_bytes = mem->free_bytes;
         g.name = mem->name;
+        others.clear();
+        for (int i = 1; i < model::cuda_device_count(); ++i) {
+            auto m = model::query_gpu_memory(i);
+            if (m.ok()) others.push_back(m->free_bytes);
+        }
     }
     if (g.free_bytes <= 0) return FitGpu{};
     if (g.name.empty()) g.name = "the GPU";
@@ -172,6 +178,25 @@ static FitGpu fit_gpu(const GgufInfo& info, const FitOptions& opt) {
                                                                q_dim, info.n_vocab, g.free_bytes);
     g.n_layers = plan.n_layers;
     g.output = plan.output;
+    if (!plan.output && !others.empty()) {  // too large for device 0: the split the loader would make
+        std::vector<int64_t> all = {g.free_bytes};
+        all.insert(all.end(), others.begin(), others.end());
+        const std::vector<int> split = model::plan_gpu_split(*info.file, info.kv_layout, info.n_embd, info.n_ff, q_dim,
+                                                             info.n_vocab, all);
+        if (!split.empty()) {
+            g.split = split;
+            g.n_layers = g.n_layers_total;
+            g.output = true;
+            std::string parts;
+            for (int c : split) {
+                if (!parts.empty()) parts += " + ";
+                parts += std::to_string(c);
+            }
+            g.verdict = strformat("fits on %zu GPUs, split by layers %s (%s, %.1f GiB free on the first)", split.size(),
+                                  parts.c_str(), g.name.c_str(), gib);
+            return g;
+        }
+    }
     if (!plan.output && plan.n_layers > 0 && !model::cuda_offloads_partially(info.architecture)) {
         g.n_layers = 0;  // the loader keeps the whole model on the CPU (load_model_cuda)
         g.verdict = strformat("CPU only: %d of %d layers would fit on %s (%.1f GiB free), and a partial offload "
@@ -380,6 +405,7 @@ nlohmann::ordered_json fit_report_json(const FitReport& r) {
                     {"layers_total", r.gpu.n_layers_total},
                     {"output", r.gpu.output},
                     {"verdict", r.gpu.verdict}};
+        if (!r.gpu.split.empty()) j["gpu"]["split"] = r.gpu.split;
     }
     return j;
 }

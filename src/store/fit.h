@@ -76,6 +76,10 @@ struct FitOptions {
     // CUDA or the machine no device), 0 means no GPU. gpu_name labels a given figure.
     int64_t gpu_free_bytes = -1;
     std::string gpu_name;
+    // With a given gpu_free_bytes: the free memory of devices 1, 2, ... (a model too large for
+    // device 0 is split over all of them when it fits: model::plan_gpu_split). Asked from CUDA
+    // when gpu_free_bytes < 0.
+    std::vector<int64_t> other_gpus_free_bytes = {};
 };
 
 // Where the loader would put the model on the GPU (automatic num_gpu: model::plan_gpu_placement,
@@ -87,8 +91,12 @@ struct FitGpu {
     int n_layers = 0;         // leading layers on the GPU
     int n_layers_total = 0;
     bool output = false;      // the output matrix too: the whole model on the GPU
+    // Layers per device when the model is split over several GPUs (then n_layers is every layer
+    // and free_bytes device 0's); empty on one device.
+    std::vector<int> split;
     // "fits fully on the GPU (NVIDIA H100 80GB HBM3, 79.1 GiB free)", "partial offload: 20 of 32
-    // layers on the GPU (..., 9.5 GiB free), the rest on the CPU", "CPU only: not one layer fits
+    // layers on the GPU (..., 9.5 GiB free), the rest on the CPU", "fits on 2 GPUs, split by layers
+    // 17 + 15 (..., 9.5 GiB free on the first)", "CPU only: not one layer fits
     // in 0.8 GiB free on ...", or "CPU only: hearth has no CUDA executor for gemma3 yet".
     std::string verdict;
 };

@@ -125,5 +125,33 @@ TEST(GpuPlan, SplitLayersInProportion) {
     }
 }
 
+TEST(GpuPlan, SplitOverDevicesWhenEachShareFits) {
+    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    LoadOptions o{1};
+    o.num_gpu = 0;
+    auto m = load_model(file.value(), o);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    const Hparams& hp = m.value()->hparams();
+    const KvLayout kv = m.value()->kv_layout();
+    ASSERT_EQ(hp.n_layer, 2);
+    const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
+    const LayerBytes b = layer_bytes(*file.value(), hp.n_layer);
+    const int64_t working = cuda_working_bytes(hp.n_embd, hp.n_ff, q_dim, hp.n_vocab);
+    auto need = [&](int l, bool last) {  // one layer on a device of its own
+        return working + b.fixed + b.layer[l] + 4096ll * (kv.k_width[l] + kv.v_width[l]) * 2 + (last ? b.output : 0);
+    };
+    auto split = [&](std::vector<int64_t> free) {
+        return plan_gpu_split(*file.value(), kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
+    };
+    EXPECT_EQ(split({need(0, false), need(1, true)}), (std::vector<int>{1, 1}));
+    EXPECT_EQ(split({need(0, false) - 1, need(1, true)}), std::vector<int>{});  // device 0 one byte short
+    EXPECT_EQ(split({need(0, false), need(1, true) - 1}), std::vector<int>{});  // the output does not fit
+    EXPECT_EQ(split({need(0, false)}), std::vector<int>{});                     // one device: no split
+    EXPECT_EQ(split({1ll << 40, need(1, true)}), std::vector<int>{});           // all on device 0: not a split
+    EXPECT_EQ(split({1ll << 40, 1ll << 40}), (std::vector<int>{1, 1}));
+    EXPECT_EQ(split({1ll << 40, 1ll << 40, 1ll << 40}).size(), 3u);
+}
+
 }  // namespace
 }  // namespace hearth::model::test

@@ -177,6 +177,30 @@ TEST(Fit, GpuVerdictFollowsTheFreeDeviceMemory) {
     }
     EXPECT_EQ(kinds, (std::vector<std::string>{"CPU only", "partial offload", "fits fully on the GPU "}))
         << testing::PrintToString(kinds);
+    // Two devices with the same free memory: below what the whole model needs on one, the split
+    // over both (model::plan_gpu_split, as the loader would), before any single-device verdict
+    // says it fits fully.
+    std::vector<int> split;
+    std::string split_verdict;
+    for (int64_t free = kGiB; free <= kGiB + 64 * kMiB && split.empty(); free += kMiB / 4) {
+        o.gpu_free_bytes = free;
+        o.other_gpus_free_bytes = {free};
+        auto r = fit_file(model_path("llama3-tiny.Q8_0"), o);
+        ASSERT_TRUE(r.ok());
+        split = r->gpu.split, split_verdict = r->gpu.verdict;
+        if (!split.empty()) {
+            EXPECT_TRUE(r->gpu.output);
+            EXPECT_EQ(r->gpu.n_layers, 2);
+            EXPECT_EQ(fit_report_json(*r)["gpu"]["split"], nlohmann::json(split));
+            o.other_gpus_free_bytes.clear();  // the same memory on one device: not the whole model
+            auto one = fit_file(model_path("llama3-tiny.Q8_0"), o);
+            ASSERT_TRUE(one.ok());
+            EXPECT_FALSE(one->gpu.output) << one->gpu.verdict;
+        }
+    }
+    EXPECT_EQ(split, (std::vector<int>{1, 1})) << split_verdict;
+    EXPECT_EQ(split_verdict.rfind("fits on 2 GPUs, split by layers 1 + 1", 0), 0u) << split_verdict;
+    o.other_gpus_free_bytes.clear();
     o.gpu_free_bytes = 80 * kGiB;
     auto full = fit_file(model_path("llama3-tiny.Q8_0"), o);
     ASSERT_TRUE(full.ok());
