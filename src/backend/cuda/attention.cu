@@ -374,6 +374,42 @@ struct FlashConsts {
     const float* sinks;
 };
 
+// The runs of a flash tile's tt tokens: consecutive tokens of sequence seq, [ta, tb), with the
+// positions [lo, end) some of them see and [full_lo, full_end) all of them see. Runs of no
+// sequence are skipped, and so are runs with no visible position (every window empty): no K/V
+// tile at all, not even a partial one (its buffers would hold stale values, and 0 x NaN is NaN).
+// whole_tile: the run holds every token of the tile, so the rows of other tokens (none) need no
+// mask, and those past the tokens or the group have zero queries and are never written.
+struct FlashRun {
+    int seq = -1, ta = 0, tb = 0, lo = 0, end = 0, full_lo = 0, full_end = 0;
+    bool whole_tile = false;
+};
+// The first run at or after token `from` into r; false when none is left.
+__device__ __forceinline__ bool next_flash_run(int from, int tt, const int* s_seq, const int* s_lo, const int* s_end,
+                                               FlashRun& r) {
+    for (int ta = from; ta < tt;) {
+        const int seq = s_seq[ta];
+        int tb = ta + 1;
+        while (tb < tt && s_seq[tb] == seq) ++tb;
+        if (seq >= 0) {
+            int lo = INT_MAX, end = 0, full_lo = 0, full_end = INT_MAX;
+            for (int t = ta; t < tb; ++t) {
+                lo = min(lo, s_lo[t]), end = max(end, s_end[t]);
+                full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
+            }
+            if (end > lo) {
+                bool whole = ta == 0;
+                for (int t = tb; t < tt; ++t) whole = whole && s_seq[t] < 0;
+                r.seq = seq, r.ta = ta, r.tb = tb, r.lo = lo, r.end = end, r.full_lo = full_lo, r.full_end = full_end;
+                r.whole_tile = whole;
+                return true;
+            }
+        }
+        ta = tb;
+    }
+    return false;
+}
+
 // D: head dim; kFaChunk: positions per K/V tile; kMinBlocks: blocks per SM the registers must allow.
 template <int D, int kFaChunk, int kMinBlocks>
 __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel(const float* __restrict__ q, PagedKvCuda kv,
@@ -447,31 +483,10 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
     constexpr int kCpThreads = kFaThreads / kFaChunk;  // threads per position
     const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
 
-    for (int ta = 0; ta < c.tt;) {
-        // The next run: consecutive tokens of one sequence.
-        const int seq = s_seq[ta];
-        int tb = ta + 1;
-        while (tb < c.tt && s_seq[tb] == seq) ++tb;
-        if (seq < 0) {
-            ta = tb;
-            continue;
-        }
-        // The run's positions [run_lo, run_end); [full_lo, full_end): visible to all its tokens.
-        int run_lo = INT_MAX, run_end = 0, full_lo = 0, full_end = INT_MAX;
-        for (int t = ta; t < tb; ++t) {
-            run_lo = min(run_lo, s_lo[t]), run_end = max(run_end, s_end[t]);
-            full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
-        }
-        // No visible position (every window of the run empty): no tile at all, not even a partial
-        // one (its buffers would hold stale values, and 0 x NaN is NaN).
-        if (run_end <= run_lo) {
-            ta = tb;
-            continue;
-        }
-        // Whether this run holds every token of the tile: the rows of other tokens (none) need no
-        // mask, and those past the tokens or the group have zero queries and are never written.
-        bool whole_tile = ta == 0;
-        for (int t = tb; t < c.tt; ++t) whole_tile = whole_tile && s_seq[t] < 0;
+    for (FlashRun run; next_flash_run(run.tb, c.tt, s_seq, s_lo, s_end, run);) {
+        const int seq = run.seq, ta = run.ta, tb = run.tb, run_lo = run.lo, run_end = run.end;
+        const int full_lo = run.full_lo, full_end = run.full_end;
+        const bool whole_tile = run.whole_tile;
         int rlo[2], rend[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
@@ -581,7 +596,6 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
             }
             __syncthreads();  // every warp is done with buffer buf before it is refilled
         }
-        ta = tb;
     }
 
     // The quad's partial sums, the sinks, the normalized rows.
@@ -730,31 +744,10 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
     constexpr int kCpThreads = kFaThreads / kFaLongChunk;
     const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
 
-    for (int ta = 0; ta < c.tt;) {
-        // The next run: consecutive tokens of one sequence.
-        const int seq = s_seq[ta];
-        int tb = ta + 1;
-        while (tb < c.tt && s_seq[tb] == seq) ++tb;
-        if (seq < 0) {
-            ta = tb;
-            continue;
-        }
-        // The run's positions [run_lo, run_end); [full_lo, full_end): visible to all its tokens.
-        int run_lo = INT_MAX, run_end = 0, full_lo = 0, full_end = INT_MAX;
-        for (int t = ta; t < tb; ++t) {
-            run_lo = min(run_lo, s_lo[t]), run_end = max(run_end, s_end[t]);
-            full_lo = max(full_lo, s_lo[t]), full_end = min(full_end, s_end[t]);
-        }
-        // No visible position (every window of the run empty): no tile at all, not even a partial
-        // one (its buffers would hold stale values, and 0 x NaN is NaN).
-        if (run_end <= run_lo) {
-            ta = tb;
-            continue;
-        }
-        // Whether this run holds every token of the tile: the rows of other tokens (none) need no
-        // mask, and those past the tokens or the group have zero queries and are never written.
-        bool whole_tile = ta == 0;
-        for (int t = tb; t < c.tt; ++t) whole_tile = whole_tile && s_seq[t] < 0;
+    for (FlashRun run; next_flash_run(run.tb, c.tt, s_seq, s_lo, s_end, run);) {
+        const int seq = run.seq, ta = run.ta, tb = run.tb, run_lo = run.lo, run_end = run.end;
+        const int full_lo = run.full_lo, full_end = run.full_end;
+        const bool whole_tile = run.whole_tile;
         int rlo[kFaMTiles][2], rend[kFaMTiles][2];
 #pragma unroll
         for (int mt = 0; mt < kFaMTiles; ++mt)
@@ -899,7 +892,6 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
             }
         }
         __syncthreads();  // every warp is done with both buffers before the next run fills them
-        ta = tb;
     }
 
     // The quad's partial sums, the sinks, the normalized rows.
