@@ -374,6 +374,42 @@ struct FlashConsts {
     const float* sinks;
 };
 
+// The tile's token threadIdx.x (< the tile's rows; token t0 + threadIdx.x of the call): its
+// sequence (-1: none) and visible positions [lo, end), as attention_kernel, into shared memory.
+__device__ __forceinline__ void load_flash_token(int t0, const FlashConsts& c, const AttnIndexCuda& idx, int* s_seq,
+                                                 int* s_lo, int* s_end) {
+    const int t = t0 + threadIdx.x;
+    int seq = -1, lo = 0, end = 0;
+    if ((int)threadIdx.x < c.tt && t < c.n_tokens) {
+        const int32_t pos = idx.positions[t];
+        end = idx.kv_end[t];
+        const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
+        lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
+        seq = idx.seq_ids[t];
+    }
+    s_seq[threadIdx.x] = seq, s_lo[threadIdx.x] = lo, s_end[threadIdx.x] = end;
+}
+
+// One position of a K/V tile into shared memory (kd, vd: its K and V rows there): position j of
+// the run's sequence (block table `table`), kv head kvh, this thread's pieces cp_part,
+// cp_part + kCpThreads, ... of the D / 8 16-byte pieces of each row; zeros when j is outside
+// [lo, end). Commits the copies as one cp.async group.
+template <int D, int kChunk, int kCpThreads>
+__device__ __forceinline__ void load_kv_tile(const PagedKvCuda& kv, const int32_t* table, int kvh, int lo, int end, int j,
+                                             int cp_part, __half* kd, __half* vd) {
+    using cuda_mma::cp_async16;
+    const bool vis = j >= lo && j < end;
+    const int64_t slot = vis ? (int64_t)table[j / kv.block_size] * kv.block_size + j % kv.block_size : 0;
+    const uint32_t* krow = static_cast<const uint32_t*>(kv.k) + slot * kv.k_row_stride / 2 + (int64_t)kvh * D / 2;
+    const uint32_t* vrow = static_cast<const uint32_t*>(kv.v) + slot * kv.v_row_stride / 2 + (int64_t)kvh * D / 2;
+#pragma unroll
+    for (int u = cp_part; u < D / 8; u += kCpThreads) {
+        cp_async16(kd + 8 * u, krow + 4 * u, vis ? 16 : 0);
+        cp_async16(vd + 8 * u, vrow + 4 * u, vis ? 16 : 0);
+    }
+    cuda_mma::cp_async_commit();
+}
+
 // The runs of a flash tile's tt tokens: consecutive tokens of sequence seq, [ta, tb), with the
 // positions [lo, end) some of them see and [full_lo, full_end) all of them see. Runs of no
 // sequence are skipped, and so are runs with no visible position (every window empty): no K/V
@@ -436,19 +472,7 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
     const int t0 = tile * c.tt;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-    // The tile's tokens: sequence (-1: none) and visible positions [lo, end), as attention_kernel.
-    if (threadIdx.x < kFaRows) {
-        const int t = t0 + threadIdx.x;
-        int seq = -1, lo = 0, end = 0;
-        if (threadIdx.x < c.tt && t < c.n_tokens) {
-            const int32_t pos = idx.positions[t];
-            end = idx.kv_end[t];
-            const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
-            lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
-            seq = idx.seq_ids[t];
-        }
-        s_seq[threadIdx.x] = seq, s_lo[threadIdx.x] = lo, s_end[threadIdx.x] = end;
-    }
+    if (threadIdx.x < kFaRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
     // Q rows, scaled, as f16 (zeros for rows past the tokens or the group).
     for (int e = threadIdx.x; e < kFaRows * D / 2; e += kFaThreads) {
         const int r = e / (D / 2), w = e % (D / 2);
@@ -476,8 +500,6 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     float o[D / 8][4] = {};
 
-    const uint32_t* kwords = static_cast<const uint32_t*>(kv.k);
-    const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
     // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
     // of its K and V head rows (D / 8 pieces each).
     constexpr int kCpThreads = kFaThreads / kFaChunk;  // threads per position
@@ -496,19 +518,8 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
         }
         const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
         auto load_tile = [&](int c0, int buf) {
-            const int j = c0 + cp_pos;
-            const bool vis = j >= run_lo && j < run_end;
-            const int64_t slot = vis ? (int64_t)table[j / kv.block_size] * kv.block_size + j % kv.block_size : 0;
-            const uint32_t* krow = kwords + slot * kv.k_row_stride / 2 + (int64_t)kvh * D / 2;
-            const uint32_t* vrow = vwords + slot * kv.v_row_stride / 2 + (int64_t)kvh * D / 2;
-            __half* kd = s_k + (buf * kFaChunk + cp_pos) * kLd;
-            __half* vd = s_v + (buf * kFaChunk + cp_pos) * kLd;
-#pragma unroll
-            for (int u = cp_part; u < D / 8; u += kCpThreads) {
-                cp_async16(kd + 8 * u, krow + 4 * u, vis ? 16 : 0);
-                cp_async16(vd + 8 * u, vrow + 4 * u, vis ? 16 : 0);
-            }
-            cp_async_commit();
+            load_kv_tile<D, kFaChunk, kCpThreads>(kv, table, kvh, run_lo, run_end, c0 + cp_pos, cp_part,
+                                               s_k + (buf * kFaChunk + cp_pos) * kLd, s_v + (buf * kFaChunk + cp_pos) * kLd);
         };
         const int c_first = run_lo / kFaChunk * kFaChunk;
         load_tile(c_first, 0);
@@ -690,19 +701,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
     const int t0 = tile * c.tt;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-    // The tile's tokens: sequence (-1: none) and visible positions [lo, end), as attention_kernel.
-    if (threadIdx.x < kFaLongRows) {
-        const int t = t0 + threadIdx.x;
-        int seq = -1, lo = 0, end = 0;
-        if (threadIdx.x < c.tt && t < c.n_tokens) {
-            const int32_t pos = idx.positions[t];
-            end = idx.kv_end[t];
-            const int32_t window_lo = c.sliding_window > 0 ? max(0, pos - c.sliding_window + 1) : 0;
-            lo = idx.kv_begin != nullptr ? max(window_lo, idx.kv_begin[t]) : window_lo;
-            seq = idx.seq_ids[t];
-        }
-        s_seq[threadIdx.x] = seq, s_lo[threadIdx.x] = lo, s_end[threadIdx.x] = end;
-    }
+    if (threadIdx.x < kFaLongRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
     // Q rows scaled by scale * log2(e) (scores come out in log2 units), as f16 (zeros for rows past
     // the tokens or the group).
     const float q_scale = c.scale * kLog2e;
@@ -737,8 +736,6 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
     }
     const float cap = c.softcap * kLog2e;  // the soft-cap in log2 units
 
-    const uint32_t* kwords = static_cast<const uint32_t*>(kv.k);
-    const uint32_t* vwords = static_cast<const uint32_t*>(kv.v);
     // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
     // of its K and V head rows (D / 8 pieces each).
     constexpr int kCpThreads = kFaThreads / kFaLongChunk;
@@ -759,19 +756,8 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
             }
         const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
         auto load_tile = [&](int c0, int buf) {
-            const int j = c0 + cp_pos;
-            const bool vis = j >= run_lo && j < run_end;
-            const int64_t slot = vis ? (int64_t)table[j / kv.block_size] * kv.block_size + j % kv.block_size : 0;
-            const uint32_t* krow = kwords + slot * kv.k_row_stride / 2 + (int64_t)kvh * D / 2;
-            const uint32_t* vrow = vwords + slot * kv.v_row_stride / 2 + (int64_t)kvh * D / 2;
-            __half* kd = s_k + (buf * kFaLongChunk + cp_pos) * kLd;
-            __half* vd = s_v + (buf * kFaLongChunk + cp_pos) * kLd;
-#pragma unroll
-            for (int u = cp_part; u < D / 8; u += kCpThreads) {
-                cp_async16(kd + 8 * u, krow + 4 * u, vis ? 16 : 0);
-                cp_async16(vd + 8 * u, vrow + 4 * u, vis ? 16 : 0);
-            }
-            cp_async_commit();
+            load_kv_tile<D, kFaLongChunk, kCpThreads>(kv, table, kvh, run_lo, run_end, c0 + cp_pos, cp_part,
+                                               s_k + (buf * kFaLongChunk + cp_pos) * kLd, s_v + (buf * kFaLongChunk + cp_pos) * kLd);
         };
         const int c_first = run_lo / kFaLongChunk * kFaLongChunk;
         load_tile(c_first, 0);
