@@ -13,19 +13,28 @@ namespace {
 
 int64_t padded(const gguf::TensorInfo& t) { return (int64_t)((t.n_bytes + 15) & ~(uint64_t)15) + 16; }
 
-TEST(GpuPlan, TakesTheLayersThatFit) {
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
+// llama3-tiny.Q4_K_M (2 layers), loaded on the CPU for its hyperparameters and KV layout.
+void open_tiny(std::shared_ptr<gguf::GgufFile>& file, std::unique_ptr<Model>& model) {
+    auto f = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
+    ASSERT_TRUE(f.ok()) << f.status().message();
     LoadOptions o{1};
     o.num_gpu = 0;
-    auto m = load_model(file.value(), o);
+    auto m = load_model(f.value(), o);
     ASSERT_TRUE(m.ok()) << m.status().message();
-    const Hparams& hp = m.value()->hparams();
+    file = std::move(f).value();
+    model = std::move(m).value();
+}
+
+TEST(GpuPlan, TakesTheLayersThatFit) {
+    std::shared_ptr<gguf::GgufFile> file;
+    std::unique_ptr<Model> model;
+    ASSERT_NO_FATAL_FAILURE(open_tiny(file, model));
+    const Hparams& hp = model->hparams();
     ASSERT_EQ(hp.n_layer, 2);
 
     // The sizes by hand: layer tensors, the output matrix, everything else.
     int64_t layer[2] = {0, 0}, output = 0, fixed = 0;
-    for (const gguf::TensorInfo& t : file.value()->tensors) {
+    for (const gguf::TensorInfo& t : file->tensors) {
         if (t.name.rfind("blk.0.", 0) == 0) layer[0] += padded(t);
         else if (t.name.rfind("blk.1.", 0) == 0) layer[1] += padded(t);
         else if (t.name == "output.weight") output += padded(t);
@@ -55,7 +64,7 @@ TEST(GpuPlan, TakesTheLayersThatFit) {
     };
     for (const Want& w : cases) {
         const GpuLayerPlan p =
-            plan_gpu_layers(*file.value(), m.value()->kv_layout(), cuda_working_bytes(hp), w.free, positions);
+            plan_gpu_layers(*file, model->kv_layout(), cuda_working_bytes(hp), w.free, positions);
         EXPECT_EQ(p.n_layers, w.n_layers) << "free " << w.free;
         EXPECT_EQ(p.output, w.output) << "free " << w.free;
     }
@@ -70,19 +79,16 @@ TEST(GpuPlan, PromptStepsAsLargeAsTheirActivationsAllow) {
     EXPECT_EQ(cuda_prefill_tokens(16384, 65536, 16384), 512);
     EXPECT_GT(cuda_working_bytes(4096, 14336, 4096, 128256, 3584), cuda_working_bytes(4096, 14336, 4096, 128256));
 
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    LoadOptions o{1};
-    o.num_gpu = 0;
-    auto m = load_model(file.value(), o);
-    ASSERT_TRUE(m.ok()) << m.status().message();
-    const Hparams& hp = m.value()->hparams();
-    const KvLayout kv = m.value()->kv_layout();
+    std::shared_ptr<gguf::GgufFile> file;
+    std::unique_ptr<Model> model;
+    ASSERT_NO_FATAL_FAILURE(open_tiny(file, model));
+    const Hparams& hp = model->hparams();
+    const KvLayout kv = model->kv_layout();
     const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
     const int64_t big = cuda_prefill_tokens(hp.n_embd, hp.n_ff, q_dim);
     ASSERT_GT(big, 512);
     auto place = [&](int64_t free) {
-        return plan_gpu_placement(*file.value(), kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
+        return plan_gpu_placement(*file, kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
     };
     // The smallest memory the whole model fits in with each step's working memory.
     auto least_full = [&](int64_t step) {
@@ -90,7 +96,7 @@ TEST(GpuPlan, PromptStepsAsLargeAsTheirActivationsAllow) {
         int64_t lo = 0, hi = 1ll << 40;
         while (lo < hi) {
             const int64_t mid = lo + (hi - lo) / 2;
-            const GpuLayerPlan p = plan_gpu_layers(*file.value(), kv, w, mid);
+            const GpuLayerPlan p = plan_gpu_layers(*file, kv, w, mid);
             if (p.n_layers == hp.n_layer && p.output) hi = mid;
             else lo = mid + 1;
         }
@@ -126,23 +132,20 @@ TEST(GpuPlan, SplitLayersInProportion) {
 }
 
 TEST(GpuPlan, SplitOverDevicesWhenEachShareFits) {
-    auto file = gguf::open_gguf(hearth::test::testdata_path("models/llama3-tiny.Q4_K_M.gguf"));
-    ASSERT_TRUE(file.ok()) << file.status().message();
-    LoadOptions o{1};
-    o.num_gpu = 0;
-    auto m = load_model(file.value(), o);
-    ASSERT_TRUE(m.ok()) << m.status().message();
-    const Hparams& hp = m.value()->hparams();
-    const KvLayout kv = m.value()->kv_layout();
+    std::shared_ptr<gguf::GgufFile> file;
+    std::unique_ptr<Model> model;
+    ASSERT_NO_FATAL_FAILURE(open_tiny(file, model));
+    const Hparams& hp = model->hparams();
+    const KvLayout kv = model->kv_layout();
     ASSERT_EQ(hp.n_layer, 2);
     const int64_t q_dim = (int64_t)hp.n_head * hp.head_dim_k;
-    const LayerBytes b = layer_bytes(*file.value(), hp.n_layer);
+    const LayerBytes b = layer_bytes(*file, hp.n_layer);
     const int64_t working = cuda_working_bytes(hp.n_embd, hp.n_ff, q_dim, hp.n_vocab);
     auto need = [&](int l, bool last) {  // one layer on a device of its own
         return working + b.fixed + b.layer[l] + 4096ll * (kv.k_width[l] + kv.v_width[l]) * 2 + (last ? b.output : 0);
     };
     auto split = [&](std::vector<int64_t> free) {
-        return plan_gpu_split(*file.value(), kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
+        return plan_gpu_split(*file, kv, hp.n_embd, hp.n_ff, q_dim, hp.n_vocab, free);
     };
     EXPECT_EQ(split({need(0, false), need(1, true)}), (std::vector<int>{1, 1}));
     EXPECT_EQ(split({need(0, false) - 1, need(1, true)}), std::vector<int>{});  // device 0 one byte short
