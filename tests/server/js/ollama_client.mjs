@@ -325,7 +325,9 @@ check('abort: AbortableAsyncIterator.abort() mid-stream, then the server serves 
   let n = 0, atAbort = 0;
   const e = await rejects((async () => {
     for await (const p of stream) {
-      assert.equal(p.done, false, 'aborted before the end');
+      // Parts read before the abort may still come, the last one included when the model ended
+      // by itself meanwhile (a race on a fast machine); before it, the stream must go on.
+      if (atAbort === 0) assert.equal(p.done, false, 'the stream ended before the abort');
       if (++n === 3) {
         stream.abort();
         atAbort = performance.now();

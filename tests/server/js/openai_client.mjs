@@ -517,7 +517,9 @@ check('abort: stream.controller.abort() mid-stream, then the server serves on', 
   const stream = await client.chat.completions.create({ model: CHAT, messages, max_tokens: 100000, stream: true, seed: 1 });
   let n = 0, atAbort = 0;
   for await (const c of stream) {
-    assert.ok(!c.choices[0]?.finish_reason, 'aborted before the end');
+    // Chunks the SDK read before the abort may still come, a last one included when the model
+    // ended by itself meanwhile (a race on a fast machine); before it, the stream must go on.
+    if (atAbort === 0) assert.ok(!c.choices[0]?.finish_reason, 'the stream ended before the abort');
     if (++n === 3) {
       stream.controller.abort();  // the SDK ends the loop quietly ...
       atAbort = performance.now();
@@ -536,7 +538,7 @@ check('abort: an AbortController signal, and break, end a stream; the server ser
   let n = 0, atAbort = 0;
   try {
     for await (const c of stream) {
-      assert.ok(!c.choices[0]?.finish_reason, 'aborted before the end');
+      if (atAbort === 0) assert.ok(!c.choices[0]?.finish_reason, 'the stream ended before the abort');
       if (++n === 3) {
         ac.abort();
         atAbort = performance.now();
