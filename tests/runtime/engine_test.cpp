@@ -347,31 +347,44 @@ TEST_F(EngineTest, TruncationAndLogitsMask) {
     expect_pool_idle(*engine);
 }
 
-// Forwards to a real model and records every batch's output_top_k (the scheduler thread writes,
-// the test reads after the requests ended).
-class TopKSpy : public model::Model {
+// Forwards to a real model and records every batch's shape: tokens, sequences and output_top_k
+// (the scheduler thread writes, the test reads after the requests ended). `prefill`: the tokens
+// per prompt step it prefers (Model::prefill_step_tokens).
+class BatchSpy : public model::Model {
 public:
-    TopKSpy(std::shared_ptr<const gguf::GgufFile> file, std::shared_ptr<model::Model> inner)
-        : Model(std::move(file), inner->hparams(), 1), inner_(std::move(inner)) {}
+    struct Shape {
+        int64_t tokens;
+        size_t seqs;
+        int32_t top_k;
+    };
+    BatchSpy(std::shared_ptr<const gguf::GgufFile> file, std::shared_ptr<model::Model> inner, int64_t prefill = 0)
+        : Model(std::move(file), inner->hparams(), 1), inner_(std::move(inner)), prefill_(prefill) {}
     model::KvLayout kv_layout() const override { return inner_->kv_layout(); }
-    std::vector<int32_t> top_ks() {
+    int64_t prefill_step_tokens() const override { return prefill_; }
+    std::vector<Shape> shapes() {
         std::lock_guard<std::mutex> lk(mu_);
-        return ks_;
+        return shapes_;
+    }
+    std::vector<int32_t> top_ks() {
+        std::vector<int32_t> ks;
+        for (const Shape& b : shapes()) ks.push_back(b.top_k);
+        return ks;
     }
 
 protected:
     Status run_forward(const model::Batch& batch, model::KvCache& kv, model::ForwardOutput& out) override {
         {
             std::lock_guard<std::mutex> lk(mu_);
-            ks_.push_back(batch.output_top_k);
+            shapes_.push_back(Shape{batch.n_tokens(), batch.block_tables.size(), batch.output_top_k});
         }
         return inner_->forward(batch, kv, out);
     }
 
 private:
     std::shared_ptr<model::Model> inner_;
+    int64_t prefill_;
     std::mutex mu_;
-    std::vector<int32_t> ks_;
+    std::vector<Shape> shapes_;
 };
 
 TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
@@ -404,7 +417,7 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
             full_only.push_back(r);
         }
         auto run = [&](const std::vector<Request>& reqs, bool top_k, std::vector<int32_t>& ks) {
-            auto spy = std::make_shared<TopKSpy>(file.value(), model_);
+            auto spy = std::make_shared<BatchSpy>(file.value(), model_);
             EngineOptions o;
             o.n_ctx = 128;
             o.n_parallel = 12;
@@ -443,35 +456,6 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
     }
 }
 
-// Forwards to a real model, prefers `prefill` tokens per prompt step
-// (Model::prefill_step_tokens) and records each batch's {tokens, sequences}.
-class StepSpy : public model::Model {
-public:
-    StepSpy(std::shared_ptr<const gguf::GgufFile> file, std::shared_ptr<model::Model> inner, int64_t prefill)
-        : Model(std::move(file), inner->hparams(), 1), inner_(std::move(inner)), prefill_(prefill) {}
-    model::KvLayout kv_layout() const override { return inner_->kv_layout(); }
-    int64_t prefill_step_tokens() const override { return prefill_; }
-    std::vector<std::pair<int64_t, size_t>> steps() {
-        std::lock_guard<std::mutex> lk(mu_);
-        return steps_;
-    }
-
-protected:
-    Status run_forward(const model::Batch& batch, model::KvCache& kv, model::ForwardOutput& out) override {
-        {
-            std::lock_guard<std::mutex> lk(mu_);
-            steps_.emplace_back(batch.n_tokens(), batch.block_tables.size());
-        }
-        return inner_->forward(batch, kv, out);
-    }
-
-private:
-    std::shared_ptr<model::Model> inner_;
-    int64_t prefill_;
-    std::mutex mu_;
-    std::vector<std::pair<int64_t, size_t>> steps_;
-};
-
 TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
     // A model that prefers 256-token prompt steps (a GPU model's activations budget): a lone
     // prompt goes in steps of 256, not step_tokens (64), with the same output; while another
@@ -482,8 +466,8 @@ TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
     std::mt19937 rng(31);
     const Request lone = greedy(random_prompt(rng, 600), 3);
     const Outcome want = alone(lone, 1024);
-    auto run = [&](int64_t solo, std::vector<std::pair<int64_t, size_t>>& steps) {
-        auto spy = std::make_shared<StepSpy>(file.value(), model_, 256);
+    auto run = [&](int64_t solo, std::vector<BatchSpy::Shape>& steps) {
+        auto spy = std::make_shared<BatchSpy>(file.value(), model_, 256);
         EngineOptions o;
         o.n_ctx = 1024;
         o.n_parallel = 2;
@@ -494,20 +478,20 @@ TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
         Collector c(1);
         if (e.ok()) e.value()->submit(lone, c.callback(0));
         c.wait();
-        steps = spy->steps();
+        steps = spy->shapes();
         return c.out_[0];
     };
-    std::vector<std::pair<int64_t, size_t>> steps;
+    std::vector<BatchSpy::Shape> steps;
     expect_same(run(0, steps), want, "model's prompt steps");
     ASSERT_GE(steps.size(), 3u);
-    EXPECT_EQ(steps[0].first, 256);
-    EXPECT_EQ(steps[1].first, 256);
-    EXPECT_EQ(steps[2].first, 600 - 512);
+    EXPECT_EQ(steps[0].tokens, 256);
+    EXPECT_EQ(steps[1].tokens, 256);
+    EXPECT_EQ(steps[2].tokens, 600 - 512);
     expect_same(run(100, steps), want, "explicit prompt steps");
-    EXPECT_EQ(steps[0].first, 100);
+    EXPECT_EQ(steps[0].tokens, 100);
 
     // A long prompt arriving while another sequence decodes: chunks of step_tokens beside it.
-    auto spy = std::make_shared<StepSpy>(file.value(), model_, 256);
+    auto spy = std::make_shared<BatchSpy>(file.value(), model_, 256);
     EngineOptions o;
     o.n_ctx = 1024;
     o.n_parallel = 2;
@@ -530,10 +514,10 @@ TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
     expect_same(c.out_[1], want, "beside a decode");
     ASSERT_EQ(c.order_.front(), 1u) << "the decoding request ended before the long prompt's";
     int64_t beside = 0;
-    for (const auto& [tokens, seqs] : spy->steps()) {
-        if (seqs == 1) continue;
-        EXPECT_LE(tokens, 64);
-        beside += tokens;
+    for (const BatchSpy::Shape& b : spy->shapes()) {
+        if (b.seqs == 1) continue;
+        EXPECT_LE(b.tokens, 64);
+        beside += b.tokens;
     }
     EXPECT_GE(beside, 600 - 1);  // the whole prompt went in steps beside the decode
 }
