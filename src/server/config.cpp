@@ -9,6 +9,21 @@
 namespace hearth::server {
 namespace {
 
+// The comma-separated pieces of `text`, spaces around each trimmed (empty pieces kept).
+std::vector<std::string> split_commas(const std::string& text) {
+    std::vector<std::string> out;
+    for (size_t start = 0; start <= text.size();) {
+        size_t comma = text.find(',', start);
+        if (comma == std::string::npos) comma = text.size();
+        std::string piece = text.substr(start, comma - start);
+        while (!piece.empty() && piece.front() == ' ') piece.erase(piece.begin());
+        while (!piece.empty() && piece.back() == ' ') piece.pop_back();
+        out.push_back(std::move(piece));
+        start = comma + 1;
+    }
+    return out;
+}
+
 Result<int64_t> parse_int(const char* var, const std::string& text, int64_t lo, int64_t hi) {
     size_t used = 0;
     long long v = 0;
@@ -124,18 +139,13 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
         c.num_gpu = (int)n;
     }
     if (auto v = env("HEARTH_TENSOR_SPLIT")) {
-        size_t start = 0;
-        while (start < v->size()) {
-            size_t comma = v->find(',', start);
-            if (comma == std::string::npos) comma = v->size();
-            const std::string part = v->substr(start, comma - start);
+        for (const std::string& part : split_commas(*v)) {
             char* end = nullptr;
             const float x = std::strtof(part.c_str(), &end);
             if (part.empty() || end != part.c_str() + part.size() || !(x >= 0.0f) || !std::isfinite(x))
                 return error(StatusCode::invalid_argument,
                              "HEARTH_TENSOR_SPLIT=\"" + *v + "\": use proportions per GPU, e.g. 3,1");
             c.tensor_split.push_back(x);
-            start = comma + 1;
         }
     }
     if (auto v = env("HEARTH_KV_DISK_CACHE")) {
@@ -148,16 +158,8 @@ Result<ServerConfig> config_from_env(const EnvFn& getenv_fn) {
     }
     if (auto v = env("HEARTH_API_KEY")) c.api_key = *v;
     if (auto v = env("HEARTH_ORIGINS")) {
-        size_t start = 0;
-        while (start <= v->size()) {
-            size_t comma = v->find(',', start);
-            if (comma == std::string::npos) comma = v->size();
-            std::string o = v->substr(start, comma - start);
-            while (!o.empty() && o.front() == ' ') o.erase(o.begin());
-            while (!o.empty() && o.back() == ' ') o.pop_back();
-            if (!o.empty()) c.origins.push_back(o);
-            start = comma + 1;
-        }
+        for (std::string& o : split_commas(*v))
+            if (!o.empty()) c.origins.push_back(std::move(o));
     }
     if (auto v = env("HEARTH_MAX_BODY")) {
         HEARTH_ASSIGN(int64_t n, parse_int("HEARTH_MAX_BODY", *v, 1024, int64_t{1} << 40));
@@ -175,6 +177,8 @@ std::string config_help() {
            "  HEARTH_NUM_PARALLEL       requests one model serves at once (default: sized from free memory)\n"
            "  HEARTH_NUM_THREAD         worker threads per model (default: one per core)\n"
            "  HEARTH_NUM_GPU            0 = CPU only; default: the GPU when present (CUDA builds) and the model runs there\n"
+           "  HEARTH_TENSOR_SPLIT       several GPUs: each one's share of the layers, e.g. 3,1 (default: one GPU\n"
+           "                            when the model fits there, else all of them by free memory)\n"
            "  HEARTH_CONTEXT_LENGTH     default num_ctx (default 4096, capped by the model's training context)\n"
            "  HEARTH_KV_CACHE_TYPE      KV cache type: f16 (default), q8_0, q4_0\n"
            "  HEARTH_KV_DISK_CACHE      keep prompts' KV blocks on disk across restarts, up to this size (e.g. 8G;\n"

@@ -53,7 +53,7 @@ TEST(ServerConfig, TensorSplit) {
     c = from({{"HEARTH_TENSOR_SPLIT", "0.5,0.25,0.25"}});
     ASSERT_TRUE(c.ok()) << c.status().message();
     EXPECT_EQ(c->tensor_split.size(), 3u);
-    for (const char* bad : {"3,,1", "a,b", "1,-1", "nan,1", "1x", ","}) {
+    for (const char* bad : {"3,,1", "a,b", "1,-1", "nan,1", "1x", ",", "3,1,", "inf"}) {
         auto b = from({{"HEARTH_TENSOR_SPLIT", bad}});
         ASSERT_FALSE(b.ok()) << bad;
         EXPECT_NE(b.status().message().find("HEARTH_TENSOR_SPLIT"), std::string::npos);
