@@ -348,6 +348,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
 constexpr int kFaWarps = 4;
 constexpr int kFaRows = 16 * kFaWarps;  // query rows per block
 constexpr int kFaThreads = 32 * kFaWarps;
+constexpr float kLog2e = 1.4426950408889634f;  // scores and maxima of the flash kernels are in log2 units
 // Calls of at least this many tokens take flash_attention_long_kernel (below), shorter ones this
 // kernel with 64-position tiles and 3 blocks per SM. Measured on the H100 (8B Q4_K_M, one
 // forward; 2026-11-26), pp512 / pp10000 t/s: this kernel with 64-position tiles and 2 blocks per
@@ -410,6 +411,47 @@ __device__ __forceinline__ void load_kv_tile(const PagedKvCuda& kv, const int32_
     cuda_mma::cp_async_commit();
 }
 
+// The tile's query rows (kRows: tokens x the heads h0.. of kv head kvh, row r = token r / hg, head
+// h0 + r % hg) times `scale`, as f16 into s_q (rows of D + 8 halves); zeros for rows past the
+// tokens or the group. Every thread of the block (kFaThreads) takes part.
+template <int D, int kRows>
+__device__ __forceinline__ void stage_flash_q(const float* __restrict__ q, const FlashConsts& c, int t0, int kvh, int h0,
+                                              float scale, __half* s_q) {
+    for (int e = threadIdx.x; e < kRows * D / 2; e += kFaThreads) {
+        const int r = e / (D / 2), w = e % (D / 2);
+        const int tk = r / c.hg, hi = h0 + r % c.hg;
+        float2 v = make_float2(0.0f, 0.0f);
+        if (tk < c.tt && t0 + tk < c.n_tokens && hi < c.group)
+            v = reinterpret_cast<const float2*>(q + ((int64_t)(t0 + tk) * c.n_head + kvh * c.group + hi) * D)[w];
+        reinterpret_cast<uint32_t*>(s_q + r * (D + 8))[w] = cuda_mma::pack_half2(v.x * scale, v.y * scale);
+    }
+}
+
+// The end of one of this lane's rows (tile row r, token tk of the tile; i: the row's half of the
+// m16n8 fragments in o): the quad's partial sums of l, the sink (in log2 units, as m), and the
+// normalized row written to out. Nothing for a row past the tokens or the group (ok false).
+template <int D>
+__device__ __forceinline__ void store_flash_row(const float (&o)[D / 8][4], int i, float l, float m, bool ok, int r,
+                                                int tk, int t0, int kvh, int h0, const FlashConsts& c,
+                                                float* __restrict__ out) {
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (!ok || t0 + tk >= c.n_tokens) return;
+    const int head = kvh * c.group + h0 + r % c.hg;
+    float scale = 1.0f;
+    if (c.sinks) {
+        const float sink = c.sinks[head] * kLog2e;
+        const float m_f = fmaxf(m, sink);
+        scale = exp2f(m - m_f);  // 0 when nothing was visible
+        l = l * scale + exp2f(sink - m_f);
+    }
+    const float inv = l > 0.0f ? scale / l : 0.0f;
+    float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)(t0 + tk) * c.n_head + head) * D);
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; ++nd) o2[nd * 4 + (lane & 3)] = make_float2(o[nd][2 * i] * inv, o[nd][2 * i + 1] * inv);
+}
+
 // The runs of a flash tile's tt tokens: consecutive tokens of sequence seq, [ta, tb), with the
 // positions [lo, end) some of them see and [full_lo, full_end) all of them see. Runs of no
 // sequence are skipped, and so are runs with no visible position (every window empty): no K/V
@@ -455,7 +497,6 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
     pdl_launch_dependents();
     pdl_wait();
     constexpr int kLd = D + 8;
-    constexpr float kLog2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char fa_smem[];
     __half* s_k = reinterpret_cast<__half*>(fa_smem);  // [2][kFaChunk][kLd]
     __half* s_v = s_k + 2 * kFaChunk * kLd;            // [2][kFaChunk][kLd]
@@ -474,14 +515,7 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
 
     if (threadIdx.x < kFaRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
     // Q rows, scaled, as f16 (zeros for rows past the tokens or the group).
-    for (int e = threadIdx.x; e < kFaRows * D / 2; e += kFaThreads) {
-        const int r = e / (D / 2), w = e % (D / 2);
-        const int tk = r / c.hg, hi = h0 + r % c.hg;
-        float2 v = make_float2(0.0f, 0.0f);
-        if (tk < c.tt && t0 + tk < c.n_tokens && hi < c.group)
-            v = reinterpret_cast<const float2*>(q + ((int64_t)(t0 + tk) * c.n_head + kvh * c.group + hi) * D)[w];
-        reinterpret_cast<uint32_t*>(s_q + r * kLd)[w] = pack_half2(v.x * c.scale, v.y * c.scale);
-    }
+    stage_flash_q<D, kFaRows>(q, c, t0, kvh, h0, c.scale, s_q);
     __syncthreads();
     uint32_t qf[D / 16][4];
 #pragma unroll
@@ -611,24 +645,8 @@ __global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel
 
     // The quad's partial sums, the sinks, the normalized rows.
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-        if (!row_ok[i] || t0 + row_tk[i] >= c.n_tokens) continue;
-        const int r = warp * 16 + lane / 4 + 8 * i;
-        const int head = kvh * c.group + h0 + r % c.hg;
-        float scale = 1.0f;
-        if (c.sinks) {
-            const float sink = c.sinks[head] * kLog2e;
-            const float m_f = fmaxf(m[i], sink);
-            scale = exp2f(m[i] - m_f);  // 0 when nothing was visible
-            l[i] = l[i] * scale + exp2f(sink - m_f);
-        }
-        const float inv = l[i] > 0.0f ? scale / l[i] : 0.0f;
-        float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)(t0 + row_tk[i]) * c.n_head + head) * D);
-#pragma unroll
-        for (int nd = 0; nd < D / 8; ++nd) o2[nd * 4 + (lane & 3)] = make_float2(o[nd][2 * i] * inv, o[nd][2 * i + 1] * inv);
-    }
+    for (int i = 0; i < 2; ++i)
+        store_flash_row<D>(o, i, l[i], m[i], row_ok[i], warp * 16 + lane / 4 + 8 * i, row_tk[i], t0, kvh, h0, c, out);
 }
 
 // ---- Flash attention for long calls (>= kFlashLongTokens tokens) ----
@@ -686,7 +704,6 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
     pdl_launch_dependents();
     pdl_wait();
     constexpr int kLd = D + 8;
-    constexpr float kLog2e = 1.4426950408889634f;
     static_assert(kFaLongRows <= kFaThreads, "one thread per row writes the row's token info");
     static_assert(kFaThreads % kFaLongChunk == 0, "whole threads per copied position");
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -705,14 +722,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
     // Q rows scaled by scale * log2(e) (scores come out in log2 units), as f16 (zeros for rows past
     // the tokens or the group).
     const float q_scale = c.scale * kLog2e;
-    for (int e = threadIdx.x; e < kFaLongRows * D / 2; e += kFaThreads) {
-        const int r = e / (D / 2), w = e % (D / 2);
-        const int tk = r / c.hg, hi = h0 + r % c.hg;
-        float2 v = make_float2(0.0f, 0.0f);
-        if (tk < c.tt && t0 + tk < c.n_tokens && hi < c.group)
-            v = reinterpret_cast<const float2*>(q + ((int64_t)(t0 + tk) * c.n_head + kvh * c.group + hi) * D)[w];
-        reinterpret_cast<uint32_t*>(s_q + r * kLd)[w] = pack_half2(v.x * q_scale, v.y * q_scale);
-    }
+    stage_flash_q<D, kFaLongRows>(q, c, t0, kvh, h0, q_scale, s_q);
     __syncthreads();
 
     // This thread's rows: g and g + 8 of each of its warp's m-tiles.
@@ -884,26 +894,10 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
 #pragma unroll
     for (int mt = 0; mt < kFaMTiles; ++mt)
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            float li = l[mt][i];
-            li += __shfl_xor_sync(0xffffffffu, li, 1);
-            li += __shfl_xor_sync(0xffffffffu, li, 2);
-            if (!row_ok[mt][i] || t0 + row_tk[mt][i] >= c.n_tokens) continue;
-            const int r = (warp * kFaMTiles + mt) * 16 + lane / 4 + 8 * i;
-            const int head = kvh * c.group + h0 + r % c.hg;
-            float scale = 1.0f;
-            if (c.sinks) {
-                const float sink = c.sinks[head] * kLog2e;
-                const float m_f = fmaxf(m[mt][i], sink);
-                scale = exp2f(m[mt][i] - m_f);  // 0 when nothing was visible
-                li = li * scale + exp2f(sink - m_f);
-            }
-            const float inv = li > 0.0f ? scale / li : 0.0f;
-            float2* o2 = reinterpret_cast<float2*>(out + ((int64_t)(t0 + row_tk[mt][i]) * c.n_head + head) * D);
-#pragma unroll
-            for (int nd = 0; nd < D / 8; ++nd)
-                o2[nd * 4 + (lane & 3)] = make_float2(o[mt][nd][2 * i] * inv, o[mt][nd][2 * i + 1] * inv);
-        }
+        for (int i = 0; i < 2; ++i)
+            store_flash_row<D>(o[mt], i, l[mt][i], m[mt][i], row_ok[mt][i],
+                               (warp * kFaMTiles + mt) * 16 + (int)threadIdx.x % 32 / 4 + 8 * i, row_tk[mt][i], t0, kvh,
+                               h0, c, out);
 }
 
 __global__ void kv_write_kernel(const float* __restrict__ k, int64_t k_stride, const float* __restrict__ v,
