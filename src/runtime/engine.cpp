@@ -1,6 +1,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -101,6 +102,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<model::Model> mod
     const bool on_device = model->kv_on_device();
     EngineOptions o = opt;
     if (const char* v = std::getenv("HEARTH_SAMPLE_TOPK"); v && std::strcmp(v, "0") == 0) o.sample_top_k = false;
+    if (const char* v = std::getenv("HEARTH_TRACE_STEPS"); v && *v && std::strcmp(v, "0") != 0) o.trace_steps = true;
     if (o.solo_step_tokens < 1) o.solo_step_tokens = std::max(o.step_tokens, model->prefill_step_tokens());
     std::string device_note;
     if (on_device) {
@@ -361,6 +363,7 @@ void Engine::sample(Sequence& s, std::span<const float> logits, std::span<const 
 }
 
 bool Engine::step() {
+    const int64_t t_step = now_ns();
     admit();
     if (running_.empty()) return false;
     const int bs = opt_.block_size;
@@ -428,7 +431,9 @@ bool Engine::step() {
         for (size_t i = 0; i < in_batch_.size(); ++i) batch_.block_tables[i].assign(in_batch_[i]->table.begin(),
                                                                                   in_batch_[i]->table.end());
         batch_.output_top_k = output_top_k();
+        const int64_t t_fwd = now_ns();
         Status st = model_->forward(batch_, kv_, out_);
+        const int64_t t_sample = now_ns();
         if (!st.ok()) {
             // Only this batch's sequences fail; the K/V they wrote is in private blocks, which
             // go back to the free list unpublished.
@@ -448,6 +453,15 @@ bool Engine::step() {
                 else
                     sample(*out_seq_[i], std::span<const float>(out_.logits.data() + (int64_t)i * n_vocab, (size_t)n_vocab));
             }
+        }
+        if (opt_.trace_steps) {
+            const int64_t t_end = now_ns();
+            std::fprintf(stderr,
+                         "hearth engine step: %lld tokens, %zu sequences (%zu decoding), %zu outputs (top-k %d): "
+                         "schedule %.3f ms, forward %.3f ms, sample %.3f ms\n",
+                         (long long)batch_.n_tokens(), in_batch_.size(), n_sched, out_seq_.size(),
+                         (int)batch_.output_top_k, (t_fwd - t_step) / 1e6, (t_sample - t_fwd) / 1e6,
+                         (t_end - t_sample) / 1e6);
         }
     }
     std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });

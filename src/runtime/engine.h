@@ -107,6 +107,10 @@ struct EngineOptions {
     // and the sampler sorts k candidates instead of the row. The tokens are the same bits
     // either way. HEARTH_SAMPLE_TOPK=0 in the environment turns it off (comparisons).
     bool sample_top_k = true;
+    // One line per scheduler step on stderr (HEARTH_TRACE_STEPS=1 in the environment): the
+    // step's tokens, sequences and decodes, and how long the model's forward and the sampling
+    // took, to see where a request's time goes without a profiler.
+    bool trace_steps = false;
 };
 
 constexpr int kMaxAutoParallel = 32;

@@ -187,7 +187,8 @@ std::string config_help() {
            "  HEARTH_MAX_QUEUE          requests that may wait before the server answers 503 (default 512)\n"
            "  HEARTH_API_KEY            require 'Authorization: Bearer <key>' on every endpoint but GET /\n"
            "  HEARTH_ORIGINS            extra CORS origins, comma-separated, * wildcards (localhost is allowed)\n"
-           "  HEARTH_MAX_BODY           request body limit in bytes (default 33554432)\n";
+           "  HEARTH_MAX_BODY           request body limit in bytes (default 33554432)\n"
+           "  HEARTH_TRACE_STEPS        1 = one line per scheduler step on stderr (tokens, forward and sampling time)\n";
 }
 
 }  // namespace hearth::server

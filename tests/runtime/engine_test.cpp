@@ -522,6 +522,39 @@ TEST_F(EngineTest, PromptOnlyStepsTakeTheModelsPrefillBudget) {
     EXPECT_GE(beside, 600 - 1);  // the whole prompt went in steps beside the decode
 }
 
+TEST_F(EngineTest, TraceStepsWritesOneLinePerStep) {
+    // trace_steps: one stderr line per scheduler step, with the step's tokens and timings; the
+    // output is the same as without it. A 100-token prompt in 64-token steps, then 3 decodes.
+    load("stories260K.gguf");
+    std::mt19937 rng(37);
+    Request r = greedy(random_prompt(rng, 100), 4);
+    r.ignore_eos = true;
+    const Outcome want = alone(r, 256);
+    EngineOptions o;
+    o.n_ctx = 256;
+    o.n_parallel = 1;
+    o.step_tokens = 64;
+    o.solo_step_tokens = 64;
+    o.trace_steps = true;
+    auto e = make_engine(o);
+    ASSERT_NE(e, nullptr);
+    testing::internal::CaptureStderr();
+    Collector c(1);
+    e->submit(r, c.callback(0));
+    c.wait();
+    e.reset();  // the scheduler thread has stopped writing
+    const std::string log = testing::internal::GetCapturedStderr();
+    expect_same(c.out_[0], want, "traced");
+    std::vector<std::string> lines;
+    for (size_t p = 0; (p = log.find("hearth engine step: ", p)) != std::string::npos; ++p)
+        lines.push_back(log.substr(p, log.find('\n', p) - p));
+    ASSERT_EQ(lines.size(), 5u) << log;  // 64 + 36 prompt tokens, then 3 decode steps
+    EXPECT_NE(lines[0].find("64 tokens, 1 sequences (0 decoding), 0 outputs"), std::string::npos) << lines[0];
+    EXPECT_NE(lines[1].find("36 tokens, 1 sequences (0 decoding), 1 outputs"), std::string::npos) << lines[1];
+    EXPECT_NE(lines[4].find("1 tokens, 1 sequences (1 decoding), 1 outputs"), std::string::npos) << lines[4];
+    EXPECT_NE(lines[4].find("forward "), std::string::npos) << lines[4];
+}
+
 TEST_F(EngineTest, DiskPrefixCacheSurvivesARestartAndDistrustsDamagedFiles) {
     // A 2,000-token prompt with the disk tier on; a new engine (a restart) over the same folder
     // reads it back instead of prefilling it, with identical output; a truncated and a
