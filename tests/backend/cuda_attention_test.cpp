@@ -309,18 +309,18 @@ TEST(CudaAttention, RowKernelMatchesReference) {
     for (const Case& c : cases) run_case(dev, c, seed++, 1, false, false, kDefaultSeqs, /*expect_flash=*/0);
 }
 
-// The flash kernels: long prompts (many K/V tiles, a prompt continued from position 250, a short
-// one), tiles that straddle sequences (the default batch), GQA groups of 1, 4, 7 (9 tokens per
-// 64-row tile, one row unused), 8 and 160 (head chunks of 64 per kv head, the last one half
+// The flash kernel: long prompts (many K/V tiles, a prompt continued from position 250, a short
+// one), tiles that straddle sequences (the default batch), GQA groups of 1, 4, 7 (18 tokens per
+// 128-row tile, two rows unused), 8 and 160 (head chunks of 128 per kv head, the second mostly
 // empty), head dims 64, 96 and 128, a sliding window, softcap and sinks, chunked attention's
-// kv_begin; and calls long enough for the long kernel (128-row tiles, 32-position K/V tiles).
+// kv_begin; and calls of over 4,000 tokens (many tiles of many sequences).
 TEST(CudaAttention, FlashPrefillMatchesReference) {
     CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const std::vector<Seq> long_seqs = {{400, 0}, {260, 200}, {90, 0}};
     const Case cases[] = {
         {32, 8, 128, 128, 16},                 // Llama-3.1-8B's heads
         {32, 8, 64, 64, 32},                   // Llama-3.2-1B's heads
-        {4, 4, 128, 128, 32},                  // group 1: 64 tokens per tile
+        {4, 4, 128, 128, 32},                  // group 1: 128 tokens per tile
         {28, 4, 128, 128, 16},                 // group 7
         {160, 1, 64, 64, 16},                  // group 160: two head chunks
         {8, 1, 96, 96, 16},                    // group 8, head dim 96
@@ -333,18 +333,14 @@ TEST(CudaAttention, FlashPrefillMatchesReference) {
         run_case(dev, c, seed++, 1, false, false, kDefaultSeqs, 1);
         run_case(dev, c, seed++, 1, false, /*chunked=*/true, long_seqs, 1);
     }
-    // Calls of >= 4096 tokens (attention.cu's kFlashLongTokens) take the long kernel: 61 short
-    // prompts and a longer one, or 64 short ones (the CPU reference stays cheap: its cost grows
-    // with the square of each prompt, not of the call). Group 7 leaves two of a tile's 128 rows
-    // unused (18 tokens), group 160 makes two head chunks of 128, the second mostly empty.
+    // Calls of 4,000+ tokens: 61 short prompts and a longer one, or 64 short ones (the CPU
+    // reference stays cheap: its cost grows with the square of each prompt, not of the call).
     std::vector<Seq> many_seqs(61, Seq{64, 0});
     many_seqs.push_back({500, 0});
     const std::vector<Seq> short_seqs(64, Seq{64, 0});
     run_case(dev, {32, 8, 128, 128, 16}, seed++, 1, false, false, many_seqs, 1);
     run_case(dev, {4, 2, 64, 64, 32, 0, 30.0f, true}, seed++, 1, false, /*chunked=*/true, many_seqs, 1);
     run_case(dev, {28, 4, 128, 128, 16, 100}, seed++, 1, false, false, short_seqs, 1);
-    run_case(dev, {8, 1, 96, 96, 16}, seed++, 1, false, /*chunked=*/true, short_seqs, 1);
-    run_case(dev, {160, 1, 64, 64, 16}, seed++, 1, false, false, short_seqs, 1);
 }
 
 // Tokens whose window is empty get zeros from the flash kernel, also when a whole run of a tile
@@ -358,8 +354,7 @@ TEST(CudaAttention, FlashEmptyWindowsGiveZeros) {
 
 // A token's flash result does not depend on the tile it shares: the batch without its first 5
 // tokens (every tile then holds other tokens and straddles the sequences elsewhere) gives the
-// remaining tokens the same bits; in short calls and in calls for the long kernel (4404 and 4399
-// tokens).
+// remaining tokens the same bits; in short calls and in calls of 4404 and 4399 tokens.
 TEST(CudaAttention, FlashResultIndependentOfTile) {
     CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const std::vector<Seq> seqs = {{200, 0}, {330, 250}, {90, 0}};
@@ -381,7 +376,7 @@ TEST(CudaAttention, FlashResultIndependentOfTile) {
         const size_t off = (size_t)5 * c.n_head * c.hdv;
         ASSERT_EQ(all.size(), part.size() + off);
         ASSERT_EQ(0, std::memcmp(all.data() + off, part.data(), part.size() * sizeof(float)))
-            << "a token's output from the long flash kernel depends on its tile";
+            << "a token's flash output in a long call depends on its tile";
     }
 }
 

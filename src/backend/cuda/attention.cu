@@ -331,41 +331,23 @@ __global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(const float* 
 
 // ---- Flash attention (prefill): tensor cores over tiles of queries and positions ----
 //
-// One block of kFaWarps warps per (tile of query rows, kv head[, chunk of its query heads]). A
-// tile's 64 rows are `tt` consecutive tokens x `hg` query heads of the kv head (row r: token
-// r / hg, head r % hg of the chunk; GQA rows share every K/V tile), 16 rows per warp. The block
-// walks the visible positions in tiles of kFaChunk: their K and V head rows (f16) are copied into
-// shared memory with cp.async, double-buffered (the next tile's copy overlaps this one's math);
-// S = Q K^T and O += P V are mma.sync m16n8k16 with f32 accumulation, the softmax is online per
-// row in the registers of the C fragments (the four lanes of a quad hold one row). The tokens of
-// a tile may belong to several sequences: each run of consecutive tokens of one sequence is
-// walked over its own range of positions through its block table, and the rows of other runs
-// see those positions masked.
+// One block of kFaWarps warps per (tile of kFaRows query rows, kv head[, chunk of its query
+// heads]). A tile's rows are `tt` consecutive tokens x `hg` query heads of the kv head (row r:
+// token r / hg, head r % hg of the chunk; GQA rows share every K/V tile). The block walks the
+// visible positions in tiles of kFaChunk: their K and V head rows (f16) are copied into shared
+// memory with cp.async, double-buffered (the next tile's copy overlaps this one's math); S = Q K^T
+// and O += P V are mma.sync m16n8k16 with f32 accumulation, the softmax is online per row in the
+// registers of the C fragments (the four lanes of a quad hold one row). The tokens of a tile may
+// belong to several sequences: each run of consecutive tokens of one sequence is walked over its
+// own range of positions through its block table, and the rows of other runs see those
+// positions masked.
 // Position tiles start at multiples of kFaChunk, whatever the tile's tokens, so a row's
 // arithmetic (the order of its chunks and of the terms within them) is the same whichever tokens
 // share its tile: a chunk with none of a row's positions leaves that row's state bitwise unchanged
 // (its scale factor is exp2(0) = 1 and its probabilities 0), and so does a masked position.
 constexpr int kFaWarps = 4;
-constexpr int kFaRows = 16 * kFaWarps;  // query rows per block
 constexpr int kFaThreads = 32 * kFaWarps;
-constexpr float kLog2e = 1.4426950408889634f;  // scores and maxima of the flash kernels are in log2 units
-// Calls of at least this many tokens take flash_attention_long_kernel (below), shorter ones this
-// kernel with 64-position tiles and 3 blocks per SM. Measured on the H100 (8B Q4_K_M, one
-// forward; 2026-11-26), pp512 / pp10000 t/s: this kernel with 64-position tiles and 2 blocks per
-// SM (the register-bound default, 172 registers) 18,770 / 18,901; 64 with 3 blocks per SM 18,562
-// / 19,537; 32 with 3 blocks 17,133 / 20,152; 32 with 4 (spilling) 17,248 / 19,279. ncu of the
-// first form at 10,000 tokens: 5.92 ms per layer, 2 warps per scheduler, 0.41 eligible, issue
-// slots 32 % busy, L2 hit rate 98 %: latency-bound. In one later run: this kernel (64 positions
-// below 4096 tokens, 32 from there, 3 blocks per SM) 18,480 / 19,839; the long kernel for every
-// call 16,775 / 20,152: at 512 tokens the forward lost 9 % though the attention call alone did not
-// (cuda_attention_bench: 0.045 ms against 0.048; unexplained, see the long kernel), so short calls
-// stay here. The threshold lies between the two measured sizes.
-constexpr int64_t kFlashLongTokens = 4096;
-
-// Dynamic shared memory: K and V tiles, two buffers each, rows of D + 8 halves (the 16-byte pad
-// puts the 8 rows an ldmatrix reads in 8 distinct bank groups). Q is staged in the second K
-// buffer before the first tile.
-constexpr size_t flash_smem_bytes(int d, int chunk) { return (size_t)4 * chunk * (d + 8) * sizeof(__half); }
+constexpr float kLog2e = 1.4426950408889634f;  // scores and maxima are in log2 units
 
 struct FlashConsts {
     int n_tokens, n_head, group;
@@ -488,203 +470,41 @@ __device__ __forceinline__ bool next_flash_run(int from, int tt, const int* s_se
     return false;
 }
 
-// D: head dim; kFaChunk: positions per K/V tile; kMinBlocks: blocks per SM the registers must allow.
-template <int D, int kFaChunk, int kMinBlocks>
-__global__ void __launch_bounds__(kFaThreads, kMinBlocks) flash_attention_kernel(const float* __restrict__ q, PagedKvCuda kv,
-                                                                      AttnIndexCuda idx, FlashConsts c,
-                                                                      float* __restrict__ out) {
-    using namespace cuda_mma;
-    pdl_launch_dependents();
-    pdl_wait();
-    constexpr int kLd = D + 8;
-    extern __shared__ __align__(16) unsigned char fa_smem[];
-    __half* s_k = reinterpret_cast<__half*>(fa_smem);  // [2][kFaChunk][kLd]
-    __half* s_v = s_k + 2 * kFaChunk * kLd;            // [2][kFaChunk][kLd]
-    __half* s_q = s_k;                                 // [kFaRows][kLd], before the first tile only
-    static_assert(2 * kFaChunk >= kFaRows, "Q is staged in the two K buffers");
-    __shared__ int s_seq[kFaRows], s_lo[kFaRows], s_end[kFaRows];
-
-    // Blocks are dispatched in index order (x fastest): per kv head, the tiles with the most
-    // positions first, so that the last blocks to start are short ones. One kv head's K/V at a
-    // time stays in L2 (dispatching every kv head of a tile together measured 3-5 % slower at
-    // 10,000 tokens, whose K/V of a layer, 41 MB, about fill the 50 MB L2).
-    const int tile = gridDim.x - 1 - blockIdx.x;
-    const int kvh = blockIdx.y / c.n_hchunks, h0 = (blockIdx.y % c.n_hchunks) * c.hg;
-    const int t0 = tile * c.tt;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-
-    if (threadIdx.x < kFaRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
-    // Q rows, scaled, as f16 (zeros for rows past the tokens or the group).
-    stage_flash_q<D, kFaRows>(q, c, t0, kvh, h0, c.scale, s_q);
-    __syncthreads();
-    uint32_t qf[D / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], &s_q[(warp * 16 + (lane & 15)) * kLd + ks * 16 + (lane >> 4) * 8]);
-    __syncthreads();  // s_q (the second K buffer) is free
-
-    // This thread's two rows (g and g + 8 of its warp's 16).
-    int row_tk[2];
-    bool row_ok[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        const int r = warp * 16 + lane / 4 + 8 * i;
-        row_tk[i] = r / c.hg;
-        row_ok[i] = row_tk[i] < c.tt && h0 + r % c.hg < c.group;
-    }
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    float o[D / 8][4] = {};
-
-    // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
-    // of its K and V head rows (D / 8 pieces each).
-    constexpr int kCpThreads = kFaThreads / kFaChunk;  // threads per position
-    const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
-
-    for (FlashRun run; next_flash_run(run.tb, c.tt, s_seq, s_lo, s_end, run);) {
-        const int seq = run.seq, ta = run.ta, tb = run.tb, run_lo = run.lo, run_end = run.end;
-        const int full_lo = run.full_lo, full_end = run.full_end;
-        const bool whole_tile = run.whole_tile;
-        int rlo[2], rend[2];
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const bool in = row_ok[i] && row_tk[i] >= ta && row_tk[i] < tb;
-            rlo[i] = in ? s_lo[row_tk[i]] : INT_MAX;
-            rend[i] = in ? s_end[row_tk[i]] : 0;
-        }
-        const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
-        auto load_tile = [&](int c0, int buf) {
-            load_kv_tile<D, kFaChunk, kCpThreads>(kv, table, kvh, run_lo, run_end, c0 + cp_pos, cp_part,
-                                               s_k + (buf * kFaChunk + cp_pos) * kLd, s_v + (buf * kFaChunk + cp_pos) * kLd);
-        };
-        const int c_first = run_lo / kFaChunk * kFaChunk;
-        load_tile(c_first, 0);
-        int buf = 0;
-        for (int c0 = c_first; c0 < run_end; c0 += kFaChunk, buf ^= 1) {
-            if (c0 + kFaChunk < run_end) {
-                load_tile(c0 + kFaChunk, buf ^ 1);
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads();  // tile c0 is in s_k/s_v[buf] for every warp
-
-            // S = Q K^T for this warp's 16 rows and the 64 positions.
-            float sc[kFaChunk / 8][4] = {};
-            const __half* kt = s_k + buf * kFaChunk * kLd;
-#pragma unroll
-            for (int ks = 0; ks < D / 16; ++ks) {
-#pragma unroll
-                for (int nj = 0; nj < kFaChunk / 16; ++nj) {
-                    uint32_t b[4];
-                    ldmatrix_x4(b, &kt[(nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks * 16 + ((lane >> 3) & 1) * 8]);
-                    mma_16816(sc[2 * nj], qf[ks], b[0], b[1]);
-                    mma_16816(sc[2 * nj + 1], qf[ks], b[2], b[3]);
-                }
-            }
-            // Soft-cap, to log2 units, the mask (not needed where the tile is visible to every
-            // row: most tiles of a long prompt); the rows' new maxima.
-            float mx[2] = {-INFINITY, -INFINITY};
-            const bool masked = !(whole_tile && c0 >= full_lo && c0 + kFaChunk <= full_end);
-#pragma unroll
-            for (int ni = 0; ni < kFaChunk / 8; ++ni) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int i = e / 2, j = c0 + ni * 8 + 2 * (lane & 3) + (e & 1);
-                    float x = sc[ni][e];
-                    if (c.softcap > 0.0f) x = c.softcap * tanhf(x / c.softcap);
-                    x *= kLog2e;
-                    if (masked && !(j >= rlo[i] && j < rend[i])) x = -INFINITY;
-                    sc[ni][e] = x;
-                    mx[i] = fmaxf(mx[i], x);
-                }
-            }
-            float corr[2];
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-                const float m_new = fmaxf(m[i], mx[i]);
-                // Nothing visible yet (m_new = -inf): the state stays as it is.
-                corr[i] = m_new == -INFINITY ? 1.0f : exp2f(m[i] - m_new);
-                m[i] = m_new;
-            }
-            // P = exp2(S - m), rounded to f16 as the PV product takes it; l sums the rounded values
-            // so that the output is a convex combination of V rows.
-            uint32_t pf[kFaChunk / 8][2];
-            float ls[2] = {0.0f, 0.0f};
-#pragma unroll
-            for (int ni = 0; ni < kFaChunk / 8; ++ni) {
-#pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                    const float p0 = m[i] == -INFINITY ? 0.0f : exp2f(sc[ni][2 * i] - m[i]);
-                    const float p1 = m[i] == -INFINITY ? 0.0f : exp2f(sc[ni][2 * i + 1] - m[i]);
-                    pf[ni][i] = pack_half2(p0, p1);
-                    const float2 r = __half22float2(*reinterpret_cast<const __half2*>(&pf[ni][i]));
-                    ls[i] += r.x + r.y;
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < 2; ++i) l[i] = l[i] * corr[i] + ls[i];
-#pragma unroll
-            for (int nd = 0; nd < D / 8; ++nd) o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
-            // O += P V.
-            const __half* vt = s_v + buf * kFaChunk * kLd;
-#pragma unroll
-            for (int kk = 0; kk < kFaChunk / 16; ++kk) {
-                const uint32_t a[4] = {pf[2 * kk][0], pf[2 * kk][1], pf[2 * kk + 1][0], pf[2 * kk + 1][1]};
-#pragma unroll
-                for (int dn = 0; dn < D / 16; ++dn) {
-                    uint32_t b[4];
-                    ldmatrix_x4_trans(b, &vt[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kLd + dn * 16 + (lane >> 4) * 8]);
-                    mma_16816(o[2 * dn], a, b[0], b[1]);
-                    mma_16816(o[2 * dn + 1], a, b[2], b[3]);
-                }
-            }
-            __syncthreads();  // every warp is done with buffer buf before it is refilled
-        }
-    }
-
-    // The quad's partial sums, the sinks, the normalized rows.
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-        store_flash_row<D>(o, i, l[i], m[i], row_ok[i], warp * 16 + lane / 4 + 8 * i, row_tk[i], t0, kvh, h0, c, out);
-}
-
-// ---- Flash attention for long calls (>= kFlashLongTokens tokens) ----
+// ---- The flash kernel ----
 //
-// The same walk as flash_attention_kernel (runs of one sequence, position tiles at multiples of
-// the tile size, the same masking; numerics within the same bound), with 128-row tiles (`tt`
-// tokens x `hg` heads as there, 32 tokens for Llama's GQA groups of 4): each warp owns 32 rows as
-// two m-tiles of 16, so every K or V fragment it reads from shared memory (ldmatrix) feeds two
-// mma: shared-memory reads per mma are what bound a 16-row warp. Q, scaled and rounded to f16,
-// stays in shared memory and is re-read per K tile, leaving the registers to the two O
+// 128-row tiles (`tt` tokens x `hg` heads, 32 tokens for Llama's GQA groups of 4): each warp owns
+// 32 rows as two m-tiles of 16, so every K or V fragment it reads from shared memory (ldmatrix)
+// feeds two mma: shared-memory reads per mma are what bound a 16-row warp. Q, scaled and rounded
+// to f16, stays in shared memory and is re-read per K tile, leaving the registers to the two O
 // accumulators (128 per thread; 243 registers in all at D = 128, 2 blocks per SM). K/V tiles of
 // 32 positions are double-buffered with one barrier per tile (tile i + 1 is copied from just
 // after the barrier that ends every warp's use of tile i - 1, its buffer, while tile i is
 // computed). log2(e) is folded into the query's scale, and 2^x is one MUFU op (exp2_ftz). The
 // mask is applied only on tiles that some row does not wholly see, and O is rescaled only when
 // some row of the warp has a new maximum (a factor of exactly 1 otherwise): both skips change no
-// bit, so a row's result still does not depend on the other rows of its tile.
+// bit, so a row's result does not depend on the other rows of its tile.
 //
 // Measured on the H100 (2026-11-26, cuda_attention_bench: one layer, Llama-3.1-8B's heads, one
-// causal prompt; ms at 512 / 10,000 tokens), against flash_attention_kernel as it was used before
-// (64-position tiles below 4096 tokens, 32 from there, 3 blocks per SM: 0.049 / 4.633; in a later
-// run 0.048 / 4.592 against this kernel's 0.045 / 3.324): these 32-row warps, 4 per block, 2 blocks per SM (243 registers)
-// 0.046 / 3.333; the same with 64-position tiles 0.044 / 3.378 (253 registers, 8 bytes spilled);
-// 8 such warps, 1 block per SM 0.060 / 3.600; 16-row warps with Q re-read from shared memory, 4
-// warps x 4 blocks per SM (128 registers) 0.042 / 3.860, 8 warps x 2 blocks 0.041 / 3.428; 16-row
-// warps with Q in registers, 4 warps x 3 blocks 0.040 / 3.832 (64-position tiles: 0.042 / 4.391).
-// In the forward (8B Q4_K_M, pp10000, same run as the figures at kFlashLongTokens) the gain was
-// much smaller than this call's alone: 20,152 t/s against 19,839, where 1.27 ms less per layer
-// would give ~21,700. Not yet explained (no profile of the forward was taken).
+// causal prompt; ms at 512 / 10,000 tokens): this kernel 0.046 / 3.333; the same with 64-position
+// tiles 0.044 / 3.378 (253 registers, 8 bytes spilled); 8 such warps, 1 block per SM 0.060 /
+// 3.600; 16-row warps with Q re-read from shared memory, 4 warps x 4 blocks per SM (128
+// registers) 0.042 / 3.860, 8 warps x 2 blocks 0.041 / 3.428; 16-row warps with Q in registers
+// and Q staged through a K buffer, 4 warps x 3 blocks (the kernel before this one, which short
+// calls kept until 2026-11-26) 0.048-0.050 / 4.592. In the last run of the two side by side, this
+// kernel was faster at every call size, most of all for the later steps of a prompt cut into
+// steps (calls after cached positions; ms, the old kernel first): 512 tokens 0.050 / 0.043, 2048
+// 0.328 / 0.251, 3584 0.797 / 0.558, 3584 after 3584 positions 2.113 / 1.380, 2832-ish after 7168
+// (3584 measured) 3.508 / 2.261, 10,000 3.287 / 3.269; the 8B forward pp512 16,353 / 16,978 and
+// pp10000 19,661 / 21,011 t/s (single runs, +-10 % between runs on this machine).
 constexpr int kFaMTiles = 2;                           // m-tiles of 16 rows per warp
-constexpr int kFaLongRows = 16 * kFaMTiles * kFaWarps;  // query rows per block
-constexpr int kFaLongChunk = 32;                       // positions per K/V tile
-constexpr int kFaLongBlocksPerSm = 2;                  // what the registers must allow (__launch_bounds__)
+constexpr int kFaRows = 16 * kFaMTiles * kFaWarps;  // query rows per block
+constexpr int kFaChunk = 32;                       // positions per K/V tile
+constexpr int kFaBlocksPerSm = 2;                  // what the registers must allow (__launch_bounds__)
 
-// Dynamic shared memory: Q [kFaLongRows][D + 8] halves, then the K and V tiles, two buffers each,
-// of kFaLongChunk rows of D + 8 halves. 69,632 bytes at D = 128.
-constexpr size_t flash_long_smem_bytes(int d) {
-    return (size_t)(kFaLongRows + 4 * kFaLongChunk) * (d + 8) * sizeof(__half);
+// Dynamic shared memory: Q [kFaRows][D + 8] halves, then the K and V tiles, two buffers each,
+// of kFaChunk rows of D + 8 halves. 69,632 bytes at D = 128.
+constexpr size_t flash_smem_bytes(int d) {
+    return (size_t)(kFaRows + 4 * kFaChunk) * (d + 8) * sizeof(__half);
 }
 
 // 2^x as one MUFU op (ex2.approx.ftz; exp2f adds a subnormal path). Results below 2^-126 flush
@@ -697,32 +517,32 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 
 // D: head dim (64, 96 or 128).
 template <int D>
-__global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
-    flash_attention_long_kernel(const float* __restrict__ q, PagedKvCuda kv, AttnIndexCuda idx, FlashConsts c,
+__global__ void __launch_bounds__(kFaThreads, kFaBlocksPerSm)
+    flash_attention_kernel(const float* __restrict__ q, PagedKvCuda kv, AttnIndexCuda idx, FlashConsts c,
                                 float* __restrict__ out) {
     using namespace cuda_mma;
     pdl_launch_dependents();
     pdl_wait();
     constexpr int kLd = D + 8;
-    static_assert(kFaLongRows <= kFaThreads, "one thread per row writes the row's token info");
-    static_assert(kFaThreads % kFaLongChunk == 0, "whole threads per copied position");
+    static_assert(kFaRows <= kFaThreads, "one thread per row writes the row's token info");
+    static_assert(kFaThreads % kFaChunk == 0, "whole threads per copied position");
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    __half* s_q = reinterpret_cast<__half*>(fa_smem);  // [kFaLongRows][kLd]
-    __half* s_k = s_q + kFaLongRows * kLd;                 // [2][kFaLongChunk][kLd]
-    __half* s_v = s_k + 2 * kFaLongChunk * kLd;            // [2][kFaLongChunk][kLd]
-    __shared__ int s_seq[kFaLongRows], s_lo[kFaLongRows], s_end[kFaLongRows];
+    __half* s_q = reinterpret_cast<__half*>(fa_smem);  // [kFaRows][kLd]
+    __half* s_k = s_q + kFaRows * kLd;                 // [2][kFaChunk][kLd]
+    __half* s_v = s_k + 2 * kFaChunk * kLd;            // [2][kFaChunk][kLd]
+    __shared__ int s_seq[kFaRows], s_lo[kFaRows], s_end[kFaRows];
 
-    // Per kv head, the tiles with the most positions first (as flash_attention_kernel).
+    // Per kv head, the tiles with the most positions first (the causal tail is the lightest).
     const int tile = gridDim.x - 1 - blockIdx.x;
     const int kvh = blockIdx.y / c.n_hchunks, h0 = (blockIdx.y % c.n_hchunks) * c.hg;
     const int t0 = tile * c.tt;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-    if (threadIdx.x < kFaLongRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
+    if (threadIdx.x < kFaRows) load_flash_token(t0, c, idx, s_seq, s_lo, s_end);
     // Q rows scaled by scale * log2(e) (scores come out in log2 units), as f16 (zeros for rows past
     // the tokens or the group).
     const float q_scale = c.scale * kLog2e;
-    stage_flash_q<D, kFaLongRows>(q, c, t0, kvh, h0, q_scale, s_q);
+    stage_flash_q<D, kFaRows>(q, c, t0, kvh, h0, q_scale, s_q);
     __syncthreads();
 
     // This thread's rows: g and g + 8 of each of its warp's m-tiles.
@@ -748,7 +568,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
 
     // The copy: kCpThreads threads per position of the tile, each every kCpThreads-th 16-byte piece
     // of its K and V head rows (D / 8 pieces each).
-    constexpr int kCpThreads = kFaThreads / kFaLongChunk;
+    constexpr int kCpThreads = kFaThreads / kFaChunk;
     const int cp_pos = threadIdx.x / kCpThreads, cp_part = threadIdx.x % kCpThreads;
 
     for (FlashRun run; next_flash_run(run.tb, c.tt, s_seq, s_lo, s_end, run);) {
@@ -766,24 +586,24 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
             }
         const int32_t* table = idx.block_tables + (int64_t)seq * idx.table_stride;
         auto load_tile = [&](int c0, int buf) {
-            load_kv_tile<D, kFaLongChunk, kCpThreads>(kv, table, kvh, run_lo, run_end, c0 + cp_pos, cp_part,
-                                               s_k + (buf * kFaLongChunk + cp_pos) * kLd, s_v + (buf * kFaLongChunk + cp_pos) * kLd);
+            load_kv_tile<D, kFaChunk, kCpThreads>(kv, table, kvh, run_lo, run_end, c0 + cp_pos, cp_part,
+                                               s_k + (buf * kFaChunk + cp_pos) * kLd, s_v + (buf * kFaChunk + cp_pos) * kLd);
         };
-        const int c_first = run_lo / kFaLongChunk * kFaLongChunk;
+        const int c_first = run_lo / kFaChunk * kFaChunk;
         load_tile(c_first, 0);
         int buf = 0;
-        for (int c0 = c_first; c0 < run_end; c0 += kFaLongChunk, buf ^= 1) {
+        for (int c0 = c_first; c0 < run_end; c0 += kFaChunk, buf ^= 1) {
             cp_async_wait<0>();
             __syncthreads();  // tile c0 is in buffer buf for every warp; every warp is done with buf ^ 1
-            if (c0 + kFaLongChunk < run_end) load_tile(c0 + kFaLongChunk, buf ^ 1);
+            if (c0 + kFaChunk < run_end) load_tile(c0 + kFaChunk, buf ^ 1);
 
-            // S = Q K^T for this warp's rows and the kFaLongChunk positions.
-            float sc[kFaMTiles][kFaLongChunk / 8][4];
+            // S = Q K^T for this warp's rows and the kFaChunk positions.
+            float sc[kFaMTiles][kFaChunk / 8][4];
 #pragma unroll
             for (int mt = 0; mt < kFaMTiles; ++mt)
 #pragma unroll
-                for (int ni = 0; ni < kFaLongChunk / 8; ++ni) sc[mt][ni][0] = sc[mt][ni][1] = sc[mt][ni][2] = sc[mt][ni][3] = 0.0f;
-            const __half* kt = s_k + buf * kFaLongChunk * kLd;
+                for (int ni = 0; ni < kFaChunk / 8; ++ni) sc[mt][ni][0] = sc[mt][ni][1] = sc[mt][ni][2] = sc[mt][ni][3] = 0.0f;
+            const __half* kt = s_k + buf * kFaChunk * kLd;
 #pragma unroll
             for (int ks = 0; ks < D / 16; ++ks) {
                 uint32_t qa[kFaMTiles][4];
@@ -791,7 +611,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
                 for (int mt = 0; mt < kFaMTiles; ++mt)
                     ldmatrix_x4(qa[mt], &s_q[((warp * kFaMTiles + mt) * 16 + (lane & 15)) * kLd + ks * 16 + (lane >> 4) * 8]);
 #pragma unroll
-                for (int nj = 0; nj < kFaLongChunk / 16; ++nj) {
+                for (int nj = 0; nj < kFaChunk / 16; ++nj) {
                     uint32_t b[4];
                     ldmatrix_x4(b, &kt[(nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks * 16 + ((lane >> 3) & 1) * 8]);
 #pragma unroll
@@ -805,17 +625,17 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
 #pragma unroll
                 for (int mt = 0; mt < kFaMTiles; ++mt)
 #pragma unroll
-                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni)
+                    for (int ni = 0; ni < kFaChunk / 8; ++ni)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) sc[mt][ni][e] = cap * tanhf(sc[mt][ni][e] / cap);
             }
             // The mask, only where some row of the tile does not see every position of the tile
             // (most tiles of a long prompt need none).
-            if (!(whole_tile && c0 >= full_lo && c0 + kFaLongChunk <= full_end)) {
+            if (!(whole_tile && c0 >= full_lo && c0 + kFaChunk <= full_end)) {
 #pragma unroll
                 for (int mt = 0; mt < kFaMTiles; ++mt)
 #pragma unroll
-                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni)
+                    for (int ni = 0; ni < kFaChunk / 8; ++ni)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
                             const int i = e / 2, j = c0 + ni * 8 + 2 * (lane & 3) + (e & 1);
@@ -831,7 +651,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
                 for (int i = 0; i < 2; ++i) {
                     float mx = m[mt][i];
 #pragma unroll
-                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni) mx = fmaxf(mx, fmaxf(sc[mt][ni][2 * i], sc[mt][ni][2 * i + 1]));
+                    for (int ni = 0; ni < kFaChunk / 8; ++ni) mx = fmaxf(mx, fmaxf(sc[mt][ni][2 * i], sc[mt][ni][2 * i + 1]));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                     // Nothing visible yet (mx = -inf): the state stays as it is.
@@ -841,7 +661,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
                 }
             // P = 2^(S - m), rounded to f16 as the PV product takes it; l sums the rounded values so
             // that the output is a convex combination of V rows.
-            uint32_t pf[kFaMTiles][kFaLongChunk / 8][2];
+            uint32_t pf[kFaMTiles][kFaChunk / 8][2];
 #pragma unroll
             for (int mt = 0; mt < kFaMTiles; ++mt)
 #pragma unroll
@@ -849,7 +669,7 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
                     const float mu = m[mt][i] == -INFINITY ? 0.0f : m[mt][i];  // 2^(-inf - 0) = 0
                     float ls = 0.0f;
 #pragma unroll
-                    for (int ni = 0; ni < kFaLongChunk / 8; ++ni) {
+                    for (int ni = 0; ni < kFaChunk / 8; ++ni) {
                         pf[mt][ni][i] = pack_half2(exp2_ftz(sc[mt][ni][2 * i] - mu), exp2_ftz(sc[mt][ni][2 * i + 1] - mu));
                         const float2 r = __half22float2(*reinterpret_cast<const __half2*>(&pf[mt][ni][i]));
                         ls += r.x + r.y;
@@ -867,9 +687,9 @@ __global__ void __launch_bounds__(kFaThreads, kFaLongBlocksPerSm)
                     }
             }
             // O += P V.
-            const __half* vt = s_v + buf * kFaLongChunk * kLd;
+            const __half* vt = s_v + buf * kFaChunk * kLd;
 #pragma unroll
-            for (int kk = 0; kk < kFaLongChunk / 16; ++kk) {
+            for (int kk = 0; kk < kFaChunk / 16; ++kk) {
                 uint32_t a[kFaMTiles][4];
 #pragma unroll
                 for (int mt = 0; mt < kFaMTiles; ++mt)
@@ -971,11 +791,7 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
     }
     if (n_tokens == 0 || !dev.make_current()) return;
     if (attention_cuda_uses_flash(p, kv, n_tokens, split, out_q8)) {
-        // Calls of kFlashLongTokens or more take the long kernel (128-row tiles, 32-position K/V
-        // tiles, 2 blocks per SM), shorter ones 64-row tiles with 64-position K/V tiles, 3 blocks
-        // per SM.
-        const bool long_call = n_tokens >= kFlashLongTokens;
-        const int d = p.head_dim_k, rows = long_call ? kFaLongRows : kFaRows;
+        const int d = p.head_dim_k, rows = kFaRows;
         FlashConsts fc{};
         fc.n_tokens = (int)n_tokens, fc.n_head = p.n_head, fc.group = p.n_head / p.n_head_kv;
         fc.hg = std::min(fc.group, rows);
@@ -984,18 +800,15 @@ void attention_cuda(cuda::Stream& stream, const float* q, const PagedKvCuda& kv,
         fc.sliding_window = p.sliding_window;
         fc.scale = p.scale, fc.softcap = p.softcap, fc.sinks = p.sinks;
         auto pick = [&](auto k64, auto k96, auto k128) { return d == 64 ? k64 : d == 96 ? k96 : k128; };
-        auto* kernel = long_call ? pick(flash_attention_long_kernel<64>, flash_attention_long_kernel<96>,
-                                        flash_attention_long_kernel<128>)
-                                 : pick(flash_attention_kernel<64, 64, 3>, flash_attention_kernel<96, 64, 3>,
-                                        flash_attention_kernel<128, 64, 3>);
-        const size_t smem = long_call ? flash_long_smem_bytes(d) : flash_smem_bytes(d, 64);
+        auto* kernel = pick(flash_attention_kernel<64>, flash_attention_kernel<96>, flash_attention_kernel<128>);
+        const size_t smem = flash_smem_bytes(d);
         if (!dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                        "attention_cuda shared memory") ||
             !dev.check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                             (int)cudaSharedmemCarveoutMaxShared),
                        "attention_cuda shared memory carveout"))
             return;
-        // y <= 65535: n_head_kv * head chunks (at most n_head / 64 + n_head_kv) fits any model.
+        // y <= 65535: n_head_kv * head chunks (at most n_head / kFaRows + n_head_kv) fits any model.
         const dim3 grid((unsigned)((n_tokens + fc.tt - 1) / fc.tt), (unsigned)(p.n_head_kv * fc.n_hchunks));
         dev.check(cuda_kernels::launch_kernel(stream.programmatic(), kernel, grid, dim3(kFaThreads), smem,
                                               static_cast<cudaStream_t>(stream.handle()), q, kv, idx, fc, out),

@@ -97,10 +97,8 @@ size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_s
 // positions, the output moves by at most ~max|V| * (2.2 * 2^-11 * S + 2^-10 + n * 2^-24) more
 // than the bound above (derived in tests/backend/cuda_attention_test.cpp, which checks it).
 // Everything else (windows, kv_begin, GQA, softcap, sinks, empty windows, several sequences in
-// one call) is as above. A token's result does not depend on which other tokens share the call,
-// only on whether the call has at least 4096 tokens (attention.cu's kFlashLongTokens: such calls
-// take another kernel, which walks the positions in tiles of 32 instead of 64 and orders the
-// online softmax differently).
+// one call) is as above. A token's result does not depend on which other tokens share the call
+// or how long the call is.
 constexpr int64_t kAttnFlashMinTokens = 16;
 bool attention_cuda_uses_flash(const AttentionParams& p, const PagedKvCuda& kv, int64_t n_tokens,
                                const AttnSplitCuda& split, const void* out_q8);
