@@ -129,15 +129,16 @@ bool Decoding::ends_before_sampling(Step& s) const {
     return false;
 }
 
-int32_t Decoding::top_candidates_needed(int64_t row_size) const {
+int32_t Decoding::top_candidates_needed(int64_t row_size, std::span<const int32_t> history) const {
     if (mask_ || logprobs_) return 0;
-    return sampler_.top_candidates_needed(row_size);
+    return sampler_.top_candidates_needed(row_size, history);
 }
 
-Decoding::Step Decoding::next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size) {
+Decoding::Step Decoding::next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size,
+                                  std::span<const int32_t> history) {
     Step s;
     if (ends_before_sampling(s)) return s;
-    const int32_t need = top_candidates_needed(row_size);
+    const int32_t need = top_candidates_needed(row_size, history);
     if (need == 0 || std::min(ids.size(), logits.size()) < (size_t)need) {
         s.done = true;
         s.status = error(StatusCode::internal, strformat("sampling got %zu best candidates of a row, but needs %s",
@@ -145,7 +146,7 @@ Decoding::Step Decoding::next_top(std::span<const int32_t> ids, std::span<const 
                                                          need == 0 ? "the whole row" : std::to_string(need).c_str()));
         return s;
     }
-    take(sampler_.sample_top(ids, logits), {}, s);
+    take(sampler_.sample_top(ids, logits, history), {}, s);
     return s;
 }
 

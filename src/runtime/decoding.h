@@ -67,12 +67,14 @@ public:
     // as next() would on the whole row (Sampler::top_candidates_needed), or 0 when this
     // sequence needs the whole row: a logits mask (grammar, JSON schema, tool calls) or
     // log-probabilities (their normalizer is over the whole row).
-    int32_t top_candidates_needed(int64_t row_size) const;
+    // history: as next()'s (the penalty window widens the candidates).
+    int32_t top_candidates_needed(int64_t row_size, std::span<const int32_t> history) const;
     // next() from the best candidates of a row of row_size logits: ids and logits [n] best
-    // first (model::ForwardOutput::top_ids). Needs n >= top_candidates_needed(row_size) > 0;
-    // otherwise the step fails (Step::status, internal: the caller's bug) instead of sampling
-    // from too little.
-    Step next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size);
+    // first (model::ForwardOutput::top_ids). Needs n >= top_candidates_needed(row_size,
+    // history) > 0; otherwise the step fails (Step::status, internal: the caller's bug) instead
+    // of sampling from too little.
+    Step next_top(std::span<const int32_t> ids, std::span<const float> logits, int64_t row_size,
+                  std::span<const int32_t> history);
 
     struct Tail {
         std::string text;

@@ -331,7 +331,7 @@ int32_t Engine::output_top_k() const {
     const int64_t n_vocab = model_->hparams().n_vocab;
     int32_t k = 0;
     for (const Sequence* s : out_seq_) {
-        const int32_t need = s->decoding.top_candidates_needed(n_vocab);
+        const int32_t need = s->decoding.top_candidates_needed(n_vocab, s->tokens);
         if (need == 0 || need > model::kMaxOutputTopK) return 0;
         k = std::max(k, need);
     }
@@ -345,7 +345,7 @@ void Engine::sample(Sequence& s, std::span<const float> logits, std::span<const 
         s.st.prompt_ns = t - s.admit_ns;
     }
     Decoding::Step step = top_ids.empty() ? s.decoding.next(logits, s.tokens)
-                                          : s.decoding.next_top(top_ids, logits, model_->hparams().n_vocab);
+                                          : s.decoding.next_top(top_ids, logits, model_->hparams().n_vocab, s.tokens);
     if (!step.status.ok()) return fail(s, std::move(step.status));
     if (step.token >= 0) {
         s.tokens.push_back(step.token);

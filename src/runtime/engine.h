@@ -101,8 +101,9 @@ struct EngineOptions {
     std::string model_key;
     int64_t spill_bytes = 8ll << 30;  // disk budget; least recently used blocks go first
     // Steps whose every sampling sequence can be sampled exactly from its best candidates
-    // (Decoding::top_candidates_needed: greedy, or top_k without penalties, logits masks or
-    // logprobs) ask the model for only those (Batch::output_top_k: the largest any of them
+    // (Decoding::top_candidates_needed: greedy or top_k, without logits masks or logprobs, and
+    // without penalties or with ones that only lower logits, whose window's tokens are then
+    // added to the candidates) ask the model for only those (Batch::output_top_k: the largest any of them
     // needs), so a GPU model copies k ids and logits per row back instead of the vocabulary,
     // and the sampler sorts k candidates instead of the row. The tokens are the same bits
     // either way. HEARTH_SAMPLE_TOPK=0 in the environment turns it off (comparisons).

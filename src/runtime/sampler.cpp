@@ -381,22 +381,70 @@ int32_t Sampler::sample_list(CandidateList& c) {
     return draw(c, unit_double(rng_()));
 }
 
-int32_t Sampler::top_candidates_needed(int64_t row_size) const {
-    if (row_size <= 0 || row_size > n_vocab_) return 0;
-    if (has_penalties() && options_.repeat_last_n != 0) return 0;
-    if (options_.temperature <= 0.0f) return 1;
-    // apply_top_k with k >= the row keeps the whole row unsorted: no candidate list matches it.
-    return options_.top_k > 0 && options_.top_k < row_size ? options_.top_k : 0;
+bool Sampler::penalties_only_lower() const {
+    return options_.repeat_penalty >= 1.0f && options_.frequency_penalty >= 0.0f && options_.presence_penalty >= 0.0f;
 }
 
-int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float> logits) {
+int32_t Sampler::top_candidates_needed(int64_t row_size, std::span<const int32_t> history) const {
+    if (row_size <= 0 || row_size > n_vocab_) return 0;
+    // apply_top_k with k >= the row keeps the whole row unsorted: no candidate list matches it.
+    const int64_t base = options_.temperature <= 0.0f                          ? 1
+                         : options_.top_k > 0 && options_.top_k < row_size ? options_.top_k
+                                                                             : 0;
+    if (base == 0) return 0;
+    const size_t window = has_penalties() ? penalty_window(history, options_.repeat_last_n).size() : 0;
+    if (window == 0) return (int32_t)base;
+    // Penalties that only lower logits move each of the window's W distinct tokens down and no
+    // other token: the best `base` after them are among the best base + W before them (any token
+    // outside those has base + W ahead of it, at most W of which can fall behind it). The window's
+    // length bounds W. A penalty that can raise a logit needs the whole row.
+    if (!penalties_only_lower() || (int64_t)window >= row_size - base) return 0;
+    return (int32_t)(base + (int64_t)window);
+}
+
+int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float> logits,
+                            std::span<const int32_t> history) {
     const size_t n = std::min(ids.size(), logits.size());
     if (n == 0) return -1;
-    // The best candidate is argmax's pick: the highest logit, lowest id on ties.
-    if (options_.temperature <= 0.0f) return ids[0];
-    const size_t m = std::min(n, candidates_.size());
-    for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], std::isnan(logits[i]) ? -kInf : logits[i], 0.0f};
-    // The state apply_top_k leaves a full row in: these ids in this order, sorted.
+    const std::span<const int32_t> window =
+        has_penalties() ? penalty_window(history, options_.repeat_last_n) : std::span<const int32_t>{};
+    if (window.empty()) {
+        // The best candidate is argmax's pick: the highest logit, lowest id on ties.
+        if (options_.temperature <= 0.0f) return ids[0];
+        const size_t m = std::min(n, candidates_.size());
+        for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], std::isnan(logits[i]) ? -kInf : logits[i], 0.0f};
+        // The state apply_top_k leaves a full row in: these ids in this order, sorted.
+        CandidateList c{std::span<TokenData>(candidates_).first(m), true};
+        return sample_list(c);
+    }
+    // The window's counts (counts_ is all zero between calls), each candidate penalized as
+    // apply_penalties would penalize it in the whole row, then the candidates in the total order.
+    const size_t n_counts = counts_.size();
+    auto in_vocab = [n_counts](int32_t id) { return id >= 0 && static_cast<size_t>(id) < n_counts; };
+    for (int32_t id : window)
+        if (in_vocab(id)) ++counts_[static_cast<size_t>(id)];
+    auto penalized = [&](size_t i) {
+        const float x = std::isnan(logits[i]) ? -kInf : logits[i];
+        const int32_t count = in_vocab(ids[i]) ? counts_[static_cast<size_t>(ids[i])] : 0;
+        return count > 0 ? penalize_logit(x, count, options_.repeat_penalty, options_.frequency_penalty,
+                                          options_.presence_penalty)
+                         : x;
+    };
+    const bool greedy = options_.temperature <= 0.0f;
+    TokenData best{ids[0], penalized(0), 0.0f};  // greedy: argmax of the penalized row
+    const size_t m = greedy ? 0 : std::min(n, candidates_.size());
+    if (greedy) {
+        for (size_t i = 1; i < n; ++i) {
+            const TokenData t{ids[i], penalized(i), 0.0f};
+            if (by_logit_desc(t, best)) best = t;
+        }
+    } else {
+        for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], penalized(i), 0.0f};
+    }
+    for (int32_t id : window)
+        if (in_vocab(id)) counts_[static_cast<size_t>(id)] = 0;
+    if (greedy) return best.id;
+    std::sort(candidates_.begin(), candidates_.begin() + static_cast<ptrdiff_t>(m), by_logit_desc);
     CandidateList c{std::span<TokenData>(candidates_).first(m), true};
     return sample_list(c);
 }

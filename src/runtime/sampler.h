@@ -153,18 +153,23 @@ public:
 
     // How many of a row's best candidates (best first in by_logit_desc order, NaN as -inf:
     // model::ForwardOutput::top_ids) sample_top() needs to pick exactly the token sample()
-    // picks from that whole row of row_size logits, with the same randomness: 1 for greedy,
-    // top_k when 0 < top_k < row_size (the later stages only see the top_k list). 0 when only
-    // the whole row will do: penalties that change logits (a repeat_last_n of 0 changes
-    // none), top_k off or not below row_size, or a row longer than n_vocab (a padded output
-    // matrix: its best candidates may lie past the vocabulary). Greedy's one caveat: a row
-    // with no logit above -inf gives candidate 0 the lowest id among its -inf and NaN entries,
-    // where argmax skips NaN; such a row samples nothing meaningful either way.
-    int32_t top_candidates_needed(int64_t row_size) const;
+    // picks from that whole row of row_size logits with this history, with the same
+    // randomness: 1 for greedy, top_k when 0 < top_k < row_size (the later stages only see the
+    // top_k list), plus the penalty window's length when penalties only lower logits
+    // (repeat_penalty >= 1, frequency and presence >= 0: the best after them are among the best
+    // k + W before them, W the window's distinct tokens). 0 when only the whole row will do:
+    // penalties that can raise a logit, top_k off or not below row_size, a window as long as
+    // the rest of the row, or a row longer than n_vocab (a padded output matrix: its best
+    // candidates may lie past the vocabulary). Greedy's one caveat: a row with no logit above
+    // -inf gives candidate 0 the lowest id among its -inf and NaN entries, where argmax skips
+    // NaN; such a row samples nothing meaningful either way.
+    int32_t top_candidates_needed(int64_t row_size, std::span<const int32_t> history = {}) const;
     // sample() from a row's best candidates: ids and logits [n], best first as above, n >=
-    // top_candidates_needed(row_size) > 0 for the row they came from (else the result is not
-    // sample()'s). Allocates nothing. Returns -1 for no candidates.
-    int32_t sample_top(std::span<const int32_t> ids, std::span<const float> logits);
+    // top_candidates_needed(row_size, history) > 0 for the row they came from and the same
+    // history (else the result is not sample()'s). Allocates nothing. Returns -1 for no
+    // candidates.
+    int32_t sample_top(std::span<const int32_t> ids, std::span<const float> logits,
+                       std::span<const int32_t> history = {});
 
     // Index of the largest value, lowest index on ties; NaN never wins. -1 for an empty span,
     // 0 when every value is NaN.
@@ -179,6 +184,8 @@ public:
 private:
     // True when some penalty changes a logit: repeat != 1, frequency != 0 or presence != 0.
     bool has_penalties() const;
+    // True when no penalty can raise a logit: repeat >= 1, frequency >= 0 and presence >= 0.
+    bool penalties_only_lower() const;
     int32_t sample_greedy(std::span<const float> logits, std::span<const int32_t> window);
     // The stages after the penalties, top_k to the draw, over c (the full row in id order, or
     // a row's best candidates sorted: apply_top_k leaves both in the same state).

@@ -251,16 +251,18 @@ TEST_F(EngineGpuTest, TopKOutputOnTheDeviceIsTheBestOfTheFullRows) {
 
 TEST_F(EngineGpuTest, TopKSamplingGivesTheSameTokensAsFullRows) {
     // Each request alone (one sequence: the same batches, and so the same bits, every run) with
-    // the top-k candidate path on and off: the same tokens. Greedy and seeded top_k sampling;
-    // no logprobs (those need full rows).
+    // the top-k candidate path on and off: the same tokens. Greedy and seeded top_k sampling,
+    // the last four with penalties that only lower logits (the candidates then include the
+    // penalty window); no logprobs (those need full rows).
     std::mt19937 rng(21);
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < 10; ++i) {
         Request r;
         r.prompt = random_prompt(rng, 5 + (int)(rng() % 60));
         r.num_predict = 24;
         r.ignore_eos = true;
         r.sampling.seed = 500 + i;
         if (i % 2 == 0) r.sampling.temperature = 0.0f;
+        if (i >= 6) r.sampling.repeat_penalty = 1.3f, r.sampling.presence_penalty = 0.5f * (float)(i % 3);
         std::vector<int32_t> tokens[2];
         for (int on = 0; on < 2; ++on) {
             EngineOptions o;

@@ -394,7 +394,7 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
         ASSERT_TRUE(file.ok());
         std::mt19937 rng(77);
         // Greedy, Ollama's defaults, and top_k with every later stage, each with its own seed.
-        std::vector<Request> plain, full_only;
+        std::vector<Request> plain, full_only, penalized;
         for (int i = 0; i < 12; ++i) {
             Request r = greedy(random_prompt(rng, 5 + (int)(rng() % 60)), 24);
             r.sampling = SamplingOptions{};
@@ -403,8 +403,16 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
             if (i % 4 == 2) r.sampling.top_k = 5, r.sampling.typical_p = 0.9f, r.sampling.min_p = 0.05f, r.sampling.temperature = 1.2f;
             if (i % 4 == 3) r.sampling.top_k = 128, r.sampling.top_p = 0.95f, r.sampling.temperature = 1.0f;
             plain.push_back(r);
-            // The same, each needing the whole row: penalties, a logits mask, logprobs, top_k off.
-            if (i % 4 == 0) r.sampling.repeat_penalty = 1.1f;
+            // The same with penalties that only lower logits (the candidates then include the
+            // penalty window; top_k 128 + a window would pass kMaxOutputTopK: no penalty there).
+            Request p = r;
+            if (i % 4 != 3) p.sampling.repeat_penalty = 1.1f + 0.1f * (float)(i % 3);
+            if (i % 4 == 1) p.sampling.presence_penalty = 0.5f, p.sampling.frequency_penalty = 0.25f;
+            if (i % 4 == 2) p.sampling.repeat_last_n = 16;
+            penalized.push_back(p);
+            // The same, each needing the whole row: penalties that can raise a logit, a logits
+            // mask, logprobs, top_k off.
+            if (i % 4 == 0) r.sampling.repeat_penalty = 0.9f;
             if (i % 4 == 1) r.logprobs = true;
             if (i % 4 == 2) r.sampling.top_k = 0;
             if (i % 4 == 3) {
@@ -442,6 +450,14 @@ TEST_F(EngineTest, TopKCandidatesGiveTheSameTokensAsFullRows) {
         EXPECT_EQ(*std::max_element(ks_on.begin(), ks_on.end()), 128) << name;
         EXPECT_GT(std::count(ks_on.begin(), ks_on.end(), 128), 10) << name;
         EXPECT_EQ(std::count(ks_off.begin(), ks_off.end(), 0), (std::ptrdiff_t)ks_off.size()) << name;
+        // Penalties that only lower logits: the same tokens from candidates as from full rows.
+        std::vector<int32_t> ks_pen_on, ks_pen_off;
+        const std::vector<Outcome> pen_on = run(penalized, true, ks_pen_on), pen_off = run(penalized, false, ks_pen_off);
+        for (size_t i = 0; i < penalized.size(); ++i) {
+            expect_same(pen_on[i], pen_off[i], std::string(name) + " penalized request " + std::to_string(i));
+            EXPECT_GT(pen_on[i].stats.generated_tokens, 0);
+        }
+        EXPECT_GT(std::count_if(ks_pen_on.begin(), ks_pen_on.end(), [](int32_t k) { return k > 40; }), 10) << name;
         // Requests that need the whole row get full rows.
         const std::vector<Outcome> full = run(full_only, true, ks_full);
         for (size_t i = 0; i < full.size(); ++i) EXPECT_TRUE(full[i].error.ok()) << full[i].error.message();

@@ -648,24 +648,37 @@ void best_candidates(const std::vector<float>& row, int k, std::vector<int32_t>&
 
 TEST(Sampler, TopCandidatesNeeded) {
     SamplingOptions o;  // Ollama's defaults: top_k 40, no penalties
+    const std::vector<int32_t> history(100, 7), short_history(10, 7);
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 40);
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(900), 40);   // a row shorter than the vocabulary
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1001), 0);   // padded past it
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(40), 0);     // top_k keeps the whole row
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 40);  // no penalty: no window
     o.top_k = 0;
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);   // top_k off: the whole row
     o.temperature = 0.0f;
     EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 1);   // greedy
-    o.repeat_penalty = 1.1f;
-    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);   // penalties change logits
+    o.repeat_penalty = 1.1f;                                      // lowers logits: + the window
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 1 + 64);
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, short_history), 1 + 10);
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 1);   // an empty window changes nothing
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(60, history), 0);  // the window is most of the row
     o.repeat_last_n = 0;
-    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 1);   // ... unless the window is empty
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 1);  // no window
+    o.repeat_last_n = kRepeatLastNAll;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 1 + 100);
+    o.repeat_penalty = 0.9f;  // raises positive logits: the whole row
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 0);
     o = SamplingOptions{};
     o.presence_penalty = 0.5f;
-    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);
+    o.frequency_penalty = 0.25f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 40 + 64);
     o.presence_penalty = 0.0f;
-    o.frequency_penalty = -0.5f;
-    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000), 0);
+    o.frequency_penalty = -0.5f;  // raises: the whole row
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 0);
+    o.frequency_penalty = 0.0f;
+    o.presence_penalty = -0.5f;
+    EXPECT_EQ(Sampler(o, 1000).top_candidates_needed(1000, history), 0);
 }
 
 TEST(Sampler, SampleTopMatchesSampleOnTheWholeRow) {
@@ -706,6 +719,52 @@ TEST(Sampler, SampleTopMatchesSampleOnTheWholeRow) {
     EXPECT_EQ(n_checked, 8 * 200);
     SamplingOptions o;
     EXPECT_EQ(Sampler(o, 10).sample_top({}, {}), -1);
+}
+
+TEST(Sampler, SampleTopWithPenaltiesMatchesSampleOnTheWholeRow) {
+    // Penalties that only lower logits: the top_k (or greedy) candidates plus the penalty
+    // window's length give sample()'s token on the whole row with the same history. The
+    // histories repeat some of the row's best tokens (so penalties reorder the top, and push
+    // tokens out of it) and some others, with -inf and NaN logits among them.
+    std::mt19937 rng(23);
+    const int32_t n_vocab = 3000;
+    struct Case { float temperature; int32_t top_k; float top_p, repeat, presence, frequency; int32_t last_n; };
+    const Case cases[] = {{0.0f, 40, 1.0f, 1.3f, 0.0f, 0.0f, 64},   {0.8f, 40, 0.9f, 1.1f, 0.0f, 0.0f, 64},
+                          {1.0f, 20, 1.0f, 1.0f, 1.5f, 0.0f, 32},   {0.7f, 10, 0.95f, 1.0f, 0.0f, 0.7f, 64},
+                          {1.2f, 64, 1.0f, 2.0f, 0.5f, 0.5f, 16},   {0.0f, 40, 1.0f, 1.0f, 3.0f, 1.0f, kRepeatLastNAll},
+                          {1.0f, 1, 1.0f, 1.5f, 0.0f, 0.0f, 64}};
+    int n_checked = 0, n_reordered = 0;
+    for (const Case& c : cases) {
+        SamplingOptions o;
+        o.temperature = c.temperature, o.top_k = c.top_k, o.top_p = c.top_p, o.repeat_penalty = c.repeat;
+        o.presence_penalty = c.presence, o.frequency_penalty = c.frequency, o.repeat_last_n = c.last_n, o.seed = 5;
+        Sampler full(o, n_vocab), top(o, n_vocab);
+        std::vector<int32_t> ids, plain_ids;
+        std::vector<float> vals, plain_vals;
+        for (int step = 0; step < 150; ++step) {
+            std::vector<float> row(n_vocab);
+            const float grid = step % 3 == 0 ? 0.5f : 0.01f;
+            std::normal_distribution<float> logit(0.0f, 3.0f);
+            for (float& x : row) x = std::round(logit(rng) / grid) * grid;
+            if (step % 5 == 0) row[(size_t)rng() % n_vocab] = kNaN;
+            if (step % 7 == 0)
+                for (int i = 0; i < 50; ++i) row[(size_t)rng() % n_vocab] = -kInf;
+            best_candidates(row, 80, plain_ids, plain_vals);
+            std::vector<int32_t> history((size_t)(40 + rng() % 60));
+            for (int32_t& t : history) t = rng() % 2 ? plain_ids[(size_t)(rng() % 80)] : (int32_t)(rng() % n_vocab);
+            const int32_t need = full.top_candidates_needed(n_vocab, history);
+            const size_t window = penalty_window(history, c.last_n).size();
+            ASSERT_EQ(need, (c.temperature == 0.0f ? 1 : c.top_k) + (int32_t)window);
+            best_candidates(row, step % 2 ? need : std::min(need + 17, n_vocab), ids, vals);
+            const int32_t want = full.sample(row, history);
+            ASSERT_EQ(top.sample_top(ids, vals, history), want) << "case top_k " << c.top_k << " step " << step;
+            // The penalties mattered: without them the candidates would have picked another token.
+            if (c.temperature == 0.0f && want != plain_ids[0]) ++n_reordered;
+            ++n_checked;
+        }
+    }
+    EXPECT_EQ(n_checked, 7 * 150);
+    EXPECT_GT(n_reordered, 50);
 }
 
 }  // namespace
