@@ -1,12 +1,13 @@
 // Aggregate generation throughput of runtime::Engine at several concurrency levels:
-//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1]
+//   concurrency_bench MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1] [-r 1.0]
 // For each count of concurrent streams (-s, default 1, 4, 16, 64): submits that many requests at once (random
 // prompts of p tokens, greedy, n generated tokens each, end-of-generation ignored) to one engine
 // sized for them, and prints the generated tokens/s over the wall time from first submit to last
 // done, plus the mean time to first token, and the decode-phase rate (tokens after each stream's
 // first, over the time from the last stream's first token to the last done: llama-batched-bench's
 // "generated t/s" when every stream starts together). -g is LoadOptions::num_gpu (-1 automatic:
-// the GPU when there is one and the model runs there, 0 the CPU). Then the chunked-prefill check: the time to first
+// the GPU when there is one and the model runs there, 0 the CPU). -r sets every request's repeat_penalty (default 1:
+// none; the window is Ollama's 64 tokens). Then the chunked-prefill check: the time to first
 // token of a short request (16 tokens) alone, and submitted right after a long one (-L, default
 // 4000 tokens) starts prefilling. Not a test: record results in bench/RESULTS.md with the
 // machine and commit.
@@ -58,7 +59,7 @@ std::vector<double> ttft_ms(runtime::Engine& engine, const std::vector<int>& len
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1]\n",
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1] [-r 1.0]\n",
                      argv[0]);
         return 2;
     }
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
     int n_prompt = 64, n_gen = 32, threads = 0;
     int64_t n_ctx = 2048, step_tokens = 512;
     int n_long = 4000, num_gpu = -1;
+    float repeat_penalty = 1.0f;
     std::vector<int> stream_counts = {1, 4, 16, 64};
     for (int i = 2; i + 1 < argc; i += 2) {
         const int v = std::atoi(argv[i + 1]);
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "-b")) step_tokens = v;
         else if (!std::strcmp(argv[i], "-L")) n_long = v;
         else if (!std::strcmp(argv[i], "-g")) num_gpu = v;
+        else if (!std::strcmp(argv[i], "-r")) repeat_penalty = std::strtof(argv[i + 1], nullptr);
     }
     if (n_prompt + n_gen > n_ctx) n_ctx = n_prompt + n_gen;
     auto file = gguf::open_gguf(path);
@@ -119,6 +122,7 @@ int main(int argc, char** argv) {
             runtime::Request r;
             for (int i = 0; i < n_prompt; ++i) r.prompt.push_back((int32_t)(rng() % n_vocab));  // distinct: no cache hits
             r.sampling.temperature = 0.0f;
+            r.sampling.repeat_penalty = repeat_penalty;
             r.num_predict = n_gen;
             r.ignore_eos = true;
             engine.value()->submit(std::move(r), [&](const runtime::Event& e) {
