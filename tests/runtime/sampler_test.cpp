@@ -646,6 +646,19 @@ void best_candidates(const std::vector<float>& row, int k, std::vector<int32_t>&
     for (int j = 0; j < k; ++j) ids.push_back(all[(size_t)j].id), vals.push_back(row[(size_t)all[(size_t)j].id]);
 }
 
+// A row for step `step` of the candidate tests: normal logits on a coarse grid every third step
+// (many ties) or a fine one, a NaN every fifth step, 50 -inf every seventh.
+std::vector<float> random_row(std::mt19937& rng, int32_t n_vocab, int step) {
+    std::vector<float> row(n_vocab);
+    const float grid = step % 3 == 0 ? 0.5f : 0.01f;
+    std::normal_distribution<float> logit(0.0f, 3.0f);
+    for (float& x : row) x = std::round(logit(rng) / grid) * grid;
+    if (step % 5 == 0) row[(size_t)rng() % n_vocab] = kNaN;
+    if (step % 7 == 0)
+        for (int i = 0; i < 50; ++i) row[(size_t)rng() % n_vocab] = -kInf;
+    return row;
+}
+
 TEST(Sampler, TopCandidatesNeeded) {
     SamplingOptions o;  // Ollama's defaults: top_k 40, no penalties
     const std::vector<int32_t> history(100, 7), short_history(10, 7);
@@ -702,13 +715,7 @@ TEST(Sampler, SampleTopMatchesSampleOnTheWholeRow) {
         std::vector<int32_t> ids;
         std::vector<float> vals;
         for (int step = 0; step < 200; ++step) {
-            std::vector<float> row(n_vocab);
-            const float grid = step % 3 == 0 ? 0.5f : 0.01f;
-            std::normal_distribution<float> logit(0.0f, 3.0f);
-            for (float& x : row) x = std::round(logit(rng) / grid) * grid;
-            if (step % 5 == 0) row[(size_t)rng() % n_vocab] = kNaN;
-            if (step % 7 == 0)
-                for (int i = 0; i < 50; ++i) row[(size_t)rng() % n_vocab] = -kInf;
+            const std::vector<float> row = random_row(rng, n_vocab, step);
             // Sometimes more candidates than needed, as when another sequence of the step needs more.
             best_candidates(row, step % 2 ? need : std::min(need + 17, n_vocab), ids, vals);
             const int32_t want = full.sample(row, {});
@@ -742,13 +749,7 @@ TEST(Sampler, SampleTopWithPenaltiesMatchesSampleOnTheWholeRow) {
         std::vector<int32_t> ids, plain_ids;
         std::vector<float> vals, plain_vals;
         for (int step = 0; step < 150; ++step) {
-            std::vector<float> row(n_vocab);
-            const float grid = step % 3 == 0 ? 0.5f : 0.01f;
-            std::normal_distribution<float> logit(0.0f, 3.0f);
-            for (float& x : row) x = std::round(logit(rng) / grid) * grid;
-            if (step % 5 == 0) row[(size_t)rng() % n_vocab] = kNaN;
-            if (step % 7 == 0)
-                for (int i = 0; i < 50; ++i) row[(size_t)rng() % n_vocab] = -kInf;
+            const std::vector<float> row = random_row(rng, n_vocab, step);
             best_candidates(row, 80, plain_ids, plain_vals);
             std::vector<int32_t> history((size_t)(40 + rng() % 60));
             for (int32_t& t : history) t = rng() % 2 ? plain_ids[(size_t)(rng() % 80)] : (int32_t)(rng() % n_vocab);
