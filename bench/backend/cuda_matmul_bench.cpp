@@ -32,11 +32,14 @@
 // kernels (MatmulQ8Kernel), on activations quantized beforehand; weight GB/s counts each
 // weight byte once per call (the floor the kernels approach), and the summary adds Llama-3.1-8B
 // Q4_K_M's matrices into one decode step per batch size. Q5_K, IQ4_XS and MXFP4 rows have no
-// tensor-core kernel: their "mma" column is the dp4a fallback too.
+// tensor-core kernel: their "mma" column is the dp4a fallback too. Then the grouped launches
+// (Q/K/V, gate/up as one launch per type: grouped_decode_bench) against the separate ones, and
+// the step with them.
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -190,6 +193,93 @@ std::string key(QuantType type, int64_t n_out, int64_t n_in, int64_t nt) {
 
 }  // namespace
 
+// --decode, second part: the matrices of an 8B layer that read the same activations (Q, K, V;
+// gate, up) as separate tensor-core launches against one grouped launch per weight type
+// (matmul_cuda_q8_grouped, MatmulQ8Kernel::mma), each matrix's chains its own (MatmulQ8Chains::own:
+// the bits of the separate launches) or those of the stacked matrix (joint); then the 8B step of
+// the first part with the grouped launches in place of the separate ones. Q4_K_M layers: Q, K, V
+// Q4_K in 16 layers, V Q6_K (a launch of its own) in the other 16; gate and up Q4_K in all 32.
+void grouped_decode_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream,
+                          const std::map<std::pair<int64_t, int>, double>& step_us, double step_bytes) {
+    const auto& info = dev.info();
+    const int64_t kTokens[] = {2, 4, 8, 16, 32, 64}, n_in = 4096;
+    std::mt19937 rng(12);
+    struct GMat { QuantType type; int64_t n_out; Weights wt; backend::cuda::DeviceBuffer y; };
+    std::vector<GMat> m;  // q, k, v (Q4_K), v (Q6_K), gate, up
+    const std::pair<QuantType, int64_t> shapes[] = {{QuantType::q4_k, 4096}, {QuantType::q4_k, 1024},
+                                                    {QuantType::q4_k, 1024}, {QuantType::q6_k, 1024},
+                                                    {QuantType::q4_k, 14336}, {QuantType::q4_k, 14336}};
+    for (const auto& [type, n_out] : shapes) {
+        auto y = backend::cuda::DeviceBuffer::allocate(dev, (size_t)n_out * 64 * 4);
+        check(y.status());
+        m.push_back({type, n_out, make_weights(dev, stream, type, n_out, n_in, info.l2_bytes, rng), std::move(*y)});
+    }
+    auto out = [&](int j, int i) {
+        const Weights& wt = m[j].wt;
+        return backend::MatmulQ8Out{{m[j].type, wt.copies[i % wt.copies.size()].as<std::byte>(), wt.row_bytes, m[j].n_out},
+                                    m[j].y.as<float>()};
+    };
+    // The three sets; per set the matrices (indices into m).
+    const std::vector<int> sets[3] = {{0, 1, 2}, {0, 1, 3}, {4, 5}};
+    const char* set_names[3] = {"Q+K+V Q4_K (4096+1024+1024 rows)", "Q+K Q4_K, V Q6_K", "gate+up Q4_K (2 x 14336 rows)"};
+    const int calls = 48;
+    std::printf("\n## Grouped launches (matmul_cuda_q8_grouped, mma) against separate ones, per 8B layer\n\n");
+    std::printf("| matrices | tokens | separate us | grouped own us | joint us | own speed-up | joint speed-up |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    std::map<int64_t, std::array<double, 3>> d_own, d_joint, d_qkv;  // tokens -> per set: grouped - separate (us)
+    for (int64_t nt : kTokens) {
+        std::normal_distribution<float> dist(0.0f, 1.0f);
+        std::vector<float> x(n_in * nt);
+        for (auto& v : x) v = dist(rng);
+        auto xd = backend::cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+        auto qd = backend::cuda::DeviceBuffer::allocate(dev, backend::activation_q8_bytes(n_in, nt));
+        check(xd.status());
+        check(qd.status());
+        xd->upload(stream, x.data(), x.size() * 4);
+        backend::quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, nt);
+        for (int k = 0; k < 3; ++k) {
+            const std::vector<int>& set = sets[k];
+            const double sep = time_graph(stream, calls, [&](int i) {
+                for (int j : set) {
+                    const backend::MatmulQ8Out o = out(j, i);
+                    backend::matmul_cuda_q8(stream, o.m.type, o.m.w, o.m.row_bytes, qd->data(), o.y, n_in, o.m.n_out, nt,
+                                            backend::MatmulQ8Kernel::mma);
+                }
+            });
+            double grp[2];
+            for (int c = 0; c < 2; ++c) {
+                const auto chains = c == 0 ? backend::MatmulQ8Chains::own : backend::MatmulQ8Chains::joint;
+                grp[c] = time_graph(stream, calls, [&](int i) {
+                    if (set.size() == 3) {
+                        backend::matmul_cuda_q8_grouped(stream, qd->data(), n_in, nt, {out(set[0], i), out(set[1], i), out(set[2], i)},
+                                                        backend::MatmulQ8Kernel::mma, chains);
+                    } else {
+                        backend::matmul_cuda_q8_grouped(stream, qd->data(), n_in, nt, {out(set[0], i), out(set[1], i)},
+                                                        backend::MatmulQ8Kernel::mma, chains);
+                    }
+                });
+            }
+            d_own[nt][k] = grp[0] - sep, d_joint[nt][k] = grp[1] - sep;
+            d_qkv[nt][k] = k < 2 ? grp[0] - sep : 0.0;
+            std::printf("| %s | %lld | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n", set_names[k], (long long)nt, sep, grp[0],
+                        grp[1], sep / grp[0], sep / grp[1]);
+            std::fflush(stdout);
+        }
+    }
+    std::printf("\n## Llama-3.1-8B Q4_K_M decode step matmuls with grouped launches (the step above, 16 + 16 + 32 "
+                "layers' sets replaced)\n\n");
+    std::printf("| tokens per step | separate ms | own (Q/K/V + gate/up) ms | own Q/K/V only ms | joint ms | own weight GB/s |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|\n");
+    for (int64_t nt : kTokens) {
+        const auto it = step_us.find({nt, 0});
+        if (it == step_us.end()) continue;
+        auto with = [&](const std::array<double, 3>& d) { return it->second + 16 * d[0] + 16 * d[1] + 32 * d[2]; };
+        const double own = with(d_own[nt]);
+        std::printf("| %lld | %.3f | %.3f | %.3f | %.3f | %.0f |\n", (long long)nt, it->second / 1e3, own / 1e3,
+                    with(d_qkv[nt]) / 1e3, with(d_joint[nt]) / 1e3, step_bytes / (own * 1e-6) / 1e9);
+    }
+}
+
 // --decode: tensor-core vs dp4a kernels over decode batch sizes (see the top of the file).
 int decode_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, double copy) {
     const auto& info = dev.info();
@@ -252,6 +342,7 @@ int decode_bench(backend::cuda::Device& dev, backend::cuda::Stream& stream, doub
         std::printf("| %lld | %.3f | %.0f | %.0f | %.3f | %.0f |\n", (long long)nt, a / 1e3, step_bytes / (a * 1e-6) / 1e9,
                     nt / (a * 1e-6), b / 1e3, nt / (b * 1e-6));
     }
+    grouped_decode_bench(dev, stream, step_us, step_bytes);
     return 0;
 }
 

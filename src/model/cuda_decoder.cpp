@@ -15,8 +15,11 @@
 // matmul_qkv_rope_cuda); the last layer's residual add goes into the output norm. A
 // single-token llama step is then 8 kernels per layer (9 where V has its own type) instead of
 // 13, every one a programmatic dependent of the one before (launch.cuh), so the next matmul
-// streams its weights while the small kernels before it run. Every fusion gives the bits of
-// the unfused sequence (the tests compare them). HEARTH_CUDA_PDL=0 launches the kernels plainly,
+// streams its weights while the small kernels before it run. Larger decode-sized steps (the
+// tensor-core kernel) launch Q, K and V, and gate and up, of one type together as well
+// (HEARTH_CUDA_MMA_GROUP). Every fusion gives the bits of the unfused sequence (the tests
+// compare them) except that grouping: it sums each output in the stacked matrices' chain count
+// (still batch-invariant; see mma_chains_). HEARTH_CUDA_PDL=0 launches the kernels plainly,
 // HEARTH_CUDA_GROUP=0 takes the separate launches (before/after comparisons).
 // They replay a CUDA graph of the whole device part
 // of the step, captured on the first step of each shape (token count, output rows, block-table
@@ -483,8 +486,24 @@ private:
     bool pdl_on_ = !env_is("HEARTH_CUDA_PDL", "0");
     // Grouped Q/K/V and gate/up launches, rope + KV write in the Q/K/V epilogue, the attention
     // output quantized by attention, the last residual add in the output norm
-    // (HEARTH_CUDA_GROUP=0: the separate kernels, the same bits).
+    // (HEARTH_CUDA_GROUP=0: the separate kernels, the same bits but for mma_chains_).
     bool group_on_ = !env_is("HEARTH_CUDA_GROUP", "0");
+    // Steps on the tensor-core kernel (more than kDp4aMaxTokens tokens) launch Q, K and V, and
+    // gate and up, of one weight type together too (matmul_cuda_q8_grouped, MatmulQ8Kernel::mma):
+    // alone, K and V (1024 rows on an 8B model) are 128 blocks, a fraction of the device, at
+    // ~150 GB/s. Each launch sums in the chain count of its stacked matrices
+    // (MatmulQ8Chains::joint), a function of the shapes, so a token's bits still do not depend on
+    // the batch; they differ from the separate launches' (HEARTH_CUDA_GROUP=0) in the last bits
+    // where that count differs from a matrix's own (8B: K, V 8 chains alone, 4 with Q; gate, up
+    // 2 alone, 1 together; the tiny test models: 1 chain either way). Measured (H100, 8B Q4_K_M,
+    // cuda_forward_bench --batch 8,32, the same run): 4.52 / 9.06 ms per step against 4.99 / 10.24
+    // with separate launches and 4.54 / 9.37 with each matrix's own count (MatmulQ8Chains::own:
+    // the separate launches' bits). HEARTH_CUDA_MMA_GROUP=0: separate launches; =qkv: Q/K/V only;
+    // =own: own chain counts (comparisons).
+    bool mma_group_qkv_ = !env_is("HEARTH_CUDA_MMA_GROUP", "0");
+    bool mma_group_ffn_ = !env_is("HEARTH_CUDA_MMA_GROUP", "0") && !env_is("HEARTH_CUDA_MMA_GROUP", "qkv");
+    backend::MatmulQ8Chains mma_chains_ =
+        env_is("HEARTH_CUDA_MMA_GROUP", "own") ? backend::MatmulQ8Chains::own : backend::MatmulQ8Chains::joint;
     bool rope_in_matmul_ = false;  // llama-style layers: set by load_weights
     // HEARTH_CUDA_MOE_HOST=1: single-token MoE steps take the host-routed path too (comparisons).
     bool moe_device_on_ = !env_is("HEARTH_CUDA_MOE_HOST", "1");
@@ -1284,6 +1303,8 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
     bool pending = false;
     // Single-stream steps (dp4a kernels): grouped launches, rope in the Q/K/V epilogue.
     const bool grouped = fuse && group_on_ && q8_kernel(n) == backend::MatmulQ8Kernel::dp4a;
+    // Multi-token steps (tensor-core kernel): grouped launches of that kernel (mma_group_qkv_).
+    const bool mma_grouped = fuse && group_on_ && q8_kernel(n) == backend::MatmulQ8Kernel::mma;
     // The attention kernel writes the int8 input of the output projection itself.
     const bool attn_q8 = fuse && group_on_ && hp.head_dim_v % 32 == 0;
 
@@ -1313,6 +1334,10 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
                 } else if (grouped) {
                     backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
                                                     {{q8_matrix(L.wq), dq_}, {q8_matrix(L.wk), dk_}, {q8_matrix(L.wv), dv_}});
+                } else if (mma_grouped && mma_group_qkv_) {
+                    backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
+                                                    {{q8_matrix(L.wq), dq_}, {q8_matrix(L.wk), dk_}, {q8_matrix(L.wv), dv_}},
+                                                    backend::MatmulQ8Kernel::mma, mma_chains_);
                 } else {
                     linear_q8(L.wq, dq_, n), linear_q8(L.wk, dk_, n), linear_q8(L.wv, dv_, n);
                 }
@@ -1383,6 +1408,10 @@ void CudaDecoder::run_device(int64_t n, int64_t n_out, size_t stride) {
             if (grouped) {
                 backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
                                                 {{q8_matrix(L.gate), dgate_}, {q8_matrix(L.up), dup_}});
+            } else if (mma_grouped && mma_group_ffn_) {
+                backend::matmul_cuda_q8_grouped(stream_, xq_.data(), d, n,
+                                                {{q8_matrix(L.gate), dgate_}, {q8_matrix(L.up), dup_}},
+                                                backend::MatmulQ8Kernel::mma, mma_chains_);
             } else {
                 linear_q8(L.gate, dgate_, n), linear_q8(L.up, dup_, n);
             }

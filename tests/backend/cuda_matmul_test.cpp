@@ -41,6 +41,7 @@
 
 #include "backend/ref/matmul.h"
 #include "base/fp16.h"
+#include "quant/quant_helpers.h"
 #include "quant/types.h"
 
 #ifdef HEARTH_HAVE_CUDA
@@ -577,6 +578,170 @@ TEST(CudaMatmulQ8, GroupedLaunchEqualsSeparateLaunches) {
                 ASSERT_EQ(0, std::memcmp(a.data(), b.data(), count * 4)) << "matrix " << i;
             }
         }
+    }
+}
+
+// matmul_mma.cu's numerics on the host, bit for bit: output (row, token) of a matrix whose rows
+// are summed in n_chains chains of super-units. `row`: the row's bytes; q: the token's int8
+// activations [n_in], ds: its {d, sum of quants} per unit of 32 (as quantize_activations_cuda
+// writes them). The unit sums u are the kernel's (matmul_mma.cu's top comment), each product
+// rounded once: a0 * S as fmaf(a0, S, 0) (the kernel's fma(a0, 1.5 * 2^23 + S, -a0 * 1.5 * 2^23)
+// is that product rounded, +0 for S = 0 as here).
+float mma_model(QuantType type, const std::byte* row, const int8_t* q, const float* ds, int64_t n_in, int n_chains) {
+    const int64_t n_units = n_in / 32, n_super = (n_units + 7) / 8;
+    const auto* b = reinterpret_cast<const uint8_t*>(row);
+    auto f16 = [](const uint8_t* p) { return fp16_to_f32((uint16_t)(p[0] | (p[1] << 8))); };
+    auto unit = [&](int64_t j, float dx_sum) {
+        int code[32];
+        float a0 = 0, a1 = 0, m = 0;
+        if (type == QuantType::q8_0 || type == QuantType::q4_0) {
+            const uint8_t* blk = b + j * (type == QuantType::q8_0 ? 34 : 18);
+            a0 = f16(blk);
+            for (int i = 0; i < 32; ++i)
+                code[i] = type == QuantType::q8_0 ? (int)(int8_t)blk[2 + i] : (int)((blk[2 + i % 16] >> (i < 16 ? 0 : 4)) & 15) - 8;
+        } else if (type == QuantType::q4_k) {
+            const uint8_t* blk = b + j / 8 * 144;
+            const int jj = (int)(j % 8);
+            uint8_t sc, mn;
+            quant::detail::get_scale_min_k4(jj, blk + 4, &sc, &mn);
+            a0 = f16(blk) * (float)sc, m = f16(blk + 2) * (float)mn;
+            for (int i = 0; i < 32; ++i) code[i] = (blk[16 + 32 * (jj / 2) + i] >> (4 * (jj % 2))) & 15;
+        } else {  // q6_k
+            const uint8_t* blk = b + j / 8 * 210;
+            const int jj = (int)(j % 8);
+            const float d = f16(blk + 208);
+            a0 = d * (float)(int8_t)blk[192 + 2 * jj], a1 = d * (float)(int8_t)blk[192 + 2 * jj + 1];
+            for (int i = 0; i < 32; ++i) {
+                const int e = 32 * jj + i, h = e / 128, k = e % 128 / 32, l = e % 32;
+                const int lo = (blk[64 * h + 32 * (k & 1) + l] >> (k >= 2 ? 4 : 0)) & 15;
+                code[i] = (lo | (((blk[128 + 32 * h + l] >> (2 * k)) & 3) << 4)) - 32;
+            }
+        }
+        int s0 = 0, s1 = 0;
+        for (int i = 0; i < 32; ++i) (i < 16 ? s0 : s1) += code[i] * q[32 * j + i];
+        if (type == QuantType::q6_k) return std::fmaf(a0, (float)s0, 0.0f) + std::fmaf(a1, (float)s1, 0.0f);
+        const float p = std::fmaf(a0, (float)(s0 + s1), 0.0f);
+        return type == QuantType::q4_k ? std::fmaf(-m, dx_sum, p) : p;
+    };
+    float y = 0.0f;
+    for (int c = 0; c < n_chains; ++c) {
+        float p = 0.0f;
+        for (int64_t su = c * n_super / n_chains; su < (c + 1) * n_super / n_chains; ++su)
+            for (int64_t j = 8 * su; j < std::min(8 * su + 8, n_units); ++j) p = std::fmaf(ds[2 * j], unit(j, ds[2 * j + 1]), p);
+        y = c == 0 ? p : y + p;
+    }
+    return y;
+}
+
+// The tensor-core kernel's grouped launch (matmul_cuda_q8_grouped, MatmulQ8Kernel::mma), with
+// segments of different sizes (odd tile counts, a cluster holding two tiles of the 4160-row
+// matrix next to one tile of the 1000-row one), a matrix at a 2-byte offset (Q4_K rows of
+// another row stride in the same launch), mixed types (Q4_K_M's Q, K, V(Q6_K): two launches),
+// 2, 9, 32, 64 and 70 tokens (two groups) whose first tokens are the same:
+//  - MatmulQ8Chains::own: every output bitwise that of the matrix's own matmul_cuda_q8 call;
+//  - MatmulQ8Chains::joint: every output bitwise mma_model with the stacked matrix's chain count
+//    (matmul_cuda_q8_chains of the launch's summed rows), which the test checks differs from
+//    some matrix's own count.
+// Both compare every token count against one fixed result per token, so a token's bits are the
+// same at every count.
+TEST(CudaMatmulQ8, MmaGroupedLaunchEqualsPerMatrixComputation) {
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    stream.set_programmatic(true);
+    struct Group { QuantType types[3]; int64_t rows[3]; size_t offset1; MatmulQ8Chains chains; };
+    const int64_t n_in = 2048;  // 8 super-units: chain counts up to 8
+    const Group groups[] = {
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q4_k}, {4160, 1000, 1024}, 2, MatmulQ8Chains::own},
+        {{QuantType::q6_k, QuantType::q6_k, QuantType::q6_k}, {4160, 1000, 1024}, 0, MatmulQ8Chains::own},
+        {{QuantType::q8_0, QuantType::q8_0, QuantType::q8_0}, {4160, 1000, 1024}, 2, MatmulQ8Chains::own},
+        {{QuantType::q4_0, QuantType::q4_0, QuantType::q4_0}, {4160, 1000, 1024}, 0, MatmulQ8Chains::own},
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q6_k}, {4096, 1024, 1024}, 0, MatmulQ8Chains::own},
+        // Stacked 4096 rows: 4 chains; alone 3072 rows 8 chains, 520 and 504 rows 8.
+        {{QuantType::q4_k, QuantType::q4_k, QuantType::q4_k}, {3072, 520, 504}, 2, MatmulQ8Chains::joint},
+        {{QuantType::q6_k, QuantType::q6_k, QuantType::q6_k}, {3072, 520, 504}, 0, MatmulQ8Chains::joint},
+        {{QuantType::q8_0, QuantType::q8_0, QuantType::q8_0}, {3072, 520, 504}, 2, MatmulQ8Chains::joint},
+    };
+    const int64_t kMaxTok = 70, counts[] = {2, 9, 32, 64, 70};
+    uint32_t seed = 700;
+    for (const Group& g : groups) {
+        const bool joint = g.chains == MatmulQ8Chains::joint;
+        SCOPED_TRACE(testing::Message() << quant::type_name(g.types[0]) << "/" << quant::type_name(g.types[2]) << " rows "
+                                        << g.rows[0] << "/" << g.rows[1] << "/" << g.rows[2]
+                                        << (joint ? " joint" : " own") << " chains");
+        std::vector<DevMatrix> mats;
+        for (int i = 0; i < 3; ++i)
+            mats.push_back(make_matrix(dev, stream, g.types[i], n_in, g.rows[i], seed++, i == 1 ? g.offset1 : 0));
+        auto x = random_floats((size_t)n_in * kMaxTok, seed++, 1.0f);
+        for (size_t i = 0; i < x.size(); i += 97) x[i] *= 6.0f;
+        auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4);
+        auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(n_in, kMaxTok));
+        ASSERT_TRUE(xd.ok() && qd.ok());
+        xd->upload(stream, x.data(), x.size() * 4);
+        std::vector<cuda::DeviceBuffer> ya, yb;
+        for (int i = 0; i < 3; ++i) {
+            ya.push_back(cuda::DeviceBuffer::allocate(dev, (size_t)g.rows[i] * kMaxTok * 4).value());
+            yb.push_back(cuda::DeviceBuffer::allocate(dev, (size_t)g.rows[i] * kMaxTok * 4).value());
+        }
+        // The fixed result per (matrix, token): the separate calls at kMaxTok tokens (own; batch-
+        // invariant, TokenResultDoesNotDependOnTheBatch), or the host model (joint).
+        std::vector<std::vector<float>> want(3);
+        quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, kMaxTok);
+        if (joint) {
+            // The activations as quantize_activations_cuda lays them out (matmul_kernels.cuh's
+            // ActQ8): int8 [tokens][n_in], then {d, sum} float pairs from the next 16-byte boundary.
+            const auto act = download<std::byte>(stream, *qd, activation_q8_bytes(n_in, kMaxTok));
+            const auto* aq = reinterpret_cast<const int8_t*>(act.data());
+            std::vector<float> ads((size_t)n_in / 32 * kMaxTok * 2);
+            std::memcpy(ads.data(), act.data() + ((n_in * kMaxTok + 15) & ~(int64_t)15), ads.size() * 4);
+            const int chains = matmul_cuda_q8_chains(dev, n_in, g.rows[0] + g.rows[1] + g.rows[2]);
+            bool differs = false;
+            for (int i = 0; i < 3; ++i) differs = differs || chains != matmul_cuda_q8_chains(dev, n_in, g.rows[i]);
+            if (dev.info().cc_major >= 9) {
+                EXPECT_TRUE(differs) << "the case does not separate joint from own chains";
+            }
+            for (int i = 0; i < 3; ++i) {
+                const size_t row_bytes = mats[i].m.row_bytes, off = i == 1 ? g.offset1 : 0;
+                const auto w = download<std::byte>(stream, mats[i].buf, off + row_bytes * g.rows[i]);
+                want[i].resize((size_t)g.rows[i] * kMaxTok);
+                for (int64_t o = 0; o < g.rows[i]; ++o)
+                    for (int64_t t = 0; t < kMaxTok; ++t)
+                        want[i][t * g.rows[i] + o] = mma_model(g.types[i], w.data() + off + o * row_bytes, aq + t * n_in,
+                                                               ads.data() + t * (n_in / 32) * 2, n_in, chains);
+            }
+        } else {
+            for (int i = 0; i < 3; ++i) {
+                matmul_cuda_q8(stream, g.types[i], mats[i].m.w, mats[i].m.row_bytes, qd->data(), ya[i].as<float>(), n_in,
+                               g.rows[i], kMaxTok, MatmulQ8Kernel::mma);
+                want[i] = download<float>(stream, ya[i], (size_t)g.rows[i] * kMaxTok);
+            }
+        }
+        ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+        for (const int64_t n : counts) {
+            SCOPED_TRACE(testing::Message() << n << " tokens");
+            for (int i = 0; i < 3; ++i) {
+                const std::vector<float> poison((size_t)g.rows[i] * n, std::nanf(""));
+                yb[i].upload(stream, poison.data(), poison.size() * 4);
+            }
+            quantize_activations_cuda(stream, xd->as<float>(), qd->data(), n_in, n);
+            matmul_cuda_q8_grouped(stream, qd->data(), n_in, n,
+                                   {{mats[0].m, yb[0].as<float>()}, {mats[1].m, yb[1].as<float>()},
+                                    {mats[2].m, yb[2].as<float>()}},
+                                   MatmulQ8Kernel::mma, g.chains);
+            ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+            for (int i = 0; i < 3; ++i) {
+                const size_t count = (size_t)g.rows[i] * n;
+                const auto b = download<float>(stream, yb[i], count);
+                for (size_t k = 0; k < count; ++k) {
+                    ASSERT_TRUE(std::isfinite(want[i][k])) << "matrix " << i << " output " << k;
+                    ASSERT_EQ(0, std::memcmp(&want[i][k], &b[k], 4))
+                        << "matrix " << i << " row " << k % g.rows[i] << " token " << k / g.rows[i] << ": grouped "
+                        << b[k] << ", " << (joint ? "model " : "alone ") << want[i][k];
+                }
+            }
+        }
+        std::printf("[ info ] %s/%s %lld/%lld/%lld rows, %s chains: grouped launches bitwise equal at 2..70 tokens\n",
+                    quant::type_name(g.types[0]), quant::type_name(g.types[2]), (long long)g.rows[0], (long long)g.rows[1],
+                    (long long)g.rows[2], joint ? "joint" : "own");
     }
 }
 

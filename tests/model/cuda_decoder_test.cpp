@@ -216,7 +216,10 @@ TEST(CudaDecoder, MatchesCpuOnTinyModels) {
 // and the programmatic launches give the bits of the separate kernels launched plainly
 // (HEARTH_CUDA_GROUP=0 HEARTH_CUDA_PDL=0): every logit of a 53-token prefill (the tensor-core
 // int8 path), 8 single-token steps (graph replays), a second sequence's prefill with one output
-// row, and 4 steps of both sequences at once (dp4a kernels for 2 tokens).
+// row, and 4 steps of both sequences at once (dp4a kernels for 2 tokens). (The grouped launches
+// of the tensor-core path sum in the stacked matrices' chain count, which can differ from the
+// separate launches' on large models; these models' 256-wide rows are one chain either way.
+// backend_tests' MmaGroupedLaunchEqualsPerMatrixComputation checks those launches' bits.)
 // Runs models a and b (models[0], models[1]) through the same batches: a 53-token prompt, 8
 // decode steps, a second sequence's 20-token prompt, 4 steps of both; a's greedy picks feed both.
 // Every logit must be bitwise equal. Returns the number of batches compared.

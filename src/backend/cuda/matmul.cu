@@ -423,6 +423,33 @@ cuda_kernels::ActQ8 act_of(const void* xq, int64_t n_in, int64_t n_tokens) {
     return {q, reinterpret_cast<const float2*>(q + cuda_kernels::act_q8_ds_offset(n_in, n_tokens))};
 }
 
+// The tensor-core kernel over the matrices of `args` (one type, plain f32 outputs) in one launch
+// per group of up to 64 tokens, chains as matmul.h's MatmulQ8Chains says. False when a launch
+// failed (recorded on dev).
+bool matmul_q8_groups_mma(cuda::Device& dev, cudaStream_t s, QuantType type, const cuda_kernels::MvArgs& args,
+                          cuda_kernels::ActQ8 act, int64_t n_in, int64_t n_tokens, MatmulQ8Chains chains) {
+    int64_t rows = 0;
+    for (int i = 0; i < args.n_segs; ++i) rows += args.seg[i].n_rows;
+    cuda_kernels::MmaSeg segs[cuda_kernels::kMmaMaxSegs];
+    for (int i = 0; i < args.n_segs; ++i) {
+        const cuda_kernels::MvSeg& g = args.seg[i];
+        const int64_t chain_rows = chains == MatmulQ8Chains::joint ? rows : g.n_rows;
+        segs[i] = {g.w, g.row_bytes, static_cast<float*>(g.out), g.n_rows, matmul_cuda_q8_chains(dev, n_in, chain_rows)};
+    }
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += cuda_kernels::kMmaMaxTokens) {
+        const int nt = (int)std::min<int64_t>(cuda_kernels::kMmaMaxTokens, n_tokens - t0);
+        const cuda_kernels::ActQ8 a{act.qs + t0 * n_in, act.ds + t0 * (n_in / 32)};
+        cuda_kernels::MmaSeg g[cuda_kernels::kMmaMaxSegs];
+        for (int i = 0; i < args.n_segs; ++i) g[i] = segs[i], g[i].y = segs[i].y + t0 * segs[i].n_out;
+        // Programmatic, as matmul_q8_groups.
+        if (!dev.check(cuda_kernels::matmul_q8_mma_grouped(type, g, args.n_segs, a, (int)n_in, nt, /*pdl=*/true, s),
+                       "matmul_cuda_q8_grouped mma launch")) {
+            return false;
+        }
+    }
+    return true;
+}
+
 // One launch(type, args) per distinct weight type of `outs`, in their order, args holding that
 // type's matrices as the segments make_seg(out) gives; stops when launch returns false.
 template <class MakeSeg, class Launch>
@@ -444,7 +471,7 @@ void launch_per_type(std::initializer_list<MatmulQ8Out> outs, MakeSeg make_seg, 
 }  // namespace
 
 void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
-                            std::initializer_list<MatmulQ8Out> outs) {
+                            std::initializer_list<MatmulQ8Out> outs, MatmulQ8Kernel kernel, MatmulQ8Chains chains) {
     cuda::Device& dev = stream.device();
     if (dev.is_failed()) return;
     if (outs.size() == 0 || outs.size() > (size_t)cuda_kernels::kMvMaxSegs || !is_aligned16(xq) || n_in % 32 != 0) {
@@ -459,6 +486,9 @@ void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, 
     launch_per_type(
         outs, [](const MatmulQ8Out& o) { return plain_seg(o.m.w, o.m.row_bytes, o.m.n_out, o.y); },
         [&](QuantType type, const cuda_kernels::MvArgs& args) {
+            if (kernel == MatmulQ8Kernel::mma && cuda_kernels::has_mma(type)) {
+                return matmul_q8_groups_mma(dev, s, type, args, act, n_in, n_tokens, chains);
+            }
             matvec_q8_groups(dev, s, type, args, act, n_in, n_tokens);
             return true;
         });

@@ -142,12 +142,34 @@ struct MatmulQ8Out {
     float* y = nullptr;  // [n_tokens][m.n_out] f32
 };
 
-// matmul_cuda_q8(..., MatmulQ8Kernel::dp4a) for 1..3 matrices that read the same activations
-// (xq: [n_tokens][n_in] as quantize_activations_cuda writes them), as one launch per distinct
-// weight type (matrices of one type share a launch): every output bit-identical to the separate
-// calls (a row's arithmetic depends on n_in alone).
+// How a grouped launch of the tensor-core kernel cuts each matrix's sums into chains (the
+// numerics of matmul_cuda_q8_chains):
+//  - own: each matrix its own matmul_cuda_q8_chains(n_in, n_out): every output bit-identical to
+//    matmul_cuda_q8 of that matrix alone;
+//  - joint: the matrices of one launch (one weight type) share matmul_cuda_q8_chains(n_in, the
+//    sum of their n_out), the count of the stacked matrix: each output bit-identical to
+//    matmul_cuda_q8 of its matrix split into that many chains, so it differs from the separate
+//    call (in the last bits: the same terms, summed in another order) where the counts differ
+//    (8B: Q 4096 rows 4 chains, K and V 1024 rows 8, Q+K+V 6144 rows 4; gate and up 14336 rows
+//    2 each, 1 together). Fewer, longer chains for the small matrices, fewer blocks in all.
+//    Measured (H100, cuda_matmul_bench --decode, 8B Q4_K_M, us at 8 / 32 / 64 tokens): Q+K+V
+//    Q4_K separate 25.4 / 52.9 / 78.2, own 15.2 / 32.0 / 59.5, joint 17.6 / 37.5 / 47.4; Q+K
+//    Q4_K and V Q6_K 26.3 / 53.3 / 79.0, own 22.4 / 43.1 / 63.8, joint 19.9 / 39.1 / 58.4; gate+up
+//    44.9 / 74.9 / 120.6, own 37.9 / 64.4 / 117.1, joint 37.6 / 58.6 / 93.9.
+// Either way a function of the shapes alone, so a token's bits still do not depend on the
+// batch.
+enum class MatmulQ8Chains { own, joint };
+
+// matmul_cuda_q8(..., kernel) for 1..3 matrices that read the same activations (xq:
+// [n_tokens][n_in] as quantize_activations_cuda writes them), as one launch per distinct weight
+// type (matrices of one type share a launch; per group of 64 tokens for the tensor-core kernel).
+// MatmulQ8Kernel::dp4a: every output bit-identical to the separate calls (a row's arithmetic
+// depends on n_in alone). MatmulQ8Kernel::mma (types without a tensor-core kernel take the dp4a
+// launch): each matrix's tiles are its own (no tile spans two matrices; any n_out), summed in the
+// chains `chains` says (above).
 void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
-                            std::initializer_list<MatmulQ8Out> outs);
+                            std::initializer_list<MatmulQ8Out> outs, MatmulQ8Kernel kernel = MatmulQ8Kernel::dp4a,
+                            MatmulQ8Chains chains = MatmulQ8Chains::own);
 
 // The expert matrices of a mixture-of-experts decode step, chosen on the device (no copy to
 // the host, so the step can be a CUDA graph). Each out.m is a stack of expert matrices of

@@ -100,6 +100,22 @@ bool has_mma(quant::QuantType type);
 int mma_chains(int64_t n_in, int64_t n_out);
 cudaError_t matmul_q8_mma(quant::QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
                           int n_out, int n_tokens, bool clusters, bool pdl, cudaStream_t s);
+// The same kernels over up to kMmaMaxSegs matrices of one type and n_in that read the same
+// activations (Q, K and V; gate and up), as one launch: their tiles form one grid, matrix 0's
+// first, and no tile spans two matrices (any n_out). Each matrix is summed in n_chains chains
+// (a power of two <= 8, at most the row's super-units; 1 without clusters), its own: a matrix's
+// outputs are bitwise those of matmul_q8_mma with that chain count. The cluster size is the
+// largest n_chains; a matrix with fewer chains puts several tiles in one cluster.
+constexpr int kMmaMaxSegs = 3;
+struct MmaSeg {
+    const std::byte* w;
+    size_t row_bytes;
+    float* y;  // [n_tokens][n_out] f32
+    int n_out;
+    int n_chains;
+};
+cudaError_t matmul_q8_mma_grouped(quant::QuantType type, const MmaSeg* segs, int n_segs, ActQ8 act, int n_in,
+                                  int n_tokens, bool pdl, cudaStream_t s);
 
 // Tensor-core GEMM (matmul_gemm.cu) for F32, F16, BF16 and every type of has_matvec_q8: W 16-byte aligned with
 // row_bytes % 16 == 0, n_in % 64 == 0; xh [n_tokens][n_in] f16, 16-byte aligned. n_sm sizes

@@ -21,7 +21,12 @@
 //
 // Work: a thread block owns a tile of rows (64, or 128 for large grids) and one chain, one warp
 // per 16 rows; the L blocks of a tile form a thread-block cluster and add their partial sums
-// through distributed shared memory in chain order at the end. Each warp computes every token
+// through distributed shared memory in chain order at the end. One launch may cover up to 3
+// matrices of one type that read the same activations (matmul_q8_mma_grouped: Q, K and V; gate
+// and up): each keeps its own tiles and chain count, the cluster size is the largest count and a
+// cluster of a matrix with fewer chains holds several of its tiles, so a matrix's bits are those
+// of its own launch with that count. (Alone, an 8B model's 1024-row K and V matrices are 128
+// blocks, 8 chains of 2 stages each, and ran at ~150 GB/s.) Each warp computes every token
 // tile of 8 tokens (NT tiles, accumulators in registers). Per stage (one super-unit) the block
 // copies the rows' weight bytes and the 8 units' activations of every token into shared memory
 // with cp.async. Activations are staged token-major, 256 bytes a token, 16-byte chunk c of
@@ -55,6 +60,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstddef>
 
 #include "backend/cuda/matmul_kernels.cuh"
@@ -114,6 +120,44 @@ __host__ __device__ constexpr int row_stride_of(int super_bytes) {
 // Activation {d, sum} of a pair of tokens (2p, 2p + 1): 8 float4 {d0, sum0, d1, sum1}, one per
 // unit, padded to 9 so that the 4 pairs a warp's lanes read at once (tig) fall in different banks.
 constexpr int kDsPairStride = 9 * 16;
+
+// The matrices of one launch (matmul_q8_mma_grouped; one matrix for matmul_q8_mma): matrix s
+// owns blocks [block_begin[s], block_begin[s + 1]), whole clusters (a multiple of the cluster
+// size), so a cluster never spans two matrices; its block lb (counted from block_begin[s]) is
+// chain lb % n_chains[s] of tile lb / n_chains[s]. Blocks past its last tile (the tail of its
+// last cluster, when a cluster holds several tiles) copy nothing and store nothing.
+struct MmaLaunch {
+    const std::byte* w[kMmaMaxSegs];
+    size_t row_bytes[kMmaMaxSegs];
+    float* y[kMmaMaxSegs];
+    int n_out[kMmaMaxSegs];
+    int n_chains[kMmaMaxSegs];
+    int block_begin[kMmaMaxSegs];  // block_begin[0] = 0; unused matrices: INT_MAX
+};
+// This block's matrix, first row (tiles of kRB rows) and chain.
+struct MmaBlock {
+    const std::byte* w;
+    size_t row_bytes;
+    float* y;
+    int n_out, n_chains, chain, row0;
+};
+template <int kRB>
+__device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a) {
+    const int b = (int)blockIdx.x;
+    const bool s1 = b >= a.block_begin[1], s2 = b >= a.block_begin[2];
+    // Constant indices only: a dynamically indexed kernel parameter would be copied to local memory.
+    auto pick = [&](auto v0, auto v1, auto v2) { return s2 ? v2 : s1 ? v1 : v0; };
+    MmaBlock m;
+    m.w = pick(a.w[0], a.w[1], a.w[2]);
+    m.row_bytes = pick(a.row_bytes[0], a.row_bytes[1], a.row_bytes[2]);
+    m.y = pick(a.y[0], a.y[1], a.y[2]);
+    m.n_out = pick(a.n_out[0], a.n_out[1], a.n_out[2]);
+    m.n_chains = pick(a.n_chains[0], a.n_chains[1], a.n_chains[2]);
+    const int lb = b - pick(0, a.block_begin[1], a.block_begin[2]);
+    m.chain = lb % m.n_chains;
+    m.row0 = lb / m.n_chains * kRB;
+    return m;
+}
 
 using cuda_mma::cp_async_commit;
 using cuda_mma::cp_async_wait;
@@ -409,13 +453,14 @@ __device__ __forceinline__ void store_tile(const float (&acc)[NT][4], uint4* sme
     __trap();
 #else
     cg::cluster_group cluster = cg::this_cluster();
+    const unsigned rank0 = cluster.block_rank() - (unsigned)chain;  // chain 0 of this tile (a cluster may hold several)
     cluster.sync();
     const int n_valid = min(kRowsB, n_out - row0);
     for (int idx = chain * kThreadsB + tid; idx < kRowsB * n_tokens; idx += n_chains * kThreadsB) {
         const int r = idx % kRowsB, t = idx / kRowsB;
         if (r >= n_valid) continue;
-        float v = cluster.map_shared_rank(part, 0)[r * kTp + t];
-        for (int c = 1; c < n_chains; ++c) v = __fadd_rn(v, cluster.map_shared_rank(part, c)[r * kTp + t]);
+        float v = cluster.map_shared_rank(part, rank0)[r * kTp + t];
+        for (int c = 1; c < n_chains; ++c) v = __fadd_rn(v, cluster.map_shared_rank(part, rank0 + c)[r * kTp + t]);
         y[(size_t)t * n_out + row0 + r] = v;
     }
     cluster.sync();
@@ -430,8 +475,8 @@ __host__ __device__ constexpr int lean_stage_bytes(int super_bytes, int tp) {
 // kSingle: the one-token form of NT = 1 (only the accumulators of token 0 are computed).
 template <QuantType kType, int NT, bool kSingle>
 __global__ void __launch_bounds__(kThreads, 4) matmul_mma_lean_kernel(
-    const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
-    const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out, int n_tokens, int n_chains) {
+    const MmaLaunch mats, int data_bytes, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int n_in,
+    int n_tokens) {
     constexpr int kTp = 8 * NT;  // token slots per stage buffer
     constexpr int kSuper = Mq<kType>::kSuperBytes;
     constexpr int kRs = row_stride_of(kSuper);
@@ -442,11 +487,14 @@ __global__ void __launch_bounds__(kThreads, 4) matmul_mma_lean_kernel(
     auto* sbytes = reinterpret_cast<std::byte*>(smem);
 
     const int tid = threadIdx.x, warp = tid >> 5;
-    const int chain = (int)blockIdx.x % n_chains, tile = (int)blockIdx.x / n_chains;
-    const int row0 = tile * kRows;
+    const MmaBlock mb = mma_block<kRows>(mats);
+    const std::byte* const w = mb.w;
+    const size_t row_bytes = mb.row_bytes;
+    float* const y = mb.y;
+    const int n_out = mb.n_out, n_chains = mb.n_chains, chain = mb.chain, row0 = mb.row0;
     const int n_units = n_in / 32, n_super = (n_units + 7) / 8;
     const int su0 = (int)((int64_t)chain * n_super / n_chains), su1 = (int)((int64_t)(chain + 1) * n_super / n_chains);
-    const int n_stages = su1 - su0;
+    const int n_stages = row0 < n_out ? su1 - su0 : 0;  // 0: a tile past the matrix's last (an idle block)
     float4* scl = reinterpret_cast<float4*>(sbytes + kBufs * kStage) + warp * 16 * kSclStride;  // this warp's rows
     // Rows and super-units 16-byte aligned (uniform): Q4_K fragments then load with ldmatrix.
     const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
@@ -555,8 +603,8 @@ __host__ __device__ constexpr size_t smem_bytes(int rb, int nt, int rs) {
 // Registers for 3 blocks of 64 rows or 2 of 128 per SM (shared memory allows about as many).
 template <QuantType kType, int NT, bool kSingle, int kRB>
 __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
-    const std::byte* __restrict__ w, size_t row_bytes, int data_bytes, const int8_t* __restrict__ xq,
-    const float2* __restrict__ xds, float* __restrict__ y, int n_in, int n_out, int n_tokens, int n_chains) {
+    const MmaLaunch mats, int data_bytes, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int n_in,
+    int n_tokens) {
     constexpr int kThr = 2 * kRB;                     // one warp per 16 rows
     constexpr int kTp = 8 * NT;
     constexpr int kSuper = Mq<kType>::kSuperBytes;
@@ -567,11 +615,14 @@ __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
     auto* sbytes = reinterpret_cast<std::byte*>(smem);
 
     const int tid = threadIdx.x, warp = tid >> 5;
-    const int chain = (int)blockIdx.x % n_chains, tile = (int)blockIdx.x / n_chains;
-    const int row0 = tile * kRB;
+    const MmaBlock mb = mma_block<kRB>(mats);
+    const std::byte* const w = mb.w;
+    const size_t row_bytes = mb.row_bytes;
+    float* const y = mb.y;
+    const int n_out = mb.n_out, n_chains = mb.n_chains, chain = mb.chain, row0 = mb.row0;
     const int n_units = n_in / 32, n_super = (n_units + 7) / 8;
     const int su0 = (int)((int64_t)chain * n_super / n_chains), su1 = (int)((int64_t)(chain + 1) * n_super / n_chains);
-    const int n_stages = su1 - su0;
+    const int n_stages = row0 < n_out ? su1 - su0 : 0;  // 0: a tile past the matrix's last (an idle block)
     const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
     const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);  // staged row stride
     std::byte* const wbase = sbytes;
@@ -651,25 +702,43 @@ __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
     store_tile<NT, kSingle, kRB, kThr>(acc, smem, y, row0, chain, n_chains, n_out, n_tokens);
 }
 
-// Launches `kernel` over tiles of `rows` rows (times n_chains: a cluster per tile).
+// The launch table of `segs` over tiles of `rows` rows: each matrix gets whole clusters of
+// `cluster` blocks (the largest n_chains), cluster / n_chains tiles per cluster. Returns the
+// number of blocks.
+int64_t plan_launch(const MmaSeg* segs, int n_segs, int rows, int cluster, MmaLaunch& a) {
+    int64_t blocks = 0;
+    for (int i = 0; i < kMmaMaxSegs; ++i) {
+        const MmaSeg& g = segs[i < n_segs ? i : n_segs - 1];
+        a.w[i] = g.w, a.row_bytes[i] = g.row_bytes, a.y[i] = g.y, a.n_out[i] = g.n_out, a.n_chains[i] = g.n_chains;
+        a.block_begin[i] = i < n_segs ? (int)blocks : INT_MAX;
+        if (i >= n_segs) continue;
+        const int64_t tiles = (g.n_out + rows - 1) / rows, per_cluster = cluster / g.n_chains;
+        blocks += (tiles + per_cluster - 1) / per_cluster * cluster;
+    }
+    return blocks;
+}
+
+// Launches `kernel` over the tiles of `segs` of `rows` rows each.
 template <typename Kernel>
-cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, const std::byte* w, size_t row_bytes,
-                          int data_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens, int n_chains,
-                          bool pdl, cudaStream_t s) {
+cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, const MmaSeg* segs, int n_segs,
+                          int cluster, int data_bytes, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
     if (smem > 48 * 1024) {
         const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (err != cudaSuccess) return err;
     }
+    MmaLaunch mats;
+    const int64_t blocks = plan_launch(segs, n_segs, rows, cluster, mats);
+    if (blocks >= INT_MAX) return cudaErrorInvalidValue;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((n_out + rows - 1) / rows * n_chains));
+    cfg.gridDim = dim3((unsigned)blocks);
     cfg.blockDim = dim3((unsigned)threads);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[2];
     int n_attr = 0;
-    if (n_chains > 1) {
+    if (cluster > 1) {
         attr[n_attr].id = cudaLaunchAttributeClusterDimension;
-        attr[n_attr].val.clusterDim.x = (unsigned)n_chains;
+        attr[n_attr].val.clusterDim.x = (unsigned)cluster;
         attr[n_attr].val.clusterDim.y = 1;
         attr[n_attr].val.clusterDim.z = 1;
         ++n_attr;
@@ -681,7 +750,7 @@ cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, con
     }
     cfg.attrs = attr;
     cfg.numAttrs = n_attr;
-    return cudaLaunchKernelEx(&cfg, kernel, w, row_bytes, data_bytes, act.qs, act.ds, y, n_in, n_out, n_tokens, n_chains);
+    return cudaLaunchKernelEx(&cfg, kernel, mats, data_bytes, act.qs, act.ds, n_in, n_tokens);
 }
 
 // The device's SM count and shared memory per SM (bytes).
@@ -705,7 +774,7 @@ int blocks_per_sm(Kernel kernel, int threads, size_t smem, std::atomic<int>& cac
     return n;
 }
 
-// The kernel for one shape and token count; which one runs changes the speed only (each output
+// The kernel for one launch and token count; which one runs changes the speed only (each output
 // is summed the same way). matmul_mma_kernel with 64-row blocks where its grid fits on the device
 // at once. Past that, where two of its 128-row blocks fit in an SM's shared memory (rows staged
 // at 144 bytes: Q4_K, Q4_0): those from 5 token tiles on, and the lean kernel up to 4 (H100,
@@ -713,48 +782,50 @@ int blocks_per_sm(Kernel kernel, int threads, size_t smem, std::atomic<int>& cac
 // Otherwise (Q6_K, Q8_0 rows) 64-row blocks in several waves (Q6_K 128256 x 4096 at 32 tokens:
 // 314.9 us against 334.9 for the lean kernel).
 template <QuantType kType, int NT, bool kSingle>
-cudaError_t launch_nt(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
-                      bool clusters, bool pdl, cudaStream_t s) {
+cudaError_t launch_nt(const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
     constexpr int kSuper = Mq<kType>::kSuperBytes;
-    const int n_chains = clusters ? mma_chains(n_in, n_out) : 1;
     const int data_bytes = (int)quant::row_size(kType, n_in);
-    const bool al16 = ((reinterpret_cast<uintptr_t>(w) | row_bytes | (size_t)kSuper) & 15) == 0;
+    int cluster = 1;
+    bool al16 = (kSuper & 15) == 0;  // every matrix's rows: shared memory is sized for the widest row stride
+    for (int i = 0; i < n_segs; ++i) {
+        cluster = std::max(cluster, segs[i].n_chains);
+        al16 = al16 && ((reinterpret_cast<uintptr_t>(segs[i].w) | segs[i].row_bytes) & 15) == 0;
+    }
     const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);
     const size_t smem64 = smem_bytes(64, NT, rs), smem128 = smem_bytes(128, NT, rs);
     auto kernel64 = matmul_mma_kernel<kType, NT, kSingle, 64>;
     static std::atomic<int> fit64[2] = {-1, -1};  // per row stride (al16)
-    const int64_t blocks64 = (int64_t)(n_out + 63) / 64 * n_chains;
+    MmaLaunch plan;
+    const int64_t blocks64 = plan_launch(segs, n_segs, 64, cluster, plan);
     const int64_t at_once64 = (int64_t)device_attribute(cudaDevAttrMultiProcessorCount, 132) *
                               blocks_per_sm(kernel64, 128, smem64, fit64[al16]);
     constexpr size_t kReserved = 1024;  // shared memory the runtime keeps per block
     const size_t smem_sm = (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 228 * 1024);
     if (blocks64 > at_once64 && 2 * (smem128 + kReserved) <= smem_sm) {
         if constexpr (NT >= 5) {
-            return launch_kernel(matmul_mma_kernel<kType, NT, kSingle, 128>, 128, 256, smem128, w, row_bytes, data_bytes,
-                                 act, y, n_in, n_out, n_tokens, n_chains, pdl, s);
+            return launch_kernel(matmul_mma_kernel<kType, NT, kSingle, 128>, 128, 256, smem128, segs, n_segs, cluster,
+                                 data_bytes, act, n_in, n_tokens, pdl, s);
         } else {
             const size_t smem = (size_t)bufs_of(NT) * lean_stage_bytes(kSuper, 8 * NT) + kRows * kSclStride * sizeof(float4);
-            return launch_kernel(matmul_mma_lean_kernel<kType, NT, kSingle>, kRows, kThreads, smem, w, row_bytes,
-                                 data_bytes, act, y, n_in, n_out, n_tokens, n_chains, pdl, s);
+            return launch_kernel(matmul_mma_lean_kernel<kType, NT, kSingle>, kRows, kThreads, smem, segs, n_segs,
+                                 cluster, data_bytes, act, n_in, n_tokens, pdl, s);
         }
     }
-    return launch_kernel(kernel64, 64, 128, smem64, w, row_bytes, data_bytes, act, y, n_in, n_out, n_tokens, n_chains,
-                         pdl, s);
+    return launch_kernel(kernel64, 64, 128, smem64, segs, n_segs, cluster, data_bytes, act, n_in, n_tokens, pdl, s);
 }
 
 template <QuantType kType>
-cudaError_t launch_type(const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in, int n_out, int n_tokens,
-                        bool clusters, bool pdl, cudaStream_t s) {
-    if (n_tokens == 1) return launch_nt<kType, 1, true>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+cudaError_t launch_type(const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
+    if (n_tokens == 1) return launch_nt<kType, 1, true>(segs, n_segs, act, n_in, n_tokens, pdl, s);
     switch ((n_tokens + 7) / 8) {
-        case 1: return launch_nt<kType, 1, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 2: return launch_nt<kType, 2, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 3: return launch_nt<kType, 3, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 4: return launch_nt<kType, 4, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 5: return launch_nt<kType, 5, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 6: return launch_nt<kType, 6, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 7: return launch_nt<kType, 7, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case 8: return launch_nt<kType, 8, false>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case 1: return launch_nt<kType, 1, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 2: return launch_nt<kType, 2, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 3: return launch_nt<kType, 3, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 4: return launch_nt<kType, 4, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 5: return launch_nt<kType, 5, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 6: return launch_nt<kType, 6, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 7: return launch_nt<kType, 7, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case 8: return launch_nt<kType, 8, false>(segs, n_segs, act, n_in, n_tokens, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }
@@ -774,12 +845,24 @@ int mma_chains(int64_t n_in, int64_t n_out) {
 
 cudaError_t matmul_q8_mma(QuantType type, const std::byte* w, size_t row_bytes, ActQ8 act, float* y, int n_in,
                           int n_out, int n_tokens, bool clusters, bool pdl, cudaStream_t s) {
-    if (n_tokens < 1 || n_tokens > kMmaMaxTokens) return cudaErrorInvalidValue;
+    const MmaSeg seg{w, row_bytes, y, n_out, clusters ? mma_chains(n_in, n_out) : 1};
+    return matmul_q8_mma_grouped(type, &seg, 1, act, n_in, n_tokens, pdl, s);
+}
+
+cudaError_t matmul_q8_mma_grouped(QuantType type, const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n_tokens,
+                                  bool pdl, cudaStream_t s) {
+    if (n_tokens < 1 || n_tokens > kMmaMaxTokens || n_segs < 1 || n_segs > kMmaMaxSegs) return cudaErrorInvalidValue;
+    const int n_super = (n_in / 32 + 7) / 8;
+    for (int i = 0; i < n_segs; ++i) {
+        const int c = segs[i].n_chains;
+        if (segs[i].n_out < 1 || c < 1 || c > kMaxChains || (c & (c - 1)) != 0 || (c > 1 && c > n_super))
+            return cudaErrorInvalidValue;
+    }
     switch (type) {
-        case QuantType::q8_0: return launch_type<QuantType::q8_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case QuantType::q4_0: return launch_type<QuantType::q4_0>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case QuantType::q4_k: return launch_type<QuantType::q4_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
-        case QuantType::q6_k: return launch_type<QuantType::q6_k>(w, row_bytes, act, y, n_in, n_out, n_tokens, clusters, pdl, s);
+        case QuantType::q8_0: return launch_type<QuantType::q8_0>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case QuantType::q4_0: return launch_type<QuantType::q4_0>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case QuantType::q4_k: return launch_type<QuantType::q4_k>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        case QuantType::q6_k: return launch_type<QuantType::q6_k>(segs, n_segs, act, n_in, n_tokens, pdl, s);
         default: return cudaErrorInvalidValue;
     }
 }
