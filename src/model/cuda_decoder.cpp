@@ -880,14 +880,21 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
                            *dev_, backend::activation_q8_bytes(widest, std::min(n, kFuseMaxTokens)) + 256));
     // Parts per (token, kv head) for decode attention: about two blocks per SM for one token
-    // (each part takes at least one 32-position chunk, so short contexts leave parts empty).
+    // (each part takes at least one 32-position chunk, so short contexts leave parts empty), one
+    // where the tensor-core kernel runs (its blocks walk a part with 4 warps each).
     const backend::AttentionParams ap = attention_params();
+    const bool attn_mma = backend::attention_cuda_decode_mma(ap);
     const int group_blocks = (hp.n_head / hp.n_head_kv + 7) / 8;
-    attn_splits_ = std::clamp(2 * dev_->info().n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
+    const int n_sm = dev_->info().n_sm;
+    attn_splits_ = std::clamp((attn_mma ? 1 : 2) * n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
     const char* blocks_env = std::getenv("HEARTH_CUDA_ATTN_BLOCKS");
-    // 8 blocks per SM: 8B Q4_K_M decode steps of 16 / 32 tokens 7.81 / 12.30 ms with attn_splits_
-    // at every size, 7.66 / 11.79 ms with this; 4 or 2 per SM lost at 4 tokens (H100, 2026-11-26).
-    attn_target_blocks_ = blocks_env != nullptr ? std::atoll(blocks_env) : 8 * (int64_t)dev_->info().n_sm;
+    // attention_kernel, 8 blocks per SM: 8B Q4_K_M decode steps of 16 / 32 tokens 7.81 / 12.30 ms
+    // with attn_splits_ at every size, 7.66 / 11.79 ms with this; 4 or 2 per SM lost at 4 tokens
+    // (H100, 2026-11-26). decode_mma_kernel, 2 blocks per SM and 16 parts for one token (H100,
+    // cuda_attention_bench --decode, us per layer at 1, 2, 4, 8, 16, 32 parts): 32 x 516 positions
+    // 32.9 33.1 33.0 40.6 54.5 84.4; 64 x 512 53.7 56.9 63.7 76.1 108 161; 1 x 4096 62.9 34.3 20.2
+    // 13.4 12.2 16.5; 1 x 16384 234 120 63.0 37.1 34.8 37.3; 1 x 600 13.1 8.7 6.9 6.8 6.4 9.3.
+    attn_target_blocks_ = blocks_env != nullptr ? std::atoll(blocks_env) : (attn_mma ? 2 : 8) * (int64_t)n_sm;
     if (attn_target_blocks_ <= 0) attn_target_blocks_ = INT64_MAX / 2;  // 0: attn_splits_ at every size
     attn_ws_ = cuda::DeviceBuffer();
     const size_t ws_bytes = backend::attention_split_bytes(kFuseMaxTokens, ap, attn_splits_);

@@ -3,7 +3,9 @@
 // one batch, GQA groups of 1 to 128 (more than one block's worth of warps), head dims 32..256
 // (K and V of different sizes) and the wide ones past 256 (K up to 576, V up to 512: MLA's
 // absorbed form, one kv head), padded row strides, a sliding window, softcap and sinks, and
-// chunked attention's per-token first visible position (AttnIndexCuda::kv_begin).
+// chunked attention's per-token first visible position (AttnIndexCuda::kv_begin). Decode-shaped
+// calls (one token of each of many sequences) through both per-token kernels (attention_kernel and
+// the tensor-core decode_mma_kernel), and a decode token's independence of the rest of its call.
 // Compiles without CUDA (then skips); with CUDA but no GPU it skips with the reason.
 //
 // Tolerance, per (token, head), with S = scale * max over visible j of sum_i |q_i k_ji| and
@@ -211,7 +213,8 @@ void run_case(cuda::Device& dev, const Case& c, uint32_t seed, int n_splits = 1,
     const size_t ws_bytes = attention_split_bytes(n_tokens, dp, n_splits);
     const std::vector<std::byte> zeros(ws_bytes);
     auto ws = up(zeros.data(), ws_bytes);
-    const AttnSplitCuda split{n_splits > 1 ? ws.data() : nullptr, n_splits};
+    // expect_flash 0: rows_only, so that unsplit calls of 16+ tokens also take the per-token kernels.
+    const AttnSplitCuda split{n_splits > 1 ? ws.data() : nullptr, n_splits, /*rows_only=*/expect_flash == 0};
     const int64_t n_in = (int64_t)c.n_head * c.hdv;
     const size_t q8_bytes = activation_q8_bytes(n_in, n_tokens);
     const std::vector<std::byte> q8_poison(q8_bytes, std::byte{0x7f});
@@ -395,6 +398,72 @@ TEST(CudaAttention, SplitOverSequenceMatchesReference) {
     uint32_t seed = 200;
     for (const int n_splits : {2, 5, 16})
         for (const Case& c : cases) run_case(dev, c, seed++, n_splits);
+}
+
+// Decode-shaped calls (decode_mma_kernel for head dims 64, 96 and 128): one token of each of
+// many sequences, contexts from 1 position to past a thousand (one step, partial steps, parts of
+// whole 32-position chunks, empty parts), unsplit and split into 5 and 32 parts, and sequences
+// with 3 tokens each; GQA groups of 1, 4, 7, 8 and 16 (two blocks of 8 heads per kv head), padded
+// rows, a sliding window, softcap and sinks, kv_begin, the int8 output, empty windows; and one
+// sequence of 20,000 positions.
+std::vector<Seq> decode_seqs(int per_seq) {
+    std::vector<Seq> seqs;
+    for (const int c : {1, 2, 15, 16, 17, 31, 33, 64, 100, 129, 300, 516, 700, 1025, 1500})
+        seqs.push_back({c, std::max(0, c - per_seq)});
+    return seqs;
+}
+
+TEST(CudaAttention, DecodeMatchesReference) {
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
+    const Case cases[] = {
+        {32, 8, 128, 128, 32},                 // Llama-3.1-8B's heads and cache blocks
+        {32, 8, 64, 64, 16},                   // Llama-3.2-1B's heads
+        {8, 8, 128, 128, 16},                  // group 1
+        {28, 4, 128, 128, 16, 0, 0.0f, false, 8},  // group 7, padded rows
+        {8, 1, 96, 96, 16},                    // group 8, head dim 96
+        {32, 2, 128, 128, 16},                 // group 16: two blocks per kv head
+        {8, 4, 128, 128, 16, 100},             // sliding window
+        {8, 2, 64, 64, 16, 0, 30.0f, true},    // softcap and sinks
+    };
+    uint32_t seed = 1000;
+    for (const Case& c : cases)
+        for (const int n_splits : {1, 5, 32})
+            run_case(dev, c, seed++, n_splits, false, false, decode_seqs(1), /*expect_flash=*/0);
+    run_case(dev, cases[0], seed++, 5, false, false, decode_seqs(3), 0);
+    run_case(dev, cases[0], seed++, 5, /*q8=*/true, false, decode_seqs(1), 0);
+    run_case(dev, cases[7], seed++, 32, true, false, decode_seqs(1), 0);
+    run_case(dev, cases[0], seed++, 5, false, /*chunked=*/true, decode_seqs(3), 0);
+    run_case(dev, cases[6], seed++, 32, false, true, decode_seqs(1), 0);
+    run_case(dev, cases[0], seed++, 5, false, false, decode_seqs(1), 0, 0, nullptr, /*empty_seq=*/3);
+    // One sequence at 20,000 positions, unsplit: the longest walk per warp (O accumulates 300+ steps).
+    run_case(dev, cases[0], seed++, 1, false, false, {{20000, 19999}}, 0);
+    run_case(dev, cases[0], seed++, 16, false, false, {{20000, 19999}}, 0);
+}
+
+// A decode token's result does not depend on the other sequences of the call: the call without
+// its first 5 tokens gives the others the same bits (same split count).
+TEST(CudaAttention, DecodeResultIndependentOfBatch) {
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
+    for (const Case& c : {Case{32, 8, 128, 128, 32}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}})
+        for (const int n_splits : {1, 5}) {
+            std::vector<float> all, part;
+            run_case(dev, c, 1100, n_splits, false, false, decode_seqs(2), 0, 0, &all);
+            run_case(dev, c, 1100, n_splits, false, false, decode_seqs(2), 0, 5, &part);
+            const size_t off = (size_t)5 * c.n_head * c.hdv;
+            ASSERT_EQ(all.size(), part.size() + off);
+            ASSERT_EQ(0, std::memcmp(all.data() + off, part.data(), part.size() * sizeof(float)))
+                << "a decode token's output depends on the other tokens of its call";
+        }
+}
+
+// attention_kernel where decode_mma_kernel would run (HEARTH_CUDA_DECODE_MMA=0): decode shapes,
+// split and not, with the int8 output.
+TEST(CudaAttention, PerTokenKernelDecodeMatchesReference) {
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
+    const ScopedEnv off("HEARTH_CUDA_DECODE_MMA", "0");
+    uint32_t seed = 1200;
+    for (const Case& c : {Case{32, 8, 128, 128, 32}, Case{32, 8, 64, 64, 16}, Case{8, 2, 64, 64, 16, 0, 30.0f, true}})
+        for (const int n_splits : {1, 5}) run_case(dev, c, seed++, n_splits, /*q8=*/true, false, decode_seqs(1), 0);
 }
 
 // The int8 output (out_q8) equals quantize_activations_cuda of the f32 output, split or not,

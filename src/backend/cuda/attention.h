@@ -83,6 +83,16 @@ constexpr int kAttnMaxSplits = 64;
 constexpr int kAttnMaxHeadDimK = 576, kAttnMaxHeadDimV = 512;
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits);
 
+// Whether the per-token calls (decode-sized: a split workspace, rows_only, or too few tokens for
+// the flash kernel) of these heads run on tensor cores (attention.cu: decode_mma_kernel): head
+// dims 64, 96 or 128, K and V equal, and the environment variable HEARTH_CUDA_DECODE_MMA not "0"
+// (read at every call); the call also needs K/V rows and bases 16-byte aligned, else it takes the
+// other kernel. Numerics: as above (its f16 operands carry hi and lo halves of q and of the
+// probabilities, ~2^-22 relative), the same bound. Each of its blocks walks its part of the
+// sequence with 4 warps, so it wants fewer parts than the other kernel (model/cuda_decoder.cpp
+// sizes n_splits from this).
+bool attention_cuda_decode_mma(const AttentionParams& p);
+
 // Prefill takes a tensor-core flash-attention kernel (attention.cu) when
 // attention_cuda_uses_flash says so: at least kAttnFlashMinTokens tokens, no split workspace
 // and not rows_only (decode-sized calls pass a workspace, even for n_splits 1; tokens of many
