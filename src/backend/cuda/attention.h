@@ -93,7 +93,7 @@ size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_s
 // sizes n_splits from this).
 bool attention_cuda_decode_mma(const AttentionParams& p);
 
-// Prefill takes a tensor-core flash-attention kernel (attention.cu) when
+// Prefill takes a tensor-core flash-attention kernel (attention_flash.cu) when
 // attention_cuda_uses_flash says so: at least kAttnFlashMinTokens tokens, no split workspace
 // and not rows_only (decode-sized calls pass a workspace, even for n_splits 1; tokens of many
 // sequences, one each, would leave most rows of a flash tile empty and walk each sequence's
