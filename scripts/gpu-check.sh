@@ -26,7 +26,9 @@
 # forward bench with those arguments once per variant with those environment variables set,
 # e.g. "plain:HEARTH_CUDA_GROUP=0,HEARTH_CUDA_PDL=0" (the decoder's knobs: model/cuda_decoder.cpp).
 #
-# Outputs: env.txt, configure/build logs, backend_tests.log, model_tests.log (CudaDecoder only),
+# Outputs (bundled into logs.tar.gz at the end, next to verdict.txt, env.txt and the benchmark
+# summaries, unless HEARTH_GPU_KEEP_FILES=1): env.txt, configure/build logs, backend_tests.log,
+# model_tests.log (CudaDecoder only),
 # runtime_tests.log (EngineGpu only), concurrency_bench.txt (Engine streams on the GPU model),
 # cuda_matmul_bench.txt (per-row figures and summary tables), cuda_forward_bench.txt (pp512 /
 # tg128), cuda_sample_bench.txt (device top-k per call), cuda_attention_bench.txt (one layer of
@@ -250,5 +252,15 @@ if [ -n "${HEARTH_GPU_SANITIZE:-}" ] && command -v compute-sanitizer >/dev/null;
   done
 fi
 
-echo "gpu-check: $([ $status -eq 0 ] && echo PASS || echo FAIL)$([ "${HEARTH_GPU_TESTS:-1}" = 0 ] && echo ' (tests skipped: HEARTH_GPU_TESTS=0)')"
+verdict="gpu-check: $([ $status -eq 0 ] && echo PASS || echo FAIL)$([ "${HEARTH_GPU_TESTS:-1}" = 0 ] && echo ' (tests skipped: HEARTH_GPU_TESTS=0)')"
+echo "$verdict" | tee "$OUT/verdict.txt"
+# The device tool brings back at most 8 files from $OUT: every output goes into logs.tar.gz, and
+# only the verdict, the environment and the benchmark summaries stay beside it (HEARTH_GPU_KEEP_FILES=1
+# keeps every file as it is).
+if [ "${HEARTH_GPU_KEEP_FILES:-0}" != 1 ]; then
+  (cd "$OUT" && tar -czf logs.tar.gz --exclude=logs.tar.gz -- * && \
+     find . -maxdepth 1 -type f ! -name logs.tar.gz ! -name verdict.txt ! -name env.txt ! -name cuda_forward_bench.txt \
+          ! -name concurrency_bench.txt ! -name ttft.txt ! -name ncu_summary.txt -delete) \
+    || echo "gpu-check: could not bundle the logs (they stay as they are)"
+fi
 exit $status
