@@ -123,6 +123,8 @@ std::vector<int> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Line-buffered even into a pipe: a run that dies (a GPU fault, an abort) keeps what it printed.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     std::string dir = "/tmp";
     int pp = 512, tg = 128, reps = 5, ctx = 4096, tg_ctx = 32, batch_ctx = 512, batch_steps = 32;
     bool profile = false;

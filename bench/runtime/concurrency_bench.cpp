@@ -58,6 +58,8 @@ std::vector<double> ttft_ms(runtime::Engine& engine, const std::vector<int>& len
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Line-buffered even into a pipe: a run that dies (a GPU fault, an abort) keeps what it printed.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL.gguf [-p 64] [-n 32] [-c 2048] [-t threads] [-b 512] [-L 4000] [-s 1,4,16,64] [-g -1] [-r 1.0]\n",
                      argv[0]);
