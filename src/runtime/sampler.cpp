@@ -406,45 +406,42 @@ int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float>
                             std::span<const int32_t> history) {
     const size_t n = std::min(ids.size(), logits.size());
     if (n == 0) return -1;
+    const bool greedy = options_.temperature <= 0.0f;
     const std::span<const int32_t> window =
         has_penalties() ? penalty_window(history, options_.repeat_last_n) : std::span<const int32_t>{};
-    if (window.empty()) {
-        // The best candidate is argmax's pick: the highest logit, lowest id on ties.
-        if (options_.temperature <= 0.0f) return ids[0];
-        const size_t m = std::min(n, candidates_.size());
-        for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], std::isnan(logits[i]) ? -kInf : logits[i], 0.0f};
-        // The state apply_top_k leaves a full row in: these ids in this order, sorted.
-        CandidateList c{std::span<TokenData>(candidates_).first(m), true};
-        return sample_list(c);
-    }
-    // The window's counts (counts_ is all zero between calls), each candidate penalized as
-    // apply_penalties would penalize it in the whole row, then the candidates in the total order.
+    // Without penalties the best candidate is argmax's pick: the highest logit, lowest id on ties.
+    if (greedy && window.empty()) return ids[0];
+    // Each candidate penalized as apply_penalties would penalize it in the whole row (the
+    // window's counts in counts_, all zero between calls; empty without penalties).
     const size_t n_counts = counts_.size();
     auto in_vocab = [n_counts](int32_t id) { return id >= 0 && static_cast<size_t>(id) < n_counts; };
     for (int32_t id : window)
         if (in_vocab(id)) ++counts_[static_cast<size_t>(id)];
-    auto penalized = [&](size_t i) {
+    auto candidate = [&](size_t i) {
         const float x = std::isnan(logits[i]) ? -kInf : logits[i];
         const int32_t count = in_vocab(ids[i]) ? counts_[static_cast<size_t>(ids[i])] : 0;
-        return count > 0 ? penalize_logit(x, count, options_.repeat_penalty, options_.frequency_penalty,
-                                          options_.presence_penalty)
-                         : x;
+        return TokenData{ids[i],
+                         count > 0 ? penalize_logit(x, count, options_.repeat_penalty, options_.frequency_penalty,
+                                                    options_.presence_penalty)
+                                   : x,
+                         0.0f};
     };
-    const bool greedy = options_.temperature <= 0.0f;
-    TokenData best{ids[0], penalized(0), 0.0f};  // greedy: argmax of the penalized row
-    const size_t m = greedy ? 0 : std::min(n, candidates_.size());
-    if (greedy) {
-        for (size_t i = 1; i < n; ++i) {
-            const TokenData t{ids[i], penalized(i), 0.0f};
-            if (by_logit_desc(t, best)) best = t;
-        }
-    } else {
-        for (size_t i = 0; i < m; ++i) candidates_[i] = {ids[i], penalized(i), 0.0f};
+    auto clear_counts = [&] {
+        for (int32_t id : window)
+            if (in_vocab(id)) counts_[static_cast<size_t>(id)] = 0;
+    };
+    if (greedy) {  // argmax of the penalized row
+        TokenData best = candidate(0);
+        for (size_t i = 1; i < n; ++i)
+            if (const TokenData t = candidate(i); by_logit_desc(t, best)) best = t;
+        clear_counts();
+        return best.id;
     }
-    for (int32_t id : window)
-        if (in_vocab(id)) counts_[static_cast<size_t>(id)] = 0;
-    if (greedy) return best.id;
-    std::sort(candidates_.begin(), candidates_.begin() + static_cast<ptrdiff_t>(m), by_logit_desc);
+    const size_t m = std::min(n, candidates_.size());
+    for (size_t i = 0; i < m; ++i) candidates_[i] = candidate(i);
+    clear_counts();
+    // Sorted as apply_top_k leaves a full row: the penalties may have reordered the candidates.
+    if (!window.empty()) std::sort(candidates_.begin(), candidates_.begin() + static_cast<ptrdiff_t>(m), by_logit_desc);
     CandidateList c{std::span<TokenData>(candidates_).first(m), true};
     return sample_list(c);
 }
