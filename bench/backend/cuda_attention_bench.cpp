@@ -9,7 +9,7 @@
 //   build/bench/cuda_attention_bench [--tokens 512,10000] [--offset 0,3584] [--reps 10]
 //
 // --decode S:C[:T],...: decode attention instead (the per-token kernels with the split workspace
-// as model/cuda_decoder.cpp sizes it: about 8 blocks per SM, at most 2 per SM for one token, <= 32
+// as model/cuda_decoder.cpp sizes it: attention_decode_splits, for each kernel; <= 32
 // parts): S sequences of C cached positions each, T tokens per sequence (default 1, positions
 // C - T .. C - 1), cache blocks of 32 in shuffled order. Each call reads a different copy of the
 // cache ("layers", >= 256 MiB in all, so the reads come from DRAM as in a decode step, not from
@@ -105,16 +105,10 @@ void bench_decode(cuda::Device& dev, const DecodeShape& shape, const std::vector
     p.scale = 1.0f / std::sqrt((float)kHeadDim);
     const AttnIndexCuda idx{dtable.as<int32_t>(), blocks_per_seq, dseq.as<int32_t>(), dpos.as<int32_t>(),
                             dend.as<int32_t>()};
-    // The decoder's split count for either kernel (model/cuda_decoder.cpp: attn_splits_,
-    // attn_splits_for): at most 2 (1) blocks per SM for one token, about 8 (2) per SM in all.
+    // The decoder's split count for either kernel (attention_decode_splits).
     int n_sm = 0;
     cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0);
-    auto decoder_splits = [&](bool mma) {
-        const int group_blocks = (kHeads / kKvHeads + 7) / 8;
-        const int max_splits = std::clamp((mma ? 1 : 2) * n_sm / (kKvHeads * group_blocks), 1, 32);
-        const int64_t blocks = n * kKvHeads * group_blocks, target = (mma ? 2 : 8) * (int64_t)n_sm;
-        return (int)std::clamp<int64_t>((target + blocks - 1) / blocks, 1, max_splits);
-    };
+    auto decoder_splits = [&](bool mma) { return attention_decode_splits(p, n_sm, mma).for_tokens(p, n); };
     const int dec_splits = decoder_splits(true);
     const size_t ws_bytes = attention_split_bytes(n, p, kAttnMaxSplits);
     auto ws = upload(dev, s, std::vector<std::byte>(ws_bytes));

@@ -342,19 +342,13 @@ private:
         auto partial = [&](int64_t t, int splits) {
             return ((size_t)t * ap.n_head * splits * (ap.head_dim_v + 2) * sizeof(float) + 15) & ~(size_t)15;
         };
-        return static_cast<std::byte*>(attn_ws_.data()) + partial(kFuseMaxTokens, attn_splits_) -
+        return static_cast<std::byte*>(attn_ws_.data()) + partial(kFuseMaxTokens, attn_splits_.max_splits) -
                partial(n, attn_splits_for(n));
     }
-    // Parts per (token, kv head) of an n-token decode-sized call: attn_splits_ for one token,
-    // fewer as the tokens fill the device themselves, so that the call has about
-    // attn_target_blocks_ blocks (each part then walks more 32-position chunks instead of many
-    // near-empty parts each paying the merge). n * parts never exceeds kFuseMaxTokens *
-    // attn_splits_, so every call's partial sums fit before the fixed counters.
-    int attn_splits_for(int64_t n) const {
-        const int64_t blocks = n * hp_.n_head_kv * ((hp_.n_head / hp_.n_head_kv + 7) / 8);
-        return (int)std::clamp<int64_t>((attn_target_blocks_ + blocks - 1) / std::max<int64_t>(1, blocks), 1,
-                                        attn_splits_);
-    }
+    // Parts per (token, kv head) of an n-token decode-sized call (backend::AttnDecodeSplits). n *
+    // parts never exceeds kFuseMaxTokens * max_splits, so every call's partial sums fit before the
+    // fixed counters.
+    int attn_splits_for(int64_t n) const { return attn_splits_.for_tokens(attention_params(), n); }
     backend::AttnSplitCuda attn_split(int64_t n) const {
         return n <= kFuseMaxTokens ? backend::AttnSplitCuda{attn_workspace(n), attn_splits_for(n)}
                                    : backend::AttnSplitCuda{};
@@ -421,10 +415,10 @@ private:
     cuda::DeviceBuffer xq_;       // int8 activations shared by linear_shared and the fused ops
     bool fusable_ = false;        // every layer matrix has an int8 kernel and n_embd, n_ff % 32 == 0
     // Attention's sequence-split workspace for decode-sized batches (zeroed at allocation; the
-    // kernel leaves it so); attn_splits_ parts per (token, kv head).
+    // kernel leaves it so); attn_splits_ says how many parts per (token, kv head)
+    // (HEARTH_CUDA_ATTN_BLOCKS sets its target_blocks; 0: max_splits at every size).
     cuda::DeviceBuffer attn_ws_;
-    int attn_splits_ = 1;
-    int64_t attn_target_blocks_ = 0;  // HEARTH_CUDA_ATTN_BLOCKS, default 8 per SM (attn_splits_for)
+    backend::AttnDecodeSplits attn_splits_;
     // Per-batch int32 tables (tokens, positions, seq ids, kv ends, slots, output rows, block tables).
     cuda::DeviceBuffer ints_;
     // Decode-sized batches (<= kFuseMaxTokens tokens: one token of each of many sequences
@@ -879,25 +873,14 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
     const int64_t widest = std::max({d, ad, ff});
     HEARTH_ASSIGN(xq_, cuda::DeviceBuffer::allocate(
                            *dev_, backend::activation_q8_bytes(widest, std::min(n, kFuseMaxTokens)) + 256));
-    // Parts per (token, kv head) for decode attention: about two blocks per SM for one token
-    // (each part takes at least one 32-position chunk, so short contexts leave parts empty), one
-    // where the tensor-core kernel runs (its blocks walk a part with 4 warps each).
     const backend::AttentionParams ap = attention_params();
-    const bool attn_mma = backend::attention_cuda_decode_mma(ap);
-    const int group_blocks = (hp.n_head / hp.n_head_kv + 7) / 8;
-    const int n_sm = dev_->info().n_sm;
-    attn_splits_ = std::clamp((attn_mma ? 1 : 2) * n_sm / std::max(1, hp.n_head_kv * group_blocks), 1, 32);
-    const char* blocks_env = std::getenv("HEARTH_CUDA_ATTN_BLOCKS");
-    // attention_kernel, 8 blocks per SM: 8B Q4_K_M decode steps of 16 / 32 tokens 7.81 / 12.30 ms
-    // with attn_splits_ at every size, 7.66 / 11.79 ms with this; 4 or 2 per SM lost at 4 tokens
-    // (H100, 2026-11-26). decode_mma_kernel, 2 blocks per SM and 16 parts for one token (H100,
-    // cuda_attention_bench --decode, us per layer at 1, 2, 4, 8, 16, 32 parts): 32 x 516 positions
-    // 32.9 33.1 33.0 40.6 54.5 84.4; 64 x 512 53.7 56.9 63.7 76.1 108 161; 1 x 4096 62.9 34.3 20.2
-    // 13.4 12.2 16.5; 1 x 16384 234 120 63.0 37.1 34.8 37.3; 1 x 600 13.1 8.7 6.9 6.8 6.4 9.3.
-    attn_target_blocks_ = blocks_env != nullptr ? std::atoll(blocks_env) : (attn_mma ? 2 : 8) * (int64_t)n_sm;
-    if (attn_target_blocks_ <= 0) attn_target_blocks_ = INT64_MAX / 2;  // 0: attn_splits_ at every size
+    attn_splits_ = backend::attention_decode_splits(ap, dev_->info().n_sm, backend::attention_cuda_decode_mma(ap));
+    if (const char* blocks_env = std::getenv("HEARTH_CUDA_ATTN_BLOCKS")) {
+        const int64_t b = std::atoll(blocks_env);
+        attn_splits_.target_blocks = b > 0 ? b : INT64_MAX / 2;  // 0: max_splits at every size
+    }
     attn_ws_ = cuda::DeviceBuffer();
-    const size_t ws_bytes = backend::attention_split_bytes(kFuseMaxTokens, ap, attn_splits_);
+    const size_t ws_bytes = backend::attention_split_bytes(kFuseMaxTokens, ap, attn_splits_.max_splits);
     HEARTH_ASSIGN(attn_ws_, cuda::DeviceBuffer::allocate(*dev_, ws_bytes));
     const std::vector<std::byte> zeros(ws_bytes);
     attn_ws_.upload(stream_, zeros.data(), ws_bytes);

@@ -385,6 +385,29 @@ TEST(CudaAttention, FlashResultIndependentOfTile) {
 
 // Flash-decoding: the same cases split over the sequence into 2, 5 and 16 parts (parts of whole
 // 32-position chunks; with these sequences some parts are empty).
+// The decoder's split counts (host arithmetic, no device): Llama-3.1-8B's heads on a 132-SM
+// H100 take 16 parts for one token on the tensor-core kernel, 2 at 32 tokens, 1 at 64; the
+// per-token kernel 32 for one token and 5 at 32 tokens (a 1,280-block grid). Groups past 8 heads
+// count their head chunks; a bad head count gives one part.
+TEST(CudaAttention, DecodeSplitCounts) {
+    AttentionParams p;
+    p.n_head = 32, p.n_head_kv = 8, p.head_dim_k = p.head_dim_v = 128;
+    const AttnDecodeSplits mma = attention_decode_splits(p, 132, true), plain = attention_decode_splits(p, 132, false);
+    EXPECT_EQ(mma.max_splits, 16);
+    EXPECT_EQ(mma.for_tokens(p, 1), 16);
+    EXPECT_EQ(mma.for_tokens(p, 32), 2);
+    EXPECT_EQ(mma.for_tokens(p, 64), 1);
+    EXPECT_EQ(plain.max_splits, 32);
+    EXPECT_EQ(plain.for_tokens(p, 1), 32);
+    EXPECT_EQ(plain.for_tokens(p, 32), 5);
+    p.n_head = 64, p.n_head_kv = 2;  // groups of 32 heads: 4 blocks per (token, kv head)
+    EXPECT_EQ(attention_decode_splits(p, 132, true).max_splits, 16);
+    EXPECT_EQ(attention_decode_splits(p, 132, false).for_tokens(p, 64), 3);
+    p.n_head_kv = 0;
+    EXPECT_EQ(attention_decode_splits(p, 132, true).max_splits, 1);
+    EXPECT_EQ(attention_decode_splits(p, 132, true).for_tokens(p, 4), 1);
+}
+
 TEST(CudaAttention, SplitOverSequenceMatchesReference) {
     CUDA_OPEN_DEVICE_OR_SKIP(dev);
     const Case cases[] = {

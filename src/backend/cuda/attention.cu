@@ -708,6 +708,27 @@ bool attention_cuda_decode_mma(const AttentionParams& p) {
     return !(env != nullptr && std::strcmp(env, "0") == 0) && p.head_dim_v == d && (d == 64 || d == 96 || d == 128);
 }
 
+// attention_kernel, 8 blocks per SM: 8B Q4_K_M decode steps of 16 / 32 tokens 7.81 / 12.30 ms
+// with max_splits at every size, 7.66 / 11.79 ms with this; 4 or 2 per SM lost at 4 tokens (H100,
+// 2026-11-26). decode_mma_kernel, 2 blocks per SM and 16 parts for one token (H100,
+// cuda_attention_bench --decode, us per layer at 1, 2, 4, 8, 16, 32 parts): 32 x 516 positions
+// 32.9 33.1 33.0 40.6 54.5 84.4; 64 x 512 53.7 56.9 63.7 76.1 108 161; 1 x 4096 62.9 34.3 20.2
+// 13.4 12.2 16.5; 1 x 16384 234 120 63.0 37.1 34.8 37.3; 1 x 600 13.1 8.7 6.9 6.8 6.4 9.3.
+AttnDecodeSplits attention_decode_splits(const AttentionParams& p, int n_sm, bool tensor_cores) {
+    AttnDecodeSplits s;
+    if (p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return s;
+    const int blocks_per_token = std::max(1, p.n_head_kv * attention_group_splits(p));
+    s.max_splits = std::clamp((tensor_cores ? 1 : 2) * n_sm / blocks_per_token, 1, 32);
+    s.target_blocks = (tensor_cores ? 2 : 8) * (int64_t)n_sm;
+    return s;
+}
+
+int AttnDecodeSplits::for_tokens(const AttentionParams& p, int64_t n_tokens) const {
+    if (p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return 1;
+    const int64_t blocks = std::max<int64_t>(1, n_tokens * p.n_head_kv * attention_group_splits(p));
+    return (int)std::clamp<int64_t>((target_blocks + blocks - 1) / blocks, 1, max_splits);
+}
+
 size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_splits) {
     if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0 || n_splits < 1) return 0;
     return attention_partial_bytes(n_tokens, p, n_splits) +

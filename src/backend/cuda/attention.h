@@ -93,6 +93,20 @@ size_t attention_split_bytes(int64_t n_tokens, const AttentionParams& p, int n_s
 // sizes n_splits from this).
 bool attention_cuda_decode_mma(const AttentionParams& p);
 
+// How many parts (AttnSplitCuda::n_splits) the decode calls of one model take, as
+// model/cuda_decoder.cpp sizes them: max_splits for one token (about two blocks per SM for
+// attention_kernel, one for decode_mma_kernel: tensor_cores; each part takes at least one
+// 32-position chunk, so short contexts leave parts empty), fewer as the tokens fill the device
+// themselves, so that a call has about target_blocks blocks (each part then walks more positions
+// instead of many near-empty parts each paying the merge). for_tokens(n) * n never exceeds
+// max_splits * n.
+struct AttnDecodeSplits {
+    int max_splits = 1;
+    int64_t target_blocks = 1;
+    int for_tokens(const AttentionParams& p, int64_t n_tokens) const;
+};
+AttnDecodeSplits attention_decode_splits(const AttentionParams& p, int n_sm, bool tensor_cores);
+
 // Prefill takes a tensor-core flash-attention kernel (attention_flash.cu) when
 // attention_cuda_uses_flash says so: at least kAttnFlashMinTokens tokens, no split workspace
 // and not rows_only (decode-sized calls pass a workspace, even for n_splits 1; tokens of many
