@@ -206,8 +206,8 @@ int main(int argc, char** argv) {
     }
     cuda::Stream s(dev);
     std::printf("| tokens | offset | ms | TFLOP/s | checksum |\n|---:|---:|---:|---:|---:|\n");
-    for (const int n : tokens)
-    for (const int off : offsets) {
+    for (size_t k = 0; k < tokens.size() * offsets.size(); ++k) {  // every (tokens, offset)
+        const int n = tokens[k / offsets.size()], off = offsets[k % offsets.size()];
         std::mt19937 rng(42);
         std::normal_distribution<float> nd(0.0f, 1.0f);
         const int n_blocks = (off + n + kBlock - 1) / kBlock;
