@@ -732,7 +732,8 @@ TEST(Sampler, SampleTopWithPenaltiesMatchesSampleOnTheWholeRow) {
     // Penalties that only lower logits: the top_k (or greedy) candidates plus the penalty
     // window's length give sample()'s token on the whole row with the same history. The
     // histories repeat some of the row's best tokens (so penalties reorder the top, and push
-    // tokens out of it) and some others, with -inf and NaN logits among them.
+    // tokens out of it) and some others, with -inf and NaN logits among them, and now and then ids
+    // outside the vocabulary.
     std::mt19937 rng(23);
     const int32_t n_vocab = 3000;
     struct Case { float temperature; int32_t top_k; float top_p, repeat, presence, frequency; int32_t last_n; };
@@ -753,6 +754,7 @@ TEST(Sampler, SampleTopWithPenaltiesMatchesSampleOnTheWholeRow) {
             best_candidates(row, 80, plain_ids, plain_vals);
             std::vector<int32_t> history((size_t)(40 + rng() % 60));
             for (int32_t& t : history) t = rng() % 2 ? plain_ids[(size_t)(rng() % 80)] : (int32_t)(rng() % n_vocab);
+            if (step % 11 == 0) history.insert(history.end(), {n_vocab + 3, -2, n_vocab});  // not tokens: ignored
             const int32_t need = full.top_candidates_needed(n_vocab, history);
             const size_t window = penalty_window(history, c.last_n).size();
             ASSERT_EQ(need, (c.temperature == 0.0f ? 1 : c.top_k) + (int32_t)window);
