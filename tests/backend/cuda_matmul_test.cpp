@@ -219,6 +219,8 @@ TEST_P(CudaMatmulTest, MatchesReferenceOnOddShapes) {
     shapes.push_back({4352, 67, 1, 0, 0});       // 17 super-blocks: a partial second stage
     shapes.push_back({14336 / 2, 9, 3, 0, 0});   // several stages, 28 super-blocks
     shapes.push_back({k * 3, 130, 5, 0, 0});     // 768: Q6_K/Q8_0 rows not 16-byte aligned
+    shapes.push_back({k * 3, 131, 1, 0, 0});     // one token, rows shorter than a stage (idle threads)
+    shapes.push_back({k * 3, 10, 1, 16, 2});     // ... padded rows at a 2-byte offset
     shapes.push_back({k, 11, 9, 0, 0});          // 8 + 1 tokens
     shapes.push_back({k * 2, 5, 13, 16, 0});     // padded rows, 8 + 5 tokens
     shapes.push_back({k * 2, 9, 3, 0, 2});       // W at a 2-byte offset
@@ -757,6 +759,7 @@ TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
         {QuantType::q4_k, 2048, 96, 8, {5, 0, 7}},
         {QuantType::q8_0, 1088, 64, 4, {3, 1}},
         {QuantType::q6_k, 768, 40, 6, {2, 5, 0, 4}},
+        {QuantType::q4_k, 768, 44, 8, {6, 1, 3, 7, 0, 2, 5, 4}},  // 768 inputs: Qwen3-30B-A3B's expert down
         {QuantType::q5_k, 14336, 8, 3, {1, 2, 0}},
         {QuantType::mxfp4, 1088, 36, 5, {4, 0}},
         {QuantType::q4_0, 512, 132, 2, {1}},

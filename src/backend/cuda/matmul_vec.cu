@@ -36,6 +36,10 @@
 // 4096 x 4096: 5.6 us, 59 %; Q6_K 4096 x 14336: 92 %). Fewer blocks per SM than fit (to leave
 // room for the next kernel's blocks) lost 10-40 % of a decode step: each block's item rate is
 // latency-bound, so the grid keeps every block that fits.
+// Row groups twice as tall for one token (4 rows of pair slots: half the items, each twice the
+// bytes) lost everywhere (H100, tg t/s in one run): Qwen3-30B-A3B 4-layer cut, where only the
+// 768-input expert down rows took them (12 of 32 threads busy), 2,500-2,537 -> 2,387-2,395;
+// taken by every single-token launch, Llama-3.2-1B 1,359-1,372 -> 1,242 and 8B 381.7 -> 337.
 // Rows whose start is not 16-byte aligned are copied from the 16-byte boundary below and read
 // at an offset.
 // One launch may cover several matrices (MvArgs: Q, K and V; gate and up) as one row space, so
