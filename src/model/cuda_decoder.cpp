@@ -306,10 +306,16 @@ private:
     // which groups the tokens' slots by expert and runs each chosen expert once over its rows
     // (its weights read once per step), then the weighted sum is formed on the device in
     // expert-id order (MoeBlock's SumOrder::expert_id for this family).
+    // Where every expert matrix has a tensor-core kernel (and no biases), the chosen experts run
+    // as one launch per matrix over all of them (matmul_cuda_q8_expert_groups: groups of up to 64
+    // rows per expert, int8 inputs); otherwise one matmul per chosen expert and matrix
+    // (HEARTH_CUDA_MOE_GROUPS=0: always, for comparisons).
     // A single-token step (moe_on_device_) stays on the device instead: the expert kernels read
     // the chosen ids from device memory (matmul_cuda_q8_experts), so the step is a CUDA graph.
     // xq_ holds dh_ quantized when xq_ready.
     void moe_ffn(const DevLayer& L, int64_t n, bool xq_ready);
+    // dproj_ += the shared expert of layer L over dh_ (n tokens), if it has one.
+    void moe_shared_expert(const DevLayer& L, int64_t n);
     // dproj_ = the MLA block of layer l over dh_ (n tokens), as model/deepseek2.cpp runs it in the
     // absorbed form: K/V rows of the shared latent written to the cache, attention with one kv head.
     void mla_attention(const DevLayer& L, int l, int64_t n, const backend::RopeConfig& rope, const int32_t* d_pos,
@@ -400,9 +406,14 @@ private:
     // MoE scratch for cap_tokens_ tokens: f32 [n*k][n_embd] expert inputs, [n*k][n_ff_exp] x2,
     // [n*k][n_embd] expert outputs, [n][n_expert] router probabilities, [n][k] weights; int32
     // [n][k] chosen ids, then the host's tables: [n*k] token of each row (rows grouped by
-    // expert), [n][k] combine rows, [n][k] combine weights (as float bits).
+    // expert), [n][k] combine rows, [n][k] combine weights (as float bits), [n*k] input scales;
+    // from moe_items_offset(n*k) the expert groups' table.
     cuda::DeviceBuffer moe_act_, moe_ints_;
-    cuda::DeviceBuffer moe_xq_;     // [k][n_ff_exp] int8: the experts' down inputs (single-token steps)
+    static int64_t moe_items_offset(int64_t m) { return (5 * m + 3) & ~(int64_t)3; }  // int32s: 16-byte aligned
+    // The experts' int8 inputs: a single-token step's [k][n_ff_exp] down inputs, or a prompt
+    // step's [n*k] rows of n_embd (gate/up) and then of n_ff_exp (down).
+    cuda::DeviceBuffer moe_xq_;
+    bool moe_groups_on_ = !env_is("HEARTH_CUDA_MOE_GROUPS", "0");
     bool moe_on_device_ = false;    // every expert stack has an int8 kernel (set by load_weights)
     float *dm_in_ = nullptr, *dm_gate_ = nullptr, *dm_up_ = nullptr, *dm_out_ = nullptr, *dm_logits_ = nullptr,
           *dm_w_ = nullptr;
@@ -850,11 +861,16 @@ Status CudaDecoder::reserve(int64_t n, int64_t n_out) {
         float* q = moe_act_.as<float>();
         float** moe_slots[] = {&dm_in_, &dm_gate_, &dm_up_, &dm_out_, &dm_logits_, &dm_w_};
         for (size_t i = 0; i < std::size(moe_sizes); ++i) *moe_slots[i] = q, q += round(moe_sizes[i]);
+        // The tables (5 m int32s), then the expert groups' table: at most one group per expert
+        // plus one per 64 rows, 4 int32s each.
+        const int64_t max_items = hp.n_expert + m / backend::kMatmulQ8ExpertGroupRows + 1;
         moe_ints_ = cuda::DeviceBuffer();
-        HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(*dev_, (size_t)5 * m * sizeof(int32_t)));
+        HEARTH_ASSIGN(moe_ints_, cuda::DeviceBuffer::allocate(
+                                     *dev_, (size_t)(moe_items_offset(m) + 4 * max_items) * sizeof(int32_t)));
+        // The experts' int8 inputs: a decode step's k down inputs, or a prompt step's m rows.
         moe_xq_ = cuda::DeviceBuffer();
         HEARTH_ASSIGN(moe_xq_, cuda::DeviceBuffer::allocate(
-                                   *dev_, backend::activation_q8_bytes(hp.n_ff_exp, hp.n_expert_used) + 256));
+                                   *dev_, backend::activation_q8_bytes(std::max(d, hp.n_ff_exp), m) + 256));
     }
     if (recipe_.mla) {
         const MlaRecipe& ml = recipe_.mla_dims;
@@ -1173,6 +1189,22 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
         std::copy_n(rows, k, comb_row + t * k);
         std::copy_n(ws, k, comb_w + t * k);
     }
+    // Every expert in one tensor-core launch per matrix (and weight type) where the types allow
+    // it: the groups table (matmul.h: matmul_cuda_q8_expert_groups) follows the tables above.
+    const bool groups = moe_groups_on_ && !L.gate_exps_b && !L.up_exps_b && !L.down_exps_b &&
+                        spec.act != Activation::swiglu_oai &&
+                        backend::can_matmul_cuda_q8_expert_groups(L.gate_exps.type) &&
+                        backend::can_matmul_cuda_q8_expert_groups(L.up_exps.type) &&
+                        backend::can_matmul_cuda_q8_expert_groups(L.down_exps.type);
+    int n_items = 0, max_rows = 0;
+    if (groups) {
+        for (int e = 0; e < n_exp; ++e)
+            for (int64_t r = moe_count_[e]; r < moe_count_[e + 1]; r += backend::kMatmulQ8ExpertGroupRows) {
+                const int rows = (int)std::min<int64_t>(backend::kMatmulQ8ExpertGroupRows, moe_count_[e + 1] - r);
+                host_moe_tab_.insert(host_moe_tab_.end(), {e, (int32_t)r, rows, 0});
+                ++n_items, max_rows = std::max(max_rows, rows);
+            }
+    }
     moe_ints_.upload(stream_, host_moe_tab_.data(), 4 * m * sizeof(int32_t), m * sizeof(int32_t));
     const int32_t* d_row_token = dids + m;
     const int32_t* d_comb_row = dids + 2 * m;
@@ -1181,6 +1213,21 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
 
     backend::gather_rows_cuda(stream_, dh_, d_row_token, m, d, dm_in_);
     if (spec.weight_input) backend::scale_rows_cuda(stream_, dm_in_, d_row_w, m, d);
+    if (groups && n_items > 0) {
+        const int64_t items_off = moe_items_offset(m);  // int32s, 16-byte aligned
+        moe_ints_.upload(stream_, host_moe_tab_.data() + 4 * m, (size_t)4 * n_items * sizeof(int32_t),
+                         (size_t)items_off * sizeof(int32_t));
+        const int32_t* d_items = dids + items_off;
+        backend::quantize_activations_cuda(stream_, dm_in_, moe_xq_.data(), d, m);
+        backend::matmul_cuda_q8_expert_groups(stream_, moe_xq_.data(), d, m, d_items, n_items, max_rows,
+                                              {{q8_matrix(L.gate_exps), dm_gate_}, {q8_matrix(L.up_exps), dm_up_}});
+        backend::swiglu_q8_cuda(stream_, dm_gate_, dm_up_, moe_xq_.data(), ff, m);  // each row's down input
+        backend::matmul_cuda_q8_expert_groups(stream_, moe_xq_.data(), ff, m, d_items, n_items, max_rows,
+                                              {{q8_matrix(L.down_exps), dm_out_}});
+        backend::moe_combine_cuda(stream_, dm_out_, d_comb_row, d_comb_w, n, k, d, dproj_);
+        moe_shared_expert(L, n);
+        return;
+    }
     for (int e = 0; e < n_exp; ++e) {
         const int64_t r0 = moe_count_[e], rows = moe_count_[e + 1] - r0;
         if (rows == 0) continue;
@@ -1200,12 +1247,16 @@ void CudaDecoder::moe_ffn(const DevLayer& L, int64_t n, bool xq_ready) {
         if (L.down_exps_b) backend::add_bias_cuda(stream_, dm_out_ + r0 * d, L.down_exps_b + e * d, rows, d);
     }
     backend::moe_combine_cuda(stream_, dm_out_, d_comb_row, d_comb_w, n, k, d, dproj_);
-    if (L.shared_gate.data != nullptr) {  // the shared expert over every token, added to the routed sum
-        linear_shared(dh_, n, {{&L.shared_gate, dgate_}, {&L.shared_up, dup_}});
-        backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * L.shared_gate.n_out);
-        linear(L.shared_down, dgate_, dshared_, n);
-        backend::add_cuda(stream_, dproj_, dshared_, n * d);
-    }
+    moe_shared_expert(L, n);
+}
+
+void CudaDecoder::moe_shared_expert(const DevLayer& L, int64_t n) {
+    if (L.shared_gate.data == nullptr) return;
+    // The shared expert over every token, added to the routed sum.
+    linear_shared(dh_, n, {{&L.shared_gate, dgate_}, {&L.shared_up, dup_}});
+    backend::swiglu_cuda(stream_, dgate_, dup_, dgate_, n * L.shared_gate.n_out);
+    linear(L.shared_down, dgate_, dshared_, n);
+    backend::add_cuda(stream_, dproj_, dshared_, n * hp_.n_embd);
 }
 
 void CudaDecoder::mla_attention(const DevLayer& L, int l, int64_t n, const backend::RopeConfig& rope,

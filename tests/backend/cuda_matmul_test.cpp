@@ -830,6 +830,126 @@ TEST(CudaMatmulQ8, ExpertLaunchEqualsPerExpertLaunches) {
     EXPECT_EQ(other.synchronize().code(), StatusCode::invalid_argument);
 }
 
+// matmul_cuda_q8_expert_groups: every group's rows get its expert's product. With one
+// super-unit per row (n_in 256: matmul_cuda_q8 sums in one chain too) each output is bitwise
+// that of matmul_cuda_q8 over the group's rows quantized alone (the same codes); with 2048
+// inputs (several chains there) within 1e-4 of the exact product of the same int8 inputs.
+// Two stacks of one type and a third of another, experts with no rows, a 70-row expert (two
+// groups of 64 + 6), one-row groups, partial row tiles.
+TEST(CudaMatmulQ8, ExpertGroupsEqualPerExpertMatmuls) {
+    CUDA_OPEN_DEVICE_OR_SKIP(dev);
+    cuda::Stream stream(dev);
+    stream.set_programmatic(true);
+    struct Group { int32_t expert, rows; };
+    const std::vector<Group> groups = {{0, 1}, {3, 70}, {4, 17}, {6, 1}};  // experts 1, 2, 5 have none
+    const int n_expert = 7;
+    struct Case { QuantType a, b; int64_t n_in, rows; };
+    const Case cases[] = {
+        {QuantType::q4_k, QuantType::q6_k, 256, 72},
+        {QuantType::q8_0, QuantType::q4_0, 256, 40},
+        {QuantType::q6_k, QuantType::q4_k, 2048, 136},
+        {QuantType::q4_0, QuantType::q8_0, 2048, 64},
+    };
+    // The items: expert, first row, rows (at most 64), 0.
+    std::vector<int32_t> items;
+    int64_t n_rows = 0;
+    int max_rows = 0;
+    for (const Group& g : groups) {
+        for (int32_t r = 0; r < g.rows; r += kMatmulQ8ExpertGroupRows) {
+            const int32_t c = std::min<int32_t>(kMatmulQ8ExpertGroupRows, g.rows - r);
+            items.insert(items.end(), {g.expert, (int32_t)n_rows + r, c, 0});
+            max_rows = std::max(max_rows, c);
+        }
+        n_rows += g.rows;
+    }
+    const int n_items = (int)items.size() / 4;
+    auto d_items = cuda::DeviceBuffer::allocate(dev, items.size() * 4).value();
+    d_items.upload(stream, items.data(), items.size() * 4);
+    uint32_t seed = 1200;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(testing::Message() << quant::type_name(c.a) << "/" << quant::type_name(c.b) << " n_in " << c.n_in);
+        const QuantType types[3] = {c.a, c.a, c.b};
+        std::vector<DevMatrix> stacks;
+        for (QuantType t : types) stacks.push_back(make_matrix(dev, stream, t, c.n_in, c.rows * n_expert, seed++));
+        const auto x = random_floats((size_t)c.n_in * n_rows, seed++, 1.0f);
+        auto xd = cuda::DeviceBuffer::allocate(dev, x.size() * 4).value();
+        auto qd = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(c.n_in, n_rows)).value();
+        auto q1 = cuda::DeviceBuffer::allocate(dev, activation_q8_bytes(c.n_in, kMatmulQ8ExpertGroupRows)).value();
+        xd.upload(stream, x.data(), x.size() * 4);
+        quantize_activations_cuda(stream, xd.as<float>(), qd.data(), c.n_in, n_rows);
+        const std::vector<float> poison((size_t)c.rows * n_rows, std::nanf(""));
+        std::vector<cuda::DeviceBuffer> got, want;
+        for (int i = 0; i < 6; ++i) {
+            auto& v = i < 3 ? got : want;
+            v.push_back(cuda::DeviceBuffer::allocate(dev, poison.size() * 4).value());
+            v.back().upload(stream, poison.data(), poison.size() * 4);
+        }
+        MatmulQ8Matrix m[3];
+        for (int st = 0; st < 3; ++st) m[st] = stacks[st].m, m[st].n_out = c.rows;  // rows per expert
+        matmul_cuda_q8_expert_groups(stream, qd.data(), c.n_in, n_rows, d_items.as<int32_t>(), n_items, max_rows,
+                                     {{m[0], got[0].as<float>()}, {m[1], got[1].as<float>()}, {m[2], got[2].as<float>()}});
+        const bool one_chain = matmul_cuda_q8_chains(dev, c.n_in, c.rows) == 1;
+        for (int i = 0; i < n_items; ++i) {
+            const int32_t e = items[4 * i], r0 = items[4 * i + 1], cnt = items[4 * i + 2];
+            quantize_activations_cuda(stream, xd.as<float>() + r0 * c.n_in, q1.data(), c.n_in, cnt);
+            for (int st = 0; st < 3; ++st)
+                matmul_cuda_q8(stream, types[st], m[st].w + (size_t)e * c.rows * m[st].row_bytes, m[st].row_bytes,
+                               q1.data(), want[st].as<float>() + (size_t)r0 * c.rows, c.n_in, c.rows, cnt);
+        }
+        ASSERT_TRUE(stream.synchronize().ok()) << dev.status().message();
+        const auto xg = device_q8_activations(x, c.n_in);
+        std::vector<float> wrow((size_t)c.n_in);
+        for (int st = 0; st < 3; ++st) {
+            const auto a = download<float>(stream, got[st], poison.size());
+            const auto b = download<float>(stream, want[st], poison.size());
+            for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(std::isfinite(a[i])) << "stack " << st << " output " << i;
+            if (one_chain) {
+                ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "stack " << st;
+                continue;
+            }
+            // Several chains in matmul_cuda_q8: against the exact product of the int8 inputs.
+            std::vector<std::byte> host((size_t)m[st].row_bytes * c.rows * n_expert);
+            stacks[st].buf.download(stream, host.data(), host.size());
+            ASSERT_TRUE(stream.synchronize().ok());
+            int32_t row = 0;
+            for (const Group& g : groups) {
+                for (int64_t o = 0; o < c.rows; ++o) {
+                    quant::traits(types[st]).dequantize_row(host.data() + ((size_t)g.expert * c.rows + o) * m[st].row_bytes,
+                                                            wrow.data(), c.n_in);
+                    for (int32_t t = row; t < row + g.rows; ++t) {
+                        double model = 0, mag = 0;
+                        for (int64_t i = 0; i < c.n_in; ++i) {
+                            model += (double)wrow[i] * xg[(size_t)t * c.n_in + i];
+                            mag += std::fabs((double)wrow[i] * xg[(size_t)t * c.n_in + i]);
+                        }
+                        ASSERT_LE(std::fabs(a[(size_t)t * c.rows + o] - model), 1e-4 * mag + 1e-30)
+                            << "stack " << st << " expert " << g.expert << " row " << o << " token " << t;
+                    }
+                }
+                row += g.rows;
+            }
+        }
+    }
+    // Bad arguments are a recorded error, not a launch: groups of more than 64 rows, a type
+    // without the tensor-core kernel.
+    auto bad_dev = cuda::Device::open(0);
+    ASSERT_TRUE(bad_dev.ok());
+    cuda::Stream bad(**bad_dev);
+    DevMatrix m8 = make_matrix(**bad_dev, bad, QuantType::q8_0, 256, 8, 1);
+    auto xq = cuda::DeviceBuffer::allocate(**bad_dev, activation_q8_bytes(256, 65)).value();
+    auto y = cuda::DeviceBuffer::allocate(**bad_dev, 8 * 65 * 4).value();
+    auto it = cuda::DeviceBuffer::allocate(**bad_dev, 16).value();
+    matmul_cuda_q8_expert_groups(bad, xq.data(), 256, 65, it.as<int32_t>(), 1, 65, {{m8.m, y.as<float>()}});
+    EXPECT_EQ(bad.synchronize().code(), StatusCode::invalid_argument);
+    EXPECT_FALSE(can_matmul_cuda_q8_expert_groups(QuantType::mxfp4));
+    auto other_dev = cuda::Device::open(0);
+    ASSERT_TRUE(other_dev.ok());
+    cuda::Stream other(**other_dev);
+    DevMatrix mx = make_matrix(**other_dev, other, QuantType::mxfp4, 256, 8, 2);
+    matmul_cuda_q8_expert_groups(other, xq.data(), 256, 65, it.as<int32_t>(), 1, 8, {{mx.m, y.as<float>()}});
+    EXPECT_EQ(other.synchronize().code(), StatusCode::unsupported);
+}
+
 // matmul_qkv_rope_cuda equals quantize-once dp4a matmuls of Q, K and V followed by
 // rope_kv_write_cuda, bit for bit: rotated q, and the K and V cache rows of the tokens' slots
 // (every other row keeps its poison). Partial rotary dims, freq factors, YaRN, Q4_K_M's mixed

@@ -527,6 +527,51 @@ void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, 
         });
 }
 
+static_assert(kMatmulQ8ExpertGroupRows == cuda_kernels::kMmaMaxTokens);
+
+bool can_matmul_cuda_q8_expert_groups(QuantType type) { return cuda_kernels::has_mma(type); }
+
+void matmul_cuda_q8_expert_groups(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_rows,
+                                  const int32_t* items, int n_items, int max_rows,
+                                  std::initializer_list<MatmulQ8Out> outs) {
+    cuda::Device& dev = stream.device();
+    if (dev.is_failed()) return;
+    bool ok = outs.size() >= 1 && outs.size() <= (size_t)cuda_kernels::kMmaMaxSegs && is_aligned16(xq) &&
+              is_aligned16(items) && n_in % 32 == 0 && n_rows >= 1 && n_items >= 1 && max_rows >= 1 &&
+              max_rows <= kMatmulQ8ExpertGroupRows;
+    for (const MatmulQ8Out& o : outs) ok = ok && o.m.n_out > 0 && o.y != nullptr;
+    if (!ok) {
+        dev.fail(error(StatusCode::invalid_argument,
+                       "matmul_cuda_q8_expert_groups: 1..3 stacks, n_rows >= 1, items (16-byte aligned), "
+                       "1 <= max_rows <= 64, xq 16-byte aligned"));
+        return;
+    }
+    for (const MatmulQ8Out& o : outs) {
+        if (!cuda_kernels::has_mma(o.m.type)) {
+            dev.fail(error(StatusCode::unsupported, strformat("matmul_cuda_q8_expert_groups: no tensor-core kernel for %s",
+                                                              quant::type_name(o.m.type))));
+            return;
+        }
+        if (!check_q8_matrix(dev, "matmul_cuda_q8_expert_groups", o.m, n_in, n_rows)) return;
+    }
+    if (n_in == 0 || !dev.make_current()) return;
+    auto* s = static_cast<cudaStream_t>(stream.handle());
+    const cuda_kernels::ActQ8 act = act_of(xq, n_in, n_rows);
+    launch_per_type(
+        outs, [](const MatmulQ8Out& o) { return plain_seg(o.m.w, o.m.row_bytes, o.m.n_out, o.y); },
+        [&](QuantType type, const cuda_kernels::MvArgs& args) {
+            cuda_kernels::MmaSeg segs[cuda_kernels::kMmaMaxSegs];
+            for (int i = 0; i < args.n_segs; ++i) {
+                const cuda_kernels::MvSeg& g = args.seg[i];
+                segs[i] = {g.w, g.row_bytes, static_cast<float*>(g.out), g.n_rows, 1};
+            }
+            return dev.check(cuda_kernels::matmul_q8_mma_experts(type, segs, args.n_segs,
+                                                                 reinterpret_cast<const int4*>(items), n_items,
+                                                                 max_rows, act, (int)n_in, s),
+                             "matmul_cuda_q8_expert_groups launch");
+        });
+}
+
 void matmul_qkv_rope_cuda(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_tokens,
                           const MatmulQ8Matrix& wq, const MatmulQ8Matrix& wk, const MatmulQ8Matrix& wv, float* q,
                           const QkvRopeCuda& r) {

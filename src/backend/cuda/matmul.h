@@ -184,6 +184,27 @@ void matmul_cuda_q8_grouped(cuda::Stream& stream, const void* xq, int64_t n_in, 
 void matmul_cuda_q8_experts(cuda::Stream& stream, const void* xq, int64_t n_in, const int32_t* ids, int k,
                             bool per_expert_input, std::initializer_list<MatmulQ8Out> outs);
 
+// The expert matrices of a mixture-of-experts step routed on the host (prompt steps), on the
+// tensor cores: one launch per weight type for every expert, where a call per expert paid a
+// dequantization, a conversion and a GEMM launch each (128 experts x 3 matrices per layer).
+// xq: n_rows activation rows (quantize_activations_cuda of [n_rows][n_in]) grouped by expert;
+// items: n_items x 4 int32 in device memory, 16-byte aligned, {expert, first row, row count
+// (1..kMatmulQ8ExpertGroupRows), 0}, each a group of rows of one expert (an expert's rows cut
+// into groups of at most that many); max_rows: the largest count (sizes the kernel). For each
+// item and each out (a stack of expert matrices of out.m.n_out rows each, expert e's first row
+// at e * n_out):
+//   out.y[(first + i) * n_out + r] = row r of expert `expert` · xq row (first + i),  i < count;
+// other rows of y are not written. Each output is summed in one chain (matmul.h's chain numerics;
+// bit-identical to matmul_cuda_q8 of that expert over those rows where matmul_cuda_q8_chains of
+// the expert's shape is 1). Types: can_matmul_cuda_q8_expert_groups. Not a programmatic launch:
+// it runs after the work before it (the table's upload included). Bad arguments record
+// invalid_argument (unsupported for a type without the kernel); nothing is launched.
+constexpr int kMatmulQ8ExpertGroupRows = 64;
+bool can_matmul_cuda_q8_expert_groups(quant::QuantType type);
+void matmul_cuda_q8_expert_groups(cuda::Stream& stream, const void* xq, int64_t n_in, int64_t n_rows,
+                                  const int32_t* items, int n_items, int max_rows,
+                                  std::initializer_list<MatmulQ8Out> outs);
+
 // Where the Q/K/V projections of matmul_qkv_rope_cuda go.
 struct QkvRopeCuda {
     int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;

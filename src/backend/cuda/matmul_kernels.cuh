@@ -116,6 +116,12 @@ struct MmaSeg {
 };
 cudaError_t matmul_q8_mma_grouped(quant::QuantType type, const MmaSeg* segs, int n_segs, ActQ8 act, int n_in,
                                   int n_tokens, bool pdl, cudaStream_t s);
+// The same kernel over expert groups (matmul.h: matmul_cuda_q8_expert_groups): each seg is a
+// stack of experts of n_out rows (n_chains ignored: one chain), items (device, 16-byte aligned)
+// n_items int4 {expert, first activation row, rows 1..max_rows, unused}; y of expert rows r of
+// row t goes to seg.y[t * n_out + r]. Not programmatic: it waits for the work before it.
+cudaError_t matmul_q8_mma_experts(quant::QuantType type, const MmaSeg* segs, int n_segs, const int4* items,
+                                  int n_items, int max_rows, ActQ8 act, int n_in, cudaStream_t s);
 
 // Tensor-core GEMM (matmul_gemm.cu) for F32, F16, BF16 and every type of has_matvec_q8: W 16-byte aligned with
 // row_bytes % 16 == 0, n_in % 64 == 0; xh [n_tokens][n_in] f16, 16-byte aligned. n_sm sizes

@@ -133,13 +133,19 @@ struct MmaLaunch {
     int n_out[kMmaMaxSegs];
     int n_chains[kMmaMaxSegs];
     int block_begin[kMmaMaxSegs];  // block_begin[0] = 0; unused matrices: INT_MAX
+    // Expert groups (matmul_q8_mma_experts), or null: each matrix is a stack of experts of n_out
+    // rows, and its blocks are n_items x tiles: item i (device int4 {expert, first activation
+    // row, rows 1..64, -}) times the expert's row tiles, one chain.
+    const int4* items = nullptr;
+    int n_items = 0;
 };
-// This block's matrix, first row (tiles of kRB rows) and chain.
+// This block's matrix, first row (tiles of kRB rows) and chain; with items, its activation rows.
 struct MmaBlock {
     const std::byte* w;
     size_t row_bytes;
     float* y;
     int n_out, n_chains, chain, row0;
+    int tok0, n_tok;  // items: the item's first activation row and row count
 };
 template <int kRB>
 __device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a) {
@@ -154,6 +160,17 @@ __device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a) {
     m.n_out = pick(a.n_out[0], a.n_out[1], a.n_out[2]);
     m.n_chains = pick(a.n_chains[0], a.n_chains[1], a.n_chains[2]);
     const int lb = b - pick(0, a.block_begin[1], a.block_begin[2]);
+    m.tok0 = 0, m.n_tok = 0;
+    if (a.items != nullptr) {
+        const int tiles = (m.n_out + kRB - 1) / kRB;
+        const int4 it = a.items[lb / tiles];
+        m.w += (size_t)it.x * m.n_out * m.row_bytes;
+        m.y += (size_t)it.y * m.n_out;
+        m.tok0 = it.y, m.n_tok = it.z;
+        m.chain = 0, m.n_chains = 1;
+        m.row0 = lb % tiles * kRB;
+        return m;
+    }
     m.chain = lb % m.n_chains;
     m.row0 = lb / m.n_chains * kRB;
     return m;
@@ -488,6 +505,7 @@ __global__ void __launch_bounds__(kThreads, 4) matmul_mma_lean_kernel(
 
     const int tid = threadIdx.x, warp = tid >> 5;
     const MmaBlock mb = mma_block<kRows>(mats);
+    if (mats.items != nullptr) xq += (size_t)mb.tok0 * n_in, xds += (size_t)mb.tok0 * (n_in / 32), n_tokens = mb.n_tok;
     const std::byte* const w = mb.w;
     const size_t row_bytes = mb.row_bytes;
     float* const y = mb.y;
@@ -616,6 +634,7 @@ __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
 
     const int tid = threadIdx.x, warp = tid >> 5;
     const MmaBlock mb = mma_block<kRB>(mats);
+    if (mats.items != nullptr) xq += (size_t)mb.tok0 * n_in, xds += (size_t)mb.tok0 * (n_in / 32), n_tokens = mb.n_tok;
     const std::byte* const w = mb.w;
     const size_t row_bytes = mb.row_bytes;
     float* const y = mb.y;
@@ -718,17 +737,15 @@ int64_t plan_launch(const MmaSeg* segs, int n_segs, int rows, int cluster, MmaLa
     return blocks;
 }
 
-// Launches `kernel` over the tiles of `segs` of `rows` rows each.
+// Launches `kernel` over `blocks` blocks of the launch table `mats`.
 template <typename Kernel>
-cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, const MmaSeg* segs, int n_segs,
-                          int cluster, int data_bytes, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
+cudaError_t launch_planned(Kernel kernel, int threads, size_t smem, const MmaLaunch& mats, int64_t blocks, int cluster,
+                           int data_bytes, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
     if (smem > 48 * 1024) {
         const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (err != cudaSuccess) return err;
     }
-    MmaLaunch mats;
-    const int64_t blocks = plan_launch(segs, n_segs, rows, cluster, mats);
-    if (blocks >= INT_MAX) return cudaErrorInvalidValue;
+    if (blocks < 1 || blocks >= INT_MAX) return cudaErrorInvalidValue;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)blocks);
     cfg.blockDim = dim3((unsigned)threads);
@@ -751,6 +768,15 @@ cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, con
     cfg.attrs = attr;
     cfg.numAttrs = n_attr;
     return cudaLaunchKernelEx(&cfg, kernel, mats, data_bytes, act.qs, act.ds, n_in, n_tokens);
+}
+
+// Launches `kernel` over the tiles of `segs` of `rows` rows each.
+template <typename Kernel>
+cudaError_t launch_kernel(Kernel kernel, int rows, int threads, size_t smem, const MmaSeg* segs, int n_segs,
+                          int cluster, int data_bytes, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
+    MmaLaunch mats;
+    const int64_t blocks = plan_launch(segs, n_segs, rows, cluster, mats);
+    return launch_planned(kernel, threads, smem, mats, blocks, cluster, data_bytes, act, n_in, n_tokens, pdl, s);
 }
 
 // The device's SM count and shared memory per SM (bytes).
@@ -814,6 +840,44 @@ cudaError_t launch_nt(const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n
     return launch_kernel(kernel64, 64, 128, smem64, segs, n_segs, cluster, data_bytes, act, n_in, n_tokens, pdl, s);
 }
 
+// Expert groups: the 64-row kernel (its grids are large: items x tiles), one chain per tile,
+// after the work before it (the item table is uploaded by the stream, not written by a kernel).
+template <QuantType kType, int NT>
+cudaError_t launch_experts_nt(const MmaSeg* segs, int n_segs, const int4* items, int n_items, ActQ8 act, int n_in,
+                              cudaStream_t s) {
+    constexpr int kSuper = Mq<kType>::kSuperBytes;
+    bool al16 = (kSuper & 15) == 0;
+    for (int i = 0; i < n_segs; ++i) al16 = al16 && ((reinterpret_cast<uintptr_t>(segs[i].w) | segs[i].row_bytes) & 15) == 0;
+    const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);
+    MmaLaunch mats;
+    int64_t blocks = 0;
+    for (int i = 0; i < kMmaMaxSegs; ++i) {
+        const MmaSeg& g = segs[i < n_segs ? i : n_segs - 1];
+        mats.w[i] = g.w, mats.row_bytes[i] = g.row_bytes, mats.y[i] = g.y, mats.n_out[i] = g.n_out, mats.n_chains[i] = 1;
+        mats.block_begin[i] = i < n_segs ? (int)std::min<int64_t>(blocks, INT_MAX) : INT_MAX;
+        if (i < n_segs) blocks += (int64_t)n_items * ((g.n_out + 63) / 64);
+    }
+    mats.items = items, mats.n_items = n_items;
+    return launch_planned(matmul_mma_kernel<kType, NT, false, 64>, 128, smem_bytes(64, NT, rs), mats, blocks, 1,
+                          (int)quant::row_size(kType, n_in), act, n_in, 8 * NT, /*pdl=*/false, s);
+}
+
+template <QuantType kType>
+cudaError_t launch_experts(const MmaSeg* segs, int n_segs, const int4* items, int n_items, int max_rows, ActQ8 act,
+                           int n_in, cudaStream_t s) {
+    switch ((max_rows + 7) / 8) {
+        case 1: return launch_experts_nt<kType, 1>(segs, n_segs, items, n_items, act, n_in, s);
+        case 2: return launch_experts_nt<kType, 2>(segs, n_segs, items, n_items, act, n_in, s);
+        case 3: return launch_experts_nt<kType, 3>(segs, n_segs, items, n_items, act, n_in, s);
+        case 4: return launch_experts_nt<kType, 4>(segs, n_segs, items, n_items, act, n_in, s);
+        case 5: return launch_experts_nt<kType, 5>(segs, n_segs, items, n_items, act, n_in, s);
+        case 6: return launch_experts_nt<kType, 6>(segs, n_segs, items, n_items, act, n_in, s);
+        case 7: return launch_experts_nt<kType, 7>(segs, n_segs, items, n_items, act, n_in, s);
+        case 8: return launch_experts_nt<kType, 8>(segs, n_segs, items, n_items, act, n_in, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
 template <QuantType kType>
 cudaError_t launch_type(const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n_tokens, bool pdl, cudaStream_t s) {
     if (n_tokens == 1) return launch_nt<kType, 1, true>(segs, n_segs, act, n_in, n_tokens, pdl, s);
@@ -863,6 +927,22 @@ cudaError_t matmul_q8_mma_grouped(QuantType type, const MmaSeg* segs, int n_segs
         case QuantType::q4_0: return launch_type<QuantType::q4_0>(segs, n_segs, act, n_in, n_tokens, pdl, s);
         case QuantType::q4_k: return launch_type<QuantType::q4_k>(segs, n_segs, act, n_in, n_tokens, pdl, s);
         case QuantType::q6_k: return launch_type<QuantType::q6_k>(segs, n_segs, act, n_in, n_tokens, pdl, s);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t matmul_q8_mma_experts(QuantType type, const MmaSeg* segs, int n_segs, const int4* items, int n_items,
+                                  int max_rows, ActQ8 act, int n_in, cudaStream_t s) {
+    if (n_segs < 1 || n_segs > kMmaMaxSegs || items == nullptr || n_items < 1 || max_rows < 1 ||
+        max_rows > kMmaMaxTokens || (reinterpret_cast<uintptr_t>(items) & 15) != 0)
+        return cudaErrorInvalidValue;
+    for (int i = 0; i < n_segs; ++i)
+        if (segs[i].n_out < 1) return cudaErrorInvalidValue;
+    switch (type) {
+        case QuantType::q8_0: return launch_experts<QuantType::q8_0>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
+        case QuantType::q4_0: return launch_experts<QuantType::q4_0>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
+        case QuantType::q4_k: return launch_experts<QuantType::q4_k>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
+        case QuantType::q6_k: return launch_experts<QuantType::q6_k>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
         default: return cudaErrorInvalidValue;
     }
 }
