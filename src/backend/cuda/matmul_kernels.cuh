@@ -117,7 +117,7 @@ struct MmaSeg {
 cudaError_t matmul_q8_mma_grouped(quant::QuantType type, const MmaSeg* segs, int n_segs, ActQ8 act, int n_in,
                                   int n_tokens, bool pdl, cudaStream_t s);
 // The same kernel over expert groups (matmul.h: matmul_cuda_q8_expert_groups): each seg is a
-// stack of experts of n_out rows (n_chains ignored: one chain), items (device, 16-byte aligned)
+// stack of experts of n_out rows (n_chains must be 1: one chain), items (device, 16-byte aligned)
 // n_items int4 {expert, first activation row, rows 1..max_rows, unused}; y of expert rows r of
 // row t goes to seg.y[t * n_out + r]. Not programmatic: it waits for the work before it.
 cudaError_t matmul_q8_mma_experts(quant::QuantType type, const MmaSeg* segs, int n_segs, const int4* items,

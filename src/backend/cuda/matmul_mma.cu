@@ -134,21 +134,22 @@ struct MmaLaunch {
     int n_chains[kMmaMaxSegs];
     int block_begin[kMmaMaxSegs];  // block_begin[0] = 0; unused matrices: INT_MAX
     // Expert groups (matmul_q8_mma_experts), or null: each matrix is a stack of experts of n_out
-    // rows, and its blocks are n_items x tiles: item i (device int4 {expert, first activation
+    // rows, and its blocks are items x tiles: item i (device int4 {expert, first activation
     // row, rows 1..64, -}) times the expert's row tiles, one chain.
     const int4* items = nullptr;
-    int n_items = 0;
 };
-// This block's matrix, first row (tiles of kRB rows) and chain; with items, its activation rows.
+// This block's matrix, first row (tiles of kRB rows) and chain.
 struct MmaBlock {
     const std::byte* w;
     size_t row_bytes;
     float* y;
     int n_out, n_chains, chain, row0;
-    int tok0, n_tok;  // items: the item's first activation row and row count
 };
-template <int kRB>
-__device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a) {
+// With items, also moves xq and xds to the item's first activation row and sets n_tokens to its
+// row count.
+// (Q, D: the kernels' __restrict__ pointers to int8 quants and float2 {d, sum}.)
+template <int kRB, class Q, class D>
+__device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a, Q& xq, D& xds, int n_in, int& n_tokens) {
     const int b = (int)blockIdx.x;
     const bool s1 = b >= a.block_begin[1], s2 = b >= a.block_begin[2];
     // Constant indices only: a dynamically indexed kernel parameter would be copied to local memory.
@@ -160,13 +161,12 @@ __device__ __forceinline__ MmaBlock mma_block(const MmaLaunch& a) {
     m.n_out = pick(a.n_out[0], a.n_out[1], a.n_out[2]);
     m.n_chains = pick(a.n_chains[0], a.n_chains[1], a.n_chains[2]);
     const int lb = b - pick(0, a.block_begin[1], a.block_begin[2]);
-    m.tok0 = 0, m.n_tok = 0;
     if (a.items != nullptr) {
         const int tiles = (m.n_out + kRB - 1) / kRB;
         const int4 it = a.items[lb / tiles];
         m.w += (size_t)it.x * m.n_out * m.row_bytes;
         m.y += (size_t)it.y * m.n_out;
-        m.tok0 = it.y, m.n_tok = it.z;
+        xq += (size_t)it.y * n_in, xds += (size_t)it.y * (n_in / 32), n_tokens = it.z;
         m.chain = 0, m.n_chains = 1;
         m.row0 = lb % tiles * kRB;
         return m;
@@ -504,8 +504,7 @@ __global__ void __launch_bounds__(kThreads, 4) matmul_mma_lean_kernel(
     auto* sbytes = reinterpret_cast<std::byte*>(smem);
 
     const int tid = threadIdx.x, warp = tid >> 5;
-    const MmaBlock mb = mma_block<kRows>(mats);
-    if (mats.items != nullptr) xq += (size_t)mb.tok0 * n_in, xds += (size_t)mb.tok0 * (n_in / 32), n_tokens = mb.n_tok;
+    const MmaBlock mb = mma_block<kRows>(mats, xq, xds, n_in, n_tokens);
     const std::byte* const w = mb.w;
     const size_t row_bytes = mb.row_bytes;
     float* const y = mb.y;
@@ -633,8 +632,7 @@ __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
     auto* sbytes = reinterpret_cast<std::byte*>(smem);
 
     const int tid = threadIdx.x, warp = tid >> 5;
-    const MmaBlock mb = mma_block<kRB>(mats);
-    if (mats.items != nullptr) xq += (size_t)mb.tok0 * n_in, xds += (size_t)mb.tok0 * (n_in / 32), n_tokens = mb.n_tok;
+    const MmaBlock mb = mma_block<kRB>(mats, xq, xds, n_in, n_tokens);
     const std::byte* const w = mb.w;
     const size_t row_bytes = mb.row_bytes;
     float* const y = mb.y;
@@ -722,9 +720,9 @@ __global__ void __launch_bounds__(2 * kRB, kRB == 64 ? 3 : 2) matmul_mma_kernel(
 }
 
 // The launch table of `segs` over tiles of `rows` rows: each matrix gets whole clusters of
-// `cluster` blocks (the largest n_chains), cluster / n_chains tiles per cluster. Returns the
-// number of blocks.
-int64_t plan_launch(const MmaSeg* segs, int n_segs, int rows, int cluster, MmaLaunch& a) {
+// `cluster` blocks (the largest n_chains), cluster / n_chains tiles per cluster, `copies` times
+// over (expert groups: once per item). Returns the number of blocks.
+int64_t plan_launch(const MmaSeg* segs, int n_segs, int rows, int cluster, MmaLaunch& a, int64_t copies = 1) {
     int64_t blocks = 0;
     for (int i = 0; i < kMmaMaxSegs; ++i) {
         const MmaSeg& g = segs[i < n_segs ? i : n_segs - 1];
@@ -732,9 +730,17 @@ int64_t plan_launch(const MmaSeg* segs, int n_segs, int rows, int cluster, MmaLa
         a.block_begin[i] = i < n_segs ? (int)blocks : INT_MAX;
         if (i >= n_segs) continue;
         const int64_t tiles = (g.n_out + rows - 1) / rows, per_cluster = cluster / g.n_chains;
-        blocks += (tiles + per_cluster - 1) / per_cluster * cluster;
+        blocks += copies * ((tiles + per_cluster - 1) / per_cluster * cluster);
     }
     return blocks;
+}
+
+// Whether every matrix's rows and super-units start 16-byte aligned (the kernels then stage rows
+// at row_stride_al; shared memory is sized for the widest stride of the launch).
+bool segs_aligned16(const MmaSeg* segs, int n_segs, int super_bytes) {
+    bool al16 = (super_bytes & 15) == 0;
+    for (int i = 0; i < n_segs; ++i) al16 = al16 && ((reinterpret_cast<uintptr_t>(segs[i].w) | segs[i].row_bytes) & 15) == 0;
+    return al16;
 }
 
 // Launches `kernel` over `blocks` blocks of the launch table `mats`.
@@ -812,11 +818,8 @@ cudaError_t launch_nt(const MmaSeg* segs, int n_segs, ActQ8 act, int n_in, int n
     constexpr int kSuper = Mq<kType>::kSuperBytes;
     const int data_bytes = (int)quant::row_size(kType, n_in);
     int cluster = 1;
-    bool al16 = (kSuper & 15) == 0;  // every matrix's rows: shared memory is sized for the widest row stride
-    for (int i = 0; i < n_segs; ++i) {
-        cluster = std::max(cluster, segs[i].n_chains);
-        al16 = al16 && ((reinterpret_cast<uintptr_t>(segs[i].w) | segs[i].row_bytes) & 15) == 0;
-    }
+    for (int i = 0; i < n_segs; ++i) cluster = std::max(cluster, segs[i].n_chains);
+    const bool al16 = segs_aligned16(segs, n_segs, kSuper);
     const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);
     const size_t smem64 = smem_bytes(64, NT, rs), smem128 = smem_bytes(128, NT, rs);
     auto kernel64 = matmul_mma_kernel<kType, NT, kSingle, 64>;
@@ -846,18 +849,10 @@ template <QuantType kType, int NT>
 cudaError_t launch_experts_nt(const MmaSeg* segs, int n_segs, const int4* items, int n_items, ActQ8 act, int n_in,
                               cudaStream_t s) {
     constexpr int kSuper = Mq<kType>::kSuperBytes;
-    bool al16 = (kSuper & 15) == 0;
-    for (int i = 0; i < n_segs; ++i) al16 = al16 && ((reinterpret_cast<uintptr_t>(segs[i].w) | segs[i].row_bytes) & 15) == 0;
-    const int rs = al16 ? row_stride_al(kSuper) : row_stride_of(kSuper);
+    const int rs = segs_aligned16(segs, n_segs, kSuper) ? row_stride_al(kSuper) : row_stride_of(kSuper);
     MmaLaunch mats;
-    int64_t blocks = 0;
-    for (int i = 0; i < kMmaMaxSegs; ++i) {
-        const MmaSeg& g = segs[i < n_segs ? i : n_segs - 1];
-        mats.w[i] = g.w, mats.row_bytes[i] = g.row_bytes, mats.y[i] = g.y, mats.n_out[i] = g.n_out, mats.n_chains[i] = 1;
-        mats.block_begin[i] = i < n_segs ? (int)std::min<int64_t>(blocks, INT_MAX) : INT_MAX;
-        if (i < n_segs) blocks += (int64_t)n_items * ((g.n_out + 63) / 64);
-    }
-    mats.items = items, mats.n_items = n_items;
+    const int64_t blocks = plan_launch(segs, n_segs, 64, 1, mats, n_items);  // n_chains 1 (matmul_q8_mma_experts)
+    mats.items = items;
     return launch_planned(matmul_mma_kernel<kType, NT, false, 64>, 128, smem_bytes(64, NT, rs), mats, blocks, 1,
                           (int)quant::row_size(kType, n_in), act, n_in, 8 * NT, /*pdl=*/false, s);
 }
@@ -937,7 +932,7 @@ cudaError_t matmul_q8_mma_experts(QuantType type, const MmaSeg* segs, int n_segs
         max_rows > kMmaMaxTokens || (reinterpret_cast<uintptr_t>(items) & 15) != 0)
         return cudaErrorInvalidValue;
     for (int i = 0; i < n_segs; ++i)
-        if (segs[i].n_out < 1) return cudaErrorInvalidValue;
+        if (segs[i].n_out < 1 || segs[i].n_chains != 1) return cudaErrorInvalidValue;
     switch (type) {
         case QuantType::q8_0: return launch_experts<QuantType::q8_0>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
         case QuantType::q4_0: return launch_experts<QuantType::q4_0>(segs, n_segs, items, n_items, max_rows, act, n_in, s);
